@@ -1,0 +1,705 @@
+//! The Neuron engine of one instance (`/api/neuron/...`): driver plugins, nodes, settings, groups,
+//! tags, subscriptions and the bulk `global/drivers` document, answering with Neuron's codes.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::Request;
+use crate::reply::{Reply, neuron_code, neuron_error, neuron_ok};
+use crate::versions::Engines;
+
+/// Neuron's name and string length limits (`NEU_*_LEN` minus the NUL).
+const NAME_MAX: usize = 127;
+const MAX_GROUPS_PER_NODE: usize = 512;
+
+#[derive(Debug, Default)]
+pub struct Neuron {
+    nodes: BTreeMap<String, Node>,
+    /// (app, driver, group) -> params
+    subscriptions: BTreeMap<(String, String, String), Value>,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    plugin: &'static PluginDef,
+    params: Option<Value>,
+    groups: BTreeMap<String, Group>,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    interval: u64,
+    tags: Vec<Value>,
+}
+
+/// One installed plugin and the setting parameters its `setting` callback insists on.
+#[derive(Debug)]
+pub struct PluginDef {
+    pub name: &'static str,
+    pub library: &'static str,
+    pub description: &'static str,
+    /// 1 driver (south), 2 app (north)
+    pub node_type: u8,
+    pub single: bool,
+    params: &'static [Param],
+    address: AddressRule,
+}
+
+#[derive(Debug)]
+struct Param {
+    key: &'static str,
+    kind: ParamKind,
+    required: bool,
+}
+
+#[derive(Debug)]
+enum ParamKind {
+    Int { min: i64, max: i64 },
+    Str { max_len: usize },
+    Bool,
+    Map(&'static [i64]),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum AddressRule {
+    Modbus,
+    OpcUa,
+    S7,
+    Any,
+}
+
+const fn int(key: &'static str, min: i64, max: i64, required: bool) -> Param {
+    Param { key, kind: ParamKind::Int { min, max }, required }
+}
+const fn string(key: &'static str, required: bool) -> Param {
+    Param { key, kind: ParamKind::Str { max_len: 255 }, required }
+}
+
+static PLUGINS: &[PluginDef] = &[
+    PluginDef {
+        name: "Modbus TCP",
+        library: "libplugin-modbus-tcp.so",
+        description: "This plugin is used to connect devices using modbus tcp protocol",
+        node_type: 1,
+        single: false,
+        params: &[
+            string("host", true),
+            int("port", 1, 65535, true),
+            int("timeout", 1000, 65535, true),
+            int("interval", 0, 3000, false),
+            Param { key: "connection_mode", kind: ParamKind::Map(&[0, 1]), required: false },
+            Param { key: "transport_mode", kind: ParamKind::Map(&[0, 1]), required: false },
+            int("max_retries", 0, 10, false),
+            int("retry_interval", 0, 10000, false),
+        ],
+        address: AddressRule::Modbus,
+    },
+    PluginDef {
+        name: "Modbus RTU",
+        library: "libplugin-modbus-rtu.so",
+        description: "This plugin is used to connect devices using modbus rtu protocol",
+        node_type: 1,
+        single: false,
+        params: &[
+            Param { key: "link", kind: ParamKind::Map(&[0, 1]), required: true },
+            string("device", false),
+            Param { key: "baud", kind: ParamKind::Map(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), required: false },
+            Param { key: "parity", kind: ParamKind::Map(&[0, 1, 2, 3, 4]), required: false },
+            Param { key: "stop", kind: ParamKind::Map(&[0, 1]), required: false },
+            Param { key: "data", kind: ParamKind::Map(&[0, 1, 2, 3]), required: false },
+            string("host", false),
+            int("port", 1, 65535, false),
+            int("timeout", 1000, 65535, true),
+        ],
+        address: AddressRule::Modbus,
+    },
+    PluginDef {
+        name: "OPC UA",
+        library: "libplugin-opcua.so",
+        description: "OPC UA plugin",
+        node_type: 1,
+        single: false,
+        params: &[string("url", true), string("username", false), string("password", false)],
+        address: AddressRule::OpcUa,
+    },
+    PluginDef {
+        name: "Siemens S7 ISOTCP",
+        library: "libplugin-s7comm.so",
+        description: "Siemens S7 ISO TCP",
+        node_type: 1,
+        single: false,
+        params: &[string("host", true), int("port", 1, 65535, true), int("rack", 0, 7, true), int("slot", 0, 31, true)],
+        address: AddressRule::S7,
+    },
+    PluginDef {
+        name: "File",
+        library: "libplugin-file.so",
+        description: "File plugin",
+        node_type: 1,
+        single: false,
+        params: &[int("file_length", 1, 1024 * 1024, false)],
+        address: AddressRule::Any,
+    },
+    PluginDef {
+        name: "MQTT",
+        library: "libplugin-mqtt.so",
+        description: "Neuron northbound MQTT plugin",
+        node_type: 2,
+        single: false,
+        params: &[string("host", true), int("port", 1, 65535, true), string("client-id", false), Param { key: "ssl", kind: ParamKind::Bool, required: false }],
+        address: AddressRule::Any,
+    },
+    PluginDef {
+        name: "eKuiper",
+        library: "libplugin-ekuiper.so",
+        description: "Neuron northbound eKuiper plugin",
+        node_type: 2,
+        single: false,
+        params: &[string("host", true), int("port", 1, 65535, true)],
+        address: AddressRule::Any,
+    },
+    PluginDef {
+        name: "Monitor",
+        library: "libplugin-monitor.so",
+        description: "Builtin plugin for Neuron monitoring",
+        node_type: 2,
+        single: true,
+        params: &[],
+        address: AddressRule::Any,
+    },
+];
+
+fn plugin(name: &str) -> Option<&'static PluginDef> {
+    PLUGINS.iter().find(|p| p.name == name)
+}
+
+impl Neuron {
+    pub fn handle(&mut self, e: &Engines, req: &Request<'_>) -> Reply {
+        let path = req.path.trim_matches('/');
+        let body = || serde_json::from_slice::<Value>(req.body).ok().filter(Value::is_object);
+        macro_rules! with_body {
+            ($f:expr) => {
+                match body() {
+                    Some(b) => $f(b),
+                    None => neuron_error(1002),
+                }
+            };
+        }
+        match (req.method, path) {
+            ("GET", "version") => Reply::json(200, &json!({"build_date": "2024-01-01", "revision": "simulated", "version": e.neuron.to_string()})),
+            ("POST", "ping") => neuron_ok(),
+            ("GET", "plugin") => self.list_plugins(),
+            ("GET", "node") => self.list_nodes(req),
+            ("POST", "node") => with_body!(|b| self.create_node(&b)),
+            ("DELETE", "node") => with_body!(|b| self.delete_node(&b)),
+            ("GET", "node/setting") => self.get_setting(req),
+            ("POST", "node/setting") => with_body!(|b| self.set_setting(&b)),
+            ("GET", "group") => self.list_groups(req),
+            ("POST", "group") => with_body!(|b| self.create_group(&b)),
+            ("DELETE", "group") => with_body!(|b| self.delete_group(&b)),
+            ("GET", "tags") => self.list_tags(req),
+            ("POST", "tags") => with_body!(|b| self.add_tags(e, &b)),
+            ("POST", "gtags") => with_body!(|b| self.add_gtags(e, &b)),
+            ("POST", "subscribe") => with_body!(|b| self.subscribe(&b)),
+            ("GET", "subscribe") => self.list_subscriptions(req),
+            ("GET", "global/drivers") if e.has_global_drivers() => self.export_drivers(req),
+            ("PUT", "global/drivers") if e.has_global_drivers() => with_body!(|b| self.put_drivers(e, &b)),
+            _ => Reply::text(404, "404 page not found"),
+        }
+    }
+
+    fn list_plugins(&self) -> Reply {
+        let plugins: Vec<Value> = PLUGINS
+            .iter()
+            .map(|p| {
+                json!({"kind": 1, "node_type": p.node_type, "name": p.name, "library": p.library,
+                       "description": p.description, "description_zh": p.description,
+                       "schema": p.library.trim_start_matches("libplugin-").trim_end_matches(".so"),
+                       "single": p.single, "display": true})
+            })
+            .collect();
+        Reply::json(200, &json!({"plugins": plugins}))
+    }
+
+    fn list_nodes(&self, req: &Request<'_>) -> Reply {
+        let node_type: u8 = req.query.get("type").and_then(|t| t.parse().ok()).unwrap_or(1);
+        let nodes: Vec<Value> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.plugin.node_type == node_type)
+            .filter(|(_, n)| req.query.get("plugin").is_none_or(|p| p == n.plugin.name))
+            .map(|(name, n)| json!({"name": name, "plugin": n.plugin.name, "support_import_tags": n.plugin.node_type == 1}))
+            .collect();
+        Reply::json(200, &json!({"nodes": nodes}))
+    }
+
+    fn create_node(&mut self, body: &Value) -> Reply {
+        let (Some(name), Some(plugin_name)) = (str_field(body, "name"), str_field(body, "plugin")) else {
+            return neuron_error(1002);
+        };
+        match self.insert_node(name, plugin_name, body.get("params")) {
+            Ok(()) => neuron_ok(),
+            Err(code) => neuron_error(code),
+        }
+    }
+
+    fn insert_node(&mut self, name: &str, plugin_name: &str, params: Option<&Value>) -> Result<(), u32> {
+        if name.is_empty() || name.len() > NAME_MAX {
+            return Err(2010);
+        }
+        let Some(plugin) = plugin(plugin_name) else {
+            return Err(2301);
+        };
+        if self.nodes.contains_key(name) {
+            return Err(2002);
+        }
+        if plugin.single && self.nodes.values().any(|n| std::ptr::eq(n.plugin, plugin)) {
+            return Err(2307);
+        }
+        if let Some(params) = params {
+            check_params(plugin, params)?;
+        }
+        let params = params.cloned();
+        self.nodes.insert(name.to_owned(), Node { plugin, params, groups: BTreeMap::new() });
+        Ok(())
+    }
+
+    fn delete_node(&mut self, body: &Value) -> Reply {
+        let Some(name) = str_field(body, "name") else {
+            return neuron_error(1002);
+        };
+        if self.nodes.remove(name).is_none() {
+            return neuron_error(2003);
+        }
+        self.subscriptions.retain(|(app, driver, _), _| app != name && driver != name);
+        neuron_ok()
+    }
+
+    fn get_setting(&self, req: &Request<'_>) -> Reply {
+        let name = req.query.get("node").map(String::as_str).unwrap_or_default();
+        match self.nodes.get(name) {
+            None => neuron_error(2003),
+            Some(Node { params: None, .. }) => neuron_code(200, 2005),
+            Some(Node { params: Some(params), .. }) => Reply::json(200, &json!({"node": name, "params": params})),
+        }
+    }
+
+    fn set_setting(&mut self, body: &Value) -> Reply {
+        let (Some(name), Some(params)) = (str_field(body, "node"), body.get("params").filter(|p| p.is_object())) else {
+            return neuron_error(1002);
+        };
+        let Some(node) = self.nodes.get_mut(name) else {
+            return neuron_error(2003);
+        };
+        if let Err(code) = check_params(node.plugin, params) {
+            return neuron_error(code);
+        }
+        node.params = Some(params.clone());
+        neuron_ok()
+    }
+
+    fn list_groups(&self, req: &Request<'_>) -> Reply {
+        let name = req.query.get("node").map(String::as_str).unwrap_or_default();
+        let Some(node) = self.nodes.get(name) else {
+            return neuron_error(2003);
+        };
+        let groups: Vec<Value> = node
+            .groups
+            .iter()
+            .map(|(g, group)| json!({"name": g, "interval": group.interval, "tag_count": group.tags.len()}))
+            .collect();
+        Reply::json(200, &json!({"groups": groups}))
+    }
+
+    fn create_group(&mut self, body: &Value) -> Reply {
+        let (Some(node), Some(group), Some(interval)) =
+            (str_field(body, "node"), str_field(body, "group"), body.get("interval").and_then(Value::as_u64))
+        else {
+            return neuron_error(1002);
+        };
+        match self.insert_group(node, group, interval) {
+            Ok(()) => neuron_ok(),
+            Err(code) => neuron_error(code),
+        }
+    }
+
+    fn insert_group(&mut self, node_name: &str, group: &str, interval: u64) -> Result<(), u32> {
+        if node_name.len() > NAME_MAX {
+            return Err(2010);
+        }
+        if group.is_empty() || group.len() > NAME_MAX {
+            return Err(2107);
+        }
+        if interval < 100 {
+            return Err(2105);
+        }
+        let node = self.nodes.get_mut(node_name).ok_or(2003u32)?;
+        if node.plugin.node_type != 1 {
+            return Err(2103);
+        }
+        if node.groups.contains_key(group) {
+            return Err(2104);
+        }
+        if node.groups.len() >= MAX_GROUPS_PER_NODE {
+            return Err(2108);
+        }
+        node.groups.insert(group.to_owned(), Group { interval, tags: Vec::new() });
+        Ok(())
+    }
+
+    fn delete_group(&mut self, body: &Value) -> Reply {
+        let (Some(node), Some(group)) = (str_field(body, "node"), str_field(body, "group")) else {
+            return neuron_error(1002);
+        };
+        let Some(node) = self.nodes.get_mut(node) else {
+            return neuron_error(2003);
+        };
+        if node.groups.remove(group).is_none() {
+            return neuron_error(2106);
+        }
+        neuron_ok()
+    }
+
+    fn list_tags(&self, req: &Request<'_>) -> Reply {
+        let node = req.query.get("node").map(String::as_str).unwrap_or_default();
+        let group = req.query.get("group").map(String::as_str).unwrap_or_default();
+        let Some(node) = self.nodes.get(node) else {
+            return neuron_error(2003);
+        };
+        let Some(group) = node.groups.get(group) else {
+            return neuron_error(2106);
+        };
+        Reply::json(200, &json!({"tags": group.tags}))
+    }
+
+    fn add_tags(&mut self, e: &Engines, body: &Value) -> Reply {
+        let (Some(node), Some(group), Some(tags)) =
+            (str_field(body, "node"), str_field(body, "group"), body.get("tags").and_then(Value::as_array))
+        else {
+            return neuron_error(1002);
+        };
+        if !self.nodes.contains_key(node) {
+            return neuron_error(2003);
+        }
+        let (added, code) = self.add_tags_to_group(node, group, 100, tags);
+        tags_reply(e, added, code)
+    }
+
+    fn add_gtags(&mut self, e: &Engines, body: &Value) -> Reply {
+        let (Some(node), Some(groups)) = (str_field(body, "node"), body.get("groups").and_then(Value::as_array)) else {
+            return neuron_error(1002);
+        };
+        if !self.nodes.contains_key(node) {
+            return neuron_error(2003);
+        }
+        let mut total = 0;
+        for group in groups {
+            let (Some(name), Some(interval), Some(tags)) = (
+                str_field(group, "group"),
+                group.get("interval").and_then(Value::as_u64),
+                group.get("tags").and_then(Value::as_array),
+            ) else {
+                return neuron_error(1002);
+            };
+            if interval < 100 {
+                return tags_reply(e, total, 2105);
+            }
+            let (added, code) = self.add_tags_to_group(node, name, interval, tags);
+            total += added;
+            if code != 0 {
+                return tags_reply(e, total, code);
+            }
+        }
+        tags_reply(e, total, 0)
+    }
+
+    /// Adds tags in order and stops at the first bad one, keeping the ones before it.
+    fn add_tags_to_group(&mut self, node_name: &str, group: &str, interval: u64, tags: &[Value]) -> (usize, u32) {
+        let Some(node) = self.nodes.get_mut(node_name) else {
+            return (0, 2003);
+        };
+        if node.plugin.node_type != 1 {
+            return (0, 2103);
+        }
+        let address_rule = node.plugin.address;
+        let group = node.groups.entry(group.to_owned()).or_insert(Group { interval, tags: Vec::new() });
+        for (index, tag) in tags.iter().enumerate() {
+            if let Err(code) = check_tag(address_rule, tag) {
+                return (index, code);
+            }
+            let name = str_field(tag, "name").unwrap_or_default();
+            if group.tags.iter().any(|t| str_field(t, "name") == Some(name)) {
+                return (index, 2202);
+            }
+            group.tags.push(tag.clone());
+        }
+        (tags.len(), 0)
+    }
+
+    fn subscribe(&mut self, body: &Value) -> Reply {
+        let (Some(app), Some(driver), Some(group)) = (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group")) else {
+            return neuron_error(1002);
+        };
+        if !self.nodes.get(app).is_some_and(|n| n.plugin.node_type == 2) {
+            return neuron_error(2003);
+        }
+        let Some(driver_node) = self.nodes.get(driver) else {
+            return neuron_error(2003);
+        };
+        if !driver_node.groups.contains_key(group) {
+            return neuron_error(2106);
+        }
+        let key = (app.to_owned(), driver.to_owned(), group.to_owned());
+        let params = body.get("params").cloned().unwrap_or(Value::Null);
+        if self.subscriptions.insert(key, params).is_some() {
+            // Neuron 2.11 answers "already subscribed" with HTTP 200.
+            return neuron_code(200, 2101);
+        }
+        neuron_ok()
+    }
+
+    fn list_subscriptions(&self, req: &Request<'_>) -> Reply {
+        let app = req.query.get("app").map(String::as_str).unwrap_or_default();
+        let groups: Vec<Value> = self
+            .subscriptions
+            .iter()
+            .filter(|((a, _, _), _)| a == app)
+            .map(|((_, driver, group), params)| json!({"driver": driver, "group": group, "params": params}))
+            .collect();
+        Reply::json(200, &json!({"groups": groups}))
+    }
+
+    fn export_drivers(&self, req: &Request<'_>) -> Reply {
+        let wanted: Option<Vec<&str>> = req.query.get("name").map(|n| n.split(',').collect());
+        let nodes: Vec<Value> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.plugin.node_type == 1)
+            .filter(|(name, _)| wanted.as_ref().is_none_or(|w| w.contains(&name.as_str())))
+            .map(|(name, n)| {
+                let groups: Vec<Value> = n
+                    .groups
+                    .iter()
+                    .map(|(g, group)| json!({"group": g, "interval": group.interval, "tags": group.tags}))
+                    .collect();
+                json!({"name": name, "plugin": n.plugin.name, "params": n.params.clone().unwrap_or(json!({})), "groups": groups})
+            })
+            .collect();
+        Reply::json(200, &json!({"nodes": nodes}))
+    }
+
+    /// `PUT /global/drivers`: decode strictly, then replace each node in order; on a failure the
+    /// nodes this call created are removed again, but deleted pre-existing nodes stay deleted.
+    fn put_drivers(&mut self, e: &Engines, body: &Value) -> Reply {
+        let Some(nodes) = decode_drivers(body) else {
+            return neuron_error(1002);
+        };
+        let mut created: Vec<String> = Vec::new();
+        for node in &nodes {
+            if let Err(code) = self.replace_driver(e, node) {
+                for name in &created {
+                    self.nodes.remove(name);
+                }
+                self.nodes.remove(node.name);
+                return neuron_error(code);
+            }
+            created.push(node.name.to_owned());
+        }
+        neuron_ok()
+    }
+
+    fn replace_driver(&mut self, _e: &Engines, node: &DriverDoc<'_>) -> Result<(), u32> {
+        let plugin = plugin(node.plugin).ok_or(2301u32)?;
+        if plugin.node_type != 1 {
+            return Err(3019);
+        }
+        self.nodes.remove(node.name);
+        self.insert_node(node.name, node.plugin, Some(node.params))?;
+        for group in &node.groups {
+            self.insert_group(node.name, group.name, group.interval)?;
+            let (_, code) = self.add_tags_to_group(node.name, group.name, group.interval, group.tags);
+            if code != 0 {
+                return Err(code);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let nodes: Map<String, Value> = self
+            .nodes
+            .iter()
+            .map(|(name, n)| {
+                let groups: Map<String, Value> = n
+                    .groups
+                    .iter()
+                    .map(|(g, group)| (g.clone(), json!({"interval": group.interval, "tags": group.tags})))
+                    .collect();
+                (name.clone(), json!({"plugin": n.plugin.name, "params": n.params, "groups": groups}))
+            })
+            .collect();
+        let subscriptions: Vec<Value> = self
+            .subscriptions
+            .keys()
+            .map(|(app, driver, group)| json!({"app": app, "driver": driver, "group": group}))
+            .collect();
+        json!({"nodes": nodes, "subscriptions": subscriptions})
+    }
+}
+
+fn tags_reply(e: &Engines, index: usize, code: u32) -> Reply {
+    let status = match code {
+        0 => 200,
+        2202 => 409,
+        2003 | 2106 => 404,
+        2203..=2209 => e.tag_error_status(),
+        other => crate::reply::neuron_status(other),
+    };
+    Reply::json(status, &json!({"index": index, "error": code}))
+}
+
+struct DriverDoc<'a> {
+    name: &'a str,
+    plugin: &'a str,
+    params: &'a Value,
+    groups: Vec<GroupDoc<'a>>,
+}
+
+struct GroupDoc<'a> {
+    name: &'a str,
+    interval: u64,
+    tags: &'a [Value],
+}
+
+/// Neuron's `neu_json_decode_gtag_json` strictness: `params` and `groups` are required, groups are
+/// keyed `group`, and duplicate node, group or tag names make the whole body undecodable.
+fn decode_drivers(body: &Value) -> Option<Vec<DriverDoc<'_>>> {
+    let mut nodes = Vec::new();
+    for node in body.get("nodes")?.as_array()? {
+        let name = str_field(node, "name")?;
+        if nodes.iter().any(|n: &DriverDoc<'_>| n.name == name) {
+            return None;
+        }
+        let mut groups = Vec::new();
+        for group in node.get("groups")?.as_array()? {
+            let group_name = str_field(group, "group")?;
+            if groups.iter().any(|g: &GroupDoc<'_>| g.name == group_name) {
+                return None;
+            }
+            let tags = group.get("tags")?.as_array()?;
+            let mut tag_names: Vec<&str> = tags.iter().filter_map(|t| str_field(t, "name")).collect();
+            let count = tag_names.len();
+            tag_names.sort_unstable();
+            tag_names.dedup();
+            if tag_names.len() != count || count != tags.len() {
+                return None;
+            }
+            groups.push(GroupDoc { name: group_name, interval: group.get("interval")?.as_u64()?, tags });
+        }
+        let params = node.get("params").filter(|p| p.is_object())?;
+        nodes.push(DriverDoc { name, plugin: str_field(node, "plugin")?, params, groups });
+    }
+    Some(nodes)
+}
+
+/// What a plugin's `setting` callback rejects, as 2004.
+fn check_params(plugin: &PluginDef, params: &Value) -> Result<(), u32> {
+    let params = params.as_object().ok_or(2004u32)?;
+    for param in plugin.params {
+        let Some(value) = params.get(param.key) else {
+            if param.required {
+                return Err(2004);
+            }
+            continue;
+        };
+        let ok = match &param.kind {
+            ParamKind::Int { min, max } => value.as_i64().is_some_and(|v| (*min..=*max).contains(&v)),
+            ParamKind::Str { max_len } => value.as_str().is_some_and(|s| s.len() <= *max_len),
+            ParamKind::Bool => value.is_boolean(),
+            ParamKind::Map(allowed) => value.as_i64().is_some_and(|v| allowed.contains(&v)),
+        };
+        if !ok {
+            return Err(2004);
+        }
+    }
+    Ok(())
+}
+
+/// Per-tag checks, in Neuron's order: lengths, type, attribute, precision, address.
+fn check_tag(rule: AddressRule, tag: &Value) -> Result<(), u32> {
+    let name = str_field(tag, "name").ok_or(1002u32)?;
+    let address = tag.get("address").and_then(Value::as_str).unwrap_or_default();
+    let tag_type = tag.get("type").and_then(Value::as_u64).ok_or(1002u32)?;
+    let attribute = tag.get("attribute").and_then(Value::as_u64).ok_or(1002u32)?;
+    if name.is_empty() || name.len() > NAME_MAX {
+        return Err(2206);
+    }
+    if address.len() > NAME_MAX {
+        return Err(2207);
+    }
+    if tag.get("description").and_then(Value::as_str).is_some_and(|d| d.len() > NAME_MAX) {
+        return Err(2208);
+    }
+    if !matches!(tag_type, 1..=34 | 40) {
+        return Err(2204);
+    }
+    if attribute == 0 || attribute > 15 {
+        return Err(2203);
+    }
+    if tag.get("precision").and_then(Value::as_u64).is_some_and(|p| p > 17) {
+        return Err(2209);
+    }
+    let is_static = attribute & 8 != 0;
+    if is_static {
+        return if tag.get("value").is_some() { Ok(()) } else { Err(2203) };
+    }
+    check_address(rule, address, tag_type)
+}
+
+fn check_address(rule: AddressRule, address: &str, tag_type: u64) -> Result<(), u32> {
+    match rule {
+        AddressRule::Modbus => check_modbus_address(address, tag_type),
+        AddressRule::OpcUa => {
+            let valid = address.split_once('!').is_some_and(|(ns, id)| ns.parse::<u16>().is_ok() && !id.is_empty());
+            if valid { Ok(()) } else { Err(2205) }
+        }
+        AddressRule::S7 => {
+            let upper = address.to_ascii_uppercase();
+            let valid = upper.starts_with("DB") || ["I", "Q", "M", "V"].iter().any(|p| upper.starts_with(p));
+            if valid && upper.len() > 1 { Ok(()) } else { Err(2205) }
+        }
+        AddressRule::Any => Ok(()),
+    }
+}
+
+/// `<slave>!<area><offset>[#B|#L|#BB|#BL|#LL|#LB][.bit|.len(H|L|D|E)]`; coils and discrete inputs
+/// (areas 0 and 1) carry bits only.
+fn check_modbus_address(address: &str, tag_type: u64) -> Result<(), u32> {
+    let (slave, rest) = address.split_once('!').ok_or(2205u32)?;
+    if slave.parse::<u8>().is_err() {
+        return Err(2205);
+    }
+    let (register, suffix) = match rest.find(['#', '.']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let area = register.chars().next().ok_or(2205u32)?;
+    if !matches!(area, '0' | '1' | '3' | '4') || register.len() < 2 || !register.chars().all(|c| c.is_ascii_digit()) {
+        return Err(2205);
+    }
+    if suffix.starts_with('#') {
+        let flag = suffix[1..].split('.').next().unwrap_or_default();
+        if !matches!(flag, "B" | "L" | "BB" | "BL" | "LL" | "LB") {
+            return Err(2205);
+        }
+    }
+    if matches!(area, '0' | '1') && tag_type != 11 && tag_type != 12 {
+        return Err(2204);
+    }
+    Ok(())
+}
+
+fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}

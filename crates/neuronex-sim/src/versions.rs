@@ -1,0 +1,142 @@
+//! Which eKuiper and Neuron a NeuronEX version bundles, and the behaviours that follow from them.
+//!
+//! Source: shared/reference/ecp-neuronex.md, "Engine versions inside NeuronEX". 3.5.5 and 3.7.0 are
+//! confirmed; the other rows are inferred from release dates and are marked so in the docs.
+
+use std::fmt;
+
+/// A `major.minor.patch` version; pre-release suffixes are ignored for ordering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Version {
+        Version { major, minor, patch }
+    }
+
+    /// Parses `3.6.0`, `v2.1.5`, `3.1.0-beta.3`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Version> {
+        let text = text.trim().trim_start_matches('v');
+        let core = text.split(['-', '+']).next()?;
+        let mut parts = core.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next().unwrap_or("0").parse().ok()?;
+        let patch = parts.next().unwrap_or("0").parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Version { major, minor, patch })
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The engines one NeuronEX build bundles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Engines {
+    pub neuronex: Version,
+    pub ekuiper: Version,
+    pub neuron: Version,
+}
+
+impl Engines {
+    pub fn for_neuronex(neuronex: Version) -> Engines {
+        let (ekuiper, neuron) = match (neuronex.major, neuronex.minor) {
+            (major, _) if major < 3 => (Version::new(1, 10, 0), Version::new(2, 5, 0)),
+            (3, 0) => (Version::new(1, 11, 0), Version::new(2, 6, 0)),
+            (3, 1) => (Version::new(1, 12, 0), Version::new(2, 7, 0)),
+            (3, 2) => (Version::new(1, 13, 0), Version::new(2, 8, 0)),
+            (3, 3) => (Version::new(1, 14, 0), Version::new(2, 9, 0)),
+            (3, 4) => (Version::new(2, 0, 0), Version::new(2, 10, 0)),
+            (3, 5) => (Version::new(2, 1, 5), Version::new(2, 11, 5)),
+            (3, 6) => (Version::new(2, 2, 0), Version::new(2, 12, 0)),
+            _ => (Version::new(2, 3, 1), Version::new(2, 13, 0)),
+        };
+        Engines { neuronex, ekuiper, neuron }
+    }
+
+    pub fn ekuiper_v2(&self) -> bool {
+        self.ekuiper.major >= 2
+    }
+
+    /// `PUT /rules/{id}` creates a missing rule only from eKuiper 2.2.0.
+    pub fn rule_put_upserts(&self) -> bool {
+        self.ekuiper >= Version::new(2, 2, 0)
+    }
+
+    /// eKuiper 2.4 checks ids against `^[a-zA-Z0-9_\-]+$`; 1.13 to 2.3 reject `/`, `#`, `%` and
+    /// surrounding whitespace; older ones check nothing.
+    pub fn rule_id_check(&self) -> RuleIdCheck {
+        if self.ekuiper >= Version::new(2, 4, 0) {
+            RuleIdCheck::Strict
+        } else if self.ekuiper >= Version::new(1, 13, 0) {
+            RuleIdCheck::InvalidChars
+        } else {
+            RuleIdCheck::None
+        }
+    }
+
+    /// Code of errors raised while planning a rule (missing stream, unknown sink).
+    pub fn plan_error_code(&self) -> u32 {
+        if self.ekuiper_v2() { 1000 } else { 4000 }
+    }
+
+    /// Neuron answers bad tags with 206 up to 2.6 and with 400 from 2.7 on.
+    pub fn tag_error_status(&self) -> u16 {
+        if self.neuron >= Version::new(2, 7, 0) { 400 } else { 206 }
+    }
+
+    /// `/api/v2/global/drivers` exists from Neuron 2.8.0 (NeuronEX 3.2).
+    pub fn has_global_drivers(&self) -> bool {
+        self.neuron >= Version::new(2, 8, 0)
+    }
+
+    /// What `ruleset/import` does with items that already exist.
+    pub fn ruleset_overwrites(&self) -> (bool, bool) {
+        let rules = self.ekuiper >= Version::new(2, 2, 0);
+        let streams = self.ekuiper >= Version::new(2, 3, 0);
+        (streams, rules)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleIdCheck {
+    None,
+    InvalidChars,
+    Strict,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions_with_prefix_and_suffix() {
+        assert_eq!(Version::parse("v2.1.5"), Some(Version::new(2, 1, 5)));
+        assert_eq!(Version::parse("3.1.0-beta.3"), Some(Version::new(3, 1, 0)));
+        assert_eq!(Version::parse("3.6"), Some(Version::new(3, 6, 0)));
+        assert_eq!(Version::parse("x.1"), None);
+        assert_eq!(Version::parse("1.2.3.4"), None);
+    }
+
+    #[test]
+    fn confirmed_bundles_match_the_reference() {
+        let e = Engines::for_neuronex(Version::new(3, 5, 5));
+        assert_eq!(e.ekuiper, Version::new(2, 1, 5));
+        assert_eq!(e.neuron, Version::new(2, 11, 5));
+        let e = Engines::for_neuronex(Version::new(3, 7, 0));
+        assert_eq!(e.ekuiper, Version::new(2, 3, 1));
+        assert!(e.rule_put_upserts());
+        assert!(!Engines::for_neuronex(Version::new(3, 5, 0)).rule_put_upserts());
+        assert_eq!(Engines::for_neuronex(Version::new(3, 0, 0)).tag_error_status(), 206);
+        assert_eq!(Engines::for_neuronex(Version::new(3, 1, 0)).tag_error_status(), 400);
+    }
+}
