@@ -1,1 +1,674 @@
+//! Typed calls to a NeuronEX edge service (its own API, eKuiper under `/api/ekuiper`, Neuron under
+//! `/api/neuron`), with login-token reuse, RS256 JWT signing, timeouts, and one structured
+//! [`EdgeError`] for every failure. This crate is the only place edgefleet makes outbound HTTP calls.
 
+mod error;
+mod jwt;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use error::{EdgeError, Failure, Retry, neuron_code_text};
+pub use jwt::{JwtSigner, generate_rsa_keypair};
+
+/// How edgefleet proves itself to an edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeAuth {
+    None,
+    /// NeuronEX's `POST /api/login`; the token is reused until the edge answers 401.
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An RS256 token signed by edgefleet's key (`iss` = the key file name on the edge).
+    Jwt,
+}
+
+/// One edge to talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeTarget {
+    /// Base URL, `http(s)://host:port[/prefix]`, without a trailing slash.
+    pub endpoint: String,
+    pub auth: EdgeAuth,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig { connect_timeout: Duration::from_secs(5), request_timeout: Duration::from_secs(15) }
+    }
+}
+
+/// Shared by all deliveries of a process: one connection pool, one token cache.
+#[derive(Clone)]
+pub struct EdgeClient {
+    http: reqwest::Client,
+    config: ClientConfig,
+    signer: Option<Arc<JwtSigner>>,
+    tokens: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// A rule's run state as the edge reports it, across eKuiper 1.x and 2.x shapes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleStatus {
+    pub running: bool,
+    /// The edge's own status string (`running`, `Running`, `stopped by error`, `Stopped: ...`).
+    pub status: String,
+    /// Why it stopped, when the edge says.
+    pub message: String,
+}
+
+/// Per-item outcome of `data/import`: section -> name -> error text. Empty means all applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportErrors(pub HashMap<String, HashMap<String, String>>);
+
+impl ImportErrors {
+    pub fn is_empty(&self) -> bool {
+        self.0.values().all(HashMap::is_empty)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stream,
+    Table,
+}
+
+impl StreamKind {
+    fn path(self) -> &'static str {
+        match self {
+            StreamKind::Stream => "streams",
+            StreamKind::Table => "tables",
+        }
+    }
+    fn word(self) -> &'static str {
+        match self {
+            StreamKind::Stream => "stream",
+            StreamKind::Table => "table",
+        }
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    body: String,
+}
+
+impl EdgeClient {
+    pub fn new(config: ClientConfig, signer: Option<JwtSigner>) -> EdgeClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        EdgeClient { http, config, signer: signer.map(Arc::new), tokens: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    pub fn edge<'a>(&'a self, target: &'a EdgeTarget) -> Edge<'a> {
+        Edge { client: self, target }
+    }
+
+    fn cached_token(&self, endpoint: &str) -> Option<String> {
+        self.tokens.lock().ok()?.get(endpoint).cloned()
+    }
+
+    fn store_token(&self, endpoint: &str, token: Option<String>) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            match token {
+                Some(token) => tokens.insert(endpoint.to_owned(), token),
+                None => tokens.remove(endpoint),
+            };
+        }
+    }
+}
+
+/// Calls against one edge.
+pub struct Edge<'a> {
+    client: &'a EdgeClient,
+    target: &'a EdgeTarget,
+}
+
+impl Edge<'_> {
+    // ----- NeuronEX itself -----
+
+    /// `GET /api/version` -> `3.6.0`.
+    pub async fn version(&self) -> Result<String, EdgeError> {
+        let answer = self.call("read", "version", Method::GET, "/api/version", None).await?;
+        let value = expect_json("read", "version", answer, &[200])?;
+        value
+            .get("version")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| decode_error("read", "version", "no `version` in the answer"))
+    }
+
+    /// Logs in and caches the token for later calls to this endpoint.
+    pub async fn login(&self) -> Result<String, EdgeError> {
+        let EdgeAuth::Basic { username, password } = &self.target.auth else {
+            return Err(EdgeError::refused("login", "edge", "this edge is not set up for password login"));
+        };
+        let body = json!({"name": username, "password": password});
+        let answer = self.send_raw("login", "edge", Method::POST, "/api/login", Some(&body), None).await?;
+        let value = expect_json("login", "edge", answer, &[200])?;
+        let token = value
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| decode_error("login", "edge", "no `token` in the answer"))?;
+        self.client.store_token(&self.target.endpoint, Some(token.clone()));
+        Ok(token)
+    }
+
+    // ----- eKuiper: streams and tables -----
+
+    pub async fn create_stream(&self, kind: StreamKind, name: &str, sql: &str) -> Result<(), EdgeError> {
+        let object = format!("{} {name}", kind.word());
+        let path = format!("/api/ekuiper/{}", kind.path());
+        let answer = self.call("create", &object, Method::POST, &path, Some(&json!({"sql": sql}))).await?;
+        expect_text("create", &object, answer, &[201]).map(drop)
+    }
+
+    /// `PUT` creates a missing stream too (eKuiper 1.x and 2.x).
+    pub async fn replace_stream(&self, kind: StreamKind, name: &str, sql: &str) -> Result<(), EdgeError> {
+        let object = format!("{} {name}", kind.word());
+        let path = format!("/api/ekuiper/{}/{}", kind.path(), encode(name));
+        let answer = self.call("replace", &object, Method::PUT, &path, Some(&json!({"sql": sql}))).await?;
+        expect_text("replace", &object, answer, &[200]).map(drop)
+    }
+
+    pub async fn drop_stream(&self, kind: StreamKind, name: &str, force: bool) -> Result<(), EdgeError> {
+        let object = format!("{} {name}", kind.word());
+        let mut path = format!("/api/ekuiper/{}/{}", kind.path(), encode(name));
+        if force {
+            path.push_str("?force=true");
+        }
+        let answer = self.call("delete", &object, Method::DELETE, &path, None).await?;
+        expect_text("delete", &object, answer, &[200]).map(drop)
+    }
+
+    pub async fn list_streams(&self, kind: StreamKind) -> Result<Vec<String>, EdgeError> {
+        let path = format!("/api/ekuiper/{}", kind.path());
+        let answer = self.call("list", kind.path(), Method::GET, &path, None).await?;
+        parse_as("list", kind.path(), expect_json("list", kind.path(), answer, &[200])?)
+    }
+
+    pub async fn describe_stream(&self, kind: StreamKind, name: &str) -> Result<Value, EdgeError> {
+        let object = format!("{} {name}", kind.word());
+        let path = format!("/api/ekuiper/{}/{}", kind.path(), encode(name));
+        let answer = self.call("describe", &object, Method::GET, &path, None).await?;
+        expect_json("describe", &object, answer, &[200])
+    }
+
+    // ----- eKuiper: rules -----
+
+    pub async fn create_rule(&self, rule: &Value) -> Result<(), EdgeError> {
+        let object = format!("rule {}", rule.get("id").and_then(Value::as_str).unwrap_or("?"));
+        let answer = self.call("create", &object, Method::POST, "/api/ekuiper/rules", Some(rule)).await?;
+        expect_text("create", &object, answer, &[201]).map(drop)
+    }
+
+    pub async fn update_rule(&self, id: &str, rule: &Value) -> Result<(), EdgeError> {
+        let object = format!("rule {id}");
+        let path = format!("/api/ekuiper/rules/{}", encode(id));
+        let answer = self.call("update", &object, Method::PUT, &path, Some(rule)).await?;
+        expect_text("update", &object, answer, &[200]).map(drop)
+    }
+
+    /// Creates or replaces a rule on any eKuiper: `PUT` upserts from 2.2; older engines answer 404
+    /// for a missing rule, and then the rule is created with `POST`.
+    pub async fn upsert_rule(&self, id: &str, rule: &Value) -> Result<(), EdgeError> {
+        match self.update_rule(id, rule).await {
+            Err(err) if err.status == Some(404) => self.create_rule(rule).await,
+            other => other,
+        }
+    }
+
+    pub async fn get_rule(&self, id: &str) -> Result<Value, EdgeError> {
+        let object = format!("rule {id}");
+        let path = format!("/api/ekuiper/rules/{}", encode(id));
+        let answer = self.call("describe", &object, Method::GET, &path, None).await?;
+        expect_json("describe", &object, answer, &[200])
+    }
+
+    pub async fn delete_rule(&self, id: &str) -> Result<(), EdgeError> {
+        let object = format!("rule {id}");
+        let path = format!("/api/ekuiper/rules/{}", encode(id));
+        let answer = self.call("delete", &object, Method::DELETE, &path, None).await?;
+        expect_text("delete", &object, answer, &[200]).map(drop)
+    }
+
+    /// `[{id, name, status, ...}]` as the edge lists them.
+    pub async fn list_rules(&self) -> Result<Vec<Value>, EdgeError> {
+        let answer = self.call("list", "rules", Method::GET, "/api/ekuiper/rules", None).await?;
+        parse_as("list", "rules", expect_json("list", "rules", answer, &[200])?)
+    }
+
+    pub async fn rule_status(&self, id: &str) -> Result<RuleStatus, EdgeError> {
+        let object = format!("rule {id}");
+        let path = format!("/api/ekuiper/rules/{}/status", encode(id));
+        let answer = self.call("status", &object, Method::GET, &path, None).await?;
+        let value = expect_json("status", &object, answer, &[200])?;
+        let status = value.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let message = value.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
+        Ok(RuleStatus { running: status.eq_ignore_ascii_case("running"), status, message })
+    }
+
+    /// `action` is `start`, `stop` or `restart`.
+    pub async fn control_rule(&self, id: &str, action: &str) -> Result<(), EdgeError> {
+        let object = format!("rule {id}");
+        let path = format!("/api/ekuiper/rules/{}/{action}", encode(id));
+        let answer = self.call(action, &object, Method::POST, &path, None).await?;
+        expect_text(action, &object, answer, &[200]).map(drop)
+    }
+
+    /// `POST /data/import[?partial=1]` with the document inline. A 400 whose message is the
+    /// per-item map (eKuiper 2.x) comes back as `Ok(errors)`; eKuiper 1.x only says "process
+    /// error", so the per-item map is then read from `data/import/status`.
+    pub async fn data_import(&self, document: &Value, partial: bool) -> Result<ImportErrors, EdgeError> {
+        let path = if partial { "/api/ekuiper/data/import?partial=1" } else { "/api/ekuiper/data/import" };
+        let body = json!({"content": document.to_string()});
+        let answer = self.call("import", "data", Method::POST, path, Some(&body)).await?;
+        if answer.status == StatusCode::OK {
+            return Ok(ImportErrors::default());
+        }
+        let err = edge_error("import", "data", &answer);
+        if answer.status != StatusCode::BAD_REQUEST || err.code != Some(1000) {
+            return Err(err);
+        }
+        if let Ok(map) = serde_json::from_str::<HashMap<String, HashMap<String, String>>>(&err.message) {
+            return Ok(ImportErrors(map));
+        }
+        if err.message == "process error" {
+            let answer =
+                self.call("import status", "data", Method::GET, "/api/ekuiper/data/import/status", None).await?;
+            let value = expect_json("import status", "data", answer, &[200])?;
+            return parse_as("import status", "data", value).map(ImportErrors);
+        }
+        Err(err)
+    }
+
+    /// `POST /ruleset/import`; answers the edge's own summary (`imported 1 streams, ...`).
+    pub async fn ruleset_import(&self, document: &Value) -> Result<String, EdgeError> {
+        let body = json!({"content": document.to_string()});
+        let answer = self.call("import", "ruleset", Method::POST, "/api/ekuiper/ruleset/import", Some(&body)).await?;
+        expect_text("import", "ruleset", answer, &[200])
+    }
+
+    // ----- eKuiper: portable plugins -----
+
+    /// Asks the edge to download and install a plugin zip from `url`. With `replace`, `PUT` is
+    /// used, which installs whether or not the plugin exists.
+    pub async fn install_portable(&self, name: &str, url: &str, replace: bool) -> Result<(), EdgeError> {
+        let object = format!("plugin {name}");
+        let body = json!({"name": name, "file": url});
+        let (step, method, path, ok) = if replace {
+            ("update", Method::PUT, format!("/api/ekuiper/plugins/portables/{}", encode(name)), 200)
+        } else {
+            ("install", Method::POST, "/api/ekuiper/plugins/portables".to_owned(), 201)
+        };
+        let answer = self.call(step, &object, method, &path, Some(&body)).await?;
+        expect_text(step, &object, answer, &[ok]).map(drop)
+    }
+
+    /// `None` when the plugin is not installed.
+    pub async fn get_portable(&self, name: &str) -> Result<Option<Value>, EdgeError> {
+        let object = format!("plugin {name}");
+        let path = format!("/api/ekuiper/plugins/portables/{}", encode(name));
+        let answer = self.call("describe", &object, Method::GET, &path, None).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        expect_json("describe", &object, answer, &[200]).map(Some)
+    }
+
+    pub async fn list_portables(&self) -> Result<Vec<String>, EdgeError> {
+        let answer = self.call("list", "plugins", Method::GET, "/api/ekuiper/plugins/portables", None).await?;
+        parse_as("list", "plugins", expect_json("list", "plugins", answer, &[200])?)
+    }
+
+    pub async fn delete_portable(&self, name: &str) -> Result<(), EdgeError> {
+        let object = format!("plugin {name}");
+        let path = format!("/api/ekuiper/plugins/portables/{}", encode(name));
+        let answer = self.call("delete", &object, Method::DELETE, &path, None).await?;
+        expect_text("delete", &object, answer, &[200]).map(drop)
+    }
+
+    pub async fn ekuiper_ping(&self) -> Result<(), EdgeError> {
+        let answer = self.call("ping", "eKuiper", Method::GET, "/api/ekuiper/ping", None).await?;
+        expect_text("ping", "eKuiper", answer, &[200]).map(drop)
+    }
+
+    // ----- Neuron -----
+
+    /// Installed plugins: `[{name, node_type, library, ...}]`.
+    pub async fn neuron_plugins(&self) -> Result<Vec<Value>, EdgeError> {
+        let value = self.neuron("list", "plugins", Method::GET, "plugin", None).await?;
+        parse_as("list", "plugins", value.get("plugins").cloned().unwrap_or(Value::Null))
+    }
+
+    pub async fn create_node(&self, name: &str, plugin: &str, params: Option<&Value>) -> Result<(), EdgeError> {
+        let mut body = json!({"name": name, "plugin": plugin});
+        if let Some(params) = params {
+            body["params"] = params.clone();
+        }
+        self.neuron("create", &format!("node {name}"), Method::POST, "node", Some(&body)).await.map(drop)
+    }
+
+    pub async fn delete_node(&self, name: &str) -> Result<(), EdgeError> {
+        let body = json!({"name": name});
+        self.neuron("delete", &format!("node {name}"), Method::DELETE, "node", Some(&body)).await.map(drop)
+    }
+
+    /// `node_type` 1 = south drivers, 2 = north apps.
+    pub async fn list_nodes(&self, node_type: u8) -> Result<Vec<Value>, EdgeError> {
+        let value = self.neuron("list", "nodes", Method::GET, &format!("node?type={node_type}"), None).await?;
+        parse_as("list", "nodes", value.get("nodes").cloned().unwrap_or(Value::Null))
+    }
+
+    pub async fn set_node_setting(&self, node: &str, params: &Value) -> Result<(), EdgeError> {
+        let body = json!({"node": node, "params": params});
+        self.neuron("configure", &format!("node {node}"), Method::POST, "node/setting", Some(&body)).await.map(drop)
+    }
+
+    pub async fn node_setting(&self, node: &str) -> Result<Option<Value>, EdgeError> {
+        let object = format!("node {node}");
+        let answer = self
+            .call(
+                "read setting",
+                &object,
+                Method::GET,
+                &format!("/api/neuron/node/setting?node={}", encode(node)),
+                None,
+            )
+            .await?;
+        let value = expect_json("read setting", &object, answer, &[200])?;
+        if value.get("error").and_then(Value::as_i64) == Some(2005) {
+            return Ok(None);
+        }
+        Ok(value.get("params").cloned())
+    }
+
+    pub async fn create_group(&self, node: &str, group: &str, interval_ms: u64) -> Result<(), EdgeError> {
+        let body = json!({"node": node, "group": group, "interval": interval_ms});
+        self.neuron("create", &format!("group {group} of node {node}"), Method::POST, "group", Some(&body))
+            .await
+            .map(drop)
+    }
+
+    pub async fn delete_group(&self, node: &str, group: &str) -> Result<(), EdgeError> {
+        let body = json!({"node": node, "group": group});
+        self.neuron("delete", &format!("group {group} of node {node}"), Method::DELETE, "group", Some(&body))
+            .await
+            .map(drop)
+    }
+
+    pub async fn list_groups(&self, node: &str) -> Result<Vec<Value>, EdgeError> {
+        let value = self
+            .neuron(
+                "list",
+                &format!("groups of node {node}"),
+                Method::GET,
+                &format!("group?node={}", encode(node)),
+                None,
+            )
+            .await?;
+        parse_as("list", "groups", value.get("groups").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Adds tags in order. Neuron stops at the first bad tag and keeps the earlier ones; the error
+    /// then names that tag and its position.
+    pub async fn add_tags(&self, node: &str, group: &str, tags: &[Value]) -> Result<usize, EdgeError> {
+        let body = json!({"node": node, "group": group, "tags": tags});
+        let object = format!("tags of group {group} on node {node}");
+        let answer = self.call("add", &object, Method::POST, "/api/neuron/tags", Some(&body)).await?;
+        tags_outcome(&answer, &object, |index| {
+            let name = tags.get(index).and_then(|t| t.get("name")).and_then(Value::as_str).unwrap_or("?");
+            format!("tag {name} (#{} in group {group} on node {node})", index + 1)
+        })
+    }
+
+    /// `POST /gtags`: groups and their tags in one call.
+    pub async fn add_group_tags(&self, node: &str, groups: &[Value]) -> Result<usize, EdgeError> {
+        let body = json!({"node": node, "groups": groups});
+        let object = format!("groups and tags of node {node}");
+        let answer = self.call("add", &object, Method::POST, "/api/neuron/gtags", Some(&body)).await?;
+        tags_outcome(&answer, &object, |index| format!("tag #{} on node {node}", index + 1))
+    }
+
+    pub async fn list_tags(&self, node: &str, group: &str) -> Result<Vec<Value>, EdgeError> {
+        let path = format!("tags?node={}&group={}", encode(node), encode(group));
+        let value = self.neuron("list", &format!("tags of group {group}"), Method::GET, &path, None).await?;
+        parse_as("list", "tags", value.get("tags").cloned().unwrap_or(Value::Null))
+    }
+
+    pub async fn subscribe(
+        &self,
+        app: &str,
+        driver: &str,
+        group: &str,
+        params: Option<&Value>,
+    ) -> Result<(), EdgeError> {
+        let mut body = json!({"app": app, "driver": driver, "group": group});
+        if let Some(params) = params {
+            body["params"] = params.clone();
+        }
+        let object = format!("subscription of {app} to {driver}/{group}");
+        match self.neuron("subscribe", &object, Method::POST, "subscribe", Some(&body)).await {
+            Err(err) if err.code == Some(2101) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// `PUT /global/drivers` (Neuron 2.8+, NeuronEX 3.2+): replaces the listed nodes whole.
+    pub async fn put_drivers(&self, document: &Value) -> Result<(), EdgeError> {
+        self.neuron("apply", "drivers", Method::PUT, "global/drivers", Some(document)).await.map(drop)
+    }
+
+    pub async fn get_drivers(&self, names: &[&str]) -> Result<Value, EdgeError> {
+        let path = if names.is_empty() {
+            "global/drivers".to_owned()
+        } else {
+            format!("global/drivers?name={}", encode(&names.join(",")))
+        };
+        self.neuron("export", "drivers", Method::GET, &path, None).await
+    }
+
+    // ----- plumbing -----
+
+    /// A Neuron call: success is 200 with `error` absent or 0.
+    async fn neuron(
+        &self,
+        step: &str,
+        object: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, EdgeError> {
+        let answer = self.call(step, object, method, &format!("/api/neuron/{path}"), body).await?;
+        let value = expect_json(step, object, answer, &[200])?;
+        match value.get("error").and_then(Value::as_i64) {
+            Some(code) if code != 0 => {
+                Err(EdgeError::edge(step, object, 200, Some(code), neuron_code_text(code).to_owned()))
+            }
+            _ => Ok(value),
+        }
+    }
+
+    /// Sends with credentials; on 401 with a cached login token, logs in again once and retries.
+    async fn call(
+        &self,
+        step: &str,
+        object: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, EdgeError> {
+        let token = self.credentials(step, object).await?;
+        let answer = self.send_raw(step, object, method.clone(), path, body, token.as_deref()).await?;
+        if answer.status != StatusCode::UNAUTHORIZED || !matches!(self.target.auth, EdgeAuth::Basic { .. }) {
+            return Ok(answer);
+        }
+        self.client.store_token(&self.target.endpoint, None);
+        let token = self.login().await?;
+        self.send_raw(step, object, method, path, body, Some(&token)).await
+    }
+
+    async fn credentials(&self, step: &str, object: &str) -> Result<Option<String>, EdgeError> {
+        match &self.target.auth {
+            EdgeAuth::None => Ok(None),
+            EdgeAuth::Basic { .. } => match self.client.cached_token(&self.target.endpoint) {
+                Some(token) => Ok(Some(token)),
+                None => self.login().await.map(Some),
+            },
+            EdgeAuth::Jwt => {
+                let signer = self
+                    .client
+                    .signer
+                    .as_ref()
+                    .ok_or_else(|| EdgeError::refused(step, object, "no JWT signing key configured"))?;
+                signer
+                    .token()
+                    .map(Some)
+                    .map_err(|e| EdgeError::refused(step, object, format!("cannot sign a JWT: {e}")))
+            }
+        }
+    }
+
+    async fn send_raw(
+        &self,
+        step: &str,
+        object: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Result<Answer, EdgeError> {
+        let url = format!("{}{path}", self.target.endpoint.trim_end_matches('/'));
+        let mut request = self.client.http.request(method, &url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(step, object, &e))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| self.transport_error(step, object, &e))?;
+        Ok(Answer { status, body })
+    }
+
+    fn transport_error(&self, step: &str, object: &str, err: &reqwest::Error) -> EdgeError {
+        let detail = error_chain(err);
+        let failure = if err.is_timeout() {
+            Failure::Timeout { after_ms: self.client.config.request_timeout.as_millis() as u64 }
+        } else if err.is_connect() {
+            Failure::Connect { detail }
+        } else if err.is_builder() {
+            Failure::Refused { detail: format!("invalid endpoint {}: {detail}", self.target.endpoint) }
+        } else {
+            Failure::Reset { detail }
+        };
+        EdgeError::transport(step, object, failure)
+    }
+}
+
+fn tags_outcome(answer: &Answer, object: &str, name_tag: impl Fn(usize) -> String) -> Result<usize, EdgeError> {
+    let value: Value = serde_json::from_str(&answer.body).map_err(|e| decode_error("add", object, &e.to_string()))?;
+    let code = value.get("error").and_then(Value::as_i64).unwrap_or(0);
+    let index = value.get("index").and_then(Value::as_u64).map(|i| i as usize);
+    match (answer.status.as_u16(), code, index) {
+        (200, 0, Some(added)) => Ok(added),
+        (200, 0, None) => Ok(0),
+        (status, code, Some(index)) => {
+            Err(EdgeError::edge("add", &name_tag(index), status, Some(code), neuron_code_text(code).to_owned()))
+        }
+        (status, code, None) => {
+            Err(EdgeError::edge("add", object, status, Some(code), neuron_code_text(code).to_owned()))
+        }
+    }
+}
+
+/// Reads an error answer: eKuiper's `{"error":N,"message":"..."}` (1.x may leave quotes unescaped),
+/// Neuron's `{"error": N}`, or anything else as text.
+fn edge_error(step: &str, object: &str, answer: &Answer) -> EdgeError {
+    let status = answer.status.as_u16();
+    let text = answer.body.trim();
+    if let Ok(value) = serde_json::from_str::<Value>(text) {
+        let code = value.get("error").and_then(Value::as_i64);
+        let message = value.get("message").and_then(Value::as_str).map(str::to_owned);
+        if let Some(code) = code {
+            let message = message.unwrap_or_else(|| neuron_code_text(code).to_owned());
+            return EdgeError::edge(step, object, status, Some(code), message);
+        }
+        if let Some(message) = message {
+            return EdgeError::edge(step, object, status, None, message);
+        }
+    }
+    if let Some((code, message)) = loose_ekuiper_error(text) {
+        return EdgeError::edge(step, object, status, Some(code), message);
+    }
+    EdgeError::edge(step, object, status, None, text.chars().take(500).collect())
+}
+
+/// eKuiper 1.x splices messages in without escaping: `{"error":1000,"message":"a "b" c"}`.
+fn loose_ekuiper_error(text: &str) -> Option<(i64, String)> {
+    let rest = text.strip_prefix("{\"error\":")?;
+    let (code, rest) = rest.split_once(",\"message\":\"")?;
+    let message = rest.strip_suffix("\"}")?;
+    Some((code.trim().parse().ok()?, message.to_owned()))
+}
+
+fn expect_text(step: &str, object: &str, answer: Answer, ok: &[u16]) -> Result<String, EdgeError> {
+    if ok.contains(&answer.status.as_u16()) { Ok(answer.body) } else { Err(edge_error(step, object, &answer)) }
+}
+
+fn expect_json(step: &str, object: &str, answer: Answer, ok: &[u16]) -> Result<Value, EdgeError> {
+    let text = expect_text(step, object, answer, ok)?;
+    serde_json::from_str(&text)
+        .map_err(|e| decode_error(step, object, &format!("{e} in {:?}", text.chars().take(200).collect::<String>())))
+}
+
+fn parse_as<T: serde::de::DeserializeOwned>(step: &str, object: &str, value: Value) -> Result<T, EdgeError> {
+    serde_json::from_value(value).map_err(|e| decode_error(step, object, &e.to_string()))
+}
+
+fn decode_error(step: &str, object: &str, detail: &str) -> EdgeError {
+    EdgeError::transport(step, object, Failure::Decode { detail: detail.to_owned() })
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Percent-encodes one path segment or query value.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b',') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -14,17 +14,53 @@ use crate::versions::{Engines, RuleIdCheck};
 
 /// Source types a 2.x eKuiper knows without plugins.
 const BUILTIN_SOURCES: &[&str] = &[
-    "neuron", "simulator", "mqtt", "httppull", "httppush", "file", "memory", "websocket", "edgex",
-    "video", "kafka", "sql", "redisSub",
+    "neuron",
+    "simulator",
+    "mqtt",
+    "httppull",
+    "httppush",
+    "file",
+    "memory",
+    "websocket",
+    "edgex",
+    "video",
+    "kafka",
+    "sql",
+    "redisSub",
 ];
 const BUILTIN_SINKS: &[&str] = &[
-    "log", "mqtt", "rest", "memory", "nop", "file", "neuron", "edgex", "influx", "influx2", "redis",
-    "redisPub", "websocket", "kafka", "sql", "image", "tdengine",
+    "log",
+    "mqtt",
+    "rest",
+    "memory",
+    "nop",
+    "file",
+    "neuron",
+    "edgex",
+    "influx",
+    "influx2",
+    "redis",
+    "redisPub",
+    "websocket",
+    "kafka",
+    "sql",
+    "image",
+    "tdengine",
 ];
 /// Sections of a data-import document, in eKuiper's order.
 const IMPORT_SECTIONS: &[&str] = &[
-    "streams", "tables", "rules", "nativePlugins", "portablePlugins", "sourceConfig", "sinkConfig",
-    "connectionConfig", "Service", "Schema", "uploads", "scripts",
+    "streams",
+    "tables",
+    "rules",
+    "nativePlugins",
+    "portablePlugins",
+    "sourceConfig",
+    "sinkConfig",
+    "connectionConfig",
+    "Service",
+    "Schema",
+    "uploads",
+    "scripts",
 ];
 
 #[derive(Debug, Default)]
@@ -110,10 +146,9 @@ impl Ekuiper {
     pub fn handle(&mut self, e: &Engines, req: &Request<'_>, now_ms: u64) -> Outcome {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let reply = match (req.method, segments.as_slice()) {
-            ("GET", []) => Reply::json(
-                200,
-                &json!({"version": e.ekuiper.to_string(), "os": "linux", "upTimeSeconds": 42}),
-            ),
+            ("GET", []) => {
+                Reply::json(200, &json!({"version": e.ekuiper.to_string(), "os": "linux", "upTimeSeconds": 42}))
+            }
             ("GET", ["ping"]) => Reply::text(200, ""),
             ("POST", ["streams"]) => self.create_stream(e, Kind::Stream, req.body),
             ("POST", ["tables"]) => self.create_stream(e, Kind::Table, req.body),
@@ -141,10 +176,10 @@ impl Ekuiper {
             ("POST", ["data", "import"]) => self.data_import(e, req.body, req.query_flag("partial"), now_ms),
             ("GET", ["data", "import", "status"]) => self.import_status(),
             ("POST", ["ruleset", "import"]) => self.ruleset_import(e, req.body, now_ms),
-            ("GET", ["plugins", "portables"]) => {
-                Reply::json(200, &json!(self.plugins.keys().collect::<Vec<_>>()))
+            ("GET", ["plugins", "portables"]) => Reply::json(200, &json!(self.plugins.keys().collect::<Vec<_>>())),
+            ("POST", ["plugins", "portables"]) => {
+                return self.start_plugin_install(e, req.body, None);
             }
-            ("POST", ["plugins", "portables"]) => return self.start_plugin_install(e, req.body, None),
             ("PUT", ["plugins", "portables", name]) => {
                 return self.start_plugin_install(e, req.body, Some(name));
             }
@@ -162,21 +197,24 @@ impl Ekuiper {
         let sql = match statement_body(body) {
             Ok(sql) => sql,
             Err(reason) => {
-                return ekuiper_error(e, 1000, &format!("Invalid body: Error decoding the statement descriptor: {reason}"));
+                return ekuiper_error(
+                    e,
+                    1000,
+                    &format!("Invalid body: Error decoding the statement descriptor: {reason}"),
+                );
             }
         };
         let def = match parse_create(&sql) {
             Ok((_, name, def)) => (name, def),
-            Err(reason) => return ekuiper_error(e, 1000, &format!("{} command error: {reason}", kind.title())),
+            Err(reason) => {
+                return ekuiper_error(e, 1000, &format!("{} command error: {reason}", kind.title()));
+            }
         };
         let (name, def) = def;
         let store = self.store_mut(kind);
         if store.contains_key(&name) {
-            let message = format!(
-                "{} command error: Create {} fails: Item {name} already exists.",
-                kind.title(),
-                kind.word()
-            );
+            let message =
+                format!("{} command error: Create {} fails: Item {name} already exists.", kind.title(), kind.word());
             return ekuiper_error(e, 3000, &message);
         }
         store.insert(name.clone(), def);
@@ -187,7 +225,11 @@ impl Ekuiper {
         let sql = match statement_body(body) {
             Ok(sql) => sql,
             Err(reason) => {
-                return ekuiper_error(e, 1000, &format!("Invalid body: Error decoding the statement descriptor: {reason}"));
+                return ekuiper_error(
+                    e,
+                    1000,
+                    &format!("Invalid body: Error decoding the statement descriptor: {reason}"),
+                );
             }
         };
         match parse_create(&sql) {
@@ -209,18 +251,11 @@ impl Ekuiper {
 
     fn describe_stream(&self, e: &Engines, kind: Kind, name: &str) -> Reply {
         let Some(def) = self.store(kind).get(name) else {
-            let message = format!(
-                "describe {} error: Describe {} fails, {name} is not found.",
-                kind.word(),
-                kind.word()
-            );
+            let message =
+                format!("describe {} error: Describe {} fails, {name} is not found.", kind.word(), kind.word());
             return ekuiper_error(e, 3000, &message);
         };
-        let fields: Vec<Value> = def
-            .fields
-            .iter()
-            .map(|(field, ty)| json!({"Name": field, "FieldType": ty}))
-            .collect();
+        let fields: Vec<Value> = def.fields.iter().map(|(field, ty)| json!({"Name": field, "FieldType": ty})).collect();
         Reply::json(200, &json!({"Name": name, "StreamFields": fields, "Options": def.options, "Statement": def.sql}))
     }
 
@@ -244,7 +279,9 @@ impl Ekuiper {
             };
             return ekuiper_error(e, 1002, &message);
         }
-        if e.ekuiper_v2() && !force && self.rules.values().any(|rule| rule_sources(&rule.definition).iter().any(|s| s == name))
+        if e.ekuiper_v2()
+            && !force
+            && self.rules.values().any(|rule| rule_sources(&rule.definition).iter().any(|s| s == name))
         {
             return ekuiper_error(e, 1000, &format!("{} {name} has been referenced by other rules", kind.word()));
         }
@@ -273,7 +310,13 @@ impl Ekuiper {
             Ok(rule) if rule.is_object() => rule,
             Ok(_) => {
                 let text = String::from_utf8_lossy(body);
-                return ekuiper_error(e, 1000, &format!("invalid rule json: Parse rule {text} error : json: cannot unmarshal into Go value of type def.Rule."));
+                return ekuiper_error(
+                    e,
+                    1000,
+                    &format!(
+                        "invalid rule json: Parse rule {text} error : json: cannot unmarshal into Go value of type def.Rule."
+                    ),
+                );
             }
             Err(err) => {
                 let text = String::from_utf8_lossy(body);
@@ -301,7 +344,11 @@ impl Ekuiper {
             Ok(rule) if rule.is_object() => rule,
             Ok(_) | Err(_) => {
                 let text = String::from_utf8_lossy(body);
-                return ekuiper_error(e, 1000, &format!("Update rule error: Invalid rule json: Parse rule {text} error."));
+                return ekuiper_error(
+                    e,
+                    1000,
+                    &format!("Update rule error: Invalid rule json: Parse rule {text} error."),
+                );
             }
         };
         if !self.rules.contains_key(id) && !e.rule_put_upserts() {
@@ -312,7 +359,11 @@ impl Ekuiper {
                 rule["id"] = json!(id);
             }
             Some(body_id) if body_id.as_str() != Some(id) => {
-                return ekuiper_error(e, 1000, "Update rule error: Invalid rule json: RuleId is not consistent with rule id.");
+                return ekuiper_error(
+                    e,
+                    1000,
+                    "Update rule error: Invalid rule json: RuleId is not consistent with rule id.",
+                );
             }
             Some(_) => {}
         }
@@ -374,7 +425,10 @@ impl Ekuiper {
         for source in rule_sources(rule) {
             let def = self.streams.get(&source).or_else(|| self.tables.get(&source));
             let Some(def) = def else {
-                return Err((e.plan_error_code(), format!("fail to get stream {source}, please check if stream is created")));
+                return Err((
+                    e.plan_error_code(),
+                    format!("fail to get stream {source}, please check if stream is created"),
+                ));
             };
             let source_type = def.source_type();
             if !self.source_type_known(&source_type) {
@@ -518,7 +572,8 @@ impl Ekuiper {
         let Ok(rule) = serde_json::from_slice::<Value>(body) else {
             return ekuiper_error(e, 1000, "Invalid body");
         };
-        let verdict = validate_rule_shape(e, &rule, None).and_then(|()| self.plan(e, &rule).map(|_| ()).map_err(|(_, r)| r));
+        let verdict =
+            validate_rule_shape(e, &rule, None).and_then(|()| self.plan(e, &rule).map(|_| ()).map_err(|(_, r)| r));
         match verdict {
             Ok(()) => Reply::json(200, &json!({"valid": true})),
             Err(reason) => Reply::text(422, reason),
@@ -539,7 +594,9 @@ impl Ekuiper {
         }
         let document: Value = match serde_json::from_str(&content) {
             Ok(doc) => doc,
-            Err(err) => return ekuiper_error(e, 1000, &format!("configuration unmarshal with error {err}")),
+            Err(err) => {
+                return ekuiper_error(e, 1000, &format!("configuration unmarshal with error {err}"));
+            }
         };
         let mut errors: BTreeMap<&str, serde_json::Map<String, Value>> =
             IMPORT_SECTIONS.iter().map(|s| (*s, serde_json::Map::new())).collect();
@@ -566,8 +623,10 @@ impl Ekuiper {
                 self.other_sections.entry((*section).to_owned()).or_default().insert(key, value.clone());
             }
         }
-        let config_response: serde_json::Map<String, Value> =
-            IMPORT_SECTIONS.iter().map(|s| ((*s).to_owned(), Value::Object(errors.remove(s).unwrap_or_default()))).collect();
+        let config_response: serde_json::Map<String, Value> = IMPORT_SECTIONS
+            .iter()
+            .map(|s| ((*s).to_owned(), Value::Object(errors.remove(s).unwrap_or_default())))
+            .collect();
         let failed = config_response.values().any(|m| m.as_object().is_some_and(|m| !m.is_empty()));
         let config_response = Value::Object(config_response);
         self.last_import_status = Some(config_response.clone());
@@ -651,7 +710,12 @@ impl Ekuiper {
         let request: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(err) => {
-                return ekuiper_error(e, 1000, &format!("Invalid body: Error decoding the portable plugin json: {err}")).into();
+                return ekuiper_error(
+                    e,
+                    1000,
+                    &format!("Invalid body: Error decoding the portable plugin json: {err}"),
+                )
+                .into();
             }
         };
         let name = request.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -671,14 +735,21 @@ impl Ekuiper {
             Some(old) => {
                 self.plugins.remove(old);
             }
-            None if self.plugins.contains_key(&name) => return fail(format!("invalid name {name}: duplicate")),
+            None if self.plugins.contains_key(&name) => {
+                return fail(format!("invalid name {name}: duplicate"));
+            }
             None => {}
         }
         Outcome::Download(PendingInstall { name, url, update: path_name.is_some() })
     }
 
     /// Second half of an install, once the zip was fetched (or failed to be).
-    pub fn finish_plugin_install(&mut self, e: &Engines, install: &PendingInstall, download: Result<Vec<u8>, String>) -> Reply {
+    pub fn finish_plugin_install(
+        &mut self,
+        e: &Engines,
+        install: &PendingInstall,
+        download: Result<Vec<u8>, String>,
+    ) -> Reply {
         let verb = if install.update { "update" } else { "create" };
         let fail = |reason: String| ekuiper_error(e, 1000, &format!("portable plugin {verb} command error: {reason}"));
         let bytes = match download {
@@ -811,12 +882,13 @@ fn plan_graph(graph: &Value) -> Result<(), String> {
         }
     }
     let topo = graph.get("topo").ok_or("invalid graph: topo is required")?;
-    let referenced = topo
-        .get("sources")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .chain(topo.get("edges").and_then(Value::as_object).into_iter().flat_map(|m| m.values()).flat_map(|v| v.as_array().into_iter().flatten()));
+    let referenced = topo.get("sources").and_then(Value::as_array).into_iter().flatten().chain(
+        topo.get("edges")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|v| v.as_array().into_iter().flatten()),
+    );
     for node in referenced {
         let node = node.as_str().unwrap_or_default();
         if !nodes.contains_key(node) {
@@ -839,8 +911,10 @@ pub fn rule_sources(rule: &Value) -> Vec<String> {
 /// Parses `CREATE STREAM|TABLE name (fields) WITH (K="v", ...)`.
 fn parse_create(sql: &str) -> Result<(Kind, String, StreamDef), String> {
     static CREATE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"(?is)^\s*create\s+(stream|table)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\s*\((.*?)\)\s*with\s*\((.*)\)\s*;?\s*$"#)
-            .expect("static regex")
+        Regex::new(
+            r#"(?is)^\s*create\s+(stream|table)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\s*\((.*?)\)\s*with\s*\((.*)\)\s*;?\s*$"#,
+        )
+        .expect("static regex")
     });
     static OPTION: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r#"([A-Za-z_]+)\s*=\s*"((?:[^"\\]|\\.)*)""#).expect("static regex"));

@@ -161,7 +161,8 @@ impl Sim {
     /// The NeuronEX version instance `k` reports: a deterministic draw from the version mix.
     pub fn version_of(&self, k: u32) -> Version {
         let total: u32 = self.config.versions.iter().map(|(_, w)| w).sum();
-        let mut point = (splitmix(self.config.seed ^ u64::from(k).wrapping_mul(0x9E37_79B9)) % u64::from(total.max(1))) as u32;
+        let mut point =
+            (splitmix(self.config.seed ^ u64::from(k).wrapping_mul(0x9E37_79B9)) % u64::from(total.max(1))) as u32;
         for (version, weight) in &self.config.versions {
             if point < *weight {
                 return *version;
@@ -203,7 +204,15 @@ impl Sim {
     }
 
     /// Serves one request to instance `k` (the path after its prefix).
-    pub async fn serve(&self, k: u32, method: &str, path: &str, query: &HashMap<String, String>, authorization: Option<&str>, body: &[u8]) -> Reply {
+    pub async fn serve(
+        &self,
+        k: u32,
+        method: &str,
+        path: &str,
+        query: &HashMap<String, String>,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
         let Some(instance) = self.instance(k) else {
             return Reply::text(404, format!("no simulated instance {k}"));
         };

@@ -9,7 +9,11 @@ use clap::Parser;
 use neuronex_sim::{AuthMode, Faults, SimConfig, parse_version_mix, start};
 
 #[derive(Parser, Debug)]
-#[command(name = "neuronex-sim", version, about = "Simulated NeuronEX instances for edgefleet demos, tests and benchmarks")]
+#[command(
+    name = "neuronex-sim",
+    version,
+    about = "Simulated NeuronEX instances for edgefleet demos, tests and benchmarks"
+)]
 struct Args {
     /// How many instances to serve.
     #[arg(long, default_value_t = 1)]
@@ -63,7 +67,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let args = Args::parse();
-    for (name, rate) in [("--error-rate", args.error_rate), ("--timeout-rate", args.timeout_rate), ("--reset-rate", args.reset_rate)] {
+    for (name, rate) in
+        [("--error-rate", args.error_rate), ("--timeout-rate", args.timeout_rate), ("--reset-rate", args.reset_rate)]
+    {
         anyhow::ensure!((0.0..=1.0).contains(&rate), "{name} must be between 0 and 1, got {rate}");
     }
     if args.auth == AuthMode::Jwt {
@@ -87,12 +93,17 @@ async fn main() -> anyhow::Result<()> {
             offline: false,
         },
     };
-    let running = start(config, args.listen, args.port_per_instance).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let running = start(config, args.listen, args.port_per_instance)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     if let Some(path) = &args.manifest {
         let text = serde_json::to_string_pretty(&running.manifest)?;
         std::fs::write(path, text).with_context(|| format!("cannot write the manifest to {}", path.display()))?;
     }
-    println!("neuronex-sim: {} instances at {}/i/<k> (control API {}/__sim/)", args.count, running.base_url, running.base_url);
+    println!(
+        "neuronex-sim: {} instances at {}/i/<k> (control API {}/__sim/)",
+        args.count, running.base_url, running.base_url
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -147,7 +147,12 @@ static PLUGINS: &[PluginDef] = &[
         description: "Neuron northbound MQTT plugin",
         node_type: 2,
         single: false,
-        params: &[string("host", true), int("port", 1, 65535, true), string("client-id", false), Param { key: "ssl", kind: ParamKind::Bool, required: false }],
+        params: &[
+            string("host", true),
+            int("port", 1, 65535, true),
+            string("client-id", false),
+            Param { key: "ssl", kind: ParamKind::Bool, required: false },
+        ],
         address: AddressRule::Any,
     },
     PluginDef {
@@ -187,7 +192,10 @@ impl Neuron {
             };
         }
         match (req.method, path) {
-            ("GET", "version") => Reply::json(200, &json!({"build_date": "2024-01-01", "revision": "simulated", "version": e.neuron.to_string()})),
+            ("GET", "version") => Reply::json(
+                200,
+                &json!({"build_date": "2024-01-01", "revision": "simulated", "version": e.neuron.to_string()}),
+            ),
             ("POST", "ping") => neuron_ok(),
             ("GET", "plugin") => self.list_plugins(),
             ("GET", "node") => self.list_nodes(req),
@@ -204,7 +212,9 @@ impl Neuron {
             ("POST", "subscribe") => with_body!(|b| self.subscribe(&b)),
             ("GET", "subscribe") => self.list_subscriptions(req),
             ("GET", "global/drivers") if e.has_global_drivers() => self.export_drivers(req),
-            ("PUT", "global/drivers") if e.has_global_drivers() => with_body!(|b| self.put_drivers(e, &b)),
+            ("PUT", "global/drivers") if e.has_global_drivers() => {
+                with_body!(|b| self.put_drivers(e, &b))
+            }
             _ => Reply::text(404, "404 page not found"),
         }
     }
@@ -438,10 +448,12 @@ impl Neuron {
     }
 
     fn subscribe(&mut self, body: &Value) -> Reply {
-        let (Some(app), Some(driver), Some(group)) = (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group")) else {
+        let (Some(app), Some(driver), Some(group)) =
+            (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group"))
+        else {
             return neuron_error(1002);
         };
-        if !self.nodes.get(app).is_some_and(|n| n.plugin.node_type == 2) {
+        if self.nodes.get(app).is_none_or(|n| n.plugin.node_type != 2) {
             return neuron_error(2003);
         }
         let Some(driver_node) = self.nodes.get(driver) else {
@@ -688,8 +700,8 @@ fn check_modbus_address(address: &str, tag_type: u64) -> Result<(), u32> {
     if !matches!(area, '0' | '1' | '3' | '4') || register.len() < 2 || !register.chars().all(|c| c.is_ascii_digit()) {
         return Err(2205);
     }
-    if suffix.starts_with('#') {
-        let flag = suffix[1..].split('.').next().unwrap_or_default();
+    if let Some(flags) = suffix.strip_prefix('#') {
+        let flag = flags.split('.').next().unwrap_or_default();
         if !matches!(flag, "B" | "L" | "BB" | "BL" | "LL" | "LB") {
             return Err(2205);
         }

@@ -42,7 +42,8 @@ pub fn inspect(name: &str, bytes: &[u8]) -> Result<PortableMeta, String> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|_| format!("missing or invalid json file {json_name}, found 0 files in total"))?;
     let file_names: Vec<String> = archive.file_names().filter_map(|n| n.ok()).map(|n| n.into_owned()).collect();
-    let invalid_json = || format!("missing or invalid json file {json_name}, found {} files in total", file_names.len());
+    let invalid_json =
+        || format!("missing or invalid json file {json_name}, found {} files in total", file_names.len());
     let mut text = String::new();
     {
         let entry = archive.by_name(&json_name).map_err(|_| invalid_json())?;
@@ -64,9 +65,10 @@ pub fn inspect(name: &str, bytes: &[u8]) -> Result<PortableMeta, String> {
     if meta.language != "go" && meta.language != "python" {
         return Err(format!("invalid plugin, language '{}' is not supported", meta.language));
     }
-    let required = std::iter::once(meta.executable.clone()).chain(meta.sources.iter().map(|s| format!("sources/{s}.yaml")));
+    let required =
+        std::iter::once(meta.executable.clone()).chain(meta.sources.iter().map(|s| format!("sources/{s}.yaml")));
     for file in required {
-        if !file_names.iter().any(|f| *f == file) {
+        if !file_names.contains(&file) {
             return Err(format!("missing {file}"));
         }
     }

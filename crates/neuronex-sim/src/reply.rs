@@ -6,7 +6,11 @@ use crate::versions::Engines;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    Http { status: u16, content_type: &'static str, body: String },
+    Http {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
     /// Close the connection without an answer (a reset, or eKuiper's panicking handlers).
     Reset,
     /// Never answer; the client must give up on its own.

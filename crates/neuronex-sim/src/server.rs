@@ -80,7 +80,13 @@ pub async fn start(config: SimConfig, listen: SocketAddr, port_per_instance: boo
         .enumerate()
         .map(|(k, endpoint)| {
             let k = k as u32;
-            ManifestEntry { index: k, name: format!("neuronex-{k:05}"), endpoint, version: sim.version_of(k).to_string(), tags: sim.tags_of(k) }
+            ManifestEntry {
+                index: k,
+                name: format!("neuronex-{k:05}"),
+                endpoint,
+                version: sim.version_of(k).to_string(),
+                tags: sim.tags_of(k),
+            }
         })
         .collect();
     Ok(RunningSim { sim, base_url, manifest, tasks })
@@ -118,7 +124,8 @@ async fn dispatch(sim: Arc<Sim>, fixed: Option<u32>, request: Request<Body>) -> 
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return plain(413, "request body too large");
     };
-    let query: HashMap<String, String> = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()).unwrap_or_default();
+    let query: HashMap<String, String> =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()).unwrap_or_default();
     let path = parts.uri.path();
     let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
     if let Some(control) = path.strip_prefix("/__sim") {
@@ -179,9 +186,12 @@ fn json_response(status: u16, value: &Value) -> Response<Body> {
 fn control_api(sim: &Sim, method: &str, path: &str, body: &[u8]) -> Response<Body> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let not_found = || json_response(404, &json!({"error": "no such instance or control path"}));
-    let parse_faults = || serde_json::from_slice::<Faults>(body).map_err(|e| json_response(400, &json!({"error": e.to_string()})));
+    let parse_faults =
+        || serde_json::from_slice::<Faults>(body).map_err(|e| json_response(400, &json!({"error": e.to_string()})));
     match (method, segments.as_slice()) {
-        ("GET", ["health"]) => json_response(200, &json!({"count": sim.config().count, "instances_in_use": sim.instances_in_use()})),
+        ("GET", ["health"]) => {
+            json_response(200, &json!({"count": sim.config().count, "instances_in_use": sim.instances_in_use()}))
+        }
         ("PUT", ["faults"]) => match parse_faults() {
             Ok(faults) => {
                 sim.set_faults(None, Some(faults));
@@ -198,7 +208,9 @@ fn control_api(sim: &Sim, method: &str, path: &str, body: &[u8]) -> Response<Bod
             None => not_found(),
         },
         ("PUT", ["instances", k, "faults"]) => match (k.parse().ok(), parse_faults()) {
-            (Some(k), Ok(faults)) if sim.set_faults(Some(k), Some(faults.clone())) => json_response(200, &json!({"ok": true})),
+            (Some(k), Ok(faults)) if sim.set_faults(Some(k), Some(faults.clone())) => {
+                json_response(200, &json!({"ok": true}))
+            }
             (_, Err(response)) => response,
             _ => not_found(),
         },
