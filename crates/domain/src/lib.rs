@@ -1,1 +1,40 @@
+//! edgefleet's domain: what a template document is and when it is valid, how parameters render,
+//! what a delivery's states and options mean, how edge services are selected. No IO here: every
+//! function takes values and returns values, so all of it is tested without a server.
 
+pub mod delivery;
+pub mod driver;
+pub mod endpoint;
+pub mod filter;
+pub mod params;
+pub mod rule;
+pub mod template;
+pub mod version;
+
+/// One problem in a document: where it is and what is wrong, in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// A path into the document, such as `rules.r1.actions` or `nodes[0].groups[1].tags[2]`.
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem { path: path.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+    }
+}
+
+/// `invalid JSON at line 2, column 13: key must be a string` from a serde_json error.
+pub fn json_error_text(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let suffix = format!(" at line {} column {}", err.line(), err.column());
+    let reason = text.strip_suffix(&suffix).unwrap_or(&text);
+    format!("invalid JSON at line {}, column {}: {reason}", err.line(), err.column())
+}

@@ -1,0 +1,264 @@
+//! Deliveries: the status of each target, the state of the whole, and the options a user sets.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A target's status. `succeeded`, `failed`, `canceled` and `skipped` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+    Skipped,
+}
+
+impl TargetStatus {
+    pub const ALL: [TargetStatus; 6] = [
+        TargetStatus::Pending,
+        TargetStatus::Running,
+        TargetStatus::Succeeded,
+        TargetStatus::Failed,
+        TargetStatus::Canceled,
+        TargetStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetStatus::Pending => "pending",
+            TargetStatus::Running => "running",
+            TargetStatus::Succeeded => "succeeded",
+            TargetStatus::Failed => "failed",
+            TargetStatus::Canceled => "canceled",
+            TargetStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, TargetStatus::Pending | TargetStatus::Running)
+    }
+}
+
+impl fmt::Display for TargetStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TargetStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TargetStatus, String> {
+        TargetStatus::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            format!("unknown target status `{s}`: use pending, running, succeeded, failed, canceled or skipped")
+        })
+    }
+}
+
+/// The delivery as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Running,
+    Succeeded,
+    /// Some targets succeeded (or were skipped) and some failed.
+    Partial,
+    Failed,
+    Canceled,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Running => "running",
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::Partial => "partial",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryState> {
+        [
+            DeliveryState::Running,
+            DeliveryState::Succeeded,
+            DeliveryState::Partial,
+            DeliveryState::Failed,
+            DeliveryState::Canceled,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+/// Target counts of one delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Not final yet: pending or running.
+    pub pending: u64,
+    pub running: u64,
+    pub canceled: u64,
+    pub skipped: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, status: TargetStatus, n: u64) {
+        self.total += n;
+        match status {
+            TargetStatus::Pending => self.pending += n,
+            TargetStatus::Running => {
+                self.pending += n;
+                self.running += n;
+            }
+            TargetStatus::Succeeded => self.succeeded += n,
+            TargetStatus::Failed => self.failed += n,
+            TargetStatus::Canceled => self.canceled += n,
+            TargetStatus::Skipped => self.skipped += n,
+        }
+    }
+
+    /// Moves one target from one status to another.
+    pub fn moved(&mut self, from: TargetStatus, to: TargetStatus) {
+        self.add(to, 1);
+        self.remove(from);
+    }
+
+    fn remove(&mut self, status: TargetStatus) {
+        self.total -= 1;
+        let slot = match status {
+            TargetStatus::Pending => &mut self.pending,
+            TargetStatus::Running => {
+                self.running -= 1;
+                &mut self.pending
+            }
+            TargetStatus::Succeeded => &mut self.succeeded,
+            TargetStatus::Failed => &mut self.failed,
+            TargetStatus::Canceled => &mut self.canceled,
+            TargetStatus::Skipped => &mut self.skipped,
+        };
+        *slot -= 1;
+    }
+
+    /// The state these counts mean once nothing is pending; `Running` while something is.
+    pub fn state(&self, canceled: bool) -> DeliveryState {
+        if self.pending > 0 {
+            return DeliveryState::Running;
+        }
+        let done_well = self.succeeded + self.skipped;
+        if canceled {
+            DeliveryState::Canceled
+        } else if self.failed == 0 {
+            DeliveryState::Succeeded
+        } else if done_well == 0 {
+            DeliveryState::Failed
+        } else {
+            DeliveryState::Partial
+        }
+    }
+}
+
+/// What to do when an object of the template already exists on the edge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Replace it (what NeuronEX's own import does).
+    #[default]
+    Overwrite,
+    /// Leave the existing one and count the item as skipped.
+    Skip,
+    /// Fail the target.
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryOptions {
+    /// Targets worked on at the same time.
+    pub concurrency: u32,
+    /// Time one target may take, all attempts included.
+    pub timeout_secs: u64,
+    /// Extra attempts after a transient failure (timeout, reset, 5xx, busy).
+    pub retries: u32,
+    pub on_conflict: OnConflict,
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> DeliveryOptions {
+        DeliveryOptions { concurrency: 64, timeout_secs: 60, retries: 2, on_conflict: OnConflict::Overwrite }
+    }
+}
+
+pub const MAX_CONCURRENCY: u32 = 2048;
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+pub const MAX_RETRIES: u32 = 10;
+
+impl DeliveryOptions {
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(format!(
+                "options.concurrency must be between 1 and {MAX_CONCURRENCY}, got {}",
+                self.concurrency
+            ));
+        }
+        if !(1..=MAX_TIMEOUT_SECS).contains(&self.timeout_secs) {
+            return Err(format!(
+                "options.timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}, got {}",
+                self.timeout_secs
+            ));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(format!("options.retries must be at most {MAX_RETRIES}, got {}", self.retries));
+        }
+        Ok(())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Wait before attempt `n` (1-based retry number): 200 ms doubled each time, capped at 5 s;
+    /// `jitter` in `[0, 1)` spreads retries of many targets apart.
+    pub fn backoff(retry: u32, jitter: f64) -> Duration {
+        let base = 200u64.saturating_mul(1 << retry.min(5).saturating_sub(1)).min(5000);
+        Duration::from_millis(base + (base as f64 * 0.5 * jitter) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_follows_the_counts() {
+        let mut counts = Counts::default();
+        counts.add(TargetStatus::Pending, 3);
+        assert_eq!(counts.state(false), DeliveryState::Running);
+        counts.moved(TargetStatus::Pending, TargetStatus::Running);
+        counts.moved(TargetStatus::Running, TargetStatus::Succeeded);
+        counts.moved(TargetStatus::Pending, TargetStatus::Failed);
+        assert_eq!((counts.pending, counts.running), (1, 0));
+        counts.moved(TargetStatus::Pending, TargetStatus::Skipped);
+        assert_eq!(counts.state(false), DeliveryState::Partial);
+        assert_eq!(counts.total, 3);
+        let all_failed = Counts { total: 2, failed: 2, ..Counts::default() };
+        assert_eq!(all_failed.state(false), DeliveryState::Failed);
+        assert_eq!(all_failed.state(true), DeliveryState::Canceled);
+    }
+
+    #[test]
+    fn options_are_bounded() {
+        assert!(DeliveryOptions::default().check().is_ok());
+        let bad = DeliveryOptions { concurrency: 0, ..DeliveryOptions::default() };
+        assert_eq!(bad.check(), Err("options.concurrency must be between 1 and 2048, got 0".into()));
+        assert!(DeliveryOptions { retries: 11, ..DeliveryOptions::default() }.check().is_err());
+        assert!(DeliveryOptions::backoff(1, 0.0) < DeliveryOptions::backoff(3, 0.0));
+        assert!(DeliveryOptions::backoff(30, 0.99) <= std::time::Duration::from_millis(7500));
+    }
+}
