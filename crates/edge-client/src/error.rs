@@ -53,6 +53,8 @@ pub struct EdgeError {
     pub message: String,
     pub failure: Failure,
     pub retry: Retry,
+    /// How many times the call was made before giving up (set by callers that retry).
+    pub tries: u32,
 }
 
 impl EdgeError {
@@ -71,6 +73,7 @@ impl EdgeError {
             message,
             failure: Failure::Edge,
             retry,
+            tries: 1,
         }
     }
 
@@ -87,6 +90,7 @@ impl EdgeError {
             message: String::new(),
             failure,
             retry,
+            tries: 1,
         }
     }
 
@@ -112,7 +116,11 @@ impl fmt::Display for EdgeError {
             Failure::Reset { detail } => write!(f, "connection closed without an answer: {detail}"),
             Failure::Decode { detail } => write!(f, "unreadable answer: {detail}"),
             Failure::Refused { detail } => write!(f, "{detail}"),
+        }?;
+        if self.tries > 1 {
+            write!(f, " (after {} tries)", self.tries)?;
         }
+        Ok(())
     }
 }
 

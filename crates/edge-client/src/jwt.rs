@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde::Serialize;
 
 /// How long a signed token is valid, and how early a new one is made before that.
@@ -69,4 +69,10 @@ pub fn generate_rsa_keypair() -> Result<(String, String), JwtError> {
     let public_pem =
         private.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| JwtError::Key(e.to_string()))?;
     Ok((private_pem.to_string(), public_pem))
+}
+
+/// The public SPKI PEM of a private PKCS#8 PEM key.
+pub fn public_pem_of(private_pem: &str) -> Result<String, JwtError> {
+    let private = rsa::RsaPrivateKey::from_pkcs8_pem(private_pem).map_err(|e| JwtError::Key(e.to_string()))?;
+    private.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| JwtError::Key(e.to_string()))
 }

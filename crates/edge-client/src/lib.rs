@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use error::{EdgeError, Failure, Retry, neuron_code_text};
-pub use jwt::{JwtSigner, generate_rsa_keypair};
+pub use jwt::{JwtError, JwtSigner, generate_rsa_keypair, public_pem_of};
 
 /// How edgefleet proves itself to an edge.
 #[derive(Debug, Clone, PartialEq, Eq)]

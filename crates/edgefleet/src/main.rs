@@ -1,1 +1,66 @@
-fn main() {}
+//! `edgefleet`: the server (`serve`), a one-command demonstration (`demo`), and client commands
+//! that drive a running server through its REST API.
+
+mod cli;
+mod demo;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "edgefleet",
+    version,
+    about = "Configuration templates and plugins for fleets of NeuronEX edge services"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Start a server, a simulated fleet and sample templates on this machine, with no setup.
+    Demo(demo::DemoArgs),
+    /// Sign in to a server and remember the token for the other client commands.
+    Login(cli::LoginArgs),
+    /// Edge services of a project.
+    #[command(subcommand)]
+    Edge(cli::EdgeCommand),
+    /// Configuration templates of a project.
+    #[command(subcommand)]
+    Template(cli::TemplateCommand),
+    /// Deliver a template to edge services, optionally watching the results live.
+    Deliver(cli::DeliverArgs),
+    /// Read the operation audit.
+    Audit(cli::AuditArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let outcome = match args.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Login(args) => cli::login(args).await,
+        Command::Edge(command) => cli::edge(command).await,
+        Command::Template(command) => cli::template(command).await,
+        Command::Deliver(args) => cli::deliver(args).await,
+        Command::Audit(args) => cli::audit(args).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("edgefleet: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -35,6 +35,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// NeuronEX versions with weights, e.g. `[(3.6.0, 90), (2.9.0, 10)]`.
     pub versions: Vec<(Version, u32)>,
+    /// When not empty, instance `k` reports `exact_versions[k % len]` instead of a weighted draw.
+    pub exact_versions: Vec<Version>,
     pub auth: AuthMode,
     pub username: String,
     pub password: String,
@@ -50,6 +52,7 @@ impl Default for SimConfig {
             count: 1,
             seed: 0,
             versions: vec![(Version::new(3, 6, 0), 100)],
+            exact_versions: Vec::new(),
             auth: AuthMode::None,
             username: "admin".into(),
             password: "0000".into(),
@@ -160,6 +163,9 @@ impl Sim {
 
     /// The NeuronEX version instance `k` reports: a deterministic draw from the version mix.
     pub fn version_of(&self, k: u32) -> Version {
+        if !self.config.exact_versions.is_empty() {
+            return self.config.exact_versions[k as usize % self.config.exact_versions.len()];
+        }
         let total: u32 = self.config.versions.iter().map(|(_, w)| w).sum();
         let mut point =
             (splitmix(self.config.seed ^ u64::from(k).wrapping_mul(0x9E37_79B9)) % u64::from(total.max(1))) as u32;

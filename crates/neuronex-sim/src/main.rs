@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         count: args.count,
         seed: args.seed,
         versions: parse_version_mix(&args.versions).map_err(anyhow::Error::msg).context("--versions")?,
+        exact_versions: Vec::new(),
         auth: args.auth,
         username: args.username,
         password: args.password,

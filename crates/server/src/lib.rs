@@ -1,1 +1,145 @@
+//! The edgefleet server: REST API under `/api/v1`, live delivery results over SSE, the delivery
+//! engine that works through targets, and the prober that keeps edge versions and status fresh.
 
+pub mod config;
+mod crypto;
+mod engine;
+mod error;
+mod extract;
+mod metrics;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use edge_client::{ClientConfig, EdgeClient, JwtSigner};
+use store::Store;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use crypto::SecretBox;
+use engine::Engine;
+use metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    engine: Arc<Engine>,
+    secrets: Arc<SecretBox>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    jwt_public: Arc<(String, String)>,
+}
+
+/// A server that is bound and ready to run.
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+    /// Set when this start created the first admin with a generated password.
+    pub generated_admin_password: Option<String>,
+}
+
+const JWT_KEY_NAME: &str = "edgefleet.pub";
+
+impl App {
+    /// Opens the store, prepares keys and the first admin, resumes unfinished deliveries and binds.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
+        let store = Store::open(&config.database_url())
+            .await
+            .with_context(|| format!("cannot open the database {}", config.database_url()))?;
+        let secrets = Arc::new(SecretBox::new(&secret_key(&config)?));
+        let generated_admin_password = bootstrap_admin(&store, config.admin_password.as_deref()).await?;
+        let (signer, jwt_public) = jwt_keys(&store, &secrets).await?;
+        let client = EdgeClient::new(
+            ClientConfig { connect_timeout: config.edge_connect_timeout, request_timeout: config.edge_request_timeout },
+            Some(signer),
+        );
+        let metrics = Arc::new(Metrics::default());
+        let engine = Engine::new(store.clone(), client, Arc::clone(&secrets), Arc::clone(&metrics));
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let state =
+            AppState { store, engine, secrets, config: Arc::new(config), metrics, jwt_public: Arc::new(jwt_public) };
+        Ok(App { state, listener, generated_admin_password })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| self.state.config.listen)
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let App { state, listener, .. } = self;
+        state.engine.resume_unfinished().await.context("cannot resume unfinished deliveries")?;
+        let prober = tokio::spawn(engine::probe::run_forever(state.clone()));
+        let router = routes::router(state.clone());
+        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        prober.abort();
+        served.context("server error")
+    }
+}
+
+/// The key that seals edge secrets: from the configuration, or a file in the data folder made on
+/// first start.
+fn secret_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    let text = match &config.secret_key {
+        Some(key) => key.clone(),
+        None => {
+            let path = config.data_dir.join("secret.key");
+            if !path.exists() {
+                write_private(&path, &hex::encode(SecretBox::generate_key()))?;
+            }
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+    };
+    let bytes = hex::decode(text.trim()).context("the secret key must be 64 hex digits")?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("the secret key must be 32 bytes (64 hex digits)"))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// On an empty database, creates the system admin `admin`; answers the password if generated.
+async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Result<Option<String>> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match password {
+        Some(p) if !p.is_empty() => (p.to_owned(), false),
+        _ => (crypto::new_token("")[..20].to_owned(), true),
+    };
+    let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password).map(|h| (h, password)))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    store.create_user("admin", &hash.0, true).await?;
+    Ok(generated.then_some(hash.1))
+}
+
+/// The RS256 key edgefleet signs edge tokens with, kept sealed in the database so every replica
+/// signs with the same key; the public half is what operators install on NeuronEX.
+async fn jwt_keys(store: &Store, secrets: &SecretBox) -> anyhow::Result<(JwtSigner, (String, String))> {
+    let sealed = match store.setting("jwt_private_key").await? {
+        Some(sealed) => sealed,
+        None => {
+            let (private, _) = tokio::task::spawn_blocking(edge_client::generate_rsa_keypair).await??;
+            store.setting_or_insert("jwt_private_key", &secrets.seal(&private)).await?
+        }
+    };
+    let private = secrets.open(&sealed).map_err(anyhow::Error::msg)?;
+    let public = edge_client::public_pem_of(&private)?;
+    let signer = JwtSigner::from_pem(JWT_KEY_NAME, private.as_bytes())?;
+    Ok((signer, (JWT_KEY_NAME.to_owned(), public)))
+}

@@ -1,1 +1,159 @@
+//! The store: every SQL statement of edgefleet.
+//!
+//! Columns use types both backends share (TEXT, BIGINT unix milliseconds, INTEGER 0/1, JSON as
+//! text), so one query text serves SQLite and PostgreSQL through sqlx's `Any` driver; the schema
+//! itself has one migration folder per backend. SQLite gets a one-connection write pool (it has one
+//! writer anyway) beside a read pool.
 
+mod accounts;
+mod audit;
+mod deliveries;
+mod edges;
+mod templates;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use accounts::{Org, Project, ProjectScope, User};
+pub use audit::{AuditEntry, AuditEvent, AuditQuery};
+pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, TargetOutcome};
+pub use edges::{EdgeAuthRow, EdgeService, NewEdge, ProbeResult, ProbeTarget};
+pub use templates::{Template, TemplateChange, TemplateVersion};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name is taken; the field says which.
+    #[error("{what} `{name}` already exists")]
+    Conflict { what: &'static str, name: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates. `url` is `sqlite://PATH` or `postgres://...`.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let store = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+                let write = sqlite_pool(&url, 1).await?;
+                // Migrate before opening readers, so they see the schema.
+                sqlx::migrate!("migrations/sqlite").run(&write).await?;
+                let read = sqlite_pool(&url, 4).await?;
+                Store { read, write, backend }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
+                sqlx::migrate!("migrations/postgres").run(&pool).await?;
+                Store { read: pool.clone(), write: pool, backend }
+            }
+        };
+        Ok(store)
+    }
+
+    /// SQLite in `dir/edgefleet.db`.
+    pub async fn open_sqlite_dir(dir: &Path) -> Result<Store> {
+        Store::open(&format!("sqlite://{}", dir.join("edgefleet.db").display())).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(&self.read).await?;
+        Ok(row.map(|r| r.get("value")))
+    }
+
+    /// Stores `value` unless the key has one; answers the value that is stored now.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.write)
+            .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&self.write).await?;
+        Ok(row.get("value"))
+    }
+}
+
+async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Maps a unique-constraint failure to a conflict naming what clashed.
+fn conflict(err: sqlx::Error, what: &'static str, name: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict { what, name: name.to_owned() },
+        _ => StoreError::Database(err),
+    }
+}
+
+fn json_list(row: &AnyRow, column: &str) -> Vec<String> {
+    let text: String = row.get(column);
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn json_value(row: &AnyRow, column: &str) -> serde_json::Value {
+    let text: String = row.get(column);
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// `LIKE` pattern for a case-insensitive substring match, with wildcards in the needle escaped.
+fn like_pattern(needle: &str) -> String {
+    let escaped = needle.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}

@@ -1,0 +1,502 @@
+//! Client commands: they call a running server's REST API with a saved or given token.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// Where `edgefleet login` keeps the server address and token.
+fn credentials_path() -> PathBuf {
+    if let Ok(dir) = std::env::var("EDGEFLEET_CONFIG_DIR") {
+        return PathBuf::from(dir).join("credentials.json");
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+    PathBuf::from(home).join(".config/edgefleet/credentials.json")
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    server: String,
+    token: String,
+}
+
+impl Client {
+    /// From `EDGEFLEET_SERVER` / `EDGEFLEET_TOKEN`, else the saved login.
+    pub fn from_environment() -> anyhow::Result<Client> {
+        let saved: Value = std::fs::read_to_string(credentials_path())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(json!({}));
+        let server = std::env::var("EDGEFLEET_SERVER").ok().or_else(|| saved["server"].as_str().map(str::to_owned));
+        let token = std::env::var("EDGEFLEET_TOKEN").ok().or_else(|| saved["token"].as_str().map(str::to_owned));
+        match (server, token) {
+            (Some(server), Some(token)) => Ok(Client::new(&server, &token)),
+            _ => bail!(
+                "not signed in: run `edgefleet login --server URL --username NAME`, or set EDGEFLEET_SERVER and EDGEFLEET_TOKEN"
+            ),
+        }
+    }
+
+    pub fn new(server: &str, token: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            server: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let mut request = self.http.request(method, format!("{}{path}", self.server)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach {}", self.server))?;
+        read_answer(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        read_answer(response).await
+    }
+
+    pub async fn text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self.http.get(format!("{}{path}", self.server)).bearer_auth(&self.token).send().await?;
+        if !response.status().is_success() {
+            // Always an error for a failed status.
+            return read_answer(response).await.map(|v| v.to_string());
+        }
+        Ok(response.text().await?)
+    }
+
+    /// Follows a delivery's events until its final state; `on_event(name, data)` sees each one.
+    pub async fn watch(&self, path: &str, mut on_event: impl FnMut(&str, &Value)) -> anyhow::Result<()> {
+        let response = self.http.get(format!("{}{path}", self.server)).bearer_auth(&self.token).send().await?;
+        if !response.status().is_success() {
+            read_answer(response).await?;
+            return Ok(());
+        }
+        let mut stream = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(chunk) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk?));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut name = "message";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                    on_event(name, &value);
+                    if name == "final" {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The server's JSON, or its error sentence as the error.
+async fn read_answer(response: reqwest::Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let text = response.text().await?;
+    let value: Value =
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    if status.is_success() {
+        return Ok(value);
+    }
+    let code = value["error"]["code"].as_str().unwrap_or("error");
+    let message = value["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+    bail!("{message} ({code}, HTTP {})", status.as_u16())
+}
+
+#[derive(clap::Args)]
+pub struct LoginArgs {
+    /// The server's base URL.
+    #[arg(long, env = "EDGEFLEET_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[arg(long, default_value = "admin")]
+    username: String,
+    /// The password; else EDGEFLEET_PASSWORD, else one line from standard input.
+    #[arg(long, env = "EDGEFLEET_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
+    let password = match args.password {
+        Some(p) => p,
+        None => {
+            eprint!("password for {}: ", args.username);
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", args.server.trim_end_matches('/')))
+        .json(&json!({"username": args.username, "password": password}))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", args.server))?;
+    let answer = read_answer(response).await?;
+    let path = credentials_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, json!({"server": args.server, "token": answer["token"]}).to_string())
+        .with_context(|| format!("cannot save the login to {}", path.display()))?;
+    println!("signed in to {} as {}", args.server, args.username);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Subcommand)]
+pub enum EdgeCommand {
+    /// List edge services, with optional filters.
+    List {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        q: Option<String>,
+        #[arg(long)]
+        tag: Vec<String>,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Import edge services from a CSV (name,endpoint,tags,...) or JSON file.
+    Import {
+        #[arg(long)]
+        project: String,
+        file: PathBuf,
+    },
+}
+
+pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    match command {
+        EdgeCommand::List { project, q, tag, version, status, limit } => {
+            let mut query: Vec<(String, String)> = vec![("limit".into(), limit.to_string())];
+            query.extend(q.map(|v| ("q".into(), v)));
+            query.extend(version.map(|v| ("version".into(), v)));
+            query.extend(status.map(|v| ("status".into(), v)));
+            query.extend(tag.into_iter().map(|t| ("tag".into(), t)));
+            let qs = serde_urlencoded_pairs(&query);
+            let answer = client.get(&format!("/api/v1/projects/{project}/edge-services?{qs}")).await?;
+            println!("{:<24} {:<8} {:<8} {:<40} TAGS", "NAME", "STATUS", "VERSION", "ENDPOINT");
+            for item in answer["items"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<8} {:<8} {:<40} {}",
+                    item["name"].as_str().unwrap_or_default(),
+                    item["status"].as_str().unwrap_or_default(),
+                    item["version"].as_str().unwrap_or("-"),
+                    item["endpoint"].as_str().unwrap_or_default(),
+                    item["tags"]
+                        .as_array()
+                        .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default()
+                );
+            }
+            println!("{} of {} shown", answer["items"].as_array().map(Vec::len).unwrap_or(0), answer["total"]);
+        }
+        EdgeCommand::Import { project, file } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let content_type =
+                if file.extension().is_some_and(|e| e == "csv") { "text/csv" } else { "application/json" };
+            let answer = client
+                .post_raw(&format!("/api/v1/projects/{project}/edge-services/import"), content_type, bytes)
+                .await?;
+            println!("imported {} edge services", answer["total"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[derive(clap::Subcommand)]
+pub enum TemplateCommand {
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    /// Create a template from a file exported by NeuronEX (or edited by hand).
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        /// rule or driver
+        #[arg(long)]
+        kind: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        file: PathBuf,
+    },
+    /// Write a template's content (current or given version) to standard output or a file.
+    Export {
+        #[arg(long)]
+        project: String,
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+pub async fn template(command: TemplateCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    match command {
+        TemplateCommand::List { project } => {
+            let answer = client.get(&format!("/api/v1/projects/{project}/templates?limit=1000")).await?;
+            println!("{:<38} {:<7} {:<4} NAME", "ID", "KIND", "VER");
+            for item in answer["items"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<38} {:<7} {:<4} {}",
+                    item["id"].as_str().unwrap_or_default(),
+                    item["kind"].as_str().unwrap_or_default(),
+                    item["current_version"],
+                    item["name"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        TemplateCommand::Create { project, name, kind, description, file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let body = json!({"name": name, "kind": kind, "description": description, "content": text});
+            let answer = client.post(&format!("/api/v1/projects/{project}/templates"), &body).await?;
+            println!(
+                "created template {} ({}), parameters: {}",
+                answer["name"].as_str().unwrap_or_default(),
+                answer["id"].as_str().unwrap_or_default(),
+                answer["parameters"]
+            );
+            for warning in answer["warnings"].as_array().into_iter().flatten() {
+                eprintln!(
+                    "warning: {}: {}",
+                    warning["path"].as_str().unwrap_or_default(),
+                    warning["message"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        TemplateCommand::Export { project, id, version, output } => {
+            let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let text = client.text(&format!("/api/v1/projects/{project}/templates/{id}/export{query}")).await?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?
+                }
+                None => println!("{text}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct DeliverArgs {
+    #[arg(long)]
+    project: String,
+    /// The template id.
+    #[arg(long)]
+    template: String,
+    /// Template version [default: current].
+    #[arg(long)]
+    version: Option<i64>,
+    /// Edge-service ids, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<String>,
+    /// Select by tag (repeatable; all must match).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Select by NeuronEX version (exact, or a prefix like 3.6).
+    #[arg(long)]
+    edge_version: Option<String>,
+    /// Select by name (substring).
+    #[arg(long)]
+    name: Option<String>,
+    /// Select by free text.
+    #[arg(long)]
+    q: Option<String>,
+    /// Every edge service of the project.
+    #[arg(long)]
+    all: bool,
+    /// A JSON file `{"defaults": {...}, "targets": {"<edge id or name>": {...}}}`.
+    #[arg(long)]
+    params: Option<PathBuf>,
+    #[arg(long)]
+    concurrency: Option<u32>,
+    #[arg(long)]
+    timeout_secs: Option<u64>,
+    #[arg(long)]
+    retries: Option<u32>,
+    /// overwrite, skip or fail
+    #[arg(long)]
+    on_conflict: Option<String>,
+    #[arg(long)]
+    dry_run: bool,
+    /// Follow the results live and exit non-zero unless every target succeeded.
+    #[arg(long)]
+    watch: bool,
+}
+
+pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    let targets = if !args.ids.is_empty() {
+        json!({"ids": args.ids})
+    } else {
+        let mut filter = serde_json::Map::new();
+        if !args.tag.is_empty() {
+            filter.insert("tag".into(), json!(args.tag));
+        }
+        for (key, value) in [("version", &args.edge_version), ("name", &args.name), ("q", &args.q)] {
+            if let Some(value) = value {
+                filter.insert(key.into(), json!(value));
+            }
+        }
+        if filter.is_empty() && !args.all {
+            bail!("choose targets: --ids, a filter (--tag, --edge-version, --name, --q) or --all");
+        }
+        json!({"filter": filter})
+    };
+    let mut options = serde_json::Map::new();
+    for (key, value) in [
+        ("concurrency", args.concurrency.map(|v| json!(v))),
+        ("timeout_secs", args.timeout_secs.map(|v| json!(v))),
+        ("retries", args.retries.map(|v| json!(v))),
+        ("on_conflict", args.on_conflict.map(|v| json!(v))),
+    ] {
+        if let Some(value) = value {
+            options.insert(key.into(), value);
+        }
+    }
+    let params = match &args.params {
+        Some(path) => serde_json::from_str::<Value>(
+            &std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not JSON", path.display()))?,
+        None => json!({}),
+    };
+    let mut body = json!({"template_id": args.template, "targets": targets, "params": params, "options": options, "dry_run": args.dry_run});
+    if let Some(version) = args.version {
+        body["version"] = json!(version);
+    }
+    let delivery = client.post(&format!("/api/v1/projects/{}/deliveries", args.project), &body).await?;
+    let id = delivery["id"].as_str().unwrap_or_default().to_owned();
+    println!("delivery {id}: {} targets", delivery["counts"]["total"]);
+    if !args.watch {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut final_state = String::new();
+    client
+        .watch(&format!("/api/v1/projects/{}/deliveries/{id}/events", args.project), |name, data| match name {
+            "counts" => progress(data),
+            "target" if data["status"] == "failed" => {
+                eprint!("\r\x1b[K");
+                eprintln!(
+                    "  ✗ {}: {}",
+                    data["name"].as_str().unwrap_or_default(),
+                    data["reason"].as_str().unwrap_or_default()
+                );
+            }
+            "final" => {
+                progress(&data["counts"]);
+                final_state = data["state"].as_str().unwrap_or_default().to_owned();
+            }
+            _ => {}
+        })
+        .await?;
+    eprintln!();
+    println!("delivery {id}: {final_state}");
+    Ok(if final_state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// `[#########-----------] 450/1000  ✓ 440  ✗ 10`
+fn progress(counts: &Value) {
+    let total = counts["total"].as_u64().unwrap_or(0).max(1);
+    let done = total - counts["pending"].as_u64().unwrap_or(0);
+    let width = 30;
+    let filled = (done * width / total) as usize;
+    eprint!(
+        "\r\x1b[K[{}{}] {done}/{total}  ✓ {}  ✗ {}",
+        "#".repeat(filled),
+        "-".repeat(width as usize - filled),
+        counts["succeeded"],
+        counts["failed"]
+    );
+    let _ = std::io::stderr().flush();
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    project: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    let mut query = vec![("limit".to_owned(), args.limit.to_string())];
+    query.extend(args.project.map(|v| ("project".to_owned(), v)));
+    query.extend(args.action.map(|v| ("action".to_owned(), v)));
+    query.extend(args.actor.map(|v| ("actor".to_owned(), v)));
+    let answer = client.get(&format!("/api/v1/audit?{}", serde_urlencoded_pairs(&query))).await?;
+    for event in answer["items"].as_array().into_iter().flatten() {
+        println!(
+            "{} {:<10} {:<22} {:<10} {} {}",
+            event["at"],
+            event["actor_name"].as_str().unwrap_or_default(),
+            event["action"].as_str().unwrap_or_default(),
+            event["outcome"].as_str().unwrap_or_default(),
+            event["resource_name"].as_str().unwrap_or_default(),
+            event["details"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,105 @@
+//! `edgefleet serve`: flags over `EDGEFLEET_*` variables over a TOML file over defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use server::{App, Config};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "EDGEFLEET_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Folder for the SQLite database, keys and plugin packages [default: ./edgefleet-data].
+    #[arg(long, env = "EDGEFLEET_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://...` [default: SQLite in the data folder].
+    #[arg(long, env = "EDGEFLEET_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Folder for plugin packages, shared by all replicas [default: <data-dir>/blobs].
+    #[arg(long, env = "EDGEFLEET_BLOB_DIR")]
+    pub blob_dir: Option<PathBuf>,
+    /// Seconds between probes of every edge service [default: 30].
+    #[arg(long, env = "EDGEFLEET_PROBE_INTERVAL_SECS")]
+    pub probe_interval_secs: Option<u64>,
+    /// A TOML file with the same settings (keys as the flags, with underscores).
+    #[arg(long, env = "EDGEFLEET_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    blob_dir: Option<PathBuf>,
+    probe_interval_secs: Option<u64>,
+    secret_key: Option<String>,
+}
+
+pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
+    let file = match &args.config {
+        Some(path) => read_settings(path)?,
+        None => FileSettings::default(),
+    };
+    let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("edgefleet-data"));
+    let mut config = Config::new(data_dir);
+    if let Some(listen) = args.listen.or(file.listen) {
+        config.listen = listen;
+    }
+    config.database_url = args.database_url.clone().or(file.database_url);
+    config.blob_dir = args.blob_dir.clone().or(file.blob_dir);
+    if let Some(secs) = args.probe_interval_secs.or(file.probe_interval_secs) {
+        anyhow::ensure!(secs > 0, "the probe interval must be at least 1 second");
+        config.probe_interval = Duration::from_secs(secs);
+    }
+    config.admin_password = std::env::var("EDGEFLEET_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+    config.secret_key = std::env::var("EDGEFLEET_SECRET_KEY").ok().filter(|k| !k.is_empty()).or(file.secret_key);
+    Ok(config)
+}
+
+fn read_settings(path: &Path) -> anyhow::Result<FileSettings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = config_from(&args)?;
+    let app = App::build(config).await?;
+    if let Some(password) = &app.generated_admin_password {
+        println!(
+            "first start: created the system admin `admin` with password {password} (shown once; change it after signing in)"
+        );
+    }
+    println!("edgefleet listening on http://{}", app.local_addr());
+    app.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,55 @@
+//! Fan-out of live delivery events to SSE watchers in this process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use domain::delivery::Counts;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DeliveryEvent {
+    Counts { counts: Counts },
+    Target { target: TargetEvent },
+    Final { state: String, counts: Counts },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetEvent {
+    pub edge_id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub version: Option<String>,
+    pub status: String,
+    pub reason: String,
+}
+
+/// Watchers of one delivery share a channel; slow watchers skip ahead and get fresh counts.
+#[derive(Default)]
+pub struct Hub {
+    channels: Mutex<HashMap<String, broadcast::Sender<Arc<DeliveryEvent>>>>,
+}
+
+const CHANNEL_CAPACITY: usize = 1024;
+
+impl Hub {
+    pub fn subscribe(&self, delivery_id: &str) -> broadcast::Receiver<Arc<DeliveryEvent>> {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        channels.entry(delivery_id.to_owned()).or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0).subscribe()
+    }
+
+    pub fn publish(&self, delivery_id: &str, event: DeliveryEvent) {
+        let channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(sender) = channels.get(delivery_id) {
+            // No receiver is fine: nobody is watching.
+            let _ = sender.send(Arc::new(event));
+        }
+    }
+
+    /// After the final event: watchers see the channel close once they have read everything.
+    pub fn close(&self, delivery_id: &str) {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        channels.remove(delivery_id);
+    }
+}

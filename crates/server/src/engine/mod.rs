@@ -1,0 +1,268 @@
+//! The delivery engine: one runner task per unfinished delivery claims its targets in batches,
+//! works on up to `options.concurrency` of them at once, writes each result as it comes, and
+//! publishes counts and results to SSE watchers. State lives in the store, so a restarted server
+//! picks up where the last one stopped; a target is sent again only if its result was never
+//! written.
+
+pub mod hub;
+pub mod probe;
+pub mod target;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use domain::delivery::{Counts, DeliveryOptions, TargetStatus};
+use domain::template::{self, TemplateKind};
+use edge_client::EdgeClient;
+use serde_json::{Value, json};
+use store::{AuditEntry, ClaimedTarget, Delivery, Store};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::crypto::SecretBox;
+use crate::metrics::Metrics;
+use hub::{DeliveryEvent, Hub, TargetEvent};
+use target::{Plan, Runner};
+
+/// Extra lease time beyond a target's timeout, so a live worker never loses its claim.
+const LEASE_MARGIN_MS: i64 = 30_000;
+
+pub struct Engine {
+    store: Store,
+    client: EdgeClient,
+    secrets: Arc<SecretBox>,
+    metrics: Arc<Metrics>,
+    pub hub: Hub,
+    worker_id: String,
+    running: Mutex<HashSet<String>>,
+    cancels: Mutex<BTreeMap<String, Arc<Notify>>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, client: EdgeClient, secrets: Arc<SecretBox>, metrics: Arc<Metrics>) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            client,
+            secrets,
+            metrics,
+            hub: Hub::default(),
+            worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+            running: Mutex::new(HashSet::new()),
+            cancels: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn client(&self) -> &EdgeClient {
+        &self.client
+    }
+
+    pub async fn resume_unfinished(self: &Arc<Self>) -> store::Result<()> {
+        for id in self.store.unfinished_deliveries().await? {
+            tracing::info!(delivery.id = %id, "resuming unfinished delivery");
+            self.start(&id);
+        }
+        Ok(())
+    }
+
+    /// Starts this process's runner for the delivery, unless one is already running.
+    pub fn start(self: &Arc<Self>, delivery_id: &str) {
+        let fresh =
+            self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(delivery_id.to_owned());
+        if !fresh {
+            return;
+        }
+        let engine = Arc::clone(self);
+        let id = delivery_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(err) = engine.run_delivery(&id).await {
+                tracing::error!(delivery.id = %id, error = %err, "delivery runner stopped; it resumes on the next start");
+            }
+            engine.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+            engine.cancels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        });
+    }
+
+    /// Wakes the runner so it stops claiming; pending targets were canceled in the store.
+    pub fn cancel(&self, delivery_id: &str) {
+        let cancels = self.cancels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(notify) = cancels.get(delivery_id) {
+            notify.notify_one();
+        }
+    }
+
+    async fn run_delivery(self: &Arc<Self>, delivery_id: &str) -> anyhow::Result<()> {
+        let delivery = self.store.delivery_by_id(delivery_id).await?;
+        let plan = match plan_of(&delivery) {
+            Ok(plan) => Arc::new(plan),
+            Err(reason) => return self.fail_everything(&delivery, &reason).await,
+        };
+        let cancel = Arc::new(Notify::new());
+        self.cancels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(delivery_id.to_owned(), Arc::clone(&cancel));
+        let counts = Arc::new(Mutex::new(self.store.delivery_counts(delivery_id).await?));
+        self.publish_counts(delivery_id, &counts);
+        let concurrency = plan.options.concurrency as usize;
+        let refill_at = (concurrency / 8).max(1);
+        let lease_ms = plan.options.timeout_secs as i64 * 1000 + LEASE_MARGIN_MS;
+        let mut canceled = delivery.cancel_requested;
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        loop {
+            let room = concurrency - tasks.len();
+            if !canceled && (room >= refill_at || tasks.is_empty()) {
+                let claimed = self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64).await?;
+                for target in claimed {
+                    lock(&counts).moved(TargetStatus::Pending, TargetStatus::Running);
+                    tasks.spawn(Arc::clone(self).run_target(Arc::clone(&plan), target, Arc::clone(&counts)));
+                }
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = cancel.notified() => {
+                    canceled = true;
+                    *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
+                    self.publish_counts(delivery_id, &counts);
+                }
+            }
+        }
+        self.finish(delivery_id, canceled).await
+    }
+
+    async fn run_target(self: Arc<Self>, plan: Arc<Plan>, target: ClaimedTarget, counts: Arc<Mutex<Counts>>) {
+        Metrics::inc(&self.metrics.targets_in_flight);
+        let runner = Runner { plan: &plan, client: &self.client, secrets: &self.secrets, metrics: &self.metrics };
+        let outcome = runner.run(&target).await;
+        Metrics::dec(&self.metrics.targets_in_flight);
+        let written = match self
+            .store
+            .finish_target(&target.delivery_id, &target.edge_id, target.attempt, &outcome)
+            .await
+        {
+            Ok(written) => written,
+            Err(err) => {
+                // The lease runs out and the target is claimed again, by this runner or another.
+                tracing::error!(delivery.id = %target.delivery_id, edge.id = %target.edge_id, error = %err, "cannot record a target result");
+                return;
+            }
+        };
+        if !written {
+            tracing::warn!(delivery.id = %target.delivery_id, edge.id = %target.edge_id, "result dropped: another worker holds the target");
+            return;
+        }
+        let counter = match outcome.status {
+            TargetStatus::Succeeded => &self.metrics.targets_succeeded,
+            TargetStatus::Skipped => &self.metrics.targets_skipped,
+            _ => &self.metrics.targets_failed,
+        };
+        Metrics::inc(counter);
+        lock(&counts).moved(TargetStatus::Running, outcome.status);
+        let event = TargetEvent {
+            edge_id: target.edge_id.clone(),
+            name: target.edge_name.clone(),
+            endpoint: target.endpoint.clone(),
+            version: outcome.edge_version.clone().or(target.edge_version.clone()),
+            status: outcome.status.as_str().to_owned(),
+            reason: outcome.reason.clone(),
+        };
+        self.hub.publish(&target.delivery_id, DeliveryEvent::Target { target: event });
+        self.publish_counts(&target.delivery_id, &counts);
+    }
+
+    fn publish_counts(&self, delivery_id: &str, counts: &Mutex<Counts>) {
+        let counts = *lock(counts);
+        self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
+    }
+
+    /// Closes the delivery from the stored counts (the source of truth) and tells watchers.
+    async fn finish(&self, delivery_id: &str, canceled: bool) -> anyhow::Result<()> {
+        let counts = self.store.delivery_counts(delivery_id).await?;
+        if counts.pending > 0 {
+            // Targets held by another worker are still running; that worker finishes the delivery.
+            return Ok(());
+        }
+        let delivery = self.store.delivery_by_id(delivery_id).await?;
+        let state = counts.state(canceled || delivery.cancel_requested);
+        let entry = finish_audit(&self.store, &delivery, state.as_str(), &counts).await;
+        if self.store.finish_delivery(delivery_id, state, &entry).await? {
+            Metrics::inc(&self.metrics.deliveries_finished);
+        }
+        self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
+        self.hub.publish(delivery_id, DeliveryEvent::Final { state: state.as_str().to_owned(), counts });
+        self.hub.close(delivery_id);
+        Ok(())
+    }
+
+    /// A delivery whose stored content cannot be read any more fails every target with the reason.
+    async fn fail_everything(&self, delivery: &Delivery, reason: &str) -> anyhow::Result<()> {
+        loop {
+            let claimed = self.store.claim_targets(&delivery.id, &self.worker_id, LEASE_MARGIN_MS, 500).await?;
+            if claimed.is_empty() {
+                break;
+            }
+            for target in claimed {
+                let outcome = store::TargetOutcome {
+                    status: TargetStatus::Failed,
+                    reason: reason.to_owned(),
+                    items: json!([]),
+                    tries: 0,
+                    edge_version: None,
+                };
+                self.store.finish_target(&delivery.id, &target.edge_id, target.attempt, &outcome).await?;
+            }
+        }
+        self.finish(&delivery.id, false).await
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads what the delivery stored at its start back into a plan.
+pub fn plan_of(delivery: &Delivery) -> Result<Plan, String> {
+    let kind: TemplateKind = delivery.template_kind.parse()?;
+    let content: Value =
+        serde_json::from_str(&delivery.content).map_err(|e| format!("stored content unreadable: {e}"))?;
+    let normalized = template::normalize(kind, &content).map_err(|p| format!("stored content invalid: {p:?}"))?;
+    let params = split_params(&delivery.params);
+    let options: DeliveryOptions =
+        serde_json::from_value(delivery.options.clone()).map_err(|e| format!("stored options unreadable: {e}"))?;
+    Ok(Plan { kind, normalized, defaults: params.0, per_target: params.1, options, dry_run: delivery.dry_run })
+}
+
+pub type TargetParams = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// `{"defaults": {...}, "targets": {"<edge id or name>": {...}}}`.
+pub fn split_params(params: &Value) -> (BTreeMap<String, Value>, TargetParams) {
+    let defaults = params.get("defaults").and_then(|d| serde_json::from_value(d.clone()).ok()).unwrap_or_default();
+    let targets = params.get("targets").and_then(|t| serde_json::from_value(t.clone()).ok()).unwrap_or_default();
+    (defaults, targets)
+}
+
+async fn finish_audit(store: &Store, delivery: &Delivery, state: &str, counts: &Counts) -> AuditEntry {
+    let scope = store.project_scope(&delivery.project_id).await.ok();
+    AuditEntry {
+        actor_id: String::new(),
+        actor_name: delivery.created_by.clone(),
+        org_id: scope.as_ref().map(|s| s.org_id.clone()).unwrap_or_default(),
+        org_name: scope.as_ref().map(|s| s.org_name.clone()).unwrap_or_default(),
+        project_id: delivery.project_id.clone(),
+        project_name: scope.as_ref().map(|s| s.project_name.clone()).unwrap_or_default(),
+        action: "delivery.finish".into(),
+        resource_type: "delivery".into(),
+        resource_id: delivery.id.clone(),
+        resource_name: delivery.template_name.clone(),
+        outcome: state.to_owned(),
+        details: json!({
+            "content_sha256": delivery.content_sha256,
+            "template_id": delivery.template_id,
+            "template_version": delivery.template_version,
+            "plugin_id": delivery.plugin_id,
+            "counts": counts,
+        }),
+    }
+}

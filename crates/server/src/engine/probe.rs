@@ -1,0 +1,71 @@
+//! Periodic probes: every edge service's version and whether it answers.
+
+use futures::StreamExt;
+use store::{EdgeAuthRow, ProbeResult, ProbeTarget};
+
+use crate::AppState;
+use crate::metrics::Metrics;
+
+const PAGE: i64 = 500;
+const CONCURRENCY: usize = 64;
+
+pub async fn run_forever(state: AppState) {
+    loop {
+        if let Err(err) = probe_all(&state).await {
+            tracing::warn!(error = %err, "edge probe round failed");
+        }
+        tokio::time::sleep(state.config.probe_interval).await;
+    }
+}
+
+async fn probe_all(state: &AppState) -> store::Result<()> {
+    let mut after = String::new();
+    loop {
+        let page = state.store.probe_targets(&after, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.id.clone();
+        futures::stream::iter(page)
+            .for_each_concurrent(CONCURRENCY, |target| async move {
+                let result = probe(state, &target.endpoint, &target.auth).await;
+                if let Err(err) = state.store.record_probe(&target.id, &result).await {
+                    tracing::warn!(edge.id = %target.id, error = %err, "cannot record a probe");
+                }
+            })
+            .await;
+    }
+}
+
+/// Probes one edge now and records the result.
+pub async fn probe_and_record(state: &AppState, target: &ProbeTarget) -> store::Result<ProbeResult> {
+    let result = probe(state, &target.endpoint, &target.auth).await;
+    state.store.record_probe(&target.id, &result).await?;
+    Ok(result)
+}
+
+pub async fn probe(state: &AppState, endpoint: &str, auth: &EdgeAuthRow) -> ProbeResult {
+    Metrics::inc(&state.metrics.probes);
+    let edge_auth = match auth.kind.as_str() {
+        "basic" => match state.secrets.open(&auth.secret) {
+            Ok(password) => edge_client::EdgeAuth::Basic { username: auth.username.clone(), password },
+            Err(reason) => {
+                return ProbeResult {
+                    version: None,
+                    status: "offline".into(),
+                    reason: format!("edge credentials: {reason}"),
+                };
+            }
+        },
+        "jwt" => edge_client::EdgeAuth::Jwt,
+        _ => edge_client::EdgeAuth::None,
+    };
+    let target = edge_client::EdgeTarget { endpoint: endpoint.to_owned(), auth: edge_auth };
+    match state.engine.client().edge(&target).version().await {
+        Ok(version) => ProbeResult { version: Some(version), status: "online".into(), reason: String::new() },
+        Err(err) => {
+            Metrics::inc(&state.metrics.probes_failed);
+            ProbeResult { version: None, status: "offline".into(), reason: err.to_string() }
+        }
+    }
+}

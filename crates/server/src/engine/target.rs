@@ -1,0 +1,399 @@
+//! What a delivery does on one edge: render, gate on the version, apply each object in order
+//! (retrying transient failures), then check that the edge reports what was asked.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use domain::delivery::{DeliveryOptions, OnConflict, TargetStatus};
+use domain::driver::DriverDocument;
+use domain::params::{self, ParamValues};
+use domain::rule::RuleDocument;
+use domain::template::{self, Document, TemplateKind};
+use domain::version::{MIN_NEURONEX, Version};
+use edge_client::{Edge, EdgeAuth, EdgeClient, EdgeError, EdgeTarget, StreamKind};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+use store::{ClaimedTarget, TargetOutcome};
+
+use crate::crypto::SecretBox;
+use crate::metrics::Metrics;
+
+/// Everything a target needs from its delivery, parsed once per delivery.
+pub struct Plan {
+    pub kind: TemplateKind,
+    pub normalized: Value,
+    pub defaults: BTreeMap<String, Value>,
+    /// Keyed by edge id or edge name.
+    pub per_target: BTreeMap<String, BTreeMap<String, Value>>,
+    pub options: DeliveryOptions,
+    pub dry_run: bool,
+}
+
+impl Plan {
+    pub fn values_for<'a>(&'a self, target: &ClaimedTarget) -> ParamValues<'a> {
+        ParamValues {
+            target: self.per_target.get(&target.edge_id).or_else(|| self.per_target.get(&target.edge_name)),
+            defaults: Some(&self.defaults),
+            builtins: params::edge_builtins(
+                &target.edge_id,
+                &target.edge_name,
+                &target.endpoint,
+                target.edge_version.as_deref(),
+                &target.tags,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Item {
+    object: String,
+    action: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    detail: String,
+}
+
+/// The running record of one target: applied items, tries, the step under way.
+struct Progress {
+    items: Vec<Item>,
+    tries: i64,
+    step: String,
+    version: Option<String>,
+}
+
+pub struct Runner<'a> {
+    pub plan: &'a Plan,
+    pub client: &'a EdgeClient,
+    pub secrets: &'a SecretBox,
+    pub metrics: &'a Metrics,
+}
+
+enum Failure {
+    Edge(EdgeError),
+    Other(String),
+}
+
+impl From<EdgeError> for Failure {
+    fn from(err: EdgeError) -> Failure {
+        Failure::Edge(err)
+    }
+}
+
+impl Runner<'_> {
+    /// Runs one target to a final outcome within the delivery's per-target timeout.
+    pub async fn run(&self, target: &ClaimedTarget) -> TargetOutcome {
+        let progress =
+            Arc::new(Mutex::new(Progress { items: Vec::new(), tries: 0, step: "start".into(), version: None }));
+        let timeout = self.plan.options.timeout();
+        let result = tokio::time::timeout(timeout, self.apply(target, &progress)).await;
+        let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (status, reason) = match result {
+            Ok(Ok(status)) => (status, String::new()),
+            Ok(Err(Failure::Edge(err))) => (TargetStatus::Failed, err.to_string()),
+            Ok(Err(Failure::Other(reason))) => (TargetStatus::Failed, reason),
+            Err(_) => (
+                TargetStatus::Failed,
+                format!("timed out after {} s during {} (options.timeout_secs)", timeout.as_secs(), progress.step),
+            ),
+        };
+        TargetOutcome {
+            status,
+            reason,
+            items: serde_json::to_value(&progress.items).unwrap_or(Value::Null),
+            tries: progress.tries.max(1),
+            edge_version: progress.version.clone(),
+        }
+    }
+
+    async fn apply(&self, target: &ClaimedTarget, progress: &Arc<Mutex<Progress>>) -> Result<TargetStatus, Failure> {
+        let document = self.render(target)?;
+        let edge_target = self.edge_target(target)?;
+        let edge = self.client.edge(&edge_target);
+        let step = Steps { progress, options: &self.plan.options, metrics: self.metrics };
+        let version = step.call("version gate", || edge.version()).await?;
+        step.set_version(&version);
+        match Version::parse(&version) {
+            Some(v) if v >= MIN_NEURONEX => {}
+            Some(v) => {
+                return Err(Failure::Other(format!(
+                    "version gate: NeuronEX {v} is older than {MIN_NEURONEX}, the oldest edgefleet delivers to; nothing was sent"
+                )));
+            }
+            None => {
+                return Err(Failure::Other(format!(
+                    "version gate: the edge reports version `{version}`, which is not a version number"
+                )));
+            }
+        }
+        if self.plan.dry_run {
+            step.note("delivery", "dry run", "rendered, checked and version-gated; nothing was sent");
+            return Ok(TargetStatus::Skipped);
+        }
+        let skipped_any = match &document {
+            Document::Rule(doc) => self.apply_rules(&edge, doc, &step).await?,
+            Document::Driver(doc) => self.apply_drivers(&edge, doc, &step).await?,
+        };
+        let all_skipped = skipped_any && step.all_items_skipped();
+        Ok(if all_skipped { TargetStatus::Skipped } else { TargetStatus::Succeeded })
+    }
+
+    fn render(&self, target: &ClaimedTarget) -> Result<Document, Failure> {
+        let values = self.plan.values_for(target);
+        let rendered = params::render(&self.plan.normalized, &values)
+            .map_err(|missing| Failure::Other(format!("parameters: no value for {}", missing.join(", "))))?;
+        template::load(self.plan.kind, &rendered).map_err(|problems| {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            Failure::Other(format!("the rendered template is invalid for this target: {}", list.join("; ")))
+        })
+    }
+
+    fn edge_target(&self, target: &ClaimedTarget) -> Result<EdgeTarget, Failure> {
+        let auth = match target.auth.kind.as_str() {
+            "basic" => {
+                let password = self
+                    .secrets
+                    .open(&target.auth.secret)
+                    .map_err(|e| Failure::Other(format!("edge credentials: {e}")))?;
+                EdgeAuth::Basic { username: target.auth.username.clone(), password }
+            }
+            "jwt" => EdgeAuth::Jwt,
+            _ => EdgeAuth::None,
+        };
+        Ok(EdgeTarget { endpoint: target.endpoint.clone(), auth })
+    }
+
+    /// Streams, tables, rules in that order, then a check that each rule runs as asked. Answers
+    /// whether anything was skipped because it existed (`on_conflict = skip`).
+    async fn apply_rules(&self, edge: &Edge<'_>, doc: &RuleDocument, step: &Steps<'_>) -> Result<bool, Failure> {
+        let on_conflict = self.plan.options.on_conflict;
+        let mut skipped = false;
+        if !doc.extras.is_empty() {
+            let sections: Vec<&str> = doc.extras.keys().map(String::as_str).collect();
+            let object = format!("config {}", sections.join(", "));
+            let extras = doc.extras_for_import();
+            let errors = step.call(&format!("import {object}"), || edge.data_import(&extras, true)).await?;
+            if !errors.is_empty() {
+                let detail: Vec<String> =
+                    errors.0.iter().flat_map(|(s, m)| m.iter().map(move |(k, v)| format!("{s}.{k}: {v}"))).collect();
+                return Err(Failure::Other(format!("import {object}: edge refused {}", detail.join("; "))));
+            }
+            step.note(&object, "imported", "");
+        }
+        for (kind, list) in [(StreamKind::Stream, &doc.streams), (StreamKind::Table, &doc.tables)] {
+            let word = if kind == StreamKind::Stream { "stream" } else { "table" };
+            for (name, sql) in list {
+                let object = format!("{word} {name}");
+                if on_conflict == OnConflict::Overwrite {
+                    step.call(&format!("replace {object}"), || edge.replace_stream(kind, name, sql)).await?;
+                    step.note(&object, "applied", "");
+                    continue;
+                }
+                match step.call(&format!("create {object}"), || edge.create_stream(kind, name, sql)).await {
+                    Ok(()) => step.note(&object, "created", ""),
+                    Err(err) if exists(&err) => skipped |= self.on_existing(step, &object, err)?,
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+        let mut applied = Vec::new();
+        for rule in &doc.rules {
+            let object = format!("rule {}", rule.id);
+            if on_conflict == OnConflict::Overwrite {
+                step.call(&format!("apply {object}"), || edge.upsert_rule(&rule.id, &rule.definition)).await?;
+                step.note(&object, "applied", "");
+                applied.push(rule);
+                continue;
+            }
+            match step.call(&format!("create {object}"), || edge.create_rule(&rule.definition)).await {
+                Ok(()) => {
+                    step.note(&object, "created", "");
+                    applied.push(rule);
+                }
+                Err(err) if exists(&err) => skipped |= self.on_existing(step, &object, err)?,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        for rule in applied {
+            self.verify_rule(edge, &rule.id, rule.starts(), step).await?;
+        }
+        Ok(skipped)
+    }
+
+    /// `skip` records the item and goes on; `fail` fails the target naming the object.
+    fn on_existing(&self, step: &Steps<'_>, object: &str, err: EdgeError) -> Result<bool, Failure> {
+        match self.plan.options.on_conflict {
+            OnConflict::Skip => {
+                step.note(object, "skipped", "already exists on the edge (on_conflict = skip)");
+                Ok(true)
+            }
+            _ => Err(Failure::Other(format!("{err} (on_conflict = fail)"))),
+        }
+    }
+
+    /// A rule counts only when the edge reports it running (or stopped on purpose).
+    async fn verify_rule(&self, edge: &Edge<'_>, id: &str, starts: bool, step: &Steps<'_>) -> Result<(), Failure> {
+        let object = format!("rule {id}");
+        let mut started_once = false;
+        for wait_ms in [0u64, 100, 200, 400, 800, 1500] {
+            if wait_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
+            let status = step.call(&format!("check {object}"), || edge.rule_status(id)).await?;
+            if status.running == starts {
+                let word = if starts { "running" } else { "stopped (triggered: false)" };
+                step.note(&object, "verified", word);
+                return Ok(());
+            }
+            let lower = status.status.to_lowercase();
+            let by_error =
+                lower.contains("error") || (lower.starts_with("stopped:") && !lower.contains("canceled manually"));
+            if starts && by_error {
+                let message = if status.message.is_empty() { String::new() } else { format!(": {}", status.message) };
+                return Err(Failure::Other(format!("{object}: the edge reports it {:?}{message}", status.status)));
+            }
+            if starts && !started_once && (lower == "stopped" || lower.contains("canceled manually")) {
+                // Updating a rule that was stopped by hand leaves it stopped; the template asks
+                // for it to run.
+                step.call(&format!("start {object}"), || edge.control_rule(id, "start")).await?;
+                started_once = true;
+            }
+        }
+        Err(Failure::Other(format!(
+            "{object}: not {} on the edge after 3 s",
+            if starts { "running" } else { "stopped" }
+        )))
+    }
+
+    /// Nodes with their settings, then groups and tags, then subscriptions; then a check that each
+    /// group holds the template's tags.
+    async fn apply_drivers(&self, edge: &Edge<'_>, doc: &DriverDocument, step: &Steps<'_>) -> Result<bool, Failure> {
+        let mut skipped = false;
+        let mut applied = Vec::new();
+        for node in &doc.nodes {
+            let object = format!("node {}", node.name);
+            match step
+                .call(&format!("create {object}"), || edge.create_node(&node.name, &node.plugin, node.params.as_ref()))
+                .await
+            {
+                Ok(()) => step.note(&object, "created", &node.plugin),
+                Err(err) if err.code == Some(2002) => match self.plan.options.on_conflict {
+                    OnConflict::Overwrite => {
+                        step.call(&format!("delete {object}"), || edge.delete_node(&node.name)).await?;
+                        step.call(&format!("create {object}"), || {
+                            edge.create_node(&node.name, &node.plugin, node.params.as_ref())
+                        })
+                        .await?;
+                        step.note(&object, "replaced", &node.plugin);
+                    }
+                    _ => {
+                        skipped |= self.on_existing(step, &object, err)?;
+                        continue;
+                    }
+                },
+                Err(err) => return Err(err.into()),
+            }
+            if !node.groups.is_empty() {
+                let groups: Vec<Value> = node
+                    .groups
+                    .iter()
+                    .map(|g| json!({"group": g.name, "interval": g.interval, "tags": g.tags}))
+                    .collect();
+                step.call(&format!("add groups and tags of {object}"), || edge.add_group_tags(&node.name, &groups))
+                    .await?;
+                for group in &node.groups {
+                    step.note(
+                        &format!("group {} of {object}", group.name),
+                        "created",
+                        &format!("{} tags", group.tags.len()),
+                    );
+                }
+            }
+            applied.push(node);
+        }
+        for sub in &doc.subscriptions {
+            let object = format!("subscription of {} to {}/{}", sub.app, sub.driver, sub.group);
+            step.call(&format!("create {object}"), || {
+                edge.subscribe(&sub.app, &sub.driver, &sub.group, sub.params.as_ref())
+            })
+            .await?;
+            step.note(&object, "created", "");
+        }
+        for node in applied.into_iter().filter(|n| !n.groups.is_empty()) {
+            let object = format!("node {}", node.name);
+            let on_edge = step.call(&format!("check {object}"), || edge.list_groups(&node.name)).await?;
+            for group in &node.groups {
+                let count =
+                    on_edge.iter().find(|g| g["name"] == group.name.as_str()).and_then(|g| g["tag_count"].as_u64());
+                if count != Some(group.tags.len() as u64) {
+                    return Err(Failure::Other(format!(
+                        "{object}: group {} holds {} tags on the edge, the template has {}",
+                        group.name,
+                        count.map(|c| c.to_string()).unwrap_or_else(|| "no".into()),
+                        group.tags.len()
+                    )));
+                }
+            }
+            step.note(&object, "verified", "");
+        }
+        Ok(skipped)
+    }
+}
+
+/// eKuiper's and Neuron's "already exists" answers.
+fn exists(err: &EdgeError) -> bool {
+    err.message.contains("already exists") || matches!(err.code, Some(2002) | Some(2104) | Some(2202))
+}
+
+/// Calls with retries and keeps the target's record.
+struct Steps<'a> {
+    progress: &'a Arc<Mutex<Progress>>,
+    options: &'a DeliveryOptions,
+    metrics: &'a Metrics,
+}
+
+impl Steps<'_> {
+    fn with<R>(&self, f: impl FnOnce(&mut Progress) -> R) -> R {
+        f(&mut self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Runs `call`, retrying transient failures up to `options.retries` times with backoff.
+    async fn call<T, F, Fut>(&self, step: &str, call: F) -> Result<T, EdgeError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, EdgeError>>,
+    {
+        self.with(|p| p.step = step.to_owned());
+        let mut retry = 0;
+        loop {
+            self.with(|p| p.tries += 1);
+            match call().await {
+                Err(err) if err.is_transient() && retry < self.options.retries => {
+                    retry += 1;
+                    Metrics::inc(&self.metrics.edge_retries);
+                    let jitter: f64 = rand::thread_rng().r#gen();
+                    tokio::time::sleep(DeliveryOptions::backoff(retry, jitter)).await;
+                }
+                Err(mut err) => {
+                    err.tries = retry + 1;
+                    return Err(err);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn note(&self, object: &str, action: &'static str, detail: &str) {
+        self.with(|p| p.items.push(Item { object: object.to_owned(), action, detail: detail.to_owned() }));
+    }
+
+    fn set_version(&self, version: &str) {
+        self.with(|p| p.version = Some(version.to_owned()));
+    }
+
+    fn all_items_skipped(&self) -> bool {
+        self.with(|p| p.items.iter().all(|i| i.action == "skipped"))
+    }
+}

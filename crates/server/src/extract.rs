@@ -1,0 +1,152 @@
+//! Request extractors that answer bad input in the API's error format.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use store::User;
+
+use crate::AppState;
+use crate::crypto::sha256_hex;
+use crate::error::ApiError;
+
+/// A JSON body; malformed JSON is answered with its line and column, oversized bodies with 413.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    rejection.status(),
+                    "body_too_large",
+                    "the request body is larger than this server accepts",
+                )
+            } else {
+                ApiError::bad_request("bad_body", rejection.body_text())
+            }
+        })?;
+        if !content_type.is_empty() && !content_type.starts_with("application/json") {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("expected application/json, got {content_type}"),
+            ));
+        }
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        let (line, column) = (err.line(), err.column());
+        let message = if err.is_data() {
+            format!("request body: {err}")
+        } else {
+            format!("request body: {}", domain::json_error_text(&err))
+        };
+        ApiError::bad_request("malformed_json", message)
+            .with_details(serde_json::json!({"line": line, "column": column}))
+    })
+}
+
+/// The signed-in user, from `Authorization: Bearer <token>` or the console's session cookie.
+pub struct CurrentUser(pub User);
+
+pub const SESSION_COOKIE: &str = "edgefleet_session";
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).or_else(|| cookie(parts, SESSION_COOKIE)).ok_or_else(|| {
+            ApiError::unauthorized(
+                "sign in first: send Authorization: Bearer <token> (POST /api/v1/auth/login gives one)",
+            )
+        })?;
+        let user = state.store.user_by_token(&sha256_hex(token.as_bytes())).await?;
+        user.map(CurrentUser)
+            .ok_or_else(|| ApiError::unauthorized("the token is unknown, expired or revoked; sign in again"))
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    let header = parts.headers.get(header::COOKIE)?.to_str().ok()?;
+    header.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
+}
+
+/// Page parameters shared by list routes.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A query string as key/value pairs; repeated keys (`tag=a&tag=b`) keep every value.
+pub struct Query(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let pairs = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request("bad_query", format!("query string: {e}")))?;
+        Ok(Query(pairs))
+    }
+}
+
+impl Query {
+    /// Refuses parameters the route does not know, so a typo does not silently match everything.
+    pub fn only(&self, allowed: &[&str]) -> Result<&Query, ApiError> {
+        match self.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            Some((key, _)) => Err(ApiError::bad_request(
+                "bad_query",
+                format!("unknown query parameter `{key}`; this route takes {}", allowed.join(", ")),
+            )),
+            None => Ok(self),
+        }
+    }
+
+    pub fn one(&self, key: &str) -> Option<String> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
+    }
+
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0.iter().filter(|(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        self.one(key)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request("bad_query", format!("`{key}` must be a whole number, got `{v}`"))
+                })
+            })
+            .transpose()
+    }
+
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.int("limit")?.unwrap_or(50);
+        let offset = self.int("offset")?.unwrap_or(0);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::bad_request("bad_query", format!("limit must be between 1 and 1000, got {limit}")));
+        }
+        if offset < 0 {
+            return Err(ApiError::bad_request("bad_query", "offset must not be negative"));
+        }
+        Ok(Page { limit, offset })
+    }
+}

@@ -1,0 +1,67 @@
+//! A few Prometheus counters and gauges, rendered by hand in the text exposition format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub deliveries_started: AtomicU64,
+    pub deliveries_finished: AtomicU64,
+    pub targets_succeeded: AtomicU64,
+    pub targets_failed: AtomicU64,
+    pub targets_skipped: AtomicU64,
+    pub targets_in_flight: AtomicU64,
+    pub edge_retries: AtomicU64,
+    pub probes: AtomicU64,
+    pub probes_failed: AtomicU64,
+    pub sse_clients: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dec(counter: &AtomicU64) {
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut line = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+        };
+        line("edgefleet_deliveries_started_total", "counter", "Deliveries started.", &self.deliveries_started);
+        line(
+            "edgefleet_deliveries_finished_total",
+            "counter",
+            "Deliveries that reached a final state.",
+            &self.deliveries_finished,
+        );
+        line("edgefleet_targets_succeeded_total", "counter", "Targets that succeeded.", &self.targets_succeeded);
+        line("edgefleet_targets_failed_total", "counter", "Targets that failed.", &self.targets_failed);
+        line(
+            "edgefleet_targets_skipped_total",
+            "counter",
+            "Targets skipped (dry run or on_conflict skip).",
+            &self.targets_skipped,
+        );
+        line("edgefleet_targets_in_flight", "gauge", "Targets being worked on now.", &self.targets_in_flight);
+        line(
+            "edgefleet_edge_retries_total",
+            "counter",
+            "Edge calls retried after a transient failure.",
+            &self.edge_retries,
+        );
+        line("edgefleet_probes_total", "counter", "Edge probes made.", &self.probes);
+        line(
+            "edgefleet_probes_failed_total",
+            "counter",
+            "Edge probes that found the edge offline.",
+            &self.probes_failed,
+        );
+        line("edgefleet_sse_clients", "gauge", "Clients watching delivery events.", &self.sse_clients);
+        out
+    }
+}

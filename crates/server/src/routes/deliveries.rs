@@ -1,0 +1,469 @@
+//! Deliveries: start (targets resolved and parameters checked before anything is sent), history,
+//! results per target, live events, cancel and retry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use domain::delivery::{DeliveryOptions, DeliveryState, TargetStatus};
+use domain::filter::EdgeFilter;
+use domain::params::{self, ParamValues};
+use domain::template::{self, TemplateKind};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::{Delivery, EdgeService, NewDelivery, NewTarget, Store};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::AppState;
+use crate::crypto::sha256_hex;
+use crate::engine::hub::DeliveryEvent;
+use crate::engine::split_params;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, CurrentUser, Query};
+use crate::metrics::Metrics;
+use crate::routes::templates::checked_content;
+use crate::routes::{audit_entry, project_scope, require_admin};
+
+/// At most this many examples are listed when parameters are missing for many targets.
+const MISSING_EXAMPLES: usize = 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDeliveryRequest {
+    #[serde(default)]
+    template_id: Option<String>,
+    #[serde(default)]
+    version: Option<i64>,
+    /// This delivery's own edit of the content; never written back to the template.
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default)]
+    plugin_id: Option<String>,
+    targets: Value,
+    #[serde(default)]
+    options: Option<Value>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn delivery_json(delivery: &Delivery, counts: &domain::delivery::Counts) -> Value {
+    let mut body = json!(delivery);
+    body["counts"] = json!(counts);
+    body
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    ApiJson(request): ApiJson<NewDeliveryRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    if request.plugin_id.is_some() {
+        return Err(ApiError::unprocessable(
+            "plugin_delivery_unavailable",
+            "plugin_id: plugin deliveries are not available in this build yet",
+        ));
+    }
+    let template_id = request
+        .template_id
+        .clone()
+        .ok_or_else(|| ApiError::unprocessable("missing_template", "template_id: say which template to deliver"))?;
+    let template = state.store.get_template(&project_id, &template_id).await?;
+    let kind: TemplateKind = template.kind.parse().map_err(ApiError::internal)?;
+    let version =
+        state.store.template_version(&template.id, request.version.unwrap_or(template.current_version)).await?;
+    let content = request.content.clone().unwrap_or_else(|| Value::String(version.content.clone()));
+    let (checked, _) =
+        checked_content(kind, &content).map_err(|e| ApiError { message: format!("content: {}", e.message), ..e })?;
+    let document =
+        template::read_content(&content).map_err(|p| ApiError::unprocessable("invalid_template", p.to_string()))?;
+    let content_text = document.to_string();
+    let content_sha = sha256_hex(content_text.as_bytes());
+    let content_edited = request.content.is_some()
+        && template::read_content(&Value::String(version.content.clone())).ok() != Some(document);
+    let options = checked_options(request.options.as_ref())?;
+    let params = checked_params(request.params.as_ref())?;
+    let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
+    check_params_cover_targets(&checked.normalized, &params, &edges)?;
+    let new = NewDelivery {
+        id: store::new_id(),
+        project_id: project_id.clone(),
+        kind: "template".into(),
+        template_id: Some(template.id.clone()),
+        template_name: template.name.clone(),
+        template_version: Some(version.version),
+        template_kind: kind.as_str().into(),
+        plugin_id: None,
+        content: content_text,
+        content_sha256: content_sha.clone(),
+        content_edited,
+        params: params.clone(),
+        options: json!(options),
+        dry_run: request.dry_run,
+        created_by: user.username.clone(),
+    };
+    let targets: Vec<NewTarget> = edges
+        .iter()
+        .map(|e| NewTarget {
+            edge_id: e.id.clone(),
+            edge_name: e.name.clone(),
+            endpoint: e.endpoint.clone(),
+            edge_version: e.version.clone(),
+            tags: e.tags.clone(),
+            auth: e.auth.clone(),
+        })
+        .collect();
+    let details = json!({
+        "template_id": template.id, "template_version": version.version, "kind": kind.as_str(),
+        "content_sha256": content_sha, "content_edited": content_edited, "targets": targets.len(),
+        "dry_run": request.dry_run, "options": options,
+    });
+    let mut entry = audit_entry(&user, Some(&scope), "delivery.start", "delivery", &template.name, details);
+    entry.resource_id = new.id.clone();
+    let delivery = state.store.create_delivery(&new, &targets, &entry).await?;
+    Metrics::inc(&state.metrics.deliveries_started);
+    state.engine.start(&delivery.id);
+    let counts = state.store.delivery_counts(&delivery.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(delivery_json(&delivery, &counts))))
+}
+
+fn checked_options(options: Option<&Value>) -> Result<DeliveryOptions, ApiError> {
+    let options: DeliveryOptions = match options {
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|e| ApiError::unprocessable("invalid_options", format!("options: {e}")))?,
+        None => DeliveryOptions::default(),
+    };
+    options.check().map_err(|m| ApiError::unprocessable("invalid_options", m))?;
+    Ok(options)
+}
+
+/// `{"defaults": {name: value}, "targets": {"<edge id or name>": {name: value}}}`.
+fn checked_params(params: Option<&Value>) -> Result<Value, ApiError> {
+    let Some(params) = params else {
+        return Ok(json!({"defaults": {}, "targets": {}}));
+    };
+    let bad = |m: &str| ApiError::unprocessable("invalid_params", format!("params: {m}"));
+    let object = params.as_object().ok_or_else(|| bad("must be an object with `defaults` and `targets`"))?;
+    if let Some(key) = object.keys().find(|k| *k != "defaults" && *k != "targets") {
+        return Err(bad(&format!("unknown key `{key}`; use `defaults` and `targets`")));
+    }
+    let defaults = object.get("defaults").cloned().unwrap_or(json!({}));
+    if !defaults.is_object() {
+        return Err(bad("`defaults` must be an object of parameter -> value"));
+    }
+    let targets = object.get("targets").cloned().unwrap_or(json!({}));
+    let Some(per_target) = targets.as_object() else {
+        return Err(bad("`targets` must be an object of edge id or name -> {parameter: value}"));
+    };
+    if let Some((key, _)) = per_target.iter().find(|(_, v)| !v.is_object()) {
+        return Err(bad(&format!("targets.{key} must be an object of parameter -> value")));
+    }
+    Ok(json!({"defaults": defaults, "targets": targets}))
+}
+
+/// Targets by ids or by filter, resolved once, now.
+async fn resolve_targets(store: &Store, project_id: &str, targets: &Value) -> Result<Vec<EdgeService>, ApiError> {
+    let object = targets.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
+        ApiError::unprocessable("invalid_targets", "targets: give either {\"ids\": [...]} or {\"filter\": {...}}")
+    })?;
+    if let Some(ids) = object.get("ids") {
+        let ids: Vec<String> = serde_json::from_value(ids.clone()).map_err(|_| {
+            ApiError::unprocessable("invalid_targets", "targets.ids: must be a list of edge-service ids")
+        })?;
+        let ids: Vec<String> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        if ids.is_empty() {
+            return Err(ApiError::unprocessable("no_targets", "targets.ids is empty: pick at least one edge service"));
+        }
+        let found = store.edges_by_ids(project_id, &ids).await?;
+        if found.len() != ids.len() {
+            let known: BTreeSet<&str> = found.iter().map(|e| e.id.as_str()).collect();
+            let missing: Vec<&String> = ids.iter().filter(|id| !known.contains(id.as_str())).collect();
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "edge_service_not_found",
+                format!("targets.ids: no edge service {} in this project", missing[0]),
+            )
+            .with_details(json!({"missing": missing})));
+        }
+        return Ok(found);
+    }
+    if let Some(filter) = object.get("filter") {
+        let filter: EdgeFilter = serde_json::from_value(filter.clone())
+            .map_err(|e| ApiError::unprocessable("invalid_targets", format!("targets.filter: {e}")))?;
+        let filter = filter.cleaned();
+        filter.check().map_err(|m| ApiError::unprocessable("invalid_targets", format!("targets.filter: {m}")))?;
+        let found = store.edges_matching(project_id, &filter).await?;
+        if found.is_empty() {
+            return Err(ApiError::unprocessable(
+                "no_targets_match",
+                "targets.filter matches no edge service in this project",
+            )
+            .with_details(json!({"filter": filter})));
+        }
+        return Ok(found);
+    }
+    Err(ApiError::unprocessable("invalid_targets", "targets: give either {\"ids\": [...]} or {\"filter\": {...}}"))
+}
+
+/// Every target must have a value for every parameter before anything is sent.
+fn check_params_cover_targets(normalized: &Value, params: &Value, edges: &[EdgeService]) -> Result<(), ApiError> {
+    let (defaults, per_target) = split_params(params);
+    let known: BTreeSet<&str> = edges.iter().flat_map(|e| [e.id.as_str(), e.name.as_str()]).collect();
+    if let Some(key) = per_target.keys().find(|k| !known.contains(k.as_str())) {
+        return Err(ApiError::unprocessable(
+            "invalid_params",
+            format!("params.targets: `{key}` is not one of this delivery's targets"),
+        ));
+    }
+    let mut missing = Vec::new();
+    let mut count = 0;
+    for edge in edges {
+        let own: Option<&BTreeMap<String, Value>> = per_target.get(&edge.id).or_else(|| per_target.get(&edge.name));
+        let values = ParamValues {
+            target: own,
+            defaults: Some(&defaults),
+            builtins: params::edge_builtins(&edge.id, &edge.name, &edge.endpoint, edge.version.as_deref(), &edge.tags),
+        };
+        let names = params::missing(normalized, &values);
+        if !names.is_empty() {
+            count += 1;
+            if missing.len() < MISSING_EXAMPLES {
+                missing.push(json!({"edge_id": edge.id, "name": edge.name, "parameters": names}));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let first = &missing[0];
+    let names: Vec<&str> = first["parameters"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let message = format!(
+        "edge service {}: no value for {} ({count} targets lack values; nothing was sent)",
+        first["name"].as_str().unwrap_or_default(),
+        names.join(", ")
+    );
+    Err(ApiError::unprocessable("missing_parameters", message)
+        .with_details(json!({"targets_missing": count, "missing": missing})))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    let page = query.only(&["limit", "offset"])?.page()?;
+    let (deliveries, total) = state.store.list_deliveries(&project_id, page.limit, page.offset).await?;
+    let mut items = Vec::with_capacity(deliveries.len());
+    for delivery in &deliveries {
+        items.push(delivery_json(delivery, &state.store.delivery_counts(&delivery.id).await?));
+    }
+    Ok(Json(json!({"items": items, "total": total})))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    let counts = state.store.delivery_counts(&id).await?;
+    let mut body = delivery_json(&delivery, &counts);
+    body["content"] = serde_json::from_str(&delivery.content).unwrap_or(Value::Null);
+    Ok(Json(body))
+}
+
+pub async fn targets(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    state.store.get_delivery(&project_id, &id).await?;
+    let query = query.only(&["status", "limit", "offset"])?;
+    let status = query
+        .one("status")
+        .map(|s| s.parse::<TargetStatus>())
+        .transpose()
+        .map_err(|m| ApiError::bad_request("bad_query", m))?;
+    let page = query.page()?;
+    let (items, total) = state.store.list_targets(&id, status, page.limit, page.offset).await?;
+    Ok(Json(json!({"items": items, "total": total})))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    if delivery.state != DeliveryState::Running.as_str() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "delivery_finished",
+            format!("the delivery already ended ({})", delivery.state),
+        ));
+    }
+    let canceled = state.store.cancel_delivery(&id).await?;
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope),
+        "delivery.cancel",
+        "delivery",
+        &delivery.template_name,
+        json!({"canceled_targets": canceled}),
+    );
+    entry.resource_id = id.clone();
+    state.store.append_audit(&entry).await?;
+    state.engine.cancel(&id);
+    // A runner that is not in this process (or already gone) still closes the delivery.
+    state.engine.start(&id);
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    Ok(Json(delivery_json(&delivery, &state.store.delivery_counts(&id).await?)))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    if delivery.state == DeliveryState::Running.as_str() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "delivery_running",
+            "the delivery is still running; retry failed targets once it ends",
+        ));
+    }
+    let counts = state.store.delivery_counts(&id).await?;
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope),
+        "delivery.retry",
+        "delivery",
+        &delivery.template_name,
+        json!({"targets": counts.failed}),
+    );
+    entry.resource_id = id.clone();
+    let retried = state.store.retry_failed(&id, &entry).await?;
+    if retried == 0 {
+        return Err(ApiError::new(StatusCode::CONFLICT, "nothing_to_retry", "no target of this delivery failed"));
+    }
+    state.engine.start(&id);
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(delivery_json(&delivery, &state.store.delivery_counts(&id).await?))))
+}
+
+/// Server-Sent Events: the current counts first, then each target result and count change,
+/// then a `final` event, after which the stream ends.
+pub async fn events(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    project_scope(&state, &user, &project_id).await?;
+    state.store.get_delivery(&project_id, &id).await?;
+    // Subscribe before reading the state, so nothing published in between is missed.
+    let receiver = state.engine.hub.subscribe(&id);
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    let counts = state.store.delivery_counts(&id).await?;
+    let mut first = vec![DeliveryEvent::Counts { counts }];
+    let finished = delivery.state != DeliveryState::Running.as_str();
+    if finished {
+        first.push(DeliveryEvent::Final { state: delivery.state.clone(), counts });
+    }
+    let watch = Watch {
+        pending: first.into_iter().map(Arc::new).collect(),
+        receiver,
+        store: state.store.clone(),
+        delivery_id: id,
+        done: finished,
+        _guard: ClientGuard::new(Arc::clone(&state.metrics)),
+    };
+    let stream = futures::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next().await?;
+        Some((Ok(sse_event(&event)), watch))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+struct Watch {
+    pending: std::collections::VecDeque<Arc<DeliveryEvent>>,
+    receiver: tokio::sync::broadcast::Receiver<Arc<DeliveryEvent>>,
+    store: Store,
+    delivery_id: String,
+    done: bool,
+    _guard: ClientGuard,
+}
+
+impl Watch {
+    async fn next(&mut self) -> Option<Arc<DeliveryEvent>> {
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
+        if self.done {
+            return None;
+        }
+        match self.receiver.recv().await {
+            Ok(event) => {
+                self.done = matches!(*event, DeliveryEvent::Final { .. });
+                Some(event)
+            }
+            // A slow watcher skipped events; fresh counts make it right again.
+            Err(RecvError::Lagged(_)) => {
+                let counts = self.store.delivery_counts(&self.delivery_id).await.ok()?;
+                Some(Arc::new(DeliveryEvent::Counts { counts }))
+            }
+            Err(RecvError::Closed) => {
+                let delivery = self.store.delivery_by_id(&self.delivery_id).await.ok()?;
+                let counts = self.store.delivery_counts(&self.delivery_id).await.ok()?;
+                self.done = true;
+                if delivery.state == DeliveryState::Running.as_str() {
+                    return Some(Arc::new(DeliveryEvent::Counts { counts }));
+                }
+                Some(Arc::new(DeliveryEvent::Final { state: delivery.state, counts }))
+            }
+        }
+    }
+}
+
+fn sse_event(event: &DeliveryEvent) -> Event {
+    let (name, data) = match event {
+        DeliveryEvent::Counts { counts } => ("counts", json!(counts)),
+        DeliveryEvent::Target { target } => ("target", json!(target)),
+        DeliveryEvent::Final { state, counts } => ("final", json!({"state": state, "counts": counts})),
+    };
+    Event::default().event(name).data(data.to_string())
+}
+
+struct ClientGuard(Arc<Metrics>);
+
+impl ClientGuard {
+    fn new(metrics: Arc<Metrics>) -> ClientGuard {
+        Metrics::inc(&metrics.sse_clients);
+        ClientGuard(metrics)
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        Metrics::dec(&self.0.sse_clients);
+    }
+}

@@ -1,0 +1,374 @@
+//! The edge-service registry: create, import (JSON or CSV), list with filters, edit, delete, probe.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use domain::endpoint::normalize_endpoint;
+use domain::filter::{EdgeFilter, check_tags};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::{EdgeAuthRow, EdgeService, NewEdge, ProbeTarget};
+
+use crate::AppState;
+use crate::engine::probe;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, CurrentUser, Query, parse_json};
+use crate::routes::{audit_entry, created, project_scope, require_admin};
+
+const MAX_IMPORT_ROWS: usize = 100_000;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthInput {
+    kind: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeInput {
+    name: String,
+    endpoint: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    auth: Option<AuthInput>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EdgePatch {
+    name: Option<String>,
+    endpoint: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+    auth: Option<AuthInput>,
+}
+
+/// A field-level problem: which field and why (and which row, for imports).
+fn field_error(field: &str, message: String) -> ApiError {
+    ApiError::unprocessable("invalid_edge_service", format!("{field}: {message}")).with_details(json!({"field": field}))
+}
+
+fn checked_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err("an edge service name is 1 to 200 characters".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("the name contains control characters".into());
+    }
+    Ok(name.to_owned())
+}
+
+fn checked_tags(tags: &[String]) -> Result<Vec<String>, String> {
+    let mut tags: Vec<String> = tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+    tags.sort();
+    tags.dedup();
+    check_tags(&tags)?;
+    Ok(tags)
+}
+
+/// Checks the auth input; `keep` is the stored auth when editing (a missing password keeps it).
+fn checked_auth(
+    state: &AppState,
+    input: Option<&AuthInput>,
+    keep: Option<&EdgeAuthRow>,
+) -> Result<EdgeAuthRow, (String, String)> {
+    let Some(input) = input else {
+        return Ok(keep.cloned().unwrap_or_else(|| EdgeAuthRow { kind: "none".into(), ..EdgeAuthRow::default() }));
+    };
+    match input.kind.as_str() {
+        "none" | "jwt" => Ok(EdgeAuthRow { kind: input.kind.clone(), ..EdgeAuthRow::default() }),
+        "basic" => {
+            let username = input.username.clone().unwrap_or_default();
+            if username.trim().is_empty() {
+                return Err(("auth.username".into(), "basic auth needs the NeuronEX username".into()));
+            }
+            let secret = match (&input.password, keep) {
+                (Some(password), _) if !password.is_empty() => state.secrets.seal(password),
+                (_, Some(kept)) if kept.kind == "basic" && !kept.secret.is_empty() => kept.secret.clone(),
+                _ => return Err(("auth.password".into(), "basic auth needs the NeuronEX password".into())),
+            };
+            Ok(EdgeAuthRow { kind: "basic".into(), username, secret })
+        }
+        other => Err(("auth.kind".into(), format!("unknown auth kind `{other}`: use none, basic or jwt"))),
+    }
+}
+
+fn new_edge(state: &AppState, input: &EdgeInput) -> Result<NewEdge, (String, String)> {
+    let name = checked_name(&input.name).map_err(|m| ("name".to_owned(), m))?;
+    let endpoint = normalize_endpoint(&input.endpoint).map_err(|m| ("endpoint".to_owned(), m))?;
+    let tags = checked_tags(&input.tags).map_err(|m| ("tags".to_owned(), m))?;
+    let auth = checked_auth(state, input.auth.as_ref(), None)?;
+    Ok(NewEdge { name, endpoint, description: input.description.trim().to_owned(), tags, auth })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    ApiJson(input): ApiJson<EdgeInput>,
+) -> ApiResult<impl IntoResponse> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let edge = new_edge(&state, &input).map_err(|(field, message)| field_error(&field, message))?;
+    let entry = audit_entry(
+        &user,
+        Some(&scope),
+        "edge_service.create",
+        "edge_service",
+        &edge.name,
+        json!({"endpoint": edge.endpoint}),
+    );
+    let created_edges = state.store.insert_edges(&project_id, std::slice::from_ref(&edge), &entry).await?;
+    probe_in_background(&state, &created_edges);
+    let first = created_edges.into_iter().next().ok_or_else(|| ApiError::internal("insert returned nothing"))?;
+    Ok(created(first))
+}
+
+/// Newly registered gateways get their version and status without waiting for the next round;
+/// an unreachable one is still registered and shows offline with the reason.
+fn probe_in_background(state: &AppState, edges: &[EdgeService]) {
+    let targets: Vec<ProbeTarget> = edges
+        .iter()
+        .map(|e| ProbeTarget { id: e.id.clone(), endpoint: e.endpoint.clone(), auth: e.auth.clone() })
+        .collect();
+    let state = state.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        futures::stream::iter(targets)
+            .for_each_concurrent(32, |target| {
+                let state = state.clone();
+                async move {
+                    let _ = probe::probe_and_record(&state, &target).await;
+                }
+            })
+            .await;
+    });
+}
+
+pub async fn import(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let inputs: Vec<EdgeInput> =
+        if content_type.starts_with("text/csv") { parse_csv(&body)? } else { parse_json(&body)? };
+    if inputs.is_empty() {
+        return Err(ApiError::unprocessable("empty_import", "the import holds no edge services"));
+    }
+    if inputs.len() > MAX_IMPORT_ROWS {
+        return Err(ApiError::unprocessable(
+            "import_too_large",
+            format!("{} rows; one import takes at most {MAX_IMPORT_ROWS}", inputs.len()),
+        ));
+    }
+    let mut edges = Vec::with_capacity(inputs.len());
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (index, input) in inputs.iter().enumerate() {
+        let row = index + 1;
+        match new_edge(&state, input) {
+            Ok(edge) => {
+                if let Some(first) = seen.insert(edge.name.clone(), row) {
+                    problems.push(json!({"row": row, "field": "name", "message": format!("`{}` is also in row {first}", edge.name)}));
+                }
+                edges.push(edge);
+            }
+            Err((field, message)) => problems.push(json!({"row": row, "field": field, "message": message})),
+        }
+    }
+    if !problems.is_empty() {
+        let first = &problems[0];
+        let message = format!(
+            "row {} {}: {} ({} problems in all; nothing was imported)",
+            first["row"],
+            first["field"].as_str().unwrap_or_default(),
+            first["message"].as_str().unwrap_or_default(),
+            problems.len()
+        );
+        return Err(ApiError::unprocessable("invalid_import", message).with_details(json!({"problems": problems})));
+    }
+    let entry =
+        audit_entry(&user, Some(&scope), "edge_service.import", "edge_service", "", json!({"rows": edges.len()}));
+    let created_edges = state.store.insert_edges(&project_id, &edges, &entry).await?;
+    probe_in_background(&state, &created_edges);
+    Ok((StatusCode::CREATED, Json(json!({"total": created_edges.len(), "items": created_edges}))))
+}
+
+/// `name,endpoint,tags,description,auth,username,password` with a header row; tags separated by
+/// `;` or `|`. Only `name` and `endpoint` are required.
+fn parse_csv(body: &[u8]) -> Result<Vec<EdgeInput>, ApiError> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(body);
+    let headers =
+        reader.headers().map_err(|e| ApiError::bad_request("malformed_csv", format!("CSV header: {e}")))?.clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(name_at), Some(endpoint_at)) = (column("name"), column("endpoint")) else {
+        return Err(ApiError::bad_request(
+            "malformed_csv",
+            "the CSV header must name at least the columns name and endpoint",
+        ));
+    };
+    let known = ["name", "endpoint", "tags", "description", "auth", "username", "password"];
+    if let Some(unknown) = headers.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
+        return Err(ApiError::bad_request(
+            "malformed_csv",
+            format!("unknown CSV column `{unknown}`; columns are {}", known.join(", ")),
+        ));
+    }
+    let mut inputs = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let record =
+            record.map_err(|e| ApiError::bad_request("malformed_csv", format!("CSV row {}: {e}", index + 1)))?;
+        let field = |at: Option<usize>| at.and_then(|i| record.get(i)).unwrap_or_default().to_owned();
+        let auth_kind = field(column("auth"));
+        let auth = (!auth_kind.is_empty()).then(|| AuthInput {
+            kind: auth_kind,
+            username: Some(field(column("username"))).filter(|u| !u.is_empty()),
+            password: Some(field(column("password"))).filter(|p| !p.is_empty()),
+        });
+        inputs.push(EdgeInput {
+            name: field(Some(name_at)),
+            endpoint: field(Some(endpoint_at)),
+            description: field(column("description")),
+            tags: field(column("tags"))
+                .split([';', '|'])
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            auth,
+        });
+    }
+    Ok(inputs)
+}
+
+pub fn filter_from(query: &Query) -> Result<EdgeFilter, ApiError> {
+    let filter = EdgeFilter {
+        q: query.one("q"),
+        name: query.one("name"),
+        endpoint: query.one("endpoint"),
+        version: query.one("version"),
+        tag: query.all("tag"),
+        status: query.one("status"),
+    }
+    .cleaned();
+    filter.check().map_err(|m| ApiError::bad_request("bad_query", m))?;
+    Ok(filter)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    let query = query.only(&["q", "name", "endpoint", "version", "tag", "status", "limit", "offset"])?;
+    let filter = filter_from(query)?;
+    let page = query.page()?;
+    let (items, total) = state.store.list_edges(&project_id, &filter, page.limit, page.offset).await?;
+    Ok(Json(json!({"items": items, "total": total})))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    Ok(Json(json!(state.store.get_edge(&project_id, &id).await?)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+    ApiJson(patch): ApiJson<EdgePatch>,
+) -> ApiResult<Json<Value>> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let mut edge = state.store.get_edge(&project_id, &id).await?;
+    if let Some(name) = &patch.name {
+        edge.name = checked_name(name).map_err(|m| field_error("name", m))?;
+    }
+    if let Some(endpoint) = &patch.endpoint {
+        edge.endpoint = normalize_endpoint(endpoint).map_err(|m| field_error("endpoint", m))?;
+    }
+    if let Some(description) = &patch.description {
+        edge.description = description.trim().to_owned();
+    }
+    if let Some(tags) = &patch.tags {
+        edge.tags = checked_tags(tags).map_err(|m| field_error("tags", m))?;
+    }
+    if patch.auth.is_some() {
+        edge.auth = checked_auth(&state, patch.auth.as_ref(), Some(&edge.auth)).map_err(|(f, m)| field_error(&f, m))?;
+    }
+    let changed: Vec<&str> = [
+        ("name", patch.name.is_some()),
+        ("endpoint", patch.endpoint.is_some()),
+        ("description", patch.description.is_some()),
+        ("tags", patch.tags.is_some()),
+        ("auth", patch.auth.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope),
+        "edge_service.update",
+        "edge_service",
+        &edge.name,
+        json!({"changed": changed}),
+    );
+    entry.resource_id = edge.id.clone();
+    let updated = state.store.update_edge(&edge, &entry).await?;
+    Ok(Json(json!(updated)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let edge = state.store.get_edge(&project_id, &id).await?;
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope),
+        "edge_service.delete",
+        "edge_service",
+        &edge.name,
+        json!({"endpoint": edge.endpoint}),
+    );
+    entry.resource_id = edge.id.clone();
+    state.store.delete_edge(&project_id, &id, &entry).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn probe(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let edge = state.store.get_edge(&project_id, &id).await?;
+    let target = ProbeTarget { id: edge.id.clone(), endpoint: edge.endpoint.clone(), auth: edge.auth.clone() };
+    probe::probe_and_record(&state, &target).await?;
+    Ok(Json(json!(state.store.get_edge(&project_id, &id).await?)))
+}

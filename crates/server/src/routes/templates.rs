@@ -1,0 +1,317 @@
+//! Configuration templates: create, list, read, edit (each content change is a new version),
+//! version history, export as a file, preview for one edge, delete.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::params::{self, ParamValues};
+use domain::template::{self, Checked, TemplateKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::{Template, TemplateChange};
+
+use crate::AppState;
+use crate::crypto::sha256_hex;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, CurrentUser, Query};
+use crate::routes::{audit_entry, created, project_scope, require_admin};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTemplate {
+    name: String,
+    kind: String,
+    content: Value,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateEdit {
+    name: Option<String>,
+    kind: Option<String>,
+    content: Option<Value>,
+    description: Option<String>,
+}
+
+fn checked_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name: a template name is 1 to 100 characters, without control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_kind(kind: &str) -> Result<TemplateKind, ApiError> {
+    kind.parse().map_err(|m: String| ApiError::unprocessable("invalid_kind", format!("kind: {m}")))
+}
+
+/// Checks content for its kind and returns it with the text to store (what the user gave).
+pub fn checked_content(kind: TemplateKind, content: &Value) -> Result<(Checked, String), ApiError> {
+    let checked = template::check_content(kind, content).map_err(|problems| {
+        ApiError::invalid_document("invalid_template", &format!("invalid {kind} template"), &problems)
+    })?;
+    let text = match content {
+        Value::String(text) => text.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    };
+    Ok((checked, text))
+}
+
+fn template_json(template: &Template, content_text: &str) -> Value {
+    let kind: Option<TemplateKind> = template.kind.parse().ok();
+    let content: Value = serde_json::from_str(content_text).unwrap_or(Value::Null);
+    let checked = kind.and_then(|k| template::check_content(k, &content).ok());
+    let mut body = json!(template);
+    body["content"] = content;
+    body["parameters"] = json!(checked.as_ref().map(|c| c.parameters.clone()).unwrap_or_default());
+    body["warnings"] = json!(checked.as_ref().map(|c| c.warnings.clone()).unwrap_or_default());
+    body
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    ApiJson(body): ApiJson<NewTemplate>,
+) -> ApiResult<impl IntoResponse> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let name = checked_name(&body.name)?;
+    let kind = parse_kind(&body.kind)?;
+    let (_, text) = checked_content(kind, &body.content)?;
+    let sha = sha256_hex(text.as_bytes());
+    let entry = audit_entry(
+        &user,
+        Some(&scope),
+        "template.create",
+        "template",
+        &name,
+        json!({"kind": kind.as_str(), "version": 1, "content_sha256": sha}),
+    );
+    let template = state
+        .store
+        .create_template(
+            &project_id,
+            &name,
+            kind.as_str(),
+            body.description.trim(),
+            &text,
+            &sha,
+            &user.username,
+            &entry,
+        )
+        .await?;
+    Ok(created(template_json(&template, &text)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    let query = query.only(&["kind", "limit", "offset"])?;
+    let kind = query.one("kind").map(|k| parse_kind(&k)).transpose()?;
+    let page = query.page()?;
+    let (items, total) =
+        state.store.list_templates(&project_id, kind.map(|k| k.as_str()), page.limit, page.offset).await?;
+    Ok(Json(json!({"items": items, "total": total})))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    let template = state.store.get_template(&project_id, &id).await?;
+    let version = state.store.template_version(&id, template.current_version).await?;
+    Ok(Json(template_json(&template, &version.content)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+    ApiJson(edit): ApiJson<TemplateEdit>,
+) -> ApiResult<Json<Value>> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let current = state.store.get_template(&project_id, &id).await?;
+    let kind = parse_kind(&current.kind)?;
+    if let Some(asked) = &edit.kind
+        && asked != kind.as_str()
+    {
+        return Err(ApiError::unprocessable(
+            "kind_immutable",
+            format!("kind: a {kind} template stays a {kind} template; create a new template instead"),
+        ));
+    }
+    let current_version = state.store.template_version(&id, current.current_version).await?;
+    let mut change = TemplateChange {
+        name: edit.name.as_deref().map(checked_name).transpose()?,
+        description: edit.description.as_ref().map(|d| d.trim().to_owned()),
+        content: None,
+    };
+    if let Some(content) = &edit.content {
+        let (_, text) = checked_content(kind, content)?;
+        let sha = sha256_hex(text.as_bytes());
+        if sha != current_version.content_sha256 {
+            change.content = Some((text, sha));
+        }
+    }
+    let new_version = change.content.as_ref().map(|_| current.current_version + 1);
+    let details = json!({
+        "version": new_version.unwrap_or(current.current_version),
+        "new_version": new_version.is_some(),
+        "renamed_from": change.name.as_ref().filter(|n| **n != current.name).map(|_| current.name.clone()),
+        "content_sha256": change.content.as_ref().map(|(_, sha)| sha.clone()),
+    });
+    let shown_name = change.name.clone().unwrap_or_else(|| current.name.clone());
+    let mut entry = audit_entry(&user, Some(&scope), "template.update", "template", &shown_name, details);
+    entry.resource_id = id.clone();
+    let updated = state.store.update_template(&current, &change, &user.username, &entry).await?;
+    let text = change.content.map(|(text, _)| text).unwrap_or(current_version.content);
+    Ok(Json(template_json(&updated, &text)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let template = state.store.get_template(&project_id, &id).await?;
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope),
+        "template.delete",
+        "template",
+        &template.name,
+        json!({"versions": template.current_version}),
+    );
+    entry.resource_id = id.clone();
+    state.store.delete_template(&project_id, &id, &entry).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn versions(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    state.store.get_template(&project_id, &id).await?;
+    let versions = state.store.template_versions(&id).await?;
+    let items: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"version": v.version, "content_sha256": v.content_sha256, "created_by": v.created_by, "created_at": v.created_at}))
+        .collect();
+    Ok(Json(json!({"items": items, "total": items.len()})))
+}
+
+pub async fn version(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id, number)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    let template = state.store.get_template(&project_id, &id).await?;
+    let number: i64 = number.parse().map_err(|_| ApiError::not_found("template version"))?;
+    let version = state.store.template_version(&template.id, number).await?;
+    let mut body = template_json(&template, &version.content);
+    body["version"] = json!(version.version);
+    body["content_sha256"] = json!(version.content_sha256);
+    body["created_by"] = json!(version.created_by);
+    Ok(Json(body))
+}
+
+/// The content as a file, exactly as it was given (current version, or `?version=N`).
+pub async fn export(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+    query: Query,
+) -> ApiResult<Response> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    let query = query.only(&["version"])?;
+    let template = state.store.get_template(&project_id, &id).await?;
+    let number = query.int("version")?.unwrap_or(template.current_version);
+    let version = state.store.template_version(&id, number).await?;
+    let mut entry =
+        audit_entry(&user, Some(&scope), "template.export", "template", &template.name, json!({"version": number}));
+    entry.resource_id = id.clone();
+    state.store.append_audit(&entry).await?;
+    let file_name: String = template
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    let disposition = format!("attachment; filename=\"{file_name}-v{number}.json\"");
+    Ok((
+        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        version.content,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    edge_id: String,
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    params: Option<Value>,
+}
+
+/// Renders the template for one edge, as a delivery would, without sending anything.
+pub async fn preview(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PreviewRequest>,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    let template = state.store.get_template(&project_id, &id).await?;
+    let kind = parse_kind(&template.kind)?;
+    let content = match &body.content {
+        Some(content) => content.clone(),
+        None => {
+            let version = state.store.template_version(&id, body.version.unwrap_or(template.current_version)).await?;
+            Value::String(version.content)
+        }
+    };
+    let (checked, _) = checked_content(kind, &content)?;
+    let edge = state.store.get_edge(&project_id, &body.edge_id).await?;
+    let (defaults, targets) = crate::engine::split_params(&body.params.clone().unwrap_or(json!({})));
+    let own: Option<&BTreeMap<String, Value>> = targets.get(&edge.id).or_else(|| targets.get(&edge.name));
+    let values = ParamValues {
+        target: own,
+        defaults: Some(&defaults),
+        builtins: params::edge_builtins(&edge.id, &edge.name, &edge.endpoint, edge.version.as_deref(), &edge.tags),
+    };
+    let rendered = params::render(&checked.normalized, &values).map_err(|missing| {
+        ApiError::unprocessable(
+            "missing_parameters",
+            format!("edge service {}: no value for {}", edge.name, missing.join(", ")),
+        )
+        .with_details(json!({"missing": [{"edge_id": edge.id, "name": edge.name, "parameters": missing}]}))
+    })?;
+    template::load(kind, &rendered).map_err(|problems| {
+        ApiError::invalid_document("invalid_rendered_template", &format!("rendered for {}", edge.name), &problems)
+    })?;
+    Ok(Json(json!({"edge_id": edge.id, "name": edge.name, "rendered": rendered})))
+}

@@ -1,0 +1,164 @@
+//! The operation audit: append-only; names are stored beside ids so a record stays readable after
+//! the organization, project or resource is renamed or deleted.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{Any, QueryBuilder, Row};
+
+use crate::{Result, Store, json_value, like_pattern, now_ms};
+
+/// A record to append.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditEntry {
+    pub actor_id: String,
+    pub actor_name: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub project_id: String,
+    pub project_name: String,
+    /// `template.create`, `delivery.start`, `auth.login`, ...
+    pub action: String,
+    /// `template`, `edge_service`, `delivery`, `user`, ...
+    pub resource_type: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    /// `success`, `failure`, `denied`, or a delivery's final state.
+    pub outcome: String,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: i64,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    pub outcome: String,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Organization id or name.
+    pub org: Option<String>,
+    /// Project id or name.
+    pub project: Option<String>,
+    /// Substring of the actor's name.
+    pub actor: Option<String>,
+    /// Exact action, or a prefix ending in `.` (`delivery.`).
+    pub action: Option<String>,
+    /// Resource type, or a resource id.
+    pub resource: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub(crate) async fn insert<'e, E: sqlx::Executor<'e, Database = Any>>(executor: E, entry: &AuditEntry) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, actor_id, actor_name, org_id, org_name, project_id, project_name, action,
+                                   resource_type, resource_id, resource_name, outcome, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(now_ms())
+    .bind(&entry.actor_id)
+    .bind(&entry.actor_name)
+    .bind(&entry.org_id)
+    .bind(&entry.org_name)
+    .bind(&entry.project_id)
+    .bind(&entry.project_name)
+    .bind(&entry.action)
+    .bind(&entry.resource_type)
+    .bind(&entry.resource_id)
+    .bind(&entry.resource_name)
+    .bind(&entry.outcome)
+    .bind(entry.details.to_string())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+fn event(row: &AnyRow) -> AuditEvent {
+    AuditEvent {
+        id: row.get("id"),
+        at: row.get("at"),
+        actor_id: row.get("actor_id"),
+        actor_name: row.get("actor_name"),
+        org_id: row.get("org_id"),
+        org_name: row.get("org_name"),
+        project_id: row.get("project_id"),
+        project_name: row.get("project_name"),
+        action: row.get("action"),
+        resource_type: row.get("resource_type"),
+        resource_id: row.get("resource_id"),
+        resource_name: row.get("resource_name"),
+        outcome: row.get("outcome"),
+        details: json_value(row, "details"),
+    }
+}
+
+impl Store {
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        insert(&self.write, entry).await
+    }
+
+    /// Newest first, with the total that matches.
+    pub async fn list_audit(&self, query: &AuditQuery) -> Result<(Vec<AuditEvent>, i64)> {
+        let mut count = QueryBuilder::<Any>::new("SELECT COUNT(*) AS n FROM audit_events WHERE 1 = 1");
+        audit_filters(&mut count, query);
+        let total: i64 = count.build().fetch_one(&self.read).await?.get("n");
+        let mut select = QueryBuilder::<Any>::new("SELECT * FROM audit_events WHERE 1 = 1");
+        audit_filters(&mut select, query);
+        select.push(" ORDER BY id DESC LIMIT ").push_bind(query.limit).push(" OFFSET ").push_bind(query.offset);
+        let rows = select.build().fetch_all(&self.read).await?;
+        Ok((rows.iter().map(event).collect(), total))
+    }
+}
+
+fn audit_filters(builder: &mut QueryBuilder<Any>, query: &AuditQuery) {
+    if let Some(org) = &query.org {
+        builder.push(" AND (org_id = ").push_bind(org.clone()).push(" OR org_name = ").push_bind(org.clone()).push(")");
+    }
+    if let Some(project) = &query.project {
+        builder
+            .push(" AND (project_id = ")
+            .push_bind(project.clone())
+            .push(" OR project_name = ")
+            .push_bind(project.clone())
+            .push(")");
+    }
+    if let Some(actor) = &query.actor {
+        builder.push(" AND LOWER(actor_name) LIKE ").push_bind(like_pattern(actor)).push(" ESCAPE '\\'");
+    }
+    if let Some(action) = &query.action {
+        if action.ends_with('.') {
+            builder.push(" AND action LIKE ").push_bind(format!("{}%", action.replace('%', ""))).push(" ");
+        } else {
+            builder.push(" AND action = ").push_bind(action.clone());
+        }
+    }
+    if let Some(resource) = &query.resource {
+        builder
+            .push(" AND (resource_type = ")
+            .push_bind(resource.clone())
+            .push(" OR resource_id = ")
+            .push_bind(resource.clone())
+            .push(")");
+    }
+    if let Some(since) = query.since {
+        builder.push(" AND at >= ").push_bind(since);
+    }
+    if let Some(until) = query.until {
+        builder.push(" AND at < ").push_bind(until);
+    }
+}

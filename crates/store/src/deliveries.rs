@@ -1,0 +1,456 @@
+//! Deliveries and their targets: durable work that survives a restart.
+//!
+//! Targets are claimed in batches with a lease; each claim increments `attempts`, which then acts
+//! as a fencing token: a result is written only if the target is still held by that claim. No
+//! transaction stays open across an edge call.
+
+use std::str::FromStr;
+
+use domain::delivery::{Counts, DeliveryState, TargetStatus};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{Any, QueryBuilder, Row};
+
+use crate::audit::{self, AuditEntry};
+use crate::edges::EdgeAuthRow;
+use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub id: String,
+    pub project_id: String,
+    /// `template` or `plugin`.
+    pub kind: String,
+    pub template_id: Option<String>,
+    pub template_name: String,
+    pub template_version: Option<i64>,
+    pub template_kind: String,
+    pub plugin_id: Option<String>,
+    pub content: String,
+    pub content_sha256: String,
+    pub content_edited: bool,
+    pub params: Value,
+    pub options: Value,
+    pub dry_run: bool,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTarget {
+    pub edge_id: String,
+    pub edge_name: String,
+    pub endpoint: String,
+    pub edge_version: Option<String>,
+    pub tags: Vec<String>,
+    pub auth: EdgeAuthRow,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub project_id: String,
+    pub kind: String,
+    pub template_id: Option<String>,
+    pub template_name: String,
+    pub template_version: Option<i64>,
+    pub template_kind: String,
+    pub plugin_id: Option<String>,
+    #[serde(skip)]
+    pub content: String,
+    pub content_sha256: String,
+    pub content_edited: bool,
+    pub params: Value,
+    pub options: Value,
+    pub dry_run: bool,
+    pub state: String,
+    pub cancel_requested: bool,
+    pub total: i64,
+    pub created_by: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryTarget {
+    pub edge_id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub version: Option<String>,
+    pub tags: Vec<String>,
+    pub status: String,
+    pub reason: String,
+    pub items: Value,
+    pub attempts: i64,
+    pub tries: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A target a worker now holds, with what it needs to do the work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTarget {
+    pub delivery_id: String,
+    pub seq: i64,
+    pub edge_id: String,
+    pub edge_name: String,
+    pub endpoint: String,
+    pub edge_version: Option<String>,
+    pub tags: Vec<String>,
+    pub auth: EdgeAuthRow,
+    /// The fencing token of this claim.
+    pub attempt: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetOutcome {
+    pub status: TargetStatus,
+    pub reason: String,
+    pub items: Value,
+    pub tries: i64,
+    /// The version the edge reported during the delivery, when it did.
+    pub edge_version: Option<String>,
+}
+
+fn delivery(row: &AnyRow) -> Delivery {
+    Delivery {
+        id: row.get("id"),
+        project_id: row.get("project_id"),
+        kind: row.get("kind"),
+        template_id: row.get("template_id"),
+        template_name: row.get("template_name"),
+        template_version: row.get("template_version"),
+        template_kind: row.get("template_kind"),
+        plugin_id: row.get("plugin_id"),
+        content: row.get("content"),
+        content_sha256: row.get("content_sha256"),
+        content_edited: row.get::<i32, _>("content_edited") != 0,
+        params: json_value(row, "params"),
+        options: json_value(row, "options"),
+        dry_run: row.get::<i32, _>("dry_run") != 0,
+        state: row.get("state"),
+        cancel_requested: row.get::<i32, _>("cancel_requested") != 0,
+        total: row.get("total"),
+        created_by: row.get("created_by"),
+        created_at: row.get("created_at"),
+        finished_at: row.get("finished_at"),
+    }
+}
+
+fn target(row: &AnyRow) -> DeliveryTarget {
+    DeliveryTarget {
+        edge_id: row.get("edge_id"),
+        name: row.get("edge_name"),
+        endpoint: row.get("endpoint"),
+        version: row.get("edge_version"),
+        tags: json_list(row, "tags"),
+        status: row.get("status"),
+        reason: row.get("reason"),
+        items: json_value(row, "items"),
+        attempts: row.get::<i32, _>("attempts").into(),
+        tries: row.get::<i32, _>("tries").into(),
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+    }
+}
+
+fn claimed(row: &AnyRow) -> ClaimedTarget {
+    ClaimedTarget {
+        delivery_id: row.get("delivery_id"),
+        seq: row.get("seq"),
+        edge_id: row.get("edge_id"),
+        edge_name: row.get("edge_name"),
+        endpoint: row.get("endpoint"),
+        edge_version: row.get("edge_version"),
+        tags: json_list(row, "tags"),
+        auth: EdgeAuthRow {
+            kind: row.get("auth_kind"),
+            username: row.get("auth_username"),
+            secret: row.get("auth_secret"),
+        },
+        attempt: row.get::<i32, _>("attempts").into(),
+    }
+}
+
+const TARGET_BATCH: usize = 400;
+
+impl Store {
+    /// Stores the delivery, all its targets as pending, and its audit record, in one transaction.
+    pub async fn create_delivery(
+        &self,
+        new: &NewDelivery,
+        targets: &[NewTarget],
+        audit_entry: &AuditEntry,
+    ) -> Result<Delivery> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO deliveries (id, project_id, kind, template_id, template_name, template_version, template_kind,
+                                     plugin_id, content, content_sha256, content_edited, params, options, dry_run,
+                                     state, total, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17)",
+        )
+        .bind(&new.id)
+        .bind(&new.project_id)
+        .bind(&new.kind)
+        .bind(new.template_id.clone())
+        .bind(&new.template_name)
+        .bind(new.template_version)
+        .bind(&new.template_kind)
+        .bind(new.plugin_id.clone())
+        .bind(&new.content)
+        .bind(&new.content_sha256)
+        .bind(i32::from(new.content_edited))
+        .bind(new.params.to_string())
+        .bind(new.options.to_string())
+        .bind(i32::from(new.dry_run))
+        .bind(targets.len() as i64)
+        .bind(&new.created_by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (batch_index, batch) in targets.chunks(TARGET_BATCH).enumerate() {
+            let mut insert = QueryBuilder::<Any>::new(
+                "INSERT INTO delivery_targets (delivery_id, seq, edge_id, edge_name, endpoint, edge_version, tags,
+                                               auth_kind, auth_username, auth_secret, status) ",
+            );
+            insert.push_values(batch.iter().enumerate(), |mut row, (i, t)| {
+                row.push_bind(new.id.clone())
+                    .push_bind((batch_index * TARGET_BATCH + i) as i64)
+                    .push_bind(t.edge_id.clone())
+                    .push_bind(t.edge_name.clone())
+                    .push_bind(t.endpoint.clone())
+                    .push_bind(t.edge_version.clone())
+                    .push_bind(serde_json::to_string(&t.tags).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(t.auth.kind.clone())
+                    .push_bind(t.auth.username.clone())
+                    .push_bind(t.auth.secret.clone())
+                    .push_bind("pending");
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        audit::insert(&mut *tx, audit_entry).await?;
+        tx.commit().await?;
+        self.get_delivery(&new.project_id, &new.id).await
+    }
+
+    pub async fn get_delivery(&self, project_id: &str, id: &str) -> Result<Delivery> {
+        let row = sqlx::query("SELECT * FROM deliveries WHERE project_id = $1 AND id = $2")
+            .bind(project_id)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(delivery).ok_or(StoreError::NotFound("delivery"))
+    }
+
+    pub async fn delivery_by_id(&self, id: &str) -> Result<Delivery> {
+        let row = sqlx::query("SELECT * FROM deliveries WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
+        row.as_ref().map(delivery).ok_or(StoreError::NotFound("delivery"))
+    }
+
+    /// Newest first.
+    pub async fn list_deliveries(&self, project_id: &str, limit: i64, offset: i64) -> Result<(Vec<Delivery>, i64)> {
+        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_one(&self.read)
+            .await?
+            .get("n");
+        let rows = sqlx::query(
+            "SELECT * FROM deliveries WHERE project_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(project_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?;
+        Ok((rows.iter().map(delivery).collect(), total))
+    }
+
+    pub async fn delivery_counts(&self, delivery_id: &str) -> Result<Counts> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM delivery_targets WHERE delivery_id = $1 GROUP BY status")
+                .bind(delivery_id)
+                .fetch_all(&self.read)
+                .await?;
+        let mut counts = Counts::default();
+        for row in rows {
+            let status: String = row.get("status");
+            let status = TargetStatus::from_str(&status).map_err(StoreError::Corrupt)?;
+            counts.add(status, row.get::<i64, _>("n") as u64);
+        }
+        Ok(counts)
+    }
+
+    /// One page of targets in delivery order, optionally of one status, with the total.
+    pub async fn list_targets(
+        &self,
+        delivery_id: &str,
+        status: Option<TargetStatus>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<DeliveryTarget>, i64)> {
+        let status = status.map(|s| s.as_str()).unwrap_or("");
+        let total: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM delivery_targets WHERE delivery_id = $1 AND ($2 = '' OR status = $2)",
+        )
+        .bind(delivery_id)
+        .bind(status)
+        .fetch_one(&self.read)
+        .await?
+        .get("n");
+        let rows = sqlx::query(
+            "SELECT * FROM delivery_targets WHERE delivery_id = $1 AND ($2 = '' OR status = $2) ORDER BY seq LIMIT $3 OFFSET $4",
+        )
+        .bind(delivery_id)
+        .bind(status)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?;
+        Ok((rows.iter().map(target).collect(), total))
+    }
+
+    /// Claims up to `limit` pending targets (or running ones whose lease ran out, whose holder
+    /// is presumed dead) for `worker`.
+    pub async fn claim_targets(
+        &self,
+        delivery_id: &str,
+        worker: &str,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedTarget>> {
+        let now = now_ms();
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "UPDATE delivery_targets SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2,
+                        started_at = COALESCE(started_at, $3)
+                 WHERE delivery_id = $4 AND seq IN (
+                     SELECT seq FROM delivery_targets
+                     WHERE delivery_id = $4 AND (status = 'pending' OR (status = 'running' AND lease_until < $3))
+                     ORDER BY seq LIMIT $5)
+                 RETURNING *"
+            }
+            Backend::Postgres => {
+                "UPDATE delivery_targets SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2,
+                        started_at = COALESCE(started_at, $3)
+                 WHERE delivery_id = $4 AND seq IN (
+                     SELECT seq FROM delivery_targets
+                     WHERE delivery_id = $4 AND (status = 'pending' OR (status = 'running' AND lease_until < $3))
+                     ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
+                 RETURNING *"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(now + lease_ms)
+            .bind(worker)
+            .bind(now)
+            .bind(delivery_id)
+            .bind(limit)
+            .fetch_all(&self.write)
+            .await?;
+        let mut claimed: Vec<ClaimedTarget> = rows.iter().map(claimed).collect();
+        claimed.sort_by_key(|t| t.seq);
+        Ok(claimed)
+    }
+
+    /// Writes a target's result if `attempt` still holds it; `false` means another claim took it
+    /// over and this result is dropped.
+    pub async fn finish_target(
+        &self,
+        delivery_id: &str,
+        edge_id: &str,
+        attempt: i64,
+        outcome: &TargetOutcome,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE delivery_targets SET status = $1, reason = $2, items = $3, tries = $4, finished_at = $5,
+                    edge_version = COALESCE($6, edge_version), lease_until = NULL
+             WHERE delivery_id = $7 AND edge_id = $8 AND attempts = $9 AND status = 'running'",
+        )
+        .bind(outcome.status.as_str())
+        .bind(&outcome.reason)
+        .bind(outcome.items.to_string())
+        .bind(outcome.tries)
+        .bind(now_ms())
+        .bind(outcome.edge_version.clone())
+        .bind(delivery_id)
+        .bind(edge_id)
+        .bind(attempt)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks the delivery as canceling and cancels every target not started yet; answers how many.
+    pub async fn cancel_delivery(&self, delivery_id: &str) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("UPDATE deliveries SET cancel_requested = 1 WHERE id = $1")
+            .bind(delivery_id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(
+            "UPDATE delivery_targets SET status = 'canceled', reason = 'canceled before it started', finished_at = $1
+             WHERE delivery_id = $2 AND status = 'pending'",
+        )
+        .bind(now_ms())
+        .bind(delivery_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Puts failed targets back to pending and the delivery back to running; answers how many.
+    pub async fn retry_failed(&self, delivery_id: &str, audit_entry: &AuditEntry) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE delivery_targets SET status = 'pending', reason = '', items = '[]', lease_until = NULL, finished_at = NULL
+             WHERE delivery_id = $1 AND status = 'failed'",
+        )
+        .bind(delivery_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() > 0 {
+            sqlx::query(
+                "UPDATE deliveries SET state = 'running', finished_at = NULL, cancel_requested = 0 WHERE id = $1",
+            )
+            .bind(delivery_id)
+            .execute(&mut *tx)
+            .await?;
+            audit::insert(&mut *tx, audit_entry).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Closes the delivery with its final state, once, with the audit record of its outcome.
+    pub async fn finish_delivery(
+        &self,
+        delivery_id: &str,
+        state: DeliveryState,
+        audit_entry: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let done =
+            sqlx::query("UPDATE deliveries SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'running'")
+                .bind(state.as_str())
+                .bind(now_ms())
+                .bind(delivery_id)
+                .execute(&mut *tx)
+                .await?;
+        let closed = done.rows_affected() == 1;
+        if closed {
+            audit::insert(&mut *tx, audit_entry).await?;
+        }
+        tx.commit().await?;
+        Ok(closed)
+    }
+
+    /// Deliveries that are not finished, oldest first: work to resume after a restart.
+    pub async fn unfinished_deliveries(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM deliveries WHERE state = 'running' ORDER BY created_at")
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(|r| r.get("id")).collect())
+    }
+}
