@@ -121,17 +121,26 @@ impl EdgeClient {
         Edge { client: self, target }
     }
 
-    fn cached_token(&self, endpoint: &str) -> Option<String> {
-        self.tokens.lock().ok()?.get(endpoint).cloned()
+    fn cached_token(&self, target: &EdgeTarget) -> Option<String> {
+        self.tokens.lock().ok()?.get(&token_key(target)).cloned()
     }
 
-    fn store_token(&self, endpoint: &str, token: Option<String>) {
+    fn store_token(&self, target: &EdgeTarget, token: Option<String>) {
         if let Ok(mut tokens) = self.tokens.lock() {
             match token {
-                Some(token) => tokens.insert(endpoint.to_owned(), token),
-                None => tokens.remove(endpoint),
+                Some(token) => tokens.insert(token_key(target), token),
+                None => tokens.remove(&token_key(target)),
             };
         }
+    }
+}
+
+/// Login tokens belong to an endpoint and the credentials that obtained them: two registrations of
+/// one gateway with different passwords must not share a token.
+fn token_key(target: &EdgeTarget) -> String {
+    match &target.auth {
+        EdgeAuth::Basic { username, password } => format!("{}\n{username}\n{password}", target.endpoint),
+        _ => target.endpoint.clone(),
     }
 }
 
@@ -168,7 +177,7 @@ impl Edge<'_> {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| decode_error("login", "edge", "no `token` in the answer"))?;
-        self.client.store_token(&self.target.endpoint, Some(token.clone()));
+        self.client.store_token(self.target, Some(token.clone()));
         Ok(token)
     }
 
@@ -521,7 +530,7 @@ impl Edge<'_> {
         if answer.status != StatusCode::UNAUTHORIZED || !matches!(self.target.auth, EdgeAuth::Basic { .. }) {
             return Ok(answer);
         }
-        self.client.store_token(&self.target.endpoint, None);
+        self.client.store_token(self.target, None);
         let token = self.login().await?;
         self.send_raw(step, object, method, path, body, Some(&token)).await
     }
@@ -529,7 +538,7 @@ impl Edge<'_> {
     async fn credentials(&self, step: &str, object: &str) -> Result<Option<String>, EdgeError> {
         match &self.target.auth {
             EdgeAuth::None => Ok(None),
-            EdgeAuth::Basic { .. } => match self.client.cached_token(&self.target.endpoint) {
+            EdgeAuth::Basic { .. } => match self.client.cached_token(self.target) {
                 Some(token) => Ok(Some(token)),
                 None => self.login().await.map(Some),
             },

@@ -38,6 +38,8 @@ pub struct AppState {
 pub struct App {
     state: AppState,
     listener: TcpListener,
+    /// Held for the life of the process: one process per SQLite database.
+    _sqlite_lock: Option<std::fs::File>,
     /// Set when this start created the first admin with a generated password.
     pub generated_admin_password: Option<String>,
 }
@@ -49,6 +51,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
+        let sqlite_lock = lock_sqlite(&config.database_url())?;
         let store = Store::open(&config.database_url())
             .await
             .with_context(|| format!("cannot open the database {}", config.database_url()))?;
@@ -65,7 +68,7 @@ impl App {
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let state =
             AppState { store, engine, secrets, config: Arc::new(config), metrics, jwt_public: Arc::new(jwt_public) };
-        Ok(App { state, listener, generated_admin_password })
+        Ok(App { state, listener, _sqlite_lock: sqlite_lock, generated_admin_password })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -81,6 +84,30 @@ impl App {
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
         prober.abort();
         served.context("server error")
+    }
+}
+
+/// SQLite has one writer and the delivery engine assumes it is alone with the database: a second
+/// process is refused, with the way to run several replicas.
+fn lock_sqlite(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        return Ok(None);
+    };
+    let path = path.split('?').next().unwrap_or(path);
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another edgefleet process is using the SQLite database {path}; SQLite serves one process only. \
+             To run several replicas, use PostgreSQL: --database-url postgres://..."
+        ),
+        Err(std::fs::TryLockError::Error(err)) => Err(err).with_context(|| format!("cannot lock {lock_path}")),
     }
 }
 

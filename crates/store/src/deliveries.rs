@@ -446,6 +446,15 @@ impl Store {
         Ok(closed)
     }
 
+    /// Makes every running target claimable at once. Only for a single-process database (SQLite),
+    /// where no other worker can be alive at start-up.
+    pub async fn release_all_leases(&self) -> Result<u64> {
+        let done = sqlx::query("UPDATE delivery_targets SET lease_until = 0 WHERE status = 'running'")
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Deliveries that are not finished, oldest first: work to resume after a restart.
     pub async fn unfinished_deliveries(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT id FROM deliveries WHERE state = 'running' ORDER BY created_at")

@@ -57,6 +57,13 @@ impl Engine {
     }
 
     pub async fn resume_unfinished(self: &Arc<Self>) -> store::Result<()> {
+        if self.store.backend() == store::Backend::Sqlite {
+            // The process that held these leases is gone (the database lock proves it).
+            let released = self.store.release_all_leases().await?;
+            if released > 0 {
+                tracing::info!(targets = released, "released targets of a previous process");
+            }
+        }
         for id in self.store.unfinished_deliveries().await? {
             tracing::info!(delivery.id = %id, "resuming unfinished delivery");
             self.start(&id);

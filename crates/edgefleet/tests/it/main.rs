@@ -1,0 +1,116 @@
+//! The `edgefleet` program as users run it: serve, kill -9 and restart, demo.
+
+mod process;
+
+use neuronex_sim::{Faults, SimConfig};
+use process::Server;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn a_killed_server_resumes_its_delivery_without_sending_finished_targets_again() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let sim = neuronex_sim::start(SimConfig { count: 120, ..SimConfig::default() }, listen, false).await.expect("sim");
+    sim.sim.set_faults(None, Some(Faults { latency_ms: 20, ..Faults::default() }));
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    let project = api.project().await;
+    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
+    api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
+    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
+    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
+    let template = api
+        .post(&format!("/api/v1/projects/{project}/templates"), json!({"name": "t", "kind": "rule", "content": doc}))
+        .await;
+    let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": 4, "retries": 0, "timeout_secs": 10}});
+    let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
+    let id = delivery["id"].as_str().expect("id").to_owned();
+    let events = format!("/api/v1/projects/{project}/deliveries/{id}/events");
+    let seen = api.watch(&events, 20).await;
+    assert!(seen >= 20, "the delivery was under way when the server was killed");
+    server.kill();
+
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    api.watch(&events, usize::MAX).await;
+    let finished = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await;
+    assert_eq!(finished["state"], "succeeded", "{finished}");
+    assert_eq!(
+        (finished["counts"]["total"].as_u64(), finished["counts"]["succeeded"].as_u64()),
+        (Some(120), Some(120))
+    );
+    let mut sent_twice = 0;
+    for k in 0..120 {
+        let state: Value = reqwest::get(format!("{}/__sim/instances/{k}", sim.base_url))
+            .await
+            .expect("sim")
+            .json()
+            .await
+            .expect("json");
+        let puts = state["requests"]["PUT /api/ekuiper/rules/r1"].as_u64().unwrap_or(0);
+        assert!(puts >= 1, "instance {k} never got its rule");
+        if puts > 1 {
+            sent_twice += 1;
+        }
+    }
+    assert!(sent_twice <= 4, "only targets in flight at the kill (concurrency 4) may be sent twice, got {sent_twice}");
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_sqlite_database_is_refused() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let _first = Server::start(data.path());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("another edgefleet process is using the SQLite database") && stderr.contains("use PostgreSQL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_demo_runs_end_to_end_with_successes_and_reasoned_failures() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--exit", "--data-dir"])
+        .arg(data.path().join("demo"))
+        .env_remove("EDGEFLEET_ADMIN_PASSWORD")
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("registered 48 edge services"), "{stdout}");
+    assert!(stdout.contains("result: partial  total 48  succeeded 42  failed 6"), "{stdout}");
+    assert!(stdout.contains("version gate: NeuronEX 2.9.0 is older than 3.0.0"), "{stdout}");
+    assert!(stdout.contains("timed out after 8 s during version gate"), "{stdout}");
+    assert!(stdout.contains("login            admin / demo-"), "{stdout}");
+}
+
+#[test]
+fn serve_reads_flags_over_environment_over_the_config_file() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let config = data.path().join("edgefleet.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\nprobe_interval_secs = 0\n").expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the probe interval must be at least 1 second"));
+    std::fs::write(&config, "colour = \"red\"\n").expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unknown field `colour`"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,61 @@
+use serde_json::json;
+
+use crate::support::{TestApp, code, rule_doc, sim};
+
+#[tokio::test]
+async fn changes_deliveries_and_logins_are_recorded_with_names() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.6.0", "2.9.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let template = app.template("line rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    let refused = app
+        .http
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .json(&json!({"username": "admin", "password": "wrong"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(refused.status(), 401);
+
+    let start = app.get("/api/v1/audit?action=delivery.start").await;
+    assert_eq!(start.body["total"], 1);
+    let event = &start.body["items"][0];
+    assert_eq!(
+        (event["org_name"].as_str(), event["project_name"].as_str(), event["actor_name"].as_str()),
+        (Some("Plant"), Some("Line 1"), Some("admin"))
+    );
+    assert_eq!(event["resource_id"], delivery["id"]);
+    assert_eq!(event["details"]["content_sha256"], delivery["content_sha256"]);
+    let finish = app.get("/api/v1/audit?action=delivery.finish").await;
+    assert_eq!(finish.body["items"][0]["outcome"], "partial");
+    assert_eq!(finish.body["items"][0]["details"]["counts"]["failed"], 1);
+    let logins = app.get("/api/v1/audit?action=auth.login").await;
+    let outcomes: Vec<&str> =
+        logins.body["items"].as_array().expect("items").iter().filter_map(|e| e["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["failure", "success"]);
+    for (query, total) in [
+        ("action=edge_service.", 2),
+        ("resource=template", 1),
+        ("project=Line 1", 6),
+        ("actor=adm", 9),
+        ("since=0&until=1", 0),
+    ] {
+        let answer = app.get(&format!("/api/v1/audit?{query}")).await;
+        assert_eq!(answer.body["total"], total, "{query}: {}", answer.text);
+    }
+    let bad = app.get("/api/v1/audit?since=5&until=1").await;
+    assert_eq!((bad.status, code(&bad)), (400, "bad_query"));
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused() {
+    let app = TestApp::spawn().await;
+    let response = app.http.get(format!("{}/api/v1/audit", app.base)).send().await.expect("request");
+    assert_eq!(response.status(), 401);
+    let response =
+        app.http.get(format!("{}/api/v1/audit", app.base)).bearer_auth("efs_forged").send().await.expect("request");
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized");
+}

@@ -1,0 +1,401 @@
+use neuronex_sim::{AuthMode, Faults, SimConfig};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, code, rule_doc, sim, sim_state};
+
+fn reasons(targets: &[Value]) -> Vec<(String, String, String)> {
+    targets
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or_default().to_owned(),
+                t["status"].as_str().unwrap_or_default().to_owned(),
+                t["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mixed_fleet_gets_results_and_a_reason_for_every_failure() {
+    let app = TestApp::spawn().await;
+    let sim = sim(7, &["3.7.0", "3.5.5", "3.3.0", "2.9.0", "3.6.0", "3.6.0", "3.6.0"]).await;
+    sim.sim.set_faults(Some(4), Some(Faults { error_rate: 1.0, ..Faults::default() }));
+    sim.sim.set_faults(Some(5), Some(Faults { reset_rate: 1.0, ..Faults::default() }));
+    sim.sim.set_faults(Some(6), Some(Faults { timeout_rate: 1.0, ..Faults::default() }));
+    app.register(&sim, 7).await;
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let (delivery, events) = app
+        .deliver(
+            json!({"template_id": template, "targets": {"filter": {}}, "options": {"timeout_secs": 3, "retries": 1}}),
+        )
+        .await;
+    assert_eq!(delivery["state"], "partial");
+    assert_eq!(delivery["counts"]["total"], 7);
+    assert_eq!((delivery["counts"]["succeeded"].as_u64(), delivery["counts"]["failed"].as_u64()), (Some(3), Some(4)));
+    let got = reasons(&app.targets(&delivery).await);
+    for (name, status, reason) in &got[..3] {
+        assert_eq!((status.as_str(), reason.as_str()), ("succeeded", ""), "{name}");
+    }
+    assert_eq!(
+        got[3].2,
+        "version gate: NeuronEX 2.9.0 is older than 3.0.0, the oldest edgefleet delivers to; nothing was sent"
+    );
+    assert_eq!(got[4].2, "read version: edge said 1001 \"internal error\" (after 2 tries)");
+    assert!(
+        got[5].2.starts_with("read version: connection closed without an answer")
+            && got[5].2.ends_with("(after 2 tries)"),
+        "{}",
+        got[5].2
+    );
+    assert_eq!(got[6].2, "timed out after 3 s during version gate (options.timeout_secs)");
+    for k in 0..3 {
+        let state = sim_state(&sim, k).await;
+        assert_eq!(
+            state["ekuiper"]["rules"]["r1"]["status"].as_str().map(str::to_lowercase).as_deref(),
+            Some("running"),
+            "instance {k}"
+        );
+    }
+    assert_eq!(events.first().map(|(name, _)| name.as_str()), Some("counts"));
+    assert_eq!(events[0].1["total"], 7, "the first event has the current counts");
+    let done_before_watching =
+        events[0].1["total"].as_u64().unwrap_or(0) - events[0].1["pending"].as_u64().unwrap_or(0);
+    let target_events = events.iter().filter(|(name, _)| name == "target").count() as u64;
+    assert_eq!(done_before_watching + target_events, 7, "every result not yet in the first counts arrives as an event");
+    let (last, data) = events.last().expect("events");
+    assert_eq!((last.as_str(), data["state"].as_str()), ("final", Some("partial")));
+}
+
+#[tokio::test]
+async fn a_rule_the_edge_refuses_carries_the_edges_code_and_message() {
+    // (version, reason) eKuiper 2.2+ takes PUT; older engines get POST after PUT's 404.
+    let cases = [
+        (
+            "3.7.0",
+            "update rule r1: edge said 1000 \"Update rule error: fail to get stream nope, please check if stream is created\"",
+        ),
+        ("3.5.5", "create rule r1: edge said 1000 \"fail to get stream nope, please check if stream is created\""),
+        ("3.3.0", "create rule r1: edge said 4000 \"fail to get stream nope, please check if stream is created\""),
+    ];
+    let app = TestApp::spawn().await;
+    let versions: Vec<&str> = cases.iter().map(|(v, _)| *v).collect();
+    let sim = sim(3, &versions).await;
+    app.register(&sim, 3).await;
+    let doc = json!({"rules": {"r1": "{\"id\":\"r1\",\"sql\":\"SELECT * FROM nope\",\"actions\":[{\"log\":{}}]}"}});
+    let template = app.template("rules", "rule", doc).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"filter": {}}})).await;
+    assert_eq!(delivery["state"], "failed");
+    let got = reasons(&app.targets(&delivery).await);
+    for ((_, expected), (_, status, reason)) in cases.iter().zip(&got) {
+        assert_eq!((status.as_str(), reason.as_str()), ("failed", *expected));
+    }
+}
+
+#[tokio::test]
+async fn edits_apply_to_this_delivery_only() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.6.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    let original = rule_doc("demo", "r1", "SELECT * FROM demo");
+    let template = app.template("rules", "rule", original.clone()).await;
+    let edited = rule_doc("demo", "r1", "SELECT temperature FROM demo");
+    let (delivery, _) = app.deliver(json!({"template_id": template, "content": edited, "targets": {"ids": ids}})).await;
+    assert_eq!((delivery["state"].as_str(), delivery["content_edited"].as_bool()), (Some("succeeded"), Some(true)));
+    let state = sim_state(&sim, 0).await;
+    assert_eq!(state["ekuiper"]["rules"]["r1"]["definition"]["sql"], "SELECT temperature FROM demo");
+    let stored = app.get(&app.p(&format!("/templates/{template}"))).await;
+    assert_eq!((stored.body["current_version"].as_i64(), &stored.body["content"]), (Some(1), &original));
+    let invalid = app
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "content": {"rules": {"r1": "{}"}}, "targets": {"ids": ids}}),
+        )
+        .await;
+    assert_eq!((invalid.status, code(&invalid)), (422, "invalid_template"));
+    assert!(
+        invalid.body["error"]["message"].as_str().expect("msg").starts_with("content: invalid rule template: rules.r1"),
+        "{}",
+        invalid.text
+    );
+}
+
+#[tokio::test]
+async fn parameters_render_per_target_and_escape_inside_rule_strings() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.6.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let doc = rule_doc(
+        "demo",
+        "r1",
+        "SELECT * FROM demo WHERE who = \"${who}\" AND gw = '${edge.name}' AND t > ${threshold}",
+    );
+    let template = app.template("rules", "rule", doc).await;
+    let params = json!({"defaults": {"who": "plain", "threshold": 80}, "targets": {"neuronex-00000": {"who": "quote\"and\\backslash"}}});
+    let (delivery, _) = app.deliver(json!({"template_id": template, "params": params, "targets": {"ids": ids}})).await;
+    assert_eq!(delivery["state"], "succeeded");
+    let first = sim_state(&sim, 0).await;
+    assert_eq!(
+        first["ekuiper"]["rules"]["r1"]["definition"]["sql"],
+        "SELECT * FROM demo WHERE who = \"quote\"and\\backslash\" AND gw = 'neuronex-00000' AND t > 80"
+    );
+    let second = sim_state(&sim, 1).await;
+    assert_eq!(
+        second["ekuiper"]["rules"]["r1"]["definition"]["sql"],
+        "SELECT * FROM demo WHERE who = \"plain\" AND gw = 'neuronex-00001' AND t > 80"
+    );
+}
+
+#[tokio::test]
+async fn missing_parameters_stop_the_delivery_before_anything_is_sent() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.6.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let template = app
+        .template(
+            "rules",
+            "rule",
+            rule_doc("demo", "r1", "SELECT * FROM demo WHERE a > ${threshold} AND b = '${site}'"),
+        )
+        .await;
+    let params = json!({"defaults": {"site": "north"}, "targets": {ids[0].clone(): {"threshold": 5}}});
+    let answer = app
+        .post(&app.p("/deliveries"), json!({"template_id": template, "params": params, "targets": {"ids": ids}}))
+        .await;
+    assert_eq!((answer.status, code(&answer)), (422, "missing_parameters"));
+    assert_eq!(
+        answer.body["error"]["message"],
+        "edge service neuronex-00001: no value for threshold (1 targets lack values; nothing was sent)"
+    );
+    assert_eq!(app.get(&app.p("/deliveries")).await.body["total"], 0);
+    assert!(sim_state(&sim, 0).await["requests"].get("PUT /api/ekuiper/streams/demo").is_none());
+}
+
+#[tokio::test]
+async fn bad_delivery_requests_are_refused_with_stable_codes() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.6.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let cases = [
+        (json!({"template_id": "nope", "targets": {"ids": ids}}), 404, "template_not_found"),
+        (json!({"template_id": template, "version": 9, "targets": {"ids": ids}}), 404, "template_version_not_found"),
+        (json!({"template_id": template, "targets": {"ids": []}}), 422, "no_targets"),
+        (json!({"template_id": template, "targets": {"ids": ["nope"]}}), 404, "edge_service_not_found"),
+        (json!({"template_id": template, "targets": {"filter": {"tag": ["no-such-tag"]}}}), 422, "no_targets_match"),
+        (json!({"template_id": template, "targets": {"filter": {"colour": "red"}}}), 422, "invalid_targets"),
+        (json!({"template_id": template, "targets": {"ids": ids, "filter": {}}}), 422, "invalid_targets"),
+        (
+            json!({"template_id": template, "targets": {"ids": ids}, "options": {"concurrency": 0}}),
+            422,
+            "invalid_options",
+        ),
+        (
+            json!({"template_id": template, "targets": {"ids": ids}, "options": {"on_conflict": "merge"}}),
+            422,
+            "invalid_options",
+        ),
+        (
+            json!({"template_id": template, "targets": {"ids": ids}, "params": {"targets": {"gw-x": {}}}}),
+            422,
+            "invalid_params",
+        ),
+        (json!({"template_id": template, "targets": {"ids": ids}, "params": [1]}), 422, "invalid_params"),
+        (json!({"targets": {"ids": ids}}), 422, "missing_template"),
+        (json!({"template_id": template}), 400, "malformed_json"),
+    ];
+    for (body, status, expected) in cases {
+        let answer = app.post(&app.p("/deliveries"), body.clone()).await;
+        assert_eq!((answer.status, code(&answer)), (status, expected), "{body}: {}", answer.text);
+    }
+    assert_eq!(app.get(&app.p("/deliveries")).await.body["total"], 0);
+}
+
+#[tokio::test]
+async fn targets_by_tag_and_version() {
+    let app = TestApp::spawn().await;
+    let sim = sim(8, &["3.7.0", "3.6.0"]).await;
+    app.register(&sim, 8).await;
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let (by_tag, _) = app.deliver(json!({"template_id": template, "targets": {"filter": {"tag": ["zone-a"]}}})).await;
+    assert_eq!(by_tag["counts"]["total"], 2);
+    let (by_version, _) =
+        app.deliver(json!({"template_id": template, "targets": {"filter": {"version": "3.7"}}})).await;
+    assert_eq!(by_version["counts"]["total"], 4);
+    let names: Vec<String> =
+        app.targets(&by_version).await.iter().map(|t| t["version"].as_str().unwrap_or_default().to_owned()).collect();
+    assert!(names.iter().all(|v| v == "3.7.0"));
+}
+
+#[tokio::test]
+async fn on_conflict_skip_and_fail() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.6.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let (first, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    assert_eq!(first["state"], "succeeded");
+    let (again, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    assert_eq!(again["state"], "succeeded", "overwrite is the default and replaces");
+    let (skipped, _) = app
+        .deliver(json!({"template_id": template, "targets": {"ids": ids}, "options": {"on_conflict": "skip"}}))
+        .await;
+    assert_eq!(skipped["counts"]["skipped"], 1);
+    let items = app.targets(&skipped).await[0]["items"].clone();
+    assert_eq!(
+        items[0],
+        json!({"object": "stream demo", "action": "skipped", "detail": "already exists on the edge (on_conflict = skip)"})
+    );
+    let (failed, _) = app
+        .deliver(json!({"template_id": template, "targets": {"ids": ids}, "options": {"on_conflict": "fail"}}))
+        .await;
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(
+        app.targets(&failed).await[0]["reason"],
+        "create stream demo: edge said 3000 \"Stream command error: Create stream fails: Item demo already exists.\" (on_conflict = fail)"
+    );
+}
+
+#[tokio::test]
+async fn driver_templates_create_nodes_groups_and_tags() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.6.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let doc = json!({"nodes": [{"name": "plc", "plugin": "Modbus TCP", "params": {"host": "${plc_host}", "port": "${plc_port}", "timeout": 3000},
+        "groups": [{"group": "fast", "interval": 1000, "tags": [
+            {"name": "temperature", "address": "1!400001", "attribute": 1, "type": 9},
+            {"name": "line", "address": "", "attribute": 8, "type": 13, "value": "${edge.name}"}]}]}]});
+    let template = app.template("plc", "driver", doc).await;
+    let params = json!({"defaults": {"plc_host": "10.1.1.1", "plc_port": 502}});
+    for round in 0..2 {
+        let (delivery, _) =
+            app.deliver(json!({"template_id": template, "params": params, "targets": {"ids": ids}})).await;
+        assert_eq!(delivery["state"], "succeeded", "round {round}: {:?}", reasons(&app.targets(&delivery).await));
+    }
+    let node = &sim_state(&sim, 1).await["neuron"]["nodes"]["plc"];
+    assert_eq!(
+        node["params"],
+        json!({"host": "10.1.1.1", "port": 502, "timeout": 3000}),
+        "a whole-string placeholder takes the value's type"
+    );
+    assert_eq!(node["groups"]["fast"]["tags"][1]["value"], "neuronex-00001");
+    let bad_params = json!({"defaults": {"plc_host": "10.1.1.1", "plc_port": 70000}});
+    let (refused, _) =
+        app.deliver(json!({"template_id": template, "params": bad_params, "targets": {"ids": [ids[0].clone()]}})).await;
+    assert_eq!(app.targets(&refused).await[0]["reason"], "create node plc: edge said 2004 \"node setting invalid\"");
+}
+
+#[tokio::test]
+async fn triggered_false_rules_count_when_stopped() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.3.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    let rule =
+        json!({"id": "r1", "triggered": false, "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
+    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
+    let template = app.template("stopped", "rule", doc).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    assert_eq!(delivery["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn cancel_stops_targets_that_have_not_started() {
+    let app = TestApp::spawn().await;
+    let sim = sim(10, &["3.6.0"]).await;
+    let ids = app.register(&sim, 10).await;
+    sim.sim.set_faults(None, Some(Faults { latency_ms: 300, ..Faults::default() }));
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let started = app
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "targets": {"ids": ids}, "options": {"concurrency": 1}}),
+        )
+        .await;
+    let id = started.body["id"].as_str().expect("id").to_owned();
+    let canceled = app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
+    assert_eq!(canceled.status, 200, "{}", canceled.text);
+    let events = app.events(&id).await;
+    let (_, last) = events.last().expect("final");
+    assert_eq!(last["state"], "canceled");
+    assert!(last["counts"]["canceled"].as_u64().unwrap_or(0) >= 8, "{last}");
+    assert_eq!(last["counts"]["pending"], 0);
+    let again = app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
+    assert_eq!((again.status, code(&again)), (409, "delivery_finished"));
+}
+
+#[tokio::test]
+async fn retry_sends_only_the_failed_targets_again() {
+    let app = TestApp::spawn().await;
+    let sim = sim(3, &["3.6.0"]).await;
+    let ids = app.register(&sim, 3).await;
+    sim.sim.set_faults(Some(2), Some(Faults { error_rate: 1.0, ..Faults::default() }));
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let (delivery, _) =
+        app.deliver(json!({"template_id": template, "targets": {"ids": ids}, "options": {"retries": 0}})).await;
+    assert_eq!(delivery["state"], "partial");
+    let id = delivery["id"].as_str().expect("id");
+    sim.sim.set_faults(Some(2), None);
+    let retried = app.post(&app.p(&format!("/deliveries/{id}/retry")), json!({})).await;
+    assert_eq!(retried.status, 202, "{}", retried.text);
+    let events = app.events(id).await;
+    assert_eq!(events.last().expect("final").1["state"], "succeeded");
+    assert_eq!(
+        sim_state(&sim, 0).await["requests"]["PUT /api/ekuiper/rules/r1"],
+        1,
+        "succeeded targets are not sent again"
+    );
+    let nothing = app.post(&app.p(&format!("/deliveries/{id}/retry")), json!({})).await;
+    assert_eq!((nothing.status, code(&nothing)), (409, "nothing_to_retry"));
+}
+
+#[tokio::test]
+async fn dry_run_checks_everything_and_sends_nothing() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.6.0", "2.9.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}, "dry_run": true})).await;
+    assert_eq!((delivery["counts"]["skipped"].as_u64(), delivery["counts"]["failed"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(sim_state(&sim, 0).await["ekuiper"]["rules"], json!({}));
+}
+
+#[tokio::test]
+async fn edges_with_password_login_are_delivered_to() {
+    let app = TestApp::spawn().await;
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let sim = neuronex_sim::start(SimConfig { auth: AuthMode::Basic, ..SimConfig::default() }, listen, false)
+        .await
+        .expect("sim");
+    let edge = app
+        .post(&app.p("/edge-services"), json!({"name": "secured", "endpoint": sim.endpoint(0), "auth": {"kind": "basic", "username": "admin", "password": "0000"}}))
+        .await;
+    let wrong = app
+        .post(&app.p("/edge-services"), json!({"name": "wrong", "endpoint": sim.endpoint(0), "auth": {"kind": "basic", "username": "admin", "password": "1234"}}))
+        .await;
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let ids = json!([edge.body["id"], wrong.body["id"]]);
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    let got = reasons(&app.targets(&delivery).await);
+    assert_eq!(got[0], ("secured".to_owned(), "succeeded".to_owned(), String::new()));
+    assert_eq!(got[1].2, "login edge: edge said 1009 \"invalid username or password\"");
+}
+
+#[tokio::test]
+async fn history_lists_deliveries_newest_first() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.6.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let (first, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    let (second, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    let history = app.get(&app.p("/deliveries")).await;
+    assert_eq!(history.body["total"], 2);
+    assert_eq!(history.body["items"][0]["id"], second["id"]);
+    assert_eq!(history.body["items"][1]["id"], first["id"]);
+    assert_eq!(history.body["items"][1]["counts"]["succeeded"], 1);
+    let unknown = app.get(&app.p("/deliveries/nope")).await;
+    assert_eq!((unknown.status, code(&unknown)), (404, "delivery_not_found"));
+    let bad_status =
+        app.get(&app.p(&format!("/deliveries/{}/targets?status=done", first["id"].as_str().expect("id")))).await;
+    assert_eq!((bad_status.status, code(&bad_status)), (400, "bad_query"));
+}

@@ -1,0 +1,192 @@
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{TestApp, code, sim};
+
+#[tokio::test]
+async fn create_probe_and_never_return_the_secret() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.6.0"]).await;
+    let body = json!({"name": "gw-1", "endpoint": format!("{}/", sim.endpoint(0)), "tags": ["line-1", "zone-a", "line-1"],
+                      "auth": {"kind": "basic", "username": "admin", "password": "0000"}});
+    let created = app.post(&app.p("/edge-services"), body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert!(!created.text.contains("0000\""));
+    assert_eq!(created.body["endpoint"], sim.endpoint(0), "trailing slash removed");
+    assert_eq!(created.body["tags"], json!(["line-1", "zone-a"]));
+    assert_eq!(created.body["auth"], json!({"kind": "basic", "username": "admin"}));
+    let id = created.body["id"].as_str().expect("id");
+    let probed = app.post(&app.p(&format!("/edge-services/{id}/probe")), json!({})).await;
+    assert_eq!((probed.body["status"].as_str(), probed.body["version"].as_str()), (Some("online"), Some("3.6.0")));
+    let listed = app.get(&app.p("/edge-services")).await;
+    assert!(!listed.text.contains("0000\""));
+}
+
+#[tokio::test]
+async fn an_unreachable_gateway_is_registered_and_shown_offline_with_the_reason() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .post(&app.p("/edge-services"), json!({"name": "not-installed-yet", "endpoint": "http://127.0.0.1:1"}))
+        .await;
+    assert_eq!(created.status, 201);
+    let id = created.body["id"].as_str().expect("id");
+    let probed = app.post(&app.p(&format!("/edge-services/{id}/probe")), json!({})).await;
+    assert_eq!(probed.body["status"], "offline");
+    assert!(
+        probed.body["status_reason"].as_str().expect("reason").starts_with("read version: cannot connect"),
+        "{}",
+        probed.text
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_stable_code_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.post(&app.p("/edge-services"), json!({"name": "taken", "endpoint": "http://10.0.0.1:8085"})).await;
+    // (body, status, code, words the message must contain)
+    let cases = [
+        (
+            json!({"name": "a", "endpoint": "10.0.0.5:8085"}),
+            422,
+            "invalid_edge_service",
+            "endpoint: `10.0.0.5:8085` is not an http(s) URL",
+        ),
+        (json!({"name": "a", "endpoint": "ftp://10.0.0.5"}), 422, "invalid_edge_service", "endpoint:"),
+        (json!({"name": " ", "endpoint": "http://10.0.0.5"}), 422, "invalid_edge_service", "name:"),
+        (
+            json!({"name": "a", "endpoint": "http://10.0.0.5", "tags": ["bad tag!"]}),
+            422,
+            "invalid_edge_service",
+            "tags: bad tag",
+        ),
+        (
+            json!({"name": "a", "endpoint": "http://10.0.0.5", "auth": {"kind": "oauth"}}),
+            422,
+            "invalid_edge_service",
+            "auth.kind: unknown auth kind",
+        ),
+        (
+            json!({"name": "a", "endpoint": "http://10.0.0.5", "auth": {"kind": "basic", "username": "u"}}),
+            422,
+            "invalid_edge_service",
+            "auth.password",
+        ),
+        (
+            json!({"name": "a", "endpoint": "http://10.0.0.5", "colour": "red"}),
+            400,
+            "malformed_json",
+            "unknown field `colour`",
+        ),
+        (
+            json!({"name": "taken", "endpoint": "http://10.0.0.2"}),
+            409,
+            "edge_service_name_taken",
+            "`taken` already exists",
+        ),
+    ];
+    for (body, status, expected_code, words) in cases {
+        let answer = app.post(&app.p("/edge-services"), body.clone()).await;
+        assert_eq!((answer.status, code(&answer)), (status, expected_code), "{body}: {}", answer.text);
+        assert!(answer.body["error"]["message"].as_str().expect("message").contains(words), "{body}: {}", answer.text);
+    }
+    let malformed =
+        app.raw(Method::POST, &app.p("/edge-services"), "application/json", "{\n \"name\": \"x\",,\n}").await;
+    assert_eq!((malformed.status, code(&malformed)), (400, "malformed_json"));
+    assert_eq!(malformed.body["error"]["details"], json!({"line": 2, "column": 14}));
+    let unknown_project =
+        app.post("/api/v1/projects/nope/edge-services", json!({"name": "a", "endpoint": "http://x"})).await;
+    assert_eq!((unknown_project.status, code(&unknown_project)), (404, "project_not_found"));
+    let unknown_edge = app.get(&app.p("/edge-services/nope")).await;
+    assert_eq!((unknown_edge.status, code(&unknown_edge)), (404, "edge_service_not_found"));
+    let too_big =
+        app.raw(Method::POST, &app.p("/edge-services"), "application/json", vec![b' '; 17 * 1024 * 1024]).await;
+    assert_eq!((too_big.status, code(&too_big)), (413, "body_too_large"));
+    assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 1);
+}
+
+#[tokio::test]
+async fn import_is_all_or_nothing() {
+    let app = TestApp::spawn().await;
+    let csv = "name,endpoint,tags,description\ngw-1,http://10.0.0.1:8085,line-1;zone-a,first\ngw-2,http://10.0.0.2:8085,line-2,second\n";
+    let imported = app.raw(Method::POST, &app.p("/edge-services/import"), "text/csv", csv).await;
+    assert_eq!(imported.status, 201, "{}", imported.text);
+    assert_eq!(imported.body["total"], 2);
+    let bad_rows = "name,endpoint\ngw-3,http://10.0.0.3\ngw-4,not-a-url\ngw-3,http://10.0.0.5\n";
+    let refused = app.raw(Method::POST, &app.p("/edge-services/import"), "text/csv", bad_rows).await;
+    assert_eq!((refused.status, code(&refused)), (422, "invalid_import"));
+    assert_eq!(refused.body["error"]["details"]["problems"].as_array().map(Vec::len), Some(2));
+    assert!(refused.body["error"]["message"].as_str().expect("msg").starts_with("row 2 endpoint:"), "{}", refused.text);
+    let clash = app
+        .post(
+            &app.p("/edge-services/import"),
+            json!([{"name": "gw-9", "endpoint": "http://x:1"}, {"name": "gw-1", "endpoint": "http://x:2"}]),
+        )
+        .await;
+    assert_eq!((clash.status, code(&clash)), (409, "edge_service_name_taken"));
+    let unknown_column = app
+        .raw(Method::POST, &app.p("/edge-services/import"), "text/csv", "name,endpoint,colour\na,http://x,red\n")
+        .await;
+    assert_eq!((unknown_column.status, code(&unknown_column)), (400, "malformed_csv"));
+    let empty = app.post(&app.p("/edge-services/import"), json!([])).await;
+    assert_eq!((empty.status, code(&empty)), (422, "empty_import"));
+    assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 2, "nothing from the refused imports was stored");
+}
+
+#[tokio::test]
+async fn filters_combine_and_page() {
+    let app = TestApp::spawn().await;
+    let sim = sim(8, &["3.7.0", "3.6.0", "3.6.1", "2.9.0"]).await;
+    app.register(&sim, 8).await;
+    // (query, expected total)
+    let cases = [
+        ("", 8),
+        ("version=3.6", 4),
+        ("version=3.6.1", 2),
+        ("tag=zone-a", 2),
+        ("tag=zone-a&tag=line-1", 1),
+        ("name=00003", 1),
+        ("q=NEURONEX-0000", 8),
+        ("endpoint=/i/7", 1),
+        ("status=online", 8),
+        ("status=offline", 0),
+        ("q=2.9.0", 2),
+    ];
+    for (query, total) in cases {
+        let answer = app.get(&app.p(&format!("/edge-services?{query}"))).await;
+        assert_eq!(answer.body["total"], total, "{query}: {}", answer.text);
+    }
+    let page = app.get(&app.p("/edge-services?limit=3&offset=6")).await;
+    assert_eq!((page.body["total"].as_i64(), page.body["items"].as_array().map(Vec::len)), (Some(8), Some(2)));
+    for (query, expected_code) in [
+        ("limit=0", "bad_query"),
+        ("status=sleeping", "bad_query"),
+        ("colour=red", "bad_query"),
+        ("offset=x", "bad_query"),
+    ] {
+        let answer = app.get(&app.p(&format!("/edge-services?{query}"))).await;
+        assert_eq!((answer.status, code(&answer)), (400, expected_code), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn edit_and_delete() {
+    let app = TestApp::spawn().await;
+    let created = app.post(&app.p("/edge-services"), json!({"name": "gw", "endpoint": "http://10.0.0.1:8085", "auth": {"kind": "basic", "username": "admin", "password": "pw-1"}})).await;
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let patched = app
+        .call(
+            Method::PATCH,
+            &app.p(&format!("/edge-services/{id}")),
+            Some(json!({"tags": ["moved"], "auth": {"kind": "basic", "username": "ops"}})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.body["tags"], json!(["moved"]));
+    assert_eq!(patched.body["auth"]["username"], "ops", "the stored password is kept when none is given");
+    let bad = app.call(Method::PATCH, &app.p(&format!("/edge-services/{id}")), Some(json!({"endpoint": "nope"}))).await;
+    assert_eq!(code(&bad), "invalid_edge_service");
+    let deleted = app.call(Method::DELETE, &app.p(&format!("/edge-services/{id}")), None).await;
+    assert_eq!(deleted.status, 204);
+    let again = app.call(Method::DELETE, &app.p(&format!("/edge-services/{id}")), None).await;
+    assert_eq!((again.status, code(&again)), (404, "edge_service_not_found"));
+}

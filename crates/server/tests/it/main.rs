@@ -1,0 +1,7 @@
+//! The server through its HTTP interface, against neuronex-sim on loopback. One binary.
+
+mod audit;
+mod deliveries;
+mod edges;
+mod support;
+mod templates;

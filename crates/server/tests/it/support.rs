@@ -1,0 +1,192 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use neuronex_sim::versions::Version;
+use neuronex_sim::{RunningSim, SimConfig};
+use reqwest::Method;
+use serde_json::{Value, json};
+use server::{App, Config};
+
+pub const PASSWORD: &str = "test-password-1";
+
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub project: String,
+    pub http: reqwest::Client,
+    _data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::new(data.path().to_owned());
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        config.admin_password = Some(PASSWORD.into());
+        config.probe_interval = Duration::from_secs(3600);
+        config.edge_request_timeout = Duration::from_secs(2);
+        config.edge_connect_timeout = Duration::from_secs(1);
+        let app = App::build(config).await.expect("server builds");
+        let base = format!("http://{}", app.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::new();
+        let login: Value = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("login json");
+        let token = login["token"].as_str().expect("token").to_owned();
+        let mut app = TestApp { base, token, project: String::new(), http, _data: data, _stop: stop };
+        let org = app.call(Method::POST, "/api/v1/orgs", Some(json!({"name": "Plant"}))).await;
+        let org_id = org.body["id"].as_str().expect("org id").to_owned();
+        let project =
+            app.call(Method::POST, &format!("/api/v1/orgs/{org_id}/projects"), Some(json!({"name": "Line 1"}))).await;
+        app.project = project.body["id"].as_str().expect("project id").to_owned();
+        app
+    }
+
+    pub fn p(&self, path: &str) -> String {
+        format!("/api/v1/projects/{}{path}", self.project)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        answer(request.send().await.expect("request")).await
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(body);
+        answer(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Registers the simulator's instances; answers their ids in instance order.
+    pub async fn register(&self, sim: &RunningSim, count: u32) -> Vec<String> {
+        let rows: Vec<Value> = sim
+            .manifest
+            .iter()
+            .take(count as usize)
+            .map(|e| json!({"name": e.name, "endpoint": e.endpoint, "tags": e.tags}))
+            .collect();
+        let answer = self.post(&self.p("/edge-services/import"), json!(rows)).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        let mut ids = Vec::new();
+        for (k, item) in answer.body["items"].as_array().expect("items").iter().enumerate() {
+            ids.push(item["id"].as_str().expect("id").to_owned());
+            // Probe now, so versions are known without waiting for a round.
+            let probed = self.post(&self.p(&format!("/edge-services/{}/probe", ids[k])), json!({})).await;
+            assert_eq!(probed.status, 200);
+        }
+        ids
+    }
+
+    pub async fn template(&self, name: &str, kind: &str, content: Value) -> String {
+        let answer = self.post(&self.p("/templates"), json!({"name": name, "kind": kind, "content": content})).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        answer.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Starts a delivery and follows its events to the end; answers (delivery, events).
+    pub async fn deliver(&self, body: Value) -> (Value, Vec<(String, Value)>) {
+        let started = self.post(&self.p("/deliveries"), body).await;
+        assert_eq!(started.status, 202, "{}", started.text);
+        let id = started.body["id"].as_str().expect("id").to_owned();
+        let events = self.events(&id).await;
+        let delivery = self.get(&self.p(&format!("/deliveries/{id}"))).await.body;
+        (delivery, events)
+    }
+
+    /// Reads the SSE stream of a delivery until its `final` event.
+    pub async fn events(&self, id: &str) -> Vec<(String, Value)> {
+        let response = self
+            .http
+            .get(format!("{}{}", self.base, self.p(&format!("/deliveries/{id}/events"))))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(response.status(), 200);
+        let mut events = Vec::new();
+        let mut buffer = String::new();
+        let mut response = response;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while let Ok(Some(chunk)) =
+            tokio::time::timeout_at(deadline, response.chunk()).await.expect("events end in time")
+        {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let name = block.lines().find_map(|l| l.strip_prefix("event:")).map(|s| s.trim().to_owned());
+                let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(|s| s.trim().to_owned());
+                if let (Some(name), Some(data)) = (name, data) {
+                    events.push((name, serde_json::from_str(&data).expect("event json")));
+                }
+            }
+        }
+        events
+    }
+
+    pub async fn targets(&self, delivery: &Value) -> Vec<Value> {
+        let id = delivery["id"].as_str().expect("id");
+        let answer = self.get(&self.p(&format!("/deliveries/{id}/targets?limit=1000"))).await;
+        answer.body["items"].as_array().expect("items").clone()
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer { status, body, text, headers }
+}
+
+pub async fn sim(count: u32, versions: &[&str]) -> RunningSim {
+    let exact_versions = versions.iter().map(|v| Version::parse(v).expect("version")).collect();
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    neuronex_sim::start(SimConfig { count, exact_versions, ..SimConfig::default() }, listen, false).await.expect("sim")
+}
+
+pub async fn sim_state(sim: &RunningSim, k: u32) -> Value {
+    reqwest::get(format!("{}/__sim/instances/{k}", sim.base_url)).await.expect("sim").json().await.expect("json")
+}
+
+pub fn rule_doc(stream: &str, rule_id: &str, sql: &str) -> Value {
+    let rule = json!({"id": rule_id, "sql": sql, "actions": [{"log": {}}]}).to_string();
+    json!({"streams": {stream: format!("CREATE STREAM {stream} () WITH (TYPE=\"neuron\", FORMAT=\"json\")")}, "tables": {}, "rules": {rule_id: rule}})
+}
+
+/// The error code of an API error answer.
+pub fn code(answer: &Answer) -> &str {
+    answer.body["error"]["code"].as_str().unwrap_or("")
+}
