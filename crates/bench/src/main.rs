@@ -36,7 +36,11 @@ const PASSWORD: &str = "bench-password";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.edgefleet.exists(), "{} is missing: run `cargo build --release -p edgefleet` first", args.edgefleet.display());
+    anyhow::ensure!(
+        args.edgefleet.exists(),
+        "{} is missing: run `cargo build --release -p edgefleet` first",
+        args.edgefleet.display()
+    );
     let mut results = Vec::new();
     for &n in &args.sizes {
         let raw = raw_limit(n, args.concurrency).await?;
@@ -81,7 +85,9 @@ async fn raw_limit(n: u32, concurrency: u32) -> anyhow::Result<Duration> {
                 let target = EdgeTarget { endpoint, auth: EdgeAuth::None };
                 let edge = client.edge(&target);
                 let _ = edge.version().await;
-                let _ = edge.replace_stream(StreamKind::Stream, "demo", "CREATE STREAM demo () WITH (TYPE=\"memory\")").await;
+                let _ = edge
+                    .replace_stream(StreamKind::Stream, "demo", "CREATE STREAM demo () WITH (TYPE=\"memory\")")
+                    .await;
                 let _ = edge.upsert_rule("r1", &rule).await;
                 let _ = edge.rule_status("r1").await;
             }
@@ -141,7 +147,12 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 fn dir_size(path: &Path) -> u64 {
     std::fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| e.metadata().map(|m| if m.is_dir() { dir_size(&e.path()) } else { m.len() }).unwrap_or(0)).sum())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.metadata().map(|m| if m.is_dir() { dir_size(&e.path()) } else { m.len() }).unwrap_or(0))
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -150,27 +161,41 @@ async fn delivery(args: &Args, n: u32, faults: Faults) -> anyhow::Result<Value> 
     let data = tempfile::tempdir()?;
     let server = start_server(&args.edgefleet, data.path())?;
     let http = reqwest::Client::new();
-    let login: Value = http.post(format!("{}/api/v1/auth/login", server.base)).json(&json!({"username": "admin", "password": PASSWORD})).send().await?.json().await?;
+    let login: Value = http
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
     let token = login["token"].as_str().context("token")?.to_owned();
     let post = |path: String, body: Value| {
         let request = http.post(format!("{}{path}", server.base)).bearer_auth(&token).json(&body);
         async move { request.send().await?.json::<Value>().await.map_err(anyhow::Error::from) }
     };
     let org = post("/api/v1/orgs".into(), json!({"name": "bench"})).await?;
-    let project = post(format!("/api/v1/orgs/{}/projects", org["id"].as_str().unwrap_or_default()), json!({"name": "bench"})).await?;
+    let project =
+        post(format!("/api/v1/orgs/{}/projects", org["id"].as_str().unwrap_or_default()), json!({"name": "bench"}))
+            .await?;
     let project = project["id"].as_str().context("project")?.to_owned();
     let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
     post(format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await?;
     let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
     let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
-    let template = post(format!("/api/v1/projects/{project}/templates"), json!({"name": "bench", "kind": "rule", "content": doc})).await?;
+    let template =
+        post(format!("/api/v1/projects/{project}/templates"), json!({"name": "bench", "kind": "rule", "content": doc}))
+            .await?;
     sim.sim.set_faults(None, Some(faults));
     let db_before = dir_size(data.path());
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
     let started = Instant::now();
     let delivery = post(format!("/api/v1/projects/{project}/deliveries"), body).await?;
     let id = delivery["id"].as_str().context("delivery id")?.to_owned();
-    let events = http.get(format!("{}/api/v1/projects/{project}/deliveries/{id}/events", server.base)).bearer_auth(&token).send().await?;
+    let events = http
+        .get(format!("{}/api/v1/projects/{project}/deliveries/{id}/events", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await?;
     let mut stream = events.bytes_stream();
     let mut buffer = String::new();
     'watch: while let Some(chunk) = stream.next().await {
@@ -183,7 +208,13 @@ async fn delivery(args: &Args, n: u32, faults: Faults) -> anyhow::Result<Value> 
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let finished: Value = http.get(format!("{}/api/v1/projects/{project}/deliveries/{id}", server.base)).bearer_auth(&token).send().await?.json().await?;
+    let finished: Value = http
+        .get(format!("{}/api/v1/projects/{project}/deliveries/{id}", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
     let result = json!({
         "seconds": seconds,
         "targets_per_second": f64::from(n) / seconds,
