@@ -99,7 +99,9 @@ impl PackageError {
             PackageError::Symlink(_) => "symlink_in_package",
             PackageError::Encrypted(_) => "encrypted_entry",
             PackageError::Duplicate(_) => "duplicate_entry",
-            PackageError::EntryTooLarge { .. } | PackageError::TooLarge { .. } | PackageError::SuspiciousRatio { .. } => "zip_bomb",
+            PackageError::EntryTooLarge { .. }
+            | PackageError::TooLarge { .. }
+            | PackageError::SuspiciousRatio { .. } => "zip_bomb",
             PackageError::Unreadable { .. } => "unreadable_entry",
             PackageError::BadName(_) => "invalid_plugin_name",
             PackageError::MissingMetadata(_) => "missing_metadata",
@@ -182,7 +184,9 @@ pub fn inspect<R: Read + Seek>(mut reader: R, name: &str, limits: &Limits) -> Re
             }
             entry_name
         };
-        let mut entry = archive.by_index(index).map_err(|e| PackageError::Unreadable { name: entry_name.clone(), reason: e.to_string() })?;
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| PackageError::Unreadable { name: entry_name.clone(), reason: e.to_string() })?;
         let compressed = entry.compressed_size().max(1);
         let keep = entry_name == metadata_name;
         let mut kept = Vec::new();
@@ -280,7 +284,8 @@ fn central_directory_names<R: Read + Seek>(reader: &mut R) -> Result<Vec<String>
             let name_length = usize::from(u16_at(&directory, at + 28));
             let extra_length = usize::from(u16_at(&directory, at + 30));
             let comment_length = usize::from(u16_at(&directory, at + 32));
-            let name = directory.get(at + 46..at + 46 + name_length).ok_or_else(|| not_zip("truncated central directory"))?;
+            let name =
+                directory.get(at + 46..at + 46 + name_length).ok_or_else(|| not_zip("truncated central directory"))?;
             names.push(String::from_utf8_lossy(name).into_owned());
             at += 46 + name_length + extra_length + comment_length;
         }

@@ -17,7 +17,12 @@ fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 const META: &[u8] = br#"{"version":"v1.0.0","language":"python","executable":"pysam.py","sources":["pyjson"],"sinks":["print"],"functions":["revert"]}"#;
 
 fn valid() -> Vec<(&'static str, &'static [u8])> {
-    vec![("pysam.json", META), ("pysam.py", b"print('hi')\n"), ("sources/pyjson.yaml", b"default: {}\n"), ("requirements.txt", b"")]
+    vec![
+        ("pysam.json", META),
+        ("pysam.py", b"print('hi')\n"),
+        ("sources/pyjson.yaml", b"default: {}\n"),
+        ("requirements.txt", b""),
+    ]
 }
 
 fn check(bytes: Vec<u8>) -> Result<package::Manifest, PackageError> {
@@ -62,8 +67,12 @@ fn a_real_python_plugin_is_accepted() {
 
 #[test]
 fn the_upstream_metadata_examples_are_accepted() {
-    for (file, name, executable) in [("ekuiper_portable_pysam_python.json", "pysam", "pysam.py"), ("ekuiper_portable_mirror_go.json", "mirror", "mirror")] {
-        let meta = std::fs::read(format!("{}/../../fixtures/upstream/{file}", env!("CARGO_MANIFEST_DIR"))).expect("fixture");
+    for (file, name, executable) in [
+        ("ekuiper_portable_pysam_python.json", "pysam", "pysam.py"),
+        ("ekuiper_portable_mirror_go.json", "mirror", "mirror"),
+    ] {
+        let meta =
+            std::fs::read(format!("{}/../../fixtures/upstream/{file}", env!("CARGO_MANIFEST_DIR"))).expect("fixture");
         let json_name = format!("{name}.json");
         let source = std::str::from_utf8(&meta).expect("utf8");
         let source_name: serde_json::Value = serde_json::from_str(source).expect("json");
@@ -88,17 +97,55 @@ fn hostile_and_broken_packages_are_refused_with_a_reason() {
         (with(("a/../../evil.sh", b"x")), "unsafe_path", "unsafe path"),
         (with(("/etc/cron.d/evil", b"x")), "unsafe_path", "unsafe path"),
         (patch_flags(zip_of(&valid()), 1), "encrypted_entry", "is encrypted"),
-        (rename(zip_of(&[("pysam.json", META), ("pysam.py", b"x"), ("sources/pyjson.yaml", b"x"), ("pysam.pz", b"y")]), "pysam.pz", "pysam.py"), "duplicate_entry", "entry `pysam.py` appears more than once"),
+        (
+            rename(
+                zip_of(&[("pysam.json", META), ("pysam.py", b"x"), ("sources/pyjson.yaml", b"x"), ("pysam.pz", b"y")]),
+                "pysam.pz",
+                "pysam.py",
+            ),
+            "duplicate_entry",
+            "entry `pysam.py` appears more than once",
+        ),
         (with(("PYSAM.PY", b"x")), "duplicate_entry", "appears more than once"),
         (with(("zeros.bin", bomb_data)), "zip_bomb", "expands"),
         (zip_of(&[("pysam.py", b"x")]), "missing_metadata", "missing pysam.json at the zip root"),
         (zip_of(&[("lib/pysam.json", META), ("pysam.py", b"x")]), "missing_metadata", "missing pysam.json"),
-        (zip_of(&[("pysam.json", b"{not json"), ("pysam.py", b"x")]), "invalid_metadata", "pysam.json is not valid plugin metadata"),
-        (zip_of(&[("pysam.json", br#"{"name":"other","version":"1","language":"go","executable":"x","sinks":["a"]}"#), ("x", b"x")]), "plugin_name_mismatch", "names the plugin `other`"),
-        (zip_of(&[("pysam.json", br#"{"language":"go","executable":"x","sinks":["a"]}"#), ("x", b"x")]), "invalid_metadata", "`version` is missing"),
-        (zip_of(&[("pysam.json", br#"{"version":"1","language":"java","executable":"x","sinks":["a"]}"#), ("x", b"x")]), "unsupported_language", "language `java` is not supported"),
-        (zip_of(&[("pysam.json", br#"{"version":"1","language":"go","executable":"x"}"#), ("x", b"x")]), "no_symbols", "declares no source, sink or function"),
-        (zip_of(&[("pysam.json", br#"{"version":"1","language":"go","executable":"x","sinks":["a"]}"#)]), "missing_executable", "the executable `x`"),
+        (
+            zip_of(&[("pysam.json", b"{not json"), ("pysam.py", b"x")]),
+            "invalid_metadata",
+            "pysam.json is not valid plugin metadata",
+        ),
+        (
+            zip_of(&[
+                ("pysam.json", br#"{"name":"other","version":"1","language":"go","executable":"x","sinks":["a"]}"#),
+                ("x", b"x"),
+            ]),
+            "plugin_name_mismatch",
+            "names the plugin `other`",
+        ),
+        (
+            zip_of(&[("pysam.json", br#"{"language":"go","executable":"x","sinks":["a"]}"#), ("x", b"x")]),
+            "invalid_metadata",
+            "`version` is missing",
+        ),
+        (
+            zip_of(&[
+                ("pysam.json", br#"{"version":"1","language":"java","executable":"x","sinks":["a"]}"#),
+                ("x", b"x"),
+            ]),
+            "unsupported_language",
+            "language `java` is not supported",
+        ),
+        (
+            zip_of(&[("pysam.json", br#"{"version":"1","language":"go","executable":"x"}"#), ("x", b"x")]),
+            "no_symbols",
+            "declares no source, sink or function",
+        ),
+        (
+            zip_of(&[("pysam.json", br#"{"version":"1","language":"go","executable":"x","sinks":["a"]}"#)]),
+            "missing_executable",
+            "the executable `x`",
+        ),
         (zip_of(&[("pysam.json", META), ("pysam.py", b"x")]), "missing_source_config", "sources/pyjson.yaml"),
     ];
     for (bytes, code, words) in cases {
@@ -132,6 +179,9 @@ fn limits_on_entries_and_sizes_hold() {
     assert_eq!(inspect(Cursor::new(zip_of(&big)), "pysam", &small).expect_err("total").code(), "zip_bomb");
     let names = ["", "1abc", "has space", "dash-name", &"x".repeat(65)];
     for name in names {
-        assert_eq!(inspect(Cursor::new(zip_of(&files)), name, &Limits::default()).expect_err(name).code(), "invalid_plugin_name");
+        assert_eq!(
+            inspect(Cursor::new(zip_of(&files)), name, &Limits::default()).expect_err(name).code(),
+            "invalid_plugin_name"
+        );
     }
 }

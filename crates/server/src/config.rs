@@ -22,6 +22,10 @@ pub struct Config {
     pub edge_request_timeout: Duration,
     /// Largest JSON request body.
     pub max_body_bytes: usize,
+    /// Largest plugin package.
+    pub max_plugin_bytes: u64,
+    /// The URL edges reach this server at, for plugin downloads; default the listen address.
+    pub public_url: Option<String>,
     /// How long a console or API login lasts.
     pub session_ttl: Duration,
 }
@@ -39,6 +43,8 @@ impl Config {
             edge_connect_timeout: Duration::from_secs(5),
             edge_request_timeout: Duration::from_secs(15),
             max_body_bytes: 16 * 1024 * 1024,
+            max_plugin_bytes: 256 * 1024 * 1024,
+            public_url: None,
             session_ttl: Duration::from_secs(12 * 3600),
         }
     }

@@ -14,13 +14,22 @@ use sha2::{Digest, Sha256};
 /// `EDGEFLEET_SECRET_KEY`), so a copy of the database alone reveals no password.
 pub struct SecretBox {
     cipher: ChaCha20Poly1305,
+    key: [u8; 32],
 }
 
 const PREFIX: &str = "v1:";
 
 impl SecretBox {
     pub fn new(key: &[u8; 32]) -> SecretBox {
-        SecretBox { cipher: ChaCha20Poly1305::new(&Key::from(*key)) }
+        SecretBox { cipher: ChaCha20Poly1305::new(&Key::from(*key)), key: *key }
+    }
+
+    /// A separate key for another purpose (`label`), so one secret never serves two uses.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.key);
+        hasher.update(label.as_bytes());
+        hasher.finalize().into()
     }
 
     pub fn generate_key() -> [u8; 32] {

@@ -1,6 +1,7 @@
 //! The edgefleet server: REST API under `/api/v1`, live delivery results over SSE, the delivery
 //! engine that works through targets, and the prober that keeps edge versions and status fresh.
 
+mod blobs;
 pub mod config;
 mod crypto;
 mod engine;
@@ -32,6 +33,8 @@ pub struct AppState {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     jwt_public: Arc<(String, String)>,
+    blobs: Arc<blobs::BlobStore>,
+    links: Arc<blobs::PackageLinks>,
 }
 
 /// A server that is bound and ready to run.
@@ -45,6 +48,19 @@ pub struct App {
 }
 
 const JWT_KEY_NAME: &str = "edgefleet.pub";
+/// How long an edge may take to start downloading a plugin package after the link is made.
+const PACKAGE_LINK_TTL_SECS: u64 = 15 * 60;
+
+/// `http://<bound address>`; an unspecified address (0.0.0.0) is no address for an edge, so
+/// loopback stands in and a warning says to set the public URL.
+fn default_public_url(listener: &TcpListener, configured: SocketAddr) -> String {
+    let mut address = listener.local_addr().unwrap_or(configured);
+    if address.ip().is_unspecified() {
+        tracing::warn!("listening on all interfaces: set EDGEFLEET_PUBLIC_URL so edges can download plugin packages");
+        address.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    format!("http://{address}")
+}
 
 impl App {
     /// Opens the store, prepares keys and the first admin, resumes unfinished deliveries and binds.
@@ -63,11 +79,27 @@ impl App {
             Some(signer),
         );
         let metrics = Arc::new(Metrics::default());
-        let engine = Engine::new(store.clone(), client, Arc::clone(&secrets), Arc::clone(&metrics));
         let listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        let state =
-            AppState { store, engine, secrets, config: Arc::new(config), metrics, jwt_public: Arc::new(jwt_public) };
+        let public_url = config.public_url.clone().unwrap_or_else(|| default_public_url(&listener, config.listen));
+        let links =
+            Arc::new(blobs::PackageLinks::new(&public_url, secrets.derive("package links"), PACKAGE_LINK_TTL_SECS));
+        let blob_dir = config.blob_dir();
+        let blobs = Arc::new(
+            blobs::BlobStore::open(&blob_dir)
+                .with_context(|| format!("cannot use the blob folder {}", blob_dir.display()))?,
+        );
+        let engine = Engine::new(store.clone(), client, Arc::clone(&secrets), Arc::clone(&metrics), Arc::clone(&links));
+        let state = AppState {
+            store,
+            engine,
+            secrets,
+            config: Arc::new(config),
+            metrics,
+            jwt_public: Arc::new(jwt_public),
+            blobs,
+            links,
+        };
         Ok(App { state, listener, _sqlite_lock: sqlite_lock, generated_admin_password })
     }
 

@@ -9,6 +9,7 @@ mod accounts;
 mod audit;
 mod deliveries;
 mod edges;
+mod plugins;
 mod templates;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ pub use accounts::{Org, Project, ProjectScope, User};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, TargetOutcome};
 pub use edges::{EdgeAuthRow, EdgeService, NewEdge, ProbeResult, ProbeTarget};
+pub use plugins::{NewPlugin, Plugin};
 pub use templates::{Template, TemplateChange, TemplateVersion};
 
 #[derive(Debug, thiserror::Error)]

@@ -19,16 +19,18 @@ use store::{AuditEntry, ClaimedTarget, Delivery, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::blobs::PackageLinks;
 use crate::crypto::SecretBox;
 use crate::metrics::Metrics;
 use hub::{DeliveryEvent, Hub, TargetEvent};
-use target::{Plan, Runner};
+use target::{Payload, Plan, Runner};
 
 /// Extra lease time beyond a target's timeout, so a live worker never loses its claim.
 const LEASE_MARGIN_MS: i64 = 30_000;
 
 pub struct Engine {
     store: Store,
+    links: Arc<PackageLinks>,
     client: EdgeClient,
     secrets: Arc<SecretBox>,
     metrics: Arc<Metrics>,
@@ -39,9 +41,16 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, client: EdgeClient, secrets: Arc<SecretBox>, metrics: Arc<Metrics>) -> Arc<Engine> {
+    pub fn new(
+        store: Store,
+        client: EdgeClient,
+        secrets: Arc<SecretBox>,
+        metrics: Arc<Metrics>,
+        links: Arc<PackageLinks>,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
+            links,
             client,
             secrets,
             metrics,
@@ -141,7 +150,13 @@ impl Engine {
 
     async fn run_target(self: Arc<Self>, plan: Arc<Plan>, target: ClaimedTarget, counts: Arc<Mutex<Counts>>) {
         Metrics::inc(&self.metrics.targets_in_flight);
-        let runner = Runner { plan: &plan, client: &self.client, secrets: &self.secrets, metrics: &self.metrics };
+        let runner = Runner {
+            plan: &plan,
+            links: &self.links,
+            client: &self.client,
+            secrets: &self.secrets,
+            metrics: &self.metrics,
+        };
         let outcome = runner.run(&target).await;
         Metrics::dec(&self.metrics.targets_in_flight);
         let written = match self
@@ -231,14 +246,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Reads what the delivery stored at its start back into a plan.
 pub fn plan_of(delivery: &Delivery) -> Result<Plan, String> {
-    let kind: TemplateKind = delivery.template_kind.parse()?;
-    let content: Value =
-        serde_json::from_str(&delivery.content).map_err(|e| format!("stored content unreadable: {e}"))?;
-    let normalized = template::normalize(kind, &content).map_err(|p| format!("stored content invalid: {p:?}"))?;
+    let payload = if delivery.kind == "plugin" {
+        Payload::Plugin { name: delivery.template_name.clone(), sha256: delivery.content_sha256.clone() }
+    } else {
+        let kind: TemplateKind = delivery.template_kind.parse()?;
+        let content: Value =
+            serde_json::from_str(&delivery.content).map_err(|e| format!("stored content unreadable: {e}"))?;
+        let normalized = template::normalize(kind, &content).map_err(|p| format!("stored content invalid: {p:?}"))?;
+        Payload::Template { kind, normalized }
+    };
     let params = split_params(&delivery.params);
     let options: DeliveryOptions =
         serde_json::from_value(delivery.options.clone()).map_err(|e| format!("stored options unreadable: {e}"))?;
-    Ok(Plan { kind, normalized, defaults: params.0, per_target: params.1, options, dry_run: delivery.dry_run })
+    Ok(Plan { payload, defaults: params.0, per_target: params.1, options, dry_run: delivery.dry_run })
 }
 
 pub type TargetParams = BTreeMap<String, BTreeMap<String, Value>>;

@@ -18,13 +18,26 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use store::{ClaimedTarget, TargetOutcome};
 
+use crate::blobs::PackageLinks;
 use crate::crypto::SecretBox;
 use crate::metrics::Metrics;
 
+/// What a delivery sends.
+pub enum Payload {
+    Template {
+        kind: TemplateKind,
+        normalized: Value,
+    },
+    /// An eKuiper portable plugin, downloaded by the edge from a signed link.
+    Plugin {
+        name: String,
+        sha256: String,
+    },
+}
+
 /// Everything a target needs from its delivery, parsed once per delivery.
 pub struct Plan {
-    pub kind: TemplateKind,
-    pub normalized: Value,
+    pub payload: Payload,
     pub defaults: BTreeMap<String, Value>,
     /// Keyed by edge id or edge name.
     pub per_target: BTreeMap<String, BTreeMap<String, Value>>,
@@ -66,6 +79,7 @@ struct Progress {
 
 pub struct Runner<'a> {
     pub plan: &'a Plan,
+    pub links: &'a PackageLinks,
     pub client: &'a EdgeClient,
     pub secrets: &'a SecretBox,
     pub metrics: &'a Metrics,
@@ -109,7 +123,10 @@ impl Runner<'_> {
     }
 
     async fn apply(&self, target: &ClaimedTarget, progress: &Arc<Mutex<Progress>>) -> Result<TargetStatus, Failure> {
-        let document = self.render(target)?;
+        let document = match &self.plan.payload {
+            Payload::Template { kind, normalized } => Some(self.render(*kind, normalized, target)?),
+            Payload::Plugin { .. } => None,
+        };
         let edge_target = self.edge_target(target)?;
         let edge = self.client.edge(&edge_target);
         let step = Steps { progress, options: &self.plan.options, metrics: self.metrics };
@@ -132,19 +149,21 @@ impl Runner<'_> {
             step.note("delivery", "dry run", "rendered, checked and version-gated; nothing was sent");
             return Ok(TargetStatus::Skipped);
         }
-        let skipped_any = match &document {
-            Document::Rule(doc) => self.apply_rules(&edge, doc, &step).await?,
-            Document::Driver(doc) => self.apply_drivers(&edge, doc, &step).await?,
+        let skipped_any = match (&document, &self.plan.payload) {
+            (Some(Document::Rule(doc)), _) => self.apply_rules(&edge, doc, &step).await?,
+            (Some(Document::Driver(doc)), _) => self.apply_drivers(&edge, doc, &step).await?,
+            (None, Payload::Plugin { name, sha256 }) => self.apply_plugin(&edge, name, sha256, &step).await?,
+            (None, Payload::Template { .. }) => return Err(Failure::Other("nothing to deliver".into())),
         };
         let all_skipped = skipped_any && step.all_items_skipped();
         Ok(if all_skipped { TargetStatus::Skipped } else { TargetStatus::Succeeded })
     }
 
-    fn render(&self, target: &ClaimedTarget) -> Result<Document, Failure> {
+    fn render(&self, kind: TemplateKind, normalized: &Value, target: &ClaimedTarget) -> Result<Document, Failure> {
         let values = self.plan.values_for(target);
-        let rendered = params::render(&self.plan.normalized, &values)
+        let rendered = params::render(normalized, &values)
             .map_err(|missing| Failure::Other(format!("parameters: no value for {}", missing.join(", "))))?;
-        template::load(self.plan.kind, &rendered).map_err(|problems| {
+        template::load(kind, &rendered).map_err(|problems| {
             let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
             Failure::Other(format!("the rendered template is invalid for this target: {}", list.join("; ")))
         })
@@ -339,6 +358,45 @@ impl Runner<'_> {
             step.note(&object, "verified", "");
         }
         Ok(skipped)
+    }
+}
+
+impl Runner<'_> {
+    /// Installs the plugin from a fresh signed link; `overwrite` uses `PUT`, which eKuiper treats
+    /// as delete-then-install and which is therefore safe to retry.
+    async fn apply_plugin(&self, edge: &Edge<'_>, name: &str, sha256: &str, step: &Steps<'_>) -> Result<bool, Failure> {
+        let object = format!("plugin {name}");
+        let installed = step.call(&format!("check {object}"), || edge.get_portable(name)).await?;
+        let url = self.links.url(sha256, name);
+        match (installed.is_some(), self.plan.options.on_conflict) {
+            (false, OnConflict::Overwrite) => {
+                step.call(&format!("install {object}"), || edge.install_portable(name, &url, true)).await?;
+                step.note(&object, "installed", "");
+            }
+            (false, _) => {
+                step.call(&format!("install {object}"), || edge.install_portable(name, &url, false)).await?;
+                step.note(&object, "installed", "");
+            }
+            (true, OnConflict::Overwrite) => {
+                step.call(&format!("update {object}"), || edge.install_portable(name, &url, true)).await?;
+                step.note(&object, "updated", "");
+            }
+            (true, OnConflict::Skip) => {
+                step.note(&object, "skipped", "already installed on the edge (on_conflict = skip)");
+                return Ok(true);
+            }
+            (true, OnConflict::Fail) => {
+                return Err(Failure::Other(format!("{object}: already installed on the edge (on_conflict = fail)")));
+            }
+        }
+        match step.call(&format!("check {object}"), || edge.get_portable(name)).await? {
+            Some(described) => {
+                let version = described.get("version").and_then(Value::as_str).unwrap_or_default().to_owned();
+                step.note(&object, "verified", &version);
+                Ok(false)
+            }
+            None => Err(Failure::Other(format!("{object}: the edge does not list it after installing"))),
+        }
     }
 }
 

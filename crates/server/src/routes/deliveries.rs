@@ -68,45 +68,57 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let scope = project_scope(&state, &user, &project_id).await?;
     require_admin(&user)?;
-    if request.plugin_id.is_some() {
-        return Err(ApiError::unprocessable(
-            "plugin_delivery_unavailable",
-            "plugin_id: plugin deliveries are not available in this build yet",
-        ));
-    }
-    let template_id = request
-        .template_id
-        .clone()
-        .ok_or_else(|| ApiError::unprocessable("missing_template", "template_id: say which template to deliver"))?;
-    let template = state.store.get_template(&project_id, &template_id).await?;
-    let kind: TemplateKind = template.kind.parse().map_err(ApiError::internal)?;
-    let version =
-        state.store.template_version(&template.id, request.version.unwrap_or(template.current_version)).await?;
-    let content = request.content.clone().unwrap_or_else(|| Value::String(version.content.clone()));
-    let (checked, _) =
-        checked_content(kind, &content).map_err(|e| ApiError { message: format!("content: {}", e.message), ..e })?;
-    let document =
-        template::read_content(&content).map_err(|p| ApiError::unprocessable("invalid_template", p.to_string()))?;
-    let content_text = document.to_string();
-    let content_sha = sha256_hex(content_text.as_bytes());
-    let content_edited = request.content.is_some()
-        && template::read_content(&Value::String(version.content.clone())).ok() != Some(document);
+    let payload = match (&request.template_id, &request.plugin_id) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::unprocessable("invalid_delivery", "give template_id or plugin_id, not both"));
+        }
+        (None, None) => {
+            return Err(ApiError::unprocessable(
+                "missing_template",
+                "template_id: say which template (or plugin_id: which plugin) to deliver",
+            ));
+        }
+        (Some(template_id), None) => template_payload(&state, &project_id, template_id, &request).await?,
+        (None, Some(plugin_id)) => {
+            if request.content.is_some() || request.version.is_some() || request.params.is_some() {
+                return Err(ApiError::unprocessable(
+                    "invalid_delivery",
+                    "a plugin delivery takes no content, version or params",
+                ));
+            }
+            let plugin = state.store.get_plugin(&project_id, plugin_id).await?;
+            Payload {
+                kind: "plugin",
+                template_id: None,
+                plugin_id: Some(plugin.id.clone()),
+                name: plugin.name.clone(),
+                version: None,
+                template_kind: String::new(),
+                content: plugin.manifest.to_string(),
+                content_sha256: plugin.sha256.clone(),
+                content_edited: false,
+                normalized: None,
+            }
+        }
+    };
     let options = checked_options(request.options.as_ref())?;
     let params = checked_params(request.params.as_ref())?;
     let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
-    check_params_cover_targets(&checked.normalized, &params, &edges)?;
+    if let Some(normalized) = &payload.normalized {
+        check_params_cover_targets(normalized, &params, &edges)?;
+    }
     let new = NewDelivery {
         id: store::new_id(),
         project_id: project_id.clone(),
-        kind: "template".into(),
-        template_id: Some(template.id.clone()),
-        template_name: template.name.clone(),
-        template_version: Some(version.version),
-        template_kind: kind.as_str().into(),
-        plugin_id: None,
-        content: content_text,
-        content_sha256: content_sha.clone(),
-        content_edited,
+        kind: payload.kind.into(),
+        template_id: payload.template_id.clone(),
+        template_name: payload.name.clone(),
+        template_version: payload.version,
+        template_kind: payload.template_kind.clone(),
+        plugin_id: payload.plugin_id.clone(),
+        content: payload.content.clone(),
+        content_sha256: payload.content_sha256.clone(),
+        content_edited: payload.content_edited,
         params: params.clone(),
         options: json!(options),
         dry_run: request.dry_run,
@@ -124,17 +136,66 @@ pub async fn create(
         })
         .collect();
     let details = json!({
-        "template_id": template.id, "template_version": version.version, "kind": kind.as_str(),
-        "content_sha256": content_sha, "content_edited": content_edited, "targets": targets.len(),
+        "template_id": payload.template_id, "template_version": payload.version, "plugin_id": payload.plugin_id,
+        "kind": if payload.kind == "plugin" { "plugin" } else { payload.template_kind.as_str() },
+        "content_sha256": payload.content_sha256, "content_edited": payload.content_edited, "targets": targets.len(),
         "dry_run": request.dry_run, "options": options,
     });
-    let mut entry = audit_entry(&user, Some(&scope), "delivery.start", "delivery", &template.name, details);
+    let mut entry = audit_entry(&user, Some(&scope), "delivery.start", "delivery", &payload.name, details);
     entry.resource_id = new.id.clone();
     let delivery = state.store.create_delivery(&new, &targets, &entry).await?;
     Metrics::inc(&state.metrics.deliveries_started);
     state.engine.start(&delivery.id);
     let counts = state.store.delivery_counts(&delivery.id).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery_json(&delivery, &counts))))
+}
+
+/// What a delivery sends, read and checked at its start.
+struct Payload {
+    kind: &'static str,
+    template_id: Option<String>,
+    plugin_id: Option<String>,
+    name: String,
+    version: Option<i64>,
+    template_kind: String,
+    content: String,
+    content_sha256: String,
+    content_edited: bool,
+    /// The normalized template, for the parameter check; none for plugins.
+    normalized: Option<Value>,
+}
+
+async fn template_payload(
+    state: &AppState,
+    project_id: &str,
+    template_id: &str,
+    request: &NewDeliveryRequest,
+) -> Result<Payload, ApiError> {
+    let template = state.store.get_template(project_id, template_id).await?;
+    let kind: TemplateKind = template.kind.parse().map_err(ApiError::internal)?;
+    let version =
+        state.store.template_version(&template.id, request.version.unwrap_or(template.current_version)).await?;
+    let content = request.content.clone().unwrap_or_else(|| Value::String(version.content.clone()));
+    let (checked, _) =
+        checked_content(kind, &content).map_err(|e| ApiError { message: format!("content: {}", e.message), ..e })?;
+    let document =
+        template::read_content(&content).map_err(|p| ApiError::unprocessable("invalid_template", p.to_string()))?;
+    let content_text = document.to_string();
+    let content_sha256 = sha256_hex(content_text.as_bytes());
+    let content_edited = request.content.is_some()
+        && template::read_content(&Value::String(version.content.clone())).ok() != Some(document);
+    Ok(Payload {
+        kind: "template",
+        template_id: Some(template.id.clone()),
+        plugin_id: None,
+        name: template.name.clone(),
+        version: Some(version.version),
+        template_kind: kind.as_str().to_owned(),
+        content: content_text,
+        content_sha256,
+        content_edited,
+        normalized: Some(checked.normalized),
+    })
 }
 
 fn checked_options(options: Option<&Value>) -> Result<DeliveryOptions, ApiError> {

@@ -6,6 +6,7 @@ mod deliveries;
 mod edges;
 mod ops;
 mod orgs;
+mod plugins;
 mod templates;
 
 use axum::Router;
@@ -31,6 +32,9 @@ pub fn router(state: AppState) -> Router {
         .route("/templates/{id}/versions/{version}", get(templates::version))
         .route("/templates/{id}/export", get(templates::export))
         .route("/templates/{id}/preview", post(templates::preview))
+        .route("/plugins", get(plugins::list).post(plugins::create).layer(DefaultBodyLimit::disable()))
+        .route("/plugins/{id}", get(plugins::get_one).delete(plugins::delete))
+        .route("/plugins/{id}/package", get(plugins::package))
         .route("/deliveries", get(deliveries::list).post(deliveries::create))
         .route("/deliveries/{id}", get(deliveries::get_one))
         .route("/deliveries/{id}/targets", get(deliveries::targets))
@@ -52,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .route("/edge/packages/{sha256}/{expires}/{signature}/{file}", get(plugins::edge_download))
         .nest("/api/v1", api)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

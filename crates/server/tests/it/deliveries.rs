@@ -62,7 +62,11 @@ async fn a_mixed_fleet_gets_results_and_a_reason_for_every_failure() {
     let done_before_watching =
         events[0].1["total"].as_u64().unwrap_or(0) - events[0].1["pending"].as_u64().unwrap_or(0);
     let target_events = events.iter().filter(|(name, _)| name == "target").count() as u64;
-    assert_eq!(done_before_watching + target_events, 7, "every result not yet in the first counts arrives as an event");
+    // Subscribing comes before reading the counts, so a result may show in both, never in neither.
+    assert!(
+        done_before_watching + target_events >= 7 && target_events <= 7,
+        "{done_before_watching} + {target_events}"
+    );
     let (last, data) = events.last().expect("events");
     assert_eq!((last.as_str(), data["state"].as_str()), ("final", Some("partial")));
 }

@@ -3,5 +3,6 @@
 mod audit;
 mod deliveries;
 mod edges;
+mod plugins;
 mod support;
 mod templates;

@@ -14,7 +14,7 @@ pub struct TestApp {
     pub token: String,
     pub project: String,
     pub http: reqwest::Client,
-    _data: tempfile::TempDir,
+    pub data: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -27,6 +27,10 @@ pub struct Answer {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let data = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(data.path().to_owned());
         config.listen = "127.0.0.1:0".parse().expect("addr");
@@ -34,6 +38,7 @@ impl TestApp {
         config.probe_interval = Duration::from_secs(3600);
         config.edge_request_timeout = Duration::from_secs(2);
         config.edge_connect_timeout = Duration::from_secs(1);
+        adjust(&mut config);
         let app = App::build(config).await.expect("server builds");
         let base = format!("http://{}", app.local_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -51,7 +56,7 @@ impl TestApp {
             .await
             .expect("login json");
         let token = login["token"].as_str().expect("token").to_owned();
-        let mut app = TestApp { base, token, project: String::new(), http, _data: data, _stop: stop };
+        let mut app = TestApp { base, token, project: String::new(), http, data, _stop: stop };
         let org = app.call(Method::POST, "/api/v1/orgs", Some(json!({"name": "Plant"}))).await;
         let org_id = org.body["id"].as_str().expect("org id").to_owned();
         let project =
@@ -189,4 +194,55 @@ pub fn rule_doc(stream: &str, rule_id: &str, sql: &str) -> Value {
 /// The error code of an API error answer.
 pub fn code(answer: &Answer) -> &str {
     answer.body["error"]["code"].as_str().unwrap_or("")
+}
+
+/// Files under a folder, recursively (for "nothing was left behind").
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content) in files {
+        writer.start_file(*name, zip::write::SimpleFileOptions::default()).expect("entry");
+        writer.write_all(content).expect("write");
+    }
+    writer.finish().expect("finish").into_inner()
+}
+
+/// A Python portable plugin: metadata, the .py executable, a source yaml.
+pub fn python_plugin(name: &str, version: &str) -> Vec<u8> {
+    let meta = format!(
+        r#"{{"version":"{version}","language":"python","executable":"{name}.py","sources":["pyjson"],"sinks":["print"],"functions":["revert"]}}"#
+    );
+    zip_of(&[
+        (&format!("{name}.json"), meta.as_bytes()),
+        (&format!("{name}.py"), b"print('plugin')\n"),
+        ("sources/pyjson.yaml", b"default: {}\n"),
+    ])
+}
+
+impl TestApp {
+    pub async fn upload(&self, name: Option<&str>, file: Option<Vec<u8>>) -> Answer {
+        let mut form = reqwest::multipart::Form::new().text("description", "test plugin");
+        if let Some(name) = name {
+            form = form.text("name", name.to_owned());
+        }
+        if let Some(bytes) = file {
+            form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name("plugin.zip"));
+        }
+        let request =
+            self.http.post(format!("{}{}", self.base, self.p("/plugins"))).bearer_auth(&self.token).multipart(form);
+        answer(request.send().await.expect("upload")).await
+    }
 }

@@ -1,0 +1,249 @@
+//! Algorithm plugins: upload (streamed to disk, hashed while streaming, checked as eKuiper will
+//! install it), list, read, download, delete; and the signed links edges download packages from.
+
+use std::io::Write;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use store::{NewPlugin, StoreError};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{CurrentUser, Query};
+use crate::routes::{audit_entry, created, project_scope, require_admin};
+
+/// Text fields of the upload form are short.
+const MAX_FIELD_BYTES: usize = 4096;
+
+struct Upload {
+    name: Option<String>,
+    description: String,
+    file: Option<(tempfile::NamedTempFile, String, u64)>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let multipart = multipart.map_err(|e| {
+        ApiError::bad_request("bad_upload", format!("expected a multipart form with name and file: {e}"))
+    })?;
+    let upload = read_upload(&state, multipart).await?;
+    let name = upload.name.ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_plugin",
+            "name: give the plugin's name (the name of the JSON file inside the zip)",
+        )
+    })?;
+    let (temp, sha256, size) = upload
+        .file
+        .ok_or_else(|| ApiError::unprocessable("invalid_plugin", "file: attach the plugin's zip package"))?;
+    if let Some(existing) = state.store.plugin_by_sha(&project_id, &sha256).await? {
+        return Err(duplicate_content(&existing.name, &sha256));
+    }
+    let path = temp.path().to_owned();
+    let checked_name = name.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).map_err(|e| package::PackageError::NotZip(e.to_string()))?;
+        package::inspect(std::io::BufReader::new(file), &checked_name, &package::Limits::default())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::unprocessable(e.code(), format!("file: {e}")).with_details(json!({"field": "file"})))?;
+    let new = NewPlugin {
+        project_id: project_id.clone(),
+        name: name.clone(),
+        description: upload.description,
+        sha256: sha256.clone(),
+        size: size as i64,
+        manifest: json!(manifest),
+        created_by: user.username.clone(),
+    };
+    let entry = audit_entry(
+        &user,
+        Some(&scope),
+        "plugin.create",
+        "plugin",
+        &name,
+        json!({"sha256": sha256, "size": size, "version": manifest.version, "language": manifest.language}),
+    );
+    let blob_existed = state.blobs.exists(&sha256);
+    state.blobs.commit(temp, &sha256).map_err(ApiError::internal)?;
+    let plugin = match state.store.create_plugin(&new, &entry).await {
+        Ok(plugin) => plugin,
+        Err(err) => {
+            // Nothing stays behind for a refused upload: no row, and no blob nobody uses.
+            if !blob_existed && !state.store.blob_in_use(&sha256).await.unwrap_or(true) {
+                state.blobs.remove(&sha256);
+            }
+            return Err(match err {
+                StoreError::Conflict { what: "plugin content", name: existing } => {
+                    duplicate_content(&existing, &sha256)
+                }
+                StoreError::Conflict { what: "plugin", name } => {
+                    ApiError::new(StatusCode::CONFLICT, "plugin_name_taken", format!("plugin `{name}` already exists"))
+                }
+                other => other.into(),
+            });
+        }
+    };
+    Ok(created(plugin))
+}
+
+fn duplicate_content(existing: &str, sha256: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "plugin_duplicate_content",
+        format!("this package is identical to plugin `{existing}` (same SHA-256)"),
+    )
+    .with_details(json!({"existing": existing, "sha256": sha256}))
+}
+
+/// Streams the `file` field to a temporary file beside the blobs, hashing and counting as it goes.
+async fn read_upload(state: &AppState, mut multipart: Multipart) -> Result<Upload, ApiError> {
+    let mut upload = Upload { name: None, description: String::new(), file: None };
+    let limit = state.config.max_plugin_bytes;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::bad_request("bad_upload", format!("the upload broke off or is malformed: {e}"))
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        match field.name().unwrap_or_default() {
+            "file" => {
+                let mut temp = state.blobs.temp_file().map_err(ApiError::internal)?;
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    size += chunk.len() as u64;
+                    if size > limit {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "plugin_too_large",
+                            format!("file: the package is larger than {limit} bytes"),
+                        ));
+                    }
+                    hasher.update(&chunk);
+                    temp.write_all(&chunk).map_err(ApiError::internal)?;
+                }
+                temp.flush().map_err(ApiError::internal)?;
+                upload.file = Some((temp, hex::encode(hasher.finalize()), size));
+            }
+            other => {
+                let key = other.to_owned();
+                let bytes = field.bytes().await.map_err(bad)?;
+                if bytes.len() > MAX_FIELD_BYTES {
+                    return Err(ApiError::unprocessable(
+                        "invalid_plugin",
+                        format!("{key}: at most {MAX_FIELD_BYTES} bytes"),
+                    ));
+                }
+                let text = String::from_utf8(bytes.to_vec())
+                    .map_err(|_| ApiError::unprocessable("invalid_plugin", format!("{key}: not UTF-8 text")))?;
+                match key.as_str() {
+                    "name" => upload.name = Some(text.trim().to_owned()).filter(|n| !n.is_empty()),
+                    "description" => upload.description = text.trim().to_owned(),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "bad_upload",
+                            format!("unknown form field `{key}`; send name, file and description"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(upload)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    let page = query.only(&["limit", "offset"])?.page()?;
+    let (items, total) = state.store.list_plugins(&project_id, page.limit, page.offset).await?;
+    Ok(Json(json!({"items": items, "total": total})))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    project_scope(&state, &user, &project_id).await?;
+    Ok(Json(json!(state.store.get_plugin(&project_id, &id).await?)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let scope = project_scope(&state, &user, &project_id).await?;
+    require_admin(&user)?;
+    let plugin = state.store.get_plugin(&project_id, &id).await?;
+    let mut entry =
+        audit_entry(&user, Some(&scope), "plugin.delete", "plugin", &plugin.name, json!({"sha256": plugin.sha256}));
+    entry.resource_id = id.clone();
+    let still_used = state.store.delete_plugin(&project_id, &id, &entry).await.map_err(|err| match err {
+        StoreError::Conflict { what: "plugin in use", name } => ApiError::new(
+            StatusCode::CONFLICT,
+            "plugin_in_use",
+            format!("plugin `{name}` is being delivered; wait for the delivery to end or cancel it"),
+        ),
+        other => other.into(),
+    })?;
+    if !still_used {
+        state.blobs.remove(&plugin.sha256);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The package, for users who can see the project.
+pub async fn package(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    project_scope(&state, &user, &project_id).await?;
+    let plugin = state.store.get_plugin(&project_id, &id).await?;
+    stream_package(&state, &plugin.sha256, &plugin.name).await
+}
+
+/// The package, for an edge holding a signed link that has not expired. 403 otherwise.
+pub async fn edge_download(
+    State(state): State<AppState>,
+    Path((sha256, expires, signature, file)): Path<(String, String, String, String)>,
+) -> ApiResult<Response> {
+    let forbidden = |reason: &str| ApiError::forbidden(format!("package link refused: {reason}"));
+    let name = file.strip_suffix(".zip").ok_or_else(|| forbidden("not a package"))?;
+    let expires: u64 = expires.parse().map_err(|_| forbidden("malformed link"))?;
+    state.links.verify(&sha256, expires, &signature, name).map_err(forbidden)?;
+    stream_package(&state, &sha256, name).await
+}
+
+async fn stream_package(state: &AppState, sha256: &str, name: &str) -> ApiResult<Response> {
+    let file =
+        tokio::fs::File::open(state.blobs.path(sha256)).await.map_err(|_| ApiError::not_found("plugin package"))?;
+    let length = file.metadata().await.map_err(ApiError::internal)?.len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
+        ],
+        body,
+    )
+        .into_response())
+}
