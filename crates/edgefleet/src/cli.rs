@@ -78,6 +78,28 @@ impl Client {
         read_answer(response).await
     }
 
+    pub async fn upload_plugin(
+        &self,
+        project: &str,
+        name: &str,
+        description: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Value> {
+        let form = reqwest::multipart::Form::new()
+            .text("name", name.to_owned())
+            .text("description", description.to_owned())
+            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(format!("{name}.zip")));
+        let response = self
+            .http
+            .post(format!("{}/api/v1/projects/{project}/plugins", self.server))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        read_answer(response).await
+    }
+
     pub async fn text(&self, path: &str) -> anyhow::Result<String> {
         let response = self.http.get(format!("{}{path}", self.server)).bearer_auth(&self.token).send().await?;
         if !response.status().is_success() {
@@ -334,13 +356,65 @@ pub async fn template(command: TemplateCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Subcommand)]
+pub enum PluginCommand {
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    /// Upload an eKuiper portable-plugin zip; NAME must match the JSON file inside it.
+    Upload {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        file: PathBuf,
+    },
+}
+
+pub async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    match command {
+        PluginCommand::List { project } => {
+            let answer = client.get(&format!("/api/v1/projects/{project}/plugins?limit=1000")).await?;
+            println!("{:<38} {:<20} {:<8} {:<10} SHA-256", "ID", "NAME", "LANGUAGE", "VERSION");
+            for item in answer["items"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<38} {:<20} {:<8} {:<10} {}",
+                    item["id"].as_str().unwrap_or_default(),
+                    item["name"].as_str().unwrap_or_default(),
+                    item["manifest"]["language"].as_str().unwrap_or_default(),
+                    item["manifest"]["version"].as_str().unwrap_or_default(),
+                    item["sha256"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        PluginCommand::Upload { project, name, description, file } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let answer = client.upload_plugin(&project, &name, &description, bytes).await?;
+            println!(
+                "uploaded plugin {} ({}), sha256 {}",
+                name,
+                answer["id"].as_str().unwrap_or_default(),
+                answer["sha256"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(clap::Args)]
 pub struct DeliverArgs {
     #[arg(long)]
     project: String,
     /// The template id.
+    #[arg(long, conflicts_with = "plugin")]
+    template: Option<String>,
+    /// The plugin id (instead of a template).
     #[arg(long)]
-    template: String,
+    plugin: Option<String>,
     /// Template version [default: current].
     #[arg(long)]
     version: Option<i64>,
@@ -418,9 +492,17 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{} is not JSON", path.display()))?,
         None => json!({}),
     };
-    let mut body = json!({"template_id": args.template, "targets": targets, "params": params, "options": options, "dry_run": args.dry_run});
-    if let Some(version) = args.version {
-        body["version"] = json!(version);
+    let mut body = json!({"targets": targets, "options": options, "dry_run": args.dry_run});
+    match (&args.template, &args.plugin) {
+        (Some(template), _) => {
+            body["template_id"] = json!(template);
+            body["params"] = params;
+            if let Some(version) = args.version {
+                body["version"] = json!(version);
+            }
+        }
+        (None, Some(plugin)) => body["plugin_id"] = json!(plugin),
+        (None, None) => bail!("say what to deliver: --template ID or --plugin ID"),
     }
     let delivery = client.post(&format!("/api/v1/projects/{}/deliveries", args.project), &body).await?;
     let id = delivery["id"].as_str().unwrap_or_default().to_owned();

@@ -18,6 +18,7 @@ use crate::cli::Client;
 const FLEET_SIZE: u32 = 48;
 const RULES: &str = include_str!("../samples/demo-rules.json");
 const DRIVER: &str = include_str!("../samples/demo-modbus-driver.json");
+const PLUGIN: &[u8] = include_bytes!("../samples/vibration.zip");
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -66,6 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "Modbus TCP PLC with process and setpoint groups",
     )
     .await?;
+    let plugin = ensure_plugin(&client, &project).await?;
     println!();
     println!("edgefleet demo is running");
     println!("  console and API  {base}/   (REST under {base}/api/v1)");
@@ -80,6 +82,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  edgefleet login --server {base} --username admin --password {password}");
     println!("  edgefleet edge list --project {project} --tag zone-a");
     println!("  edgefleet deliver --project {project} --template {rules} --edge-version 3.7 --watch");
+    println!("  edgefleet deliver --project {project} --plugin {plugin} --tag zone-b --watch");
     if !args.exit {
         println!("\nCtrl-C stops the demo (the data stays in {}).", args.data_dir.display());
         crate::serve::shutdown_signal().await;
@@ -203,6 +206,18 @@ async fn ensure_template(
     let body = json!({"name": name, "kind": kind, "content": content, "description": description});
     let created = client.post(&format!("/api/v1/projects/{project}/templates"), &body).await?;
     println!("loaded {kind} template {name} (parameters: {})", created["parameters"]);
+    Ok(created["id"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn ensure_plugin(client: &Client, project: &str) -> anyhow::Result<String> {
+    let listed = client.get(&format!("/api/v1/projects/{project}/plugins?limit=1000")).await?;
+    if let Some(existing) = listed["items"].as_array().into_iter().flatten().find(|p| p["name"] == "vibration") {
+        return Ok(existing["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let created = client
+        .upload_plugin(project, "vibration", "Vibration source, alarm sink and RMS function (Python)", PLUGIN.to_vec())
+        .await?;
+    println!("loaded plugin vibration (sha256 {})", created["sha256"].as_str().unwrap_or_default());
     Ok(created["id"].as_str().unwrap_or_default().to_owned())
 }
 

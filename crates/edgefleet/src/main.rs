@@ -32,6 +32,9 @@ enum Command {
     /// Configuration templates of a project.
     #[command(subcommand)]
     Template(cli::TemplateCommand),
+    /// Algorithm plugins (eKuiper portable plugins) of a project.
+    #[command(subcommand)]
+    Plugin(cli::PluginCommand),
     /// Deliver a template to edge services, optionally watching the results live.
     Deliver(cli::DeliverArgs),
     /// Read the operation audit.
@@ -53,6 +56,7 @@ async fn main() -> std::process::ExitCode {
         Command::Login(args) => cli::login(args).await,
         Command::Edge(command) => cli::edge(command).await,
         Command::Template(command) => cli::template(command).await,
+        Command::Plugin(command) => cli::plugin(command).await,
         Command::Deliver(args) => cli::deliver(args).await,
         Command::Audit(args) => cli::audit(args).await,
     };

@@ -85,6 +85,7 @@ fn the_demo_runs_end_to_end_with_successes_and_reasoned_failures() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("registered 48 edge services"), "{stdout}");
+    assert!(stdout.contains("loaded plugin vibration"), "{stdout}");
     assert!(stdout.contains("result: partial  total 48  succeeded 42  failed 6"), "{stdout}");
     assert!(stdout.contains("version gate: NeuronEX 2.9.0 is older than 3.0.0"), "{stdout}");
     assert!(stdout.contains("timed out after 8 s during version gate"), "{stdout}");
