@@ -4,9 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{Any, QueryBuilder, Row};
+use sqlx::{Any, Row};
 
-use crate::{Result, Store, json_value, like_pattern, now_ms};
+use crate::sql::Sql;
+
+use crate::{Result, Store, escape_like, json_value, like_pattern, now_ms};
 
 /// A record to append.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -114,51 +116,41 @@ impl Store {
 
     /// Newest first, with the total that matches.
     pub async fn list_audit(&self, query: &AuditQuery) -> Result<(Vec<AuditEvent>, i64)> {
-        let mut count = QueryBuilder::<Any>::new("SELECT COUNT(*) AS n FROM audit_events WHERE 1 = 1");
+        let mut count = Sql::new("SELECT COUNT(*) AS n FROM audit_events WHERE 1 = 1");
         audit_filters(&mut count, query);
-        let total: i64 = count.build().fetch_one(&self.read).await?.get("n");
-        let mut select = QueryBuilder::<Any>::new("SELECT * FROM audit_events WHERE 1 = 1");
+        let total: i64 = count.query().fetch_one(&self.read).await?.get("n");
+        let mut select = Sql::new("SELECT * FROM audit_events WHERE 1 = 1");
         audit_filters(&mut select, query);
-        select.push(" ORDER BY id DESC LIMIT ").push_bind(query.limit).push(" OFFSET ").push_bind(query.offset);
-        let rows = select.build().fetch_all(&self.read).await?;
+        select.push(" ORDER BY id DESC LIMIT ").int(query.limit).push(" OFFSET ").int(query.offset);
+        let rows = select.query().fetch_all(&self.read).await?;
         Ok((rows.iter().map(event).collect(), total))
     }
 }
 
-fn audit_filters(builder: &mut QueryBuilder<Any>, query: &AuditQuery) {
+fn audit_filters(sql: &mut Sql, query: &AuditQuery) {
     if let Some(org) = &query.org {
-        builder.push(" AND (org_id = ").push_bind(org.clone()).push(" OR org_name = ").push_bind(org.clone()).push(")");
+        sql.push(" AND (org_id = ").text(org).push(" OR org_name = ").text(org).push(")");
     }
     if let Some(project) = &query.project {
-        builder
-            .push(" AND (project_id = ")
-            .push_bind(project.clone())
-            .push(" OR project_name = ")
-            .push_bind(project.clone())
-            .push(")");
+        sql.push(" AND (project_id = ").text(project).push(" OR project_name = ").text(project).push(")");
     }
     if let Some(actor) = &query.actor {
-        builder.push(" AND LOWER(actor_name) LIKE ").push_bind(like_pattern(actor)).push(" ESCAPE '\\'");
+        sql.push(" AND LOWER(actor_name) LIKE ").text(like_pattern(actor)).push(" ESCAPE '\\'");
     }
     if let Some(action) = &query.action {
         if action.ends_with('.') {
-            builder.push(" AND action LIKE ").push_bind(format!("{}%", action.replace('%', ""))).push(" ");
+            sql.push(" AND action LIKE ").text(format!("{}%", escape_like(action))).push(" ESCAPE '\\'");
         } else {
-            builder.push(" AND action = ").push_bind(action.clone());
+            sql.push(" AND action = ").text(action);
         }
     }
     if let Some(resource) = &query.resource {
-        builder
-            .push(" AND (resource_type = ")
-            .push_bind(resource.clone())
-            .push(" OR resource_id = ")
-            .push_bind(resource.clone())
-            .push(")");
+        sql.push(" AND (resource_type = ").text(resource).push(" OR resource_id = ").text(resource).push(")");
     }
     if let Some(since) = query.since {
-        builder.push(" AND at >= ").push_bind(since);
+        sql.push(" AND at >= ").int(since);
     }
     if let Some(until) = query.until {
-        builder.push(" AND at < ").push_bind(until);
+        sql.push(" AND at < ").int(until);
     }
 }

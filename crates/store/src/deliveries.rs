@@ -9,11 +9,12 @@ use std::str::FromStr;
 use domain::delivery::{Counts, DeliveryState, TargetStatus};
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, QueryBuilder, Row};
 
 use crate::audit::{self, AuditEntry};
 use crate::edges::EdgeAuthRow;
+use crate::sql::{Arg, Sql};
 use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,24 +211,20 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for (batch_index, batch) in targets.chunks(TARGET_BATCH).enumerate() {
-            let mut insert = QueryBuilder::<Any>::new(
+            let mut insert = Sql::new(
                 "INSERT INTO delivery_targets (delivery_id, seq, edge_id, edge_name, endpoint, edge_version, tags,
-                                               auth_kind, auth_username, auth_secret, status) ",
+                                               auth_kind, auth_username, auth_secret, status) VALUES ",
             );
-            insert.push_values(batch.iter().enumerate(), |mut row, (i, t)| {
-                row.push_bind(new.id.clone())
-                    .push_bind((batch_index * TARGET_BATCH + i) as i64)
-                    .push_bind(t.edge_id.clone())
-                    .push_bind(t.edge_name.clone())
-                    .push_bind(t.endpoint.clone())
-                    .push_bind(t.edge_version.clone())
-                    .push_bind(serde_json::to_string(&t.tags).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(t.auth.kind.clone())
-                    .push_bind(t.auth.username.clone())
-                    .push_bind(t.auth.secret.clone())
-                    .push_bind("pending");
-            });
-            insert.build().execute(&mut *tx).await?;
+            for (i, t) in batch.iter().enumerate() {
+                insert.push(if i == 0 { "(" } else { ", (" });
+                insert.text(&new.id).push(", ").int((batch_index * TARGET_BATCH + i) as i64).push(", ");
+                insert.text(&t.edge_id).push(", ").text(&t.edge_name).push(", ").text(&t.endpoint).push(", ");
+                insert.bind(Arg::OptText(t.edge_version.clone())).push(", ");
+                insert.text(serde_json::to_string(&t.tags).unwrap_or_else(|_| "[]".into())).push(", ");
+                insert.text(&t.auth.kind).push(", ").text(&t.auth.username).push(", ").text(&t.auth.secret);
+                insert.push(", 'pending')");
+            }
+            insert.query().execute(&mut *tx).await?;
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
@@ -330,14 +327,16 @@ impl Store {
                      ORDER BY seq LIMIT $5)
                  RETURNING *"
             }
+            // A CTE, so LIMIT holds: PostgreSQL may re-run an `IN (subquery)` and pick more rows.
             Backend::Postgres => {
-                "UPDATE delivery_targets SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2,
-                        started_at = COALESCE(started_at, $3)
-                 WHERE delivery_id = $4 AND seq IN (
-                     SELECT seq FROM delivery_targets
+                "WITH picked AS (
+                     SELECT delivery_id, seq FROM delivery_targets
                      WHERE delivery_id = $4 AND (status = 'pending' OR (status = 'running' AND lease_until < $3))
                      ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
-                 RETURNING *"
+                 UPDATE delivery_targets t SET status = 'running', attempts = t.attempts + 1, lease_until = $1, worker = $2,
+                        started_at = COALESCE(t.started_at, $3)
+                 FROM picked WHERE t.delivery_id = picked.delivery_id AND t.seq = picked.seq
+                 RETURNING t.*"
             }
         };
         let rows = sqlx::query(sql)

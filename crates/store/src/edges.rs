@@ -3,9 +3,10 @@
 use domain::filter::EdgeFilter;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{Any, QueryBuilder, Row};
+use sqlx::{Any, Row};
 
 use crate::audit::{self, AuditEntry};
+use crate::sql::Sql;
 use crate::{Result, Store, StoreError, conflict, json_list, like_pattern, new_id, now_ms};
 
 /// How edgefleet authenticates to the edge. The secret is stored encrypted by the caller and is
@@ -202,25 +203,25 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<EdgeService>, i64)> {
-        let mut count = QueryBuilder::<Any>::new("SELECT COUNT(*) AS n FROM edge_services e WHERE e.project_id = ");
-        count.push_bind(project_id.to_owned());
+        let mut count = Sql::new("SELECT COUNT(*) AS n FROM edge_services e WHERE e.project_id = ");
+        count.text(project_id);
         edge_filters(&mut count, filter);
-        let total: i64 = count.build().fetch_one(&self.read).await?.get("n");
-        let mut select = QueryBuilder::<Any>::new("SELECT * FROM edge_services e WHERE e.project_id = ");
-        select.push_bind(project_id.to_owned());
+        let total: i64 = count.query().fetch_one(&self.read).await?.get("n");
+        let mut select = Sql::new("SELECT * FROM edge_services e WHERE e.project_id = ");
+        select.text(project_id);
         edge_filters(&mut select, filter);
-        select.push(" ORDER BY e.name LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
-        let rows = select.build().fetch_all(&self.read).await?;
+        select.push(" ORDER BY e.name LIMIT ").int(limit).push(" OFFSET ").int(offset);
+        let rows = select.query().fetch_all(&self.read).await?;
         Ok((rows.iter().map(edge).collect(), total))
     }
 
     /// Every service of the project that matches, for resolving a delivery's targets.
     pub async fn edges_matching(&self, project_id: &str, filter: &EdgeFilter) -> Result<Vec<EdgeService>> {
-        let mut select = QueryBuilder::<Any>::new("SELECT * FROM edge_services e WHERE e.project_id = ");
-        select.push_bind(project_id.to_owned());
+        let mut select = Sql::new("SELECT * FROM edge_services e WHERE e.project_id = ");
+        select.text(project_id);
         edge_filters(&mut select, filter);
         select.push(" ORDER BY e.name");
-        let rows = select.build().fetch_all(&self.read).await?;
+        let rows = select.query().fetch_all(&self.read).await?;
         Ok(rows.iter().map(edge).collect())
     }
 
@@ -228,14 +229,16 @@ impl Store {
     pub async fn edges_by_ids(&self, project_id: &str, ids: &[String]) -> Result<Vec<EdgeService>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let mut select = QueryBuilder::<Any>::new("SELECT * FROM edge_services WHERE project_id = ");
-            select.push_bind(project_id.to_owned()).push(" AND id IN (");
-            let mut list = select.separated(", ");
-            for id in chunk {
-                list.push_bind(id.clone());
+            let mut select = Sql::new("SELECT * FROM edge_services WHERE project_id = ");
+            select.text(project_id).push(" AND id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    select.push(", ");
+                }
+                select.text(id);
             }
             select.push(") ORDER BY name");
-            found.extend(select.build().fetch_all(&self.read).await?.iter().map(edge));
+            found.extend(select.query().fetch_all(&self.read).await?.iter().map(edge));
         }
         Ok(found)
     }
@@ -296,36 +299,35 @@ async fn insert_tags(tx: &mut sqlx::Transaction<'_, Any>, edge_id: &str, tags: &
     Ok(())
 }
 
-fn edge_filters(builder: &mut QueryBuilder<Any>, filter: &EdgeFilter) {
+fn edge_filters(sql: &mut Sql, filter: &EdgeFilter) {
     if let Some(q) = &filter.q {
         let pattern = like_pattern(q);
-        builder.push(" AND (LOWER(e.name) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+        sql.push(" AND (LOWER(e.name) LIKE ").text(&pattern).push(" ESCAPE '\\'");
         for column in ["e.endpoint", "e.description", "COALESCE(e.version, '')", "e.tags"] {
-            builder.push(" OR LOWER(").push(column).push(") LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+            sql.push(" OR LOWER(").push(column).push(") LIKE ").text(&pattern).push(" ESCAPE '\\'");
         }
-        builder.push(")");
+        sql.push(")");
     }
     if let Some(name) = &filter.name {
-        builder.push(" AND LOWER(e.name) LIKE ").push_bind(like_pattern(name)).push(" ESCAPE '\\'");
+        sql.push(" AND LOWER(e.name) LIKE ").text(like_pattern(name)).push(" ESCAPE '\\'");
     }
     if let Some(endpoint) = &filter.endpoint {
-        builder.push(" AND LOWER(e.endpoint) LIKE ").push_bind(like_pattern(endpoint)).push(" ESCAPE '\\'");
+        sql.push(" AND LOWER(e.endpoint) LIKE ").text(like_pattern(endpoint)).push(" ESCAPE '\\'");
     }
     if let Some(version) = &filter.version {
-        builder
-            .push(" AND (e.version = ")
-            .push_bind(version.clone())
+        sql.push(" AND (e.version = ")
+            .text(version)
             .push(" OR e.version LIKE ")
-            .push_bind(format!("{}.%", version.replace(['%', '_'], "")))
+            .text(format!("{}.%", crate::escape_like(version)))
+            .push(" ESCAPE '\\'")
             .push(")");
     }
     for tag in &filter.tag {
-        builder
-            .push(" AND EXISTS (SELECT 1 FROM edge_service_tags t WHERE t.edge_id = e.id AND t.tag = ")
-            .push_bind(tag.clone())
+        sql.push(" AND EXISTS (SELECT 1 FROM edge_service_tags t WHERE t.edge_id = e.id AND t.tag = ")
+            .text(tag)
             .push(")");
     }
     if let Some(status) = &filter.status {
-        builder.push(" AND e.status = ").push_bind(status.clone());
+        sql.push(" AND e.status = ").text(status);
     }
 }

@@ -10,6 +10,7 @@ mod audit;
 mod deliveries;
 mod edges;
 mod plugins;
+mod sql;
 mod templates;
 
 use std::path::Path;
@@ -156,6 +157,43 @@ fn json_value(row: &AnyRow, column: &str) -> serde_json::Value {
 
 /// `LIKE` pattern for a case-insensitive substring match, with wildcards in the needle escaped.
 fn like_pattern(needle: &str) -> String {
-    let escaped = needle.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
+    format!("%{}%", escape_like(&needle.to_lowercase()))
+}
+
+/// Escapes `LIKE` wildcards (with `ESCAPE '\\'`).
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Helpers for tests that need a database of their own.
+pub mod testing {
+    use sqlx::Executor;
+    use sqlx::any::AnyPoolOptions;
+
+    /// Creates an empty PostgreSQL database on the server at `base_url`
+    /// (`postgres://user@host:port`) and answers its URL.
+    pub async fn fresh_postgres_database(base_url: &str) -> crate::Result<String> {
+        sqlx::any::install_default_drivers();
+        let base = base_url.trim_end_matches('/');
+        let admin = AnyPoolOptions::new().max_connections(1).connect(&format!("{base}/postgres")).await?;
+        let name = format!("ef_test_{}", uuid::Uuid::now_v7().simple());
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+        admin.close().await;
+        Ok(format!("{base}/{name}"))
+    }
+
+    /// Drops the databases made by `fresh_postgres_database`.
+    pub async fn drop_test_databases(base_url: &str) -> crate::Result<usize> {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let base = base_url.trim_end_matches('/');
+        let admin = AnyPoolOptions::new().max_connections(1).connect(&format!("{base}/postgres")).await?;
+        let rows =
+            sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'ef_test_%'").fetch_all(&admin).await?;
+        for row in &rows {
+            let name: String = row.get("datname");
+            admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await?;
+        }
+        Ok(rows.len())
+    }
 }

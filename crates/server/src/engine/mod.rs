@@ -125,7 +125,7 @@ impl Engine {
         let mut canceled = delivery.cancel_requested;
         let mut tasks: JoinSet<()> = JoinSet::new();
         loop {
-            let room = concurrency - tasks.len();
+            let room = concurrency.saturating_sub(tasks.len());
             if !canceled && (room >= refill_at || tasks.is_empty()) {
                 let claimed = self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64).await?;
                 for target in claimed {

@@ -31,6 +31,10 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        // TEST_LOG=1 shows the server's log.
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        }
         let data = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(data.path().to_owned());
         config.listen = "127.0.0.1:0".parse().expect("addr");
@@ -38,6 +42,12 @@ impl TestApp {
         config.probe_interval = Duration::from_secs(3600);
         config.edge_request_timeout = Duration::from_secs(2);
         config.edge_connect_timeout = Duration::from_secs(1);
+        // EDGEFLEET_TEST_POSTGRES=postgres://user@host:port runs the suite on PostgreSQL.
+        if let Ok(base) = std::env::var("EDGEFLEET_TEST_POSTGRES")
+            && !base.is_empty()
+        {
+            config.database_url = Some(store::testing::fresh_postgres_database(&base).await.expect("test database"));
+        }
         adjust(&mut config);
         let app = App::build(config).await.expect("server builds");
         let base = format!("http://{}", app.local_addr());

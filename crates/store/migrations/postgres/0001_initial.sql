@@ -67,7 +67,7 @@ CREATE TABLE templates (
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
-    current_version INTEGER NOT NULL,
+    current_version BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     UNIQUE (project_id, name)
@@ -75,7 +75,7 @@ CREATE TABLE templates (
 
 CREATE TABLE template_versions (
     template_id TEXT NOT NULL REFERENCES templates(id) ON DELETE CASCADE,
-    version INTEGER NOT NULL,
+    version BIGINT NOT NULL,
     content TEXT NOT NULL,
     content_sha256 TEXT NOT NULL,
     created_by TEXT NOT NULL,
@@ -89,7 +89,7 @@ CREATE TABLE deliveries (
     kind TEXT NOT NULL,
     template_id TEXT,
     template_name TEXT NOT NULL DEFAULT '',
-    template_version INTEGER,
+    template_version BIGINT,
     template_kind TEXT NOT NULL DEFAULT '',
     plugin_id TEXT,
     content TEXT NOT NULL,
