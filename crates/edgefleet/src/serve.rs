@@ -26,6 +26,12 @@ pub struct ServeArgs {
     /// Seconds between probes of every edge service [default: 30].
     #[arg(long, env = "EDGEFLEET_PROBE_INTERVAL_SECS")]
     pub probe_interval_secs: Option<u64>,
+    /// The URL edges download plugin packages from [default: http://<listen address>].
+    #[arg(long, env = "EDGEFLEET_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Serve the API only; leave deliveries and probes to other replicas.
+    #[arg(long, env = "EDGEFLEET_NO_WORKER")]
+    pub no_worker: bool,
     /// A TOML file with the same settings (keys as the flags, with underscores).
     #[arg(long, env = "EDGEFLEET_CONFIG")]
     pub config: Option<PathBuf>,
@@ -40,6 +46,8 @@ struct FileSettings {
     blob_dir: Option<PathBuf>,
     probe_interval_secs: Option<u64>,
     secret_key: Option<String>,
+    public_url: Option<String>,
+    no_worker: Option<bool>,
 }
 
 pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -58,6 +66,8 @@ pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
         anyhow::ensure!(secs > 0, "the probe interval must be at least 1 second");
         config.probe_interval = Duration::from_secs(secs);
     }
+    config.public_url = args.public_url.clone().or(file.public_url);
+    config.worker = !(args.no_worker || file.no_worker.unwrap_or(false));
     config.admin_password = std::env::var("EDGEFLEET_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     config.secret_key = std::env::var("EDGEFLEET_SECRET_KEY").ok().filter(|k| !k.is_empty()).or(file.secret_key);
     Ok(config)

@@ -28,6 +28,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// How long a console or API login lasts.
     pub session_ttl: Duration,
+    /// Whether this process works on deliveries and probes; `false` makes an API-only replica.
+    pub worker: bool,
 }
 
 impl Config {
@@ -46,6 +48,7 @@ impl Config {
             max_plugin_bytes: 256 * 1024 * 1024,
             public_url: None,
             session_ttl: Duration::from_secs(12 * 3600),
+            worker: true,
         }
     }
 

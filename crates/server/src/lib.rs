@@ -89,7 +89,14 @@ impl App {
             blobs::BlobStore::open(&blob_dir)
                 .with_context(|| format!("cannot use the blob folder {}", blob_dir.display()))?,
         );
-        let engine = Engine::new(store.clone(), client, Arc::clone(&secrets), Arc::clone(&metrics), Arc::clone(&links));
+        let engine = Engine::new(
+            store.clone(),
+            client,
+            Arc::clone(&secrets),
+            Arc::clone(&metrics),
+            Arc::clone(&links),
+            config.worker,
+        );
         let state = AppState {
             store,
             engine,
@@ -110,11 +117,17 @@ impl App {
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { state, listener, .. } = self;
-        state.engine.resume_unfinished().await.context("cannot resume unfinished deliveries")?;
-        let prober = tokio::spawn(engine::probe::run_forever(state.clone()));
+        let mut background = vec![tokio::spawn(Arc::clone(&state.engine).relay_forever())];
+        if state.config.worker {
+            state.engine.resume_unfinished().await.context("cannot resume unfinished deliveries")?;
+            background.push(tokio::spawn(engine::probe::run_forever(state.clone())));
+            background.push(tokio::spawn(Arc::clone(&state.engine).sweep_forever()));
+        }
         let router = routes::router(state.clone());
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
-        prober.abort();
+        for task in background {
+            task.abort();
+        }
         served.context("server error")
     }
 }
@@ -183,8 +196,12 @@ async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Resul
     let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password).map(|h| (h, password)))
         .await?
         .map_err(anyhow::Error::msg)?;
-    store.create_user("admin", &hash.0, true).await?;
-    Ok(generated.then_some(hash.1))
+    match store.create_user("admin", &hash.0, true).await {
+        Ok(_) => Ok(generated.then_some(hash.1)),
+        // Another replica starting at the same moment made it first.
+        Err(store::StoreError::Conflict { .. }) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The RS256 key edgefleet signs edge tokens with, kept sealed in the database so every replica
@@ -197,7 +214,9 @@ async fn jwt_keys(store: &Store, secrets: &SecretBox) -> anyhow::Result<(JwtSign
             store.setting_or_insert("jwt_private_key", &secrets.seal(&private)).await?
         }
     };
-    let private = secrets.open(&sealed).map_err(anyhow::Error::msg)?;
+    let private = secrets.open(&sealed).map_err(|reason| {
+        anyhow::anyhow!("{reason}: this database was set up with another secret key; every replica needs the same EDGEFLEET_SECRET_KEY")
+    })?;
     let public = edge_client::public_pem_of(&private)?;
     let signer = JwtSigner::from_pem(JWT_KEY_NAME, private.as_bytes())?;
     Ok((signer, (JWT_KEY_NAME.to_owned(), public)))

@@ -462,3 +462,45 @@ impl Store {
         Ok(rows.iter().map(|r| r.get("id")).collect())
     }
 }
+
+impl Store {
+    /// Running deliveries that have work a runner could take now: targets not started, targets
+    /// whose lease ran out, or no unfinished target left (the delivery needs closing).
+    pub async fn claimable_deliveries(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT d.id FROM deliveries d WHERE d.state = 'running' AND (
+                 EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
+                         AND (t.status = 'pending' OR (t.status = 'running' AND t.lease_until < $1)))
+                 OR NOT EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
+                         AND t.status IN ('pending', 'running')))
+             ORDER BY d.created_at",
+        )
+        .bind(now_ms())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("id")).collect())
+    }
+
+    /// Takes or renews the named singleton lease for `holder`; `true` if `holder` has it now.
+    pub async fn hold_singleton(&self, name: &str, holder: &str, lease_ms: i64) -> Result<bool> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO singletons (name, holder, lease_until) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + lease_ms)
+        .execute(&self.write)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE singletons SET holder = $1, lease_until = $2 WHERE name = $3 AND (holder = $1 OR lease_until < $4)",
+        )
+        .bind(holder)
+        .bind(now + lease_ms)
+        .bind(name)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

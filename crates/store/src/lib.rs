@@ -54,6 +54,17 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    url: String,
+}
+
+/// Notifications from other replicas (PostgreSQL `LISTEN`).
+pub struct Listener(sqlx::postgres::PgListener);
+
+impl Listener {
+    /// The next payload; after a lost connection it reconnects (the error says what happened).
+    pub async fn recv(&mut self) -> Result<String> {
+        Ok(self.0.recv().await?.payload().to_owned())
+    }
 }
 
 impl Store {
@@ -72,12 +83,12 @@ impl Store {
                 // Migrate before opening readers, so they see the schema.
                 sqlx::migrate!("migrations/sqlite").run(&write).await?;
                 let read = sqlite_pool(&url, 4).await?;
-                Store { read, write, backend }
+                Store { read, write, backend, url: url.clone() }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
                 sqlx::migrate!("migrations/postgres").run(&pool).await?;
-                Store { read: pool.clone(), write: pool, backend }
+                Store { read: pool.clone(), write: pool, backend, url: url.to_owned() }
             }
         };
         Ok(store)
@@ -90,6 +101,24 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Tells every replica listening on `channel`; nothing to do on SQLite (one process).
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.write).await?;
+        }
+        Ok(())
+    }
+
+    /// Listens on `channel` (PostgreSQL only; `None` on SQLite).
+    pub async fn listen(&self, channel: &str) -> Result<Option<Listener>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(channel).await?;
+        Ok(Some(Listener(listener)))
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -188,8 +217,9 @@ pub mod testing {
         sqlx::any::install_default_drivers();
         let base = base_url.trim_end_matches('/');
         let admin = AnyPoolOptions::new().max_connections(1).connect(&format!("{base}/postgres")).await?;
-        let rows =
-            sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'ef_test_%'").fetch_all(&admin).await?;
+        let rows = sqlx::query("SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'ef\\_test\\_%'")
+            .fetch_all(&admin)
+            .await?;
         for row in &rows {
             let name: String = row.get("datname");
             admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await?;

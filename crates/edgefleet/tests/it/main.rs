@@ -1,6 +1,7 @@
 //! The `edgefleet` program as users run it: serve, kill -9 and restart, demo.
 
 mod process;
+mod replicas;
 
 use neuronex_sim::{Faults, SimConfig};
 use process::Server;

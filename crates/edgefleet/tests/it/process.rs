@@ -15,9 +15,14 @@ pub struct Server {
 impl Server {
     /// Starts `edgefleet serve` on an ephemeral port and waits for its address line.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgefleet"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("EDGEFLEET_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -15,7 +15,7 @@ pub enum DeliveryEvent {
     Final { state: String, counts: Counts },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TargetEvent {
     pub edge_id: String,
     pub name: String,

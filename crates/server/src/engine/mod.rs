@@ -25,8 +25,17 @@ use crate::metrics::Metrics;
 use hub::{DeliveryEvent, Hub, TargetEvent};
 use target::{Payload, Plan, Runner};
 
-/// Extra lease time beyond a target's timeout, so a live worker never loses its claim.
-const LEASE_MARGIN_MS: i64 = 30_000;
+/// Extra lease time beyond a target's timeout. A live worker gives every target up at its timeout,
+/// so the margin only covers writing the result.
+const LEASE_MARGIN_MS: i64 = 5_000;
+/// How often each replica looks for deliveries with work nobody holds.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// The channel replicas tell each other about delivery events on (PostgreSQL).
+const EVENTS_CHANNEL: &str = "edgefleet_delivery_events";
+/// How often a runner that may share its delivery re-reads the stored counts.
+const COUNTS_REFRESH: std::time::Duration = std::time::Duration::from_millis(500);
+/// NOTIFY payloads must stay under 8000 bytes.
+const MAX_NOTIFY_REASON: usize = 2000;
 
 pub struct Engine {
     store: Store,
@@ -37,6 +46,8 @@ pub struct Engine {
     pub hub: Hub,
     worker_id: String,
     running: Mutex<HashSet<String>>,
+    /// API-only replicas leave deliveries to the workers.
+    works: bool,
     cancels: Mutex<BTreeMap<String, Arc<Notify>>>,
 }
 
@@ -47,6 +58,7 @@ impl Engine {
         secrets: Arc<SecretBox>,
         metrics: Arc<Metrics>,
         links: Arc<PackageLinks>,
+        works: bool,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
@@ -57,12 +69,88 @@ impl Engine {
             hub: Hub::default(),
             worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             running: Mutex::new(HashSet::new()),
+            works,
             cancels: Mutex::new(BTreeMap::new()),
         })
     }
 
     pub fn client(&self) -> &EdgeClient {
         &self.client
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Starts runners for deliveries with work nobody holds: new ones on other replicas, and the
+    /// targets of a replica that died. Runners on several replicas share a delivery safely.
+    pub async fn sweep_forever(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            match self.store.claimable_deliveries().await {
+                Ok(ids) => ids.iter().for_each(|id| self.start(id)),
+                Err(err) => tracing::warn!(error = %err, "cannot look for deliveries to work on"),
+            }
+        }
+    }
+
+    /// Relays other replicas' delivery events to this replica's watchers (PostgreSQL only).
+    pub async fn relay_forever(self: Arc<Self>) {
+        loop {
+            let listener = match self.store.listen(EVENTS_CHANNEL).await {
+                Ok(Some(listener)) => listener,
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for other replicas' events; retrying");
+                    tokio::time::sleep(SWEEP_INTERVAL).await;
+                    continue;
+                }
+            };
+            self.relay(listener).await;
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+        }
+    }
+
+    async fn relay(&self, mut listener: store::Listener) {
+        loop {
+            let payload = match listener.recv().await {
+                Ok(payload) => payload,
+                Err(err) => {
+                    tracing::warn!(error = %err, "lost the event channel; reconnecting");
+                    return;
+                }
+            };
+            let Ok(message) = serde_json::from_str::<Value>(&payload) else {
+                continue;
+            };
+            if message["w"] == self.worker_id.as_str() {
+                continue;
+            }
+            let delivery_id = message["d"].as_str().unwrap_or_default();
+            let counts = serde_json::from_value(message["counts"].clone()).unwrap_or_default();
+            match message["k"].as_str() {
+                Some("target") => {
+                    if let Ok(target) = serde_json::from_value::<TargetEvent>(message["target"].clone()) {
+                        self.hub.publish(delivery_id, DeliveryEvent::Target { target });
+                    }
+                    self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
+                }
+                Some("final") => {
+                    let state = message["state"].as_str().unwrap_or_default().to_owned();
+                    self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
+                    self.hub.publish(delivery_id, DeliveryEvent::Final { state, counts });
+                    self.hub.close(delivery_id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Publishes here and tells the other replicas.
+    async fn emit(&self, delivery_id: &str, message: Value) {
+        if let Err(err) = self.store.notify(EVENTS_CHANNEL, &message.to_string()).await {
+            tracing::warn!(delivery.id = %delivery_id, error = %err, "cannot tell other replicas about an event");
+        }
     }
 
     pub async fn resume_unfinished(self: &Arc<Self>) -> store::Result<()> {
@@ -82,6 +170,9 @@ impl Engine {
 
     /// Starts this process's runner for the delivery, unless one is already running.
     pub fn start(self: &Arc<Self>, delivery_id: &str) {
+        if !self.works {
+            return;
+        }
         let fresh =
             self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(delivery_id.to_owned());
         if !fresh {
@@ -123,8 +214,14 @@ impl Engine {
         let refill_at = (concurrency / 8).max(1);
         let lease_ms = plan.options.timeout_secs as i64 * 1000 + LEASE_MARGIN_MS;
         let mut canceled = delivery.cancel_requested;
+        let shared = self.store.backend() == store::Backend::Postgres;
+        let mut refreshed = std::time::Instant::now();
         let mut tasks: JoinSet<()> = JoinSet::new();
         loop {
+            if shared && refreshed.elapsed() >= COUNTS_REFRESH {
+                *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
+                refreshed = std::time::Instant::now();
+            }
             let room = concurrency.saturating_sub(tasks.len());
             if !canceled && (room >= refill_at || tasks.is_empty()) {
                 let claimed = self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64).await?;
@@ -143,6 +240,9 @@ impl Engine {
                     *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
                     self.publish_counts(delivery_id, &counts);
                 }
+                // With several replicas, other runners move targets too: the stored counts
+                // are the truth, re-read now and then.
+                _ = tokio::time::sleep(COUNTS_REFRESH), if shared => {}
             }
         }
         self.finish(delivery_id, canceled).await
@@ -190,8 +290,14 @@ impl Engine {
             status: outcome.status.as_str().to_owned(),
             reason: outcome.reason.clone(),
         };
+        let snapshot = *lock(&counts);
+        let mut relayed = event.clone();
+        relayed.reason = relayed.reason.chars().take(MAX_NOTIFY_REASON).collect();
         self.hub.publish(&target.delivery_id, DeliveryEvent::Target { target: event });
-        self.publish_counts(&target.delivery_id, &counts);
+        self.hub.publish(&target.delivery_id, DeliveryEvent::Counts { counts: snapshot });
+        let message =
+            json!({"d": target.delivery_id, "w": self.worker_id, "k": "target", "target": relayed, "counts": snapshot});
+        self.emit(&target.delivery_id, message).await;
     }
 
     fn publish_counts(&self, delivery_id: &str, counts: &Mutex<Counts>) {
@@ -215,6 +321,9 @@ impl Engine {
         self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
         self.hub.publish(delivery_id, DeliveryEvent::Final { state: state.as_str().to_owned(), counts });
         self.hub.close(delivery_id);
+        let message =
+            json!({"d": delivery_id, "w": self.worker_id, "k": "final", "state": state.as_str(), "counts": counts});
+        self.emit(delivery_id, message).await;
         Ok(())
     }
 

@@ -9,10 +9,18 @@ use crate::metrics::Metrics;
 const PAGE: i64 = 500;
 const CONCURRENCY: usize = 64;
 
+/// One probe round per interval across all replicas: the replica holding the `prober` lease runs it.
 pub async fn run_forever(state: AppState) {
+    let lease_ms = state.config.probe_interval.as_millis() as i64 * 2;
     loop {
-        if let Err(err) = probe_all(&state).await {
-            tracing::warn!(error = %err, "edge probe round failed");
+        match state.store.hold_singleton("prober", state.engine.worker_id(), lease_ms).await {
+            Ok(true) => {
+                if let Err(err) = probe_all(&state).await {
+                    tracing::warn!(error = %err, "edge probe round failed");
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot take the prober lease"),
         }
         tokio::time::sleep(state.config.probe_interval).await;
     }

@@ -1,0 +1,170 @@
+//! Several replicas on one PostgreSQL database (the machine's, or EDGEFLEET_TEST_POSTGRES).
+
+use neuronex_sim::{Faults, SimConfig};
+use serde_json::{Value, json};
+
+use crate::process::{Api, Server};
+
+fn postgres_base() -> String {
+    std::env::var("EDGEFLEET_TEST_POSTGRES")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+struct Cluster {
+    database_url: String,
+    blobs: tempfile::TempDir,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn new(replicas: usize) -> Cluster {
+        let database_url = store::testing::fresh_postgres_database(&postgres_base()).await.expect("test database");
+        let dirs = (0..replicas).map(|_| tempfile::tempdir().expect("dir")).collect();
+        Cluster { database_url, blobs: tempfile::tempdir().expect("dir"), dirs }
+    }
+
+    fn start(&self, replica: usize, extra: &[&str]) -> Server {
+        let blobs = self.blobs.path().to_str().expect("path").to_owned();
+        let config = self.blobs.path().join("replica.toml");
+        // Every replica shares the key that seals edge secrets and the JWT key.
+        std::fs::write(&config, format!("secret_key = \"{}\"\n", "ab".repeat(32))).expect("config");
+        let config = config.to_str().expect("path").to_owned();
+        let mut args = vec!["--database-url", &self.database_url, "--blob-dir", &blobs, "--config", &config];
+        args.extend_from_slice(extra);
+        Server::start_with(self.dirs[replica].path(), &args)
+    }
+}
+
+async fn setup(api: &Api, sim: &neuronex_sim::RunningSim) -> (String, Value) {
+    let project = api.project().await;
+    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
+    api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
+    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
+    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
+    let template = api
+        .post(&format!("/api/v1/projects/{project}/templates"), json!({"name": "t", "kind": "rule", "content": doc}))
+        .await;
+    (project, template)
+}
+
+async fn rule_puts(sim: &neuronex_sim::RunningSim, count: u32) -> Vec<u64> {
+    let mut puts = Vec::new();
+    for k in 0..count {
+        let state: Value = reqwest::get(format!("{}/__sim/instances/{k}", sim.base_url))
+            .await
+            .expect("sim")
+            .json()
+            .await
+            .expect("json");
+        puts.push(state["requests"]["PUT /api/ekuiper/rules/r1"].as_u64().unwrap_or(0));
+    }
+    puts
+}
+
+#[tokio::test]
+async fn replicas_share_a_delivery_and_survive_being_killed() {
+    const TARGETS: u32 = 300;
+    const CONCURRENCY: usize = 8;
+    let cluster = Cluster::new(2).await;
+    let sim = neuronex_sim::start(
+        SimConfig { count: TARGETS, ..SimConfig::default() },
+        "127.0.0.1:0".parse().expect("addr"),
+        false,
+    )
+    .await
+    .expect("sim");
+    sim.sim.set_faults(None, Some(Faults { latency_ms: 15, ..Faults::default() }));
+    let a = cluster.start(0, &[]);
+    let b = cluster.start(1, &[]);
+    let (project, template) = setup(&a.api().await, &sim).await;
+    let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": CONCURRENCY, "retries": 0, "timeout_secs": 3}});
+    let delivery = b.api().await.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
+    let id = delivery["id"].as_str().expect("id").to_owned();
+    let events = format!("/api/v1/projects/{project}/deliveries/{id}/events");
+    let mut kills = 0;
+    // Kill each replica once while the delivery runs, starting it again right away.
+    let a_api = a.api().await;
+    assert!(a_api.watch(&events, 40).await >= 40);
+    b.kill();
+    kills += 1;
+    let b = cluster.start(1, &[]);
+    assert!(b.api().await.watch(&events, 40).await >= 1);
+    a.kill();
+    kills += 1;
+    let a = cluster.start(0, &[]);
+    let api = a.api().await;
+    api.watch(&events, usize::MAX).await;
+    let finished = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await;
+    assert_eq!(finished["state"], "succeeded", "{finished}");
+    assert_eq!(
+        (finished["counts"]["total"].as_u64(), finished["counts"]["succeeded"].as_u64()),
+        (Some(300), Some(300))
+    );
+    let targets = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}/targets?limit=1000")).await;
+    assert!(
+        targets["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|t| t["status"] == "succeeded" && t["finished_at"].is_i64())
+    );
+    let puts = rule_puts(&sim, TARGETS).await;
+    assert!(puts.iter().all(|&n| n >= 1), "every target got its rule");
+    let twice = puts.iter().filter(|&&n| n > 1).count();
+    assert!(twice <= kills * CONCURRENCY, "only targets in flight at a kill may be sent twice: {twice}");
+    drop(b);
+}
+
+#[tokio::test]
+async fn an_api_only_replica_streams_a_delivery_that_another_replica_runs() {
+    let cluster = Cluster::new(2).await;
+    let sim = neuronex_sim::start(
+        SimConfig { count: 20, ..SimConfig::default() },
+        "127.0.0.1:0".parse().expect("addr"),
+        false,
+    )
+    .await
+    .expect("sim");
+    sim.sim.set_faults(None, Some(Faults { latency_ms: 20, ..Faults::default() }));
+    let api_only = cluster.start(0, &["--no-worker"]);
+    let _worker = cluster.start(1, &[]);
+    let api = api_only.api().await;
+    let (project, template) = setup(&api, &sim).await;
+    let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": 2}});
+    let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
+    let id = delivery["id"].as_str().expect("id").to_owned();
+    let seen = api.watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), usize::MAX).await;
+    assert!(seen >= 10, "target events from the other replica arrived: {seen}");
+    let finished = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await;
+    assert_eq!(finished["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn probes_run_once_across_replicas() {
+    let cluster = Cluster::new(2).await;
+    let sim = neuronex_sim::start(
+        SimConfig { count: 3, ..SimConfig::default() },
+        "127.0.0.1:0".parse().expect("addr"),
+        false,
+    )
+    .await
+    .expect("sim");
+    let a = cluster.start(0, &["--probe-interval-secs", "1"]);
+    let _b = cluster.start(1, &["--probe-interval-secs", "1"]);
+    let api = a.api().await;
+    let project = api.project().await;
+    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
+    api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
+    // Count probe rounds through the simulator over a few seconds, by following its counters.
+    let read = || async {
+        let state: Value =
+            reqwest::get(format!("{}/__sim/instances/0", sim.base_url)).await.expect("sim").json().await.expect("json");
+        state["requests"]["GET /api/version"].as_u64().unwrap_or(0)
+    };
+    let first = read().await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let rounds = read().await - first;
+    assert!((1..=6).contains(&rounds), "one round per second across both replicas, got {rounds} in 4 s");
+}
