@@ -2,6 +2,7 @@
 //! that drive a running server through its REST API.
 
 mod cli;
+mod db;
 mod demo;
 mod serve;
 
@@ -24,6 +25,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Start a server, a simulated fleet and sample templates on this machine, with no setup.
     Demo(demo::DemoArgs),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// Sign in to a server and remember the token for the other client commands.
     Login(cli::LoginArgs),
     /// Edge services of a project.
@@ -53,6 +57,7 @@ async fn main() -> std::process::ExitCode {
     let outcome = match args.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Db(command) => db::run(command).await,
         Command::Login(args) => cli::login(args).await,
         Command::Edge(command) => cli::edge(command).await,
         Command::Template(command) => cli::template(command).await,

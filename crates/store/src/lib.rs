@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod copy;
 mod deliveries;
 mod edges;
 mod plugins;
@@ -21,6 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use accounts::{Org, Project, ProjectScope, User};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
+pub use copy::TableCopy;
 pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, TargetOutcome};
 pub use edges::{EdgeAuthRow, EdgeService, NewEdge, ProbeResult, ProbeTarget};
 pub use plugins::{NewPlugin, Plugin};

@@ -10,6 +10,8 @@ pub(crate) enum Arg {
     Text(String),
     OptText(Option<String>),
     Int(i64),
+    OptInt(Option<i64>),
+    OptFloat(Option<f64>),
 }
 
 pub(crate) struct Sql {
@@ -50,6 +52,8 @@ impl Sql {
                 Arg::Text(v) => query.bind(v.clone()),
                 Arg::OptText(v) => query.bind(v.clone()),
                 Arg::Int(v) => query.bind(*v),
+                Arg::OptInt(v) => query.bind(*v),
+                Arg::OptFloat(v) => query.bind(*v),
             };
         }
         query

@@ -168,3 +168,61 @@ async fn probes_run_once_across_replicas() {
     let rounds = read().await - first;
     assert!((1..=6).contains(&rounds), "one round per second across both replicas, got {rounds} in 4 s");
 }
+
+#[tokio::test]
+async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
+    let data = tempfile::tempdir().expect("dir");
+    let sim = neuronex_sim::start(
+        SimConfig { count: 5, ..SimConfig::default() },
+        "127.0.0.1:0".parse().expect("addr"),
+        false,
+    )
+    .await
+    .expect("sim");
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    let (project, template) = setup(&api, &sim).await;
+    let body = json!({"template_id": template["id"], "targets": {"filter": {}}});
+    let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
+    let id = delivery["id"].as_str().expect("id").to_owned();
+    api.watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), usize::MAX).await;
+    let audit_before = api.get("/api/v1/audit?limit=1000").await;
+    server.kill();
+
+    let target = store::testing::fresh_postgres_database(&postgres_base()).await.expect("database");
+    let source = format!("sqlite://{}", data.path().join("edgefleet.db").display());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["db", "copy", "--from", &source, "--to", &target])
+        .output()
+        .expect("copy runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("all 14 tables copied and checked"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("delivery_targets") && l.contains(" 5  ok")), "{stdout}");
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["db", "copy", "--from", &source, "--to", &target])
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("the target database is not empty"));
+
+    // The same installation, now on PostgreSQL, with the same secret key.
+    let key = std::fs::read_to_string(data.path().join("secret.key")).expect("key");
+    let config = data.path().join("pg.toml");
+    std::fs::write(&config, format!("secret_key = \"{}\"\n", key.trim())).expect("config");
+    let moved = Server::start_with(
+        tempfile::tempdir().expect("dir").path(),
+        &["--database-url", &target, "--config", config.to_str().expect("path")],
+    );
+    let api = moved.api().await;
+    let finished = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await;
+    assert_eq!((finished["state"].as_str(), finished["counts"]["succeeded"].as_u64()), (Some("succeeded"), Some(5)));
+    assert_eq!(api.get(&format!("/api/v1/projects/{project}/edge-services")).await["total"], 5);
+    let audit_after = api.get("/api/v1/audit?limit=1000").await;
+    assert_eq!(
+        audit_after["total"].as_i64(),
+        audit_before["total"].as_i64().map(|n| n + 1),
+        "the copied audit plus this login"
+    );
+    // New audit ids continue after the copied ones.
+    assert!(audit_after["items"][0]["id"].as_i64() > audit_before["items"][0]["id"].as_i64());
+}
