@@ -64,16 +64,45 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).or_else(|| cookie(parts, SESSION_COOKIE)).ok_or_else(|| {
-            ApiError::unauthorized(
-                "sign in first: send Authorization: Bearer <token> (POST /api/v1/auth/login gives one)",
-            )
-        })?;
+        let token = match bearer(parts) {
+            Some(token) => token,
+            None => {
+                let token = cookie(parts, SESSION_COOKIE).ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "sign in first: send Authorization: Bearer <token> (POST /api/v1/auth/login gives one)",
+                    )
+                })?;
+                check_csrf(parts)?;
+                token
+            }
+        };
         let user = state.store.user_by_token(&sha256_hex(token.as_bytes())).await?;
         user.map(CurrentUser)
             .ok_or_else(|| ApiError::unauthorized("the token is unknown, expired or revoked; sign in again"))
     }
 }
+
+/// A browser session (cookie) may change things only from edgefleet's own pages: the request
+/// carries the console's header, which other sites cannot set without CORS, or an `Origin` that is
+/// this server.
+fn check_csrf(parts: &Parts) -> Result<(), ApiError> {
+    if matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS") || parts.headers.contains_key(CSRF_HEADER) {
+        return Ok(());
+    }
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) if origin.split("://").nth(1) == Some(host) => Ok(()),
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "csrf_check_failed",
+            format!("a request signed in by cookie must come from edgefleet's console (send {CSRF_HEADER}) or use a bearer token"),
+        )),
+    }
+}
+
+/// The header the console sends with every change.
+pub const CSRF_HEADER: &str = "x-edgefleet-csrf";
 
 fn bearer(parts: &Parts) -> Option<String> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -1,6 +1,7 @@
 //! The edgefleet server: REST API under `/api/v1`, live delivery results over SSE, the delivery
 //! engine that works through targets, and the prober that keeps edge versions and status fresh.
 
+mod access;
 mod blobs;
 pub mod config;
 mod crypto;
@@ -8,7 +9,8 @@ mod engine;
 mod error;
 mod extract;
 mod metrics;
-mod routes;
+pub mod routes;
+mod throttle;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +22,13 @@ use store::Store;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+
+/// Every route with the access rule it enforces (for tests and documentation).
+pub fn routes_catalog() -> Vec<routes::RouteSpec> {
+    routes::catalog()
+}
+
+pub use routes::{Access, RouteSpec};
 use crypto::SecretBox;
 use engine::Engine;
 use metrics::Metrics;
@@ -35,6 +44,7 @@ pub struct AppState {
     jwt_public: Arc<(String, String)>,
     blobs: Arc<blobs::BlobStore>,
     links: Arc<blobs::PackageLinks>,
+    throttle: Arc<throttle::Throttle>,
 }
 
 /// A server that is bound and ready to run.
@@ -106,6 +116,7 @@ impl App {
             jwt_public: Arc::new(jwt_public),
             blobs,
             links,
+            throttle: Arc::default(),
         };
         Ok(App { state, listener, _sqlite_lock: sqlite_lock, generated_admin_password })
     }
@@ -124,7 +135,9 @@ impl App {
             background.push(tokio::spawn(Arc::clone(&state.engine).sweep_forever()));
         }
         let router = routes::router(state.clone());
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         for task in background {
             task.abort();
         }

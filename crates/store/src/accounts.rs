@@ -50,7 +50,7 @@ fn project(row: &AnyRow) -> Project {
     Project { id: row.get("id"), org_id: row.get("org_id"), name: row.get("name"), created_at: row.get("created_at") }
 }
 
-fn user(row: &AnyRow) -> User {
+pub(crate) fn user_row(row: &AnyRow) -> User {
     User {
         id: row.get("id"),
         username: row.get("username"),
@@ -171,7 +171,7 @@ impl Store {
     pub async fn find_user_by_name(&self, username: &str) -> Result<Option<User>> {
         let row =
             sqlx::query("SELECT * FROM users WHERE username = $1").bind(username).fetch_optional(&self.read).await?;
-        Ok(row.as_ref().map(user))
+        Ok(row.as_ref().map(user_row))
     }
 
     pub async fn set_user_language(&self, user_id: &str, language: &str) -> Result<()> {
@@ -191,17 +191,19 @@ impl Store {
         kind: &str,
         name: &str,
         expires_at: Option<i64>,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO auth_tokens (token_hash, user_id, kind, name, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+    ) -> Result<String> {
+        let id = new_id();
+        sqlx::query("INSERT INTO auth_tokens (token_hash, user_id, kind, name, expires_at, created_at, id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(token_hash)
             .bind(user_id)
             .bind(kind)
             .bind(name)
             .bind(expires_at)
             .bind(now_ms())
+            .bind(&id)
             .execute(&self.write)
             .await?;
-        Ok(())
+        Ok(id)
     }
 
     /// The user behind a token, if the token exists, has not expired and its user is enabled.
@@ -214,7 +216,7 @@ impl Store {
         .bind(now_ms())
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.as_ref().map(user))
+        Ok(row.as_ref().map(user_row))
     }
 
     pub async fn delete_token(&self, token_hash: &str) -> Result<()> {

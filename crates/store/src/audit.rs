@@ -62,6 +62,8 @@ pub struct AuditQuery {
     pub resource: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
+    /// Only what this user administers (organizations and projects); `None` for everything.
+    pub visible_to: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -152,5 +154,10 @@ fn audit_filters(sql: &mut Sql, query: &AuditQuery) {
     }
     if let Some(until) = query.until {
         sql.push(" AND at < ").int(until);
+    }
+    if let Some(user) = &query.visible_to {
+        sql.push(" AND ((org_id <> '' AND org_id IN (SELECT org_id FROM org_members WHERE role = 'admin' AND user_id = ").text(user);
+        sql.push(")) OR (project_id <> '' AND project_id IN (SELECT project_id FROM project_members WHERE role = 'admin' AND user_id = ").text(user);
+        sql.push(")) OR actor_id = ").text(user).push(")");
     }
 }

@@ -10,6 +10,7 @@ mod audit;
 mod copy;
 mod deliveries;
 mod edges;
+mod members;
 mod plugins;
 mod sql;
 mod templates;
@@ -25,6 +26,7 @@ pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use copy::TableCopy;
 pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, TargetOutcome};
 pub use edges::{EdgeAuthRow, EdgeService, NewEdge, ProbeResult, ProbeTarget};
+pub use members::{Member, Roles, TokenInfo};
 pub use plugins::{NewPlugin, Plugin};
 pub use templates::{Template, TemplateChange, TemplateVersion};
 

@@ -1,4 +1,4 @@
-//! The operation audit, newest first.
+//! The operation audit, newest first, limited to what the reader administers.
 
 use axum::Json;
 use axum::extract::State;
@@ -6,16 +6,14 @@ use serde_json::{Value, json};
 use store::AuditQuery;
 
 use crate::AppState;
+use crate::access::{deny, is_any_admin};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{CurrentUser, Query};
-use crate::routes::require_admin;
 
-pub async fn list(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    query: Query,
-) -> ApiResult<Json<Value>> {
-    require_admin(&user)?;
+pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser, query: Query) -> ApiResult<Json<Value>> {
+    if !is_any_admin(&state, &user).await? {
+        return deny(&state, &user, None, "the operation audit is for administrators").await;
+    }
     let query = query.only(&["org", "project", "actor", "action", "resource", "since", "until", "limit", "offset"])?;
     let page = query.page()?;
     let audit_query = AuditQuery {
@@ -26,6 +24,7 @@ pub async fn list(
         resource: query.one("resource"),
         since: query.int("since")?,
         until: query.int("until")?,
+        visible_to: (!user.is_system_admin).then(|| user.id.clone()),
         limit: page.limit,
         offset: page.offset,
     };

@@ -1,7 +1,9 @@
 //! Login, logout, the current user and API tokens.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,7 +22,27 @@ pub struct Login {
     password: String,
 }
 
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Login>) -> ApiResult<Response> {
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<Login>,
+) -> ApiResult<Response> {
+    let address = peer.ip().to_string();
+    if let Some(wait) = state.throttle.blocked(&body.username, &address) {
+        let mut entry = store::AuditEntry {
+            actor_name: body.username.clone(),
+            action: "auth.login".into(),
+            resource_type: "user".into(),
+            resource_name: body.username.clone(),
+            outcome: "throttled".into(),
+            details: json!({"address": address}),
+            ..store::AuditEntry::default()
+        };
+        entry.outcome = "throttled".into();
+        state.store.append_audit(&entry).await?;
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", format!("too many failed sign-ins; try again in {wait} s"))
+            .with_details(json!({"retry_after_secs": wait})));
+    }
     let user = state.store.find_user_by_name(&body.username).await?;
     let hash = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
     let password = body.password.clone();
@@ -34,11 +56,14 @@ pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Login>)
             resource_type: "user".into(),
             resource_name: body.username.clone(),
             outcome: "failure".into(),
+            details: json!({"address": address}),
             ..store::AuditEntry::default()
         };
         state.store.append_audit(&entry).await?;
+        state.throttle.failed(&body.username, &address);
         return Err(ApiError::unauthorized("wrong username or password"));
     };
+    state.throttle.succeeded(&body.username);
     let token = crypto::new_token("efs_");
     let ttl_ms = state.config.session_ttl.as_millis() as i64;
     let expires_at = store::now_ms() + ttl_ms;
@@ -96,7 +121,28 @@ pub async fn create_token(
     }
     let token = crypto::new_token("efp_");
     let expires_at = body.expires_in_days.map(|d| store::now_ms() + i64::from(d) * 86_400_000);
-    state.store.insert_token(&sha256_hex(token.as_bytes()), &user.id, "api", &body.name, expires_at).await?;
+    let id = state.store.insert_token(&sha256_hex(token.as_bytes()), &user.id, "api", &body.name, expires_at).await?;
     state.store.append_audit(&audit_entry(&user, None, "token.create", "api_token", &body.name, json!({}))).await?;
-    Ok((StatusCode::CREATED, Json(json!({"token": token, "name": body.name, "expires_at": expires_at}))))
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "token": token, "name": body.name, "expires_at": expires_at}))))
+}
+
+pub async fn update_me(State(state): State<AppState>, CurrentUser(user): CurrentUser, ApiJson(patch): ApiJson<crate::routes::users::UserPatchSelf>) -> ApiResult<Json<Value>> {
+    let id = user.id.clone();
+    crate::routes::users::apply_patch(&state, &user, &id, patch.into()).await
+}
+
+pub async fn list_tokens(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Value>> {
+    let tokens = state.store.list_tokens(&user.id).await?;
+    Ok(Json(json!({"items": tokens, "total": tokens.len()})))
+}
+
+pub async fn revoke_token(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    state.store.revoke_token(&user.id, &id).await.map_err(|e| match e {
+        store::StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "token_not_found", "no such API token of yours"),
+        other => other.into(),
+    })?;
+    let mut entry = audit_entry(&user, None, "token.revoke", "api_token", "", json!({}));
+    entry.resource_id = id;
+    state.store.append_audit(&entry).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

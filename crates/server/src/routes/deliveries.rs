@@ -28,7 +28,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser, Query};
 use crate::metrics::Metrics;
 use crate::routes::templates::checked_content;
-use crate::routes::{audit_entry, project_scope, require_admin};
+use crate::routes::{audit_entry, project_scope};
 
 /// At most this many examples are listed when parameters are missing for many targets.
 const MISSING_EXAMPLES: usize = 20;
@@ -67,7 +67,7 @@ pub async fn create(
     ApiJson(request): ApiJson<NewDeliveryRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let payload = match (&request.template_id, &request.plugin_id) {
         (Some(_), Some(_)) => {
             return Err(ApiError::unprocessable("invalid_delivery", "give template_id or plugin_id, not both"));
@@ -141,7 +141,7 @@ pub async fn create(
         "content_sha256": payload.content_sha256, "content_edited": payload.content_edited, "targets": targets.len(),
         "dry_run": request.dry_run, "options": options,
     });
-    let mut entry = audit_entry(&user, Some(&scope), "delivery.start", "delivery", &payload.name, details);
+    let mut entry = audit_entry(&user, Some(&scope.scope), "delivery.start", "delivery", &payload.name, details);
     entry.resource_id = new.id.clone();
     let delivery = state.store.create_delivery(&new, &targets, &entry).await?;
     Metrics::inc(&state.metrics.deliveries_started);
@@ -371,7 +371,7 @@ pub async fn cancel(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     if delivery.state != DeliveryState::Running.as_str() {
         return Err(ApiError::new(
@@ -383,7 +383,7 @@ pub async fn cancel(
     let canceled = state.store.cancel_delivery(&id).await?;
     let mut entry = audit_entry(
         &user,
-        Some(&scope),
+        Some(&scope.scope),
         "delivery.cancel",
         "delivery",
         &delivery.template_name,
@@ -404,7 +404,7 @@ pub async fn retry(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<impl IntoResponse> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     if delivery.state == DeliveryState::Running.as_str() {
         return Err(ApiError::new(
@@ -416,7 +416,7 @@ pub async fn retry(
     let counts = state.store.delivery_counts(&id).await?;
     let mut entry = audit_entry(
         &user,
-        Some(&scope),
+        Some(&scope.scope),
         "delivery.retry",
         "delivery",
         &delivery.template_name,

@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::engine::probe;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser, Query, parse_json};
-use crate::routes::{audit_entry, created, project_scope, require_admin};
+use crate::routes::{audit_entry, created, project_scope};
 
 const MAX_IMPORT_ROWS: usize = 100_000;
 
@@ -118,11 +118,11 @@ pub async fn create(
     ApiJson(input): ApiJson<EdgeInput>,
 ) -> ApiResult<impl IntoResponse> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let edge = new_edge(&state, &input).map_err(|(field, message)| field_error(&field, message))?;
     let entry = audit_entry(
         &user,
-        Some(&scope),
+        Some(&scope.scope),
         "edge_service.create",
         "edge_service",
         &edge.name,
@@ -163,7 +163,7 @@ pub async fn import(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let inputs: Vec<EdgeInput> =
         if content_type.starts_with("text/csv") { parse_csv(&body)? } else { parse_json(&body)? };
@@ -203,7 +203,7 @@ pub async fn import(
         return Err(ApiError::unprocessable("invalid_import", message).with_details(json!({"problems": problems})));
     }
     let entry =
-        audit_entry(&user, Some(&scope), "edge_service.import", "edge_service", "", json!({"rows": edges.len()}));
+        audit_entry(&user, Some(&scope.scope), "edge_service.import", "edge_service", "", json!({"rows": edges.len()}));
     let created_edges = state.store.insert_edges(&project_id, &edges, &entry).await?;
     probe_in_background(&state, &created_edges);
     Ok((StatusCode::CREATED, Json(json!({"total": created_edges.len(), "items": created_edges}))))
@@ -299,7 +299,7 @@ pub async fn update(
     ApiJson(patch): ApiJson<EdgePatch>,
 ) -> ApiResult<Json<Value>> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let mut edge = state.store.get_edge(&project_id, &id).await?;
     if let Some(name) = &patch.name {
         edge.name = checked_name(name).map_err(|m| field_error("name", m))?;
@@ -328,7 +328,7 @@ pub async fn update(
     .collect();
     let mut entry = audit_entry(
         &user,
-        Some(&scope),
+        Some(&scope.scope),
         "edge_service.update",
         "edge_service",
         &edge.name,
@@ -345,11 +345,11 @@ pub async fn delete(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let edge = state.store.get_edge(&project_id, &id).await?;
     let mut entry = audit_entry(
         &user,
-        Some(&scope),
+        Some(&scope.scope),
         "edge_service.delete",
         "edge_service",
         &edge.name,
@@ -365,8 +365,7 @@ pub async fn probe(
     CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    project_scope(&state, &user, &project_id).await?.require_admin(&state, &user).await?;
     let edge = state.store.get_edge(&project_id, &id).await?;
     let target = ProbeTarget { id: edge.id.clone(), endpoint: edge.endpoint.clone(), auth: edge.auth.clone() };
     probe::probe_and_record(&state, &target).await?;

@@ -1,4 +1,8 @@
 //! The REST API. Paths are the contract of shared/DESIGN.md; `P` = `/api/v1/projects/{project_id}`.
+//!
+//! Every route is declared once in `table()` with the access rule it enforces; the router is built
+//! from that table, and the authorization test walks the same table, so a route cannot exist
+//! without a rule that is tested.
 
 mod audit;
 mod auth;
@@ -8,85 +12,145 @@ mod ops;
 mod orgs;
 mod plugins;
 mod templates;
+mod users;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::Value;
 use store::{AuditEntry, ProjectScope, User};
 
 use crate::AppState;
+use crate::access::{self, ProjectAccess};
 use crate::error::ApiError;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// Anyone holding a valid signed link (edges downloading packages).
+    SignedLink,
+    /// Any signed-in user.
+    User,
+    SystemAdmin,
+    /// System admins and organization admins (creating user accounts).
+    UserAdmin,
+    /// Any admin of anything (finding users to add as members; reading the audit of their scope).
+    AnyAdmin,
+    OrgView,
+    OrgAdmin,
+    ProjectView,
+    ProjectAdmin,
+    /// Admins of the project's organization (deleting a project).
+    ProjectOrgAdmin,
+}
+
+/// One route: method, path (as axum spells it, under `/api/v1` unless it starts with `/edge` or
+/// is an operations path) and its access rule.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+type Entry = (&'static str, &'static str, MethodRouter<AppState>, Access);
+
+fn table() -> Vec<Entry> {
+    use Access::*;
+    const P: &str = "/api/v1/projects/{project_id}";
+    let p = |rest: &'static str| -> &'static str { Box::leak(format!("{P}{rest}").into_boxed_str()) };
+    vec![
+        ("GET", "/healthz", get(ops::healthz), Public),
+        ("GET", "/metrics", get(ops::metrics), Public),
+        ("GET", "/edge/packages/{sha256}/{expires}/{signature}/{file}", get(plugins::edge_download), SignedLink),
+        ("POST", "/api/v1/auth/login", post(auth::login), Public),
+        ("POST", "/api/v1/auth/logout", post(auth::logout), User),
+        ("GET", "/api/v1/me", get(auth::me), User),
+        ("PATCH", "/api/v1/me", patch(auth::update_me), User),
+        ("GET", "/api/v1/me/tokens", get(auth::list_tokens), User),
+        ("POST", "/api/v1/me/tokens", post(auth::create_token), User),
+        ("DELETE", "/api/v1/me/tokens/{id}", delete(auth::revoke_token), User),
+        ("GET", "/api/v1/jwt/public-key", get(ops::jwt_public_key), User),
+        ("GET", "/api/v1/orgs", get(orgs::list), User),
+        ("POST", "/api/v1/orgs", post(orgs::create), SystemAdmin),
+        ("GET", "/api/v1/orgs/{id}", get(orgs::get_one), OrgView),
+        ("PATCH", "/api/v1/orgs/{id}", patch(orgs::rename), OrgAdmin),
+        ("DELETE", "/api/v1/orgs/{id}", delete(orgs::delete), SystemAdmin),
+        ("GET", "/api/v1/orgs/{id}/projects", get(orgs::list_projects), OrgView),
+        ("POST", "/api/v1/orgs/{id}/projects", post(orgs::create_project), OrgAdmin),
+        ("GET", "/api/v1/orgs/{id}/members", get(orgs::list_members), OrgView),
+        ("PUT", "/api/v1/orgs/{id}/members/{user_id}", put(orgs::set_member), OrgAdmin),
+        ("DELETE", "/api/v1/orgs/{id}/members/{user_id}", delete(orgs::remove_member), OrgAdmin),
+        ("GET", "/api/v1/projects/{project_id}", get(orgs::get_project), ProjectView),
+        ("PATCH", "/api/v1/projects/{project_id}", patch(orgs::rename_project), ProjectAdmin),
+        ("DELETE", "/api/v1/projects/{project_id}", delete(orgs::delete_project), ProjectOrgAdmin),
+        ("GET", p("/members"), get(orgs::list_project_members), ProjectView),
+        ("PUT", p("/members/{user_id}"), put(orgs::set_project_member), ProjectAdmin),
+        ("DELETE", p("/members/{user_id}"), delete(orgs::remove_project_member), ProjectAdmin),
+        ("GET", "/api/v1/users", get(users::list), AnyAdmin),
+        ("POST", "/api/v1/users", post(users::create), UserAdmin),
+        ("PATCH", "/api/v1/users/{id}", patch(users::update), SystemAdmin),
+        ("DELETE", "/api/v1/users/{id}", delete(users::delete), SystemAdmin),
+        ("GET", p("/edge-services"), get(edges::list), ProjectView),
+        ("POST", p("/edge-services"), post(edges::create), ProjectAdmin),
+        ("POST", p("/edge-services/import"), post(edges::import), ProjectAdmin),
+        ("GET", p("/edge-services/{id}"), get(edges::get_one), ProjectView),
+        ("PATCH", p("/edge-services/{id}"), patch(edges::update), ProjectAdmin),
+        ("DELETE", p("/edge-services/{id}"), delete(edges::delete), ProjectAdmin),
+        ("POST", p("/edge-services/{id}/probe"), post(edges::probe), ProjectAdmin),
+        ("GET", p("/templates"), get(templates::list), ProjectView),
+        ("POST", p("/templates"), post(templates::create), ProjectAdmin),
+        ("GET", p("/templates/{id}"), get(templates::get_one), ProjectView),
+        ("PUT", p("/templates/{id}"), put(templates::update), ProjectAdmin),
+        ("DELETE", p("/templates/{id}"), delete(templates::delete), ProjectAdmin),
+        ("GET", p("/templates/{id}/versions"), get(templates::versions), ProjectView),
+        ("GET", p("/templates/{id}/versions/{version}"), get(templates::version), ProjectView),
+        ("GET", p("/templates/{id}/export"), get(templates::export), ProjectView),
+        ("POST", p("/templates/{id}/preview"), post(templates::preview), ProjectView),
+        ("GET", p("/plugins"), get(plugins::list), ProjectView),
+        ("POST", p("/plugins"), post(plugins::create).layer(DefaultBodyLimit::disable()), ProjectAdmin),
+        ("GET", p("/plugins/{id}"), get(plugins::get_one), ProjectView),
+        ("DELETE", p("/plugins/{id}"), delete(plugins::delete), ProjectAdmin),
+        ("GET", p("/plugins/{id}/package"), get(plugins::package), ProjectView),
+        ("GET", p("/deliveries"), get(deliveries::list), ProjectView),
+        ("POST", p("/deliveries"), post(deliveries::create), ProjectAdmin),
+        ("GET", p("/deliveries/{id}"), get(deliveries::get_one), ProjectView),
+        ("GET", p("/deliveries/{id}/targets"), get(deliveries::targets), ProjectView),
+        ("GET", p("/deliveries/{id}/events"), get(deliveries::events), ProjectView),
+        ("POST", p("/deliveries/{id}/cancel"), post(deliveries::cancel), ProjectAdmin),
+        ("POST", p("/deliveries/{id}/retry"), post(deliveries::retry), ProjectAdmin),
+        ("GET", "/api/v1/audit", get(audit::list), AnyAdmin),
+    ]
+}
+
+/// Every route with its access rule.
+pub fn catalog() -> Vec<RouteSpec> {
+    table().into_iter().map(|(method, path, _, access)| RouteSpec { method, path, access }).collect()
+}
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
-    let project = Router::new()
-        .route("/edge-services", get(edges::list).post(edges::create))
-        .route("/edge-services/import", post(edges::import))
-        .route("/edge-services/{id}", get(edges::get_one).patch(edges::update).delete(edges::delete))
-        .route("/edge-services/{id}/probe", post(edges::probe))
-        .route("/templates", get(templates::list).post(templates::create))
-        .route("/templates/{id}", get(templates::get_one).put(templates::update).delete(templates::delete))
-        .route("/templates/{id}/versions", get(templates::versions))
-        .route("/templates/{id}/versions/{version}", get(templates::version))
-        .route("/templates/{id}/export", get(templates::export))
-        .route("/templates/{id}/preview", post(templates::preview))
-        .route("/plugins", get(plugins::list).post(plugins::create).layer(DefaultBodyLimit::disable()))
-        .route("/plugins/{id}", get(plugins::get_one).delete(plugins::delete))
-        .route("/plugins/{id}/package", get(plugins::package))
-        .route("/deliveries", get(deliveries::list).post(deliveries::create))
-        .route("/deliveries/{id}", get(deliveries::get_one))
-        .route("/deliveries/{id}/targets", get(deliveries::targets))
-        .route("/deliveries/{id}/events", get(deliveries::events))
-        .route("/deliveries/{id}/cancel", post(deliveries::cancel))
-        .route("/deliveries/{id}/retry", post(deliveries::retry));
-    let api = Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/me", get(auth::me))
-        .route("/me/tokens", post(auth::create_token))
-        .route("/orgs", get(orgs::list).post(orgs::create))
-        .route("/orgs/{id}", get(orgs::get_one))
-        .route("/orgs/{id}/projects", get(orgs::list_projects).post(orgs::create_project))
-        .route("/projects/{project_id}", get(orgs::get_project))
-        .nest("/projects/{project_id}", project)
-        .route("/audit", get(audit::list))
-        .route("/jwt/public-key", get(ops::jwt_public_key));
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
-        .route("/edge/packages/{sha256}/{expires}/{signature}/{file}", get(plugins::edge_download))
-        .nest("/api/v1", api)
+    let mut router = Router::new();
+    for (_, path, handler, _) in table() {
+        router = router.route(path, handler);
+    }
+    router
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
-/// The project a request names, if the user may see it. A project the user cannot see answers
-/// 404 like a missing one, so existence does not leak.
-pub async fn project_scope(state: &AppState, user: &User, project_id: &str) -> Result<ProjectScope, ApiError> {
-    let scope = state.store.project_scope(project_id).await?;
-    if !user.is_system_admin {
-        return Err(ApiError::not_found("project"));
-    }
-    Ok(scope)
+/// The project a request names, if the user may see it (404 otherwise, so existence does not
+/// leak), with their role in it.
+pub async fn project_scope(state: &AppState, user: &User, project_id: &str) -> Result<ProjectAccess, ApiError> {
+    access::project_access(state, user, project_id).await
 }
 
-/// Only admins change things or deliver.
-pub fn require_admin(user: &User) -> Result<(), ApiError> {
-    if user.is_system_admin { Ok(()) } else { Err(ApiError::forbidden("this needs an administrator role")) }
-}
-
-pub fn audit_entry(
-    user: &User,
-    scope: Option<&ProjectScope>,
-    action: &str,
-    resource_type: &str,
-    resource_name: &str,
-    details: Value,
-) -> AuditEntry {
+pub fn audit_entry(user: &User, scope: Option<&ProjectScope>, action: &str, resource_type: &str, resource_name: &str, details: Value) -> AuditEntry {
     AuditEntry {
         actor_id: user.id.clone(),
         actor_name: user.username.clone(),

@@ -15,7 +15,7 @@ use store::{NewPlugin, StoreError};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{CurrentUser, Query};
-use crate::routes::{audit_entry, created, project_scope, require_admin};
+use crate::routes::{audit_entry, created, project_scope};
 
 /// Text fields of the upload form are short.
 const MAX_FIELD_BYTES: usize = 4096;
@@ -33,7 +33,7 @@ pub async fn create(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let multipart = multipart.map_err(|e| {
         ApiError::bad_request("bad_upload", format!("expected a multipart form with name and file: {e}"))
     })?;
@@ -70,7 +70,7 @@ pub async fn create(
     };
     let entry = audit_entry(
         &user,
-        Some(&scope),
+        Some(&scope.scope),
         "plugin.create",
         "plugin",
         &name,
@@ -190,10 +190,10 @@ pub async fn delete(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let plugin = state.store.get_plugin(&project_id, &id).await?;
     let mut entry =
-        audit_entry(&user, Some(&scope), "plugin.delete", "plugin", &plugin.name, json!({"sha256": plugin.sha256}));
+        audit_entry(&user, Some(&scope.scope), "plugin.delete", "plugin", &plugin.name, json!({"sha256": plugin.sha256}));
     entry.resource_id = id.clone();
     let still_used = state.store.delete_plugin(&project_id, &id, &entry).await.map_err(|err| match err {
         StoreError::Conflict { what: "plugin in use", name } => ApiError::new(

@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser, Query};
-use crate::routes::{audit_entry, created, project_scope, require_admin};
+use crate::routes::{audit_entry, created, project_scope};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,14 +83,14 @@ pub async fn create(
     ApiJson(body): ApiJson<NewTemplate>,
 ) -> ApiResult<impl IntoResponse> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let name = checked_name(&body.name)?;
     let kind = parse_kind(&body.kind)?;
     let (_, text) = checked_content(kind, &body.content)?;
     let sha = sha256_hex(text.as_bytes());
     let entry = audit_entry(
         &user,
-        Some(&scope),
+        Some(&scope.scope),
         "template.create",
         "template",
         &name,
@@ -145,7 +145,7 @@ pub async fn update(
     ApiJson(edit): ApiJson<TemplateEdit>,
 ) -> ApiResult<Json<Value>> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let current = state.store.get_template(&project_id, &id).await?;
     let kind = parse_kind(&current.kind)?;
     if let Some(asked) = &edit.kind
@@ -177,7 +177,7 @@ pub async fn update(
         "content_sha256": change.content.as_ref().map(|(_, sha)| sha.clone()),
     });
     let shown_name = change.name.clone().unwrap_or_else(|| current.name.clone());
-    let mut entry = audit_entry(&user, Some(&scope), "template.update", "template", &shown_name, details);
+    let mut entry = audit_entry(&user, Some(&scope.scope), "template.update", "template", &shown_name, details);
     entry.resource_id = id.clone();
     let updated = state.store.update_template(&current, &change, &user.username, &entry).await?;
     let text = change.content.map(|(text, _)| text).unwrap_or(current_version.content);
@@ -190,11 +190,11 @@ pub async fn delete(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let scope = project_scope(&state, &user, &project_id).await?;
-    require_admin(&user)?;
+    scope.require_admin(&state, &user).await?;
     let template = state.store.get_template(&project_id, &id).await?;
     let mut entry = audit_entry(
         &user,
-        Some(&scope),
+        Some(&scope.scope),
         "template.delete",
         "template",
         &template.name,
@@ -249,7 +249,7 @@ pub async fn export(
     let number = query.int("version")?.unwrap_or(template.current_version);
     let version = state.store.template_version(&id, number).await?;
     let mut entry =
-        audit_entry(&user, Some(&scope), "template.export", "template", &template.name, json!({"version": number}));
+        audit_entry(&user, Some(&scope.scope), "template.export", "template", &template.name, json!({"version": number}));
     entry.resource_id = id.clone();
     state.store.append_audit(&entry).await?;
     let file_name: String = template

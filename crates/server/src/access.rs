@@ -1,0 +1,94 @@
+//! Who may do what. Roles: system admin (everything), organization admin / viewer / member, project
+//! admin / viewer. Something a user cannot see answers 404 like something missing; something they
+//! can see but not change answers 403, and the refusal is audited.
+
+use serde_json::json;
+use store::{Org, ProjectScope, User};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// In the organization, without organization-wide rights (sees only its own projects).
+    Member,
+    Viewer,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "member" => Some(Role::Member),
+            "viewer" => Some(Role::Viewer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A project the user can see, with their role in it.
+pub struct ProjectAccess {
+    pub scope: ProjectScope,
+    pub role: Role,
+    /// Whether the user may administer the project's organization (create or delete projects).
+    pub org_admin: bool,
+}
+
+impl ProjectAccess {
+    /// Only admins change things or deliver.
+    pub async fn require_admin(&self, state: &AppState, user: &User) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            return Ok(());
+        }
+        deny(state, user, Some(&self.scope), "this needs the admin role in the project").await
+    }
+
+    pub async fn require_org_admin(&self, state: &AppState, user: &User) -> Result<(), ApiError> {
+        if self.org_admin {
+            return Ok(());
+        }
+        deny(state, user, Some(&self.scope), "this needs the admin role in the project's organization").await
+    }
+}
+
+/// Records the refusal in the audit and answers 403.
+pub async fn deny<T>(state: &AppState, user: &User, scope: Option<&ProjectScope>, why: &str) -> Result<T, ApiError> {
+    let mut entry = crate::routes::audit_entry(user, scope, "access.denied", "access", "", json!({"reason": why}));
+    entry.outcome = "denied".into();
+    if let Err(err) = state.store.append_audit(&entry).await {
+        tracing::warn!(error = %err, "cannot audit a denied request");
+    }
+    Err(ApiError::forbidden(why))
+}
+
+pub async fn project_access(state: &AppState, user: &User, project_id: &str) -> Result<ProjectAccess, ApiError> {
+    let scope = state.store.project_scope(project_id).await?;
+    if user.is_system_admin {
+        return Ok(ProjectAccess { scope, role: Role::Admin, org_admin: true });
+    }
+    let roles = state.store.project_roles(project_id, &user.id).await?;
+    let org_role = roles.org.as_deref().and_then(Role::parse);
+    let project_role = roles.project.as_deref().and_then(Role::parse);
+    // An organization member without a project role sees nothing of the project.
+    let through_org = org_role.filter(|r| *r >= Role::Viewer);
+    let role = through_org.max(project_role).ok_or_else(|| ApiError::not_found("project"))?;
+    Ok(ProjectAccess { scope, role, org_admin: org_role == Some(Role::Admin) })
+}
+
+/// An organization the user can see (any role in it or in one of its projects), with their role.
+pub async fn org_access(state: &AppState, user: &User, org_id: &str) -> Result<(Org, Role), ApiError> {
+    let org = state.store.get_org(org_id).await?;
+    if user.is_system_admin {
+        return Ok((org, Role::Admin));
+    }
+    if let Some(role) = state.store.org_role(org_id, &user.id).await?.as_deref().and_then(Role::parse) {
+        return Ok((org, role));
+    }
+    Err(ApiError::not_found("organization"))
+}
+
+/// Whether the user administers anything: an organization or a project.
+pub async fn is_any_admin(state: &AppState, user: &User) -> Result<bool, ApiError> {
+    Ok(user.is_system_admin || state.store.admin_anywhere(&user.id).await?)
+}

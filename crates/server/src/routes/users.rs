@@ -1,0 +1,148 @@
+//! User accounts. Passwords are checked for strength and stored as Argon2id hashes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::access::{deny, is_any_admin};
+use crate::crypto;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, CurrentUser, Query};
+use crate::routes::{audit_entry, created};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    username: String,
+    password: String,
+    #[serde(default)]
+    system_admin: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    password: Option<String>,
+    disabled: Option<bool>,
+    language: Option<String>,
+}
+
+/// What users may change of their own account.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatchSelf {
+    password: Option<String>,
+    language: Option<String>,
+}
+
+impl From<UserPatchSelf> for UserPatch {
+    fn from(own: UserPatchSelf) -> UserPatch {
+        UserPatch { password: own.password, disabled: None, language: own.language }
+    }
+}
+
+pub const LANGUAGES: [&str; 2] = ["en", "zh"];
+
+/// At least 10 characters, not one repeated character, not the username.
+pub fn check_password(username: &str, password: &str) -> Result<(), ApiError> {
+    let weak = |why: &str| Err(ApiError::unprocessable("weak_password", format!("password: {why}")));
+    if password.chars().count() < 10 {
+        return weak("use at least 10 characters");
+    }
+    if password.chars().all(|c| password.starts_with(c)) {
+        return weak("one character repeated is not a password");
+    }
+    if password.eq_ignore_ascii_case(username) {
+        return weak("the password must not be the username");
+    }
+    Ok(())
+}
+
+fn check_username(username: &str) -> Result<String, ApiError> {
+    let username = username.trim();
+    let valid = (2..=64).contains(&username.chars().count())
+        && username.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
+    if !valid {
+        return Err(ApiError::unprocessable("invalid_username", "username: 2 to 64 letters, digits, . - _ @"));
+    }
+    Ok(username.to_owned())
+}
+
+pub async fn hash(password: &str) -> Result<String, ApiError> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || crypto::hash_password(&password)).await.map_err(ApiError::internal)?.map_err(ApiError::internal)
+}
+
+pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser, query: Query) -> ApiResult<Json<Value>> {
+    if !is_any_admin(&state, &user).await? {
+        return deny(&state, &user, None, "listing users needs an admin role").await;
+    }
+    let page = query.only(&["limit", "offset"])?.page()?;
+    let (users, total) = state.store.list_users(page.limit, page.offset).await?;
+    Ok(Json(json!({"items": users, "total": total})))
+}
+
+pub async fn create(State(state): State<AppState>, CurrentUser(user): CurrentUser, ApiJson(body): ApiJson<NewUser>) -> ApiResult<impl IntoResponse> {
+    let allowed = user.is_system_admin || (!body.system_admin && state.store.org_admin_anywhere(&user.id).await?);
+    if !allowed {
+        return deny(&state, &user, None, "creating users needs the system admin or an organization admin role").await;
+    }
+    let username = check_username(&body.username)?;
+    check_password(&username, &body.password)?;
+    let hash = hash(&body.password).await?;
+    let created_user = state.store.create_user(&username, &hash, body.system_admin).await?;
+    let mut entry = audit_entry(&user, None, "user.create", "user", &username, json!({"system_admin": body.system_admin}));
+    entry.resource_id = created_user.id.clone();
+    state.store.append_audit(&entry).await?;
+    Ok(created(created_user))
+}
+
+pub async fn update(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>, ApiJson(patch): ApiJson<UserPatch>) -> ApiResult<Json<Value>> {
+    if !user.is_system_admin {
+        return deny(&state, &user, None, "changing other users needs the system admin role").await;
+    }
+    apply_patch(&state, &user, &id, patch).await
+}
+
+/// Shared by `PATCH /users/{id}` and `PATCH /me`.
+pub async fn apply_patch(state: &AppState, actor: &store::User, id: &str, patch: UserPatch) -> ApiResult<Json<Value>> {
+    let target = state.store.get_user(id).await?;
+    let hash = match &patch.password {
+        Some(password) => {
+            check_password(&target.username, password)?;
+            Some(hash(password).await?)
+        }
+        None => None,
+    };
+    if let Some(language) = &patch.language
+        && !LANGUAGES.contains(&language.as_str())
+    {
+        return Err(ApiError::unprocessable("invalid_language", format!("language: use {}", LANGUAGES.join(" or "))));
+    }
+    if patch.disabled == Some(true) && target.id == actor.id {
+        return Err(ApiError::unprocessable("cannot_disable_self", "disabled: you cannot disable your own account"));
+    }
+    let details = json!({"password_changed": hash.is_some(), "disabled": patch.disabled, "language": patch.language});
+    let mut entry = audit_entry(actor, None, "user.update", "user", &target.username, details);
+    entry.resource_id = target.id.clone();
+    state.store.update_user(id, hash.as_deref(), patch.disabled, patch.language.as_deref(), &entry).await?;
+    Ok(Json(json!(state.store.get_user(id).await?)))
+}
+
+pub async fn delete(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if !user.is_system_admin {
+        return deny(&state, &user, None, "deleting users needs the system admin role").await;
+    }
+    if id == user.id {
+        return Err(ApiError::unprocessable("cannot_delete_self", "you cannot delete your own account"));
+    }
+    let target = state.store.get_user(&id).await?;
+    let mut entry = audit_entry(&user, None, "user.delete", "user", &target.username, json!({}));
+    entry.resource_id = target.id.clone();
+    state.store.delete_user(&id, &entry).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
