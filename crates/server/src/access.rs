@@ -92,3 +92,81 @@ pub async fn org_access(state: &AppState, user: &User, org_id: &str) -> Result<(
 pub async fn is_any_admin(state: &AppState, user: &User) -> Result<bool, ApiError> {
     Ok(user.is_system_admin || state.store.admin_anywhere(&user.id).await?)
 }
+
+/// Checks a route's access rule before its handler (and before its body is read), so refusals do
+/// not depend on what the request carries.
+pub async fn guard(
+    state: AppState,
+    rule: crate::routes::Access,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::{FromRequestParts, RawPathParams};
+    use axum::response::IntoResponse;
+
+    use crate::routes::Access;
+
+    if matches!(rule, Access::Public | Access::SignedLink) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let user = match crate::extract::CurrentUser::from_request_parts(&mut parts, &state).await {
+        Ok(crate::extract::CurrentUser(user)) => user,
+        Err(err) => return err.into_response(),
+    };
+    let params: Vec<(String, String)> = match RawPathParams::from_request_parts(&mut parts, &state).await {
+        Ok(raw) => raw.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        Err(err) => return err.into_response(),
+    };
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let verdict = match rule {
+        Access::Public | Access::SignedLink | Access::User => Ok(()),
+        Access::SystemAdmin => {
+            if user.is_system_admin {
+                Ok(())
+            } else {
+                deny(&state, &user, None, "this needs the system admin role").await
+            }
+        }
+        Access::UserAdmin => match state.store.org_admin_anywhere(&user.id).await {
+            Ok(admin) if admin || user.is_system_admin => Ok(()),
+            Ok(_) => deny(&state, &user, None, "this needs the system admin or an organization admin role").await,
+            Err(err) => Err(err.into()),
+        },
+        Access::AnyAdmin => match is_any_admin(&state, &user).await {
+            Ok(true) => Ok(()),
+            Ok(false) => deny(&state, &user, None, "this needs an admin role").await,
+            Err(err) => Err(err),
+        },
+        Access::OrgView => org_visible(&state, &user, &param("id")).await.map(drop),
+        Access::OrgAdmin => match org_visible(&state, &user, &param("id")).await {
+            Ok(Role::Admin) => Ok(()),
+            Ok(_) => deny(&state, &user, None, "this needs the admin role in the organization").await,
+            Err(err) => Err(err),
+        },
+        Access::ProjectView => project_access(&state, &user, &param("project_id")).await.map(drop),
+        Access::ProjectAdmin => match project_access(&state, &user, &param("project_id")).await {
+            Ok(access) => access.require_admin(&state, &user).await,
+            Err(err) => Err(err),
+        },
+        Access::ProjectOrgAdmin => match project_access(&state, &user, &param("project_id")).await {
+            Ok(access) => access.require_org_admin(&state, &user).await,
+            Err(err) => Err(err),
+        },
+    };
+    match verdict {
+        Ok(()) => next.run(axum::extract::Request::from_parts(parts, body)).await,
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The user's role toward an organization they can see; project members see it as `Member`.
+pub async fn org_visible(state: &AppState, user: &User, org_id: &str) -> Result<Role, ApiError> {
+    match org_access(state, user, org_id).await {
+        Ok((_, role)) => Ok(role),
+        Err(not_found) => {
+            let visible = state.store.visible_orgs(&user.id).await?;
+            if visible.iter().any(|o| o.id == org_id) { Ok(Role::Member) } else { Err(not_found) }
+        }
+    }
+}

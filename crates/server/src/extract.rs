@@ -96,7 +96,9 @@ fn check_csrf(parts: &Parts) -> Result<(), ApiError> {
         _ => Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "csrf_check_failed",
-            format!("a request signed in by cookie must come from edgefleet's console (send {CSRF_HEADER}) or use a bearer token"),
+            format!(
+                "a request signed in by cookie must come from edgefleet's console (send {CSRF_HEADER}) or use a bearer token"
+            ),
         )),
     }
 }

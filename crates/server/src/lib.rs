@@ -28,10 +28,10 @@ pub fn routes_catalog() -> Vec<routes::RouteSpec> {
     routes::catalog()
 }
 
-pub use routes::{Access, RouteSpec};
 use crypto::SecretBox;
 use engine::Engine;
 use metrics::Metrics;
+pub use routes::{Access, RouteSpec};
 
 /// What every handler can reach.
 #[derive(Clone)]

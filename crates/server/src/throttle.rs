@@ -14,7 +14,12 @@ pub struct Throttle {
 
 impl Default for Throttle {
     fn default() -> Throttle {
-        Throttle { window: Duration::from_secs(300), per_user: 5, per_address: 20, failures: Mutex::new(HashMap::new()) }
+        Throttle {
+            window: Duration::from_secs(300),
+            per_user: 5,
+            per_address: 20,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -24,7 +29,8 @@ impl Throttle {
         let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let mut wait = None;
-        for (key, limit) in [(format!("user:{username}"), self.per_user), (format!("addr:{address}"), self.per_address)] {
+        for (key, limit) in [(format!("user:{username}"), self.per_user), (format!("addr:{address}"), self.per_address)]
+        {
             if let Some(times) = failures.get_mut(&key) {
                 while times.front().is_some_and(|t| now.duration_since(*t) > self.window) {
                     times.pop_front();

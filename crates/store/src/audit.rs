@@ -156,7 +156,10 @@ fn audit_filters(sql: &mut Sql, query: &AuditQuery) {
         sql.push(" AND at < ").int(until);
     }
     if let Some(user) = &query.visible_to {
-        sql.push(" AND ((org_id <> '' AND org_id IN (SELECT org_id FROM org_members WHERE role = 'admin' AND user_id = ").text(user);
+        sql.push(
+            " AND ((org_id <> '' AND org_id IN (SELECT org_id FROM org_members WHERE role = 'admin' AND user_id = ",
+        )
+        .text(user);
         sql.push(")) OR (project_id <> '' AND project_id IN (SELECT project_id FROM project_members WHERE role = 'admin' AND user_id = ").text(user);
         sql.push(")) OR actor_id = ").text(user).push(")");
     }

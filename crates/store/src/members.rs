@@ -80,11 +80,22 @@ impl Store {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| Project { id: r.get("id"), org_id: r.get("org_id"), name: r.get("name"), created_at: r.get("created_at") })
+            .map(|r| Project {
+                id: r.get("id"),
+                org_id: r.get("org_id"),
+                name: r.get("name"),
+                created_at: r.get("created_at"),
+            })
             .collect())
     }
 
-    pub async fn set_org_member(&self, org_id: &str, user_id: &str, role: &str, audit_entry: &AuditEntry) -> Result<()> {
+    pub async fn set_org_member(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        role: &str,
+        audit_entry: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
@@ -104,7 +115,11 @@ impl Store {
     /// Removes the user from the organization and from all of its projects.
     pub async fn remove_org_member(&self, org_id: &str, user_id: &str, audit_entry: &AuditEntry) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let done = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2").bind(org_id).bind(user_id).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("member"));
         }
@@ -118,7 +133,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_project_member(&self, project_id: &str, user_id: &str, role: &str, audit_entry: &AuditEntry) -> Result<()> {
+    pub async fn set_project_member(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        role: &str,
+        audit_entry: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO project_members (project_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
@@ -155,7 +176,10 @@ impl Store {
             .bind(org_id)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows.iter().map(|r| Member { user_id: r.get("user_id"), username: r.get("username"), role: r.get("role") }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Member { user_id: r.get("user_id"), username: r.get("username"), role: r.get("role") })
+            .collect())
     }
 
     pub async fn project_members(&self, project_id: &str) -> Result<Vec<Member>> {
@@ -165,7 +189,10 @@ impl Store {
         .bind(project_id)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(|r| Member { user_id: r.get("user_id"), username: r.get("username"), role: r.get("role") }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Member { user_id: r.get("user_id"), username: r.get("username"), role: r.get("role") })
+            .collect())
     }
 
     /// Deletes a project. Unless `force`, a project that still has edge services, templates or
@@ -184,8 +211,13 @@ impl Store {
         if contents > 0 && !force {
             return Err(StoreError::Conflict { what: "project contents", name: contents.to_string() });
         }
-        let shas: Vec<String> =
-            sqlx::query("SELECT sha256 FROM plugins WHERE project_id = $1").bind(project_id).fetch_all(&mut *tx).await?.iter().map(|r| r.get("sha256")).collect();
+        let shas: Vec<String> = sqlx::query("SELECT sha256 FROM plugins WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get("sha256"))
+            .collect();
         for sql in [
             "DELETE FROM delivery_targets WHERE delivery_id IN (SELECT id FROM deliveries WHERE project_id = $1)",
             "DELETE FROM deliveries WHERE project_id = $1",
@@ -209,14 +241,24 @@ impl Store {
 
     /// Deletes an organization without projects (or, with `force`, with them).
     pub async fn delete_org(&self, org_id: &str, force: bool, audit_entry: &AuditEntry) -> Result<Vec<String>> {
-        let projects: Vec<String> =
-            sqlx::query("SELECT id FROM projects WHERE org_id = $1").bind(org_id).fetch_all(&self.read).await?.iter().map(|r| r.get("id")).collect();
+        let projects: Vec<String> = sqlx::query("SELECT id FROM projects WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|r| r.get("id"))
+            .collect();
         if !projects.is_empty() && !force {
             return Err(StoreError::Conflict { what: "org projects", name: projects.len().to_string() });
         }
         let mut shas = Vec::new();
         for project in &projects {
-            let entry = AuditEntry { action: "project.delete".into(), resource_type: "project".into(), resource_id: project.clone(), ..audit_entry.clone() };
+            let entry = AuditEntry {
+                action: "project.delete".into(),
+                resource_type: "project".into(),
+                resource_id: project.clone(),
+                ..audit_entry.clone()
+            };
             shas.extend(self.delete_project(project, true, &entry).await?);
         }
         let mut tx = self.write.begin().await?;
@@ -232,7 +274,12 @@ impl Store {
 
     pub async fn rename_org(&self, org_id: &str, name: &str, audit_entry: &AuditEntry) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        sqlx::query("UPDATE orgs SET name = $1 WHERE id = $2").bind(name).bind(org_id).execute(&mut *tx).await.map_err(|e| crate::conflict(e, "organization", name))?;
+        sqlx::query("UPDATE orgs SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(org_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| crate::conflict(e, "organization", name))?;
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
@@ -240,7 +287,12 @@ impl Store {
 
     pub async fn rename_project(&self, project_id: &str, name: &str, audit_entry: &AuditEntry) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        sqlx::query("UPDATE projects SET name = $1 WHERE id = $2").bind(name).bind(project_id).execute(&mut *tx).await.map_err(|e| crate::conflict(e, "project", name))?;
+        sqlx::query("UPDATE projects SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| crate::conflict(e, "project", name))?;
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
@@ -253,12 +305,23 @@ impl Store {
 
     pub async fn list_users(&self, limit: i64, offset: i64) -> Result<(Vec<crate::User>, i64)> {
         let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.read).await?.get("n");
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username LIMIT $1 OFFSET $2").bind(limit).bind(offset).fetch_all(&self.read).await?;
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username LIMIT $1 OFFSET $2")
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.read)
+            .await?;
         Ok((rows.iter().map(crate::accounts::user_row).collect(), total))
     }
 
     /// Changes the given fields; disabling a user (or changing the password) ends their sessions.
-    pub async fn update_user(&self, id: &str, password_hash: Option<&str>, disabled: Option<bool>, language: Option<&str>, audit_entry: &AuditEntry) -> Result<()> {
+    pub async fn update_user(
+        &self,
+        id: &str,
+        password_hash: Option<&str>,
+        disabled: Option<bool>,
+        language: Option<&str>,
+        audit_entry: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "UPDATE users SET password_hash = COALESCE($1, password_hash), disabled = COALESCE($2, disabled), language = COALESCE($3, language) WHERE id = $4",
@@ -273,7 +336,10 @@ impl Store {
             return Err(StoreError::NotFound("user"));
         }
         if disabled == Some(true) || password_hash.is_some() {
-            sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND kind = 'session'").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND kind = 'session'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         if disabled == Some(true) {
             sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
@@ -285,7 +351,11 @@ impl Store {
 
     pub async fn delete_user(&self, id: &str, audit_entry: &AuditEntry) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        for sql in ["DELETE FROM auth_tokens WHERE user_id = $1", "DELETE FROM org_members WHERE user_id = $1", "DELETE FROM project_members WHERE user_id = $1"] {
+        for sql in [
+            "DELETE FROM auth_tokens WHERE user_id = $1",
+            "DELETE FROM org_members WHERE user_id = $1",
+            "DELETE FROM project_members WHERE user_id = $1",
+        ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
         let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -304,12 +374,22 @@ impl Store {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| TokenInfo { id: r.get("id"), name: r.get("name"), kind: r.get("kind"), expires_at: r.get("expires_at"), created_at: r.get("created_at") })
+            .map(|r| TokenInfo {
+                id: r.get("id"),
+                name: r.get("name"),
+                kind: r.get("kind"),
+                expires_at: r.get("expires_at"),
+                created_at: r.get("created_at"),
+            })
             .collect())
     }
 
     pub async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND id = $2 AND kind = 'api'").bind(user_id).bind(token_id).execute(&self.write).await?;
+        let done = sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND id = $2 AND kind = 'api'")
+            .bind(user_id)
+            .bind(token_id)
+            .execute(&self.write)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("token"));
         }

@@ -10,7 +10,11 @@ use crate::access::{deny, is_any_admin};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{CurrentUser, Query};
 
-pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser, query: Query) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    query: Query,
+) -> ApiResult<Json<Value>> {
     if !is_any_admin(&state, &user).await? {
         return deny(&state, &user, None, "the operation audit is for administrators").await;
     }

@@ -40,8 +40,12 @@ pub async fn login(
         };
         entry.outcome = "throttled".into();
         state.store.append_audit(&entry).await?;
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", format!("too many failed sign-ins; try again in {wait} s"))
-            .with_details(json!({"retry_after_secs": wait})));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed sign-ins; try again in {wait} s"),
+        )
+        .with_details(json!({"retry_after_secs": wait})));
     }
     let user = state.store.find_user_by_name(&body.username).await?;
     let hash = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
@@ -126,7 +130,11 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(json!({"id": id, "token": token, "name": body.name, "expires_at": expires_at}))))
 }
 
-pub async fn update_me(State(state): State<AppState>, CurrentUser(user): CurrentUser, ApiJson(patch): ApiJson<crate::routes::users::UserPatchSelf>) -> ApiResult<Json<Value>> {
+pub async fn update_me(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(patch): ApiJson<crate::routes::users::UserPatchSelf>,
+) -> ApiResult<Json<Value>> {
     let id = user.id.clone();
     crate::routes::users::apply_patch(&state, &user, &id, patch.into()).await
 }
@@ -136,9 +144,15 @@ pub async fn list_tokens(State(state): State<AppState>, CurrentUser(user): Curre
     Ok(Json(json!({"items": tokens, "total": tokens.len()})))
 }
 
-pub async fn revoke_token(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     state.store.revoke_token(&user.id, &id).await.map_err(|e| match e {
-        store::StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "token_not_found", "no such API token of yours"),
+        store::StoreError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "token_not_found", "no such API token of yours")
+        }
         other => other.into(),
     })?;
     let mut entry = audit_entry(&user, None, "token.revoke", "api_token", "", json!({}));

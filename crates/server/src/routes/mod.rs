@@ -134,8 +134,14 @@ pub fn catalog() -> Vec<RouteSpec> {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     let mut router = Router::new();
-    for (_, path, handler, _) in table() {
-        router = router.route(path, handler);
+    for (_, path, handler, rule) in table() {
+        let guarded = handler.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            move |axum::extract::State(state): axum::extract::State<AppState>,
+                  request: axum::extract::Request,
+                  next: axum::middleware::Next| { access::guard(state, rule, request, next) },
+        ));
+        router = router.route(path, guarded);
     }
     router
         .fallback(ops::not_found)
@@ -150,7 +156,14 @@ pub async fn project_scope(state: &AppState, user: &User, project_id: &str) -> R
     access::project_access(state, user, project_id).await
 }
 
-pub fn audit_entry(user: &User, scope: Option<&ProjectScope>, action: &str, resource_type: &str, resource_name: &str, details: Value) -> AuditEntry {
+pub fn audit_entry(
+    user: &User,
+    scope: Option<&ProjectScope>,
+    action: &str,
+    resource_type: &str,
+    resource_name: &str,
+    details: Value,
+) -> AuditEntry {
     AuditEntry {
         actor_id: user.id.clone(),
         actor_name: user.username.clone(),

@@ -29,7 +29,10 @@ pub struct Membership {
 fn checked_name(name: &str, what: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable("invalid_name", format!("name: the {what} name must be 1 to 100 characters")));
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            format!("name: the {what} name must be 1 to 100 characters"),
+        ));
     }
     Ok(name.to_owned())
 }
@@ -48,15 +51,24 @@ async fn require_system_admin(state: &AppState, user: &User) -> Result<(), ApiEr
 /// The organization if the user administers it (403 if they only see it, 404 if not even that).
 async fn administered_org(state: &AppState, user: &User, org_id: &str) -> Result<Org, ApiError> {
     let (org, role) = access::org_access(state, user, org_id).await?;
-    if role == Role::Admin { Ok(org) } else { deny(state, user, None, "this needs the admin role in the organization").await }
+    if role == Role::Admin {
+        Ok(org)
+    } else {
+        deny(state, user, None, "this needs the admin role in the organization").await
+    }
 }
 
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Value>> {
-    let orgs = if user.is_system_admin { state.store.list_orgs().await? } else { state.store.visible_orgs(&user.id).await? };
+    let orgs =
+        if user.is_system_admin { state.store.list_orgs().await? } else { state.store.visible_orgs(&user.id).await? };
     Ok(Json(json!({"total": orgs.len(), "items": orgs})))
 }
 
-pub async fn create(State(state): State<AppState>, CurrentUser(user): CurrentUser, ApiJson(body): ApiJson<NewName>) -> ApiResult<impl IntoResponse> {
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<NewName>,
+) -> ApiResult<impl IntoResponse> {
     require_system_admin(&state, &user).await?;
     let name = checked_name(&body.name, "organization")?;
     let org = state.store.create_org(&name).await?;
@@ -66,7 +78,11 @@ pub async fn create(State(state): State<AppState>, CurrentUser(user): CurrentUse
     Ok(created(org))
 }
 
-pub async fn get_one(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_one(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (org, role) = org_access_or_project_member(&state, &user, &id).await?;
     let mut body = json!(org);
     body["role"] = json!(format!("{role:?}").to_lowercase());
@@ -85,7 +101,12 @@ async fn org_access_or_project_member(state: &AppState, user: &User, org_id: &st
     }
 }
 
-pub async fn rename(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>, ApiJson(body): ApiJson<NewName>) -> ApiResult<Json<Value>> {
+pub async fn rename(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewName>,
+) -> ApiResult<Json<Value>> {
     let org = administered_org(&state, &user, &id).await?;
     let name = checked_name(&body.name, "organization")?;
     let mut entry = org_entry(&user, &org, "org.update", "org", &name, json!({"renamed_from": org.name}));
@@ -94,7 +115,12 @@ pub async fn rename(State(state): State<AppState>, CurrentUser(user): CurrentUse
     Ok(Json(json!(state.store.get_org(&id).await?)))
 }
 
-pub async fn delete(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>, query: Query) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    query: Query,
+) -> ApiResult<StatusCode> {
     require_system_admin(&state, &user).await?;
     let force = query.only(&["force"])?.one("force").as_deref() == Some("true");
     let org = state.store.get_org(&id).await?;
@@ -112,13 +138,26 @@ pub async fn delete(State(state): State<AppState>, CurrentUser(user): CurrentUse
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_projects(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn list_projects(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (_, role) = org_access_or_project_member(&state, &user, &id).await?;
-    let projects = if role >= Role::Viewer { state.store.list_projects(&id).await? } else { state.store.visible_projects(&id, &user.id).await? };
+    let projects = if role >= Role::Viewer {
+        state.store.list_projects(&id).await?
+    } else {
+        state.store.visible_projects(&id, &user.id).await?
+    };
     Ok(Json(json!({"total": projects.len(), "items": projects})))
 }
 
-pub async fn create_project(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(org_id): Path<String>, ApiJson(body): ApiJson<NewName>) -> ApiResult<impl IntoResponse> {
+pub async fn create_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(org_id): Path<String>,
+    ApiJson(body): ApiJson<NewName>,
+) -> ApiResult<impl IntoResponse> {
     administered_org(&state, &user, &org_id).await?;
     let name = checked_name(&body.name, "project")?;
     let project = state.store.create_project(&org_id, &name).await?;
@@ -129,28 +168,58 @@ pub async fn create_project(State(state): State<AppState>, CurrentUser(user): Cu
     Ok(created(project))
 }
 
-pub async fn get_project(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let access = project_scope(&state, &user, &id).await?;
     let scope = &access.scope;
     let role = format!("{:?}", access.role).to_lowercase();
-    Ok(Json(json!({"id": scope.project_id, "name": scope.project_name, "org_id": scope.org_id, "org_name": scope.org_name, "role": role})))
+    Ok(Json(
+        json!({"id": scope.project_id, "name": scope.project_name, "org_id": scope.org_id, "org_name": scope.org_name, "role": role}),
+    ))
 }
 
-pub async fn rename_project(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>, ApiJson(body): ApiJson<NewName>) -> ApiResult<Json<Value>> {
+pub async fn rename_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewName>,
+) -> ApiResult<Json<Value>> {
     let access = project_scope(&state, &user, &id).await?;
     access.require_admin(&state, &user).await?;
     let name = checked_name(&body.name, "project")?;
-    let mut entry = audit_entry(&user, Some(&access.scope), "project.update", "project", &name, json!({"renamed_from": access.scope.project_name}));
+    let mut entry = audit_entry(
+        &user,
+        Some(&access.scope),
+        "project.update",
+        "project",
+        &name,
+        json!({"renamed_from": access.scope.project_name}),
+    );
     entry.resource_id = id.clone();
     state.store.rename_project(&id, &name, &entry).await?;
     get_project(State(state), CurrentUser(user), Path(id)).await
 }
 
-pub async fn delete_project(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>, query: Query) -> ApiResult<StatusCode> {
+pub async fn delete_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    query: Query,
+) -> ApiResult<StatusCode> {
     let access = project_scope(&state, &user, &id).await?;
     access.require_org_admin(&state, &user).await?;
     let force = query.only(&["force"])?.one("force").as_deref() == Some("true");
-    let mut entry = audit_entry(&user, Some(&access.scope), "project.delete", "project", &access.scope.project_name, json!({"force": force}));
+    let mut entry = audit_entry(
+        &user,
+        Some(&access.scope),
+        "project.delete",
+        "project",
+        &access.scope.project_name,
+        json!({"force": force}),
+    );
     entry.resource_id = id.clone();
     let shas = state.store.delete_project(&id, force, &entry).await.map_err(|err| match err {
         StoreError::Conflict { what: "project contents", name } => ApiError::new(
@@ -179,7 +248,11 @@ fn parse_role(text: &str, allowed: &[&str]) -> Result<String, ApiError> {
     Err(ApiError::unprocessable("invalid_role", format!("role: unknown role `{text}`; use {}", allowed.join(" or "))))
 }
 
-pub async fn list_members(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn list_members(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     org_access_or_project_member(&state, &user, &id).await?;
     let members = state.store.org_members(&id).await?;
     Ok(Json(json!({"total": members.len(), "items": members})))
@@ -200,19 +273,31 @@ pub async fn set_member(
     Ok(Json(json!({"user_id": member.id, "username": member.username, "role": role})))
 }
 
-pub async fn remove_member(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path((id, user_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn remove_member(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let org = administered_org(&state, &user, &id).await?;
     let member = state.store.get_user(&user_id).await?;
     let mut entry = org_entry(&user, &org, "org.member.remove", "user", &member.username, json!({}));
     entry.resource_id = member.id.clone();
     state.store.remove_org_member(&id, &user_id, &entry).await.map_err(|e| match e {
-        StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "member_not_found", format!("{} is not a member of the organization", member.username)),
+        StoreError::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "member_not_found",
+            format!("{} is not a member of the organization", member.username),
+        ),
         other => other.into(),
     })?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_project_members(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(project_id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn list_project_members(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     project_scope(&state, &user, &project_id).await?;
     let members = state.store.project_members(&project_id).await?;
     Ok(Json(json!({"total": members.len(), "items": members})))
@@ -232,23 +317,36 @@ pub async fn set_project_member(
     if state.store.org_role(&access.scope.org_id, &user_id).await?.is_none() {
         return Err(ApiError::unprocessable(
             "not_org_member",
-            format!("{} is not a member of organization {}; add them to it first", member.username, access.scope.org_name),
+            format!(
+                "{} is not a member of organization {}; add them to it first",
+                member.username, access.scope.org_name
+            ),
         ));
     }
-    let mut entry = audit_entry(&user, Some(&access.scope), "project.member.set", "user", &member.username, json!({"role": role}));
+    let mut entry =
+        audit_entry(&user, Some(&access.scope), "project.member.set", "user", &member.username, json!({"role": role}));
     entry.resource_id = member.id.clone();
     state.store.set_project_member(&project_id, &user_id, &role, &entry).await?;
     Ok(Json(json!({"user_id": member.id, "username": member.username, "role": role})))
 }
 
-pub async fn remove_project_member(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path((project_id, user_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn remove_project_member(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((project_id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let access = project_scope(&state, &user, &project_id).await?;
     access.require_admin(&state, &user).await?;
     let member = state.store.get_user(&user_id).await?;
-    let mut entry = audit_entry(&user, Some(&access.scope), "project.member.remove", "user", &member.username, json!({}));
+    let mut entry =
+        audit_entry(&user, Some(&access.scope), "project.member.remove", "user", &member.username, json!({}));
     entry.resource_id = member.id.clone();
     state.store.remove_project_member(&project_id, &user_id, &entry).await.map_err(|e| match e {
-        StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "member_not_found", format!("{} is not a member of the project", member.username)),
+        StoreError::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "member_not_found",
+            format!("{} is not a member of the project", member.username),
+        ),
         other => other.into(),
     })?;
     Ok(StatusCode::NO_CONTENT)

@@ -192,8 +192,14 @@ pub async fn delete(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let plugin = state.store.get_plugin(&project_id, &id).await?;
-    let mut entry =
-        audit_entry(&user, Some(&scope.scope), "plugin.delete", "plugin", &plugin.name, json!({"sha256": plugin.sha256}));
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope.scope),
+        "plugin.delete",
+        "plugin",
+        &plugin.name,
+        json!({"sha256": plugin.sha256}),
+    );
     entry.resource_id = id.clone();
     let still_used = state.store.delete_plugin(&project_id, &id, &entry).await.map_err(|err| match err {
         StoreError::Conflict { what: "plugin in use", name } => ApiError::new(

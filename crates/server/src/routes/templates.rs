@@ -248,8 +248,14 @@ pub async fn export(
     let template = state.store.get_template(&project_id, &id).await?;
     let number = query.int("version")?.unwrap_or(template.current_version);
     let version = state.store.template_version(&id, number).await?;
-    let mut entry =
-        audit_entry(&user, Some(&scope.scope), "template.export", "template", &template.name, json!({"version": number}));
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope.scope),
+        "template.export",
+        "template",
+        &template.name,
+        json!({"version": number}),
+    );
     entry.resource_id = id.clone();
     state.store.append_audit(&entry).await?;
     let file_name: String = template

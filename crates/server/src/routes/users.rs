@@ -74,10 +74,17 @@ fn check_username(username: &str) -> Result<String, ApiError> {
 
 pub async fn hash(password: &str) -> Result<String, ApiError> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || crypto::hash_password(&password)).await.map_err(ApiError::internal)?.map_err(ApiError::internal)
+    tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
 }
 
-pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser, query: Query) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    query: Query,
+) -> ApiResult<Json<Value>> {
     if !is_any_admin(&state, &user).await? {
         return deny(&state, &user, None, "listing users needs an admin role").await;
     }
@@ -86,7 +93,11 @@ pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser,
     Ok(Json(json!({"items": users, "total": total})))
 }
 
-pub async fn create(State(state): State<AppState>, CurrentUser(user): CurrentUser, ApiJson(body): ApiJson<NewUser>) -> ApiResult<impl IntoResponse> {
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<NewUser>,
+) -> ApiResult<impl IntoResponse> {
     let allowed = user.is_system_admin || (!body.system_admin && state.store.org_admin_anywhere(&user.id).await?);
     if !allowed {
         return deny(&state, &user, None, "creating users needs the system admin or an organization admin role").await;
@@ -95,13 +106,19 @@ pub async fn create(State(state): State<AppState>, CurrentUser(user): CurrentUse
     check_password(&username, &body.password)?;
     let hash = hash(&body.password).await?;
     let created_user = state.store.create_user(&username, &hash, body.system_admin).await?;
-    let mut entry = audit_entry(&user, None, "user.create", "user", &username, json!({"system_admin": body.system_admin}));
+    let mut entry =
+        audit_entry(&user, None, "user.create", "user", &username, json!({"system_admin": body.system_admin}));
     entry.resource_id = created_user.id.clone();
     state.store.append_audit(&entry).await?;
     Ok(created(created_user))
 }
 
-pub async fn update(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>, ApiJson(patch): ApiJson<UserPatch>) -> ApiResult<Json<Value>> {
+pub async fn update(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> ApiResult<Json<Value>> {
     if !user.is_system_admin {
         return deny(&state, &user, None, "changing other users needs the system admin role").await;
     }
@@ -133,7 +150,11 @@ pub async fn apply_patch(state: &AppState, actor: &store::User, id: &str, patch:
     Ok(Json(json!(state.store.get_user(id).await?)))
 }
 
-pub async fn delete(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     if !user.is_system_admin {
         return deny(&state, &user, None, "deleting users needs the system admin role").await;
     }

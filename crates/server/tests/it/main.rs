@@ -1,5 +1,6 @@
 //! The server through its HTTP interface, against neuronex-sim on loopback. One binary.
 
+mod access;
 mod audit;
 mod deliveries;
 mod edges;
