@@ -6,6 +6,7 @@
 
 mod audit;
 mod auth;
+mod console;
 mod deliveries;
 mod edges;
 mod ops;
@@ -63,6 +64,8 @@ fn table() -> Vec<Entry> {
     const P: &str = "/api/v1/projects/{project_id}";
     let p = |rest: &'static str| -> &'static str { Box::leak(format!("{P}{rest}").into_boxed_str()) };
     vec![
+        ("GET", "/", get(console::index), Public),
+        ("GET", "/assets/{name}", get(console::asset), Public),
         ("GET", "/healthz", get(ops::healthz), Public),
         ("GET", "/metrics", get(ops::metrics), Public),
         ("GET", "/edge/packages/{sha256}/{expires}/{signature}/{file}", get(plugins::edge_download), SignedLink),

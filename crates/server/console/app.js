@@ -1,0 +1,556 @@
+// edgefleet console: plain JavaScript over the REST API (session cookie + CSRF header), no build step.
+(() => {
+  "use strict";
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
+  let lang = localStorage.getItem("lang") === "zh" ? "zh" : "en";
+  const t = (key, vars = {}) => (window.I18N[lang][key] ?? key).replace(/\{(\w+)\}/g, (_, k) => (vars[k] ?? ""));
+  const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB") : "");
+  const state = { me: null, projects: [], project: localStorage.getItem("project") || "" };
+
+  async function api(method, path, body) {
+    const headers = {};
+    let payload = body;
+    if (method !== "GET") headers["x-edgefleet-csrf"] = "1";
+    if (body !== undefined && !(body instanceof FormData) && typeof body !== "string") {
+      headers["content-type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+    const response = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+    const text = await response.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+    if (!response.ok) {
+      const error = new Error(data?.error?.message || response.statusText);
+      Object.assign(error, { status: response.status, code: data?.error?.code, details: data?.error?.details || {} });
+      if (response.status === 401 && !path.endsWith("/auth/login")) { state.me = null; location.hash = "#/login"; }
+      throw error;
+    }
+    return data;
+  }
+  const P = (path) => `/api/v1/projects/${encodeURIComponent(state.project)}${path}`;
+
+  // An error shown next to what caused it: the field named by the API, else a banner.
+  function showError(root, error) {
+    $$(".error, .banner-error", root).forEach((e) => e.remove());
+    const field = error.details?.field || (error.message.match(/^(\w+(\.\w+)?):/) || [])[1];
+    const input = field && root.querySelector(`[name="${field.split(".")[0]}"]`);
+    const box = document.createElement("div");
+    box.className = input ? "error" : "banner-error";
+    box.setAttribute("role", "alert");
+    box.textContent = error.message;
+    const problems = error.details?.problems;
+    if (Array.isArray(problems) && problems.length > 1) {
+      const list = document.createElement("ul");
+      problems.forEach((p) => { const li = document.createElement("li"); li.textContent = p.path ? `${p.path}: ${p.message}` : String(p.message ?? JSON.stringify(p)); list.append(li); });
+      box.append(list);
+    }
+    if (input) { input.setAttribute("aria-invalid", "true"); input.insertAdjacentElement("afterend", box); input.focus(); }
+    else root.prepend(box);
+  }
+
+  function dialog(html, onClose) {
+    const root = $("#dialog-root");
+    const backdrop = document.createElement("div");
+    backdrop.className = "dialog-backdrop";
+    backdrop.innerHTML = `<div class="dialog" role="dialog" aria-modal="true">${html}</div>`;
+    root.append(backdrop);
+    const close = () => { backdrop.remove(); onClose?.(); };
+    backdrop.addEventListener("keydown", (e) => { if (e.key === "Escape") close(); });
+    $$("[data-close]", backdrop).forEach((b) => b.addEventListener("click", close));
+    setTimeout(() => ($("input, textarea, select, button", backdrop.firstElementChild) || backdrop).focus(), 0);
+    return { el: backdrop.firstElementChild, close };
+  }
+
+  function pager(total, offset, limit, go) {
+    const box = document.createElement("div");
+    box.className = "pager";
+    const to = Math.min(total, offset + limit);
+    box.innerHTML = `<button type="button" class="secondary" ${offset === 0 ? "disabled" : ""}>${t("common.previous")}</button>
+      <span>${esc(t("common.page", { from: total ? offset + 1 : 0, to, total }))}</span>
+      <button type="button" class="secondary" ${to >= total ? "disabled" : ""}>${t("common.next")}</button>`;
+    const [prev, next] = $$("button", box);
+    prev.addEventListener("click", () => go(Math.max(0, offset - limit)));
+    next.addEventListener("click", () => go(offset + limit));
+    return box;
+  }
+
+  function marker(status) {
+    if (status === "failed") return `<span class="bang" title="${esc(t("state.failed"))}" aria-label="${esc(t("state.failed"))}">!</span>`;
+    return `<span class="dot ${esc(status)}" title="${esc(t("state." + status))}" aria-label="${esc(t("state." + status))}"></span>`;
+  }
+
+  function download(name, text, type = "application/json") {
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([text], { type }));
+    link.download = name;
+    document.body.append(link);
+    link.click();
+    link.remove();
+  }
+
+  // ----- shell -----
+
+  async function loadProjects() {
+    const orgs = await api("GET", "/api/v1/orgs");
+    const projects = [];
+    for (const org of orgs.items) {
+      const list = await api("GET", `/api/v1/orgs/${org.id}/projects`).catch(() => ({ items: [] }));
+      list.items.forEach((p) => projects.push({ id: p.id, label: `${org.name} / ${p.name}` }));
+    }
+    state.projects = projects;
+    if (!projects.some((p) => p.id === state.project)) state.project = projects[0]?.id || "";
+    localStorage.setItem("project", state.project);
+  }
+
+  function renderShell(page) {
+    const top = $("#top");
+    top.hidden = !state.me;
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    if (!state.me) return;
+    const pages = [["edges", "nav.edges"], ["config", "nav.config"], ["deliveries", "nav.deliveries"], ["audit", "nav.audit"], ["admin", "nav.admin"]];
+    $("#nav").innerHTML = pages.map(([id, key]) => `<a href="#/${id}" class="${page === id ? "active" : ""}">${esc(t(key))}</a>`).join("");
+    $("#project-label").textContent = t("app.project");
+    $("#project").innerHTML = state.projects.map((p) => `<option value="${esc(p.id)}" ${p.id === state.project ? "selected" : ""}>${esc(p.label)}</option>`).join("");
+    $("#lang").textContent = t("app.language");
+    $("#whoami").textContent = state.me.username;
+    $("#logout").textContent = t("app.signout");
+  }
+
+  async function route() {
+    const page = (location.hash.match(/^#\/(\w+)/) || [])[1] || "edges";
+    if (!state.me) {
+      try {
+        state.me = await api("GET", "/api/v1/me");
+        if (state.me.language === "zh" || state.me.language === "en") { lang = state.me.language; localStorage.setItem("lang", lang); }
+        await loadProjects();
+      } catch { state.me = null; }
+    }
+    if (!state.me) { renderShell(); return renderLogin(); }
+    renderShell(page);
+    const main = $("#main");
+    main.innerHTML = "";
+    if (!state.project && page !== "admin" && page !== "audit") {
+      main.innerHTML = `<p class="notice">${esc(t("app.noproject"))}</p>`;
+      return;
+    }
+    const render = { edges: renderEdges, config: renderConfig, deliveries: renderHistory, audit: renderAudit, admin: renderAdmin }[page] || renderEdges;
+    try { await render(main); } catch (error) { showError(main, error); }
+  }
+
+  function renderLogin() {
+    const main = $("#main");
+    main.innerHTML = `<form class="login" id="login-form">
+      <h1>edgefleet</h1>
+      <label>${esc(t("app.username"))}<input name="username" autocomplete="username" required></label>
+      <label>${esc(t("app.password"))}<input name="password" type="password" autocomplete="current-password" required></label>
+      <div class="row"><button type="submit">${esc(t("app.signin"))}</button>
+      <button type="button" class="link" id="login-lang">${esc(t("app.language"))}</button></div></form>`;
+    $("#login-lang").addEventListener("click", () => { lang = lang === "en" ? "zh" : "en"; localStorage.setItem("lang", lang); renderLogin(); });
+    $("#login-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const form = new FormData(e.target);
+      try {
+        await api("POST", "/api/v1/auth/login", { username: form.get("username"), password: form.get("password") });
+        state.me = null;
+        location.hash = "#/edges";
+        await route();
+      } catch (error) { showError(e.target, error); }
+    });
+    $("input", main).focus();
+  }
+
+  // ----- edge services -----
+
+  async function renderEdges(main, offset = 0, filters = {}) {
+    main.innerHTML = `<h1>${esc(t("edges.title"))}</h1>
+      <form class="row" id="edge-filters">
+        <label>${esc(t("common.search"))}<input name="q" value="${esc(filters.q)}"></label>
+        <label>${esc(t("common.name"))}<input name="name" value="${esc(filters.name)}"></label>
+        <label>${esc(t("common.endpoint"))}<input name="endpoint" value="${esc(filters.endpoint)}"></label>
+        <label>${esc(t("common.version"))}<input name="version" value="${esc(filters.version)}"></label>
+        <label>${esc(t("common.tag"))}<input name="tag" value="${esc(filters.tag)}"></label>
+        <label>${esc(t("common.status"))}<select name="status"><option value="">${esc(t("common.all"))}</option>
+          ${["online", "offline", "unknown"].map((s) => `<option value="${s}" ${filters.status === s ? "selected" : ""}>${esc(t("edges." + s))}</option>`).join("")}</select></label>
+        <button type="submit">${esc(t("common.search"))}</button>
+      </form>
+      <div class="row"><label>${esc(t("edges.import"))}<input type="file" name="import" accept=".csv,.json"></label></div>
+      <div id="edge-table"></div>`;
+    $("#edge-filters").addEventListener("submit", (e) => { e.preventDefault(); renderEdges(main, 0, Object.fromEntries(new FormData(e.target))); });
+    $('[name="import"]', main).addEventListener("change", async (e) => {
+      const file = e.target.files[0];
+      if (!file) return;
+      try {
+        const body = await file.text();
+        const answer = await fetch(P("/edge-services/import"), { method: "POST", credentials: "same-origin", headers: { "x-edgefleet-csrf": "1", "content-type": file.name.endsWith(".csv") ? "text/csv" : "application/json" }, body });
+        const data = await answer.json();
+        if (!answer.ok) throw Object.assign(new Error(data.error.message), { details: data.error.details });
+        main.insertAdjacentHTML("afterbegin", `<p class="notice" role="status">${esc(t("edges.imported", { n: data.total }))}</p>`);
+        renderEdgeTable(main, 0, filters);
+      } catch (error) { showError(main, error); }
+    });
+    await renderEdgeTable(main, offset, filters);
+  }
+
+  async function renderEdgeTable(main, offset, filters) {
+    const params = new URLSearchParams({ limit: 50, offset });
+    Object.entries(filters).forEach(([k, v]) => v && params.append(k, v));
+    const data = await api("GET", P(`/edge-services?${params}`));
+    const box = $("#edge-table", main);
+    box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th>
+      <th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th><th>${esc(t("edges.reason"))}</th></tr></thead><tbody>
+      ${data.items.map((e) => `<tr><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")} ${esc(t("edges." + e.status))}</td>
+        <td>${esc(e.name)}</td><td>${esc(e.endpoint)}</td><td>${esc(e.version || "")}</td>
+        <td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td><td class="muted">${esc(e.status_reason)}</td></tr>`).join("")}
+      </tbody></table>`;
+    box.append(pager(data.total, offset, 50, (o) => renderEdgeTable(main, o, filters)));
+  }
+
+  // ----- configuration templates and plugins -----
+
+  async function renderConfig(main, tab = "templates") {
+    main.innerHTML = `<h1>${esc(t("config.title"))}</h1>
+      <div class="tabs" role="tablist"><button type="button" role="tab" data-tab="templates" aria-selected="${tab === "templates"}">${esc(t("config.templates"))}</button>
+      <button type="button" role="tab" data-tab="plugins" aria-selected="${tab === "plugins"}">${esc(t("config.plugins"))}</button></div><div id="tab"></div>`;
+    $$("[data-tab]", main).forEach((b) => b.addEventListener("click", () => renderConfig(main, b.dataset.tab)));
+    await (tab === "templates" ? renderTemplates($("#tab", main)) : renderPlugins($("#tab", main)));
+  }
+
+  async function renderTemplates(box) {
+    const data = await api("GET", P("/templates?limit=1000"));
+    box.innerHTML = `<details id="new-template"><summary><button type="button" class="secondary" id="new-template-button">${esc(t("tpl.new"))}</button></summary>
+      <form id="template-form">
+        <div class="row"><label>${esc(t("common.name"))}<input name="name" required></label>
+        <label>${esc(t("common.kind"))}<select name="kind"><option value="rule">${esc(t("tpl.rule"))}</option><option value="driver">${esc(t("tpl.driver"))}</option></select></label>
+        <label>${esc(t("common.description"))}<input name="description"></label>
+        <label>${esc(t("tpl.upload_file"))}<input type="file" name="file" accept=".json"></label></div>
+        <label>${esc(t("tpl.content"))}<textarea name="content" required></textarea></label>
+        <div class="row"><button type="submit">${esc(t("common.save"))}</button></div></form></details>
+      <table><thead><tr><th>${esc(t("common.name"))}</th><th>${esc(t("common.kind"))}</th><th>${esc(t("tpl.version"))}</th><th>${esc(t("common.description"))}</th><th>${esc(t("common.actions"))}</th></tr></thead>
+      <tbody>${data.items.map((tpl) => `<tr data-id="${esc(tpl.id)}"><td>${esc(tpl.name)}</td><td>${esc(t(tpl.kind === "rule" ? "tpl.rule" : "tpl.driver"))}</td><td>v${tpl.current_version}</td><td>${esc(tpl.description)}</td>
+        <td><button type="button" class="link" data-act="deliver">${esc(t("tpl.deliver"))}</button> · <button type="button" class="link" data-act="edit">${esc(t("tpl.edit"))}</button> ·
+        <button type="button" class="link" data-act="versions">${esc(t("tpl.versions"))}</button> · <button type="button" class="link" data-act="export">${esc(t("tpl.export"))}</button> ·
+        <button type="button" class="link" data-act="delete">${esc(t("common.delete"))}</button></td></tr>`).join("")}</tbody></table>`;
+    $("#new-template-button", box).addEventListener("click", () => { const d = $("#new-template", box); d.open = !d.open; });
+    const form = $("#template-form", box);
+    $('[name="file"]', form).addEventListener("change", async (e) => { const f = e.target.files[0]; if (f) { form.content.value = await f.text(); if (!form.name.value) form.name.value = f.name.replace(/\.json$/, ""); } });
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        await api("POST", P("/templates"), { name: form.name.value, kind: form.kind.value, description: form.description.value, content: form.content.value });
+        renderTemplates(box);
+      } catch (error) { showError(form, error); }
+    });
+    $$("[data-act]", box).forEach((button) => button.addEventListener("click", async () => {
+      const id = button.closest("tr").dataset.id;
+      const template = data.items.find((x) => x.id === id);
+      try {
+        if (button.dataset.act === "deliver") return openWizard({ template: await api("GET", P(`/templates/${id}`)) });
+        if (button.dataset.act === "edit") return editTemplate(box, id);
+        if (button.dataset.act === "versions") return showVersions(id, template.name);
+        if (button.dataset.act === "export") {
+          const response = await fetch(P(`/templates/${id}/export`), { credentials: "same-origin" });
+          return download(`${template.name}-v${template.current_version}.json`, await response.text());
+        }
+        if (button.dataset.act === "delete" && confirm(t("common.confirm_delete", { name: template.name }))) { await api("DELETE", P(`/templates/${id}`)); renderTemplates(box); }
+      } catch (error) { showError(box, error); }
+    }));
+  }
+
+  async function editTemplate(box, id) {
+    const template = await api("GET", P(`/templates/${id}`));
+    const d = dialog(`<header><h2>${esc(t("tpl.edit"))}: ${esc(template.name)} (v${template.current_version})</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
+      <form><label>${esc(t("common.description"))}<input name="description" value="${esc(template.description)}"></label>
+      <label>${esc(t("tpl.content"))}<textarea name="content">${esc(JSON.stringify(template.content, null, 2))}</textarea></label>
+      <div class="row"><button type="submit">${esc(t("common.save"))}</button></div></form>`);
+    $("form", d.el).addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        const saved = await api("PUT", P(`/templates/${id}`), { description: e.target.description.value, content: e.target.content.value });
+        d.close();
+        await renderTemplates(box);
+        box.insertAdjacentHTML("afterbegin", `<p class="notice" role="status">${esc(t("tpl.saved", { v: saved.current_version }))}</p>`);
+      } catch (error) { showError(e.target, error); }
+    });
+  }
+
+  async function showVersions(id, name) {
+    const versions = await api("GET", P(`/templates/${id}/versions`));
+    dialog(`<header><h2>${esc(t("tpl.versions"))}: ${esc(name)}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
+      <table><thead><tr><th>${esc(t("tpl.version"))}</th><th>${esc(t("common.created"))}</th><th>${esc(t("hist.by"))}</th><th>SHA-256</th></tr></thead>
+      <tbody>${versions.items.map((v) => `<tr><td>v${v.version}</td><td>${esc(when(v.created_at))}</td><td>${esc(v.created_by)}</td><td class="muted">${esc(v.content_sha256.slice(0, 16))}</td></tr>`).join("")}</tbody></table>`);
+  }
+
+  async function renderPlugins(box) {
+    const data = await api("GET", P("/plugins?limit=1000"));
+    box.innerHTML = `<form id="plugin-form"><h2>${esc(t("plg.new"))}</h2><div class="row">
+      <label>${esc(t("plg.name"))}<input name="name" required pattern="[A-Za-z][A-Za-z0-9_]*"></label>
+      <label>${esc(t("common.description"))}<input name="description"></label>
+      <label>${esc(t("plg.file"))}<input type="file" name="file" accept=".zip" required></label>
+      <button type="submit">${esc(t("plg.upload"))}</button> <progress value="0" max="100" hidden></progress></div></form>
+      <table><thead><tr><th>${esc(t("common.name"))}</th><th>${esc(t("plg.language"))}</th><th>${esc(t("common.version"))}</th><th>SHA-256</th><th>${esc(t("common.actions"))}</th></tr></thead>
+      <tbody>${data.items.map((p) => `<tr data-id="${esc(p.id)}"><td>${esc(p.name)}</td><td>${esc(p.manifest.language)}</td><td>${esc(p.manifest.version)}</td><td class="muted">${esc(p.sha256.slice(0, 16))}</td>
+        <td><button type="button" class="link" data-act="deliver">${esc(t("plg.deliver"))}</button> · <button type="button" class="link" data-act="delete">${esc(t("common.delete"))}</button></td></tr>`).join("")}</tbody></table>`;
+    const form = $("#plugin-form", box);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const body = new FormData(form);
+      const progress = $("progress", form);
+      progress.hidden = false;
+      const request = new XMLHttpRequest();
+      request.open("POST", P("/plugins"));
+      request.setRequestHeader("x-edgefleet-csrf", "1");
+      request.upload.onprogress = (p) => { if (p.lengthComputable) progress.value = (100 * p.loaded) / p.total; };
+      request.onload = () => {
+        progress.hidden = true;
+        let data = {};
+        try { data = JSON.parse(request.responseText); } catch { /* not JSON */ }
+        if (request.status >= 200 && request.status < 300) return renderPlugins(box).then(() => box.insertAdjacentHTML("afterbegin", `<p class="notice" role="status">${esc(t("plg.uploaded", { name: data.name }))}</p>`));
+        showError(form, Object.assign(new Error(data.error?.message || request.statusText), { details: data.error?.details || {} }));
+      };
+      request.send(body);
+    });
+    $$("[data-act]", box).forEach((button) => button.addEventListener("click", async () => {
+      const plugin = data.items.find((x) => x.id === button.closest("tr").dataset.id);
+      try {
+        if (button.dataset.act === "deliver") return openWizard({ plugin });
+        if (confirm(t("common.confirm_delete", { name: plugin.name }))) { await api("DELETE", P(`/plugins/${plugin.id}`)); renderPlugins(box); }
+      } catch (error) { showError(box, error); }
+    }));
+  }
+
+  // ----- the delivery wizard -----
+
+  function openWizard({ template, plugin }) {
+    const name = template ? template.name : plugin.name;
+    const steps = template ? ["wiz.step1", "wiz.step2", "wiz.step3", "wiz.step4"] : ["wiz.step3", "wiz.step4"];
+    const parameters = (template?.parameters || []).filter((p) => !p.startsWith("edge."));
+    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: "{}", selected: new Map(), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" } };
+    const d = dialog(`<header><h2>${esc(t("wiz.title", { name }))}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
+      <div class="steps">${steps.map((s) => `<span>${esc(t(s))}</span>`).join("")}</div><div id="wizard-body"></div>
+      <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`);
+    const body = $("#wizard-body", d.el);
+    const show = async () => {
+      $$(".steps span", d.el).forEach((s, i) => s.classList.toggle("current", i === wizard.step));
+      $("#wiz-back", d.el).disabled = wizard.step === 0;
+      $("#wiz-next", d.el).textContent = wizard.step === steps.length - 1 ? t("wiz.execute") : t("common.next");
+      const step = steps[wizard.step];
+      if (step === "wiz.step1") {
+        body.innerHTML = `<p class="notice">${esc(t("wiz.content_note"))}</p><textarea name="content" aria-label="${esc(t("tpl.content"))}">${esc(wizard.content)}</textarea>`;
+      } else if (step === "wiz.step2") {
+        body.innerHTML = parameters.length ? `<h3>${esc(t("wiz.defaults"))}</h3><div class="row">${parameters.map((p) => `<label>${esc(p)}<input data-param="${esc(p)}" value="${esc(wizard.defaults[p] ?? "")}"></label>`).join("")}</div>
+          <label>${esc(t("wiz.per_target"))}<textarea name="per_target" style="min-height:100px">${esc(wizard.perTarget)}</textarea></label>` : `<p>${esc(t("wiz.no_params"))}</p>`;
+      } else if (step === "wiz.step3") {
+        await showTargets(body, wizard);
+      } else {
+        const count = wizard.allMatching ? wizard.total : wizard.selected.size;
+        body.innerHTML = `<p>${esc(t("wiz.summary", { n: count }))}</p><div class="row">
+          <label>${esc(t("wiz.timeout"))}<input name="timeout_secs" type="number" min="1" value="${wizard.options.timeout_secs}"></label>
+          <label>${esc(t("wiz.concurrency"))}<input name="concurrency" type="number" min="1" value="${wizard.options.concurrency}"></label>
+          <label>${esc(t("wiz.on_conflict"))}<select name="on_conflict">${["overwrite", "skip", "fail"].map((o) => `<option value="${o}" ${wizard.options.on_conflict === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label></div>`;
+      }
+    };
+    const collect = () => {
+      const step = steps[wizard.step];
+      if (step === "wiz.step1") wizard.content = $('[name="content"]', body).value;
+      if (step === "wiz.step2") {
+        $$("[data-param]", body).forEach((i) => { wizard.defaults[i.dataset.param] = i.value; });
+        const per = $('[name="per_target"]', body);
+        if (per) wizard.perTarget = per.value;
+      }
+      if (step === "wiz.step4") {
+        wizard.options = { timeout_secs: Number($('[name="timeout_secs"]', body).value), concurrency: Number($('[name="concurrency"]', body).value), on_conflict: $('[name="on_conflict"]', body).value };
+      }
+    };
+    $("#wiz-back", d.el).addEventListener("click", () => { collect(); wizard.step -= 1; show(); });
+    $("#wiz-next", d.el).addEventListener("click", async () => {
+      collect();
+      if (wizard.step < steps.length - 1) { wizard.step += 1; return show(); }
+      const targets = wizard.allMatching ? { filter: wizard.filter } : { ids: [...wizard.selected.keys()] };
+      const request = { targets, options: wizard.options };
+      if (template) {
+        let perTarget = {};
+        try { perTarget = JSON.parse(wizard.perTarget || "{}"); } catch (error) { return showError(body, error); }
+        const defaults = Object.fromEntries(Object.entries(wizard.defaults).filter(([, v]) => v !== "").map(([k, v]) => [k, v !== "" && !isNaN(Number(v)) ? Number(v) : v]));
+        Object.assign(request, { template_id: template.id, version: template.current_version, params: { defaults, targets: perTarget } });
+        if (wizard.content.trim() !== JSON.stringify(template.content, null, 2).trim()) request.content = wizard.content;
+      } else {
+        request.plugin_id = plugin.id;
+      }
+      try {
+        const delivery = await api("POST", P("/deliveries"), request);
+        d.close();
+        openResult(delivery);
+      } catch (error) { showError(body, error); }
+    });
+    show();
+  }
+
+  async function showTargets(body, wizard, offset = 0) {
+    const f = wizard.filter;
+    body.innerHTML = `<form class="row" id="target-filters">
+      <label>${esc(t("common.name"))}<input name="name" value="${esc(f.name)}"></label>
+      <label>${esc(t("common.endpoint"))}<input name="endpoint" value="${esc(f.endpoint)}"></label>
+      <label>${esc(t("common.version"))}<input name="version" value="${esc(f.version)}"></label>
+      <label>${esc(t("common.tag"))}<input name="tag" value="${esc((f.tag || []).join(","))}"></label>
+      <button type="submit" class="secondary">${esc(t("common.search"))}</button></form>
+      <div class="row"><span id="selection" role="status"></span><button type="button" class="secondary" id="select-all"></button><button type="button" class="link" id="clear">${esc(t("wiz.clear"))}</button></div><div id="targets"></div>`;
+    $("#target-filters", body).addEventListener("submit", (e) => {
+      e.preventDefault();
+      const form = Object.fromEntries(new FormData(e.target));
+      wizard.filter = Object.fromEntries(Object.entries({ name: form.name, endpoint: form.endpoint, version: form.version, tag: form.tag ? form.tag.split(",").map((s) => s.trim()).filter(Boolean) : undefined }).filter(([, v]) => v && v.length));
+      wizard.allMatching = false;
+      showTargets(body, wizard, 0);
+    });
+    const params = new URLSearchParams({ limit: 20, offset });
+    Object.entries(wizard.filter).forEach(([k, v]) => (Array.isArray(v) ? v.forEach((x) => params.append(k, x)) : params.append(k, v)));
+    const data = await api("GET", P(`/edge-services?${params}`));
+    wizard.total = data.total;
+    const update = () => {
+      $("#selection", body).textContent = wizard.allMatching ? t("wiz.matching_all", { n: data.total }) : t("wiz.selected", { n: wizard.selected.size });
+      $("#select-all", body).textContent = t("wiz.select_all", { n: data.total });
+      $$('input[type="checkbox"][data-id]', body).forEach((c) => { c.checked = wizard.allMatching || wizard.selected.has(c.dataset.id); c.disabled = wizard.allMatching; });
+    };
+    const table = $("#targets", body);
+    table.innerHTML = `<table><thead><tr><th></th><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th></tr></thead>
+      <tbody>${data.items.map((e) => `<tr><td><input type="checkbox" data-id="${esc(e.id)}" aria-label="${esc(e.name)}"></td><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")}</td>
+        <td>${esc(e.name)}</td><td>${esc(e.endpoint)}</td><td>${esc(e.version || "")}</td><td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td></tr>`).join("")}</tbody></table>`;
+    table.append(pager(data.total, offset, 20, (o) => showTargets(body, wizard, o)));
+    $$('input[type="checkbox"][data-id]', body).forEach((c) => c.addEventListener("change", () => { if (c.checked) wizard.selected.set(c.dataset.id, true); else wizard.selected.delete(c.dataset.id); update(); }));
+    $("#select-all", body).addEventListener("click", () => { wizard.allMatching = true; update(); });
+    $("#clear", body).addEventListener("click", () => { wizard.allMatching = false; wizard.selected.clear(); update(); });
+    update();
+  }
+
+  // ----- live result dialog -----
+
+  function openResult(delivery) {
+    let events = null;
+    let failuresOnly = false;
+    let offset = 0;
+    let refreshTimer = null;
+    const d = dialog(`<header><h2>${esc(t("res.title"))}: ${esc(delivery.template_name)}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
+      <div class="counts" role="status" aria-live="polite"><div>${esc(t("res.total"))}<b id="c-total">0</b></div><div>${esc(t("res.succeeded"))}<b id="c-ok">0</b></div>
+      <div>${esc(t("res.failed"))}<b id="c-failed">0</b></div><div>${esc(t("res.pending"))}<b id="c-pending">0</b></div><div>${esc(t("res.state"))}<b id="c-state"></b></div></div>
+      <div class="row"><label style="flex-direction:row;gap:6px;align-items:center"><input type="checkbox" id="only-failures"> ${esc(t("res.only_failures"))}</label>
+      <button type="button" class="secondary" id="retry">${esc(t("res.retry"))}</button><button type="button" class="danger" id="cancel">${esc(t("res.cancel"))}</button></div>
+      <div id="result-table"></div>`, () => { events?.close(); clearTimeout(refreshTimer); });
+    const setCounts = (c, stateName) => {
+      $("#c-total", d.el).textContent = c.total; $("#c-ok", d.el).textContent = c.succeeded;
+      $("#c-failed", d.el).textContent = c.failed; $("#c-pending", d.el).textContent = c.pending;
+      if (stateName) { $("#c-state", d.el).textContent = t("state." + stateName); $("#c-state", d.el).dataset.state = stateName; }
+    };
+    const loadTable = async () => {
+      const params = new URLSearchParams({ limit: 50, offset });
+      if (failuresOnly) params.set("status", "failed");
+      const data = await api("GET", P(`/deliveries/${delivery.id}/targets?${params}`));
+      const box = $("#result-table", d.el);
+      box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th><th>${esc(t("res.reason"))}</th></tr></thead>
+        <tbody>${data.items.map((x) => `<tr data-status="${esc(x.status)}"><td>${marker(x.status)}</td><td>${esc(x.name)}</td><td>${esc(x.endpoint)}</td><td>${esc(x.version || "")}</td><td>${esc(x.reason)}</td></tr>`).join("")}</tbody></table>`;
+      box.append(pager(data.total, offset, 50, (o) => { offset = o; loadTable(); }));
+    };
+    const scheduleTable = () => { if (!refreshTimer) refreshTimer = setTimeout(() => { refreshTimer = null; loadTable(); }, 700); };
+    const watch = () => {
+      events?.close();
+      events = new EventSource(P(`/deliveries/${delivery.id}/events`));
+      events.addEventListener("counts", (e) => setCounts(JSON.parse(e.data), "running"));
+      events.addEventListener("target", scheduleTable);
+      events.addEventListener("final", (e) => { const data = JSON.parse(e.data); setCounts(data.counts, data.state); events.close(); loadTable(); });
+    };
+    $("#only-failures", d.el).addEventListener("change", (e) => { failuresOnly = e.target.checked; offset = 0; loadTable(); });
+    $("#retry", d.el).addEventListener("click", async () => { try { await api("POST", P(`/deliveries/${delivery.id}/retry`)); watch(); } catch (error) { showError(d.el, error); } });
+    $("#cancel", d.el).addEventListener("click", async () => { try { await api("POST", P(`/deliveries/${delivery.id}/cancel`)); } catch (error) { showError(d.el, error); } });
+    setCounts(delivery.counts, delivery.state);
+    loadTable();
+    watch();
+  }
+
+  // ----- history, audit, administration -----
+
+  async function renderHistory(main, offset = 0) {
+    const data = await api("GET", P(`/deliveries?limit=50&offset=${offset}`));
+    main.innerHTML = `<h1>${esc(t("hist.title"))}</h1><table><thead><tr><th>${esc(t("res.state"))}</th><th>${esc(t("hist.what"))}</th><th>${esc(t("res.total"))}</th><th>${esc(t("res.succeeded"))}</th><th>${esc(t("res.failed"))}</th><th>${esc(t("hist.by"))}</th><th>${esc(t("hist.when"))}</th><th></th></tr></thead>
+      <tbody>${data.items.map((x) => `<tr data-id="${esc(x.id)}"><td>${esc(t("state." + x.state))}</td><td>${esc(x.template_name)} ${x.kind === "plugin" ? `(${esc(t("config.plugins"))})` : `v${x.template_version}`}${x.content_edited ? " *" : ""}</td>
+        <td>${x.counts.total}</td><td>${x.counts.succeeded}</td><td>${x.counts.failed}</td><td>${esc(x.created_by)}</td><td>${esc(when(x.created_at))}</td><td><button type="button" class="link">${esc(t("hist.open"))}</button></td></tr>`).join("")}</tbody></table>`;
+    main.append(pager(data.total, offset, 50, (o) => renderHistory(main, o)));
+    $$("tbody button", main).forEach((b) => b.addEventListener("click", () => openResult(data.items.find((x) => x.id === b.closest("tr").dataset.id))));
+  }
+
+  async function renderAudit(main, offset = 0, filters = {}) {
+    const params = new URLSearchParams({ limit: 50, offset });
+    ["action", "actor", "resource"].forEach((k) => filters[k] && params.set(k, filters[k]));
+    if (filters.since) params.set("since", new Date(filters.since).getTime());
+    if (filters.until) params.set("until", new Date(filters.until).getTime() + 86400000);
+    main.innerHTML = `<h1>${esc(t("audit.title"))}</h1><form class="row" id="audit-filters">
+      <label>${esc(t("audit.action"))}<input name="action" value="${esc(filters.action)}" placeholder="delivery."></label>
+      <label>${esc(t("audit.actor"))}<input name="actor" value="${esc(filters.actor)}"></label>
+      <label>${esc(t("audit.resource"))}<input name="resource" value="${esc(filters.resource)}"></label>
+      <label>${esc(t("audit.since"))}<input type="date" name="since" value="${esc(filters.since)}"></label>
+      <label>${esc(t("audit.until"))}<input type="date" name="until" value="${esc(filters.until)}"></label>
+      <button type="submit">${esc(t("common.search"))}</button></form><div id="audit-table"></div>`;
+    $("#audit-filters", main).addEventListener("submit", (e) => { e.preventDefault(); renderAudit(main, 0, Object.fromEntries(new FormData(e.target))); });
+    const data = await api("GET", `/api/v1/audit?${params}`);
+    const box = $("#audit-table", main);
+    box.innerHTML = `<table><thead><tr><th>${esc(t("audit.time"))}</th><th>${esc(t("audit.actor"))}</th><th>${esc(t("audit.action"))}</th><th>${esc(t("audit.resource"))}</th><th>${esc(t("audit.project"))}</th><th>${esc(t("audit.outcome"))}</th><th>${esc(t("audit.details"))}</th></tr></thead>
+      <tbody>${data.items.map((e) => `<tr><td>${esc(when(e.at))}</td><td>${esc(e.actor_name)}</td><td>${esc(e.action)}</td><td>${esc(e.resource_type)} ${esc(e.resource_name)}</td>
+        <td>${esc(e.org_name)}${e.project_name ? " / " + esc(e.project_name) : ""}</td><td>${esc(e.outcome)}</td><td class="muted"><code>${esc(JSON.stringify(e.details))}</code></td></tr>`).join("")}</tbody></table>`;
+    box.append(pager(data.total, offset, 50, (o) => renderAudit(main, o, filters)));
+  }
+
+  async function renderAdmin(main) {
+    const orgs = await api("GET", "/api/v1/orgs");
+    const users = await api("GET", "/api/v1/users?limit=1000").catch(() => null);
+    main.innerHTML = `<h1>${esc(t("admin.title"))}</h1>
+      <h2>${esc(t("admin.orgs"))}</h2>
+      ${state.me.is_system_admin ? `<form class="row" id="new-org"><label>${esc(t("admin.new_org"))}<input name="name" required></label><button type="submit">${esc(t("common.add"))}</button></form>` : ""}
+      <table><thead><tr><th>${esc(t("common.name"))}</th><th>${esc(t("admin.projects"))}</th><th>${esc(t("admin.members"))}</th></tr></thead><tbody id="org-rows"></tbody></table>
+      ${users ? `<h2>${esc(t("admin.users"))}</h2><form class="row" id="new-user"><label>${esc(t("app.username"))}<input name="username" required></label>
+        <label>${esc(t("app.password"))}<input name="password" type="password" required></label><button type="submit">${esc(t("admin.new_user"))}</button></form>
+        <table><thead><tr><th>${esc(t("app.username"))}</th><th>${esc(t("admin.system_admin"))}</th><th>${esc(t("common.status"))}</th></tr></thead>
+        <tbody>${users.items.map((u) => `<tr><td>${esc(u.username)}</td><td>${u.is_system_admin ? "✓" : ""}</td><td>${u.disabled ? "disabled" : ""}</td></tr>`).join("")}</tbody></table>` : `<p class="muted">${esc(t("admin.no_access"))}</p>`}`;
+    const rows = $("#org-rows", main);
+    for (const org of orgs.items) {
+      const projects = await api("GET", `/api/v1/orgs/${org.id}/projects`).catch(() => ({ items: [] }));
+      const members = await api("GET", `/api/v1/orgs/${org.id}/members`).catch(() => ({ items: [] }));
+      const row = document.createElement("tr");
+      row.innerHTML = `<td>${esc(org.name)}</td><td>${projects.items.map((p) => esc(p.name)).join(", ")}
+        <form class="row" data-org="${esc(org.id)}" data-form="project"><input name="name" aria-label="${esc(t("admin.new_project"))}" placeholder="${esc(t("admin.new_project"))}"><button type="submit" class="secondary">${esc(t("common.add"))}</button></form></td>
+        <td>${members.items.map((m) => `${esc(m.username)} (${esc(m.role)})`).join(", ")}
+        ${users ? `<form class="row" data-org="${esc(org.id)}" data-form="member"><select name="user" aria-label="${esc(t("app.username"))}">${users.items.map((u) => `<option value="${esc(u.id)}">${esc(u.username)}</option>`).join("")}</select>
+        <select name="role" aria-label="${esc(t("common.role"))}"><option>admin</option><option>viewer</option><option>member</option></select><button type="submit" class="secondary">${esc(t("admin.add_member"))}</button></form>` : ""}</td>`;
+      rows.append(row);
+    }
+    $$("form[data-form]", main).forEach((form) => form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        if (form.dataset.form === "project") await api("POST", `/api/v1/orgs/${form.dataset.org}/projects`, { name: form.name.value });
+        else await api("PUT", `/api/v1/orgs/${form.dataset.org}/members/${form.user.value}`, { role: form.role.value });
+        await loadProjects();
+        renderShell("admin");
+        renderAdmin(main);
+      } catch (error) { showError(form, error); }
+    }));
+    $("#new-org", main)?.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try { await api("POST", "/api/v1/orgs", { name: e.target.name.value }); renderAdmin(main); } catch (error) { showError(e.target, error); }
+    });
+    $("#new-user", main)?.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try { await api("POST", "/api/v1/users", { username: e.target.username.value, password: e.target.password.value }); renderAdmin(main); } catch (error) { showError(e.target, error); }
+    });
+  }
+
+  // ----- wiring -----
+
+  $("#project").addEventListener("change", (e) => { state.project = e.target.value; localStorage.setItem("project", state.project); route(); });
+  $("#lang").addEventListener("click", async () => {
+    lang = lang === "en" ? "zh" : "en";
+    localStorage.setItem("lang", lang);
+    await api("PATCH", "/api/v1/me", { language: lang }).catch(() => {});
+    route();
+  });
+  $("#logout").addEventListener("click", async () => { await api("POST", "/api/v1/auth/logout").catch(() => {}); state.me = null; location.hash = "#/login"; route(); });
+  window.addEventListener("hashchange", route);
+  route();
+})();

@@ -1,0 +1,199 @@
+// The console in headless Chromium against `edgefleet demo` (server + simulated fleet) on loopback.
+// Every step saves a screenshot under e2e/screenshots/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..");
+const binary = process.env.EDGEFLEET_BIN || join(root, "target/debug/edgefleet");
+const shots = join(here, "screenshots");
+const password = "e2e-password-123";
+let demo, browser, page, base, dataDir, step = 0;
+
+async function shot(name) {
+  step += 1;
+  await page.screenshot({ path: join(shots, `${String(step).padStart(2, "0")}-${name}.png`), fullPage: true });
+}
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  dataDir = mkdtempSync(join(tmpdir(), "edgefleet-e2e-"));
+  demo = spawn(binary, ["demo", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--no-delivery", "--data-dir", join(dataDir, "demo")], {
+    env: { ...process.env, EDGEFLEET_ADMIN_PASSWORD: password, RUST_LOG: "warn" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  base = await new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`demo did not start:\n${out}`)), 120000);
+    demo.stdout.on("data", (chunk) => {
+      out += chunk;
+      const url = out.match(/console and API\s+(http:\/\/[\d.:]+)\//);
+      if (url && out.includes("try it from another terminal")) { clearTimeout(timer); resolve(url[1]); }
+    });
+    demo.on("exit", (code) => reject(new Error(`demo exited with ${code}:\n${out}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage({ viewport: { width: 1360, height: 900 }, acceptDownloads: true });
+  page.on("dialog", (d) => d.accept());
+});
+
+after(async () => {
+  await browser?.close();
+  demo?.kill("SIGKILL");
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+const api = (path, init) => page.evaluate(async ([path, init]) => (await fetch(path, init)).json(), [path, init]);
+
+test("log in and see the fleet with status, versions and tags", async () => {
+  await page.goto(`${base}/`);
+  await page.fill('input[name="username"]', "admin");
+  await page.fill('input[name="password"]', password);
+  await shot("login");
+  await page.click('button[type="submit"]');
+  await page.waitForSelector("#edge-table tbody tr");
+  assert.equal(await page.locator("#edge-table tbody tr").count(), 48);
+  await page.fill('#edge-filters input[name="tag"]', "zone-a");
+  await page.click('#edge-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#edge-table tbody tr").length === 12);
+  await shot("edge-services-filtered-by-tag");
+});
+
+test("upload a rule template from an upstream file, then edit it (a new version)", async () => {
+  await page.click('a[href="#/config"]');
+  await page.click("#new-template-button");
+  await page.setInputFiles('#template-form input[name="file"]', join(root, "fixtures/upstream/ekuiper_data_import_streams_rules_sourceconfig.json"));
+  await page.waitForFunction(() => document.querySelector('#template-form [name="content"]').value.includes("simup"));
+  await page.fill('#template-form input[name="name"]', "line-rules");
+  await shot("new-template");
+  await page.click('#template-form button[type="submit"]');
+  const row = page.locator("tr", { hasText: "line-rules" });
+  await row.waitFor();
+  await row.locator('[data-act="edit"]').click();
+  const textarea = page.locator('.dialog textarea[name="content"]');
+  await textarea.fill((await textarea.inputValue()).replace("sim/old1", "sim/edited-v2"));
+  await shot("edit-template");
+  await page.click('.dialog button[type="submit"]');
+  await page.waitForSelector("text=Saved as version 2.");
+  await shot("template-version-2");
+});
+
+test("deliver with an edit for this delivery only, to targets filtered by tag and version", async () => {
+  await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
+  const content = page.locator('#wizard-body textarea[name="content"]');
+  await content.fill((await content.inputValue()).replace("SELECT a FROM simup", "SELECT a, b FROM simup"));
+  await shot("wizard-1-content");
+  await page.click("#wiz-next");
+  await shot("wizard-2-parameters");
+  await page.click("#wiz-next");
+  // By tag and version first: the three 2.9.0 gateways of zone-d; one checkbox selects one.
+  await page.fill('#target-filters input[name="tag"]', "zone-d");
+  await page.fill('#target-filters input[name="version"]', "2.9");
+  await page.click('#target-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
+  await page.locator('#targets input[type="checkbox"]').first().check();
+  await page.waitForSelector("text=1 selected");
+  // Then all of zone-d, whatever the version.
+  await page.fill('#target-filters input[name="version"]', "");
+  await page.click('#target-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 12);
+  await page.click("#select-all");
+  await page.waitForSelector("text=All 12 matching edge services are selected.");
+  await shot("wizard-3-targets");
+  await page.click("#wiz-next");
+  await page.fill('#wizard-body input[name="timeout_secs"]', "10");
+  await shot("wizard-4-execute");
+  await page.click("#wiz-next");
+  await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "partial", null, { timeout: 60000 });
+  assert.equal(await page.textContent("#c-total"), "12");
+  assert.equal(await page.textContent("#c-ok"), "8");
+  assert.equal(await page.textContent("#c-failed"), "4");
+  await page.waitForFunction(() => document.querySelectorAll('#result-table tr[data-status="failed"] .bang').length === 4);
+  assert.equal(await page.locator('#result-table tr[data-status="succeeded"] .dot.succeeded').count(), 8);
+  const reasons = await page.locator('#result-table tr[data-status="failed"] td:last-child').allTextContents();
+  assert.equal(reasons.filter((r) => r.startsWith("version gate: NeuronEX 2.9.0 is older than 3.0.0")).length, 3, reasons.join("\n"));
+  assert.equal(reasons.filter((r) => r.startsWith("read version: connection closed without an answer")).length, 1, reasons.join("\n"));
+  await page.check("#only-failures");
+  await page.waitForFunction(() => document.querySelectorAll("#result-table tbody tr").length === 4);
+  await shot("delivery-result");
+  await page.click(".dialog [data-close]");
+  // The template kept its own content: the edit was for this delivery only.
+  const templates = await api(`/api/v1/projects/${await page.inputValue("#project")}/templates`);
+  const template = templates.items.find((t) => t.name === "line-rules");
+  assert.equal(template.current_version, 2);
+  const stored = await api(`/api/v1/projects/${await page.inputValue("#project")}/templates/${template.id}`);
+  assert.match(JSON.stringify(stored.content), /SELECT a FROM simup/);
+  assert.doesNotMatch(JSON.stringify(stored.content), /SELECT a, b FROM simup/);
+});
+
+test("export the template as a file", async () => {
+  const [download] = await Promise.all([page.waitForEvent("download"), page.locator("tr", { hasText: "line-rules" }).locator('[data-act="export"]').click()]);
+  assert.equal(download.suggestedFilename(), "line-rules-v2.json");
+  const text = readFileSync(await download.path(), "utf8");
+  assert.match(text, /sim\/edited-v2/);
+});
+
+test("upload a plugin (a duplicate is refused next to the field) and deliver it", async () => {
+  await page.click('[data-tab="plugins"]');
+  await page.fill('#plugin-form input[name="name"]', "vibration");
+  await page.setInputFiles('#plugin-form input[name="file"]', join(root, "crates/edgefleet/samples/vibration.zip"));
+  await page.click('#plugin-form button[type="submit"]');
+  await page.waitForSelector('#plugin-form [role="alert"]');
+  assert.match(await page.textContent('#plugin-form [role="alert"]'), /identical to plugin `vibration`/);
+  await shot("plugin-duplicate-refused");
+  await page.fill('#plugin-form input[name="name"]', "pysam");
+  await page.setInputFiles('#plugin-form input[name="file"]', join(here, "fixtures/pysam.zip"));
+  await page.click('#plugin-form button[type="submit"]');
+  await page.waitForSelector("text=Plugin pysam uploaded.");
+  await page.locator("tr", { hasText: "pysam" }).locator('[data-act="deliver"]').click();
+  await page.fill('#target-filters input[name="tag"]', "zone-c");
+  await page.click('#target-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 12);
+  await page.click("#select-all");
+  await page.click("#wiz-next");
+  await page.click("#wiz-next");
+  await page.waitForFunction(() => ["succeeded", "partial"].includes(document.querySelector("#c-state")?.dataset.state), null, { timeout: 60000 });
+  assert.equal(await page.textContent("#c-total"), "12");
+  assert.equal(await page.textContent("#c-ok"), "12");
+  await shot("plugin-delivery-result");
+  await page.click(".dialog [data-close]");
+});
+
+test("find both deliveries in the history and in the operation audit", async () => {
+  await page.click('a[href="#/deliveries"]');
+  await page.waitForSelector("main table tbody tr");
+  assert.equal(await page.locator("main table tbody tr").count(), 2);
+  await shot("delivery-history");
+  await page.click('a[href="#/audit"]');
+  await page.fill('#audit-filters input[name="action"]', "delivery.start");
+  await page.click('#audit-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#audit-table tbody tr").length === 2);
+  const rows = await page.locator("#audit-table tbody tr").allTextContents();
+  assert.ok(rows.some((r) => r.includes("line-rules")) && rows.some((r) => r.includes("pysam")), rows.join("\n"));
+  await shot("audit");
+});
+
+test("switch to Chinese; the choice is remembered for the user", async () => {
+  await page.click("#lang");
+  await page.waitForSelector("text=操作审计");
+  await shot("zh-audit");
+  for (const [link, title] of [["#/edges", "边缘服务"], ["#/config", "边缘配置管理"], ["#/deliveries", "下发记录"], ["#/admin", "系统管理"]]) {
+    await page.click(`a[href="${link}"]`);
+    await page.waitForSelector(`h1:has-text("${title}")`);
+    await shot(`zh-${link.slice(2)}`);
+  }
+  await page.evaluate(() => localStorage.removeItem("lang"));
+  await page.reload();
+  await page.waitForSelector('a:has-text("边缘服务")');
+  const me = await api("/api/v1/me");
+  assert.equal(me.language, "zh");
+});
