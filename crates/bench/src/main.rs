@@ -145,6 +145,15 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// User plus system CPU seconds the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command name: state is field 0, utime 11, stime 12 (clock ticks, 100 per second).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn dir_size(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|entries| {
@@ -188,6 +197,7 @@ async fn delivery(args: &Args, n: u32, faults: Faults) -> anyhow::Result<Value> 
     sim.sim.set_faults(None, Some(faults));
     let db_before = dir_size(data.path());
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
+    let cpu_before = cpu_seconds(server.child.id());
     let started = Instant::now();
     let delivery = post(format!("/api/v1/projects/{project}/deliveries"), body).await?;
     let id = delivery["id"].as_str().context("delivery id")?.to_owned();
@@ -221,6 +231,7 @@ async fn delivery(args: &Args, n: u32, faults: Faults) -> anyhow::Result<Value> 
         "state": finished["state"],
         "counts": finished["counts"],
         "server_peak_rss_mib": peak_rss_mib(server.child.id()),
+        "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before,
         "database_growth_bytes": dir_size(data.path()).saturating_sub(db_before),
     });
     sim.abort();

@@ -504,3 +504,34 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+impl Store {
+    /// Writes several results in one transaction; each is fenced by its claim's attempt as in
+    /// `finish_target`. Answers, in order, whether each was written.
+    pub async fn finish_targets(&self, results: &[(String, String, i64, TargetOutcome)]) -> Result<Vec<bool>> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let mut written = Vec::with_capacity(results.len());
+        for (delivery_id, edge_id, attempt, outcome) in results {
+            let done = sqlx::query(
+                "UPDATE delivery_targets SET status = $1, reason = $2, items = $3, tries = $4, finished_at = $5,
+                        edge_version = COALESCE($6, edge_version), lease_until = NULL
+                 WHERE delivery_id = $7 AND edge_id = $8 AND attempts = $9 AND status = 'running'",
+            )
+            .bind(outcome.status.as_str())
+            .bind(&outcome.reason)
+            .bind(outcome.items.to_string())
+            .bind(outcome.tries)
+            .bind(now)
+            .bind(outcome.edge_version.clone())
+            .bind(delivery_id)
+            .bind(edge_id)
+            .bind(*attempt)
+            .execute(&mut *tx)
+            .await?;
+            written.push(done.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+}

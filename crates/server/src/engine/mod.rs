@@ -216,6 +216,8 @@ impl Engine {
         let mut canceled = delivery.cancel_requested;
         let shared = self.store.backend() == store::Backend::Postgres;
         let mut refreshed = std::time::Instant::now();
+        let (writes, queue) = tokio::sync::mpsc::channel::<ResultWrite>(WRITE_QUEUE);
+        let writer = tokio::spawn(write_results(self.store.clone(), queue));
         let mut tasks: JoinSet<()> = JoinSet::new();
         loop {
             if shared && refreshed.elapsed() >= COUNTS_REFRESH {
@@ -227,7 +229,12 @@ impl Engine {
                 let claimed = self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64).await?;
                 for target in claimed {
                     lock(&counts).moved(TargetStatus::Pending, TargetStatus::Running);
-                    tasks.spawn(Arc::clone(self).run_target(Arc::clone(&plan), target, Arc::clone(&counts)));
+                    tasks.spawn(Arc::clone(self).run_target(
+                        Arc::clone(&plan),
+                        target,
+                        Arc::clone(&counts),
+                        writes.clone(),
+                    ));
                 }
             }
             if tasks.is_empty() {
@@ -245,10 +252,18 @@ impl Engine {
                 _ = tokio::time::sleep(COUNTS_REFRESH), if shared => {}
             }
         }
+        drop(writes);
+        let _ = writer.await;
         self.finish(delivery_id, canceled).await
     }
 
-    async fn run_target(self: Arc<Self>, plan: Arc<Plan>, target: ClaimedTarget, counts: Arc<Mutex<Counts>>) {
+    async fn run_target(
+        self: Arc<Self>,
+        plan: Arc<Plan>,
+        target: ClaimedTarget,
+        counts: Arc<Mutex<Counts>>,
+        writes: tokio::sync::mpsc::Sender<ResultWrite>,
+    ) {
         Metrics::inc(&self.metrics.targets_in_flight);
         let runner = Runner {
             plan: &plan,
@@ -259,17 +274,15 @@ impl Engine {
         };
         let outcome = runner.run(&target).await;
         Metrics::dec(&self.metrics.targets_in_flight);
-        let written = match self
-            .store
-            .finish_target(&target.delivery_id, &target.edge_id, target.attempt, &outcome)
-            .await
-        {
-            Ok(written) => written,
-            Err(err) => {
-                // The lease runs out and the target is claimed again, by this runner or another.
-                tracing::error!(delivery.id = %target.delivery_id, edge.id = %target.edge_id, error = %err, "cannot record a target result");
-                return;
-            }
+        let (reply, written) = tokio::sync::oneshot::channel();
+        let row = (target.delivery_id.clone(), target.edge_id.clone(), target.attempt, outcome.clone());
+        if writes.send(ResultWrite { row, reply }).await.is_err() {
+            return;
+        }
+        // An unwritten result (a database error) leaves the lease to run out; the target is then
+        // claimed again, by this runner or another.
+        let Ok(written) = written.await else {
+            return;
         };
         if !written {
             tracing::warn!(delivery.id = %target.delivery_id, edge.id = %target.edge_id, "result dropped: another worker holds the target");
@@ -346,6 +359,37 @@ impl Engine {
             }
         }
         self.finish(&delivery.id, false).await
+    }
+}
+
+/// A target's result on its way to the store, and where to say whether it was written.
+struct ResultWrite {
+    row: (String, String, i64, store::TargetOutcome),
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Results queued while a batch is being written.
+const WRITE_QUEUE: usize = 4096;
+/// Most results written in one transaction.
+const WRITE_BATCH: usize = 256;
+
+/// Writes results in batches, one transaction each: one commit for many targets is what lets a
+/// single SQLite writer keep up with thousands of targets a second.
+async fn write_results(store: Store, mut queue: tokio::sync::mpsc::Receiver<ResultWrite>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let rows: Vec<_> = batch.iter().map(|w| w.row.clone()).collect();
+        match store.finish_targets(&rows).await {
+            Ok(written) => {
+                for (write, ok) in batch.drain(..).zip(written) {
+                    let _ = write.reply.send(ok);
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, results = rows.len(), "cannot record target results");
+                batch.clear();
+            }
+        }
     }
 }
 
