@@ -26,9 +26,18 @@ struct Args {
     /// The edgefleet binary (built with --release).
     #[arg(long, default_value = "target/release/edgefleet")]
     edgefleet: PathBuf,
-    /// Where to write results.json.
+    /// Where to write results.json and the chart.
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
+    /// Edge services in the registry benchmark (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    registry: u32,
+    /// SSE watchers on a 10,000-target delivery (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    watchers: u32,
+    /// Targets of the 20 MiB plugin delivery (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    plugin_targets: u32,
 }
 
 const PASSWORD: &str = "bench-password";
@@ -59,11 +68,280 @@ async fn main() -> anyhow::Result<()> {
             "ratio_to_raw": (f64::from(n) / clean["seconds"].as_f64().unwrap_or(f64::MAX)) / (f64::from(n) / raw.as_secs_f64()),
         }));
     }
+    let registry = if args.registry > 0 { Some(registry(&args, args.registry).await?) } else { None };
+    println!("registry: {}", registry.clone().unwrap_or(Value::Null));
+    let watched = if args.watchers > 0 { Some(watched_delivery(&args, 10_000, args.watchers).await?) } else { None };
+    println!("watchers: {}", watched.clone().unwrap_or(Value::Null));
+    let plugin = if args.plugin_targets > 0 { Some(plugin_delivery(&args, args.plugin_targets).await?) } else { None };
+    println!("plugin: {}", plugin.clone().unwrap_or(Value::Null));
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json!({"results": results}))?)?;
-    println!("wrote {}", path.display());
+    let all = json!({"results": results, "registry": registry, "sse_watchers": watched, "plugin_delivery": plugin});
+    std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
+    std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
+    println!("wrote {} and delivery-time.svg", path.display());
     Ok(())
+}
+
+/// A line chart of delivery time against N, edgefleet and the raw limit, as SVG.
+fn chart(results: &[Value]) -> String {
+    let points: Vec<(f64, f64, f64)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["targets"].as_f64().unwrap_or(0.0),
+                r["delivery"]["seconds"].as_f64().unwrap_or(0.0),
+                r["raw_seconds"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let max_n = points.iter().map(|p| p.0).fold(1.0, f64::max);
+    let max_t = points.iter().map(|p| p.1.max(p.2)).fold(0.1, f64::max) * 1.1;
+    let (w, h, pad) = (640.0, 360.0, 50.0);
+    let x = |n: f64| pad + (w - 2.0 * pad) * n / max_n;
+    let y = |t: f64| h - pad - (h - 2.0 * pad) * t / max_t;
+    let line = |pick: fn(&(f64, f64, f64)) -> f64| {
+        std::iter::once(format!("{},{}", x(0.0), y(0.0)))
+            .chain(points.iter().map(|p| format!("{:.1},{:.1}", x(p.0), y(pick(p)))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let labels: String = points
+        .iter()
+        .map(|p| {
+            format!(
+                r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
+                x(p.0),
+                h - pad + 16.0,
+                p.0
+            )
+        })
+        .collect();
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{pad}" y="24" font-size="14">Rule delivery time against targets (2 cores, SQLite)</text>
+<line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#333"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="#333"/>
+<text x="12" y="{pad}" font-size="11">{max_t:.1} s</text>{labels}
+<polyline points="{edge}" fill="none" stroke="#0b6bcb" stroke-width="2"/>
+<polyline points="{raw}" fill="none" stroke="#999" stroke-width="2" stroke-dasharray="5,4"/>
+<text x="{lx}" y="60" font-size="12" fill="#0b6bcb">edgefleet</text><text x="{lx}" y="78" font-size="12" fill="#777">raw limit</text>
+</svg>"##,
+        b = h - pad,
+        r = w - pad,
+        edge = line(|p| p.1),
+        raw = line(|p| p.2),
+        lx = w - pad - 80.0,
+    )
+}
+
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Session {
+    async fn start(server: &ServerProcess) -> anyhow::Result<Session> {
+        let http = reqwest::Client::new();
+        let login: Value = http
+            .post(format!("{}/api/v1/auth/login", server.base))
+            .json(&json!({"username": "admin", "password": PASSWORD}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(Session { http, base: server.base.clone(), token: login["token"].as_str().context("token")?.to_owned() })
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?.json().await?)
+    }
+
+    async fn project(&self) -> anyhow::Result<String> {
+        let org = self.post("/api/v1/orgs", json!({"name": "bench"})).await?;
+        let project = self
+            .post(
+                &format!("/api/v1/orgs/{}/projects", org["id"].as_str().unwrap_or_default()),
+                json!({"name": "bench"}),
+            )
+            .await?;
+        Ok(project["id"].as_str().context("project")?.to_owned())
+    }
+
+    /// Follows a delivery's events to its end.
+    async fn watch(&self, project: &str, id: &str) -> anyhow::Result<()> {
+        let events = self
+            .http
+            .get(format!("{}/api/v1/projects/{project}/deliveries/{id}/events", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let mut stream = events.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(chunk) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk?));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                if block.contains("event: final") {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    sorted_ms[((sorted_ms.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// 100,000 registered (and probed) edge services; latency of list requests per filter.
+async fn registry(args: &Args, n: u32) -> anyhow::Result<Value> {
+    let versions =
+        ["3.7.0", "3.6.0", "3.5.5", "3.4.0"].iter().filter_map(|v| neuronex_sim::versions::Version::parse(v)).collect();
+    let config = SimConfig { count: n, exact_versions: versions, ..SimConfig::default() };
+    let sim = neuronex_sim::start(config, "127.0.0.1:0".parse()?, false).await?;
+    let data = tempfile::tempdir()?;
+    let server = start_server(&args.edgefleet, data.path())?;
+    let session = Session::start(&server).await?;
+    let project = session.project().await?;
+    for chunk in sim.manifest.chunks(20_000) {
+        let rows: Vec<Value> =
+            chunk.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint, "tags": e.tags})).collect();
+        session.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await?;
+    }
+    // Wait for the first probes to give every service its version.
+    loop {
+        let unknown = session.get(&format!("/api/v1/projects/{project}/edge-services?status=unknown&limit=1")).await?;
+        if unknown["total"].as_i64() == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut out = serde_json::Map::new();
+    for (label, query) in [
+        ("name", "name=00042"),
+        ("tag", "tag=zone-b"),
+        ("version", "version=3.6"),
+        ("free_text", "q=line-2"),
+        ("tag_and_version", "tag=zone-b&version=3.6"),
+    ] {
+        let mut times = Vec::new();
+        let mut total = 0;
+        for _ in 0..200 {
+            let started = Instant::now();
+            let answer = session.get(&format!("/api/v1/projects/{project}/edge-services?{query}&limit=50")).await?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            total = answer["total"].as_i64().unwrap_or(0);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        out.insert(label.into(), json!({"query": query, "matches": total, "p50_ms": percentile(&times, 0.5), "p95_ms": percentile(&times, 0.95), "p99_ms": percentile(&times, 0.99)}));
+    }
+    sim.abort();
+    Ok(json!({"edge_services": n, "filters": out}))
+}
+
+/// One 10,000-target delivery with `watchers` SSE clients following it.
+async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<Value> {
+    let sim = start_sim(n, Faults::default()).await?;
+    let data = tempfile::tempdir()?;
+    let server = start_server(&args.edgefleet, data.path())?;
+    let session = Arc::new(Session::start(&server).await?);
+    let project = session.project().await?;
+    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
+    session.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await?;
+    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
+    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
+    let template = session
+        .post(
+            &format!("/api/v1/projects/{project}/templates"),
+            json!({"name": "bench", "kind": "rule", "content": doc}),
+        )
+        .await?;
+    let cpu_before = cpu_seconds(server.child.id());
+    let started = Instant::now();
+    let body =
+        json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": args.concurrency}});
+    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
+    let id = delivery["id"].as_str().context("delivery")?.to_owned();
+    let mut watching = Vec::new();
+    for _ in 0..watchers {
+        let (session, project, id) = (Arc::clone(&session), project.clone(), id.clone());
+        watching.push(tokio::spawn(async move { session.watch(&project, &id).await }));
+    }
+    for watcher in watching {
+        watcher.await??;
+    }
+    let result = json!({
+        "targets": n, "watchers": watchers, "seconds": started.elapsed().as_secs_f64(),
+        "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before,
+        "server_peak_rss_mib": peak_rss_mib(server.child.id()),
+    });
+    sim.abort();
+    Ok(result)
+}
+
+/// A 20 MiB plugin package delivered to `n` targets, each downloading it from the server.
+async fn plugin_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
+    use std::io::Write;
+    let sim = start_sim(n, Faults::default()).await?;
+    let data = tempfile::tempdir()?;
+    let server = start_server(&args.edgefleet, data.path())?;
+    let session = Session::start(&server).await?;
+    let project = session.project().await?;
+    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
+    session.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await?;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let meta = br#"{"version":"1","language":"python","executable":"big.py","sinks":["s"]}"#;
+    for (name, content) in [
+        ("big.json", meta.to_vec()),
+        ("big.py", b"print(1)".to_vec()),
+        ("model.bin", (0..20 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()),
+    ] {
+        writer.start_file(name, stored)?;
+        writer.write_all(&content)?;
+    }
+    let package = writer.finish()?.into_inner();
+    let size = package.len();
+    let form = reqwest::multipart::Form::new()
+        .text("name", "big")
+        .part("file", reqwest::multipart::Part::bytes(package).file_name("big.zip"));
+    let plugin: Value = session
+        .http
+        .post(format!("{}/api/v1/projects/{project}/plugins", session.base))
+        .bearer_auth(&session.token)
+        .multipart(form)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let cpu_before = cpu_seconds(server.child.id());
+    let started = Instant::now();
+    let body = json!({"plugin_id": plugin["id"], "targets": {"filter": {}}, "options": {"concurrency": 64, "timeout_secs": 120}});
+    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
+    let id = delivery["id"].as_str().context("delivery")?.to_owned();
+    session.watch(&project, &id).await?;
+    let finished = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+    let result = json!({
+        "targets": n, "package_bytes": size, "seconds": started.elapsed().as_secs_f64(), "state": finished["state"], "counts": finished["counts"],
+        "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before, "server_peak_rss_mib": peak_rss_mib(server.child.id()),
+    });
+    sim.abort();
+    Ok(result)
 }
 
 async fn start_sim(n: u32, faults: Faults) -> anyhow::Result<neuronex_sim::RunningSim> {

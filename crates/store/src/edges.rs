@@ -279,6 +279,26 @@ impl Store {
         Ok(())
     }
 
+    /// Records many probes in one transaction.
+    pub async fn record_probes(&self, results: &[(String, ProbeResult)]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        for (id, result) in results {
+            sqlx::query(
+                "UPDATE edge_services SET version = COALESCE($1, version), status = $2, status_reason = $3, probed_at = $4 WHERE id = $5",
+            )
+            .bind(result.version.clone())
+            .bind(&result.status)
+            .bind(&result.reason)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn count_edges(&self, project_id: &str) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM edge_services WHERE project_id = $1")
             .bind(project_id)

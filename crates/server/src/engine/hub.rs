@@ -25,25 +25,53 @@ pub struct TargetEvent {
     pub reason: String,
 }
 
+impl DeliveryEvent {
+    /// The SSE event name and its JSON data.
+    pub fn render(&self) -> (&'static str, String) {
+        let (name, data) = match self {
+            DeliveryEvent::Counts { counts } => ("counts", serde_json::json!(counts)),
+            DeliveryEvent::Target { target } => ("target", serde_json::json!(target)),
+            DeliveryEvent::Final { state, counts } => ("final", serde_json::json!({"state": state, "counts": counts})),
+        };
+        (name, data.to_string())
+    }
+}
+
+/// An event as published: rendered once, however many watchers send it.
+#[derive(Debug)]
+pub struct Published {
+    pub event: DeliveryEvent,
+    pub name: &'static str,
+    pub data: String,
+}
+
+impl From<DeliveryEvent> for Published {
+    fn from(event: DeliveryEvent) -> Published {
+        let (name, data) = event.render();
+        Published { event, name, data }
+    }
+}
+
 /// Watchers of one delivery share a channel; slow watchers skip ahead and get fresh counts.
 #[derive(Default)]
 pub struct Hub {
-    channels: Mutex<HashMap<String, broadcast::Sender<Arc<DeliveryEvent>>>>,
+    channels: Mutex<HashMap<String, broadcast::Sender<Arc<Published>>>>,
 }
 
 const CHANNEL_CAPACITY: usize = 1024;
 
 impl Hub {
-    pub fn subscribe(&self, delivery_id: &str) -> broadcast::Receiver<Arc<DeliveryEvent>> {
+    pub fn subscribe(&self, delivery_id: &str) -> broadcast::Receiver<Arc<Published>> {
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         channels.entry(delivery_id.to_owned()).or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0).subscribe()
     }
 
     pub fn publish(&self, delivery_id: &str, event: DeliveryEvent) {
         let channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(sender) = channels.get(delivery_id) {
-            // No receiver is fine: nobody is watching.
-            let _ = sender.send(Arc::new(event));
+        if let Some(sender) = channels.get(delivery_id)
+            && sender.receiver_count() > 0
+        {
+            let _ = sender.send(Arc::new(Published::from(event)));
         }
     }
 

@@ -34,15 +34,18 @@ async fn probe_all(state: &AppState) -> store::Result<()> {
             return Ok(());
         };
         after = last.id.clone();
-        futures::stream::iter(page)
-            .for_each_concurrent(CONCURRENCY, |target| async move {
-                let result = probe(state, &target.endpoint, &target.auth).await;
-                if let Err(err) = state.store.record_probe(&target.id, &result).await {
-                    tracing::warn!(edge.id = %target.id, error = %err, "cannot record a probe");
-                }
-            })
-            .await;
+        probe_page(state, page).await?;
     }
+}
+
+/// Probes a page of edges concurrently and records the results in one transaction.
+pub async fn probe_page(state: &AppState, page: Vec<ProbeTarget>) -> store::Result<()> {
+    let results: Vec<(String, ProbeResult)> = futures::stream::iter(page)
+        .map(|target| async move { (target.id.clone(), probe(state, &target.endpoint, &target.auth).await) })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    state.store.record_probes(&results).await
 }
 
 /// Probes one edge now and records the result.

@@ -22,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::crypto::sha256_hex;
-use crate::engine::hub::DeliveryEvent;
+use crate::engine::hub::{DeliveryEvent, Published};
 use crate::engine::split_params;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser, Query};
@@ -451,7 +451,7 @@ pub async fn events(
         first.push(DeliveryEvent::Final { state: delivery.state.clone(), counts });
     }
     let watch = Watch {
-        pending: first.into_iter().map(Arc::new).collect(),
+        pending: first.into_iter().map(|e| Arc::new(Published::from(e))).collect(),
         receiver,
         store: state.store.clone(),
         delivery_id: id,
@@ -466,8 +466,8 @@ pub async fn events(
 }
 
 struct Watch {
-    pending: std::collections::VecDeque<Arc<DeliveryEvent>>,
-    receiver: tokio::sync::broadcast::Receiver<Arc<DeliveryEvent>>,
+    pending: std::collections::VecDeque<Arc<Published>>,
+    receiver: tokio::sync::broadcast::Receiver<Arc<Published>>,
     store: Store,
     delivery_id: String,
     done: bool,
@@ -475,7 +475,7 @@ struct Watch {
 }
 
 impl Watch {
-    async fn next(&mut self) -> Option<Arc<DeliveryEvent>> {
+    async fn next(&mut self) -> Option<Arc<Published>> {
         if let Some(event) = self.pending.pop_front() {
             return Some(event);
         }
@@ -484,34 +484,29 @@ impl Watch {
         }
         match self.receiver.recv().await {
             Ok(event) => {
-                self.done = matches!(*event, DeliveryEvent::Final { .. });
+                self.done = matches!(event.event, DeliveryEvent::Final { .. });
                 Some(event)
             }
             // A slow watcher skipped events; fresh counts make it right again.
             Err(RecvError::Lagged(_)) => {
                 let counts = self.store.delivery_counts(&self.delivery_id).await.ok()?;
-                Some(Arc::new(DeliveryEvent::Counts { counts }))
+                Some(Arc::new(DeliveryEvent::Counts { counts }.into()))
             }
             Err(RecvError::Closed) => {
                 let delivery = self.store.delivery_by_id(&self.delivery_id).await.ok()?;
                 let counts = self.store.delivery_counts(&self.delivery_id).await.ok()?;
                 self.done = true;
                 if delivery.state == DeliveryState::Running.as_str() {
-                    return Some(Arc::new(DeliveryEvent::Counts { counts }));
+                    return Some(Arc::new(DeliveryEvent::Counts { counts }.into()));
                 }
-                Some(Arc::new(DeliveryEvent::Final { state: delivery.state, counts }))
+                Some(Arc::new(DeliveryEvent::Final { state: delivery.state, counts }.into()))
             }
         }
     }
 }
 
-fn sse_event(event: &DeliveryEvent) -> Event {
-    let (name, data) = match event {
-        DeliveryEvent::Counts { counts } => ("counts", json!(counts)),
-        DeliveryEvent::Target { target } => ("target", json!(target)),
-        DeliveryEvent::Final { state, counts } => ("final", json!({"state": state, "counts": counts})),
-    };
-    Event::default().event(name).data(data.to_string())
+fn sse_event(published: &Published) -> Event {
+    Event::default().event(published.name).data(&published.data)
 }
 
 struct ClientGuard(Arc<Metrics>);

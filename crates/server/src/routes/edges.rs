@@ -137,21 +137,21 @@ pub async fn create(
 /// Newly registered gateways get their version and status without waiting for the next round;
 /// an unreachable one is still registered and shows offline with the reason.
 fn probe_in_background(state: &AppState, edges: &[EdgeService]) {
+    if !state.config.worker {
+        // API-only replicas leave probes to the workers' next round.
+        return;
+    }
     let targets: Vec<ProbeTarget> = edges
         .iter()
         .map(|e| ProbeTarget { id: e.id.clone(), endpoint: e.endpoint.clone(), auth: e.auth.clone() })
         .collect();
     let state = state.clone();
     tokio::spawn(async move {
-        use futures::StreamExt;
-        futures::stream::iter(targets)
-            .for_each_concurrent(32, |target| {
-                let state = state.clone();
-                async move {
-                    let _ = probe::probe_and_record(&state, &target).await;
-                }
-            })
-            .await;
+        for page in targets.chunks(500) {
+            if let Err(err) = probe::probe_page(&state, page.to_vec()).await {
+                tracing::warn!(error = %err, "cannot record probes of new edge services");
+            }
+        }
     });
 }
 

@@ -242,7 +242,8 @@ async fn stream_package(state: &AppState, sha256: &str, name: &str) -> ApiResult
     let file =
         tokio::fs::File::open(state.blobs.path(sha256)).await.map_err(|_| ApiError::not_found("plugin package"))?;
     let length = file.metadata().await.map_err(ApiError::internal)?.len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    // Large reads: one package goes to thousands of edges.
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
