@@ -68,6 +68,7 @@ fn table() -> Vec<Entry> {
         ("GET", "/assets/{name}", get(console::asset), Public),
         ("GET", "/healthz", get(ops::healthz), Public),
         ("GET", "/metrics", get(ops::metrics), Public),
+        ("GET", "/api/v1/openapi.json", get(ops::openapi), Public),
         ("GET", "/edge/packages/{sha256}/{expires}/{signature}/{file}", get(plugins::edge_download), SignedLink),
         ("POST", "/api/v1/auth/login", post(auth::login), Public),
         ("POST", "/api/v1/auth/logout", post(auth::logout), User),

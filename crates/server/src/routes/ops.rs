@@ -37,3 +37,45 @@ pub async fn not_found(uri: Uri) -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
+
+/// An OpenAPI 3.1 document of every route, generated from the route table (paths, methods, path
+/// parameters, who may call it, and the shared error shape).
+pub async fn openapi() -> Json<Value> {
+    let mut paths = serde_json::Map::new();
+    for route in crate::routes::catalog() {
+        let parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let operation = json!({
+            "summary": format!("{} {}", route.method, route.path),
+            "x-access": format!("{:?}", route.access),
+            "parameters": parameters,
+            "security": if matches!(route.access, crate::routes::Access::Public | crate::routes::Access::SignedLink) { json!([]) } else { json!([{"bearer": []}, {"session": []}]) },
+            "responses": {
+                "2XX": {"description": "success; list answers are {items, total}"},
+                "default": {"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        entry[route.method.to_lowercase()] = operation;
+    }
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": {"title": "edgefleet", "version": env!("CARGO_PKG_VERSION"), "description": "Configuration templates and plugins for fleets of NeuronEX edge services"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "POST /api/v1/auth/login or an API token (efp_...)"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "edgefleet_session"}
+            },
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "description": "stable snake_case code"},
+                "message": {"type": "string"},
+                "details": {"type": "object"}
+            }}}}}
+        }
+    }))
+}

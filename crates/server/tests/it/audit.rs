@@ -59,3 +59,17 @@ async fn requests_without_a_valid_token_are_refused() {
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "unauthorized");
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let app = TestApp::spawn().await;
+    let response = app.http.get(format!("{}/api/v1/openapi.json", app.base)).send().await.expect("get");
+    assert_eq!(response.status(), 200);
+    let document: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(document["openapi"], "3.1.0");
+    for route in server::routes_catalog() {
+        let operation = &document["paths"][route.path][route.method.to_lowercase()];
+        assert!(operation.is_object(), "{} {} is missing", route.method, route.path);
+    }
+    assert_eq!(document["paths"]["/api/v1/projects/{project_id}/deliveries"]["post"]["x-access"], "ProjectAdmin");
+}
