@@ -170,10 +170,12 @@ test("upload a plugin (a duplicate is refused next to the field) and deliver it"
 
 test("find both deliveries in the history and in the operation audit", async () => {
   await page.click('a[href="#/deliveries"]');
-  await page.waitForSelector("main table tbody tr");
-  assert.equal(await page.locator("main table tbody tr").count(), 2);
+  // Wait for the history page itself, not the table of the page before it.
+  await page.waitForSelector('h1:has-text("Delivery history")');
+  await page.waitForFunction(() => document.querySelectorAll("main table tbody tr").length === 2);
   await shot("delivery-history");
   await page.click('a[href="#/audit"]');
+  await page.waitForSelector('h1:has-text("Operation audit")');
   await page.fill('#audit-filters input[name="action"]', "delivery.start");
   await page.click('#audit-filters button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll("#audit-table tbody tr").length === 2);

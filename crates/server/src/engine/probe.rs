@@ -38,16 +38,18 @@ async fn probe_all(state: &AppState) -> store::Result<()> {
     }
 }
 
-/// Probes a page of edges concurrently and records the results in one transaction.
+/// Probes a page of edges concurrently and records results in small batches as they come, so one
+/// gateway that never answers does not hold back the others' status.
 pub async fn probe_page(state: &AppState, page: Vec<ProbeTarget>) -> store::Result<()> {
-    let results: Vec<(String, ProbeResult)> = futures::stream::iter(page)
+    let mut results = futures::stream::iter(page)
         .map(|target| async move { (target.id.clone(), probe(state, &target.endpoint, &target.auth).await) })
         .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    state.store.record_probes(&results).await
+        .ready_chunks(64);
+    while let Some(batch) = results.next().await {
+        state.store.record_probes(&batch).await?;
+    }
+    Ok(())
 }
-
 /// Probes one edge now and records the result.
 pub async fn probe_and_record(state: &AppState, target: &ProbeTarget) -> store::Result<ProbeResult> {
     let result = probe(state, &target.endpoint, &target.auth).await;
