@@ -3,6 +3,7 @@
 //! the database server while it restarts.
 
 #[path = "it/process.rs"]
+#[allow(dead_code, reason = "shared with the main test binary, which uses all of it")]
 mod process;
 
 use neuronex_sim::{Faults, SimConfig};
