@@ -7,7 +7,7 @@
 mod process;
 
 use neuronex_sim::{Faults, SimConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use process::Server;
 
@@ -57,14 +57,7 @@ async fn replicas_reconnect_after_a_postgresql_restart_and_finish_the_delivery()
     .expect("sim");
     sim.sim.set_faults(None, Some(Faults { latency_ms: 20, ..Faults::default() }));
     let api = a.api().await;
-    let project = api.project().await;
-    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
-    api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
-    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
-    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
-    let template = api
-        .post(&format!("/api/v1/projects/{project}/templates"), json!({"name": "t", "kind": "rule", "content": doc}))
-        .await;
+    let (project, template) = api.rule_setup(&sim).await;
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": 4, "timeout_secs": 3}});
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();

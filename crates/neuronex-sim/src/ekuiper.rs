@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Value, json};
 
+use domain::rule::rule_sources;
+
 use crate::Request;
 use crate::plugin_zip;
 use crate::reply::{Reply, ekuiper_error};
@@ -896,16 +898,6 @@ fn plan_graph(graph: &Value) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Streams and tables a SQL rule reads (`FROM x`, `JOIN y`).
-pub fn rule_sources(rule: &Value) -> Vec<String> {
-    static FROM: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?i)\b(?:from|join)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?").expect("static regex"));
-    let sql = rule.get("sql").and_then(Value::as_str).unwrap_or_default();
-    let mut names: Vec<String> = FROM.captures_iter(sql).map(|c| c[1].to_owned()).collect();
-    names.dedup();
-    names
 }
 
 /// Parses `CREATE STREAM|TABLE name (fields) WITH (K="v", ...)`.

@@ -361,23 +361,9 @@ impl Store {
         attempt: i64,
         outcome: &TargetOutcome,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE delivery_targets SET status = $1, reason = $2, items = $3, tries = $4, finished_at = $5,
-                    edge_version = COALESCE($6, edge_version), lease_until = NULL
-             WHERE delivery_id = $7 AND edge_id = $8 AND attempts = $9 AND status = 'running'",
-        )
-        .bind(outcome.status.as_str())
-        .bind(&outcome.reason)
-        .bind(outcome.items.to_string())
-        .bind(outcome.tries)
-        .bind(now_ms())
-        .bind(outcome.edge_version.clone())
-        .bind(delivery_id)
-        .bind(edge_id)
-        .bind(attempt)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let written =
+            self.finish_targets(&[(delivery_id.to_owned(), edge_id.to_owned(), attempt, outcome.clone())]).await?;
+        Ok(written.first().copied().unwrap_or(false))
     }
 
     /// Marks the delivery as canceling and cancels every target not started yet; answers how many.

@@ -266,20 +266,10 @@ impl Store {
 
     /// Records a probe; a failed probe keeps the last known version.
     pub async fn record_probe(&self, id: &str, result: &ProbeResult) -> Result<()> {
-        sqlx::query(
-            "UPDATE edge_services SET version = COALESCE($1, version), status = $2, status_reason = $3, probed_at = $4 WHERE id = $5",
-        )
-        .bind(result.version.clone())
-        .bind(&result.status)
-        .bind(&result.reason)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        self.record_probes(&[(id.to_owned(), result.clone())]).await
     }
 
-    /// Records many probes in one transaction.
+    /// Records many probes in one transaction (a failed probe keeps the last known version).
     pub async fn record_probes(&self, results: &[(String, ProbeResult)]) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;

@@ -15,14 +15,7 @@ async fn a_killed_server_resumes_its_delivery_without_sending_finished_targets_a
     sim.sim.set_faults(None, Some(Faults { latency_ms: 20, ..Faults::default() }));
     let server = Server::start(data.path());
     let api = server.api().await;
-    let project = api.project().await;
-    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
-    api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
-    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
-    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
-    let template = api
-        .post(&format!("/api/v1/projects/{project}/templates"), json!({"name": "t", "kind": "rule", "content": doc}))
-        .await;
+    let (project, template) = api.rule_setup(&sim).await;
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": 4, "retries": 0, "timeout_secs": 10}});
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();

@@ -105,6 +105,23 @@ impl Api {
         response.json().await.expect("json")
     }
 
+    /// A project with the simulator's instances registered and a one-stream, one-rule template;
+    /// answers (project id, template).
+    pub async fn rule_setup(&self, sim: &neuronex_sim::RunningSim) -> (String, Value) {
+        let project = self.project().await;
+        let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
+        self.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
+        let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
+        let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
+        let template = self
+            .post(
+                &format!("/api/v1/projects/{project}/templates"),
+                json!({"name": "t", "kind": "rule", "content": doc}),
+            )
+            .await;
+        (project, template)
+    }
+
     pub async fn project(&self) -> String {
         let org = self.post("/api/v1/orgs", json!({"name": "o"})).await;
         let project = self

@@ -3,7 +3,7 @@
 use neuronex_sim::{Faults, SimConfig};
 use serde_json::{Value, json};
 
-use crate::process::{Api, Server};
+use crate::process::Server;
 
 fn postgres_base() -> String {
     std::env::var("EDGEFLEET_TEST_POSTGRES")
@@ -37,18 +37,6 @@ impl Cluster {
     }
 }
 
-async fn setup(api: &Api, sim: &neuronex_sim::RunningSim) -> (String, Value) {
-    let project = api.project().await;
-    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
-    api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
-    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
-    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
-    let template = api
-        .post(&format!("/api/v1/projects/{project}/templates"), json!({"name": "t", "kind": "rule", "content": doc}))
-        .await;
-    (project, template)
-}
-
 async fn rule_puts(sim: &neuronex_sim::RunningSim, count: u32) -> Vec<u64> {
     let mut puts = Vec::new();
     for k in 0..count {
@@ -78,7 +66,7 @@ async fn replicas_share_a_delivery_and_survive_being_killed() {
     sim.sim.set_faults(None, Some(Faults { latency_ms: 15, ..Faults::default() }));
     let a = cluster.start(0, &[]);
     let b = cluster.start(1, &[]);
-    let (project, template) = setup(&a.api().await, &sim).await;
+    let (project, template) = a.api().await.rule_setup(&sim).await;
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": CONCURRENCY, "retries": 0, "timeout_secs": 3}});
     let delivery = b.api().await.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
@@ -131,7 +119,7 @@ async fn an_api_only_replica_streams_a_delivery_that_another_replica_runs() {
     let api_only = cluster.start(0, &["--no-worker"]);
     let _worker = cluster.start(1, &[]);
     let api = api_only.api().await;
-    let (project, template) = setup(&api, &sim).await;
+    let (project, template) = api.rule_setup(&sim).await;
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": 2}});
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
@@ -181,7 +169,7 @@ async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
     .expect("sim");
     let server = Server::start(data.path());
     let api = server.api().await;
-    let (project, template) = setup(&api, &sim).await;
+    let (project, template) = api.rule_setup(&sim).await;
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}});
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
