@@ -53,7 +53,7 @@ async fn rule_puts(sim: &neuronex_sim::RunningSim, count: u32) -> Vec<u64> {
 
 #[tokio::test]
 async fn replicas_share_a_delivery_and_survive_being_killed() {
-    const TARGETS: u32 = 300;
+    const TARGETS: u32 = 400;
     const CONCURRENCY: usize = 8;
     let cluster = Cluster::new(2).await;
     let sim = neuronex_sim::start(
@@ -63,7 +63,7 @@ async fn replicas_share_a_delivery_and_survive_being_killed() {
     )
     .await
     .expect("sim");
-    sim.sim.set_faults(None, Some(Faults { latency_ms: 15, ..Faults::default() }));
+    sim.sim.set_faults(None, Some(Faults { latency_ms: 25, ..Faults::default() }));
     let a = cluster.start(0, &[]);
     let b = cluster.start(1, &[]);
     let (project, template) = a.api().await.rule_setup(&sim).await;
@@ -71,24 +71,31 @@ async fn replicas_share_a_delivery_and_survive_being_killed() {
     let delivery = b.api().await.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
     let events = format!("/api/v1/projects/{project}/deliveries/{id}/events");
-    let mut kills = 0;
-    // Kill each replica once while the delivery runs, starting it again right away.
-    let a_api = a.api().await;
-    assert!(a_api.watch(&events, 40).await >= 40);
-    b.kill();
-    kills += 1;
-    let b = cluster.start(1, &[]);
-    assert!(b.api().await.watch(&events, 40).await >= 1);
-    a.kill();
-    kills += 1;
-    let a = cluster.start(0, &[]);
+    // Kill a replica at a random moment, four times, starting it again right away.
+    let mut replicas = [Some(a), Some(b)];
+    let mut seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
+    let mut next = |bound: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % bound
+    };
+    let kills = 4;
+    for _ in 0..kills {
+        let victim = next(2) as usize;
+        let watcher = replicas[1 - victim].as_ref().expect("running replica").api().await;
+        watcher.watch(&events, 10 + next(30) as usize).await;
+        replicas[victim].take().expect("victim").kill();
+        replicas[victim] = Some(cluster.start(victim, &[]));
+    }
+    let [a, b] = replicas;
+    let a = a.expect("replica a");
     let api = a.api().await;
     api.watch(&events, usize::MAX).await;
     let finished = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await;
     assert_eq!(finished["state"], "succeeded", "{finished}");
     assert_eq!(
         (finished["counts"]["total"].as_u64(), finished["counts"]["succeeded"].as_u64()),
-        (Some(300), Some(300))
+        (Some(u64::from(TARGETS)), Some(u64::from(TARGETS)))
     );
     let targets = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}/targets?limit=1000")).await;
     assert!(
