@@ -406,7 +406,9 @@ pub fn plan_of(delivery: &Delivery) -> Result<Plan, String> {
         let content: Value =
             serde_json::from_str(&delivery.content).map_err(|e| format!("stored content unreadable: {e}"))?;
         let normalized = template::normalize(kind, &content).map_err(|p| format!("stored content invalid: {p:?}"))?;
-        Payload::Template { kind, normalized }
+        let params = split_params(&delivery.params);
+        let shared = Plan::shared_document(kind, &normalized, &params.0, &params.1);
+        Payload::Template { kind, normalized, shared }
     };
     let params = split_params(&delivery.params);
     let options: DeliveryOptions =

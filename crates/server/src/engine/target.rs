@@ -24,15 +24,11 @@ use crate::metrics::Metrics;
 
 /// What a delivery sends.
 pub enum Payload {
-    Template {
-        kind: TemplateKind,
-        normalized: Value,
-    },
+    /// `shared` is the rendered document when it is the same for every target (no per-target or
+    /// built-in parameters), so it is rendered and checked once, not once per target.
+    Template { kind: TemplateKind, normalized: Value, shared: Option<Document> },
     /// An eKuiper portable plugin, downloaded by the edge from a signed link.
-    Plugin {
-        name: String,
-        sha256: String,
-    },
+    Plugin { name: String, sha256: String },
 }
 
 /// Everything a target needs from its delivery, parsed once per delivery.
@@ -46,6 +42,25 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The document every target gets, when no parameter depends on the target.
+    pub fn shared_document(
+        kind: TemplateKind,
+        normalized: &Value,
+        defaults: &BTreeMap<String, Value>,
+        per_target: &BTreeMap<String, BTreeMap<String, Value>>,
+    ) -> Option<Document> {
+        let names = params::placeholders(normalized);
+        let per_target_names = per_target.values().flat_map(|m| m.keys());
+        let depends_on_target =
+            names.iter().any(|n| n.starts_with("edge.")) || per_target_names.into_iter().any(|n| names.contains(n));
+        if depends_on_target {
+            return None;
+        }
+        let values = ParamValues { target: None, defaults: Some(defaults), builtins: BTreeMap::new() };
+        let rendered = params::render(normalized, &values).ok()?;
+        template::load(kind, &rendered).ok()
+    }
+
     pub fn values_for<'a>(&'a self, target: &ClaimedTarget) -> ParamValues<'a> {
         ParamValues {
             target: self.per_target.get(&target.edge_id).or_else(|| self.per_target.get(&target.edge_name)),
@@ -123,8 +138,13 @@ impl Runner<'_> {
     }
 
     async fn apply(&self, target: &ClaimedTarget, progress: &Arc<Mutex<Progress>>) -> Result<TargetStatus, Failure> {
+        let rendered;
         let document = match &self.plan.payload {
-            Payload::Template { kind, normalized } => Some(self.render(*kind, normalized, target)?),
+            Payload::Template { shared: Some(shared), .. } => Some(shared),
+            Payload::Template { kind, normalized, shared: None } => {
+                rendered = self.render(*kind, normalized, target)?;
+                Some(&rendered)
+            }
             Payload::Plugin { .. } => None,
         };
         let edge_target = self.edge_target(target)?;
@@ -149,7 +169,7 @@ impl Runner<'_> {
             step.note("delivery", "dry run", "rendered, checked and version-gated; nothing was sent");
             return Ok(TargetStatus::Skipped);
         }
-        let skipped_any = match (&document, &self.plan.payload) {
+        let skipped_any = match (document, &self.plan.payload) {
             (Some(Document::Rule(doc)), _) => self.apply_rules(&edge, doc, &step).await?,
             (Some(Document::Driver(doc)), _) => self.apply_drivers(&edge, doc, &step).await?,
             (None, Payload::Plugin { name, sha256 }) => self.apply_plugin(&edge, name, sha256, &step).await?,
