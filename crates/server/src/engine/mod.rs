@@ -146,8 +146,13 @@ impl Engine {
         }
     }
 
-    /// Publishes here and tells the other replicas.
-    async fn emit(&self, delivery_id: &str, message: Value) {
+    /// Whether other replicas may share this database (and so need to hear about events).
+    fn shared(&self) -> bool {
+        self.store.backend() == store::Backend::Postgres
+    }
+
+    /// Tells the other replicas about an event (PostgreSQL `NOTIFY`).
+    async fn tell_replicas(&self, delivery_id: &str, message: Value) {
         if let Err(err) = self.store.notify(EVENTS_CHANNEL, &message.to_string()).await {
             tracing::warn!(delivery.id = %delivery_id, error = %err, "cannot tell other replicas about an event");
         }
@@ -214,7 +219,7 @@ impl Engine {
         let refill_at = (concurrency / 8).max(1);
         let lease_ms = plan.options.timeout_secs as i64 * 1000 + LEASE_MARGIN_MS;
         let mut canceled = delivery.cancel_requested;
-        let shared = self.store.backend() == store::Backend::Postgres;
+        let shared = self.shared();
         let mut refreshed = std::time::Instant::now();
         let (writes, queue) = tokio::sync::mpsc::channel::<ResultWrite>(WRITE_QUEUE);
         let writer = tokio::spawn(write_results(self.store.clone(), queue));
@@ -304,13 +309,16 @@ impl Engine {
             reason: outcome.reason.clone(),
         };
         let snapshot = *lock(&counts);
-        let mut relayed = event.clone();
-        relayed.reason = relayed.reason.chars().take(MAX_NOTIFY_REASON).collect();
+        let relayed = self.shared().then(|| {
+            let mut relayed = event.clone();
+            relayed.reason = relayed.reason.chars().take(MAX_NOTIFY_REASON).collect();
+            json!({"d": target.delivery_id, "w": self.worker_id, "k": "target", "target": relayed, "counts": snapshot})
+        });
         self.hub.publish(&target.delivery_id, DeliveryEvent::Target { target: event });
         self.hub.publish(&target.delivery_id, DeliveryEvent::Counts { counts: snapshot });
-        let message =
-            json!({"d": target.delivery_id, "w": self.worker_id, "k": "target", "target": relayed, "counts": snapshot});
-        self.emit(&target.delivery_id, message).await;
+        if let Some(message) = relayed {
+            self.tell_replicas(&target.delivery_id, message).await;
+        }
     }
 
     fn publish_counts(&self, delivery_id: &str, counts: &Mutex<Counts>) {
@@ -334,9 +342,11 @@ impl Engine {
         self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
         self.hub.publish(delivery_id, DeliveryEvent::Final { state: state.as_str().to_owned(), counts });
         self.hub.close(delivery_id);
-        let message =
-            json!({"d": delivery_id, "w": self.worker_id, "k": "final", "state": state.as_str(), "counts": counts});
-        self.emit(delivery_id, message).await;
+        if self.shared() {
+            let message =
+                json!({"d": delivery_id, "w": self.worker_id, "k": "final", "state": state.as_str(), "counts": counts});
+            self.tell_replicas(delivery_id, message).await;
+        }
         Ok(())
     }
 

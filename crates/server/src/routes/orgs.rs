@@ -89,16 +89,10 @@ pub async fn get_one(
     Ok(Json(body))
 }
 
-/// Project members see their organization (its name, and their projects in it) without a role
-/// in the organization itself.
+/// The organization and the user's role toward it; project members see it as `Member`.
 async fn org_access_or_project_member(state: &AppState, user: &User, org_id: &str) -> Result<(Org, Role), ApiError> {
-    match access::org_access(state, user, org_id).await {
-        Ok(found) => Ok(found),
-        Err(not_found) => {
-            let visible = state.store.visible_orgs(&user.id).await?;
-            visible.into_iter().find(|o| o.id == org_id).map(|o| (o, Role::Member)).ok_or(not_found)
-        }
-    }
+    let role = access::org_visible(state, user, org_id).await?;
+    Ok((state.store.get_org(org_id).await?, role))
 }
 
 pub async fn rename(
