@@ -8,13 +8,12 @@ use std::str::FromStr;
 
 use domain::delivery::{Counts, DeliveryState, TargetStatus};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
 use crate::edges::EdgeAuthRow;
-use crate::sql::{Arg, Sql};
 use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,7 +172,7 @@ fn claimed(row: &AnyRow) -> ClaimedTarget {
     }
 }
 
-const TARGET_BATCH: usize = 400;
+const TARGET_BATCH: usize = 2000;
 
 impl Store {
     /// Stores the delivery, all its targets as pending, and its audit record, in one transaction.
@@ -210,21 +209,43 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for (batch_index, batch) in targets.chunks(TARGET_BATCH).enumerate() {
-            let mut insert = Sql::new(
+        // Targets go in as one JSON array per batch: a statement with thousands of bind
+        // parameters costs the SQLite driver time quadratic in their number.
+        let insert = match self.backend {
+            Backend::Sqlite => {
                 "INSERT INTO delivery_targets (delivery_id, seq, edge_id, edge_name, endpoint, edge_version, tags,
-                                               auth_kind, auth_username, auth_secret, status) VALUES ",
-            );
-            for (i, t) in batch.iter().enumerate() {
-                insert.push(if i == 0 { "(" } else { ", (" });
-                insert.text(&new.id).push(", ").int((batch_index * TARGET_BATCH + i) as i64).push(", ");
-                insert.text(&t.edge_id).push(", ").text(&t.edge_name).push(", ").text(&t.endpoint).push(", ");
-                insert.bind(Arg::OptText(t.edge_version.clone())).push(", ");
-                insert.text(serde_json::to_string(&t.tags).unwrap_or_else(|_| "[]".into())).push(", ");
-                insert.text(&t.auth.kind).push(", ").text(&t.auth.username).push(", ").text(&t.auth.secret);
-                insert.push(", 'pending')");
+                                               auth_kind, auth_username, auth_secret, status)
+                 SELECT $1, t.value ->> 0, t.value ->> 1, t.value ->> 2, t.value ->> 3, t.value ->> 4, t.value ->> 5,
+                        t.value ->> 6, t.value ->> 7, t.value ->> 8, 'pending'
+                 FROM json_each($2) AS t"
             }
-            insert.query().execute(&mut *tx).await?;
+            Backend::Postgres => {
+                "INSERT INTO delivery_targets (delivery_id, seq, edge_id, edge_name, endpoint, edge_version, tags,
+                                               auth_kind, auth_username, auth_secret, status)
+                 SELECT $1, (t ->> 0)::bigint, t ->> 1, t ->> 2, t ->> 3, t ->> 4, t ->> 5, t ->> 6, t ->> 7, t ->> 8,
+                        'pending'
+                 FROM jsonb_array_elements($2::jsonb) AS t"
+            }
+        };
+        for (batch_index, batch) in targets.chunks(TARGET_BATCH).enumerate() {
+            let rows: Vec<Value> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    json!([
+                        batch_index * TARGET_BATCH + i,
+                        t.edge_id,
+                        t.edge_name,
+                        t.endpoint,
+                        t.edge_version,
+                        serde_json::to_string(&t.tags).unwrap_or_else(|_| "[]".into()),
+                        t.auth.kind,
+                        t.auth.username,
+                        t.auth.secret,
+                    ])
+                })
+                .collect();
+            sqlx::query(insert).bind(&new.id).bind(Value::Array(rows).to_string()).execute(&mut *tx).await?;
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
@@ -317,25 +338,36 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ClaimedTarget>> {
         let now = now_ms();
+        // Pending targets and expired leases are looked up apart, each on the (delivery, status,
+        // seq) index, so a claim costs its own size however many targets are already done.
         let sql = match self.backend {
             Backend::Sqlite => {
                 "UPDATE delivery_targets SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2,
                         started_at = COALESCE(started_at, $3)
                  WHERE delivery_id = $4 AND seq IN (
-                     SELECT seq FROM delivery_targets
-                     WHERE delivery_id = $4 AND (status = 'pending' OR (status = 'running' AND lease_until < $3))
+                     SELECT seq FROM (
+                         SELECT seq FROM (SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'pending'
+                                          ORDER BY seq LIMIT $5)
+                         UNION ALL
+                         SELECT seq FROM delivery_targets
+                         WHERE delivery_id = $4 AND status = 'running' AND lease_until < $3)
                      ORDER BY seq LIMIT $5)
                  RETURNING *"
             }
-            // A CTE, so LIMIT holds: PostgreSQL may re-run an `IN (subquery)` and pick more rows.
+            // CTEs, so LIMIT holds: PostgreSQL may re-run an `IN (subquery)` and pick more rows.
             Backend::Postgres => {
-                "WITH picked AS (
-                     SELECT delivery_id, seq FROM delivery_targets
-                     WHERE delivery_id = $4 AND (status = 'pending' OR (status = 'running' AND lease_until < $3))
-                     ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
+                "WITH pending AS (
+                     SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'pending'
+                     ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED),
+                 expired AS (
+                     SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'running' AND lease_until < $3
+                     ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED),
+                 picked AS (
+                     SELECT seq FROM (SELECT seq FROM pending UNION ALL SELECT seq FROM expired) AS both_kinds
+                     ORDER BY seq LIMIT $5)
                  UPDATE delivery_targets t SET status = 'running', attempts = t.attempts + 1, lease_until = $1, worker = $2,
                         started_at = COALESCE(t.started_at, $3)
-                 FROM picked WHERE t.delivery_id = picked.delivery_id AND t.seq = picked.seq
+                 FROM picked WHERE t.delivery_id = $4 AND t.seq = picked.seq
                  RETURNING t.*"
             }
         };

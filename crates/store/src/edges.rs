@@ -7,7 +7,7 @@ use sqlx::{Any, Row};
 
 use crate::audit::{self, AuditEntry};
 use crate::sql::Sql;
-use crate::{Result, Store, StoreError, conflict, json_list, like_pattern, new_id, now_ms};
+use crate::{Backend, Result, Store, StoreError, conflict, json_list, like_pattern, new_id, now_ms};
 
 /// How edgefleet authenticates to the edge. The secret is stored encrypted by the caller and is
 /// never serialized.
@@ -114,7 +114,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict(e, "edge service", &new.name))?;
-            insert_tags(&mut tx, &id, &new.tags).await?;
+            insert_tags(&mut tx, project_id, &id, &new.tags).await?;
             let entry = AuditEntry { resource_id: id.clone(), resource_name: new.name.clone(), ..audit_base.clone() };
             audit::insert(&mut *tx, &entry).await?;
             created.push(EdgeService {
@@ -173,7 +173,7 @@ impl Store {
             return Err(StoreError::NotFound("edge service"));
         }
         sqlx::query("DELETE FROM edge_service_tags WHERE edge_id = $1").bind(&updated.id).execute(&mut *tx).await?;
-        insert_tags(&mut tx, &updated.id, &updated.tags).await?;
+        insert_tags(&mut tx, &updated.project_id, &updated.id, &updated.tags).await?;
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
         Ok(EdgeService { updated_at: now, ..updated.clone() })
@@ -203,26 +203,129 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<EdgeService>, i64)> {
-        let mut count = Sql::new("SELECT COUNT(*) AS n FROM edge_services e WHERE e.project_id = ");
-        count.text(project_id);
-        edge_filters(&mut count, filter);
-        let total: i64 = count.query().fetch_one(&self.read).await?.get("n");
-        let mut select = Sql::new("SELECT * FROM edge_services e WHERE e.project_id = ");
-        select.text(project_id);
-        edge_filters(&mut select, filter);
+        let total = self.count_matching(project_id, filter).await?;
+        if total == 0 || offset >= total {
+            return Ok((Vec::new(), total));
+        }
+        let walk = if total > DENSE_MATCHES { Walk::ByName } else { Walk::FromFilters };
+        let mut select = Sql::new("SELECT e.* FROM edge_services e");
+        if walk == Walk::ByName && self.backend == Backend::Sqlite {
+            select.push(" INDEXED BY edge_services_project");
+        }
+        select.push(" WHERE e.project_id = ").text(project_id);
+        self.edge_filters(&mut select, project_id, filter, walk);
         select.push(" ORDER BY e.name LIMIT ").int(limit).push(" OFFSET ").int(offset);
         let rows = select.query().fetch_all(&self.read).await?;
         Ok((rows.iter().map(edge).collect(), total))
     }
 
+    /// How many of the project's services match, answered from a single index when the filter
+    /// has a single condition that one index holds.
+    async fn count_matching(&self, project_id: &str, filter: &EdgeFilter) -> Result<i64> {
+        let only = EdgeFilter { tag: Vec::new(), ..filter.clone() };
+        let count = if filter.tag.len() == 1 && only.is_empty() {
+            let mut count = Sql::new("SELECT COUNT(*) AS n FROM edge_service_tags WHERE project_id = ");
+            count.text(project_id).push(" AND tag = ").text(&filter.tag[0]);
+            count
+        } else if let Some((column, needle)) = self.single_search(filter) {
+            let mut count = Sql::new("SELECT COUNT(*) AS n FROM edge_search WHERE ");
+            search_condition(&mut count, project_id, column, needle);
+            count
+        } else {
+            let mut count = Sql::new("SELECT COUNT(*) AS n FROM edge_services e WHERE e.project_id = ");
+            count.text(project_id);
+            self.edge_filters(&mut count, project_id, filter, Walk::FromFilters);
+            count
+        };
+        Ok(count.query().fetch_one(&self.read).await?.get("n"))
+    }
+
+    /// The one substring condition of a filter that has nothing else, when the search index can
+    /// answer it.
+    fn single_search<'f>(&self, filter: &'f EdgeFilter) -> Option<(Option<&'static str>, &'f str)> {
+        let conditions = [(None, &filter.q), (Some("name"), &filter.name), (Some("endpoint"), &filter.endpoint)];
+        let given: Vec<_> = conditions.iter().filter(|(_, v)| v.is_some()).collect();
+        let alone = given.len() == 1 && filter.version.is_none() && filter.tag.is_empty() && filter.status.is_none();
+        let (column, needle) = given.first()?;
+        let needle = needle.as_deref()?;
+        (alone && self.searchable(needle)).then_some((*column, needle))
+    }
+
+    /// Whether the trigram index can answer a substring search for `needle` (SQLite, at least
+    /// three characters).
+    fn searchable(&self, needle: &str) -> bool {
+        self.backend == Backend::Sqlite && needle.chars().count() >= 3
+    }
+
     /// Every service of the project that matches, for resolving a delivery's targets.
     pub async fn edges_matching(&self, project_id: &str, filter: &EdgeFilter) -> Result<Vec<EdgeService>> {
-        let mut select = Sql::new("SELECT * FROM edge_services e WHERE e.project_id = ");
+        let mut select = Sql::new("SELECT e.* FROM edge_services e WHERE e.project_id = ");
         select.text(project_id);
-        edge_filters(&mut select, filter);
+        self.edge_filters(&mut select, project_id, filter, Walk::FromFilters);
         select.push(" ORDER BY e.name");
         let rows = select.query().fetch_all(&self.read).await?;
         Ok(rows.iter().map(edge).collect())
+    }
+
+    /// Appends the filter's conditions on `e` (edge_services), shaped for how the rows are found.
+    fn edge_filters(&self, sql: &mut Sql, project_id: &str, filter: &EdgeFilter, walk: Walk) {
+        // Walking by name, each row is checked as it comes (a few hundred for a page), so plain
+        // per-row checks beat building the set of all matches first.
+        let indexed = |needle: &str| walk == Walk::FromFilters && self.searchable(needle);
+        if let Some(q) = &filter.q {
+            if indexed(q) {
+                sql.push(" AND e.search_id IN (SELECT rowid FROM edge_search WHERE ");
+                search_condition(sql, project_id, None, q);
+                sql.push(")");
+            } else {
+                let pattern = like_pattern(q);
+                sql.push(" AND (LOWER(e.name) LIKE ").text(&pattern).push(" ESCAPE '\\'");
+                for column in ["e.endpoint", "e.description", "COALESCE(e.version, '')", "e.tags"] {
+                    sql.push(" OR LOWER(").push(column).push(") LIKE ").text(&pattern).push(" ESCAPE '\\'");
+                }
+                sql.push(")");
+            }
+        }
+        for (column, needle) in [("name", &filter.name), ("endpoint", &filter.endpoint)] {
+            let Some(needle) = needle else { continue };
+            if indexed(needle) {
+                sql.push(" AND e.search_id IN (SELECT rowid FROM edge_search WHERE ");
+                search_condition(sql, project_id, Some(column), needle);
+                sql.push(")");
+            } else {
+                sql.push(" AND LOWER(e.").push(column).push(") LIKE ").text(like_pattern(needle)).push(" ESCAPE '\\'");
+            }
+        }
+        if let Some(version) = &filter.version {
+            sql.push(" AND (e.version = ").text(version);
+            match self.backend {
+                // A range on the version index; `/` is the character after `.`.
+                Backend::Sqlite => {
+                    sql.push(" OR (e.version >= ").text(format!("{version}.")).push(" AND e.version < ");
+                    sql.text(format!("{version}/")).push(")")
+                }
+                Backend::Postgres => {
+                    sql.push(" OR e.version LIKE ").text(format!("{}.%", crate::escape_like(version)));
+                    sql.push(" ESCAPE '\\'")
+                }
+            };
+            sql.push(")");
+        }
+        for tag in &filter.tag {
+            match walk {
+                Walk::FromFilters => sql
+                    .push(" AND e.id IN (SELECT t.edge_id FROM edge_service_tags t WHERE t.project_id = ")
+                    .text(project_id)
+                    .push(" AND t.tag = "),
+                Walk::ByName => {
+                    sql.push(" AND EXISTS (SELECT 1 FROM edge_service_tags t WHERE t.edge_id = e.id AND t.tag = ")
+                }
+            };
+            sql.text(tag).push(")");
+        }
+        if let Some(status) = &filter.status {
+            sql.push(" AND e.status = ").text(status);
+        }
     }
 
     /// The services of the project with these ids; ids of other projects are not found.
@@ -298,46 +401,47 @@ impl Store {
     }
 }
 
-async fn insert_tags(tx: &mut sqlx::Transaction<'_, Any>, edge_id: &str, tags: &[String]) -> Result<()> {
+async fn insert_tags(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    project_id: &str,
+    edge_id: &str,
+    tags: &[String],
+) -> Result<()> {
     for tag in tags {
-        sqlx::query("INSERT INTO edge_service_tags (edge_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(edge_id)
-            .bind(tag)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO edge_service_tags (edge_id, tag, project_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(edge_id)
+        .bind(tag)
+        .bind(project_id)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
 
-fn edge_filters(sql: &mut Sql, filter: &EdgeFilter) {
-    if let Some(q) = &filter.q {
-        let pattern = like_pattern(q);
-        sql.push(" AND (LOWER(e.name) LIKE ").text(&pattern).push(" ESCAPE '\\'");
-        for column in ["e.endpoint", "e.description", "COALESCE(e.version, '')", "e.tags"] {
-            sql.push(" OR LOWER(").push(column).push(") LIKE ").text(&pattern).push(" ESCAPE '\\'");
-        }
-        sql.push(")");
+/// Above this many matches a page is found by walking the services in name order.
+const DENSE_MATCHES: i64 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// Find every match through the filters' indexes, then sort: for few matches.
+    FromFilters,
+    /// Walk the project's services in name order, checking each: for many matches.
+    ByName,
+}
+
+/// `MATCH` on the trigram index (a substring, case-insensitive, in one column or any), within
+/// the project's range of search ids.
+fn search_condition(sql: &mut Sql, project_id: &str, column: Option<&str>, needle: &str) {
+    let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+    let query = match column {
+        Some(column) => format!("{column} : {phrase}"),
+        None => phrase,
+    };
+    sql.push("edge_search MATCH ").text(query);
+    for bound in [" AND rowid >= ", " AND rowid <= "] {
+        sql.push(bound).push("(SELECT number FROM projects WHERE id = ").text(project_id).push(") * 4294967296");
     }
-    if let Some(name) = &filter.name {
-        sql.push(" AND LOWER(e.name) LIKE ").text(like_pattern(name)).push(" ESCAPE '\\'");
-    }
-    if let Some(endpoint) = &filter.endpoint {
-        sql.push(" AND LOWER(e.endpoint) LIKE ").text(like_pattern(endpoint)).push(" ESCAPE '\\'");
-    }
-    if let Some(version) = &filter.version {
-        sql.push(" AND (e.version = ")
-            .text(version)
-            .push(" OR e.version LIKE ")
-            .text(format!("{}.%", crate::escape_like(version)))
-            .push(" ESCAPE '\\'")
-            .push(")");
-    }
-    for tag in &filter.tag {
-        sql.push(" AND EXISTS (SELECT 1 FROM edge_service_tags t WHERE t.edge_id = e.id AND t.tag = ")
-            .text(tag)
-            .push(")");
-    }
-    if let Some(status) = &filter.status {
-        sql.push(" AND e.status = ").text(status);
-    }
+    sql.push(" + 4294967295");
 }

@@ -1,5 +1,5 @@
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{TestApp, code, sim};
 
@@ -189,4 +189,120 @@ async fn edit_and_delete() {
     assert_eq!(deleted.status, 204);
     let again = app.call(Method::DELETE, &app.p(&format!("/edge-services/{id}")), None).await;
     assert_eq!((again.status, code(&again)), (404, "edge_service_not_found"));
+}
+
+/// One registered service of the generated fleet below.
+struct Row {
+    name: String,
+    endpoint: String,
+    description: String,
+    tags: Vec<String>,
+}
+
+fn fleet(size: usize) -> Vec<Row> {
+    (0..size)
+        .map(|k| Row {
+            name: format!("gw-{k:04}-{}", ["Alpha", "beta", "Gamma"][k % 3]),
+            endpoint: format!("http://10.{}.0.{}:7081", k % 7, k % 250),
+            description: if k % 5 == 0 { "Line \"north\" 50%_done".into() } else { String::new() },
+            tags: std::iter::once(format!("zone-{}", k % 4)).chain((k % 2 == 0).then(|| "even".to_owned())).collect(),
+        })
+        .collect()
+}
+
+/// Few matches are found through the search and tag indexes, many by walking the names in order;
+/// both must give exactly what a plain scan gives, page after page, and never another project's.
+#[tokio::test]
+async fn filters_give_what_a_plain_scan_gives_for_few_and_many_matches() {
+    let app = TestApp::spawn().await;
+    let rows = fleet(1200);
+    let body: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"name": r.name, "endpoint": r.endpoint, "description": r.description, "tags": r.tags}))
+        .collect();
+    assert_eq!(app.post(&app.p("/edge-services/import"), json!(body)).await.status, 201);
+    // The same fleet in a second project must never show up in the first one's answers.
+    let org = app.post("/api/v1/orgs", json!({"name": "Second plant"})).await;
+    let org = org.body["id"].as_str().expect("org").to_owned();
+    let other = app.post(&format!("/api/v1/orgs/{org}/projects"), json!({"name": "Line 2"})).await;
+    let other_id = other.body["id"].as_str().expect("second project").to_owned();
+    assert_eq!(app.post(&format!("/api/v1/projects/{other_id}/edge-services/import"), json!(body)).await.status, 201);
+
+    let has = |text: &str, needle: &str| text.to_lowercase().contains(&needle.to_lowercase());
+    let any_text = |r: &Row, n: &str| {
+        has(&r.name, n)
+            || has(&r.endpoint, n)
+            || has(&r.description, n)
+            || has(&serde_json::to_string(&r.tags).unwrap_or_default(), n)
+    };
+    type Case<'a> = (&'a [(&'a str, &'a str)], Box<dyn Fn(&Row) -> bool + 'a>);
+    let cases: Vec<Case> = vec![
+        (&[("q", "gw-")], Box::new(|r| any_text(r, "gw-"))),
+        (&[("q", "ALPHA")], Box::new(|r| any_text(r, "alpha"))),
+        (&[("q", "\"north\"")], Box::new(|r| any_text(r, "\"north\""))),
+        (&[("q", "50%_")], Box::new(|r| any_text(r, "50%_"))),
+        (&[("q", "line \"no")], Box::new(|r| any_text(r, "line \"no"))),
+        (&[("q", "zz")], Box::new(|r| any_text(r, "zz"))),
+        (&[("q", "a")], Box::new(|r| any_text(r, "a"))),
+        (&[("name", "0042")], Box::new(|r| has(&r.name, "0042"))),
+        (&[("name", "gamma")], Box::new(|r| has(&r.name, "gamma"))),
+        (&[("name", "7081")], Box::new(|_| false)),
+        (&[("endpoint", "10.3.0")], Box::new(|r| has(&r.endpoint, "10.3.0"))),
+        (&[("endpoint", ":7081")], Box::new(|r| has(&r.endpoint, ":7081"))),
+        (&[("tag", "even")], Box::new(|r| r.tags.contains(&"even".to_owned()))),
+        (&[("tag", "zone-1")], Box::new(|r| r.tags.contains(&"zone-1".to_owned()))),
+        (
+            &[("tag", "zone-2"), ("tag", "even")],
+            Box::new(|r| r.tags.contains(&"zone-2".to_owned()) && r.tags.contains(&"even".to_owned())),
+        ),
+        (&[("tag", "even"), ("q", "beta")], Box::new(|r| r.tags.contains(&"even".to_owned()) && any_text(r, "beta"))),
+        (&[("q", "gw-"), ("name", "00")], Box::new(|r| has(&r.name, "00"))),
+        (&[("tag", "nowhere")], Box::new(|_| false)),
+    ];
+    for (query, keep) in cases {
+        let mut expected: Vec<&str> = rows.iter().filter(|r| keep(r)).map(|r| r.name.as_str()).collect();
+        expected.sort_unstable();
+        let mut url = reqwest::Url::parse("http://x/").expect("url");
+        url.query_pairs_mut().extend_pairs(query.iter()).append_pair("limit", "200");
+        let query = url.query().unwrap_or_default().to_owned();
+        let mut found = Vec::new();
+        loop {
+            let answer = app.get(&app.p(&format!("/edge-services?{query}&offset={}", found.len()))).await;
+            assert_eq!(answer.body["total"], expected.len(), "{query}: {}", answer.text);
+            let items = answer.body["items"].as_array().cloned().unwrap_or_default();
+            found.extend(items.iter().map(|i| i["name"].as_str().unwrap_or_default().to_owned()));
+            if items.is_empty() || found.len() >= expected.len() {
+                break;
+            }
+        }
+        assert_eq!(found, expected, "{query}");
+    }
+}
+
+/// The search index follows every change: renames, new descriptions and deletions.
+#[tokio::test]
+async fn search_follows_edits_and_deletions() {
+    let app = TestApp::spawn().await;
+    let created =
+        app.post(&app.p("/edge-services"), json!({"name": "press-line", "endpoint": "http://10.0.0.9:7081"})).await;
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let total = |query: &'static str| {
+        let app = &app;
+        async move { app.get(&app.p(&format!("/edge-services?{query}"))).await.body["total"].clone() }
+    };
+    assert_eq!(total("q=press").await, 1);
+    let patched = app
+        .call(
+            Method::PATCH,
+            &app.p(&format!("/edge-services/{id}")),
+            Some(json!({"name": "stamping-cell", "description": "Hall Ⅲ"})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(total("q=press").await, 0);
+    assert_eq!(total("name=stamping").await, 1);
+    assert_eq!(total("q=hall").await, 1);
+    assert_eq!(app.call(Method::DELETE, &app.p(&format!("/edge-services/{id}")), None).await.status, 204);
+    assert_eq!(total("q=stamping").await, 0);
+    assert_eq!(total("name=stamping").await, 0);
 }
