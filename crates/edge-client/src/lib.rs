@@ -110,7 +110,13 @@ impl EdgeClient {
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
+            // A real edge rarely holds more than one connection; a proxy or gateway in front of
+            // many edges holds up to a delivery's concurrency, and closing the surplus after each
+            // burst only to reconnect a moment later costs more than keeping them.
+            .pool_max_idle_per_host(512)
+            // NeuronEX answers its API directly; a redirect is an error to report, not to follow
+            // with the edge's credentials.
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();

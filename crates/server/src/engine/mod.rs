@@ -34,6 +34,8 @@ const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 const EVENTS_CHANNEL: &str = "edgefleet_delivery_events";
 /// How often a runner that may share its delivery re-reads the stored counts.
 const COUNTS_REFRESH: std::time::Duration = std::time::Duration::from_millis(500);
+/// Counts go to watchers at most this often (every target's own event goes at once).
+const COUNTS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_NOTIFY_REASON: usize = 2000;
 
@@ -221,6 +223,7 @@ impl Engine {
         let mut canceled = delivery.cancel_requested;
         let shared = self.shared();
         let mut refreshed = std::time::Instant::now();
+        let mut counts_sent = std::time::Instant::now();
         let (writes, queue) = tokio::sync::mpsc::channel::<ResultWrite>(WRITE_QUEUE);
         let writer = tokio::spawn(write_results(self.store.clone(), queue));
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -246,7 +249,12 @@ impl Engine {
                 break;
             }
             tokio::select! {
-                _ = tasks.join_next() => {}
+                _ = tasks.join_next() => {
+                    if counts_sent.elapsed() >= COUNTS_EVERY {
+                        self.publish_counts(delivery_id, &counts);
+                        counts_sent = std::time::Instant::now();
+                    }
+                }
                 _ = cancel.notified() => {
                     canceled = true;
                     *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
@@ -315,7 +323,6 @@ impl Engine {
             json!({"d": target.delivery_id, "w": self.worker_id, "k": "target", "target": relayed, "counts": snapshot})
         });
         self.hub.publish(&target.delivery_id, DeliveryEvent::Target { target: event });
-        self.hub.publish(&target.delivery_id, DeliveryEvent::Counts { counts: snapshot });
         if let Some(message) = relayed {
             self.tell_replicas(&target.delivery_id, message).await;
         }
