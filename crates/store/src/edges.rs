@@ -134,6 +134,7 @@ impl Store {
             });
         }
         tx.commit().await?;
+        self.note_search_writes(created.len() as u64);
         Ok(created)
     }
 
@@ -176,6 +177,7 @@ impl Store {
         insert_tags(&mut tx, &updated.project_id, &updated.id, &updated.tags).await?;
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
+        self.note_search_writes(1);
         Ok(EdgeService { updated_at: now, ..updated.clone() })
     }
 
@@ -192,6 +194,7 @@ impl Store {
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
+        self.note_search_writes(1);
         Ok(())
     }
 
@@ -214,7 +217,9 @@ impl Store {
         }
         select.push(" WHERE e.project_id = ").text(project_id);
         self.edge_filters(&mut select, project_id, filter, walk);
-        select.push(" ORDER BY e.name LIMIT ").int(limit).push(" OFFSET ").int(offset);
+        // `+` keeps SQLite from walking the name index for its order when few rows match.
+        let order = if walk == Walk::FromFilters && self.backend == Backend::Sqlite { "+e.name" } else { "e.name" };
+        select.push(" ORDER BY ").push(order).push(" LIMIT ").int(limit).push(" OFFSET ").int(offset);
         let rows = select.query().fetch_all(&self.read).await?;
         Ok((rows.iter().map(edge).collect(), total))
     }
@@ -297,18 +302,18 @@ impl Store {
             }
         }
         if let Some(version) = &filter.version {
-            sql.push(" AND (e.version = ").text(version);
             match self.backend {
-                // A range on the version index; `/` is the character after `.`.
+                // A range on the version index holds every exact or dotted-prefix match (`/` is
+                // the character after `.`); the second condition keeps just those.
                 Backend::Sqlite => {
-                    sql.push(" OR (e.version >= ").text(format!("{version}.")).push(" AND e.version < ");
-                    sql.text(format!("{version}/")).push(")")
+                    sql.push(" AND e.version >= ").text(version).push(" AND e.version < ").text(format!("{version}/"));
+                    sql.push(" AND (e.version = ").text(version).push(" OR e.version >= ").text(format!("{version}."));
                 }
                 Backend::Postgres => {
-                    sql.push(" OR e.version LIKE ").text(format!("{}.%", crate::escape_like(version)));
-                    sql.push(" ESCAPE '\\'")
+                    sql.push(" AND (e.version = ").text(version).push(" OR e.version LIKE ");
+                    sql.text(format!("{}.%", crate::escape_like(version))).push(" ESCAPE '\\'");
                 }
-            };
+            }
             sql.push(")");
         }
         for tag in &filter.tag {
@@ -376,19 +381,28 @@ impl Store {
     pub async fn record_probes(&self, results: &[(String, ProbeResult)]) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
+        let mut versions_changed = 0;
         for (id, result) in results {
-            sqlx::query(
-                "UPDATE edge_services SET version = COALESCE($1, version), status = $2, status_reason = $3, probed_at = $4 WHERE id = $5",
-            )
-            .bind(result.version.clone())
-            .bind(&result.status)
-            .bind(&result.reason)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE edge_services SET status = $1, status_reason = $2, probed_at = $3 WHERE id = $4")
+                .bind(&result.status)
+                .bind(&result.reason)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            // Apart, so only a version that changed rewrites the service in the search index.
+            if let Some(version) = &result.version {
+                let done =
+                    sqlx::query("UPDATE edge_services SET version = $1 WHERE id = $2 AND version IS DISTINCT FROM $1")
+                        .bind(version)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                versions_changed += done.rows_affected();
+            }
         }
         tx.commit().await?;
+        self.note_search_writes(versions_changed);
         Ok(())
     }
 

@@ -31,10 +31,21 @@ async fn probe_all(state: &AppState) -> store::Result<()> {
     loop {
         let page = state.store.probe_targets(&after, PAGE).await?;
         let Some(last) = page.last() else {
+            tidy(state).await;
             return Ok(());
         };
         after = last.id.clone();
         probe_page(state, page).await?;
+    }
+}
+
+/// Store housekeeping after registry writes, between probe rounds where it disturbs nothing.
+pub async fn tidy(state: &AppState) {
+    let started = std::time::Instant::now();
+    match state.store.tidy().await {
+        Ok(true) => tracing::info!(ms = started.elapsed().as_millis() as u64, "tidied the registry search index"),
+        Ok(false) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot tidy the registry search index"),
     }
 }
 

@@ -152,6 +152,7 @@ fn probe_in_background(state: &AppState, edges: &[EdgeService]) {
                 tracing::warn!(error = %err, "cannot record probes of new edge services");
             }
         }
+        probe::tidy(&state).await;
     });
 }
 
