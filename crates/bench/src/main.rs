@@ -35,6 +35,10 @@ struct Args {
     /// SSE watchers on a 10,000-target delivery (0 skips it).
     #[arg(long, default_value_t = 100)]
     watchers: u32,
+    /// A PostgreSQL server (`postgres://user@host:port`): the clean deliveries are measured on it
+    /// too, each in a database of its own.
+    #[arg(long)]
+    postgres: Option<String>,
     /// Runs of each clean delivery and its raw limit, alternating; the medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: u32,
@@ -71,6 +75,21 @@ async fn main() -> anyhow::Result<()> {
         let runs: Vec<f64> = cleans.iter().filter_map(|c| c["seconds"].as_f64()).collect();
         let raw_runs: Vec<f64> = raws.iter().map(Duration::as_secs_f64).collect();
         let clean = cleans[cleans.len() / 2].clone();
+        let on_postgres = match &args.postgres {
+            Some(base) => {
+                let mut runs = Vec::new();
+                for _ in 0..args.repeat.max(1) {
+                    let run = delivery_on(&args, n, Faults::default(), Some(base)).await?;
+                    println!("N={n} edgefleet on PostgreSQL: {run}");
+                    runs.push(run);
+                }
+                runs.sort_by(|a, b| {
+                    a["seconds"].as_f64().unwrap_or(0.0).total_cmp(&b["seconds"].as_f64().unwrap_or(0.0))
+                });
+                Some(runs[runs.len() / 2].clone())
+            }
+            None => None,
+        };
         let faulty = delivery(&args, n, Faults { error_rate: 0.10, timeout_rate: 0.02, ..Faults::default() }).await?;
         println!("N={n} edgefleet with 10% errors, 2% timeouts: {faulty}");
         results.push(json!({
@@ -82,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             "raw_targets_per_second": f64::from(n) / raw.as_secs_f64(),
             "delivery": clean,
             "delivery_with_faults": faulty,
+            "delivery_on_postgres": on_postgres,
             "ratio_to_raw": (f64::from(n) / clean["seconds"].as_f64().unwrap_or(f64::MAX)) / (f64::from(n) / raw.as_secs_f64()),
         }));
     }
@@ -91,6 +111,9 @@ async fn main() -> anyhow::Result<()> {
     println!("watchers: {}", watched.clone().unwrap_or(Value::Null));
     let plugin = if args.plugin_targets > 0 { Some(plugin_delivery(&args, args.plugin_targets).await?) } else { None };
     println!("plugin: {}", plugin.clone().unwrap_or(Value::Null));
+    if let Some(base) = &args.postgres {
+        store::testing::drop_test_databases(base).await?;
+    }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
     let all = json!({"results": results, "registry": registry, "sse_watchers": watched, "plugin_delivery": plugin});
@@ -409,10 +432,18 @@ impl Drop for ServerProcess {
 }
 
 fn start_server(binary: &Path, data: &Path) -> anyhow::Result<ServerProcess> {
+    start_server_on(binary, data, None)
+}
+
+/// `edgefleet serve` on SQLite in `data`, or on the PostgreSQL database at `database_url`.
+fn start_server_on(binary: &Path, data: &Path, database_url: Option<&str>) -> anyhow::Result<ServerProcess> {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--probe-interval-secs", "3600", "--data-dir"])
-        .arg(data)
+    let mut command = Command::new(binary);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--probe-interval-secs", "3600", "--data-dir"]).arg(data);
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    let mut child = command
         .env("EDGEFLEET_ADMIN_PASSWORD", PASSWORD)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -464,9 +495,18 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 async fn delivery(args: &Args, n: u32, faults: Faults) -> anyhow::Result<Value> {
+    delivery_on(args, n, faults, None).await
+}
+
+/// One rule delivery to `n` targets, on SQLite or on a fresh database of the PostgreSQL server.
+async fn delivery_on(args: &Args, n: u32, faults: Faults, postgres: Option<&str>) -> anyhow::Result<Value> {
     let sim = start_sim(n, Faults::default()).await?;
     let data = tempfile::tempdir()?;
-    let server = start_server(&args.edgefleet, data.path())?;
+    let database = match postgres {
+        Some(base) => Some(store::testing::fresh_postgres_database(base).await?),
+        None => None,
+    };
+    let server = start_server_on(&args.edgefleet, data.path(), database.as_deref())?;
     let session = Session::start(&server).await?;
     let project = session.project().await?;
     session.register(&project, &sim).await?;
@@ -479,6 +519,8 @@ async fn delivery(args: &Args, n: u32, faults: Faults) -> anyhow::Result<Value> 
         )
         .await?;
     sim.sim.set_faults(None, Some(faults));
+    // On PostgreSQL the database is not in the data folder; its growth is not measured.
+    let on_sqlite = database.is_none();
     let db_before = dir_size(data.path());
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
     let cpu_before = cpu_seconds(server.child.id());
@@ -498,7 +540,7 @@ async fn delivery(args: &Args, n: u32, faults: Faults) -> anyhow::Result<Value> 
         "counts": finished["counts"],
         "server_peak_rss_mib": peak_rss_mib(server.child.id()),
         "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before,
-        "database_growth_bytes": dir_size(data.path()).saturating_sub(db_before),
+        "database_growth_bytes": on_sqlite.then(|| dir_size(data.path()).saturating_sub(db_before)),
     });
     sim.abort();
     Ok(result)

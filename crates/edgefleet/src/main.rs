@@ -8,11 +8,6 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
-// glibc's allocator spent a fifth of a busy server's CPU consolidating free lists across worker
-// threads (docs/BENCHMARKS.md); mimalloc keeps allocation per thread.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "edgefleet",

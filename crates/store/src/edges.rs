@@ -212,9 +212,7 @@ impl Store {
         }
         let walk = if total > DENSE_MATCHES { Walk::ByName } else { Walk::FromFilters };
         let mut select = Sql::new("SELECT e.* FROM edge_services e");
-        if walk == Walk::ByName && self.backend == Backend::Sqlite {
-            select.push(" INDEXED BY edge_services_project");
-        }
+        self.choose_index(&mut select, filter, walk);
         select.push(" WHERE e.project_id = ").text(project_id);
         self.edge_filters(&mut select, project_id, filter, walk);
         // `+` keeps SQLite from walking the name index for its order when few rows match.
@@ -237,8 +235,9 @@ impl Store {
             search_condition(&mut count, project_id, column, needle);
             count
         } else {
-            let mut count = Sql::new("SELECT COUNT(*) AS n FROM edge_services e WHERE e.project_id = ");
-            count.text(project_id);
+            let mut count = Sql::new("SELECT COUNT(*) AS n FROM edge_services e");
+            self.choose_index(&mut count, filter, Walk::FromFilters);
+            count.push(" WHERE e.project_id = ").text(project_id);
             self.edge_filters(&mut count, project_id, filter, Walk::FromFilters);
             count
         };
@@ -270,6 +269,27 @@ impl Store {
         select.push(" ORDER BY e.name");
         let rows = select.query().fetch_all(&self.read).await?;
         Ok(rows.iter().map(edge).collect())
+    }
+
+    /// Which index SQLite reads services through, where its planner would guess wrong: the name
+    /// index for a walk in name order, and the version index (it holds the ids, so tags are
+    /// checked without reading rows) when a version is asked for and no text search leads.
+    fn choose_index(&self, sql: &mut Sql, filter: &EdgeFilter, walk: Walk) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        if walk == Walk::ByName {
+            sql.push(" INDEXED BY edge_services_project");
+        } else if self.version_leads(filter) {
+            sql.push(" INDEXED BY edge_services_version");
+        }
+    }
+
+    fn version_leads(&self, filter: &EdgeFilter) -> bool {
+        let searched = [&filter.q, &filter.name, &filter.endpoint]
+            .iter()
+            .any(|v| v.as_deref().is_some_and(|n| self.searchable(n)));
+        self.backend == Backend::Sqlite && filter.version.is_some() && !searched
     }
 
     /// Appends the filter's conditions on `e` (edge_services), shaped for how the rows are found.
@@ -318,8 +338,11 @@ impl Store {
         }
         for tag in &filter.tag {
             match walk {
+                // `+`: with the version index leading, the id is checked against the tag's set, not
+                // looked up.
                 Walk::FromFilters => sql
-                    .push(" AND e.id IN (SELECT t.edge_id FROM edge_service_tags t WHERE t.project_id = ")
+                    .push(if self.version_leads(filter) { " AND +e.id IN" } else { " AND e.id IN" })
+                    .push(" (SELECT t.edge_id FROM edge_service_tags t WHERE t.project_id = ")
                     .text(project_id)
                     .push(" AND t.tag = "),
                 Walk::ByName => {

@@ -150,6 +150,11 @@ async fn filters_combine_and_page() {
         ("status=online", 8),
         ("status=offline", 0),
         ("q=2.9.0", 2),
+        ("tag=zone-b&version=3.6", 2),
+        ("tag=zone-c&version=3.6", 2),
+        ("tag=zone-a&version=3.6", 0),
+        ("tag=zone-d&tag=line-1&version=2", 1),
+        ("version=3.6&q=neuronex-0000", 4),
     ];
     for (query, total) in cases {
         let answer = app.get(&app.p(&format!("/edge-services?{query}"))).await;

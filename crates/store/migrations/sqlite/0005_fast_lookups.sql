@@ -5,7 +5,7 @@ CREATE UNIQUE INDEX delivery_targets_seq ON delivery_targets (delivery_id, seq);
 ALTER TABLE edge_service_tags ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
 UPDATE edge_service_tags SET project_id = (SELECT e.project_id FROM edge_services e WHERE e.id = edge_id);
 CREATE INDEX edge_service_tags_project ON edge_service_tags (project_id, tag, edge_id);
-CREATE INDEX edge_services_version ON edge_services (project_id, version);
+CREATE INDEX edge_services_version ON edge_services (project_id, version, id);
 CREATE INDEX edge_services_status ON edge_services (project_id, status);
 
 -- Substring search (free text, name, endpoint) through a trigram index. Each project owns the
