@@ -107,6 +107,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let registry = if args.registry > 0 { Some(registry(&args, args.registry).await?) } else { None };
     println!("registry: {}", registry.clone().unwrap_or(Value::Null));
+    let registry_on_postgres = match (&args.postgres, args.registry) {
+        (Some(base), n) if n > 0 => Some(registry_on(&args, n, Some(base)).await?),
+        _ => None,
+    };
+    println!("registry on PostgreSQL: {}", registry_on_postgres.clone().unwrap_or(Value::Null));
     let watched = if args.watchers > 0 { Some(watched_delivery(&args, 10_000, args.watchers).await?) } else { None };
     println!("watchers: {}", watched.clone().unwrap_or(Value::Null));
     let plugin = if args.plugin_targets > 0 { Some(plugin_delivery(&args, args.plugin_targets).await?) } else { None };
@@ -116,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "registry": registry, "sse_watchers": watched, "plugin_delivery": plugin});
+    let all = json!({"results": results, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
@@ -267,12 +272,21 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
 
 /// 100,000 registered (and probed) edge services; latency of list requests per filter.
 async fn registry(args: &Args, n: u32) -> anyhow::Result<Value> {
+    registry_on(args, n, None).await
+}
+
+/// The registry benchmark on SQLite or on a fresh database of the PostgreSQL server.
+async fn registry_on(args: &Args, n: u32, postgres: Option<&str>) -> anyhow::Result<Value> {
     let versions =
         ["3.7.0", "3.6.0", "3.5.5", "3.4.0"].iter().filter_map(|v| neuronex_sim::versions::Version::parse(v)).collect();
     let config = SimConfig { count: n, exact_versions: versions, ..SimConfig::default() };
     let sim = neuronex_sim::start(config, "127.0.0.1:0".parse()?, false).await?;
     let data = tempfile::tempdir()?;
-    let server = start_server(&args.edgefleet, data.path())?;
+    let database = match postgres {
+        Some(base) => Some(store::testing::fresh_postgres_database(base).await?),
+        None => None,
+    };
+    let server = start_server_on(&args.edgefleet, data.path(), database.as_deref())?;
     let session = Session::start(&server).await?;
     let project = session.project().await?;
     session.register(&project, &sim).await?;

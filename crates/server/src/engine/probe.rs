@@ -43,9 +43,9 @@ async fn probe_all(state: &AppState) -> store::Result<()> {
 pub async fn tidy(state: &AppState) {
     let started = std::time::Instant::now();
     match state.store.tidy().await {
-        Ok(true) => tracing::info!(ms = started.elapsed().as_millis() as u64, "tidied the registry search index"),
+        Ok(true) => tracing::info!(ms = started.elapsed().as_millis() as u64, "tidied the registry indexes"),
         Ok(false) => {}
-        Err(err) => tracing::warn!(error = %err, "cannot tidy the registry search index"),
+        Err(err) => tracing::warn!(error = %err, "cannot tidy the registry indexes"),
     }
 }
 
