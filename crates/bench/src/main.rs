@@ -65,16 +65,15 @@ async fn main() -> anyhow::Result<()> {
             let raw = raw_limit(n, args.concurrency).await?;
             println!("N={n} raw: {:.2} s, {:.0} targets/s", raw.as_secs_f64(), f64::from(n) / raw.as_secs_f64());
             raws.push(raw);
-            let clean = delivery(&args, n, Faults::default()).await?;
+            let clean = delivery_on(&args, n, Faults::default(), None).await?;
             println!("N={n} edgefleet: {clean}");
             cleans.push(clean);
         }
         raws.sort();
-        cleans.sort_by(|a, b| a["seconds"].as_f64().unwrap_or(0.0).total_cmp(&b["seconds"].as_f64().unwrap_or(0.0)));
         let raw = raws[raws.len() / 2];
         let runs: Vec<f64> = cleans.iter().filter_map(|c| c["seconds"].as_f64()).collect();
         let raw_runs: Vec<f64> = raws.iter().map(Duration::as_secs_f64).collect();
-        let clean = cleans[cleans.len() / 2].clone();
+        let clean = median_run(cleans);
         let on_postgres = match &args.postgres {
             Some(base) => {
                 let mut runs = Vec::new();
@@ -90,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
             }
             None => None,
         };
-        let faulty = delivery(&args, n, Faults { error_rate: 0.10, timeout_rate: 0.02, ..Faults::default() }).await?;
+        let faulty =
+            delivery_on(&args, n, Faults { error_rate: 0.10, timeout_rate: 0.02, ..Faults::default() }, None).await?;
         println!("N={n} edgefleet with 10% errors, 2% timeouts: {faulty}");
         results.push(json!({
             "targets": n,
@@ -105,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
             "ratio_to_raw": (f64::from(n) / clean["seconds"].as_f64().unwrap_or(f64::MAX)) / (f64::from(n) / raw.as_secs_f64()),
         }));
     }
-    let registry = if args.registry > 0 { Some(registry(&args, args.registry).await?) } else { None };
+    let registry = if args.registry > 0 { Some(registry_on(&args, args.registry, None).await?) } else { None };
     println!("registry: {}", registry.clone().unwrap_or(Value::Null));
     let registry_on_postgres = match (&args.postgres, args.registry) {
         (Some(base), n) if n > 0 => Some(registry_on(&args, n, Some(base)).await?),
@@ -126,6 +126,12 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
     Ok(())
+}
+
+/// The run with the median `seconds`.
+fn median_run(mut runs: Vec<Value>) -> Value {
+    runs.sort_by(|a, b| a["seconds"].as_f64().unwrap_or(0.0).total_cmp(&b["seconds"].as_f64().unwrap_or(0.0)));
+    runs.swap_remove(runs.len() / 2)
 }
 
 /// A line chart of delivery time against N, edgefleet and the raw limit, as SVG.
@@ -243,6 +249,17 @@ impl Session {
         }
     }
 
+    /// The template every rule delivery sends: one stream, one rule.
+    async fn rule_template(&self, project: &str) -> anyhow::Result<Value> {
+        let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
+        let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
+        self.post(
+            &format!("/api/v1/projects/{project}/templates"),
+            json!({"name": "bench", "kind": "rule", "content": doc}),
+        )
+        .await
+    }
+
     /// Follows a delivery's events to its end.
     async fn watch(&self, project: &str, id: &str) -> anyhow::Result<()> {
         let events = self
@@ -270,23 +287,15 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     sorted_ms[((sorted_ms.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// 100,000 registered (and probed) edge services; latency of list requests per filter.
-async fn registry(args: &Args, n: u32) -> anyhow::Result<Value> {
-    registry_on(args, n, None).await
-}
-
-/// The registry benchmark on SQLite or on a fresh database of the PostgreSQL server.
+/// `n` registered (and probed) edge services on SQLite or on a fresh database of the PostgreSQL
+/// server; latency of list requests per filter.
 async fn registry_on(args: &Args, n: u32, postgres: Option<&str>) -> anyhow::Result<Value> {
     let versions =
         ["3.7.0", "3.6.0", "3.5.5", "3.4.0"].iter().filter_map(|v| neuronex_sim::versions::Version::parse(v)).collect();
     let config = SimConfig { count: n, exact_versions: versions, ..SimConfig::default() };
     let sim = neuronex_sim::start(config, "127.0.0.1:0".parse()?, false).await?;
     let data = tempfile::tempdir()?;
-    let database = match postgres {
-        Some(base) => Some(store::testing::fresh_postgres_database(base).await?),
-        None => None,
-    };
-    let server = start_server_on(&args.edgefleet, data.path(), database.as_deref())?;
+    let server = start_server_on(&args.edgefleet, data.path(), postgres).await?;
     let session = Session::start(&server).await?;
     let project = session.project().await?;
     session.register(&project, &sim).await?;
@@ -320,18 +329,11 @@ async fn registry_on(args: &Args, n: u32, postgres: Option<&str>) -> anyhow::Res
 async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<Value> {
     let sim = start_sim(n, Faults::default()).await?;
     let data = tempfile::tempdir()?;
-    let server = start_server(&args.edgefleet, data.path())?;
+    let server = start_server_on(&args.edgefleet, data.path(), None).await?;
     let session = Arc::new(Session::start(&server).await?);
     let project = session.project().await?;
     session.register(&project, &sim).await?;
-    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
-    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
-    let template = session
-        .post(
-            &format!("/api/v1/projects/{project}/templates"),
-            json!({"name": "bench", "kind": "rule", "content": doc}),
-        )
-        .await?;
+    let template = session.rule_template(&project).await?;
     let cpu_before = cpu_seconds(server.child.id());
     let started = Instant::now();
     let body =
@@ -360,7 +362,7 @@ async fn plugin_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
     use std::io::Write;
     let sim = start_sim(n, Faults::default()).await?;
     let data = tempfile::tempdir()?;
-    let server = start_server(&args.edgefleet, data.path())?;
+    let server = start_server_on(&args.edgefleet, data.path(), None).await?;
     let session = Session::start(&server).await?;
     let project = session.project().await?;
     session.register(&project, &sim).await?;
@@ -448,16 +450,17 @@ impl Drop for ServerProcess {
     }
 }
 
-fn start_server(binary: &Path, data: &Path) -> anyhow::Result<ServerProcess> {
-    start_server_on(binary, data, None)
-}
-
-/// `edgefleet serve` on SQLite in `data`, or on the PostgreSQL database at `database_url`.
-fn start_server_on(binary: &Path, data: &Path, database_url: Option<&str>) -> anyhow::Result<ServerProcess> {
+/// `edgefleet serve` on SQLite in `data`, or on a fresh database of the PostgreSQL server at
+/// `postgres` (`postgres://user@host:port`).
+async fn start_server_on(binary: &Path, data: &Path, postgres: Option<&str>) -> anyhow::Result<ServerProcess> {
+    let database_url = match postgres {
+        Some(base) => Some(store::testing::fresh_postgres_database(base).await?),
+        None => None,
+    };
     use std::io::{BufRead, BufReader};
     let mut command = Command::new(binary);
     command.args(["serve", "--listen", "127.0.0.1:0", "--probe-interval-secs", "3600", "--data-dir"]).arg(data);
-    if let Some(url) = database_url {
+    if let Some(url) = &database_url {
         command.args(["--database-url", url]);
     }
     let mut child = command
@@ -511,33 +514,18 @@ fn dir_size(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-async fn delivery(args: &Args, n: u32, faults: Faults) -> anyhow::Result<Value> {
-    delivery_on(args, n, faults, None).await
-}
-
 /// One rule delivery to `n` targets, on SQLite or on a fresh database of the PostgreSQL server.
 async fn delivery_on(args: &Args, n: u32, faults: Faults, postgres: Option<&str>) -> anyhow::Result<Value> {
     let sim = start_sim(n, Faults::default()).await?;
     let data = tempfile::tempdir()?;
-    let database = match postgres {
-        Some(base) => Some(store::testing::fresh_postgres_database(base).await?),
-        None => None,
-    };
-    let server = start_server_on(&args.edgefleet, data.path(), database.as_deref())?;
+    let server = start_server_on(&args.edgefleet, data.path(), postgres).await?;
     let session = Session::start(&server).await?;
     let project = session.project().await?;
     session.register(&project, &sim).await?;
-    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
-    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
-    let template = session
-        .post(
-            &format!("/api/v1/projects/{project}/templates"),
-            json!({"name": "bench", "kind": "rule", "content": doc}),
-        )
-        .await?;
+    let template = session.rule_template(&project).await?;
     sim.sim.set_faults(None, Some(faults));
     // On PostgreSQL the database is not in the data folder; its growth is not measured.
-    let on_sqlite = database.is_none();
+    let on_sqlite = postgres.is_none();
     let db_before = dir_size(data.path());
     let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
     let cpu_before = cpu_seconds(server.child.id());

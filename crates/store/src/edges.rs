@@ -247,12 +247,10 @@ impl Store {
     /// The one substring condition of a filter that has nothing else, when the search index can
     /// answer it.
     fn single_search<'f>(&self, filter: &'f EdgeFilter) -> Option<(Option<&'static str>, &'f str)> {
-        let conditions = [(None, &filter.q), (Some("name"), &filter.name), (Some("endpoint"), &filter.endpoint)];
-        let given: Vec<_> = conditions.iter().filter(|(_, v)| v.is_some()).collect();
+        let given: Vec<_> = substring_filters(filter).into_iter().filter_map(|(c, v)| Some((c, v?))).collect();
         let alone = given.len() == 1 && filter.version.is_none() && filter.tag.is_empty() && filter.status.is_none();
-        let (column, needle) = given.first()?;
-        let needle = needle.as_deref()?;
-        (alone && self.searchable(needle)).then_some((*column, needle))
+        let (column, needle) = *given.first()?;
+        (alone && self.searchable(needle)).then_some((column, needle))
     }
 
     /// Whether the trigram index can answer a substring search for `needle` (SQLite, at least
@@ -286,9 +284,7 @@ impl Store {
     }
 
     fn version_leads(&self, filter: &EdgeFilter) -> bool {
-        let searched = [&filter.q, &filter.name, &filter.endpoint]
-            .iter()
-            .any(|v| v.as_deref().is_some_and(|n| self.searchable(n)));
+        let searched = substring_filters(filter).iter().any(|(_, v)| v.is_some_and(|n| self.searchable(n)));
         self.backend == Backend::Sqlite && filter.version.is_some() && !searched
     }
 
@@ -297,29 +293,26 @@ impl Store {
         // Walking by name, each row is checked as it comes (a few hundred for a page), so plain
         // per-row checks beat building the set of all matches first.
         let indexed = |needle: &str| walk == Walk::FromFilters && self.searchable(needle);
-        if let Some(q) = &filter.q {
-            if indexed(q) {
-                sql.push(" AND e.search_id IN (SELECT rowid FROM edge_search WHERE ");
-                search_condition(sql, project_id, None, q);
-                sql.push(")");
-            } else {
-                let pattern = like_pattern(q);
-                sql.push(" AND (LOWER(e.name) LIKE ").text(&pattern).push(" ESCAPE '\\'");
-                for column in ["e.endpoint", "e.description", "COALESCE(e.version, '')", "e.tags"] {
-                    sql.push(" OR LOWER(").push(column).push(") LIKE ").text(&pattern).push(" ESCAPE '\\'");
-                }
-                sql.push(")");
-            }
-        }
-        for (column, needle) in [("name", &filter.name), ("endpoint", &filter.endpoint)] {
+        for (column, needle) in substring_filters(filter) {
             let Some(needle) = needle else { continue };
             if indexed(needle) {
                 sql.push(" AND e.search_id IN (SELECT rowid FROM edge_search WHERE ");
-                search_condition(sql, project_id, Some(column), needle);
+                search_condition(sql, project_id, column, needle);
                 sql.push(")");
-            } else {
-                sql.push(" AND LOWER(e.").push(column).push(") LIKE ").text(like_pattern(needle)).push(" ESCAPE '\\'");
+                continue;
             }
+            let columns = match column {
+                Some(column) => vec![format!("e.{column}")],
+                None => ["e.name", "e.endpoint", "e.description", "COALESCE(e.version, '')", "e.tags"]
+                    .map(String::from)
+                    .to_vec(),
+            };
+            let pattern = like_pattern(needle);
+            for (i, column) in columns.iter().enumerate() {
+                sql.push(if i == 0 { " AND (LOWER(" } else { " OR LOWER(" });
+                sql.push(column).push(") LIKE ").text(&pattern).push(" ESCAPE '\\'");
+            }
+            sql.push(")");
         }
         if let Some(version) = &filter.version {
             match self.backend {
@@ -466,6 +459,15 @@ enum Walk {
     FromFilters,
     /// Walk the project's services in name order, checking each: for many matches.
     ByName,
+}
+
+/// The substring filters, each with the column it searches (`None`: any of them).
+fn substring_filters(filter: &EdgeFilter) -> [(Option<&'static str>, Option<&str>); 3] {
+    [
+        (None, filter.q.as_deref()),
+        (Some("name"), filter.name.as_deref()),
+        (Some("endpoint"), filter.endpoint.as_deref()),
+    ]
 }
 
 /// `MATCH` on the trigram index (a substring, case-insensitive, in one column or any), within

@@ -316,8 +316,8 @@ impl Engine {
             status: outcome.status.as_str().to_owned(),
             reason: outcome.reason.clone(),
         };
-        let snapshot = *lock(&counts);
         let relayed = self.shared().then(|| {
+            let snapshot = *lock(&counts);
             let mut relayed = event.clone();
             relayed.reason = relayed.reason.chars().take(MAX_NOTIFY_REASON).collect();
             json!({"d": target.delivery_id, "w": self.worker_id, "k": "target", "target": relayed, "counts": snapshot})
