@@ -3,6 +3,7 @@
 //! and the raw limit: the same requests per target sent straight to the same simulator with the
 //! same concurrency and no persistence or orchestration. Writes JSON and a Markdown table.
 
+use domain::network::NetworkPolicy;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -337,7 +338,7 @@ async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<
     let cpu_before = cpu_seconds(server.child.id());
     let started = Instant::now();
     let body =
-        json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": args.concurrency}});
+        json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": args.concurrency}});
     let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
     let id = delivery["id"].as_str().context("delivery")?.to_owned();
     let mut watching = Vec::new();
@@ -393,7 +394,7 @@ async fn plugin_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
         .await?;
     let cpu_before = cpu_seconds(server.child.id());
     let started = Instant::now();
-    let body = json!({"plugin_id": plugin["id"], "targets": {"filter": {}}, "options": {"concurrency": 64, "timeout_secs": 120}});
+    let body = json!({"plugin_id": plugin["id"], "targets": {"all": true}, "options": {"concurrency": 64, "timeout_secs": 120}});
     let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
     let id = delivery["id"].as_str().context("delivery")?.to_owned();
     session.watch(&project, &id).await?;
@@ -414,7 +415,8 @@ async fn start_sim(n: u32, faults: Faults) -> anyhow::Result<neuronex_sim::Runni
 /// The same requests a rule delivery makes per target, with nothing around them.
 async fn raw_limit(n: u32, concurrency: u32) -> anyhow::Result<Duration> {
     let sim = start_sim(n, Faults::default()).await?;
-    let client = Arc::new(EdgeClient::new(ClientConfig::default(), None));
+    let policy = NetworkPolicy::new(NetworkPolicy::parse_list("127.0.0.0/8").map_err(anyhow::Error::msg)?, None);
+    let client = Arc::new(EdgeClient::new(ClientConfig { policy, ..ClientConfig::default() })?);
     let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]});
     let started = Instant::now();
     futures::stream::iter(sim.manifest.iter().map(|e| e.endpoint.clone()))
@@ -459,7 +461,10 @@ async fn start_server_on(binary: &Path, data: &Path, postgres: Option<&str>) -> 
     };
     use std::io::{BufRead, BufReader};
     let mut command = Command::new(binary);
-    command.args(["serve", "--listen", "127.0.0.1:0", "--probe-interval-secs", "3600", "--data-dir"]).arg(data);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--probe-interval-secs", "3600", "--edge-networks", "127.0.0.0/8"])
+        .arg("--data-dir")
+        .arg(data);
     if let Some(url) = &database_url {
         command.args(["--database-url", url]);
     }
@@ -527,7 +532,7 @@ async fn delivery_on(args: &Args, n: u32, faults: Faults, postgres: Option<&str>
     // On PostgreSQL the database is not in the data folder; its growth is not measured.
     let on_sqlite = postgres.is_none();
     let db_before = dir_size(data.path());
-    let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
+    let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
     let cpu_before = cpu_seconds(server.child.id());
     eprintln!("N={n}: {} services registered; delivering", sim.manifest.len());
     let started = Instant::now();

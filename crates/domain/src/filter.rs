@@ -16,6 +16,11 @@ pub struct EdgeFilter {
     pub status: Option<String>,
 }
 
+/// Longest text filter (`q`, `name`, `endpoint`, `version`).
+pub const MAX_FILTER_TEXT: usize = 200;
+/// Most tags on one service, and so in one filter.
+pub const MAX_TAGS: usize = 32;
+
 pub const STATUSES: [&str; 3] = ["online", "offline", "unknown"];
 
 impl EdgeFilter {
@@ -36,6 +41,24 @@ impl EdgeFilter {
     }
 
     pub fn check(&self) -> Result<(), String> {
+        let texts = [("q", &self.q), ("name", &self.name), ("endpoint", &self.endpoint), ("version", &self.version)];
+        for (field, value) in texts {
+            if let Some(value) = value {
+                if value.chars().count() > MAX_FILTER_TEXT {
+                    return Err(format!("`{field}` is longer than {MAX_FILTER_TEXT} characters"));
+                }
+                if value.chars().any(char::is_control) {
+                    return Err(format!("`{field}` contains control characters"));
+                }
+            }
+        }
+        if self.tag.len() > MAX_TAGS {
+            return Err(format!(
+                "{} tags given; a service carries at most {MAX_TAGS}, so more can never match",
+                self.tag.len()
+            ));
+        }
+        check_tags(&self.tag).map_err(|e| format!("tag: {e}"))?;
         if let Some(status) = &self.status
             && !STATUSES.contains(&status.as_str())
         {
@@ -51,8 +74,8 @@ impl EdgeFilter {
 
 /// Tags: 1 to 64 characters, letters, digits, `-`, `_`, `.`, `:`, `/`; at most 32 per service.
 pub fn check_tags(tags: &[String]) -> Result<(), String> {
-    if tags.len() > 32 {
-        return Err(format!("{} tags given; an edge service carries at most 32", tags.len()));
+    if tags.len() > MAX_TAGS {
+        return Err(format!("{} tags given; an edge service carries at most {MAX_TAGS}", tags.len()));
     }
     for tag in tags {
         let valid = (1..=64).contains(&tag.chars().count())

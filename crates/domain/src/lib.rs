@@ -6,8 +6,10 @@ pub mod delivery;
 pub mod driver;
 pub mod endpoint;
 pub mod filter;
+pub mod network;
 pub mod params;
 pub mod rule;
+pub mod text;
 pub mod template;
 pub mod version;
 

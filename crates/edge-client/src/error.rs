@@ -106,6 +106,9 @@ impl fmt::Display for EdgeError {
         match &self.failure {
             Failure::Edge => match (self.code, self.status) {
                 (Some(code), _) => write!(f, "edge said {code} {:?}", self.message),
+                (None, Some(status)) if self.message == crate::NOT_NEURONEX => {
+                    write!(f, "HTTP {status}, {}", crate::NOT_NEURONEX)
+                }
                 (None, Some(status)) => write!(f, "edge answered HTTP {status} {:?}", self.message),
                 (None, None) => write!(f, "edge said {:?}", self.message),
             },

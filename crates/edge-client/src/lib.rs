@@ -4,17 +4,19 @@
 
 mod error;
 mod jwt;
+mod policy;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use domain::network::NetworkPolicy;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use error::{EdgeError, Failure, Retry, neuron_code_text};
-pub use jwt::{JwtError, JwtSigner, generate_rsa_keypair, public_pem_of};
+pub use jwt::{JwtError, JwtGrant, JwtSigner, TOKEN_LIFETIME, generate_rsa_keypair, public_pem_of};
 
 /// How edgefleet proves itself to an edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +27,8 @@ pub enum EdgeAuth {
         username: String,
         password: String,
     },
-    /// An RS256 token signed by edgefleet's key (`iss` = the key file name on the edge).
-    Jwt,
+    /// RS256 tokens signed by the edge's project key, minted for this edge and this piece of work.
+    Jwt(JwtGrant),
 }
 
 /// One edge to talk to.
@@ -41,20 +43,31 @@ pub struct EdgeTarget {
 pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Where edges may be; checked on every connection (see `domain::network`).
+    pub policy: NetworkPolicy,
 }
 
 impl Default for ClientConfig {
     fn default() -> ClientConfig {
-        ClientConfig { connect_timeout: Duration::from_secs(5), request_timeout: Duration::from_secs(15) }
+        ClientConfig {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            policy: NetworkPolicy::default(),
+        }
     }
 }
+
+/// The HTTP client could not be set up (no TLS roots, no resolver): a process that cannot talk to
+/// edges must say so at start, not run without timeouts.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the edge HTTP client: {0}")]
+pub struct BuildError(String);
 
 /// Shared by all deliveries of a process: one connection pool, one token cache.
 #[derive(Clone)]
 pub struct EdgeClient {
     http: reqwest::Client,
     config: ClientConfig,
-    signer: Option<Arc<JwtSigner>>,
     tokens: Arc<Mutex<HashMap<String, String>>>,
 }
 
@@ -105,7 +118,7 @@ struct Answer {
 }
 
 impl EdgeClient {
-    pub fn new(config: ClientConfig, signer: Option<JwtSigner>) -> EdgeClient {
+    pub fn new(config: ClientConfig) -> Result<EdgeClient, BuildError> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -118,9 +131,15 @@ impl EdgeClient {
             // with the edge's credentials.
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
+            // Every name is resolved through the network policy, at connect time.
+            .dns_resolver(policy::PolicyResolver::new(config.policy.clone()))
             .build()
-            .unwrap_or_default();
-        EdgeClient { http, config, signer: signer.map(Arc::new), tokens: Arc::new(Mutex::new(HashMap::new())) }
+            .map_err(|e| BuildError(error_chain(&e)))?;
+        Ok(EdgeClient { http, config, tokens: Arc::new(Mutex::new(HashMap::new())) })
+    }
+
+    pub fn policy(&self) -> &NetworkPolicy {
+        &self.config.policy
     }
 
     pub fn edge<'a>(&'a self, target: &'a EdgeTarget) -> Edge<'a> {
@@ -548,17 +567,10 @@ impl Edge<'_> {
                 Some(token) => Ok(Some(token)),
                 None => self.login().await.map(Some),
             },
-            EdgeAuth::Jwt => {
-                let signer = self
-                    .client
-                    .signer
-                    .as_ref()
-                    .ok_or_else(|| EdgeError::refused(step, object, "no JWT signing key configured"))?;
-                signer
-                    .token()
-                    .map(Some)
-                    .map_err(|e| EdgeError::refused(step, object, format!("cannot sign a JWT: {e}")))
-            }
+            EdgeAuth::Jwt(grant) => grant
+                .token()
+                .map(Some)
+                .map_err(|e| EdgeError::refused(step, object, format!("cannot sign a JWT: {e}"))),
         }
     }
 
@@ -572,6 +584,9 @@ impl Edge<'_> {
         token: Option<&str>,
     ) -> Result<Answer, EdgeError> {
         let url = format!("{}{path}", self.target.endpoint.trim_end_matches('/'));
+        policy::check_literal(&self.client.config.policy, &url).map_err(|denied| {
+            EdgeError::refused(step, object, format!("edge_network_denied: {denied}"))
+        })?;
         let mut request = self.client.http.request(method, &url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -587,6 +602,9 @@ impl Edge<'_> {
 
     fn transport_error(&self, step: &str, object: &str, err: &reqwest::Error) -> EdgeError {
         let detail = error_chain(err);
+        if let Some(denied) = policy::denial_in(err) {
+            return EdgeError::refused(step, object, format!("edge_network_denied: {denied}"));
+        }
         let failure = if err.is_timeout() {
             Failure::Timeout { after_ms: self.client.config.request_timeout.as_millis() as u64 }
         } else if err.is_connect() {
@@ -635,8 +653,13 @@ fn edge_error(step: &str, object: &str, answer: &Answer) -> EdgeError {
     if let Some((code, message)) = loose_ekuiper_error(text) {
         return EdgeError::edge(step, object, status, Some(code), message);
     }
-    EdgeError::edge(step, object, status, None, text.chars().take(500).collect())
+    // Whatever else answered (a web server, a proxy, another service) is not quoted: the reason is
+    // shown to every viewer of the project, and an endpoint must not become a way to read pages.
+    EdgeError::edge(step, object, status, None, NOT_NEURONEX.to_owned())
 }
+
+/// The message of an answer that is not a NeuronEX error document.
+pub const NOT_NEURONEX: &str = "not a NeuronEX answer";
 
 /// eKuiper 1.x splices messages in without escaping: `{"error":1000,"message":"a "b" c"}`.
 fn loose_ekuiper_error(text: &str) -> Option<(i64, String)> {
@@ -652,8 +675,7 @@ fn expect_text(step: &str, object: &str, answer: Answer, ok: &[u16]) -> Result<S
 
 fn expect_json(step: &str, object: &str, answer: Answer, ok: &[u16]) -> Result<Value, EdgeError> {
     let text = expect_text(step, object, answer, ok)?;
-    serde_json::from_str(&text)
-        .map_err(|e| decode_error(step, object, &format!("{e} in {:?}", text.chars().take(200).collect::<String>())))
+    serde_json::from_str(&text).map_err(|e| decode_error(step, object, &format!("{e}; {NOT_NEURONEX}")))
 }
 
 fn parse_as<T: serde::de::DeserializeOwned>(step: &str, object: &str, value: Value) -> Result<T, EdgeError> {

@@ -224,7 +224,7 @@ async fn ensure_plugin(client: &Client, project: &str) -> anyhow::Result<String>
 async fn first_delivery(client: &Client, project: &str, template: &str) -> anyhow::Result<()> {
     let body = json!({
         "template_id": template,
-        "targets": {"filter": {}},
+        "targets": {"all": true},
         "params": {"defaults": {"threshold": 80, "broker": "broker.plant.local"}},
         "options": {"timeout_secs": 8, "retries": 1}
     });

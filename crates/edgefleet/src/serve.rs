@@ -32,6 +32,13 @@ pub struct ServeArgs {
     /// Serve the API only; leave deliveries and probes to other replicas.
     #[arg(long, env = "EDGEFLEET_NO_WORKER")]
     pub no_worker: bool,
+    /// Networks edge endpoints may point to, e.g. `10.0.0.0/8,192.168.0.0/16` [default: every
+    /// address except loopback, link-local, unspecified, multicast and this server's own].
+    #[arg(long, env = "EDGEFLEET_EDGE_NETWORKS")]
+    pub edge_networks: Option<String>,
+    /// Hours a rotated project JWT key keeps signing, while the new public key is installed [default: 24].
+    #[arg(long, env = "EDGEFLEET_JWT_OVERLAP_HOURS")]
+    pub jwt_overlap_hours: Option<u64>,
     /// A TOML file with the same settings (keys as the flags, with underscores).
     #[arg(long, env = "EDGEFLEET_CONFIG")]
     pub config: Option<PathBuf>,
@@ -48,6 +55,8 @@ struct FileSettings {
     secret_key: Option<String>,
     public_url: Option<String>,
     no_worker: Option<bool>,
+    edge_networks: Option<String>,
+    jwt_overlap_hours: Option<u64>,
 }
 
 pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -68,6 +77,13 @@ pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     config.public_url = args.public_url.clone().or(file.public_url);
     config.worker = !(args.no_worker || file.no_worker.unwrap_or(false));
+    if let Some(networks) = args.edge_networks.clone().or(file.edge_networks) {
+        config.edge_networks = domain::network::NetworkPolicy::parse_list(&networks)
+            .map_err(|e| anyhow::anyhow!("--edge-networks: {e}"))?;
+    }
+    if let Some(hours) = args.jwt_overlap_hours.or(file.jwt_overlap_hours) {
+        config.jwt_overlap = Duration::from_secs(hours * 3600);
+    }
     config.admin_password = std::env::var("EDGEFLEET_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     config.secret_key = std::env::var("EDGEFLEET_SECRET_KEY").ok().filter(|k| !k.is_empty()).or(file.secret_key);
     Ok(config)

@@ -58,7 +58,7 @@ async fn replicas_reconnect_after_a_postgresql_restart_and_finish_the_delivery()
     sim.sim.set_faults(None, Some(Faults { latency_ms: 20, ..Faults::default() }));
     let api = a.api().await;
     let (project, template) = api.rule_setup(&sim).await;
-    let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": 4, "timeout_secs": 3}});
+    let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": 4, "timeout_secs": 3}});
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
     let events = format!("/api/v1/projects/{project}/deliveries/{id}/events");

@@ -367,7 +367,10 @@
     $("#wiz-next", d.el).addEventListener("click", async () => {
       collect();
       if (wizard.step < steps.length - 1) { wizard.step += 1; return show(); }
-      const targets = wizard.allMatching ? { filter: wizard.filter } : { ids: [...wizard.selected.keys()] };
+      // An empty filter is refused by the API (a typo must not reach the whole fleet): all matching
+      // with no filter says so explicitly.
+      const filterGiven = Object.values(wizard.filter || {}).some((v) => (Array.isArray(v) ? v.length > 0 : v !== undefined && v !== ""));
+      const targets = wizard.allMatching ? (filterGiven ? { filter: wizard.filter } : { all: true }) : { ids: [...wizard.selected.keys()] };
       const request = { targets, options: wizard.options };
       if (template) {
         let perTarget = {};

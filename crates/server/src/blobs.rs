@@ -70,8 +70,18 @@ impl PackageLinks {
         format!("{}/edge/packages/{sha256}/{expires}/{signature}/{name}.zip", self.base_url)
     }
 
-    pub fn verify(&self, sha256: &str, expires: u64, signature: &str, name: &str) -> Result<(), &'static str> {
-        if self.sign(sha256, expires, name) != signature {
+    /// Checks a link's parts as they came in the path. `expires` must be written as the signer
+    /// writes it (digits, no sign, no leading zero), so one signature fits one spelling only.
+    pub fn verify(&self, sha256: &str, expires: &str, signature: &str, name: &str) -> Result<(), &'static str> {
+        let canonical = !expires.is_empty()
+            && expires.bytes().all(|b| b.is_ascii_digit())
+            && (expires == "0" || !expires.starts_with('0'));
+        let expires: u64 = match expires.parse() {
+            Ok(value) if canonical => value,
+            _ => return Err("the link's expiry is not a number"),
+        };
+        let expected = self.sign(sha256, expires, name);
+        if !crate::crypto::equal_in_constant_time(expected.as_bytes(), signature.as_bytes()) {
             return Err("the link's signature is wrong");
         }
         if expires < now_secs() {
@@ -102,12 +112,16 @@ mod tests {
         let links = PackageLinks::new("http://h:1/", [7; 32], 60);
         let url = links.url("abc", "pysam");
         let parts: Vec<&str> = url.trim_start_matches("http://h:1/edge/packages/").split('/').collect();
-        let expires: u64 = parts[1].parse().expect("expires");
+        let expires = parts[1];
         assert!(links.verify("abc", expires, parts[2], "pysam").is_ok());
         assert!(links.verify("abd", expires, parts[2], "pysam").is_err());
-        assert!(links.verify("abc", expires + 1, parts[2], "pysam").is_err());
+        let later = (expires.parse::<u64>().expect("expires") + 1).to_string();
+        assert!(links.verify("abc", &later, parts[2], "pysam").is_err());
+        for respelled in [format!("+{expires}"), format!("0{expires}"), format!("{expires} ")] {
+            assert_eq!(links.verify("abc", &respelled, parts[2], "pysam"), Err("the link's expiry is not a number"));
+        }
         let expired = PackageLinks::new("http://h:1", [7; 32], 0);
         let old = expired.sign("abc", 1, "pysam");
-        assert_eq!(expired.verify("abc", 1, &old, "pysam"), Err("the link has expired"));
+        assert_eq!(expired.verify("abc", "1", &old, "pysam"), Err("the link has expired"));
     }
 }

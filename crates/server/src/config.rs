@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use domain::network::Cidr;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -30,6 +32,22 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Whether this process works on deliveries and probes; `false` makes an API-only replica.
     pub worker: bool,
+    /// Networks edge endpoints may point to; empty means every address except loopback,
+    /// link-local, unspecified, multicast and this server's own (see `domain::network`).
+    pub edge_networks: Vec<Cidr>,
+    /// How long a rotated project JWT key keeps signing, so operators can install the new public
+    /// key on every edge first.
+    pub jwt_overlap: Duration,
+    /// Password hashes (Argon2id, 19 MiB each) computed at once; more sign-ins wait.
+    pub password_hash_slots: usize,
+    /// Sign-ins waiting for a hashing slot before more are answered 503.
+    pub password_hash_queue: usize,
+    /// Largest template document (after decoding), in bytes.
+    pub max_document_bytes: usize,
+    /// Most `${...}` placeholders in one template document.
+    pub max_placeholders: usize,
+    /// Most targets in one delivery.
+    pub max_targets: usize,
 }
 
 impl Config {
@@ -49,6 +67,13 @@ impl Config {
             public_url: None,
             session_ttl: Duration::from_secs(12 * 3600),
             worker: true,
+            edge_networks: Vec::new(),
+            jwt_overlap: Duration::from_secs(24 * 3600),
+            password_hash_slots: 4,
+            password_hash_queue: 64,
+            max_document_bytes: 4 * 1024 * 1024,
+            max_placeholders: 10_000,
+            max_targets: 200_000,
         }
     }
 
@@ -58,7 +83,45 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("edgefleet.db").display()))
     }
 
+    /// The database URL with any password replaced by `***`, for messages and logs.
+    pub fn database_url_for_display(&self) -> String {
+        redact_url_password(&self.database_url())
+    }
+
+    /// Whether people reach the server over https (cookies are then marked `Secure`).
+    pub fn served_over_https(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    }
+
     pub fn blob_dir(&self) -> PathBuf {
         self.blob_dir.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url_password;
+
+    #[test]
+    fn database_passwords_never_show() {
+        assert_eq!(redact_url_password("postgres://ef:s3cr@t@db:5432/ef"), "postgres://ef:***@db:5432/ef");
+        assert_eq!(redact_url_password("postgres://ef@db/ef"), "postgres://ef@db/ef");
+        assert_eq!(redact_url_password("sqlite:///var/lib/x.db"), "sqlite:///var/lib/x.db");
     }
 }

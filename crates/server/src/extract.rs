@@ -14,7 +14,10 @@ use crate::error::ApiError;
 /// A JSON body; malformed JSON is answered with its line and column, oversized bodies with 413.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+/// Bodies larger than this are parsed on the blocking pool, off the threads that answer requests.
+const PARSE_INLINE_BYTES: usize = 64 * 1024;
+
+impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -38,7 +41,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 format!("expected application/json, got {content_type}"),
             ));
         }
-        parse_json(&bytes).map(ApiJson)
+        if bytes.len() <= PARSE_INLINE_BYTES {
+            return parse_json(&bytes).map(ApiJson);
+        }
+        tokio::task::spawn_blocking(move || parse_json(&bytes))
+            .await
+            .map_err(ApiError::internal)?
+            .map(ApiJson)
     }
 }
 
@@ -79,6 +88,21 @@ impl FromRequestParts<AppState> for CurrentUser {
         let user = state.store.user_by_token(&sha256_hex(token.as_bytes())).await?;
         user.map(CurrentUser)
             .ok_or_else(|| ApiError::unauthorized("the token is unknown, expired or revoked; sign in again"))
+    }
+}
+
+/// The hash of the credential the request came with (bearer token or session cookie), for long
+/// requests that must stop when it is revoked (live events).
+pub struct CredentialHash(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for CredentialHash {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let token = bearer(parts)
+            .or_else(|| cookie(parts, SESSION_COOKIE))
+            .ok_or_else(|| ApiError::unauthorized("sign in first"))?;
+        Ok(CredentialHash(sha256_hex(token.as_bytes())))
     }
 }
 

@@ -8,7 +8,10 @@ mod crypto;
 mod engine;
 mod error;
 mod extract;
+mod jwt_keys;
 mod metrics;
+mod network;
+mod passwords;
 pub mod routes;
 mod throttle;
 
@@ -17,7 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use edge_client::{ClientConfig, EdgeClient, JwtSigner};
+use domain::network::NetworkPolicy;
+use edge_client::{ClientConfig, EdgeClient};
 use store::Store;
 use tokio::net::TcpListener;
 
@@ -41,10 +45,11 @@ pub struct AppState {
     secrets: Arc<SecretBox>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
-    jwt_public: Arc<(String, String)>,
+    jwt_keys: Arc<jwt_keys::ProjectKeys>,
     blobs: Arc<blobs::BlobStore>,
     links: Arc<blobs::PackageLinks>,
     throttle: Arc<throttle::Throttle>,
+    passwords: Arc<passwords::Passwords>,
 }
 
 /// A server that is bound and ready to run.
@@ -57,7 +62,7 @@ pub struct App {
     pub generated_admin_password: Option<String>,
 }
 
-const JWT_KEY_NAME: &str = "edgefleet.pub";
+const LEGACY_JWT_KEY_NAME: &str = "edgefleet.pub";
 /// How long an edge may take to start downloading a plugin package after the link is made.
 const PACKAGE_LINK_TTL_SECS: u64 = 15 * 60;
 
@@ -80,17 +85,21 @@ impl App {
         let sqlite_lock = lock_sqlite(&config.database_url())?;
         let store = Store::open(&config.database_url())
             .await
-            .with_context(|| format!("cannot open the database {}", config.database_url()))?;
+            .with_context(|| format!("cannot open the database {}", config.database_url_for_display()))?;
         let secrets = Arc::new(SecretBox::new(&secret_key(&config)?));
-        let generated_admin_password = bootstrap_admin(&store, config.admin_password.as_deref()).await?;
-        let (signer, jwt_public) = jwt_keys(&store, &secrets).await?;
-        let client = EdgeClient::new(
-            ClientConfig { connect_timeout: config.edge_connect_timeout, request_timeout: config.edge_request_timeout },
-            Some(signer),
-        );
+        let passwords = Arc::new(passwords::Passwords::new(config.password_hash_slots, config.password_hash_queue));
+        let generated_admin_password = bootstrap_admin(&store, &passwords, config.admin_password.as_deref()).await?;
+        restrict_sqlite_files(&config.database_url());
+        let jwt_keys = Arc::new(jwt_keys::ProjectKeys::new(store.clone(), Arc::clone(&secrets), config.jwt_overlap));
         let metrics = Arc::new(Metrics::default());
         let listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let own_address = listener.local_addr().unwrap_or(config.listen);
+        let client = EdgeClient::new(ClientConfig {
+            connect_timeout: config.edge_connect_timeout,
+            request_timeout: config.edge_request_timeout,
+            policy: NetworkPolicy::new(config.edge_networks.clone(), Some(own_address)),
+        })?;
         let public_url = config.public_url.clone().unwrap_or_else(|| default_public_url(&listener, config.listen));
         let links =
             Arc::new(blobs::PackageLinks::new(&public_url, secrets.derive("package links"), PACKAGE_LINK_TTL_SECS));
@@ -103,6 +112,7 @@ impl App {
             store.clone(),
             client,
             Arc::clone(&secrets),
+            Arc::clone(&jwt_keys),
             Arc::clone(&metrics),
             Arc::clone(&links),
             config.worker,
@@ -113,10 +123,11 @@ impl App {
             secrets,
             config: Arc::new(config),
             metrics,
-            jwt_public: Arc::new(jwt_public),
+            jwt_keys,
             blobs,
             links,
-            throttle: Arc::default(),
+            throttle: Arc::new(throttle::Throttle::default()),
+            passwords,
         };
         Ok(App { state, listener, _sqlite_lock: sqlite_lock, generated_admin_password })
     }
@@ -198,7 +209,12 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// On an empty database, creates the system admin `admin`; answers the password if generated.
-async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Result<Option<String>> {
+/// A weak `EDGEFLEET_ADMIN_PASSWORD` stops the start: the first account holds every right.
+async fn bootstrap_admin(
+    store: &Store,
+    passwords: &passwords::Passwords,
+    password: Option<&str>,
+) -> anyhow::Result<Option<String>> {
     if store.count_users().await? > 0 {
         return Ok(None);
     }
@@ -206,20 +222,38 @@ async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Resul
         Some(p) if !p.is_empty() => (p.to_owned(), false),
         _ => (crypto::new_token("")[..20].to_owned(), true),
     };
-    let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password).map(|h| (h, password)))
-        .await?
-        .map_err(anyhow::Error::msg)?;
-    match store.create_user("admin", &hash.0, true).await {
-        Ok(_) => Ok(generated.then_some(hash.1)),
+    if let Err(weak) = passwords::check_strength("admin", &password) {
+        anyhow::bail!("EDGEFLEET_ADMIN_PASSWORD is too weak for the first system admin: {weak}");
+    }
+    let hash = passwords.hash(&password).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    match store.create_user("admin", &hash, true).await {
+        Ok(_) => Ok(generated.then_some(password)),
         // Another replica starting at the same moment made it first.
         Err(store::StoreError::Conflict { .. }) => Ok(None),
         Err(err) => Err(err.into()),
     }
 }
 
-/// The RS256 key edgefleet signs edge tokens with, kept sealed in the database so every replica
-/// signs with the same key; the public half is what operators install on NeuronEX.
-async fn jwt_keys(store: &Store, secrets: &SecretBox) -> anyhow::Result<(JwtSigner, (String, String))> {
+/// The database file and its journals hold password hashes and sealed secrets: owner only.
+fn restrict_sqlite_files(url: &str) {
+    #[cfg(unix)]
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        use std::os::unix::fs::PermissionsExt;
+        let path = path.split('?').next().unwrap_or(path);
+        for file in [path.to_owned(), format!("{path}-wal"), format!("{path}-shm"), format!("{path}.lock")] {
+            if std::path::Path::new(&file).exists()
+                && let Err(err) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(file, error = %err, "cannot make the database file private");
+            }
+        }
+    }
+}
+
+/// The first release's system-wide key (kept sealed in the database); only its public half is
+/// still served, for one release, so operators can see what to remove from their edges. It signs
+/// nothing: every project has its own keys.
+pub(crate) async fn legacy_jwt_key(store: &Store, secrets: &SecretBox) -> anyhow::Result<(String, String)> {
     let sealed = match store.setting("jwt_private_key").await? {
         Some(sealed) => sealed,
         None => {
@@ -231,6 +265,5 @@ async fn jwt_keys(store: &Store, secrets: &SecretBox) -> anyhow::Result<(JwtSign
         anyhow::anyhow!("{reason}: this database was set up with another secret key; every replica needs the same EDGEFLEET_SECRET_KEY")
     })?;
     let public = edge_client::public_pem_of(&private)?;
-    let signer = JwtSigner::from_pem(JWT_KEY_NAME, private.as_bytes())?;
-    Ok((signer, (JWT_KEY_NAME.to_owned(), public)))
+    Ok((LEGACY_JWT_KEY_NAME.to_owned(), public))
 }

@@ -49,6 +49,7 @@ pub struct NewEdge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeTarget {
     pub id: String,
+    pub project_id: String,
     pub endpoint: String,
     pub auth: EdgeAuthRow,
 }
@@ -369,7 +370,7 @@ impl Store {
 
     /// A page of all services (every project) for the prober, ordered by id.
     pub async fn probe_targets(&self, after_id: &str, limit: i64) -> Result<Vec<ProbeTarget>> {
-        let rows = sqlx::query("SELECT id, endpoint, auth_kind, auth_username, auth_secret FROM edge_services WHERE id > $1 ORDER BY id LIMIT $2")
+        let rows = sqlx::query("SELECT id, project_id, endpoint, auth_kind, auth_username, auth_secret FROM edge_services WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(after_id)
             .bind(limit)
             .fetch_all(&self.read)
@@ -378,6 +379,7 @@ impl Store {
             .iter()
             .map(|row| ProbeTarget {
                 id: row.get("id"),
+                project_id: row.get("project_id"),
                 endpoint: row.get("endpoint"),
                 auth: EdgeAuthRow {
                     kind: row.get("auth_kind"),

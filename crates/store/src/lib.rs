@@ -12,6 +12,7 @@ mod deliveries;
 mod edges;
 mod members;
 mod plugins;
+mod security;
 mod sql;
 mod templates;
 
@@ -30,6 +31,7 @@ pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTa
 pub use edges::{EdgeAuthRow, EdgeService, NewEdge, ProbeResult, ProbeTarget};
 pub use members::{Member, Roles, TokenInfo};
 pub use plugins::{NewPlugin, Plugin};
+pub use security::{AttemptCount, JwtKeyRow};
 pub use templates::{Template, TemplateChange, TemplateVersion};
 
 #[derive(Debug, thiserror::Error)]

@@ -303,9 +303,32 @@ impl Store {
         row.as_ref().map(crate::accounts::user_row).ok_or(StoreError::NotFound("user"))
     }
 
-    pub async fn list_users(&self, limit: i64, offset: i64) -> Result<(Vec<crate::User>, i64)> {
-        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.read).await?.get("n");
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username LIMIT $1 OFFSET $2")
+    /// Users by name. `visible_to` limits the list to the people who share an organization with
+    /// that user (through an organization or project role), plus, when that user administers an
+    /// organization, the accounts that belong to no organization yet; `None` lists everyone.
+    pub async fn list_users(
+        &self,
+        visible_to: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<crate::User>, i64)> {
+        const SCOPE: &str = "FROM users u WHERE $1 = '' OR u.id IN (
+               SELECT m.user_id FROM org_members m WHERE m.org_id IN (SELECT org_id FROM org_members WHERE user_id = $1
+                   UNION SELECT p.org_id FROM projects p JOIN project_members pm ON pm.project_id = p.id WHERE pm.user_id = $1)
+               UNION SELECT pm.user_id FROM project_members pm JOIN projects p ON p.id = pm.project_id
+                   WHERE p.org_id IN (SELECT org_id FROM org_members WHERE user_id = $1
+                   UNION SELECT p2.org_id FROM projects p2 JOIN project_members pm2 ON pm2.project_id = p2.id WHERE pm2.user_id = $1))
+            OR (EXISTS (SELECT 1 FROM org_members WHERE user_id = $1 AND role = 'admin')
+                AND NOT EXISTS (SELECT 1 FROM org_members WHERE user_id = u.id)
+                AND NOT EXISTS (SELECT 1 FROM project_members WHERE user_id = u.id))";
+        let who = visible_to.unwrap_or_default();
+        let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n {SCOPE}")))
+            .bind(who)
+            .fetch_one(&self.read)
+            .await?
+            .get("n");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT u.* {SCOPE} ORDER BY u.username LIMIT $2 OFFSET $3")))
+            .bind(who)
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.read)
@@ -335,13 +358,9 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("user"));
         }
+        // A new password (or a disabled account) ends every session and API token: whoever knew
+        // the old password may have made tokens with it.
         if disabled == Some(true) || password_hash.is_some() {
-            sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND kind = 'session'")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if disabled == Some(true) {
             sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         }
         audit::insert(&mut *tx, audit_entry).await?;

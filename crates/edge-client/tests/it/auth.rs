@@ -1,11 +1,11 @@
-use std::time::Duration;
+use std::sync::Arc;
 
-use edge_client::{ClientConfig, EdgeAuth, EdgeClient, EdgeTarget, Failure, JwtSigner, generate_rsa_keypair};
+use edge_client::{EdgeAuth, EdgeTarget, JwtGrant, JwtSigner, generate_rsa_keypair};
 use neuronex_sim::{AuthMode, SimConfig};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{request_count, sim_with};
+use crate::support::{client, request_count, sim_with};
 
 fn basic(sim: &neuronex_sim::RunningSim, password: &str) -> EdgeTarget {
     EdgeTarget {
@@ -69,24 +69,45 @@ async fn jwt_sim() -> JwtSetup {
     JwtSetup { sim, _keys: keys, private_pem }
 }
 
-fn jwt_client(key_name: &str, private_pem: &str) -> EdgeClient {
-    let signer = JwtSigner::from_pem(key_name, private_pem.as_bytes()).expect("signer");
-    EdgeClient::new(ClientConfig::default(), Some(signer))
+/// A target whose tokens are signed by `private_pem` under `key_name`, for edge `gw-1`.
+fn jwt_target(setup: &JwtSetup, key_name: &str, private_pem: &str) -> EdgeTarget {
+    let signer = Arc::new(JwtSigner::from_pem(key_name, private_pem.as_bytes()).expect("signer"));
+    EdgeTarget {
+        endpoint: setup.sim.endpoint(0).to_owned(),
+        auth: EdgeAuth::Jwt(JwtGrant::new(signer, "gw-1", "delivery:d1")),
+    }
 }
 
 #[tokio::test]
 async fn jwt_signed_by_the_installed_key_is_accepted() {
     let setup = jwt_sim().await;
-    let target = EdgeTarget { endpoint: setup.sim.endpoint(0).to_owned(), auth: EdgeAuth::Jwt };
-    let client = jwt_client("edgefleet.pub", &setup.private_pem);
-    assert_eq!(client.edge(&target).version().await.expect("version"), "3.6.0");
+    let target = jwt_target(&setup, "edgefleet.pub", &setup.private_pem);
+    assert_eq!(client().edge(&target).version().await.expect("version"), "3.6.0");
+}
+
+#[tokio::test]
+async fn jwt_tokens_name_the_edge_and_the_work_and_live_five_minutes_at_most() {
+    let setup = jwt_sim().await;
+    let signer = Arc::new(JwtSigner::from_pem("edgefleet.pub", setup.private_pem.as_bytes()).expect("signer"));
+    let grant = JwtGrant::new(signer, "gw-1", "delivery:d1");
+    let token = grant.token().expect("token");
+    assert_eq!(grant.token().expect("again"), token, "reused while fresh");
+    let payload = token.split('.').nth(1).expect("payload");
+    use base64::Engine as _;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64"),
+    )
+    .expect("claims");
+    assert_eq!((claims["iss"].as_str(), claims["aud"].as_str(), claims["sub"].as_str()), (Some("edgefleet.pub"), Some("neuronex"), Some("gw-1")));
+    assert!(claims["jti"].as_str().expect("jti").starts_with("delivery:d1:"));
+    let life = claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat");
+    assert!(life <= 300, "lives {life} s");
 }
 
 #[tokio::test]
 async fn jwt_whose_issuer_has_no_key_file_is_refused() {
     let setup = jwt_sim().await;
-    let target = EdgeTarget { endpoint: setup.sim.endpoint(0).to_owned(), auth: EdgeAuth::Jwt };
-    let err = jwt_client("other.pub", &setup.private_pem).edge(&target).version().await.expect_err("must fail");
+    let err = client().edge(&jwt_target(&setup, "other.pub", &setup.private_pem)).version().await.expect_err("must fail");
     assert_eq!(err.status, Some(401));
     assert!(err.message.contains("no public key for issuer other.pub"), "{err}");
 }
@@ -95,8 +116,7 @@ async fn jwt_whose_issuer_has_no_key_file_is_refused() {
 async fn jwt_signed_by_another_key_is_refused() {
     let setup = jwt_sim().await;
     let (other_private, _) = generate_rsa_keypair().expect("key pair");
-    let target = EdgeTarget { endpoint: setup.sim.endpoint(0).to_owned(), auth: EdgeAuth::Jwt };
-    let err = jwt_client("edgefleet.pub", &other_private).edge(&target).version().await.expect_err("must fail");
+    let err = client().edge(&jwt_target(&setup, "edgefleet.pub", &other_private)).version().await.expect_err("must fail");
     assert_eq!(err.status, Some(401));
 }
 
@@ -116,21 +136,7 @@ async fn jwt_with_another_audience_is_refused() {
 #[tokio::test]
 async fn jwt_issuer_cannot_escape_the_key_folder() {
     let setup = jwt_sim().await;
-    let target = EdgeTarget { endpoint: setup.sim.endpoint(0).to_owned(), auth: EdgeAuth::Jwt };
-    let err = jwt_client("../edgefleet.pub", &setup.private_pem).edge(&target).version().await.expect_err("must fail");
+    let target = jwt_target(&setup, "../edgefleet.pub", &setup.private_pem);
+    let err = client().edge(&target).version().await.expect_err("must fail");
     assert_eq!(err.status, Some(401));
-}
-
-#[tokio::test]
-async fn jwt_target_without_a_signer_is_refused_before_sending() {
-    let setup = jwt_sim().await;
-    let target = EdgeTarget { endpoint: setup.sim.endpoint(0).to_owned(), auth: EdgeAuth::Jwt };
-    let err =
-        EdgeClient::new(ClientConfig { request_timeout: Duration::from_secs(1), ..ClientConfig::default() }, None)
-            .edge(&target)
-            .version()
-            .await
-            .expect_err("must fail");
-    assert!(matches!(err.failure, Failure::Refused { .. }));
-    assert_eq!(request_count(&setup.sim, 0, "GET /api/version").await, 0);
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use edge_client::{ClientConfig, EdgeClient, Failure, Retry};
+use edge_client::{EdgeClient, Failure, Retry};
 use neuronex_sim::{Faults, SimConfig};
 use reqwest::Method;
 use serde_json::json;
@@ -8,10 +8,7 @@ use serde_json::json;
 use crate::support::{control, sim, sim_with, target};
 
 fn quick_client() -> EdgeClient {
-    EdgeClient::new(
-        ClientConfig { connect_timeout: Duration::from_millis(500), request_timeout: Duration::from_millis(300) },
-        None,
-    )
+    crate::support::client_with(Duration::from_millis(500), Duration::from_millis(300))
 }
 
 async fn fault(sim: &neuronex_sim::RunningSim, faults: serde_json::Value) {

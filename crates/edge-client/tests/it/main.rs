@@ -8,5 +8,6 @@ mod ekuiper_rules;
 mod ekuiper_streams;
 mod faults;
 mod fixtures;
+mod network;
 mod neuron;
 mod support;

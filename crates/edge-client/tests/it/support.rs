@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use domain::network::NetworkPolicy;
 use edge_client::{ClientConfig, EdgeAuth, EdgeClient, EdgeTarget};
 use neuronex_sim::versions::Version;
 use neuronex_sim::{RunningSim, SimConfig};
@@ -20,11 +21,17 @@ pub async fn sim(version: &str) -> RunningSim {
     sim_with(SimConfig { versions: vec![(version, 1)], ..SimConfig::default() }).await
 }
 
+/// The simulator runs on loopback, which the default network policy refuses.
+pub fn loopback() -> NetworkPolicy {
+    NetworkPolicy::new(NetworkPolicy::parse_list("127.0.0.0/8").expect("networks"), None)
+}
+
+pub fn client_with(connect_timeout: Duration, request_timeout: Duration) -> EdgeClient {
+    EdgeClient::new(ClientConfig { connect_timeout, request_timeout, policy: loopback() }).expect("client")
+}
+
 pub fn client() -> EdgeClient {
-    EdgeClient::new(
-        ClientConfig { connect_timeout: Duration::from_secs(2), request_timeout: Duration::from_secs(5) },
-        None,
-    )
+    client_with(Duration::from_secs(2), Duration::from_secs(5))
 }
 
 pub fn target(sim: &RunningSim, k: u32) -> EdgeTarget {

@@ -16,7 +16,7 @@ async fn a_killed_server_resumes_its_delivery_without_sending_finished_targets_a
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
-    let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": 4, "retries": 0, "timeout_secs": 10}});
+    let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": 4, "retries": 0, "timeout_secs": 10}});
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
     let events = format!("/api/v1/projects/{project}/deliveries/{id}/events");

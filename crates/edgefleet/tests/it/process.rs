@@ -20,7 +20,7 @@ impl Server {
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgefleet"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--edge-networks", "127.0.0.0/8", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("EDGEFLEET_ADMIN_PASSWORD", PASSWORD)

@@ -67,7 +67,7 @@ async fn replicas_share_a_delivery_and_survive_being_killed() {
     let a = cluster.start(0, &[]);
     let b = cluster.start(1, &[]);
     let (project, template) = a.api().await.rule_setup(&sim).await;
-    let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": CONCURRENCY, "retries": 0, "timeout_secs": 3}});
+    let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": CONCURRENCY, "retries": 0, "timeout_secs": 3}});
     let delivery = b.api().await.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
     let events = format!("/api/v1/projects/{project}/deliveries/{id}/events");
@@ -127,7 +127,7 @@ async fn an_api_only_replica_streams_a_delivery_that_another_replica_runs() {
     let _worker = cluster.start(1, &[]);
     let api = api_only.api().await;
     let (project, template) = api.rule_setup(&sim).await;
-    let body = json!({"template_id": template["id"], "targets": {"filter": {}}, "options": {"concurrency": 2}});
+    let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": 2}});
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
     let seen = api.watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), usize::MAX).await;
@@ -177,7 +177,7 @@ async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
-    let body = json!({"template_id": template["id"], "targets": {"filter": {}}});
+    let body = json!({"template_id": template["id"], "targets": {"all": true}});
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
     api.watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), usize::MAX).await;

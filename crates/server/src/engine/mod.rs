@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::blobs::PackageLinks;
 use crate::crypto::SecretBox;
+use crate::jwt_keys::ProjectKeys;
 use crate::metrics::Metrics;
 use hub::{DeliveryEvent, Hub, TargetEvent};
 use target::{Payload, Plan, Runner};
@@ -44,8 +45,11 @@ pub struct Engine {
     links: Arc<PackageLinks>,
     client: EdgeClient,
     secrets: Arc<SecretBox>,
+    jwt_keys: Arc<ProjectKeys>,
     metrics: Arc<Metrics>,
     pub hub: Hub,
+    /// Bounds the probes in flight in this process (see `probe::CONCURRENCY`).
+    pub probe_slots: tokio::sync::Semaphore,
     worker_id: String,
     running: Mutex<HashSet<String>>,
     /// API-only replicas leave deliveries to the workers.
@@ -58,6 +62,7 @@ impl Engine {
         store: Store,
         client: EdgeClient,
         secrets: Arc<SecretBox>,
+        jwt_keys: Arc<ProjectKeys>,
         metrics: Arc<Metrics>,
         links: Arc<PackageLinks>,
         works: bool,
@@ -67,8 +72,10 @@ impl Engine {
             links,
             client,
             secrets,
+            jwt_keys,
             metrics,
             hub: Hub::default(),
+            probe_slots: tokio::sync::Semaphore::new(probe::CONCURRENCY),
             worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             running: Mutex::new(HashSet::new()),
             works,
@@ -283,6 +290,7 @@ impl Engine {
             links: &self.links,
             client: &self.client,
             secrets: &self.secrets,
+            jwt_keys: &self.jwt_keys,
             metrics: &self.metrics,
         };
         let outcome = runner.run(&target).await;
@@ -430,7 +438,14 @@ pub fn plan_of(delivery: &Delivery) -> Result<Plan, String> {
     let params = split_params(&delivery.params);
     let options: DeliveryOptions =
         serde_json::from_value(delivery.options.clone()).map_err(|e| format!("stored options unreadable: {e}"))?;
-    Ok(Plan { payload, defaults: params.0, per_target: params.1, options, dry_run: delivery.dry_run })
+    Ok(Plan {
+        project_id: delivery.project_id.clone(),
+        payload,
+        defaults: params.0,
+        per_target: params.1,
+        options,
+        dry_run: delivery.dry_run,
+    })
 }
 
 pub type TargetParams = BTreeMap<String, BTreeMap<String, Value>>;

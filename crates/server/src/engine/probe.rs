@@ -7,7 +7,9 @@ use crate::AppState;
 use crate::metrics::Metrics;
 
 const PAGE: i64 = 500;
-const CONCURRENCY: usize = 64;
+/// Probes in flight at once in this process, whatever started them (rounds, fresh imports, the
+/// probe button): a 20,000-row import is probed at the pace of a round, not all at once.
+pub const CONCURRENCY: usize = 64;
 
 /// One probe round per interval across all replicas: the replica holding the `prober` lease runs it.
 pub async fn run_forever(state: AppState) {
@@ -53,7 +55,7 @@ pub async fn tidy(state: &AppState) {
 /// gateway that never answers does not hold back the others' status.
 pub async fn probe_page(state: &AppState, page: Vec<ProbeTarget>) -> store::Result<()> {
     let mut results = futures::stream::iter(page)
-        .map(|target| async move { (target.id.clone(), probe(state, &target.endpoint, &target.auth).await) })
+        .map(|target| async move { (target.id.clone(), probe(state, &target).await) })
         .buffer_unordered(CONCURRENCY)
         .ready_chunks(64);
     while let Some(batch) = results.next().await {
@@ -63,33 +65,43 @@ pub async fn probe_page(state: &AppState, page: Vec<ProbeTarget>) -> store::Resu
 }
 /// Probes one edge now and records the result.
 pub async fn probe_and_record(state: &AppState, target: &ProbeTarget) -> store::Result<ProbeResult> {
-    let result = probe(state, &target.endpoint, &target.auth).await;
+    let result = probe(state, target).await;
     state.store.record_probe(&target.id, &result).await?;
     Ok(result)
 }
 
-pub async fn probe(state: &AppState, endpoint: &str, auth: &EdgeAuthRow) -> ProbeResult {
-    Metrics::inc(&state.metrics.probes);
-    let edge_auth = match auth.kind.as_str() {
-        "basic" => match state.secrets.open(&auth.secret) {
-            Ok(password) => edge_client::EdgeAuth::Basic { username: auth.username.clone(), password },
-            Err(reason) => {
-                return ProbeResult {
-                    version: None,
-                    status: "offline".into(),
-                    reason: format!("edge credentials: {reason}"),
-                };
-            }
-        },
-        "jwt" => edge_client::EdgeAuth::Jwt,
-        _ => edge_client::EdgeAuth::None,
+pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
+    let offline = |reason: String| ProbeResult { version: None, status: "offline".into(), reason };
+    let Ok(_slot) = state.engine.probe_slots.acquire().await else {
+        return offline("the server is shutting down".into());
     };
-    let target = edge_client::EdgeTarget { endpoint: endpoint.to_owned(), auth: edge_auth };
-    match state.engine.client().edge(&target).version().await {
+    Metrics::inc(&state.metrics.probes);
+    let edge_auth = match edge_auth(state, target).await {
+        Ok(auth) => auth,
+        Err(reason) => return offline(reason),
+    };
+    let edge_target = edge_client::EdgeTarget { endpoint: target.endpoint.clone(), auth: edge_auth };
+    match state.engine.client().edge(&edge_target).version().await {
         Ok(version) => ProbeResult { version: Some(version), status: "online".into(), reason: String::new() },
         Err(err) => {
             Metrics::inc(&state.metrics.probes_failed);
-            ProbeResult { version: None, status: "offline".into(), reason: err.to_string() }
+            offline(err.to_string())
         }
     }
+}
+
+async fn edge_auth(state: &AppState, target: &ProbeTarget) -> Result<edge_client::EdgeAuth, String> {
+    let auth: &EdgeAuthRow = &target.auth;
+    Ok(match auth.kind.as_str() {
+        "basic" => {
+            let password = state.secrets.open(&auth.secret).map_err(|reason| format!("edge credentials: {reason}"))?;
+            edge_client::EdgeAuth::Basic { username: auth.username.clone(), password }
+        }
+        "jwt" => {
+            let signer =
+                state.jwt_keys.signer(&target.project_id).await.map_err(|e| format!("edge credentials: {e}"))?;
+            edge_client::EdgeAuth::Jwt(edge_client::JwtGrant::new(signer, &target.id, "probe"))
+        }
+        _ => edge_client::EdgeAuth::None,
+    })
 }

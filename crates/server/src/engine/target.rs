@@ -20,6 +20,7 @@ use store::{ClaimedTarget, TargetOutcome};
 
 use crate::blobs::PackageLinks;
 use crate::crypto::SecretBox;
+use crate::jwt_keys::ProjectKeys;
 use crate::metrics::Metrics;
 
 /// What a delivery sends.
@@ -33,6 +34,8 @@ pub enum Payload {
 
 /// Everything a target needs from its delivery, parsed once per delivery.
 pub struct Plan {
+    /// Whose keys sign the JWTs of `auth: jwt` targets.
+    pub project_id: String,
     pub payload: Payload,
     pub defaults: BTreeMap<String, Value>,
     /// Keyed by edge id or edge name.
@@ -97,6 +100,7 @@ pub struct Runner<'a> {
     pub links: &'a PackageLinks,
     pub client: &'a EdgeClient,
     pub secrets: &'a SecretBox,
+    pub jwt_keys: &'a ProjectKeys,
     pub metrics: &'a Metrics,
 }
 
@@ -147,7 +151,7 @@ impl Runner<'_> {
             }
             Payload::Plugin { .. } => None,
         };
-        let edge_target = self.edge_target(target)?;
+        let edge_target = self.edge_target(target).await?;
         let edge = self.client.edge(&edge_target);
         let step = Steps { progress, options: &self.plan.options, metrics: self.metrics };
         let version = step.call("version gate", || edge.version()).await?;
@@ -189,7 +193,7 @@ impl Runner<'_> {
         })
     }
 
-    fn edge_target(&self, target: &ClaimedTarget) -> Result<EdgeTarget, Failure> {
+    async fn edge_target(&self, target: &ClaimedTarget) -> Result<EdgeTarget, Failure> {
         let auth = match target.auth.kind.as_str() {
             "basic" => {
                 let password = self
@@ -198,7 +202,16 @@ impl Runner<'_> {
                     .map_err(|e| Failure::Other(format!("edge credentials: {e}")))?;
                 EdgeAuth::Basic { username: target.auth.username.clone(), password }
             }
-            "jwt" => EdgeAuth::Jwt,
+            "jwt" => {
+                // Tokens for this edge and this delivery only, signed by the project's own key.
+                let signer = self
+                    .jwt_keys
+                    .signer(&self.plan.project_id)
+                    .await
+                    .map_err(|e| Failure::Other(format!("edge credentials: {e}")))?;
+                let purpose = format!("delivery:{}", target.delivery_id);
+                EdgeAuth::Jwt(edge_client::JwtGrant::new(signer, &target.edge_id, &purpose))
+            }
             _ => EdgeAuth::None,
         };
         Ok(EdgeTarget { endpoint: target.endpoint.clone(), auth })

@@ -14,6 +14,7 @@ use crate::crypto::{self, sha256_hex};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser, SESSION_COOKIE};
 use crate::routes::audit_entry;
+use crate::throttle::{DeviceTokens, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,60 +23,111 @@ pub struct Login {
     password: String,
 }
 
+/// Longest username any account can have; longer ones are refused before anything is looked up
+/// or written to the audit.
+const MAX_USERNAME_CHARS: usize = 64;
+/// The cookie (and header, for scripts) that carries a device token.
+pub const DEVICE_COOKIE: &str = "edgefleet_device";
+pub const DEVICE_HEADER: &str = "x-edgefleet-device";
+const DEVICE_TOKEN_DAYS: i64 = 365;
+
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Login>,
 ) -> ApiResult<Response> {
+    require_json_content_type(&headers)?;
+    if body.username.chars().count() > MAX_USERNAME_CHARS
+        || body.password.chars().count() > crate::passwords::MAX_PASSWORD_CHARS
+    {
+        return Err(ApiError::bad_request(
+            "field_too_long",
+            format!(
+                "username is at most {MAX_USERNAME_CHARS} characters and password at most {} characters",
+                crate::passwords::MAX_PASSWORD_CHARS
+            ),
+        ));
+    }
     let address = peer.ip().to_string();
-    if let Some(wait) = state.throttle.blocked(&body.username, &address) {
-        let mut entry = store::AuditEntry {
-            actor_name: body.username.clone(),
-            action: "auth.login".into(),
-            resource_type: "user".into(),
-            resource_name: body.username.clone(),
-            outcome: "throttled".into(),
-            details: json!({"address": address}),
-            ..store::AuditEntry::default()
-        };
-        entry.outcome = "throttled".into();
-        state.store.append_audit(&entry).await?;
+    let user = state.store.find_user_by_name(&body.username).await?;
+    let devices = DeviceTokens::new(state.secrets.derive("device tokens"));
+    let device = user.as_ref().and_then(|u| presented_device(&headers).and_then(|t| devices.verify(&u.id, &t)));
+    if let Verdict::Wait { subject, secs } =
+        state.throttle.attempt(&state.store, &body.username, &address, device.as_deref()).await?
+    {
+        let entry = login_audit(&body.username, "throttled", &address);
+        let window_ms = state.throttle.window.as_millis() as i64;
+        state.store.note_throttled(&subject, store::now_ms(), window_ms, &entry).await?;
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",
-            format!("too many failed sign-ins; try again in {wait} s"),
+            format!("too many failed sign-ins; try again in {secs} s"),
         )
-        .with_details(json!({"retry_after_secs": wait})));
+        .with_details(json!({"retry_after_secs": secs})));
     }
-    let user = state.store.find_user_by_name(&body.username).await?;
     let hash = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
-    let password = body.password.clone();
-    let valid = tokio::task::spawn_blocking(move || crypto::verify_password(&password, hash.as_deref()))
-        .await
-        .map_err(ApiError::internal)?;
+    let valid = state.passwords.verify(&body.password, hash).await?;
     let Some(user) = user.filter(|_| valid) else {
-        let entry = store::AuditEntry {
-            actor_name: body.username.clone(),
-            action: "auth.login".into(),
-            resource_type: "user".into(),
-            resource_name: body.username.clone(),
-            outcome: "failure".into(),
-            details: json!({"address": address}),
-            ..store::AuditEntry::default()
-        };
-        state.store.append_audit(&entry).await?;
-        state.throttle.failed(&body.username, &address);
+        state.store.append_audit(&login_audit(&body.username, "failure", &address)).await?;
         return Err(ApiError::unauthorized("wrong username or password"));
     };
-    state.throttle.succeeded(&body.username);
+    state.throttle.succeeded(&state.store, &user.username, device.as_deref()).await?;
     let token = crypto::new_token("efs_");
     let ttl_ms = state.config.session_ttl.as_millis() as i64;
     let expires_at = store::now_ms() + ttl_ms;
     state.store.insert_token(&sha256_hex(token.as_bytes()), &user.id, "session", "login", Some(expires_at)).await?;
     state.store.append_audit(&audit_entry(&user, None, "auth.login", "user", &user.username, json!({}))).await?;
-    let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", ttl_ms / 1000);
-    let body = json!({"token": token, "expires_at": expires_at, "user": user});
-    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+    let device_token = devices.issue(&user.id);
+    let secure = if state.config.served_over_https() { "; Secure" } else { "" };
+    let session_cookie =
+        format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", ttl_ms / 1000);
+    let device_cookie = format!(
+        "{DEVICE_COOKIE}={device_token}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={}{secure}",
+        DEVICE_TOKEN_DAYS * 86_400
+    );
+    let body = json!({"token": token, "expires_at": expires_at, "user": user, "device_token": device_token});
+    let mut response = Json(body).into_response();
+    for cookie in [session_cookie, device_cookie] {
+        if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// A sign-in must say it is JSON: a form on another site can post `text/plain` to any URL
+/// without asking, but not `application/json`.
+fn require_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.starts_with("application/json") {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "sign in with Content-Type: application/json",
+    ))
+}
+
+fn presented_device(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(DEVICE_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some(value.trim().to_owned());
+    }
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{DEVICE_COOKIE}=")).map(str::to_owned))
+}
+
+fn login_audit(username: &str, outcome: &str, address: &str) -> store::AuditEntry {
+    store::AuditEntry {
+        actor_name: username.to_owned(),
+        action: "auth.login".into(),
+        resource_type: "user".into(),
+        resource_name: username.to_owned(),
+        outcome: outcome.into(),
+        details: json!({"address": address}),
+        ..store::AuditEntry::default()
+    }
 }
 
 pub async fn logout(
@@ -96,7 +148,8 @@ pub async fn logout(
         state.store.delete_token(&sha256_hex(token.as_bytes())).await?;
     }
     state.store.append_audit(&audit_entry(&user, None, "auth.logout", "user", &user.username, json!({}))).await?;
-    let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let secure = if state.config.served_over_https() { "; Secure" } else { "" };
+    let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }
 
@@ -135,6 +188,24 @@ pub async fn update_me(
     CurrentUser(user): CurrentUser,
     ApiJson(patch): ApiJson<crate::routes::users::UserPatchSelf>,
 ) -> ApiResult<Json<Value>> {
+    // Someone who finds a signed-in console must not be able to take the account over.
+    if patch.password.is_some() {
+        let Some(current) = patch.current_password.as_deref() else {
+            return Err(ApiError::unprocessable(
+                "current_password_required",
+                "current_password: give your current password to set a new one",
+            ));
+        };
+        if current.chars().count() > crate::passwords::MAX_PASSWORD_CHARS
+            || !state.passwords.verify(current, Some(user.password_hash.clone())).await?
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong_current_password",
+                "current_password: that is not your current password",
+            ));
+        }
+    }
     let id = user.id.clone();
     crate::routes::users::apply_patch(&state, &user, &id, patch.into()).await
 }

@@ -25,10 +25,12 @@ use crate::crypto::sha256_hex;
 use crate::engine::hub::{DeliveryEvent, Published};
 use crate::engine::split_params;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CurrentUser, Query};
+use crate::extract::{ApiJson, CredentialHash, CurrentUser, Query};
 use crate::metrics::Metrics;
 use crate::routes::templates::checked_content;
 use crate::routes::{audit_entry, project_scope};
+
+const TARGETS_SHAPES: &str = "targets: give {\"ids\": [...]}, {\"filter\": {...}} or {\"all\": true}";
 
 /// At most this many examples are listed when parameters are missing for many targets.
 const MISSING_EXAMPLES: usize = 20;
@@ -104,6 +106,14 @@ pub async fn create(
     let options = checked_options(request.options.as_ref())?;
     let params = checked_params(request.params.as_ref())?;
     let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
+    let max_targets = state.config.max_targets;
+    if edges.len() > max_targets {
+        return Err(ApiError::unprocessable(
+            "too_many_targets",
+            format!("{} targets; one delivery takes at most {max_targets} (split it by tag or filter)", edges.len()),
+        )
+        .with_details(json!({"limit": max_targets, "targets": edges.len()})));
+    }
     if let Some(normalized) = &payload.normalized {
         check_params_cover_targets(normalized, &params, &edges)?;
     }
@@ -176,8 +186,9 @@ async fn template_payload(
     let version =
         state.store.template_version(&template.id, request.version.unwrap_or(template.current_version)).await?;
     let content = request.content.clone().unwrap_or_else(|| Value::String(version.content.clone()));
-    let (checked, _) =
-        checked_content(kind, &content).map_err(|e| ApiError { message: format!("content: {}", e.message), ..e })?;
+    let (checked, _) = checked_content(state, kind, content.clone())
+        .await
+        .map_err(|e| ApiError { message: format!("content: {}", e.message), ..e })?;
     let document =
         template::read_content(&content).map_err(|p| ApiError::unprocessable("invalid_template", p.to_string()))?;
     let content_text = document.to_string();
@@ -235,8 +246,18 @@ fn checked_params(params: Option<&Value>) -> Result<Value, ApiError> {
 /// Targets by ids or by filter, resolved once, now.
 async fn resolve_targets(store: &Store, project_id: &str, targets: &Value) -> Result<Vec<EdgeService>, ApiError> {
     let object = targets.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
-        ApiError::unprocessable("invalid_targets", "targets: give either {\"ids\": [...]} or {\"filter\": {...}}")
+        ApiError::unprocessable("invalid_targets", TARGETS_SHAPES)
     })?;
+    if let Some(all) = object.get("all") {
+        if all != &Value::Bool(true) {
+            return Err(ApiError::unprocessable("invalid_targets", "targets.all: only `true` selects every edge service"));
+        }
+        let found = store.edges_matching(project_id, &EdgeFilter::default()).await?;
+        if found.is_empty() {
+            return Err(ApiError::unprocessable("no_targets_match", "this project has no edge services"));
+        }
+        return Ok(found);
+    }
     if let Some(ids) = object.get("ids") {
         let ids: Vec<String> = serde_json::from_value(ids.clone()).map_err(|_| {
             ApiError::unprocessable("invalid_targets", "targets.ids: must be a list of edge-service ids")
@@ -263,6 +284,13 @@ async fn resolve_targets(store: &Store, project_id: &str, targets: &Value) -> Re
             .map_err(|e| ApiError::unprocessable("invalid_targets", format!("targets.filter: {e}")))?;
         let filter = filter.cleaned();
         filter.check().map_err(|m| ApiError::unprocessable("invalid_targets", format!("targets.filter: {m}")))?;
+        // A typo that empties a filter must not reach the whole fleet.
+        if filter.is_empty() {
+            return Err(ApiError::unprocessable(
+                "empty_filter",
+                "targets.filter is empty and would select every edge service; say {\"all\": true} to mean that",
+            ));
+        }
         let found = store.edges_matching(project_id, &filter).await?;
         if found.is_empty() {
             return Err(ApiError::unprocessable(
@@ -273,7 +301,7 @@ async fn resolve_targets(store: &Store, project_id: &str, targets: &Value) -> Re
         }
         return Ok(found);
     }
-    Err(ApiError::unprocessable("invalid_targets", "targets: give either {\"ids\": [...]} or {\"filter\": {...}}"))
+    Err(ApiError::unprocessable("invalid_targets", TARGETS_SHAPES))
 }
 
 /// Every target must have a value for every parameter before anything is sent.
@@ -437,6 +465,7 @@ pub async fn retry(
 pub async fn events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    CredentialHash(credential): CredentialHash,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     project_scope(&state, &user, &project_id).await?;
@@ -456,6 +485,8 @@ pub async fn events(
         store: state.store.clone(),
         delivery_id: id,
         done: finished,
+        credential,
+        recheck_at: tokio::time::Instant::now() + RECHECK_CREDENTIAL,
         _guard: ClientGuard::new(Arc::clone(&state.metrics)),
     };
     let stream = futures::stream::unfold(watch, |mut watch| async move {
@@ -471,8 +502,14 @@ struct Watch {
     store: Store,
     delivery_id: String,
     done: bool,
+    /// The stream ends when this credential stops being valid (logout, user disabled, revoked).
+    credential: String,
+    recheck_at: tokio::time::Instant,
     _guard: ClientGuard,
 }
+
+/// How often an open event stream checks that its viewer may still watch.
+const RECHECK_CREDENTIAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Watch {
     async fn next(&mut self) -> Option<Arc<Published>> {
@@ -482,7 +519,18 @@ impl Watch {
         if self.done {
             return None;
         }
-        match self.receiver.recv().await {
+        let received = loop {
+            tokio::select! {
+                received = self.receiver.recv() => break received,
+                () = tokio::time::sleep_until(self.recheck_at) => {
+                    if !matches!(self.store.user_by_token(&self.credential).await, Ok(Some(_))) {
+                        return None;
+                    }
+                    self.recheck_at = tokio::time::Instant::now() + RECHECK_CREDENTIAL;
+                }
+            }
+        };
+        match received {
             Ok(event) => {
                 self.done = matches!(event.event, DeliveryEvent::Final { .. });
                 Some(event)

@@ -15,6 +15,7 @@ use crate::AppState;
 use crate::engine::probe;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser, Query, parse_json};
+use crate::network::check_endpoint;
 use crate::routes::{audit_entry, created, project_scope};
 
 const MAX_IMPORT_ROWS: usize = 100_000;
@@ -58,14 +59,7 @@ fn field_error(field: &str, message: String) -> ApiError {
 }
 
 fn checked_name(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err("an edge service name is 1 to 200 characters".into());
-    }
-    if name.chars().any(char::is_control) {
-        return Err("the name contains control characters".into());
-    }
-    Ok(name.to_owned())
+    domain::text::check_name("an edge service name", name, 200)
 }
 
 fn checked_tags(tags: &[String]) -> Result<Vec<String>, String> {
@@ -120,6 +114,7 @@ pub async fn create(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let edge = new_edge(&state, &input).map_err(|(field, message)| field_error(&field, message))?;
+    check_endpoint(state.engine.client().policy(), &edge.endpoint).await?;
     let entry = audit_entry(
         &user,
         Some(&scope.scope),
@@ -143,7 +138,7 @@ fn probe_in_background(state: &AppState, edges: &[EdgeService]) {
     }
     let targets: Vec<ProbeTarget> = edges
         .iter()
-        .map(|e| ProbeTarget { id: e.id.clone(), endpoint: e.endpoint.clone(), auth: e.auth.clone() })
+        .map(|e| ProbeTarget { id: e.id.clone(), project_id: e.project_id.clone(), endpoint: e.endpoint.clone(), auth: e.auth.clone() })
         .collect();
     let state = state.clone();
     tokio::spawn(async move {
@@ -178,6 +173,7 @@ pub async fn import(
         ));
     }
     let mut edges = Vec::with_capacity(inputs.len());
+    let mut edge_rows = Vec::with_capacity(inputs.len());
     let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
     for (index, input) in inputs.iter().enumerate() {
@@ -188,10 +184,13 @@ pub async fn import(
                     problems.push(json!({"row": row, "field": "name", "message": format!("`{}` is also in row {first}", edge.name)}));
                 }
                 edges.push(edge);
+                edge_rows.push(row);
             }
             Err((field, message)) => problems.push(json!({"row": row, "field": field, "message": message})),
         }
     }
+    problems.extend(network_problems(&state, &edges, &edge_rows).await);
+    problems.sort_by_key(|p| p["row"].as_u64());
     if !problems.is_empty() {
         let first = &problems[0];
         let message = format!(
@@ -208,6 +207,36 @@ pub async fn import(
     let created_edges = state.store.insert_edges(&project_id, &edges, &entry).await?;
     probe_in_background(&state, &created_edges);
     Ok((StatusCode::CREATED, Json(json!({"total": created_edges.len(), "items": created_edges}))))
+}
+
+/// Rows whose endpoint the network policy refuses. Each distinct host is resolved once, a few at
+/// a time, so an import of many gateways behind one name costs one lookup.
+async fn network_problems(state: &AppState, edges: &[NewEdge], rows: &[usize]) -> Vec<Value> {
+    use futures::StreamExt;
+    let mut endpoints: Vec<String> = edges.iter().map(|e| e.endpoint.clone()).collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    let checks = endpoints.into_iter().map(|endpoint| refusal(state, endpoint));
+    let refused: std::collections::HashMap<String, String> =
+        futures::stream::iter(checks).buffer_unordered(32).filter_map(std::future::ready).collect().await;
+    if refused.is_empty() {
+        return Vec::new();
+    }
+    edges
+        .iter()
+        .zip(rows)
+        .filter_map(|(edge, row)| {
+            let message = refused.get(&edge.endpoint)?;
+            let message = message.strip_prefix("endpoint: ").unwrap_or(message);
+            Some(json!({"row": row, "field": "endpoint", "code": "edge_network_denied", "message": message}))
+        })
+        .collect()
+}
+
+/// The policy's refusal of one endpoint, as (endpoint, message).
+async fn refusal(state: &AppState, endpoint: String) -> Option<(String, String)> {
+    let refused = check_endpoint(state.engine.client().policy(), &endpoint).await.err()?;
+    Some((endpoint, refused.message))
 }
 
 /// `name,endpoint,tags,description,auth,username,password` with a header row; tags separated by
@@ -306,7 +335,19 @@ pub async fn update(
         edge.name = checked_name(name).map_err(|m| field_error("name", m))?;
     }
     if let Some(endpoint) = &patch.endpoint {
-        edge.endpoint = normalize_endpoint(endpoint).map_err(|m| field_error("endpoint", m))?;
+        let endpoint = normalize_endpoint(endpoint).map_err(|m| field_error("endpoint", m))?;
+        check_endpoint(state.engine.client().policy(), &endpoint).await?;
+        // A stored password goes only where it was given for: moving the endpoint needs it again,
+        // or anyone with the admin role could send it to a server of their own and read it.
+        let password_given = patch.auth.as_ref().is_some_and(|a| a.password.as_deref().is_some_and(|p| !p.is_empty()));
+        if endpoint != edge.endpoint && edge.auth.kind == "basic" && !password_given {
+            return Err(ApiError::unprocessable(
+                "secret_required",
+                "auth.password: give the NeuronEX password again when changing the endpoint",
+            )
+            .with_details(json!({"field": "auth.password"})));
+        }
+        edge.endpoint = endpoint;
     }
     if let Some(description) = &patch.description {
         edge.description = description.trim().to_owned();
@@ -368,7 +409,12 @@ pub async fn probe(
 ) -> ApiResult<Json<Value>> {
     project_scope(&state, &user, &project_id).await?.require_admin(&state, &user).await?;
     let edge = state.store.get_edge(&project_id, &id).await?;
-    let target = ProbeTarget { id: edge.id.clone(), endpoint: edge.endpoint.clone(), auth: edge.auth.clone() };
+    let target = ProbeTarget {
+        id: edge.id.clone(),
+        project_id: edge.project_id.clone(),
+        endpoint: edge.endpoint.clone(),
+        auth: edge.auth.clone(),
+    };
     probe::probe_and_record(&state, &target).await?;
     Ok(Json(json!(state.store.get_edge(&project_id, &id).await?)))
 }

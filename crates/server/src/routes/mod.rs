@@ -59,10 +59,19 @@ pub struct RouteSpec {
 
 type Entry = (&'static str, &'static str, MethodRouter<AppState>, Access);
 
+/// A path under `P`, made at compile time (a path made at run time would have to be leaked to
+/// live as long as the table, once per request of the OpenAPI document).
+macro_rules! p {
+    ($rest:literal) => {
+        concat!("/api/v1/projects/{project_id}", $rest)
+    };
+}
+
+/// The sign-in body is two short strings; anything bigger is refused before it is read.
+const LOGIN_BODY_LIMIT: usize = 8 * 1024;
+
 fn table() -> Vec<Entry> {
     use Access::*;
-    const P: &str = "/api/v1/projects/{project_id}";
-    let p = |rest: &'static str| -> &'static str { Box::leak(format!("{P}{rest}").into_boxed_str()) };
     vec![
         ("GET", "/", get(console::index), Public),
         ("GET", "/assets/{name}", get(console::asset), Public),
@@ -70,7 +79,7 @@ fn table() -> Vec<Entry> {
         ("GET", "/metrics", get(ops::metrics), Public),
         ("GET", "/api/v1/openapi.json", get(ops::openapi), Public),
         ("GET", "/edge/packages/{sha256}/{expires}/{signature}/{file}", get(plugins::edge_download), SignedLink),
-        ("POST", "/api/v1/auth/login", post(auth::login), Public),
+        ("POST", "/api/v1/auth/login", post(auth::login).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)), Public),
         ("POST", "/api/v1/auth/logout", post(auth::logout), User),
         ("GET", "/api/v1/me", get(auth::me), User),
         ("PATCH", "/api/v1/me", patch(auth::update_me), User),
@@ -91,41 +100,43 @@ fn table() -> Vec<Entry> {
         ("GET", "/api/v1/projects/{project_id}", get(orgs::get_project), ProjectView),
         ("PATCH", "/api/v1/projects/{project_id}", patch(orgs::rename_project), ProjectAdmin),
         ("DELETE", "/api/v1/projects/{project_id}", delete(orgs::delete_project), ProjectOrgAdmin),
-        ("GET", p("/members"), get(orgs::list_project_members), ProjectView),
-        ("PUT", p("/members/{user_id}"), put(orgs::set_project_member), ProjectAdmin),
-        ("DELETE", p("/members/{user_id}"), delete(orgs::remove_project_member), ProjectAdmin),
+        ("GET", p!("/members"), get(orgs::list_project_members), ProjectView),
+        ("PUT", p!("/members/{user_id}"), put(orgs::set_project_member), ProjectAdmin),
+        ("DELETE", p!("/members/{user_id}"), delete(orgs::remove_project_member), ProjectAdmin),
         ("GET", "/api/v1/users", get(users::list), AnyAdmin),
         ("POST", "/api/v1/users", post(users::create), UserAdmin),
         ("PATCH", "/api/v1/users/{id}", patch(users::update), SystemAdmin),
         ("DELETE", "/api/v1/users/{id}", delete(users::delete), SystemAdmin),
-        ("GET", p("/edge-services"), get(edges::list), ProjectView),
-        ("POST", p("/edge-services"), post(edges::create), ProjectAdmin),
-        ("POST", p("/edge-services/import"), post(edges::import), ProjectAdmin),
-        ("GET", p("/edge-services/{id}"), get(edges::get_one), ProjectView),
-        ("PATCH", p("/edge-services/{id}"), patch(edges::update), ProjectAdmin),
-        ("DELETE", p("/edge-services/{id}"), delete(edges::delete), ProjectAdmin),
-        ("POST", p("/edge-services/{id}/probe"), post(edges::probe), ProjectAdmin),
-        ("GET", p("/templates"), get(templates::list), ProjectView),
-        ("POST", p("/templates"), post(templates::create), ProjectAdmin),
-        ("GET", p("/templates/{id}"), get(templates::get_one), ProjectView),
-        ("PUT", p("/templates/{id}"), put(templates::update), ProjectAdmin),
-        ("DELETE", p("/templates/{id}"), delete(templates::delete), ProjectAdmin),
-        ("GET", p("/templates/{id}/versions"), get(templates::versions), ProjectView),
-        ("GET", p("/templates/{id}/versions/{version}"), get(templates::version), ProjectView),
-        ("GET", p("/templates/{id}/export"), get(templates::export), ProjectView),
-        ("POST", p("/templates/{id}/preview"), post(templates::preview), ProjectView),
-        ("GET", p("/plugins"), get(plugins::list), ProjectView),
-        ("POST", p("/plugins"), post(plugins::create).layer(DefaultBodyLimit::disable()), ProjectAdmin),
-        ("GET", p("/plugins/{id}"), get(plugins::get_one), ProjectView),
-        ("DELETE", p("/plugins/{id}"), delete(plugins::delete), ProjectAdmin),
-        ("GET", p("/plugins/{id}/package"), get(plugins::package), ProjectView),
-        ("GET", p("/deliveries"), get(deliveries::list), ProjectView),
-        ("POST", p("/deliveries"), post(deliveries::create), ProjectAdmin),
-        ("GET", p("/deliveries/{id}"), get(deliveries::get_one), ProjectView),
-        ("GET", p("/deliveries/{id}/targets"), get(deliveries::targets), ProjectView),
-        ("GET", p("/deliveries/{id}/events"), get(deliveries::events), ProjectView),
-        ("POST", p("/deliveries/{id}/cancel"), post(deliveries::cancel), ProjectAdmin),
-        ("POST", p("/deliveries/{id}/retry"), post(deliveries::retry), ProjectAdmin),
+        ("GET", p!("/jwt/public-key"), get(ops::project_jwt_public_key), ProjectView),
+        ("POST", p!("/jwt/rotate"), post(ops::rotate_project_jwt_key), ProjectAdmin),
+        ("GET", p!("/edge-services"), get(edges::list), ProjectView),
+        ("POST", p!("/edge-services"), post(edges::create), ProjectAdmin),
+        ("POST", p!("/edge-services/import"), post(edges::import), ProjectAdmin),
+        ("GET", p!("/edge-services/{id}"), get(edges::get_one), ProjectView),
+        ("PATCH", p!("/edge-services/{id}"), patch(edges::update), ProjectAdmin),
+        ("DELETE", p!("/edge-services/{id}"), delete(edges::delete), ProjectAdmin),
+        ("POST", p!("/edge-services/{id}/probe"), post(edges::probe), ProjectAdmin),
+        ("GET", p!("/templates"), get(templates::list), ProjectView),
+        ("POST", p!("/templates"), post(templates::create), ProjectAdmin),
+        ("GET", p!("/templates/{id}"), get(templates::get_one), ProjectView),
+        ("PUT", p!("/templates/{id}"), put(templates::update), ProjectAdmin),
+        ("DELETE", p!("/templates/{id}"), delete(templates::delete), ProjectAdmin),
+        ("GET", p!("/templates/{id}/versions"), get(templates::versions), ProjectView),
+        ("GET", p!("/templates/{id}/versions/{version}"), get(templates::version), ProjectView),
+        ("GET", p!("/templates/{id}/export"), get(templates::export), ProjectView),
+        ("POST", p!("/templates/{id}/preview"), post(templates::preview), ProjectView),
+        ("GET", p!("/plugins"), get(plugins::list), ProjectView),
+        ("POST", p!("/plugins"), post(plugins::create).layer(DefaultBodyLimit::disable()), ProjectAdmin),
+        ("GET", p!("/plugins/{id}"), get(plugins::get_one), ProjectView),
+        ("DELETE", p!("/plugins/{id}"), delete(plugins::delete), ProjectAdmin),
+        ("GET", p!("/plugins/{id}/package"), get(plugins::package), ProjectView),
+        ("GET", p!("/deliveries"), get(deliveries::list), ProjectView),
+        ("POST", p!("/deliveries"), post(deliveries::create), ProjectAdmin),
+        ("GET", p!("/deliveries/{id}"), get(deliveries::get_one), ProjectView),
+        ("GET", p!("/deliveries/{id}/targets"), get(deliveries::targets), ProjectView),
+        ("GET", p!("/deliveries/{id}/events"), get(deliveries::events), ProjectView),
+        ("POST", p!("/deliveries/{id}/cancel"), post(deliveries::cancel), ProjectAdmin),
+        ("POST", p!("/deliveries/{id}/retry"), post(deliveries::retry), ProjectAdmin),
         ("GET", "/api/v1/audit", get(audit::list), AnyAdmin),
     ]
 }

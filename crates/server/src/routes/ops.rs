@@ -1,13 +1,15 @@
 //! Health, metrics, the JWT public key, and answers for unknown routes.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::CurrentUser;
+use crate::routes::audit_entry;
 
 pub async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state
@@ -22,12 +24,58 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
-/// What operators install in NeuronEX's `etc/` folder for `auth: jwt` edges.
-pub async fn jwt_public_key(State(state): State<AppState>) -> Json<Value> {
-    let (file_name, pem) = state.jwt_public.as_ref();
-    Json(
-        json!({"file_name": file_name, "pem": pem, "install": format!("copy it to NeuronEX's etc/ folder as {file_name}, e.g. docker cp {file_name} neuronex:/opt/neuronex/etc/{file_name}")}),
-    )
+/// The first release's system key, kept for one release. It signs nothing now: every project
+/// has its own keys (`GET P/jwt/public-key`).
+pub async fn jwt_public_key(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let (file_name, pem) = crate::legacy_jwt_key(&state.store, &state.secrets).await.map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "file_name": file_name,
+        "pem": pem,
+        "deprecated": "this system key signs nothing; install your project's key from GET /api/v1/projects/{project_id}/jwt/public-key and remove this one from your edges",
+    })))
+}
+
+/// What operators install in NeuronEX's `etc/` folder for the project's `auth: jwt` edges: the key
+/// that signs now (or, after a rotation, the one that will), with every key of the project.
+pub async fn project_jwt_public_key(
+    State(state): State<AppState>,
+    Path(project_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let keys = state.jwt_keys.public_keys(&project_id).await.map_err(ApiError::internal)?;
+    let newest = keys.first().ok_or_else(|| ApiError::internal("a project without a key"))?;
+    Ok(Json(json!({
+        "file_name": newest.file_name,
+        "pem": newest.pem,
+        "signing": newest.signing,
+        "signing_from": newest.signing_from,
+        "install": format!("copy it to NeuronEX's etc/ folder as {0}, e.g. docker cp {0} neuronex:/opt/neuronex/etc/{0}", newest.file_name),
+        "keys": keys,
+    })))
+}
+
+/// A new project key; the current one keeps signing for `--jwt-overlap-hours` while the new
+/// public key is installed on every edge.
+pub async fn rotate_project_jwt_key(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(project_id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let scope = state.store.project_scope(&project_id).await?;
+    let key = state.jwt_keys.public_keys(&project_id).await.map_err(ApiError::internal)?;
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope),
+        "jwt_key.rotate",
+        "jwt_key",
+        &project_id,
+        json!({"previous": key.first().map(|k| k.file_name.clone())}),
+    );
+    entry.resource_id = project_id.clone();
+    let new_key = state.jwt_keys.rotate(&project_id, &entry).await.map_err(|e| match e {
+        crate::jwt_keys::KeyError::Store(err) => ApiError::from(err),
+        other => ApiError::new(StatusCode::CONFLICT, "jwt_key_rotation_conflict", other.to_string()),
+    })?;
+    Ok((StatusCode::CREATED, Json(json!(new_key))))
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

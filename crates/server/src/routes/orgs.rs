@@ -27,14 +27,8 @@ pub struct Membership {
 }
 
 fn checked_name(name: &str, what: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable(
-            "invalid_name",
-            format!("name: the {what} name must be 1 to 100 characters"),
-        ));
-    }
-    Ok(name.to_owned())
+    domain::text::check_name(&format!("name: the {what} name"), name, 100)
+        .map_err(|m| ApiError::unprocessable("invalid_name", m))
 }
 
 fn org_entry(user: &User, org: &Org, action: &str, resource_type: &str, name: &str, details: Value) -> AuditEntry {

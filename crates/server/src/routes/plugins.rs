@@ -19,6 +19,8 @@ use crate::routes::{audit_entry, created, project_scope};
 
 /// Text fields of the upload form are short.
 const MAX_FIELD_BYTES: usize = 4096;
+/// The form has three fields; a few more are refused, not read (bounds the body with the file limit).
+const MAX_FIELDS: usize = 8;
 
 struct Upload {
     name: Option<String>,
@@ -115,8 +117,16 @@ async fn read_upload(state: &AppState, mut multipart: Multipart) -> Result<Uploa
     let bad = |e: axum::extract::multipart::MultipartError| {
         ApiError::bad_request("bad_upload", format!("the upload broke off or is malformed: {e}"))
     };
+    let mut fields = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        fields += 1;
+        if fields > MAX_FIELDS {
+            return Err(ApiError::bad_request("bad_upload", format!("the form has more than {MAX_FIELDS} fields")));
+        }
         match field.name().unwrap_or_default() {
+            "file" if upload.file.is_some() => {
+                return Err(ApiError::bad_request("bad_upload", "the form has two `file` fields; send one package"));
+            }
             "file" => {
                 let mut temp = state.blobs.temp_file().map_err(ApiError::internal)?;
                 let mut hasher = Sha256::new();
@@ -137,18 +147,27 @@ async fn read_upload(state: &AppState, mut multipart: Multipart) -> Result<Uploa
                 upload.file = Some((temp, hex::encode(hasher.finalize()), size));
             }
             other => {
-                let key = other.to_owned();
-                let bytes = field.bytes().await.map_err(bad)?;
-                if bytes.len() > MAX_FIELD_BYTES {
-                    return Err(ApiError::unprocessable(
-                        "invalid_plugin",
-                        format!("{key}: at most {MAX_FIELD_BYTES} bytes"),
-                    ));
+                let key: String = other.chars().take(64).collect();
+                // Read piece by piece: a huge text field is refused at the limit, not held whole.
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+                        return Err(ApiError::unprocessable(
+                            "invalid_plugin",
+                            format!("{key}: at most {MAX_FIELD_BYTES} bytes"),
+                        ));
+                    }
+                    bytes.extend_from_slice(&chunk);
                 }
-                let text = String::from_utf8(bytes.to_vec())
+                let text = String::from_utf8(bytes)
                     .map_err(|_| ApiError::unprocessable("invalid_plugin", format!("{key}: not UTF-8 text")))?;
                 match key.as_str() {
-                    "name" => upload.name = Some(text.trim().to_owned()).filter(|n| !n.is_empty()),
+                    "name" if text.trim().is_empty() => upload.name = None,
+                    "name" => {
+                        let name = domain::text::check_name("name: a plugin name", &text, 100)
+                            .map_err(|m| ApiError::unprocessable("invalid_plugin", m))?;
+                        upload.name = Some(name);
+                    }
                     "description" => upload.description = text.trim().to_owned(),
                     _ => {
                         return Err(ApiError::bad_request(
@@ -233,8 +252,7 @@ pub async fn edge_download(
 ) -> ApiResult<Response> {
     let forbidden = |reason: &str| ApiError::forbidden(format!("package link refused: {reason}"));
     let name = file.strip_suffix(".zip").ok_or_else(|| forbidden("not a package"))?;
-    let expires: u64 = expires.parse().map_err(|_| forbidden("malformed link"))?;
-    state.links.verify(&sha256, expires, &signature, name).map_err(forbidden)?;
+    state.links.verify(&sha256, &expires, &signature, name).map_err(forbidden)?;
     stream_package(&state, &sha256, name).await
 }
 

@@ -39,29 +39,49 @@ pub struct TemplateEdit {
 }
 
 fn checked_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable(
-            "invalid_name",
-            "name: a template name is 1 to 100 characters, without control characters",
-        ));
-    }
-    Ok(name.to_owned())
+    domain::text::check_name("name: a template name", name, 100).map_err(|m| ApiError::unprocessable("invalid_name", m))
 }
 
 fn parse_kind(kind: &str) -> Result<TemplateKind, ApiError> {
     kind.parse().map_err(|m: String| ApiError::unprocessable("invalid_kind", format!("kind: {m}")))
 }
 
-/// Checks content for its kind and returns it with the text to store (what the user gave).
-pub fn checked_content(kind: TemplateKind, content: &Value) -> Result<(Checked, String), ApiError> {
-    let checked = template::check_content(kind, content).map_err(|problems| {
-        ApiError::invalid_document("invalid_template", &format!("invalid {kind} template"), &problems)
-    })?;
+/// Checks content for its kind and returns it with the text to store (what the user gave). The
+/// size and placeholder limits come first; the checks run on the blocking pool, so a large
+/// document never holds a thread that answers other requests.
+pub async fn checked_content(state: &AppState, kind: TemplateKind, content: Value) -> Result<(Checked, String), ApiError> {
+    let limits = (state.config.max_document_bytes, state.config.max_placeholders);
+    tokio::task::spawn_blocking(move || check_blocking(kind, &content, limits)).await.map_err(ApiError::internal)?
+}
+
+fn check_blocking(
+    kind: TemplateKind,
+    content: &Value,
+    (max_bytes, max_placeholders): (usize, usize),
+) -> Result<(Checked, String), ApiError> {
     let text = match content {
         Value::String(text) => text.clone(),
         other => serde_json::to_string_pretty(other).unwrap_or_default(),
     };
+    if text.len() > max_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "document_too_large",
+            format!("content: {} bytes; a template document holds at most {max_bytes} bytes", text.len()),
+        )
+        .with_details(json!({"limit": max_bytes, "size": text.len()})));
+    }
+    let count = params::placeholder_count(content, max_placeholders);
+    if count > max_placeholders {
+        return Err(ApiError::unprocessable(
+            "too_many_placeholders",
+            format!("content: more than {max_placeholders} ${{...}} placeholders; a template holds at most {max_placeholders}"),
+        )
+        .with_details(json!({"limit": max_placeholders})));
+    }
+    let checked = template::check_content(kind, content).map_err(|problems| {
+        ApiError::invalid_document("invalid_template", &format!("invalid {kind} template"), &problems)
+    })?;
     Ok((checked, text))
 }
 
@@ -86,7 +106,7 @@ pub async fn create(
     scope.require_admin(&state, &user).await?;
     let name = checked_name(&body.name)?;
     let kind = parse_kind(&body.kind)?;
-    let (_, text) = checked_content(kind, &body.content)?;
+    let (_, text) = checked_content(&state, kind, body.content).await?;
     let sha = sha256_hex(text.as_bytes());
     let entry = audit_entry(
         &user,
@@ -163,7 +183,7 @@ pub async fn update(
         content: None,
     };
     if let Some(content) = &edit.content {
-        let (_, text) = checked_content(kind, content)?;
+        let (_, text) = checked_content(&state, kind, content.clone()).await?;
         let sha = sha256_hex(text.as_bytes());
         if sha != current_version.content_sha256 {
             change.content = Some((text, sha));
@@ -300,7 +320,7 @@ pub async fn preview(
             Value::String(version.content)
         }
     };
-    let (checked, _) = checked_content(kind, &content)?;
+    let (checked, _) = checked_content(&state, kind, content.clone()).await?;
     let edge = state.store.get_edge(&project_id, &body.edge_id).await?;
     let (defaults, targets) = crate::engine::split_params(&body.params.clone().unwrap_or(json!({})));
     let own: Option<&BTreeMap<String, Value>> = targets.get(&edge.id).or_else(|| targets.get(&edge.name));

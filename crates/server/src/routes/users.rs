@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::access::{deny, is_any_admin};
-use crate::crypto;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser, Query};
 use crate::routes::{audit_entry, created};
@@ -35,7 +34,9 @@ pub struct UserPatch {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatchSelf {
-    password: Option<String>,
+    pub password: Option<String>,
+    /// Required with `password`.
+    pub current_password: Option<String>,
     language: Option<String>,
 }
 
@@ -47,19 +48,10 @@ impl From<UserPatchSelf> for UserPatch {
 
 pub const LANGUAGES: [&str; 2] = ["en", "zh"];
 
-/// At least 10 characters, not one repeated character, not the username.
+/// The strength rules of `passwords::check_strength`, as an API error.
 pub fn check_password(username: &str, password: &str) -> Result<(), ApiError> {
-    let weak = |why: &str| Err(ApiError::unprocessable("weak_password", format!("password: {why}")));
-    if password.chars().count() < 10 {
-        return weak("use at least 10 characters");
-    }
-    if password.chars().all(|c| password.starts_with(c)) {
-        return weak("one character repeated is not a password");
-    }
-    if password.eq_ignore_ascii_case(username) {
-        return weak("the password must not be the username");
-    }
-    Ok(())
+    crate::passwords::check_strength(username, password)
+        .map_err(|why| ApiError::unprocessable("weak_password", format!("password: {why}")))
 }
 
 fn check_username(username: &str) -> Result<String, ApiError> {
@@ -72,14 +64,6 @@ fn check_username(username: &str) -> Result<String, ApiError> {
     Ok(username.to_owned())
 }
 
-pub async fn hash(password: &str) -> Result<String, ApiError> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || crypto::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
-}
-
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -89,7 +73,10 @@ pub async fn list(
         return deny(&state, &user, None, "listing users needs an admin role").await;
     }
     let page = query.only(&["limit", "offset"])?.page()?;
-    let (users, total) = state.store.list_users(page.limit, page.offset).await?;
+    // System admins see everyone; other admins see the people of the organizations they work in
+    // (and, for organization admins, accounts not yet in any organization, to add them).
+    let visible_to = (!user.is_system_admin).then_some(user.id.as_str());
+    let (users, total) = state.store.list_users(visible_to, page.limit, page.offset).await?;
     Ok(Json(json!({"items": users, "total": total})))
 }
 
@@ -104,7 +91,7 @@ pub async fn create(
     }
     let username = check_username(&body.username)?;
     check_password(&username, &body.password)?;
-    let hash = hash(&body.password).await?;
+    let hash = state.passwords.hash(&body.password).await?;
     let created_user = state.store.create_user(&username, &hash, body.system_admin).await?;
     let mut entry =
         audit_entry(&user, None, "user.create", "user", &username, json!({"system_admin": body.system_admin}));
@@ -131,7 +118,7 @@ pub async fn apply_patch(state: &AppState, actor: &store::User, id: &str, patch:
     let hash = match &patch.password {
         Some(password) => {
             check_password(&target.username, password)?;
-            Some(hash(password).await?)
+            Some(state.passwords.hash(password).await?)
         }
         None => None,
     };

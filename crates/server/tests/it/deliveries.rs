@@ -27,7 +27,7 @@ async fn a_mixed_fleet_gets_results_and_a_reason_for_every_failure() {
     let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
     let (delivery, events) = app
         .deliver(
-            json!({"template_id": template, "targets": {"filter": {}}, "options": {"timeout_secs": 3, "retries": 1}}),
+            json!({"template_id": template, "targets": {"all": true}, "options": {"timeout_secs": 3, "retries": 1}}),
         )
         .await;
     assert_eq!(delivery["state"], "partial");
@@ -88,7 +88,7 @@ async fn a_rule_the_edge_refuses_carries_the_edges_code_and_message() {
     app.register(&sim, 3).await;
     let doc = json!({"rules": {"r1": "{\"id\":\"r1\",\"sql\":\"SELECT * FROM nope\",\"actions\":[{\"log\":{}}]}"}});
     let template = app.template("rules", "rule", doc).await;
-    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"filter": {}}})).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"all": true}})).await;
     assert_eq!(delivery["state"], "failed");
     let got = reasons(&app.targets(&delivery).await);
     for ((_, expected), (_, status, reason)) in cases.iter().zip(&got) {
