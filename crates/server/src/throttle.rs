@@ -89,12 +89,14 @@ impl Throttle {
         Duration::from_secs(1u64 << doubling).min(self.max_wait)
     }
 
-    /// A right password: the user's and the device's counts start again.
+    /// A right password: the count it was made under starts again. A sign-in from a known device
+    /// leaves the username's count alone, so guessing elsewhere stays slowed down.
     pub async fn succeeded(&self, store: &Store, username: &str, device: Option<&str>) -> store::Result<()> {
-        store.clear_login_attempts(&format!("user:{username}")).await?;
-        if let Some(device) = device {
-            store.clear_login_attempts(&format!("device:{username}:{device}")).await?;
-        }
+        let subject = match device {
+            Some(device) => format!("device:{username}:{device}"),
+            None => format!("user:{username}"),
+        };
+        store.clear_login_attempts(&subject).await?;
         // Keeps the table as small as the recent attempts.
         store.purge_login_attempts(store::now_ms() - 2 * self.window.as_millis() as i64).await?;
         Ok(())

@@ -5,5 +5,6 @@ mod audit;
 mod deliveries;
 mod edges;
 mod plugins;
+mod security;
 mod support;
 mod templates;

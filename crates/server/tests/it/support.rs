@@ -89,6 +89,47 @@ impl TestApp {
         answer(request.send().await.expect("request")).await
     }
 
+    /// The same request with another user's token.
+    pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        answer(request.send().await.expect("request")).await
+    }
+
+    /// `POST /api/v1/auth/login` with these credentials (and extra headers).
+    pub async fn login(&self, username: &str, password: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&json!({"username": username, "password": password}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        answer(request.send().await.expect("login")).await
+    }
+
+    /// Creates a user and, when given, makes them a project member with `role`; answers (id, token).
+    pub async fn user(&self, username: &str, password: &str, project_role: Option<&str>) -> (String, String) {
+        let created = self.post("/api/v1/users", json!({"username": username, "password": password})).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.body["id"].as_str().expect("id").to_owned();
+        if let Some(role) = project_role {
+            let scope = self.get(&self.p("")).await;
+            let org = scope.body["org_id"].as_str().expect("org id").to_owned();
+            let member = self
+                .call(Method::PUT, &format!("/api/v1/orgs/{org}/members/{id}"), Some(json!({"role": "member"})))
+                .await;
+            assert_eq!(member.status, 200, "{}", member.text);
+            let member = self.call(Method::PUT, &self.p(&format!("/members/{id}")), Some(json!({"role": role}))).await;
+            assert_eq!(member.status, 200, "{}", member.text);
+        }
+        let login = self.login(username, password, &[]).await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        (id, login.body["token"].as_str().expect("token").to_owned())
+    }
+
     pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
         let request = self
             .http
@@ -145,9 +186,14 @@ impl TestApp {
 
     /// Reads the SSE stream of a delivery until its `final` event.
     pub async fn events(&self, id: &str) -> Vec<(String, Value)> {
+        self.events_at(&self.p(""), id).await
+    }
+
+    /// The same, for a delivery of the project at `project_path` (`/api/v1/projects/<id>`).
+    pub async fn events_at(&self, project_path: &str, id: &str) -> Vec<(String, Value)> {
         let response = self
             .http
-            .get(format!("{}{}", self.base, self.p(&format!("/deliveries/{id}/events"))))
+            .get(format!("{}{project_path}/deliveries/{id}/events", self.base))
             .bearer_auth(&self.token)
             .send()
             .await
