@@ -66,8 +66,7 @@ fn check_host(text: &str, host: &str) -> Result<(), String> {
     }
     let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or_default();
     let numeric = !last.is_empty()
-        && (last.bytes().all(|b| b.is_ascii_digit())
-            || last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")));
+        && (last.bytes().all(|b| b.is_ascii_digit()) || last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")));
     if numeric && host.parse::<std::net::Ipv4Addr>().is_err() {
         return Err(format!("`{text}` writes an IP address in a form other than a.b.c.d; use the dotted form"));
     }

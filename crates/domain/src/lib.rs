@@ -9,8 +9,8 @@ pub mod filter;
 pub mod network;
 pub mod params;
 pub mod rule;
-pub mod text;
 pub mod template;
+pub mod text;
 pub mod version;
 
 /// One problem in a document: where it is and what is wrong, in words a person can act on.

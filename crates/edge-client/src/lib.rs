@@ -567,10 +567,9 @@ impl Edge<'_> {
                 Some(token) => Ok(Some(token)),
                 None => self.login().await.map(Some),
             },
-            EdgeAuth::Jwt(grant) => grant
-                .token()
-                .map(Some)
-                .map_err(|e| EdgeError::refused(step, object, format!("cannot sign a JWT: {e}"))),
+            EdgeAuth::Jwt(grant) => {
+                grant.token().map(Some).map_err(|e| EdgeError::refused(step, object, format!("cannot sign a JWT: {e}")))
+            }
         }
     }
 
@@ -584,9 +583,8 @@ impl Edge<'_> {
         token: Option<&str>,
     ) -> Result<Answer, EdgeError> {
         let url = format!("{}{path}", self.target.endpoint.trim_end_matches('/'));
-        policy::check_literal(&self.client.config.policy, &url).map_err(|denied| {
-            EdgeError::refused(step, object, format!("edge_network_denied: {denied}"))
-        })?;
+        policy::check_literal(&self.client.config.policy, &url)
+            .map_err(|denied| EdgeError::refused(step, object, format!("edge_network_denied: {denied}")))?;
         let mut request = self.client.http.request(method, &url);
         if let Some(token) = token {
             request = request.bearer_auth(token);

@@ -26,10 +26,7 @@ pub struct Client {
 impl Client {
     /// From `EDGEFLEET_SERVER` / `EDGEFLEET_TOKEN`, else the saved login.
     pub fn from_environment() -> anyhow::Result<Client> {
-        let saved: Value = std::fs::read_to_string(credentials_path())
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(json!({}));
+        let saved = saved_credentials();
         let server = std::env::var("EDGEFLEET_SERVER").ok().or_else(|| saved["server"].as_str().map(str::to_owned));
         let token = std::env::var("EDGEFLEET_TOKEN").ok().or_else(|| saved["token"].as_str().map(str::to_owned));
         match (server, token) {
@@ -172,28 +169,54 @@ pub struct LoginArgs {
 pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let password = match args.password {
         Some(p) => p,
-        None => {
-            eprint!("password for {}: ", args.username);
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line)?;
-            line.trim_end_matches(['\r', '\n']).to_owned()
-        }
+        None => read_password(&format!("password for {}: ", args.username))?,
     };
-    let response = reqwest::Client::new()
+    // The device token of an earlier sign-in here keeps this machine signing in while someone
+    // else is guessing the same account's password (it is counted on its own).
+    let saved = saved_credentials();
+    let mut request = reqwest::Client::new()
         .post(format!("{}/api/v1/auth/login", args.server.trim_end_matches('/')))
-        .json(&json!({"username": args.username, "password": password}))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {}", args.server))?;
+        .json(&json!({"username": args.username, "password": password}));
+    if let Some(device) = saved["device_token"].as_str() {
+        request = request.header("x-edgefleet-device", device);
+    }
+    let response = request.send().await.with_context(|| format!("cannot reach {}", args.server))?;
     let answer = read_answer(response).await?;
+    let saved = json!({"server": args.server, "token": answer["token"], "device_token": answer["device_token"]});
     let path = credentials_path();
+    write_private(&path, &saved.to_string()).with_context(|| format!("cannot save the login to {}", path.display()))?;
+    println!("signed in to {} as {}", args.server, args.username);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// From the terminal without echo; from standard input when it is not a terminal (scripts).
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(prompt).context("cannot read the password from the terminal");
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn saved_credentials() -> Value {
+    std::fs::read_to_string(credentials_path()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(json!({}))
+}
+
+/// Writes a file only its owner can read (the token in it is as good as the password).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&path, json!({"server": args.server, "token": answer["token"]}).to_string())
-        .with_context(|| format!("cannot save the login to {}", path.display()))?;
-    println!("signed in to {} as {}", args.server, args.username);
-    Ok(ExitCode::SUCCESS)
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }
 
 #[derive(clap::Subcommand)]

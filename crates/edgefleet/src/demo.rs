@@ -16,6 +16,8 @@ use server::{App, Config};
 use crate::cli::Client;
 
 const FLEET_SIZE: u32 = 48;
+/// Gateways that accept only tokens signed by the demo project's own key.
+const JWT_FLEET_SIZE: u32 = 4;
 const RULES: &str = include_str!("../samples/demo-rules.json");
 const DRIVER: &str = include_str!("../samples/demo-modbus-driver.json");
 const PLUGIN: &[u8] = include_bytes!("../samples/vibration.zip");
@@ -28,6 +30,9 @@ pub struct DemoArgs {
     /// Where the simulated fleet listens (instances at /i/<k>).
     #[arg(long, default_value = "127.0.0.1:9700")]
     sim_listen: SocketAddr,
+    /// Where the simulated gateways that sign in with the project's JWT key listen.
+    #[arg(long, default_value = "127.0.0.1:9701")]
+    jwt_sim_listen: SocketAddr,
     /// The demo's data folder (SQLite database, keys).
     #[arg(long, default_value = "edgefleet-demo")]
     data_dir: PathBuf,
@@ -42,10 +47,16 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let fleet = start_fleet(args.sim_listen).await?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    // The JWT gateways read public keys from this folder, as NeuronEX reads its `etc/`.
+    let neuronex_etc = args.data_dir.join("neuronex-etc");
+    std::fs::create_dir_all(&neuronex_etc).with_context(|| format!("cannot create {}", neuronex_etc.display()))?;
+    let jwt_fleet = start_jwt_fleet(args.jwt_sim_listen, &neuronex_etc).await?;
     let password = demo_password(&args.data_dir)?;
     let mut config = Config::new(args.data_dir.clone());
     config.listen = args.listen;
     config.admin_password = Some(password.clone());
+    // The simulated gateways are on this machine; real ones never are (the default refuses loopback).
+    config.edge_networks = domain::network::NetworkPolicy::parse_list("127.0.0.0/8").map_err(anyhow::Error::msg)?;
     let app = App::build(config).await?;
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -55,6 +66,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let client = sign_in(&base, &password).await?;
     let project = ensure_project(&client).await?;
     register_fleet(&client, &project, &fleet).await?;
+    register_jwt_fleet(&client, &project, &jwt_fleet, &neuronex_etc).await?;
     let rules =
         ensure_template(&client, &project, "demo-rules", "rule", RULES, "Temperature alert and line average (eKuiper)")
             .await?;
@@ -74,6 +86,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  login            admin / {password}");
     println!("  project          {project}   (organization \"Demo Plant\", project \"Line 1\")");
     println!("  simulated fleet  {FLEET_SIZE} NeuronEX instances at {}/i/<k>", fleet.base_url);
+    println!(
+        "                   {JWT_FLEET_SIZE} more at {}/i/<k> that trust the project's JWT key (installed in {})",
+        jwt_fleet.base_url,
+        neuronex_etc.display()
+    );
     if !args.no_delivery {
         first_delivery(&client, &project, &rules).await?;
     }
@@ -90,6 +107,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let _ = stop.send(());
     server.await.context("server task")??;
     fleet.abort();
+    jwt_fleet.abort();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,6 +129,48 @@ async fn start_fleet(listen: SocketAddr) -> anyhow::Result<neuronex_sim::Running
     Ok(fleet)
 }
 
+async fn start_jwt_fleet(listen: SocketAddr, key_dir: &std::path::Path) -> anyhow::Result<neuronex_sim::RunningSim> {
+    let config = SimConfig {
+        count: JWT_FLEET_SIZE,
+        seed: 43,
+        auth: neuronex_sim::AuthMode::Jwt,
+        jwt_key_dir: Some(key_dir.to_owned()),
+        ..SimConfig::default()
+    };
+    neuronex_sim::start(config, listen, false)
+        .await
+        .with_context(|| format!("cannot start the JWT gateways on {listen} (is the port taken? use --jwt-sim-listen)"))
+}
+
+/// Installs the project's public key where the JWT gateways look for it (as an operator copies
+/// it into NeuronEX's `etc/`) and registers them with `auth: jwt`.
+async fn register_jwt_fleet(
+    client: &Client,
+    project: &str,
+    fleet: &neuronex_sim::RunningSim,
+    key_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let key = client.get(&format!("/api/v1/projects/{project}/jwt/public-key")).await?;
+    let file_name = key["file_name"].as_str().context("the project key has no file name")?;
+    std::fs::write(key_dir.join(file_name), key["pem"].as_str().unwrap_or_default())
+        .with_context(|| format!("cannot install the project key in {}", key_dir.display()))?;
+    let registered = client.get(&format!("/api/v1/projects/{project}/edge-services?name=jwt-gw&limit=1")).await?;
+    if registered["total"].as_i64().unwrap_or(0) > 0 {
+        return Ok(());
+    }
+    let rows: Vec<Value> = fleet
+        .manifest
+        .iter()
+        .enumerate()
+        .map(|(k, e)| json!({"name": format!("jwt-gw-{k}"), "endpoint": e.endpoint, "tags": ["zone-jwt"], "auth": {"kind": "jwt"}, "description": "simulated NeuronEX that trusts this project's JWT key"}))
+        .collect();
+    let body = serde_json::to_vec(&rows)?;
+    let answer =
+        client.post_raw(&format!("/api/v1/projects/{project}/edge-services/import"), "application/json", body).await?;
+    println!("registered {} edge services that sign in with the project's JWT key {file_name}", answer["total"]);
+    Ok(())
+}
+
 /// The password comes from `EDGEFLEET_ADMIN_PASSWORD`, or is made once and kept in the data folder
 /// so a second run of the demo signs in with the same one.
 fn demo_password(data_dir: &std::path::Path) -> anyhow::Result<String> {
@@ -123,15 +183,9 @@ fn demo_password(data_dir: &std::path::Path) -> anyhow::Result<String> {
     if let Ok(saved) = std::fs::read_to_string(&path) {
         return Ok(saved.trim().to_owned());
     }
-    let password = format!("demo-{:08x}", rand_u32());
+    let password = format!("demo-{:016x}", rand::random::<u64>());
     std::fs::write(&path, &password).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(password)
-}
-
-fn rand_u32() -> u32 {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    nanos ^ std::process::id().rotate_left(16)
 }
 
 async fn sign_in(base: &str, password: &str) -> anyhow::Result<Client> {

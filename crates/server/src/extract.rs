@@ -44,10 +44,7 @@ impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for Ap
         if bytes.len() <= PARSE_INLINE_BYTES {
             return parse_json(&bytes).map(ApiJson);
         }
-        tokio::task::spawn_blocking(move || parse_json(&bytes))
-            .await
-            .map_err(ApiError::internal)?
-            .map(ApiJson)
+        tokio::task::spawn_blocking(move || parse_json(&bytes)).await.map_err(ApiError::internal)?.map(ApiJson)
     }
 }
 

@@ -89,7 +89,9 @@ impl ProjectKeys {
         let now = store::now_ms();
         let row = self.new_row(project_id, next, now, now + self.overlap.as_millis() as i64).await?;
         if !self.store.add_project_jwt_key(&row, Some(audit_entry)).await? {
-            return Err(KeyError::Key("another rotation of this project's key happened at the same time; try again".into()));
+            return Err(KeyError::Key(
+                "another rotation of this project's key happened at the same time; try again".into(),
+            ));
         }
         self.forget(project_id);
         Ok(PublicKey {
@@ -122,11 +124,15 @@ impl ProjectKeys {
         let mut signers = HashMap::new();
         for row in &rows {
             let private = self.secrets.open(&row.private_sealed).map_err(KeyError::Key)?;
-            let signer = JwtSigner::from_pem(&row.file_name, private.as_bytes()).map_err(|e| KeyError::Key(e.to_string()))?;
+            let signer =
+                JwtSigner::from_pem(&row.file_name, private.as_bytes()).map_err(|e| KeyError::Key(e.to_string()))?;
             signers.insert(row.seq, Arc::new(signer));
         }
         let set = Arc::new(KeySet { rows, signers, read_at: Instant::now() });
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(project_id.to_owned(), Arc::clone(&set));
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(project_id.to_owned(), Arc::clone(&set));
         Ok(set)
     }
 

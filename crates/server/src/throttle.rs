@@ -62,7 +62,10 @@ impl Throttle {
     ) -> store::Result<Verdict> {
         let subjects = match device {
             Some(device) => vec![(format!("device:{username}:{device}"), self.free_per_device)],
-            None => vec![(format!("user:{username}"), self.free_per_user), (format!("addr:{address}"), self.free_per_address)],
+            None => vec![
+                (format!("user:{username}"), self.free_per_user),
+                (format!("addr:{address}"), self.free_per_address),
+            ],
         };
         let now = store::now_ms();
         let window_ms = self.window.as_millis() as i64;

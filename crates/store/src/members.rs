@@ -327,12 +327,13 @@ impl Store {
             .fetch_one(&self.read)
             .await?
             .get("n");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT u.* {SCOPE} ORDER BY u.username LIMIT $2 OFFSET $3")))
-            .bind(who)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT u.* {SCOPE} ORDER BY u.username LIMIT $2 OFFSET $3")))
+                .bind(who)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.read)
+                .await?;
         Ok((rows.iter().map(crate::accounts::user_row).collect(), total))
     }
 

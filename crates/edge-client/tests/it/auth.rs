@@ -94,11 +94,13 @@ async fn jwt_tokens_name_the_edge_and_the_work_and_live_five_minutes_at_most() {
     assert_eq!(grant.token().expect("again"), token, "reused while fresh");
     let payload = token.split('.').nth(1).expect("payload");
     use base64::Engine as _;
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64"),
-    )
-    .expect("claims");
-    assert_eq!((claims["iss"].as_str(), claims["aud"].as_str(), claims["sub"].as_str()), (Some("edgefleet.pub"), Some("neuronex"), Some("gw-1")));
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64"))
+            .expect("claims");
+    assert_eq!(
+        (claims["iss"].as_str(), claims["aud"].as_str(), claims["sub"].as_str()),
+        (Some("edgefleet.pub"), Some("neuronex"), Some("gw-1"))
+    );
     assert!(claims["jti"].as_str().expect("jti").starts_with("delivery:d1:"));
     let life = claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat");
     assert!(life <= 300, "lives {life} s");
@@ -107,7 +109,8 @@ async fn jwt_tokens_name_the_edge_and_the_work_and_live_five_minutes_at_most() {
 #[tokio::test]
 async fn jwt_whose_issuer_has_no_key_file_is_refused() {
     let setup = jwt_sim().await;
-    let err = client().edge(&jwt_target(&setup, "other.pub", &setup.private_pem)).version().await.expect_err("must fail");
+    let err =
+        client().edge(&jwt_target(&setup, "other.pub", &setup.private_pem)).version().await.expect_err("must fail");
     assert_eq!(err.status, Some(401));
     assert!(err.message.contains("no public key for issuer other.pub"), "{err}");
 }
@@ -116,7 +119,8 @@ async fn jwt_whose_issuer_has_no_key_file_is_refused() {
 async fn jwt_signed_by_another_key_is_refused() {
     let setup = jwt_sim().await;
     let (other_private, _) = generate_rsa_keypair().expect("key pair");
-    let err = client().edge(&jwt_target(&setup, "edgefleet.pub", &other_private)).version().await.expect_err("must fail");
+    let err =
+        client().edge(&jwt_target(&setup, "edgefleet.pub", &other_private)).version().await.expect_err("must fail");
     assert_eq!(err.status, Some(401));
 }
 

@@ -71,7 +71,17 @@ async fn a_second_process_on_the_same_sqlite_database_is_refused() {
 fn the_demo_runs_end_to_end_with_successes_and_reasoned_failures() {
     let data = tempfile::tempdir().expect("temp dir");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--exit", "--data-dir"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-listen",
+            "127.0.0.1:0",
+            "--jwt-sim-listen",
+            "127.0.0.1:0",
+            "--exit",
+            "--data-dir",
+        ])
         .arg(data.path().join("demo"))
         .env_remove("EDGEFLEET_ADMIN_PASSWORD")
         .output()
@@ -79,8 +89,12 @@ fn the_demo_runs_end_to_end_with_successes_and_reasoned_failures() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("registered 48 edge services"), "{stdout}");
+    assert!(
+        stdout.contains("registered 4 edge services that sign in with the project's JWT key edgefleet-"),
+        "{stdout}"
+    );
     assert!(stdout.contains("loaded plugin vibration"), "{stdout}");
-    assert!(stdout.contains("result: partial  total 48  succeeded 42  failed 6"), "{stdout}");
+    assert!(stdout.contains("result: partial  total 52  succeeded 46  failed 6"), "{stdout}");
     assert!(stdout.contains("version gate: NeuronEX 2.9.0 is older than 3.0.0"), "{stdout}");
     assert!(stdout.contains("timed out after 8 s during version gate"), "{stdout}");
     assert!(stdout.contains("login            admin / demo-"), "{stdout}");

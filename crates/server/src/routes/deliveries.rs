@@ -245,12 +245,16 @@ fn checked_params(params: Option<&Value>) -> Result<Value, ApiError> {
 
 /// Targets by ids or by filter, resolved once, now.
 async fn resolve_targets(store: &Store, project_id: &str, targets: &Value) -> Result<Vec<EdgeService>, ApiError> {
-    let object = targets.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
-        ApiError::unprocessable("invalid_targets", TARGETS_SHAPES)
-    })?;
+    let object = targets
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| ApiError::unprocessable("invalid_targets", TARGETS_SHAPES))?;
     if let Some(all) = object.get("all") {
         if all != &Value::Bool(true) {
-            return Err(ApiError::unprocessable("invalid_targets", "targets.all: only `true` selects every edge service"));
+            return Err(ApiError::unprocessable(
+                "invalid_targets",
+                "targets.all: only `true` selects every edge service",
+            ));
         }
         let found = store.edges_matching(project_id, &EdgeFilter::default()).await?;
         if found.is_empty() {

@@ -138,7 +138,12 @@ fn probe_in_background(state: &AppState, edges: &[EdgeService]) {
     }
     let targets: Vec<ProbeTarget> = edges
         .iter()
-        .map(|e| ProbeTarget { id: e.id.clone(), project_id: e.project_id.clone(), endpoint: e.endpoint.clone(), auth: e.auth.clone() })
+        .map(|e| ProbeTarget {
+            id: e.id.clone(),
+            project_id: e.project_id.clone(),
+            endpoint: e.endpoint.clone(),
+            auth: e.auth.clone(),
+        })
         .collect();
     let state = state.clone();
     tokio::spawn(async move {

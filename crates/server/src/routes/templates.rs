@@ -49,7 +49,11 @@ fn parse_kind(kind: &str) -> Result<TemplateKind, ApiError> {
 /// Checks content for its kind and returns it with the text to store (what the user gave). The
 /// size and placeholder limits come first; the checks run on the blocking pool, so a large
 /// document never holds a thread that answers other requests.
-pub async fn checked_content(state: &AppState, kind: TemplateKind, content: Value) -> Result<(Checked, String), ApiError> {
+pub async fn checked_content(
+    state: &AppState,
+    kind: TemplateKind,
+    content: Value,
+) -> Result<(Checked, String), ApiError> {
     let limits = (state.config.max_document_bytes, state.config.max_placeholders);
     tokio::task::spawn_blocking(move || check_blocking(kind, &content, limits)).await.map_err(ApiError::internal)?
 }

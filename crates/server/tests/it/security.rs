@@ -11,8 +11,7 @@ use crate::support::{PASSWORD, TestApp, code, rule_doc};
 
 /// A simulated fleet that accepts JWTs signed by the keys in `keys` (NeuronEX's `etc/` folder).
 async fn jwt_fleet(count: u32, keys: &std::path::Path) -> neuronex_sim::RunningSim {
-    let config =
-        SimConfig { count, auth: AuthMode::Jwt, jwt_key_dir: Some(keys.to_owned()), ..SimConfig::default() };
+    let config = SimConfig { count, auth: AuthMode::Jwt, jwt_key_dir: Some(keys.to_owned()), ..SimConfig::default() };
     neuronex_sim::start(config, "127.0.0.1:0".parse::<SocketAddr>().expect("addr"), false).await.expect("sim")
 }
 
@@ -36,17 +35,26 @@ async fn deliver_rule(app: &TestApp, project_path: &str, edge: &str) -> (String,
     static TEMPLATES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let name = format!("r{}", TEMPLATES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let template = app
-        .post(&format!("{project_path}/templates"), json!({"name": name, "kind": "rule", "content": rule_doc("s", "r1", "SELECT * FROM s")}))
+        .post(
+            &format!("{project_path}/templates"),
+            json!({"name": name, "kind": "rule", "content": rule_doc("s", "r1", "SELECT * FROM s")}),
+        )
         .await;
     let template = template.body["id"].as_str().expect("template").to_owned();
     let started = app
-        .post(&format!("{project_path}/deliveries"), json!({"template_id": template, "targets": {"ids": [edge]}, "options": {"retries": 0}}))
+        .post(
+            &format!("{project_path}/deliveries"),
+            json!({"template_id": template, "targets": {"ids": [edge]}, "options": {"retries": 0}}),
+        )
         .await;
     assert_eq!(started.status, 202, "{}", started.text);
     let id = started.body["id"].as_str().expect("id").to_owned();
     let events = app.events_at(project_path, &id).await;
     let targets = app.get(&format!("{project_path}/deliveries/{id}/targets")).await;
-    (events.last().map(|e| e.1["state"].as_str().unwrap_or_default().to_owned()).unwrap_or_default(), targets.body["items"][0].clone())
+    (
+        events.last().map(|e| e.1["state"].as_str().unwrap_or_default().to_owned()).unwrap_or_default(),
+        targets.body["items"][0].clone(),
+    )
 }
 
 /// Finding 1: one project's key opens only the edges that trust that project.
@@ -135,9 +143,16 @@ async fn endpoints_outside_the_edge_networks_are_refused_at_registration() {
     }
     let ok = app.post(&app.p("/edge-services"), json!({"name": "plc-gw", "endpoint": "http://10.1.2.3:8085"})).await;
     assert_eq!(ok.status, 201, "{}", ok.text);
-    let moved = app.call(Method::PATCH, &app.p(&format!("/edge-services/{}", ok.body["id"].as_str().expect("id"))), Some(json!({"endpoint": "http://127.0.0.1:22"}))).await;
+    let moved = app
+        .call(
+            Method::PATCH,
+            &app.p(&format!("/edge-services/{}", ok.body["id"].as_str().expect("id"))),
+            Some(json!({"endpoint": "http://127.0.0.1:22"})),
+        )
+        .await;
     assert_eq!(code(&moved), "edge_network_denied");
-    let rows = json!([{"name": "a", "endpoint": "http://10.0.0.7"}, {"name": "b", "endpoint": "http://169.254.169.254"}]);
+    let rows =
+        json!([{"name": "a", "endpoint": "http://10.0.0.7"}, {"name": "b", "endpoint": "http://169.254.169.254"}]);
     let import = app.post(&app.p("/edge-services/import"), rows).await;
     assert_eq!((import.status, code(&import)), (422, "invalid_import"), "{}", import.text);
     assert_eq!(import.body["error"]["details"]["problems"][0]["row"], 2);
@@ -172,7 +187,8 @@ async fn moving_an_endpoint_needs_the_password_again() {
     assert_eq!(app.get(&path).await.body["endpoint"], "http://10.0.0.5:8085", "nothing changed");
     let renamed = app.call(Method::PATCH, &path, Some(json!({"name": "gw-1"}))).await;
     assert_eq!(renamed.status, 200, "other edits keep the password");
-    let with_password = json!({"endpoint": "http://10.0.0.6:8085", "auth": {"kind": "basic", "username": "admin", "password": "0000"}});
+    let with_password =
+        json!({"endpoint": "http://10.0.0.6:8085", "auth": {"kind": "basic", "username": "admin", "password": "0000"}});
     assert_eq!(app.call(Method::PATCH, &path, Some(with_password)).await.status, 200);
 }
 
@@ -227,7 +243,10 @@ async fn oversized_sign_ins_are_refused_without_touching_the_audit() {
 #[tokio::test]
 async fn hostile_templates_are_refused_by_size_and_placeholder_count() {
     let app = TestApp::spawn().await;
-    let nested = format!("{{\"id\": \"r1\", \"sql\": \"SELECT 1 FROM s\", \"actions\": [{{\"log\": {{\"x\": \"{}\"}}}}]}}", "${".repeat(750_000));
+    let nested = format!(
+        "{{\"id\": \"r1\", \"sql\": \"SELECT 1 FROM s\", \"actions\": [{{\"log\": {{\"x\": \"{}\"}}}}]}}",
+        "${".repeat(750_000)
+    );
     let answer = app.post(&app.p("/templates"), json!({"name": "nested", "kind": "rule", "content": nested})).await;
     assert_ne!(answer.status, 500, "{}", answer.text);
     let big = "x".repeat(5 * 1024 * 1024);
@@ -286,7 +305,8 @@ async fn admins_list_only_the_users_of_their_organizations() {
         .await;
     assert_eq!(member.status, 200);
     let listed = app.call_as(&admin, Method::GET, "/api/v1/users", None).await;
-    let names: Vec<&str> = listed.body["items"].as_array().expect("items").iter().filter_map(|u| u["username"].as_str()).collect();
+    let names: Vec<&str> =
+        listed.body["items"].as_array().expect("items").iter().filter_map(|u| u["username"].as_str()).collect();
     assert_eq!(names, ["line-admin"], "{}", listed.text);
     let everyone = app.get("/api/v1/users").await;
     assert_eq!(everyone.body["total"], 3, "the system admin sees all");
@@ -304,8 +324,12 @@ async fn hostile_filters_and_names_are_refused_with_a_code() {
     for name in ["gw\u{202E}1-fdp", "gw\u{200B}1", "a\u{0}b"] {
         let edge = app.post(&app.p("/edge-services"), json!({"name": name, "endpoint": "http://10.0.0.1"})).await;
         assert_eq!(edge.status, 422, "{name:?}");
-        let template =
-            app.post(&app.p("/templates"), json!({"name": name, "kind": "rule", "content": rule_doc("s", "r", "SELECT 1 FROM s")})).await;
+        let template = app
+            .post(
+                &app.p("/templates"),
+                json!({"name": name, "kind": "rule", "content": rule_doc("s", "r", "SELECT 1 FROM s")}),
+            )
+            .await;
         assert_eq!(template.status, 422, "{name:?}");
         let org = app.post("/api/v1/orgs", json!({"name": name})).await;
         assert_eq!(org.status, 422, "{name:?}");
@@ -318,11 +342,15 @@ async fn an_empty_filter_selects_nothing_and_all_must_be_said() {
     let app = TestApp::spawn().await;
     app.post(&app.p("/edge-services"), json!({"name": "gw", "endpoint": "http://10.0.0.1"})).await;
     let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
-    let empty = app.post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"filter": {}}, "dry_run": true})).await;
+    let empty = app
+        .post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"filter": {}}, "dry_run": true}))
+        .await;
     assert_eq!((empty.status, code(&empty)), (422, "empty_filter"));
     let not_true = app.post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"all": false}})).await;
     assert_eq!(code(&not_true), "invalid_targets");
-    let all = app.post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"all": true}, "dry_run": true})).await;
+    let all = app
+        .post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"all": true}, "dry_run": true}))
+        .await;
     assert_eq!(all.status, 202, "{}", all.text);
 }
 
@@ -371,7 +399,10 @@ async fn an_event_stream_ends_when_its_viewer_is_disabled() {
     sim.sim.set_faults(Some(0), Some(neuronex_sim::Faults { timeout_rate: 1.0, ..neuronex_sim::Faults::default() }));
     let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
     let started = app
-        .post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"ids": ids}, "options": {"timeout_secs": 120, "retries": 0}}))
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "targets": {"ids": ids}, "options": {"timeout_secs": 120, "retries": 0}}),
+        )
         .await;
     let id = started.body["id"].as_str().expect("id").to_owned();
     let (viewer_id, viewer) = app.user("watcher", PASSWORD, Some("viewer")).await;
@@ -383,9 +414,11 @@ async fn an_event_stream_ends_when_its_viewer_is_disabled() {
         .await
         .expect("events");
     assert_eq!(stream.status(), 200);
-    let disabled = app.call(Method::PATCH, &format!("/api/v1/users/{viewer_id}"), Some(json!({"disabled": true}))).await;
+    let disabled =
+        app.call(Method::PATCH, &format!("/api/v1/users/{viewer_id}"), Some(json!({"disabled": true}))).await;
     assert_eq!(disabled.status, 200);
-    let body = tokio::time::timeout(Duration::from_secs(60), stream.text()).await.expect("the stream ends").expect("body");
+    let body =
+        tokio::time::timeout(Duration::from_secs(60), stream.text()).await.expect("the stream ends").expect("body");
     assert!(!body.contains("event: final"), "ended before the delivery did");
     app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
 }
