@@ -24,8 +24,15 @@ fn is_name(name: &str) -> bool {
 #[derive(Debug, PartialEq)]
 enum Piece<'a> {
     Text(&'a str),
+    /// `${name}`, or `${secret:name}` (`secret` set): the value of parameter `name`.
     Param(&'a str),
+    Secret(&'a str),
 }
+
+/// What marks a secret parameter: `${secret:name}`.
+pub const SECRET_PREFIX: &str = "secret:";
+/// What stands for a secret value wherever people can see it.
+pub const MASK: &str = "******";
 
 /// Characters a parameter name can hold.
 fn is_name_char(c: u8) -> bool {
@@ -51,13 +58,14 @@ fn pieces(text: &str) -> Vec<Piece<'_>> {
             literal_from = at;
             continue;
         }
-        let name_from = start + 2;
+        let secret = text[start + 2..].starts_with(SECRET_PREFIX);
+        let name_from = start + 2 + if secret { SECRET_PREFIX.len() } else { 0 };
         let name_len = bytes[name_from..].iter().take_while(|c| is_name_char(**c)).count();
         let name_to = name_from + name_len;
         let name = &text[name_from..name_to];
         if bytes.get(name_to) == Some(&b'}') && is_name(name) {
             out.push(Piece::Text(&text[literal_from..start]));
-            out.push(Piece::Param(name));
+            out.push(if secret { Piece::Secret(name) } else { Piece::Param(name) });
             at = name_to + 1;
             literal_from = at;
         } else {
@@ -74,7 +82,7 @@ pub fn placeholder_count(document: &Value, limit: usize) -> usize {
     let mut count = 0;
     walk_strings(document, &mut |s| {
         if count <= limit {
-            count += pieces(s).iter().filter(|p| matches!(p, Piece::Param(_))).count();
+            count += pieces(s).iter().filter(|p| !matches!(p, Piece::Text(_))).count();
         }
     });
     count
@@ -85,7 +93,20 @@ pub fn placeholders(document: &Value) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     walk_strings(document, &mut |s| {
         for piece in pieces(s) {
-            if let Piece::Param(name) = piece {
+            if let Piece::Param(name) | Piece::Secret(name) = piece {
+                names.insert(name.to_owned());
+            }
+        }
+    });
+    names
+}
+
+/// The parameters the document marks secret (`${secret:name}` anywhere).
+pub fn secret_names(document: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    walk_strings(document, &mut |s| {
+        for piece in pieces(s) {
+            if let Piece::Secret(name) = piece {
                 names.insert(name.to_owned());
             }
         }
@@ -154,32 +175,57 @@ pub fn render(document: &Value, values: &ParamValues<'_>) -> Result<Value, Vec<S
     if !missing.is_empty() {
         return Err(missing);
     }
-    Ok(render_value(document, values))
+    Ok(render_value(document, values, Secrets::Reveal))
 }
 
-fn render_value(value: &Value, values: &ParamValues<'_>) -> Value {
+/// Renders like [`render`], but every secret parameter shows as [`MASK`]: what previews, plans
+/// and anything else people read get.
+pub fn render_masked(document: &Value, values: &ParamValues<'_>) -> Result<Value, Vec<String>> {
+    let missing = missing(document, values);
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    Ok(render_value(document, values, Secrets::Mask))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Reveal,
+    Mask,
+}
+
+fn render_value(value: &Value, values: &ParamValues<'_>, secrets: Secrets) -> Value {
     match value {
-        Value::String(s) => render_string(s, values),
-        Value::Array(items) => Value::Array(items.iter().map(|v| render_value(v, values)).collect()),
+        Value::String(s) => render_string(s, values, secrets),
+        Value::Array(items) => Value::Array(items.iter().map(|v| render_value(v, values, secrets)).collect()),
         Value::Object(map) => {
-            let rendered: Map<String, Value> =
-                map.iter().map(|(k, v)| (as_text(&render_string(k, values)), render_value(v, values))).collect();
+            let rendered: Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (as_text(&render_string(k, values, secrets)), render_value(v, values, secrets)))
+                .collect();
             Value::Object(rendered)
         }
         other => other.clone(),
     }
 }
 
-fn render_string(text: &str, values: &ParamValues<'_>) -> Value {
+fn render_string(text: &str, values: &ParamValues<'_>, secrets: Secrets) -> Value {
     let pieces = pieces(text);
-    if let [Piece::Param(name)] = pieces.as_slice() {
-        return values.get(name).cloned().unwrap_or(Value::Null);
+    let value_of = |piece: &Piece<'_>| -> Option<Value> {
+        match piece {
+            Piece::Secret(_) if secrets == Secrets::Mask => Some(Value::from(MASK)),
+            Piece::Param(name) | Piece::Secret(name) => values.get(name).cloned(),
+            Piece::Text(_) => None,
+        }
+    };
+    if let [only @ (Piece::Param(_) | Piece::Secret(_))] = pieces.as_slice() {
+        return value_of(only).unwrap_or(Value::Null);
     }
     let mut out = String::with_capacity(text.len());
-    for piece in pieces {
+    for piece in &pieces {
         match piece {
             Piece::Text(t) => out.push_str(t),
-            Piece::Param(name) => out.push_str(&values.get(name).map(as_text).unwrap_or_default()),
+            other => out.push_str(&value_of(other).as_ref().map(as_text).unwrap_or_default()),
         }
     }
     Value::String(out)
@@ -255,6 +301,25 @@ mod tests {
         let many = "${a}".repeat(50_000);
         assert_eq!(placeholder_count(&json!([many.clone()]), 100), 50_000);
         assert_eq!(placeholder_count(&json!(["${a}", "${b}", "${c}"]), 1), 2, "counting stops past the limit");
+    }
+
+    #[test]
+    fn secret_parameters_render_for_the_edge_and_mask_for_people() {
+        let doc =
+            json!({"password": "${secret:opc_pw}", "url": "opc.tcp://u:${secret:opc_pw}@${host}", "h": "${host}"});
+        assert_eq!(secret_names(&doc).into_iter().collect::<Vec<_>>(), ["opc_pw"]);
+        assert_eq!(placeholders(&doc).into_iter().collect::<Vec<_>>(), ["host", "opc_pw"]);
+        let given = values(&[("opc_pw", json!("s3cr\"t")), ("host", json!("10.0.0.2"))]);
+        let params = ParamValues { defaults: Some(&given), ..ParamValues::default() };
+        assert_eq!(
+            render(&doc, &params).expect("complete"),
+            json!({"password": "s3cr\"t", "url": "opc.tcp://u:s3cr\"t@10.0.0.2", "h": "10.0.0.2"})
+        );
+        assert_eq!(
+            render_masked(&doc, &params).expect("complete"),
+            json!({"password": "******", "url": "opc.tcp://u:******@10.0.0.2", "h": "10.0.0.2"})
+        );
+        assert!(render_masked(&doc, &ParamValues::default()).is_err(), "a missing secret is still missing");
     }
 
     #[test]

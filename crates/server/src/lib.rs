@@ -13,6 +13,7 @@ mod metrics;
 mod network;
 mod passwords;
 pub mod routes;
+mod secret_params;
 mod throttle;
 
 use std::future::Future;

@@ -213,7 +213,7 @@ impl Engine {
 
     async fn run_delivery(self: &Arc<Self>, delivery_id: &str) -> anyhow::Result<()> {
         let delivery = self.store.delivery_by_id(delivery_id).await?;
-        let plan = match plan_of(&delivery) {
+        let plan = match plan_of(&delivery, &self.secrets) {
             Ok(plan) => Arc::new(plan),
             Err(reason) => return self.fail_everything(&delivery, &reason).await,
         };
@@ -423,7 +423,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Reads what the delivery stored at its start back into a plan.
-pub fn plan_of(delivery: &Delivery) -> Result<Plan, String> {
+pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String> {
+    let params = split_params(&crate::secret_params::open(&delivery.params, secrets)?);
     let payload = if delivery.kind == "plugin" {
         Payload::Plugin { name: delivery.template_name.clone(), sha256: delivery.content_sha256.clone() }
     } else {
@@ -431,11 +432,9 @@ pub fn plan_of(delivery: &Delivery) -> Result<Plan, String> {
         let content: Value =
             serde_json::from_str(&delivery.content).map_err(|e| format!("stored content unreadable: {e}"))?;
         let normalized = template::normalize(kind, &content).map_err(|p| format!("stored content invalid: {p:?}"))?;
-        let params = split_params(&delivery.params);
         let shared = Plan::shared_document(kind, &normalized, &params.0, &params.1);
         Payload::Template { kind, normalized, shared }
     };
-    let params = split_params(&delivery.params);
     let options: DeliveryOptions =
         serde_json::from_value(delivery.options.clone()).map_err(|e| format!("stored options unreadable: {e}"))?;
     Ok(Plan {

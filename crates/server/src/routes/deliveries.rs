@@ -21,6 +21,7 @@ use store::{Delivery, EdgeService, NewDelivery, NewTarget, Store};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
+use crate::access::Role;
 use crate::crypto::sha256_hex;
 use crate::engine::hub::{DeliveryEvent, Published};
 use crate::engine::split_params;
@@ -59,6 +60,7 @@ pub struct NewDeliveryRequest {
 fn delivery_json(delivery: &Delivery, counts: &domain::delivery::Counts) -> Value {
     let mut body = json!(delivery);
     body["counts"] = json!(counts);
+    body["params"] = crate::secret_params::masked(&delivery.params);
     body
 }
 
@@ -117,6 +119,9 @@ pub async fn create(
     if let Some(normalized) = &payload.normalized {
         check_params_cover_targets(normalized, &params, &edges)?;
     }
+    // Values of `${secret:...}` parameters are stored sealed and never shown again.
+    let secret_names = payload.normalized.as_ref().map(params::secret_names).unwrap_or_default();
+    let params = crate::secret_params::seal(&params, &secret_names, &state.secrets);
     let new = NewDelivery {
         id: store::new_id(),
         project_id: project_id.clone(),
@@ -370,11 +375,12 @@ pub async fn get_one(
     CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
+    let access = project_scope(&state, &user, &project_id).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     let counts = state.store.delivery_counts(&id).await?;
     let mut body = delivery_json(&delivery, &counts);
-    body["content"] = serde_json::from_str(&delivery.content).unwrap_or(Value::Null);
+    let content: Value = serde_json::from_str(&delivery.content).unwrap_or(Value::Null);
+    body["content"] = if access.role == Role::Admin { content } else { domain::secrets::mask_credentials(&content) };
     Ok(Json(body))
 }
 

@@ -6,7 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use domain::endpoint::normalize_endpoint;
-use domain::filter::{EdgeFilter, check_tags};
+use domain::filter::EdgeFilter;
+use domain::import::{self, AuthInput, EdgeInput};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{EdgeAuthRow, EdgeService, NewEdge, ProbeTarget};
@@ -18,30 +19,7 @@ use crate::extract::{ApiJson, CurrentUser, Query, parse_json};
 use crate::network::check_endpoint;
 use crate::routes::{audit_entry, created, project_scope};
 
-const MAX_IMPORT_ROWS: usize = 100_000;
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct AuthInput {
-    kind: String,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EdgeInput {
-    name: String,
-    endpoint: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    auth: Option<AuthInput>,
-}
+use domain::import::MAX_IMPORT_ROWS;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -56,18 +34,6 @@ pub struct EdgePatch {
 /// A field-level problem: which field and why (and which row, for imports).
 fn field_error(field: &str, message: String) -> ApiError {
     ApiError::unprocessable("invalid_edge_service", format!("{field}: {message}")).with_details(json!({"field": field}))
-}
-
-fn checked_name(name: &str) -> Result<String, String> {
-    domain::text::check_name("an edge service name", name, 200)
-}
-
-fn checked_tags(tags: &[String]) -> Result<Vec<String>, String> {
-    let mut tags: Vec<String> = tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
-    tags.sort();
-    tags.dedup();
-    check_tags(&tags)?;
-    Ok(tags)
 }
 
 /// Checks the auth input; `keep` is the stored auth when editing (a missing password keeps it).
@@ -98,11 +64,15 @@ fn checked_auth(
 }
 
 fn new_edge(state: &AppState, input: &EdgeInput) -> Result<NewEdge, (String, String)> {
-    let name = checked_name(&input.name).map_err(|m| ("name".to_owned(), m))?;
-    let endpoint = normalize_endpoint(&input.endpoint).map_err(|m| ("endpoint".to_owned(), m))?;
-    let tags = checked_tags(&input.tags).map_err(|m| ("tags".to_owned(), m))?;
+    let checked = import::check_edge(input).map_err(|(field, message)| (field.to_owned(), message))?;
     let auth = checked_auth(state, input.auth.as_ref(), None)?;
-    Ok(NewEdge { name, endpoint, description: input.description.trim().to_owned(), tags, auth })
+    Ok(NewEdge {
+        name: checked.name,
+        endpoint: checked.endpoint,
+        description: checked.description,
+        tags: checked.tags,
+        auth,
+    })
 }
 
 pub async fn create(
@@ -166,8 +136,11 @@ pub async fn import(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let inputs: Vec<EdgeInput> =
-        if content_type.starts_with("text/csv") { parse_csv(&body)? } else { parse_json(&body)? };
+    let inputs: Vec<EdgeInput> = if content_type.starts_with("text/csv") {
+        import::parse_csv(&body).map_err(|m| ApiError::bad_request("malformed_csv", m))?
+    } else {
+        parse_json(&body)?
+    };
     if inputs.is_empty() {
         return Err(ApiError::unprocessable("empty_import", "the import holds no edge services"));
     }
@@ -244,52 +217,6 @@ async fn refusal(state: &AppState, endpoint: String) -> Option<(String, String)>
     Some((endpoint, refused.message))
 }
 
-/// `name,endpoint,tags,description,auth,username,password` with a header row; tags separated by
-/// `;` or `|`. Only `name` and `endpoint` are required.
-fn parse_csv(body: &[u8]) -> Result<Vec<EdgeInput>, ApiError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(body);
-    let headers =
-        reader.headers().map_err(|e| ApiError::bad_request("malformed_csv", format!("CSV header: {e}")))?.clone();
-    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(name_at), Some(endpoint_at)) = (column("name"), column("endpoint")) else {
-        return Err(ApiError::bad_request(
-            "malformed_csv",
-            "the CSV header must name at least the columns name and endpoint",
-        ));
-    };
-    let known = ["name", "endpoint", "tags", "description", "auth", "username", "password"];
-    if let Some(unknown) = headers.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
-        return Err(ApiError::bad_request(
-            "malformed_csv",
-            format!("unknown CSV column `{unknown}`; columns are {}", known.join(", ")),
-        ));
-    }
-    let mut inputs = Vec::new();
-    for (index, record) in reader.records().enumerate() {
-        let record =
-            record.map_err(|e| ApiError::bad_request("malformed_csv", format!("CSV row {}: {e}", index + 1)))?;
-        let field = |at: Option<usize>| at.and_then(|i| record.get(i)).unwrap_or_default().to_owned();
-        let auth_kind = field(column("auth"));
-        let auth = (!auth_kind.is_empty()).then(|| AuthInput {
-            kind: auth_kind,
-            username: Some(field(column("username"))).filter(|u| !u.is_empty()),
-            password: Some(field(column("password"))).filter(|p| !p.is_empty()),
-        });
-        inputs.push(EdgeInput {
-            name: field(Some(name_at)),
-            endpoint: field(Some(endpoint_at)),
-            description: field(column("description")),
-            tags: field(column("tags"))
-                .split([';', '|'])
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect(),
-            auth,
-        });
-    }
-    Ok(inputs)
-}
-
 pub fn filter_from(query: &Query) -> Result<EdgeFilter, ApiError> {
     let filter = EdgeFilter {
         q: query.one("q"),
@@ -337,7 +264,7 @@ pub async fn update(
     scope.require_admin(&state, &user).await?;
     let mut edge = state.store.get_edge(&project_id, &id).await?;
     if let Some(name) = &patch.name {
-        edge.name = checked_name(name).map_err(|m| field_error("name", m))?;
+        edge.name = import::checked_name(name).map_err(|m| field_error("name", m))?;
     }
     if let Some(endpoint) = &patch.endpoint {
         let endpoint = normalize_endpoint(endpoint).map_err(|m| field_error("endpoint", m))?;
@@ -355,10 +282,10 @@ pub async fn update(
         edge.endpoint = endpoint;
     }
     if let Some(description) = &patch.description {
-        edge.description = description.trim().to_owned();
+        edge.description = import::checked_description(description).map_err(|m| field_error("description", m))?;
     }
     if let Some(tags) = &patch.tags {
-        edge.tags = checked_tags(tags).map_err(|m| field_error("tags", m))?;
+        edge.tags = import::checked_tags(tags).map_err(|m| field_error("tags", m))?;
     }
     if patch.auth.is_some() {
         edge.auth = checked_auth(&state, patch.auth.as_ref(), Some(&edge.auth)).map_err(|(f, m)| field_error(&f, m))?;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use store::{Template, TemplateChange};
 
 use crate::AppState;
+use crate::access::Role;
 use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser, Query};
@@ -89,13 +90,17 @@ fn check_blocking(
     Ok((checked, text))
 }
 
-fn template_json(template: &Template, content_text: &str) -> Value {
+/// A template as the API shows it. `reveal` is for project admins (who edit it); everyone else
+/// gets credentials written into the content masked.
+fn template_json(template: &Template, content_text: &str, reveal: bool) -> Value {
     let kind: Option<TemplateKind> = template.kind.parse().ok();
     let content: Value = serde_json::from_str(content_text).unwrap_or(Value::Null);
     let checked = kind.and_then(|k| template::check_content(k, &content).ok());
     let mut body = json!(template);
-    body["content"] = content;
+    body["content"] = if reveal { content } else { domain::secrets::mask_credentials(&content) };
     body["parameters"] = json!(checked.as_ref().map(|c| c.parameters.clone()).unwrap_or_default());
+    body["secret_parameters"] =
+        json!(checked.as_ref().map(|c| params::secret_names(&c.normalized)).unwrap_or_default());
     body["warnings"] = json!(checked.as_ref().map(|c| c.warnings.clone()).unwrap_or_default());
     body
 }
@@ -133,7 +138,7 @@ pub async fn create(
             &entry,
         )
         .await?;
-    Ok(created(template_json(&template, &text)))
+    Ok(created(template_json(&template, &text, true)))
 }
 
 pub async fn list(
@@ -156,10 +161,10 @@ pub async fn get_one(
     CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
+    let access = project_scope(&state, &user, &project_id).await?;
     let template = state.store.get_template(&project_id, &id).await?;
     let version = state.store.template_version(&id, template.current_version).await?;
-    Ok(Json(template_json(&template, &version.content)))
+    Ok(Json(template_json(&template, &version.content, access.role == Role::Admin)))
 }
 
 pub async fn update(
@@ -205,7 +210,7 @@ pub async fn update(
     entry.resource_id = id.clone();
     let updated = state.store.update_template(&current, &change, &user.username, &entry).await?;
     let text = change.content.map(|(text, _)| text).unwrap_or(current_version.content);
-    Ok(Json(template_json(&updated, &text)))
+    Ok(Json(template_json(&updated, &text, true)))
 }
 
 pub async fn delete(
@@ -249,11 +254,11 @@ pub async fn version(
     CurrentUser(user): CurrentUser,
     Path((project_id, id, number)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
+    let access = project_scope(&state, &user, &project_id).await?;
     let template = state.store.get_template(&project_id, &id).await?;
     let number: i64 = number.parse().map_err(|_| ApiError::not_found("template version"))?;
     let version = state.store.template_version(&template.id, number).await?;
-    let mut body = template_json(&template, &version.content);
+    let mut body = template_json(&template, &version.content, access.role == Role::Admin);
     body["version"] = json!(version.version);
     body["content_sha256"] = json!(version.content_sha256);
     body["created_by"] = json!(version.created_by);
@@ -288,10 +293,14 @@ pub async fn export(
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
         .collect();
     let disposition = format!("attachment; filename=\"{file_name}-v{number}.json\"");
-    Ok((
-        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-        version.content,
-    )
+    // Admins get the file exactly as given; viewers get it with credentials masked.
+    let content = if scope.role == Role::Admin {
+        version.content
+    } else {
+        let document: Value = serde_json::from_str(&version.content).unwrap_or(Value::Null);
+        serde_json::to_string_pretty(&domain::secrets::mask_credentials(&document)).unwrap_or_default()
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_DISPOSITION, disposition)], content)
         .into_response())
 }
 
@@ -314,7 +323,7 @@ pub async fn preview(
     Path((project_id, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
+    let access = project_scope(&state, &user, &project_id).await?;
     let template = state.store.get_template(&project_id, &id).await?;
     let kind = parse_kind(&template.kind)?;
     let content = match &body.content {
@@ -343,5 +352,8 @@ pub async fn preview(
     template::load(kind, &rendered).map_err(|problems| {
         ApiError::invalid_document("invalid_rendered_template", &format!("rendered for {}", edge.name), &problems)
     })?;
-    Ok(Json(json!({"edge_id": edge.id, "name": edge.name, "rendered": rendered})))
+    // What people see: secret parameters masked, and for viewers credentials in the content too.
+    let shown = params::render_masked(&checked.normalized, &values).unwrap_or(Value::Null);
+    let shown = if access.role == Role::Admin { shown } else { domain::secrets::mask_credentials(&shown) };
+    Ok(Json(json!({"edge_id": edge.id, "name": edge.name, "rendered": shown})))
 }

@@ -422,3 +422,68 @@ async fn an_event_stream_ends_when_its_viewer_is_disabled() {
     assert!(!body.contains("event: final"), "ended before the delivery did");
     app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
 }
+
+/// Finding 10: secret parameters reach the edge and nobody else.
+#[tokio::test]
+async fn secret_parameters_reach_the_edge_and_are_masked_everywhere_else() {
+    let app = TestApp::spawn().await;
+    let sim = crate::support::sim(1, &["3.6.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    let rule = json!({"id": "r1", "sql": "SELECT * FROM s", "actions": [{"mqtt": {"server": "tcp://broker:1883", "topic": "t", "password": "${secret:mqtt_pw}"}}]});
+    let content = json!({"streams": {"s": "CREATE STREAM s () WITH (TYPE=\"neuron\", FORMAT=\"json\")"}, "rules": {"r1": rule.to_string()}});
+    let created = app.post(&app.p("/templates"), json!({"name": "alarm", "kind": "rule", "content": content})).await;
+    assert_eq!(created.body["secret_parameters"], json!(["mqtt_pw"]), "{}", created.text);
+    let template = created.body["id"].as_str().expect("id").to_owned();
+    let secret = "plc-Secret-42";
+    let preview = app
+        .post(
+            &app.p(&format!("/templates/{template}/preview")),
+            json!({"edge_id": ids[0], "params": {"defaults": {"mqtt_pw": secret}}}),
+        )
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.text);
+    assert!(!preview.text.contains(secret) && preview.text.contains("******"), "{}", preview.text);
+    let (delivery, _) = app
+        .deliver(json!({"template_id": template, "targets": {"ids": ids}, "params": {"defaults": {"mqtt_pw": secret}}}))
+        .await;
+    assert_eq!(delivery["state"], "succeeded", "{delivery}");
+    assert_eq!(delivery["params"]["defaults"]["mqtt_pw"], "******");
+    let on_edge = crate::support::sim_state(&sim, 0).await.to_string();
+    assert!(on_edge.contains(secret), "the edge got the real value");
+    for path in [
+        app.p("/deliveries"),
+        app.p(&format!("/deliveries/{}", delivery["id"].as_str().expect("id"))),
+        "/api/v1/audit?limit=1000".to_owned(),
+    ] {
+        let answer = app.get(&path).await;
+        assert!(!answer.text.contains(secret), "{path} shows the secret");
+    }
+    // At rest it is sealed: the database files do not hold it.
+    for file in crate::support::files_under(app.data.path()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the secret", file.display());
+    }
+}
+
+/// Finding 10: a template's own credentials are masked for viewers (admins edit them).
+#[tokio::test]
+async fn credentials_written_into_a_template_are_masked_for_viewers() {
+    let app = TestApp::spawn().await;
+    let rule = json!({"id": "r1", "sql": "SELECT * FROM s", "actions": [{"mqtt": {"server": "tcp://b:1883", "topic": "t", "password": "literal-Secret-7"}}]});
+    let content = json!({"streams": {"s": "CREATE STREAM s () WITH (TYPE=\"neuron\", FORMAT=\"json\")"}, "rules": {"r1": rule.to_string()}});
+    let template = app.template("literal", "rule", content).await;
+    let (_, viewer) = app.user("viewer-1", PASSWORD, Some("viewer")).await;
+    for path in [
+        format!("/templates/{template}"),
+        format!("/templates/{template}/versions/1"),
+        format!("/templates/{template}/export"),
+    ] {
+        let shown = app.call_as(&viewer, Method::GET, &app.p(&path), None).await;
+        assert_eq!(shown.status, 200, "{path}");
+        assert!(!shown.text.contains("literal-Secret-7") && shown.text.contains("******"), "{path}: {}", shown.text);
+    }
+    assert!(
+        app.get(&app.p(&format!("/templates/{template}"))).await.text.contains("literal-Secret-7"),
+        "admins see it"
+    );
+}
