@@ -1,8 +1,14 @@
 //! Edge-service endpoints: `http(s)://host[:port][/prefix]`, normalized without a trailing slash.
 
 /// Checks and normalizes an endpoint; the error says what is wrong with it.
+/// Longest endpoint URL.
+pub const MAX_ENDPOINT_CHARS: usize = 2048;
+
 pub fn normalize_endpoint(text: &str) -> Result<String, String> {
     let text = text.trim();
+    if text.len() > MAX_ENDPOINT_CHARS {
+        return Err(format!("the endpoint is longer than {MAX_ENDPOINT_CHARS} characters"));
+    }
     let rest = text
         .strip_prefix("http://")
         .or_else(|| text.strip_prefix("https://"))

@@ -39,14 +39,76 @@ pub struct ServeArgs {
     /// Hours a rotated project JWT key keeps signing, while the new public key is installed [default: 24].
     #[arg(long, env = "EDGEFLEET_JWT_OVERLAP_HOURS")]
     pub jwt_overlap_hours: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// A TOML file with the same settings (keys as the flags, with underscores).
     #[arg(long, env = "EDGEFLEET_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
+/// Size and count limits (docs/LIMITS.md). Each has a flag, an `EDGEFLEET_*` variable and a TOML
+/// key of the same name.
+#[derive(clap::Args, Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LimitArgs {
+    /// Largest JSON request body, in bytes [default: 16777216].
+    #[arg(long, env = "EDGEFLEET_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Largest plugin package, in bytes [default: 268435456].
+    #[arg(long, env = "EDGEFLEET_MAX_PLUGIN_BYTES")]
+    pub max_plugin_bytes: Option<u64>,
+    /// Largest template document, in bytes [default: 4194304].
+    #[arg(long, env = "EDGEFLEET_MAX_DOCUMENT_BYTES")]
+    pub max_document_bytes: Option<usize>,
+    /// Most ${...} placeholders in one template [default: 10000].
+    #[arg(long, env = "EDGEFLEET_MAX_PLACEHOLDERS")]
+    pub max_placeholders: Option<usize>,
+    /// Most targets in one delivery [default: 200000].
+    #[arg(long, env = "EDGEFLEET_MAX_TARGETS")]
+    pub max_targets: Option<usize>,
+    /// Most deliveries running at once in one project [default: 50].
+    #[arg(long, env = "EDGEFLEET_MAX_RUNNING_DELIVERIES")]
+    pub max_running_deliveries: Option<i64>,
+    /// Most live-event streams open at once [default: 2000].
+    #[arg(long, env = "EDGEFLEET_MAX_EVENT_STREAMS")]
+    pub max_event_streams: Option<u64>,
+    /// Password hashes computed at once (19 MiB each) [default: 4].
+    #[arg(long, env = "EDGEFLEET_PASSWORD_HASH_SLOTS")]
+    pub password_hash_slots: Option<usize>,
+    /// Sign-ins that may wait for a hashing slot before more get 503 [default: 64].
+    #[arg(long, env = "EDGEFLEET_PASSWORD_HASH_QUEUE")]
+    pub password_hash_queue: Option<usize>,
+}
+
+impl LimitArgs {
+    /// Flags (and variables) win over the file.
+    fn apply(&self, file: &LimitArgs, config: &mut Config) -> anyhow::Result<()> {
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(value) = self.$field.or(file.$field) {
+                    anyhow::ensure!(value > 0, concat!(stringify!($field), " must be at least 1"));
+                    config.$field = value;
+                }
+            };
+        }
+        set!(max_body_bytes);
+        set!(max_plugin_bytes);
+        set!(max_document_bytes);
+        set!(max_placeholders);
+        set!(max_targets);
+        set!(max_running_deliveries);
+        set!(max_event_streams);
+        set!(password_hash_slots);
+        set!(password_hash_queue);
+        Ok(())
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
+    #[serde(flatten)]
+    limits: LimitArgs,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
@@ -84,6 +146,7 @@ pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(hours) = args.jwt_overlap_hours.or(file.jwt_overlap_hours) {
         config.jwt_overlap = Duration::from_secs(hours * 3600);
     }
+    args.limits.apply(&file.limits, &mut config)?;
     config.admin_password = std::env::var("EDGEFLEET_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     config.secret_key = std::env::var("EDGEFLEET_SECRET_KEY").ok().filter(|k| !k.is_empty()).or(file.secret_key);
     Ok(config)

@@ -48,6 +48,10 @@ pub struct Config {
     pub max_placeholders: usize,
     /// Most targets in one delivery.
     pub max_targets: usize,
+    /// Most deliveries running at once in one project.
+    pub max_running_deliveries: i64,
+    /// Most live-event streams open at once in this process.
+    pub max_event_streams: u64,
 }
 
 impl Config {
@@ -74,6 +78,8 @@ impl Config {
             max_document_bytes: 4 * 1024 * 1024,
             max_placeholders: 10_000,
             max_targets: 200_000,
+            max_running_deliveries: 50,
+            max_event_streams: 2000,
         }
     }
 

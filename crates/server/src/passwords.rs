@@ -105,3 +105,49 @@ pub fn check_strength(username: &str, password: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With every slot busy and the queue full, a sign-in is told to come back instead of
+    /// waiting (and holding memory) without bound.
+    #[tokio::test]
+    async fn past_the_slots_and_the_queue_sign_ins_are_refused_at_once() {
+        let passwords = Arc::new(Passwords::new(1, 1));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let busy_slot = {
+            let passwords = Arc::clone(&passwords);
+            tokio::spawn(async move {
+                passwords
+                    .run(move || {
+                        let _ = started.send(());
+                        let _ = hold.recv();
+                    })
+                    .await
+            })
+        };
+        running.await.expect("the slot is taken");
+        let queued = {
+            let passwords = Arc::clone(&passwords);
+            tokio::spawn(async move { passwords.run(|| 7).await })
+        };
+        while passwords.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let refused = passwords.run(|| 8).await.expect_err("queue full");
+        assert_eq!((refused.status, refused.code), (StatusCode::SERVICE_UNAVAILABLE, "server_busy"));
+        release.send(()).expect("release");
+        busy_slot.await.expect("join").expect("ran");
+        assert_eq!(queued.await.expect("join").expect("the queued one ran"), 7);
+    }
+
+    #[test]
+    fn weak_passwords_are_named() {
+        assert!(check_strength("admin", "admin").is_err());
+        assert!(check_strength("maria", "aaaaaaaaaaaa").is_err());
+        assert!(check_strength("maria", &"ab".repeat(600)).is_err());
+        assert!(check_strength("maria", "correct horse battery").is_ok());
+    }
+}

@@ -267,6 +267,15 @@ impl Store {
     }
 
     /// Newest first.
+    /// Deliveries of the project that have not ended.
+    pub async fn running_deliveries(&self, project_id: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1 AND state = 'running'")
+            .bind(project_id)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.get("n"))
+    }
+
     pub async fn list_deliveries(&self, project_id: &str, limit: i64, offset: i64) -> Result<(Vec<Delivery>, i64)> {
         let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1")
             .bind(project_id)

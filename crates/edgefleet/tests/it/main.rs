@@ -111,6 +111,16 @@ fn serve_reads_flags_over_environment_over_the_config_file() {
         .output()
         .expect("runs");
     assert!(String::from_utf8_lossy(&output.stderr).contains("the probe interval must be at least 1 second"));
+    std::fs::write(&config, "max_targets = 0\n").expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("max_targets must be at least 1"),
+        "limits are read from the file"
+    );
     std::fs::write(&config, "colour = \"red\"\n").expect("write");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
         .args(["serve", "--config"])

@@ -170,12 +170,10 @@ pub async fn create_token(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<NewToken>,
 ) -> ApiResult<impl IntoResponse> {
-    if body.name.trim().is_empty() {
-        return Err(ApiError::unprocessable(
-            "invalid_token_name",
-            "give the token a name, e.g. the script or pipeline that uses it",
-        ));
-    }
+    let name = domain::text::check_name("name: a token name", &body.name, 100).map_err(|m| {
+        ApiError::unprocessable("invalid_token_name", format!("{m}; name it after the script or pipeline that uses it"))
+    })?;
+    let body = NewToken { name, ..body };
     let token = crypto::new_token("efp_");
     let expires_at = body.expires_in_days.map(|d| store::now_ms() + i64::from(d) * 86_400_000);
     let id = state.store.insert_token(&sha256_hex(token.as_bytes()), &user.id, "api", &body.name, expires_at).await?;

@@ -106,6 +106,18 @@ pub async fn create(
         }
     };
     let options = checked_options(request.options.as_ref())?;
+    let running = state.store.running_deliveries(&project_id).await?;
+    if running >= state.config.max_running_deliveries {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_running_deliveries",
+            format!(
+                "{running} deliveries of this project are running; wait for one to end (at most {} at once)",
+                state.config.max_running_deliveries
+            ),
+        )
+        .with_details(json!({"limit": state.config.max_running_deliveries, "retry_after_secs": 5})));
+    }
     let params = checked_params(request.params.as_ref())?;
     let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
     let max_targets = state.config.max_targets;
@@ -480,6 +492,17 @@ pub async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     project_scope(&state, &user, &project_id).await?;
     state.store.get_delivery(&project_id, &id).await?;
+    let open = state.metrics.sse_clients.load(std::sync::atomic::Ordering::Relaxed);
+    if open >= state.config.max_event_streams {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_event_streams",
+            format!(
+                "{open} live-event streams are open on this server; try again shortly or read GET .../deliveries/{{id}}"
+            ),
+        )
+        .with_details(json!({"limit": state.config.max_event_streams, "retry_after_secs": 5})));
+    }
     // Subscribe before reading the state, so nothing published in between is missed.
     let receiver = state.engine.hub.subscribe(&id);
     let delivery = state.store.get_delivery(&project_id, &id).await?;

@@ -43,6 +43,11 @@ fn checked_name(name: &str) -> Result<String, ApiError> {
     domain::text::check_name("name: a template name", name, 100).map_err(|m| ApiError::unprocessable("invalid_name", m))
 }
 
+fn checked_description(description: &str) -> Result<String, ApiError> {
+    domain::import::checked_description(description)
+        .map_err(|m| ApiError::unprocessable("invalid_description", format!("description: {m}")))
+}
+
 fn parse_kind(kind: &str) -> Result<TemplateKind, ApiError> {
     kind.parse().map_err(|m: String| ApiError::unprocessable("invalid_kind", format!("kind: {m}")))
 }
@@ -114,6 +119,7 @@ pub async fn create(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let name = checked_name(&body.name)?;
+    let description = checked_description(&body.description)?;
     let kind = parse_kind(&body.kind)?;
     let (_, text) = checked_content(&state, kind, body.content).await?;
     let sha = sha256_hex(text.as_bytes());
@@ -127,16 +133,7 @@ pub async fn create(
     );
     let template = state
         .store
-        .create_template(
-            &project_id,
-            &name,
-            kind.as_str(),
-            body.description.trim(),
-            &text,
-            &sha,
-            &user.username,
-            &entry,
-        )
+        .create_template(&project_id, &name, kind.as_str(), &description, &text, &sha, &user.username, &entry)
         .await?;
     Ok(created(template_json(&template, &text, true)))
 }
@@ -188,7 +185,7 @@ pub async fn update(
     let current_version = state.store.template_version(&id, current.current_version).await?;
     let mut change = TemplateChange {
         name: edit.name.as_deref().map(checked_name).transpose()?,
-        description: edit.description.as_ref().map(|d| d.trim().to_owned()),
+        description: edit.description.as_deref().map(checked_description).transpose()?,
         content: None,
     };
     if let Some(content) = &edit.content {

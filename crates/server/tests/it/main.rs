@@ -4,6 +4,7 @@ mod access;
 mod audit;
 mod deliveries;
 mod edges;
+mod limits;
 mod plugins;
 mod security;
 mod support;
