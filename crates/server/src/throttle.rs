@@ -6,8 +6,9 @@
 //! wait twice as long as the one before (1 s, 2 s, 4 s ... at most 5 minutes) since the previous
 //! attempt. Subjects:
 //! - `user:<name>`: every attempt on a username, from anywhere;
-//! - `addr:<ip>`: every attempt from one address, with a much higher allowance, since many people
-//!   may share one address behind a proxy;
+//! - `addr:<ip>`: wrong passwords from one address (whatever the username), with a much higher
+//!   allowance; right passwords never count here, since many people may share one address behind
+//!   a proxy or a plant's NAT;
 //! - `device:<name>:<id>`: a browser or client that signed in as that user before and shows the
 //!   device token it got then. Its attempts are counted on their own, so someone guessing a
 //!   username's password elsewhere never locks out the person who owns it.
@@ -28,6 +29,9 @@ pub struct Throttle {
     pub free_per_address: i64,
     /// The longest back-off.
     pub max_wait: Duration,
+    /// The first wait of an address past its allowance (one account starts at 1 s): a hundred
+    /// wrong passwords from one place is an attack, not a typo.
+    pub address_first_wait: Duration,
 }
 
 impl Default for Throttle {
@@ -38,6 +42,7 @@ impl Default for Throttle {
             free_per_device: 10,
             free_per_address: 100,
             max_wait: Duration::from_secs(300),
+            address_first_wait: Duration::from_secs(30),
         }
     }
 }
@@ -52,7 +57,12 @@ pub enum Verdict {
 }
 
 impl Throttle {
-    /// Counts the attempt on each subject and decides; `device` is a verified device identity.
+    /// Counts the attempt and decides; `device` is a verified device identity.
+    ///
+    /// The account (or device) is counted atomically before the password is checked: that is
+    /// what stops parallel guesses at one account. The address is only looked at here and counted
+    /// when a password turns out wrong, so successful sign-ins from a shared address (a proxy, a
+    /// plant's NAT) never slow anyone down.
     pub async fn attempt(
         &self,
         store: &Store,
@@ -60,36 +70,58 @@ impl Throttle {
         address: &str,
         device: Option<&str>,
     ) -> store::Result<Verdict> {
-        let subjects = match device {
-            Some(device) => vec![(format!("device:{username}:{device}"), self.free_per_device)],
-            None => vec![
-                (format!("user:{username}"), self.free_per_user),
-                (format!("addr:{address}"), self.free_per_address),
-            ],
-        };
         let now = store::now_ms();
         let window_ms = self.window.as_millis() as i64;
-        let mut verdict = Verdict::Go;
-        for (subject, free) in subjects {
-            let count = store.count_login_attempt(&subject, now, window_ms).await?;
-            let over = count.attempts - free;
-            if over <= 0 || verdict != Verdict::Go {
-                continue;
-            }
-            let wait_ms = self.backoff(over).as_millis() as i64;
-            let waited = now - count.previous_at;
-            if waited < wait_ms {
-                let secs = ((wait_ms - waited) as u64).div_ceil(1000).max(1);
-                verdict = Verdict::Wait { subject, secs };
+        let (subject, free) = match device {
+            Some(device) => (format!("device:{username}:{device}"), self.free_per_device),
+            None => (format!("user:{username}"), self.free_per_user),
+        };
+        let count = store.count_login_attempt(&subject, now, window_ms).await?;
+        if let Some(secs) = self.wait(count, free, now, Duration::from_secs(1)) {
+            return Ok(Verdict::Wait { subject, secs });
+        }
+        if device.is_none() {
+            let subject = format!("addr:{address}");
+            if let Some(failures) = store.peek_login_attempts(&subject, now, window_ms).await?
+                && let Some(secs) = self.wait(
+                    store::AttemptCount { attempts: failures.attempts + 1, previous_at: failures.previous_at },
+                    self.free_per_address,
+                    now,
+                    self.address_first_wait,
+                )
+            {
+                return Ok(Verdict::Wait { subject, secs });
             }
         }
-        Ok(verdict)
+        Ok(Verdict::Go)
     }
 
-    /// The wait before the `over`-th attempt beyond the free ones: 1 s, 2 s, 4 s, ... capped.
-    fn backoff(&self, over: i64) -> Duration {
-        let doubling = over.clamp(1, 20) - 1;
-        Duration::from_secs(1u64 << doubling).min(self.max_wait)
+    /// Seconds left to wait before an attempt numbered `count.attempts`, if any.
+    fn wait(&self, count: store::AttemptCount, free: i64, now: i64, first_wait: Duration) -> Option<u64> {
+        let over = count.attempts - free;
+        if over <= 0 {
+            return None;
+        }
+        let wait_ms = self.backoff(over, first_wait).as_millis() as i64;
+        let waited = now - count.previous_at;
+        (waited < wait_ms).then(|| ((wait_ms - waited) as u64).div_ceil(1000).max(1))
+    }
+
+    /// A wrong password: the address is counted too (the account was counted before the check).
+    pub async fn failed(&self, store: &Store, address: &str, device: Option<&str>) -> store::Result<()> {
+        if device.is_none() {
+            store
+                .count_login_attempt(&format!("addr:{address}"), store::now_ms(), self.window.as_millis() as i64)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The wait before the `over`-th attempt beyond the free ones: the first wait, doubled each
+    /// time, capped.
+    fn backoff(&self, over: i64, first_wait: Duration) -> Duration {
+        let doubling = (over.clamp(1, 20) - 1) as u32;
+        first_wait.saturating_mul(1 << doubling).min(self.max_wait)
     }
 
     /// A right password: the count it was made under starts again. A sign-in from a known device

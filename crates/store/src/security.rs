@@ -94,6 +94,17 @@ impl Store {
         Ok(AttemptCount { attempts: row.get("failures"), previous_at: row.get("previous_attempt") })
     }
 
+    /// A subject's attempts in the current window, without counting one.
+    pub async fn peek_login_attempts(&self, subject: &str, now: i64, window_ms: i64) -> Result<Option<AttemptCount>> {
+        let row =
+            sqlx::query("SELECT failures, last_attempt FROM login_throttle WHERE subject = $1 AND window_start >= $2")
+                .bind(subject)
+                .bind(now - window_ms)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(|r| AttemptCount { attempts: r.get("failures"), previous_at: r.get("last_attempt") }))
+    }
+
     /// Forgets a subject's attempts (after a right password).
     pub async fn clear_login_attempts(&self, subject: &str) -> Result<()> {
         sqlx::query("DELETE FROM login_throttle WHERE subject = $1").bind(subject).execute(&self.write).await?;

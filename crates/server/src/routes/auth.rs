@@ -70,6 +70,7 @@ pub async fn login(
     let valid = state.passwords.verify(&body.password, hash).await?;
     let Some(user) = user.filter(|_| valid) else {
         state.store.append_audit(&login_audit(&body.username, "failure", &address)).await?;
+        state.throttle.failed(&state.store, &address, device.as_deref()).await?;
         return Err(ApiError::unauthorized("wrong username or password"));
     };
     state.throttle.succeeded(&state.store, &user.username, device.as_deref()).await?;

@@ -487,3 +487,27 @@ async fn credentials_written_into_a_template_are_masked_for_viewers() {
         "admins see it"
     );
 }
+
+/// Finding 9: an address is slowed only by wrong passwords, never by people signing in right.
+#[tokio::test]
+async fn an_address_is_slowed_by_wrong_passwords_only() {
+    let app = TestApp::spawn().await;
+    let known = app.login("admin", PASSWORD, &[]).await.body["device_token"].as_str().expect("device").to_owned();
+    for k in 0..30 {
+        let (_, _) = app.user(&format!("worker-{k}"), PASSWORD, None).await;
+    }
+    // 30 right sign-ins (plus the 30 above) from this one address: nobody waits.
+    for k in 0..30 {
+        assert_eq!(app.login(&format!("worker-{k}"), PASSWORD, &[]).await.status, 200);
+    }
+    // 100 wrong passwords, each for another name, are free; the next attempt from here waits
+    // (30 s after the last wrong one, doubling), whoever it is for.
+    for k in 0..100 {
+        assert_eq!(app.login(&format!("nobody-{k}"), "wrong-password-1", &[]).await.status, 401);
+    }
+    let next = app.login("worker-1", PASSWORD, &[]).await;
+    assert_eq!((next.status, code(&next)), (429, "too_many_attempts"), "{}", next.text);
+    // A known device is not held back by its address.
+    let device = app.login("admin", PASSWORD, &[("x-edgefleet-device", &known)]).await;
+    assert_eq!(device.status, 200, "{}", device.text);
+}
