@@ -46,6 +46,12 @@ struct Args {
     /// Targets of the 20 MiB plugin delivery (0 skips it).
     #[arg(long, default_value_t = 1000)]
     plugin_targets: u32,
+    /// Parallel sign-ins of the hostile-load run (with a 16 MB hostile template; 0 skips it).
+    #[arg(long, default_value_t = 256)]
+    logins: u32,
+    /// Run only the hostile-load part (sign-ins and a hostile template), nothing else.
+    #[arg(long)]
+    hostile_only: bool,
 }
 
 const PASSWORD: &str = "bench-password";
@@ -58,6 +64,13 @@ async fn main() -> anyhow::Result<()> {
         "{} is missing: run `cargo build --release -p edgefleet` first",
         args.edgefleet.display()
     );
+    let hostile = if args.logins > 0 { Some(hostile_load(&args, args.logins).await?) } else { None };
+    println!("hostile load: {}", hostile.clone().unwrap_or(Value::Null));
+    if args.hostile_only {
+        std::fs::create_dir_all(&args.out)?;
+        std::fs::write(args.out.join("hostile.json"), serde_json::to_string_pretty(&hostile)?)?;
+        return Ok(());
+    }
     let mut results = Vec::new();
     for &n in &args.sizes {
         // This machine's speed drifts from minute to minute: runs alternate, medians are kept.
@@ -122,11 +135,78 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin});
+    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
     Ok(())
+}
+
+/// `logins` sign-ins at once (each of its own account, so every one runs a password hash) while a
+/// 15 MB template of `${${${...` is posted, and `/healthz` is asked every 20 ms throughout: the
+/// server's peak memory and the health check's latency.
+async fn hostile_load(args: &Args, logins: u32) -> anyhow::Result<Value> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let data = tempfile::tempdir()?;
+    let server = start_server_on(&args.edgefleet, data.path(), None).await?;
+    let session = Session::start(&server).await?;
+    let project = session.project().await?;
+    for k in 0..logins {
+        session.post("/api/v1/users", json!({"username": format!("operator-{k}"), "password": PASSWORD})).await?;
+    }
+    let rss_before = peak_rss_mib(server.child.id());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (http, url, stop) = (session.http.clone(), format!("{}/healthz", server.base), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                let ok = http.get(&url).send().await.is_ok_and(|r| r.status().is_success());
+                latencies.push((asked.elapsed().as_secs_f64() * 1000.0, ok));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            latencies
+        })
+    };
+    let started = Instant::now();
+    let sign_ins = futures::future::join_all((0..logins).map(|k| {
+        let request = session
+            .http
+            .post(format!("{}/api/v1/auth/login", server.base))
+            .json(&json!({"username": format!("operator-{k}"), "password": PASSWORD}));
+        async move { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    }));
+    let hostile = format!("{{\"id\": \"r1\", \"sql\": \"{}\"}}", "${".repeat(15 * 512 * 1024));
+    let template = session
+        .http
+        .post(format!("{}/api/v1/projects/{project}/templates", server.base))
+        .bearer_auth(&session.token)
+        .json(&json!({"name": "hostile", "kind": "rule", "content": hostile}))
+        .send();
+    let (statuses, template) = tokio::join!(sign_ins, template);
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.await?;
+    let mut latencies: Vec<f64> = samples.iter().map(|(ms, _)| *ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    Ok(json!({
+        "sign_ins": logins,
+        "signed_in": count(200),
+        "busy_503": count(503),
+        "throttled_429": count(429),
+        "seconds": seconds,
+        "hostile_template_bytes": hostile.len(),
+        "hostile_template_status": template.map(|r| r.status().as_u16()).unwrap_or(0),
+        "server_peak_rss_mib_before": rss_before,
+        "server_peak_rss_mib": peak_rss_mib(server.child.id()),
+        "healthz_samples": latencies.len(),
+        "healthz_failed": samples.iter().filter(|(_, ok)| !ok).count(),
+        "healthz_p50_ms": percentile(&latencies, 50.0),
+        "healthz_p99_ms": percentile(&latencies, 99.0),
+        "healthz_max_ms": latencies.last().copied().unwrap_or(0.0),
+    }))
 }
 
 /// The run with the median `seconds`.

@@ -33,6 +33,11 @@ const TABLES: &[(&str, &str)] = &[
 
 const PAGE: i64 = 2000;
 
+/// The tables `db copy` moves, in the order it moves them.
+pub fn copied_tables() -> Vec<&'static str> {
+    TABLES.iter().map(|(table, _)| *table).collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TableCopy {
     pub table: &'static str,

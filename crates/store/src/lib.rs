@@ -26,7 +26,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use accounts::{Org, Project, ProjectScope, User};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
-pub use copy::TableCopy;
+pub use copy::{TableCopy, copied_tables};
 pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, TargetOutcome};
 pub use edges::{EdgeAuthRow, EdgeService, NewEdge, ProbeResult, ProbeTarget};
 pub use members::{Member, Roles, TokenInfo};
@@ -172,6 +172,20 @@ impl Store {
         let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
         listener.listen(channel).await?;
         Ok(Some(Listener(listener)))
+    }
+
+    /// The tables of the schema (not SQLite's own, nor the search index's shadow tables).
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx_%' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' AND name NOT LIKE 'edge_search_%' ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT tablename::text AS name FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '_sqlx_%' ORDER BY tablename"
+            }
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(|r| r.get("name")).collect())
     }
 
     pub async fn ping(&self) -> Result<()> {

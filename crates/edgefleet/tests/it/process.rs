@@ -105,6 +105,19 @@ impl Api {
         response.json().await.expect("json")
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("put");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("json")
+    }
+
     /// A project with the simulator's instances registered and a one-stream, one-rule template;
     /// answers (project id, template).
     pub async fn rule_setup(&self, sim: &neuronex_sim::RunningSim) -> (String, Value) {

@@ -181,6 +181,13 @@ async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
     let delivery = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
     let id = delivery["id"].as_str().expect("id").to_owned();
     api.watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), usize::MAX).await;
+    // A member of each kind, and the project's JWT key, must move too.
+    let user = api.post("/api/v1/users", json!({"username": "line-lead", "password": "a-strong-passphrase"})).await;
+    let user = user["id"].as_str().expect("user").to_owned();
+    let org = api.get(&format!("/api/v1/projects/{project}")).await["org_id"].as_str().expect("org").to_owned();
+    api.put(&format!("/api/v1/orgs/{org}/members/{user}"), json!({"role": "member"})).await;
+    api.put(&format!("/api/v1/projects/{project}/members/{user}"), json!({"role": "admin"})).await;
+    let key_before = api.get(&format!("/api/v1/projects/{project}/jwt/public-key")).await;
     let audit_before = api.get("/api/v1/audit?limit=1000").await;
     server.kill();
 
@@ -192,7 +199,10 @@ async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
         .expect("copy runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("all 14 tables copied and checked"), "{stdout}");
+    assert!(stdout.contains(&format!("all {} tables copied and checked", store::copied_tables().len())), "{stdout}");
+    for table in ["org_members", "project_members", "project_jwt_keys"] {
+        assert!(stdout.lines().any(|l| l.starts_with(table) && l.contains(" 1  ok")), "{table}: {stdout}");
+    }
     assert!(stdout.lines().any(|l| l.starts_with("delivery_targets") && l.contains(" 5  ok")), "{stdout}");
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
         .args(["db", "copy", "--from", &source, "--to", &target])
@@ -212,6 +222,10 @@ async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
     let finished = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await;
     assert_eq!((finished["state"].as_str(), finished["counts"]["succeeded"].as_u64()), (Some("succeeded"), Some(5)));
     assert_eq!(api.get(&format!("/api/v1/projects/{project}/edge-services")).await["total"], 5);
+    let members = api.get(&format!("/api/v1/projects/{project}/members")).await;
+    assert_eq!(members["items"][0]["user_id"], user.as_str(), "{members}");
+    let key_after = api.get(&format!("/api/v1/projects/{project}/jwt/public-key")).await;
+    assert_eq!(key_after["pem"], key_before["pem"], "the project's JWT key moved, edges need nothing new");
     let audit_after = api.get("/api/v1/audit?limit=1000").await;
     assert_eq!(
         audit_after["total"].as_i64(),

@@ -9,3 +9,4 @@ mod plugins;
 mod security;
 mod support;
 mod templates;
+mod tidy;

@@ -1,5 +1,7 @@
 //! Registry housekeeping runs on both backends and leaves searches answering.
 
+mod tidy;
+
 use domain::filter::EdgeFilter;
 use store::{AuditEntry, NewEdge, Store};
 
