@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Hours a rotated project JWT key keeps signing, while the new public key is installed [default: 24].
     #[arg(long, env = "EDGEFLEET_JWT_OVERLAP_HOURS")]
     pub jwt_overlap_hours: Option<u64>,
+    /// Seconds an account waits after its free sign-in attempts, doubling each time [default: 1].
+    #[arg(long, env = "EDGEFLEET_SIGN_IN_BACKOFF_SECS")]
+    pub sign_in_backoff_secs: Option<u64>,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// A TOML file with the same settings (keys as the flags, with underscores).
@@ -119,6 +122,7 @@ struct FileSettings {
     no_worker: Option<bool>,
     edge_networks: Option<String>,
     jwt_overlap_hours: Option<u64>,
+    sign_in_backoff_secs: Option<u64>,
 }
 
 pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -145,6 +149,10 @@ pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(hours) = args.jwt_overlap_hours.or(file.jwt_overlap_hours) {
         config.jwt_overlap = Duration::from_secs(hours * 3600);
+    }
+    if let Some(secs) = args.sign_in_backoff_secs.or(file.sign_in_backoff_secs) {
+        anyhow::ensure!(secs > 0, "the sign-in back-off must be at least 1 second");
+        config.sign_in_backoff = Duration::from_secs(secs);
     }
     args.limits.apply(&file.limits, &mut config)?;
     config.admin_password = std::env::var("EDGEFLEET_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());

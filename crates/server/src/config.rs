@@ -52,6 +52,8 @@ pub struct Config {
     pub max_running_deliveries: i64,
     /// Most live-event streams open at once in this process.
     pub max_event_streams: u64,
+    /// The first wait of an account past its free sign-in attempts (doubling after).
+    pub sign_in_backoff: Duration,
 }
 
 impl Config {
@@ -80,6 +82,7 @@ impl Config {
             max_targets: 200_000,
             max_running_deliveries: 50,
             max_event_streams: 2000,
+            sign_in_backoff: Duration::from_secs(1),
         }
     }
 

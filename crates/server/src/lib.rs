@@ -118,6 +118,8 @@ impl App {
             Arc::clone(&links),
             config.worker,
         );
+        let throttle =
+            Arc::new(throttle::Throttle { first_wait: config.sign_in_backoff, ..throttle::Throttle::default() });
         let state = AppState {
             store,
             engine,
@@ -127,7 +129,7 @@ impl App {
             jwt_keys,
             blobs,
             links,
-            throttle: Arc::new(throttle::Throttle::default()),
+            throttle,
             passwords,
         };
         Ok(App { state, listener, _sqlite_lock: sqlite_lock, generated_admin_password })

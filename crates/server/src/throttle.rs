@@ -29,6 +29,8 @@ pub struct Throttle {
     pub free_per_address: i64,
     /// The longest back-off.
     pub max_wait: Duration,
+    /// The first wait of an account or device past its free attempts.
+    pub first_wait: Duration,
     /// The first wait of an address past its allowance (one account starts at 1 s): a hundred
     /// wrong passwords from one place is an attack, not a typo.
     pub address_first_wait: Duration,
@@ -42,6 +44,7 @@ impl Default for Throttle {
             free_per_device: 10,
             free_per_address: 100,
             max_wait: Duration::from_secs(300),
+            first_wait: Duration::from_secs(1),
             address_first_wait: Duration::from_secs(30),
         }
     }
@@ -77,7 +80,7 @@ impl Throttle {
             None => (format!("user:{username}"), self.free_per_user),
         };
         let count = store.count_login_attempt(&subject, now, window_ms).await?;
-        if let Some(secs) = self.wait(count, free, now, Duration::from_secs(1)) {
+        if let Some(secs) = self.wait(count, free, now, self.first_wait) {
             return Ok(Verdict::Wait { subject, secs });
         }
         if device.is_none() {

@@ -235,3 +235,27 @@ async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
     // New audit ids continue after the copied ones.
     assert!(audit_after["items"][0]["id"].as_i64() > audit_before["items"][0]["id"].as_i64());
 }
+
+/// Sign-in throttling is shared: guesses spread over replicas count as one.
+#[tokio::test]
+async fn sign_in_attempts_count_across_replicas() {
+    let cluster = Cluster::new(2).await;
+    // A minute's back-off: the refusals below cannot depend on how fast the machine is.
+    let first = cluster.start(0, &["--no-worker", "--sign-in-backoff-secs", "60"]);
+    let second = cluster.start(1, &["--no-worker", "--sign-in-backoff-secs", "60"]);
+    let http = reqwest::Client::new();
+    let attempt = |base: &str| {
+        let request = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": "wrong-password-1"}));
+        async move { request.send().await.expect("login").status().as_u16() }
+    };
+    // Five wrong passwords, alternating between the replicas, use up the account's free attempts...
+    for k in 0..5 {
+        let base = if k % 2 == 0 { &first.base } else { &second.base };
+        assert_eq!(attempt(base).await, 401);
+    }
+    // ...so the next one waits, on either replica.
+    assert_eq!(attempt(&first.base).await, 429);
+    assert_eq!(attempt(&second.base).await, 429);
+}

@@ -42,6 +42,8 @@ impl TestApp {
         config.probe_interval = Duration::from_secs(3600);
         config.edge_request_timeout = Duration::from_secs(2);
         config.edge_connect_timeout = Duration::from_secs(1);
+        // A minute's back-off after the free sign-in attempts, so no refusal depends on speed.
+        config.sign_in_backoff = Duration::from_secs(60);
         // The simulator is on loopback; a few tests register made-up gateways in 10.0.0.0/8.
         config.edge_networks = domain::network::NetworkPolicy::parse_list("127.0.0.0/8,10.0.0.0/8").expect("networks");
         // EDGEFLEET_TEST_POSTGRES=postgres://user@host:port runs the suite on PostgreSQL.
