@@ -128,9 +128,15 @@ pub async fn create(
         )
         .with_details(json!({"limit": max_targets, "targets": edges.len()})));
     }
-    if let Some(normalized) = &payload.normalized {
-        check_params_cover_targets(normalized, &params, &edges)?;
-    }
+    // One check per target (up to `max_targets` of them): on the blocking pool.
+    let (edges, params) = match payload.normalized.clone() {
+        Some(normalized) => tokio::task::spawn_blocking(move || {
+            check_params_cover_targets(&normalized, &params, &edges).map(|()| (edges, params))
+        })
+        .await
+        .map_err(ApiError::internal)??,
+        None => (edges, params),
+    };
     // Values of `${secret:...}` parameters are stored sealed and never shown again.
     let secret_names = payload.normalized.as_ref().map(params::secret_names).unwrap_or_default();
     let params = crate::secret_params::seal(&params, &secret_names, &state.secrets);

@@ -334,23 +334,47 @@ pub async fn preview(
     let edge = state.store.get_edge(&project_id, &body.edge_id).await?;
     let (defaults, targets) = crate::engine::split_params(&body.params.clone().unwrap_or(json!({})));
     let own: Option<&BTreeMap<String, Value>> = targets.get(&edge.id).or_else(|| targets.get(&edge.name));
-    let values = ParamValues {
-        target: own,
-        defaults: Some(&defaults),
+    let values = OwnedValues {
+        target: own.cloned(),
+        defaults,
         builtins: params::edge_builtins(&edge.id, &edge.name, &edge.endpoint, edge.version.as_deref(), &edge.tags),
     };
-    let rendered = params::render(&checked.normalized, &values).map_err(|missing| {
-        ApiError::unprocessable(
-            "missing_parameters",
-            format!("edge service {}: no value for {}", edge.name, missing.join(", ")),
-        )
-        .with_details(json!({"missing": [{"edge_id": edge.id, "name": edge.name, "parameters": missing}]}))
+    let reveal = access.role == Role::Admin;
+    let (normalized, edge_name) = (checked.normalized, edge.name.clone());
+    let shown = tokio::task::spawn_blocking(move || render_for_people(kind, &normalized, &values, &edge_name, reveal))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!({"edge_id": edge.id, "name": edge.name, "rendered": shown})))
+}
+
+/// Parameter values that can move to the blocking pool.
+struct OwnedValues {
+    target: Option<BTreeMap<String, Value>>,
+    defaults: BTreeMap<String, Value>,
+    builtins: BTreeMap<String, Value>,
+}
+
+/// Renders and checks as a delivery would, then answers what people may see: secret parameters
+/// masked, and for viewers (`reveal` false) credentials written into the content too.
+fn render_for_people(
+    kind: TemplateKind,
+    normalized: &Value,
+    values: &OwnedValues,
+    edge_name: &str,
+    reveal: bool,
+) -> Result<Value, ApiError> {
+    let values = ParamValues {
+        target: values.target.as_ref(),
+        defaults: Some(&values.defaults),
+        builtins: values.builtins.clone(),
+    };
+    let rendered = params::render(normalized, &values).map_err(|missing| {
+        ApiError::unprocessable("missing_parameters", format!("edge service {edge_name}: no value for {}", missing.join(", ")))
+            .with_details(json!({"missing": [{"name": edge_name, "parameters": missing}]}))
     })?;
     template::load(kind, &rendered).map_err(|problems| {
-        ApiError::invalid_document("invalid_rendered_template", &format!("rendered for {}", edge.name), &problems)
+        ApiError::invalid_document("invalid_rendered_template", &format!("rendered for {edge_name}"), &problems)
     })?;
-    // What people see: secret parameters masked, and for viewers credentials in the content too.
-    let shown = params::render_masked(&checked.normalized, &values).unwrap_or(Value::Null);
-    let shown = if access.role == Role::Admin { shown } else { domain::secrets::mask_credentials(&shown) };
-    Ok(Json(json!({"edge_id": edge.id, "name": edge.name, "rendered": shown})))
+    let shown = params::render_masked(normalized, &values).unwrap_or(Value::Null);
+    Ok(if reveal { shown } else { domain::secrets::mask_credentials(&shown) })
 }
