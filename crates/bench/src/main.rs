@@ -203,8 +203,8 @@ async fn hostile_load(args: &Args, logins: u32) -> anyhow::Result<Value> {
         "server_peak_rss_mib": peak_rss_mib(server.child.id()),
         "healthz_samples": latencies.len(),
         "healthz_failed": samples.iter().filter(|(_, ok)| !ok).count(),
-        "healthz_p50_ms": percentile(&latencies, 50.0),
-        "healthz_p99_ms": percentile(&latencies, 99.0),
+        "healthz_p50_ms": percentile(&latencies, 0.5),
+        "healthz_p99_ms": percentile(&latencies, 0.99),
         "healthz_max_ms": latencies.last().copied().unwrap_or(0.0),
     }))
 }

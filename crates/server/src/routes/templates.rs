@@ -69,17 +69,26 @@ fn check_blocking(
     content: &Value,
     (max_bytes, max_placeholders): (usize, usize),
 ) -> Result<(Checked, String), ApiError> {
+    let too_large = |size: usize| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "document_too_large",
+            format!("content: {size} bytes; a template document holds at most {max_bytes} bytes"),
+        )
+        .with_details(json!({"limit": max_bytes, "size": size}))
+    };
+    // Measured before anything is copied: a hostile document is refused at the cost of one look.
+    if let Value::String(text) = content
+        && text.len() > max_bytes
+    {
+        return Err(too_large(text.len()));
+    }
     let text = match content {
         Value::String(text) => text.clone(),
         other => serde_json::to_string_pretty(other).unwrap_or_default(),
     };
     if text.len() > max_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "document_too_large",
-            format!("content: {} bytes; a template document holds at most {max_bytes} bytes", text.len()),
-        )
-        .with_details(json!({"limit": max_bytes, "size": text.len()})));
+        return Err(too_large(text.len()));
     }
     let count = params::placeholder_count(content, max_placeholders);
     if count > max_placeholders {
@@ -369,8 +378,11 @@ fn render_for_people(
         builtins: values.builtins.clone(),
     };
     let rendered = params::render(normalized, &values).map_err(|missing| {
-        ApiError::unprocessable("missing_parameters", format!("edge service {edge_name}: no value for {}", missing.join(", ")))
-            .with_details(json!({"missing": [{"name": edge_name, "parameters": missing}]}))
+        ApiError::unprocessable(
+            "missing_parameters",
+            format!("edge service {edge_name}: no value for {}", missing.join(", ")),
+        )
+        .with_details(json!({"missing": [{"name": edge_name, "parameters": missing}]}))
     })?;
     template::load(kind, &rendered).map_err(|problems| {
         ApiError::invalid_document("invalid_rendered_template", &format!("rendered for {edge_name}"), &problems)
