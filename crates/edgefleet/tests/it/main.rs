@@ -133,3 +133,40 @@ fn serve_reads_flags_over_environment_over_the_config_file() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A start-up failure names the database without its password.
+#[test]
+fn a_database_password_never_shows_in_a_start_up_failure() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", "postgres://edgefleet:Hunter2-db@127.0.0.1:1/ef"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("postgres://edgefleet:***@127.0.0.1:1/ef"), "{stderr}");
+    assert!(!stderr.contains("Hunter2-db"), "{stderr}");
+}
+
+/// `edgefleet login` keeps its token where only its owner can read it.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_cli_keeps_its_credentials_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = process::Server::start(data.path());
+    let config = tempfile::tempdir().expect("config dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["login", "--server", &server.base, "--username", "admin"])
+        .env("EDGEFLEET_CONFIG_DIR", config.path())
+        .env("EDGEFLEET_PASSWORD", process::PASSWORD)
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let file = config.path().join("credentials.json");
+    assert_eq!(std::fs::metadata(&file).expect("saved").permissions().mode() & 0o777, 0o600);
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    assert!(saved["device_token"].as_str().is_some_and(|t| !t.is_empty()), "{saved}");
+}
