@@ -144,9 +144,35 @@ pub struct Sim {
     default_faults: Mutex<Faults>,
     http: reqwest::Client,
     started: Instant,
+    /// Requests being answered now, across instances, and the most there ever were at once:
+    /// how tests see that edgefleet paces its calls.
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one request as in flight while it lives.
+pub struct InFlight<'a>(&'a Sim);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Sim {
+    /// Marks a request to an instance as in flight until the guard is dropped.
+    pub fn enter(&self) -> InFlight<'_> {
+        use std::sync::atomic::Ordering;
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(self)
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn new(config: SimConfig) -> Sim {
         let default_faults = Mutex::new(config.faults.clone());
         let http = reqwest::Client::builder()
@@ -154,7 +180,15 @@ impl Sim {
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap_or_default();
-        Sim { config, instances: Mutex::new(HashMap::new()), default_faults, http, started: Instant::now() }
+        Sim {
+            config,
+            instances: Mutex::new(HashMap::new()),
+            default_faults,
+            http,
+            started: Instant::now(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            peak_in_flight: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     pub fn config(&self) -> &SimConfig {

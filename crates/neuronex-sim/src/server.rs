@@ -138,6 +138,7 @@ async fn dispatch(sim: Arc<Sim>, fixed: Option<u32>, request: Request<Body>) -> 
             None => return plain(404, "use /i/<instance>/api/... or /__sim/"),
         },
     };
+    let _in_flight = sim.enter();
     let reply = sim.serve(k, parts.method.as_str(), &rest, &query, authorization, &body).await;
     into_response(reply).await
 }
@@ -189,9 +190,10 @@ fn control_api(sim: &Sim, method: &str, path: &str, body: &[u8]) -> Response<Bod
     let parse_faults =
         || serde_json::from_slice::<Faults>(body).map_err(|e| json_response(400, &json!({"error": e.to_string()})));
     match (method, segments.as_slice()) {
-        ("GET", ["health"]) => {
-            json_response(200, &json!({"count": sim.config().count, "instances_in_use": sim.instances_in_use()}))
-        }
+        ("GET", ["health"]) => json_response(
+            200,
+            &json!({"count": sim.config().count, "instances_in_use": sim.instances_in_use(), "peak_in_flight": sim.peak_in_flight()}),
+        ),
         ("PUT", ["faults"]) => match parse_faults() {
             Ok(faults) => {
                 sim.set_faults(None, Some(faults));

@@ -511,3 +511,33 @@ async fn an_address_is_slowed_by_wrong_passwords_only() {
     let device = app.login("admin", PASSWORD, &[("x-edgefleet-device", &known)]).await;
     assert_eq!(device.status, 200, "{}", device.text);
 }
+
+/// Finding 2: probes of fresh imports share the server's probe slots with every other probe, so
+/// imports never fire all their probes at once.
+#[tokio::test]
+async fn probes_of_fresh_imports_are_paced_together() {
+    let app = TestApp::spawn().await;
+    let sim = crate::support::sim(300, &["3.6.0"]).await;
+    // Each answer takes a while, so probes in flight pile up if nothing paces them.
+    sim.sim.set_faults(None, Some(neuronex_sim::Faults { latency_ms: 300, ..neuronex_sim::Faults::default() }));
+    let rows = |from: usize| -> Value {
+        json!(
+            sim.manifest[from..from + 150]
+                .iter()
+                .map(|e| json!({"name": e.name, "endpoint": e.endpoint}))
+                .collect::<Vec<_>>()
+        )
+    };
+    let import = app.p("/edge-services/import");
+    let (first, second) = tokio::join!(app.post(&import, rows(0)), app.post(&import, rows(150)));
+    assert_eq!((first.status, second.status), (201, 201));
+    // Wait until every service has had its first probe.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while app.get(&app.p("/edge-services?status=unknown&limit=1")).await.body["total"] != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the probes did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let peak = sim.sim.peak_in_flight();
+    assert!(peak <= 64, "{peak} probes were in flight at once; the limit is 64");
+    assert!(peak > 1, "the probes ran concurrently");
+}
