@@ -229,7 +229,16 @@ async fn bootstrap_admin(
         anyhow::bail!("EDGEFLEET_ADMIN_PASSWORD is too weak for the first system admin: {weak}");
     }
     let hash = passwords.hash(&password).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    match store.create_user("admin", &hash, true).await {
+    let entry = store::AuditEntry {
+        actor_name: "edgefleet".into(),
+        action: "user.create".into(),
+        resource_type: "user".into(),
+        resource_name: "admin".into(),
+        outcome: "success".into(),
+        details: serde_json::json!({"system_admin": true, "first_start": true}),
+        ..store::AuditEntry::default()
+    };
+    match store.create_user("admin", &hash, true, &entry).await {
         Ok(_) => Ok(generated.then_some(password)),
         // Another replica starting at the same moment made it first.
         Err(store::StoreError::Conflict { .. }) => Ok(None),

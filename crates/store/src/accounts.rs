@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::audit::{self, AuditEntry};
 use crate::{Result, Store, StoreError, conflict, new_id, now_ms};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,15 +64,25 @@ pub(crate) fn user_row(row: &AnyRow) -> User {
 }
 
 impl Store {
-    pub async fn create_org(&self, name: &str) -> Result<Org> {
+    /// Creates an organization with its audit record (whose org and resource fields are filled in).
+    pub async fn create_org(&self, name: &str, audit_entry: &AuditEntry) -> Result<Org> {
         let org = Org { id: new_id(), name: name.to_owned(), created_at: now_ms() };
+        let mut tx = self.write.begin().await?;
         sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&org.id)
             .bind(&org.name)
             .bind(org.created_at)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(|e| conflict(e, "organization", name))?;
+        let entry = AuditEntry {
+            org_id: org.id.clone(),
+            org_name: org.name.clone(),
+            resource_id: org.id.clone(),
+            ..audit_entry.clone()
+        };
+        audit::insert(&mut *tx, &entry).await?;
+        tx.commit().await?;
         Ok(org)
     }
 
@@ -90,17 +101,29 @@ impl Store {
         Ok(row.as_ref().map(org))
     }
 
-    pub async fn create_project(&self, org_id: &str, name: &str) -> Result<Project> {
-        self.get_org(org_id).await?;
+    /// Creates a project with its audit record (whose scope and resource fields are filled in).
+    pub async fn create_project(&self, org_id: &str, name: &str, audit_entry: &AuditEntry) -> Result<Project> {
+        let org = self.get_org(org_id).await?;
         let project = Project { id: new_id(), org_id: org_id.to_owned(), name: name.to_owned(), created_at: now_ms() };
+        let mut tx = self.write.begin().await?;
         sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&project.id)
             .bind(&project.org_id)
             .bind(&project.name)
             .bind(project.created_at)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(|e| conflict(e, "project", name))?;
+        let entry = AuditEntry {
+            org_id: org.id,
+            org_name: org.name,
+            project_id: project.id.clone(),
+            project_name: project.name.clone(),
+            resource_id: project.id.clone(),
+            ..audit_entry.clone()
+        };
+        audit::insert(&mut *tx, &entry).await?;
+        tx.commit().await?;
         Ok(project)
     }
 
@@ -139,7 +162,14 @@ impl Store {
         })
     }
 
-    pub async fn create_user(&self, username: &str, password_hash: &str, is_system_admin: bool) -> Result<User> {
+    /// Creates a user with its audit record (whose resource id is filled in).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        is_system_admin: bool,
+        audit_entry: &AuditEntry,
+    ) -> Result<User> {
         let user = User {
             id: new_id(),
             username: username.to_owned(),
@@ -149,6 +179,7 @@ impl Store {
             language: "en".into(),
             created_at: now_ms(),
         };
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, is_system_admin, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -157,9 +188,11 @@ impl Store {
         .bind(&user.password_hash)
         .bind(i32::from(is_system_admin))
         .bind(user.created_at)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict(e, "user", username))?;
+        audit::insert(&mut *tx, &AuditEntry { resource_id: user.id.clone(), ..audit_entry.clone() }).await?;
+        tx.commit().await?;
         Ok(user)
     }
 
@@ -183,26 +216,23 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the SHA-256 of a session or API token; the token itself is never stored.
-    pub async fn insert_token(
-        &self,
-        token_hash: &str,
-        user_id: &str,
-        kind: &str,
-        name: &str,
-        expires_at: Option<i64>,
-    ) -> Result<String> {
+    /// Stores the SHA-256 of a session or API token (the token itself is never stored) with its
+    /// audit record; answers the token's id.
+    pub async fn insert_token(&self, token: &NewToken<'_>, audit_entry: &AuditEntry) -> Result<String> {
         let id = new_id();
+        let mut tx = self.write.begin().await?;
         sqlx::query("INSERT INTO auth_tokens (token_hash, user_id, kind, name, expires_at, created_at, id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(kind)
-            .bind(name)
-            .bind(expires_at)
+            .bind(token.hash)
+            .bind(token.user_id)
+            .bind(token.kind)
+            .bind(token.name)
+            .bind(token.expires_at)
             .bind(now_ms())
             .bind(&id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        audit::insert(&mut *tx, audit_entry).await?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -219,8 +249,23 @@ impl Store {
         Ok(row.as_ref().map(user_row))
     }
 
-    pub async fn delete_token(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM auth_tokens WHERE token_hash = $1").bind(token_hash).execute(&self.write).await?;
+    /// Ends a session (logout) with its audit record.
+    pub async fn delete_token(&self, token_hash: &str, audit_entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM auth_tokens WHERE token_hash = $1").bind(token_hash).execute(&mut *tx).await?;
+        audit::insert(&mut *tx, audit_entry).await?;
+        tx.commit().await?;
         Ok(())
     }
+}
+
+/// A session or API token to store.
+pub struct NewToken<'a> {
+    /// SHA-256 of the token.
+    pub hash: &'a str,
+    pub user_id: &'a str,
+    /// `session` or `api`.
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub expires_at: Option<i64>,
 }

@@ -408,7 +408,9 @@ impl Store {
     }
 
     /// Marks the delivery as canceling and cancels every target not started yet; answers how many.
-    pub async fn cancel_delivery(&self, delivery_id: &str) -> Result<u64> {
+    /// Asks for a delivery to stop and cancels its targets that never started, with its audit
+    /// record (`details.canceled_targets` is filled in); answers how many were canceled.
+    pub async fn cancel_delivery(&self, delivery_id: &str, audit_entry: &AuditEntry) -> Result<u64> {
         let mut tx = self.write.begin().await?;
         sqlx::query("UPDATE deliveries SET cancel_requested = 1 WHERE id = $1")
             .bind(delivery_id)
@@ -422,6 +424,9 @@ impl Store {
         .bind(delivery_id)
         .execute(&mut *tx)
         .await?;
+        let mut entry = audit_entry.clone();
+        entry.details["canceled_targets"] = done.rows_affected().into();
+        audit::insert(&mut *tx, &entry).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

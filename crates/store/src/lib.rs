@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use accounts::{Org, Project, ProjectScope, User};
+pub use accounts::{NewToken, Org, Project, ProjectScope, User};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use copy::{TableCopy, copied_tables};
 pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, TargetOutcome};

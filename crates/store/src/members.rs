@@ -200,50 +200,19 @@ impl Store {
     /// hashes that were used, for the caller to clean up blobs.
     pub async fn delete_project(&self, project_id: &str, force: bool, audit_entry: &AuditEntry) -> Result<Vec<String>> {
         let mut tx = self.write.begin().await?;
-        let contents: i64 = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM edge_services WHERE project_id = $1) + (SELECT COUNT(*) FROM templates WHERE project_id = $1)
-                  + (SELECT COUNT(*) FROM plugins WHERE project_id = $1) AS n",
-        )
-        .bind(project_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .get("n");
-        if contents > 0 && !force {
-            return Err(StoreError::Conflict { what: "project contents", name: contents.to_string() });
-        }
-        let shas: Vec<String> = sqlx::query("SELECT sha256 FROM plugins WHERE project_id = $1")
-            .bind(project_id)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.get("sha256"))
-            .collect();
-        for sql in [
-            "DELETE FROM delivery_targets WHERE delivery_id IN (SELECT id FROM deliveries WHERE project_id = $1)",
-            "DELETE FROM deliveries WHERE project_id = $1",
-            "DELETE FROM plugins WHERE project_id = $1",
-            "DELETE FROM template_versions WHERE template_id IN (SELECT id FROM templates WHERE project_id = $1)",
-            "DELETE FROM templates WHERE project_id = $1",
-            "DELETE FROM edge_service_tags WHERE edge_id IN (SELECT id FROM edge_services WHERE project_id = $1)",
-            "DELETE FROM edge_services WHERE project_id = $1",
-            "DELETE FROM project_members WHERE project_id = $1",
-        ] {
-            sqlx::query(sql).bind(project_id).execute(&mut *tx).await?;
-        }
-        let done = sqlx::query("DELETE FROM projects WHERE id = $1").bind(project_id).execute(&mut *tx).await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("project"));
-        }
+        let shas = delete_project_in(&mut tx, project_id, force).await?;
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
         Ok(shas)
     }
 
-    /// Deletes an organization without projects (or, with `force`, with them).
+    /// Deletes an organization without projects (or, with `force`, with them), in one
+    /// transaction with one audit record per project and one for the organization.
     pub async fn delete_org(&self, org_id: &str, force: bool, audit_entry: &AuditEntry) -> Result<Vec<String>> {
+        let mut tx = self.write.begin().await?;
         let projects: Vec<String> = sqlx::query("SELECT id FROM projects WHERE org_id = $1")
             .bind(org_id)
-            .fetch_all(&self.read)
+            .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|r| r.get("id"))
@@ -253,15 +222,15 @@ impl Store {
         }
         let mut shas = Vec::new();
         for project in &projects {
+            shas.extend(delete_project_in(&mut tx, project, true).await?);
             let entry = AuditEntry {
                 action: "project.delete".into(),
                 resource_type: "project".into(),
                 resource_id: project.clone(),
                 ..audit_entry.clone()
             };
-            shas.extend(self.delete_project(project, true, &entry).await?);
+            audit::insert(&mut *tx, &entry).await?;
         }
-        let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM org_members WHERE org_id = $1").bind(org_id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM orgs WHERE id = $1").bind(org_id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
@@ -404,15 +373,19 @@ impl Store {
             .collect())
     }
 
-    pub async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<()> {
+    /// Revokes one of the user's API tokens, with its audit record.
+    pub async fn revoke_token(&self, user_id: &str, token_id: &str, audit_entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND id = $2 AND kind = 'api'")
             .bind(user_id)
             .bind(token_id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("token"));
         }
+        audit::insert(&mut *tx, audit_entry).await?;
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -440,4 +413,49 @@ impl Store {
             .get("n");
         Ok(n > 0)
     }
+}
+
+/// A project and everything in it, inside the caller's transaction; answers the plugin package
+/// hashes it used (for the caller to clean up blobs).
+async fn delete_project_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    project_id: &str,
+    force: bool,
+) -> Result<Vec<String>> {
+    let contents: i64 = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM edge_services WHERE project_id = $1) + (SELECT COUNT(*) FROM templates WHERE project_id = $1)
+              + (SELECT COUNT(*) FROM plugins WHERE project_id = $1) AS n",
+    )
+    .bind(project_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .get("n");
+    if contents > 0 && !force {
+        return Err(StoreError::Conflict { what: "project contents", name: contents.to_string() });
+    }
+    let shas: Vec<String> = sqlx::query("SELECT sha256 FROM plugins WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.get("sha256"))
+        .collect();
+    for sql in [
+        "DELETE FROM delivery_targets WHERE delivery_id IN (SELECT id FROM deliveries WHERE project_id = $1)",
+        "DELETE FROM deliveries WHERE project_id = $1",
+        "DELETE FROM plugins WHERE project_id = $1",
+        "DELETE FROM template_versions WHERE template_id IN (SELECT id FROM templates WHERE project_id = $1)",
+        "DELETE FROM templates WHERE project_id = $1",
+        "DELETE FROM edge_service_tags WHERE edge_id IN (SELECT id FROM edge_services WHERE project_id = $1)",
+        "DELETE FROM edge_services WHERE project_id = $1",
+        "DELETE FROM project_members WHERE project_id = $1",
+        "DELETE FROM project_jwt_keys WHERE project_id = $1",
+    ] {
+        sqlx::query(sql).bind(project_id).execute(&mut **tx).await?;
+    }
+    let done = sqlx::query("DELETE FROM projects WHERE id = $1").bind(project_id).execute(&mut **tx).await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("project"));
+    }
+    Ok(shas)
 }

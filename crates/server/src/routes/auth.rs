@@ -77,8 +77,16 @@ pub async fn login(
     let token = crypto::new_token("efs_");
     let ttl_ms = state.config.session_ttl.as_millis() as i64;
     let expires_at = store::now_ms() + ttl_ms;
-    state.store.insert_token(&sha256_hex(token.as_bytes()), &user.id, "session", "login", Some(expires_at)).await?;
-    state.store.append_audit(&audit_entry(&user, None, "auth.login", "user", &user.username, json!({}))).await?;
+    let hash = sha256_hex(token.as_bytes());
+    let session = store::NewToken {
+        hash: &hash,
+        user_id: &user.id,
+        kind: "session",
+        name: "login",
+        expires_at: Some(expires_at),
+    };
+    let entry = audit_entry(&user, None, "auth.login", "user", &user.username, json!({}));
+    state.store.insert_token(&session, &entry).await?;
     let device_token = devices.issue(&user.id);
     let secure = if state.config.served_over_https() { "; Secure" } else { "" };
     let session_cookie =
@@ -145,10 +153,11 @@ pub async fn logout(
             let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
             cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{SESSION_COOKIE}=")).map(str::to_owned))
         });
-    if let Some(token) = token {
-        state.store.delete_token(&sha256_hex(token.as_bytes())).await?;
+    let entry = audit_entry(&user, None, "auth.logout", "user", &user.username, json!({}));
+    match token {
+        Some(token) => state.store.delete_token(&sha256_hex(token.as_bytes()), &entry).await?,
+        None => state.store.append_audit(&entry).await?,
     }
-    state.store.append_audit(&audit_entry(&user, None, "auth.logout", "user", &user.username, json!({}))).await?;
     let secure = if state.config.served_over_https() { "; Secure" } else { "" };
     let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
@@ -177,8 +186,10 @@ pub async fn create_token(
     let body = NewToken { name, ..body };
     let token = crypto::new_token("efp_");
     let expires_at = body.expires_in_days.map(|d| store::now_ms() + i64::from(d) * 86_400_000);
-    let id = state.store.insert_token(&sha256_hex(token.as_bytes()), &user.id, "api", &body.name, expires_at).await?;
-    state.store.append_audit(&audit_entry(&user, None, "token.create", "api_token", &body.name, json!({}))).await?;
+    let hash = sha256_hex(token.as_bytes());
+    let api_token = store::NewToken { hash: &hash, user_id: &user.id, kind: "api", name: &body.name, expires_at };
+    let entry = audit_entry(&user, None, "token.create", "api_token", &body.name, json!({}));
+    let id = state.store.insert_token(&api_token, &entry).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "token": token, "name": body.name, "expires_at": expires_at}))))
 }
 
@@ -219,14 +230,13 @@ pub async fn revoke_token(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.store.revoke_token(&user.id, &id).await.map_err(|e| match e {
+    let mut entry = audit_entry(&user, None, "token.revoke", "api_token", "", json!({}));
+    entry.resource_id = id.clone();
+    state.store.revoke_token(&user.id, &id, &entry).await.map_err(|e| match e {
         store::StoreError::NotFound(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "token_not_found", "no such API token of yours")
         }
         other => other.into(),
     })?;
-    let mut entry = audit_entry(&user, None, "token.revoke", "api_token", "", json!({}));
-    entry.resource_id = id;
-    state.store.append_audit(&entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -436,17 +436,10 @@ pub async fn cancel(
             format!("the delivery already ended ({})", delivery.state),
         ));
     }
-    let canceled = state.store.cancel_delivery(&id).await?;
-    let mut entry = audit_entry(
-        &user,
-        Some(&scope.scope),
-        "delivery.cancel",
-        "delivery",
-        &delivery.template_name,
-        json!({"canceled_targets": canceled}),
-    );
+    let mut entry =
+        audit_entry(&user, Some(&scope.scope), "delivery.cancel", "delivery", &delivery.template_name, json!({}));
     entry.resource_id = id.clone();
-    state.store.append_audit(&entry).await?;
+    state.store.cancel_delivery(&id, &entry).await?;
     state.engine.cancel(&id);
     // A runner that is not in this process (or already gone) still closes the delivery.
     state.engine.start(&id);

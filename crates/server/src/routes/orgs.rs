@@ -65,10 +65,8 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     require_system_admin(&state, &user).await?;
     let name = checked_name(&body.name, "organization")?;
-    let org = state.store.create_org(&name).await?;
-    let mut entry = org_entry(&user, &org, "org.create", "org", &org.name, json!({}));
-    entry.resource_id = org.id.clone();
-    state.store.append_audit(&entry).await?;
+    let entry = audit_entry(&user, None, "org.create", "org", &name, json!({}));
+    let org = state.store.create_org(&name, &entry).await?;
     Ok(created(org))
 }
 
@@ -148,11 +146,8 @@ pub async fn create_project(
 ) -> ApiResult<impl IntoResponse> {
     administered_org(&state, &user, &org_id).await?;
     let name = checked_name(&body.name, "project")?;
-    let project = state.store.create_project(&org_id, &name).await?;
-    let scope = state.store.project_scope(&project.id).await?;
-    let mut entry = audit_entry(&user, Some(&scope), "project.create", "project", &project.name, json!({}));
-    entry.resource_id = project.id.clone();
-    state.store.append_audit(&entry).await?;
+    let entry = audit_entry(&user, None, "project.create", "project", &name, json!({}));
+    let project = state.store.create_project(&org_id, &name, &entry).await?;
     Ok(created(project))
 }
 

@@ -92,11 +92,8 @@ pub async fn create(
     let username = check_username(&body.username)?;
     check_password(&username, &body.password)?;
     let hash = state.passwords.hash(&body.password).await?;
-    let created_user = state.store.create_user(&username, &hash, body.system_admin).await?;
-    let mut entry =
-        audit_entry(&user, None, "user.create", "user", &username, json!({"system_admin": body.system_admin}));
-    entry.resource_id = created_user.id.clone();
-    state.store.append_audit(&entry).await?;
+    let entry = audit_entry(&user, None, "user.create", "user", &username, json!({"system_admin": body.system_admin}));
+    let created_user = state.store.create_user(&username, &hash, body.system_admin, &entry).await?;
     Ok(created(created_user))
 }
 

@@ -73,3 +73,57 @@ async fn the_openapi_document_lists_every_route() {
     }
     assert_eq!(document["paths"]["/api/v1/projects/{project_id}/deliveries"]["post"]["x-access"], "ProjectAdmin");
 }
+
+/// Every change is recorded with the resource it made, once: the store writes the record in the
+/// transaction of the change (organization, project, user, token, logout and cancel once wrote it
+/// separately, so a failure between the two lost the record).
+#[tokio::test]
+async fn each_change_has_exactly_one_record_naming_what_it_made() {
+    let app = TestApp::spawn().await;
+    let org = app.post("/api/v1/orgs", json!({"name": "Audited"})).await;
+    let org_id = org.body["id"].as_str().expect("org").to_owned();
+    let project = app.post(&format!("/api/v1/orgs/{org_id}/projects"), json!({"name": "P"})).await;
+    let user = app.post("/api/v1/users", json!({"username": "audited", "password": crate::support::PASSWORD})).await;
+    let token = app.post("/api/v1/me/tokens", json!({"name": "ci"})).await;
+    let token_id = token.body["id"].as_str().expect("token").to_owned();
+    let revoked = app.call(reqwest::Method::DELETE, &format!("/api/v1/me/tokens/{token_id}"), None).await;
+    assert_eq!(revoked.status, 204);
+    app.post(&app.p("/edge-services"), json!({"name": "gw", "endpoint": "http://10.0.0.1"})).await;
+    let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let delivery = app
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "targets": {"all": true}, "options": {"timeout_secs": 1, "retries": 0}}),
+        )
+        .await;
+    let delivery_id = delivery.body["id"].as_str().expect("delivery").to_owned();
+    let canceled = app.post(&app.p(&format!("/deliveries/{delivery_id}/cancel")), json!({})).await;
+    assert!(canceled.status == 200 || code(&canceled) == "delivery_finished", "{}", canceled.text);
+    let cases = [
+        ("org.create", org_id.clone()),
+        ("project.create", project.body["id"].as_str().expect("project").to_owned()),
+        ("user.create", user.body["id"].as_str().expect("user").to_owned()),
+        ("token.revoke", token_id),
+    ];
+    for (action, resource) in cases {
+        let found = app.get(&format!("/api/v1/audit?action={action}&limit=100")).await;
+        let matching: Vec<&serde_json::Value> = found.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|e| e["resource_id"] == resource.as_str())
+            .collect();
+        assert_eq!(matching.len(), 1, "{action}: {}", found.text);
+    }
+    let project_record = app.get("/api/v1/audit?action=project.create&limit=100").await;
+    assert!(project_record.text.contains("\"org_name\":\"Audited\""), "{}", project_record.text);
+    let created_tokens = app.get("/api/v1/audit?action=token.create").await;
+    assert_eq!(created_tokens.body["total"], 1);
+    if canceled.status == 200 {
+        let cancel = app.get("/api/v1/audit?action=delivery.cancel").await;
+        assert_eq!(cancel.body["items"][0]["resource_id"], delivery_id.as_str());
+        assert!(cancel.body["items"][0]["details"]["canceled_targets"].is_u64());
+    }
+    let first_admin = app.get("/api/v1/audit?action=user.create&actor=edgefleet").await;
+    assert_eq!(first_admin.body["total"], 1, "the first start records the first admin");
+}

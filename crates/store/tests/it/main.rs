@@ -21,8 +21,8 @@ async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
 #[tokio::test]
 async fn tidy_runs_after_many_writes_and_searches_still_answer() {
     for (store, _dir) in stores().await {
-        let org = store.create_org("plant").await.expect("org");
-        let project = store.create_project(&org.id, "line").await.expect("project");
+        let org = store.create_org("plant", &AuditEntry::default()).await.expect("org");
+        let project = store.create_project(&org.id, "line", &AuditEntry::default()).await.expect("project");
         let edges: Vec<NewEdge> = (0..1200)
             .map(|k| NewEdge {
                 name: format!("gw-{k:04}"),
