@@ -350,14 +350,10 @@ impl Session {
             .send()
             .await?;
         let mut stream = events.bytes_stream();
-        let mut buffer = String::new();
+        let mut parser = sse::Parser::new();
         while let Some(chunk) = stream.next().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk?));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                if block.contains("event: final") {
-                    return Ok(());
-                }
+            if parser.feed(&chunk?).iter().any(|event| event.name == "final") {
+                return Ok(());
             }
         }
         Ok(())

@@ -107,38 +107,46 @@ impl Client {
     }
 
     /// Follows a delivery's events until its final state; `on_event(name, data)` sees each one.
+    /// Follows a delivery's live events to its `final` event. A stream that breaks off is opened
+    /// again with `Last-Event-ID`, so no result is missed or shown twice.
     pub async fn watch(&self, path: &str, mut on_event: impl FnMut(&str, &Value)) -> anyhow::Result<()> {
-        let response = self.http.get(format!("{}{path}", self.server)).bearer_auth(&self.token).send().await?;
-        if !response.status().is_success() {
-            read_answer(response).await?;
-            return Ok(());
-        }
-        let mut stream = response.bytes_stream();
-        let mut buffer = String::new();
-        while let Some(chunk) = stream.next().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk?));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let mut name = "message";
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        name = value.trim();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim_start());
-                    }
-                }
-                if let Ok(value) = serde_json::from_str::<Value>(&data) {
-                    on_event(name, &value);
-                    if name == "final" {
+        let mut last_id: Option<String> = None;
+        for attempt in 0..RECONNECTS {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+            }
+            let mut request = self.http.get(format!("{}{path}", self.server)).bearer_auth(&self.token);
+            if let Some(id) = &last_id {
+                request = request.header("last-event-id", id);
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(_) if attempt + 1 < RECONNECTS => continue,
+                Err(err) => return Err(err.into()),
+            };
+            if !response.status().is_success() {
+                read_answer(response).await?;
+                return Ok(());
+            }
+            let mut stream = response.bytes_stream();
+            let mut parser = sse::Parser::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                for event in parser.feed(&chunk) {
+                    last_id = event.id.clone().or(last_id);
+                    let Ok(value) = serde_json::from_str::<Value>(&event.data) else { continue };
+                    on_event(&event.name, &value);
+                    if event.name == "final" {
                         return Ok(());
                     }
                 }
             }
         }
-        Ok(())
+        bail!("the live results broke off {RECONNECTS} times; GET {path} without /events shows the stored results")
     }
 }
+
+/// How often `watch` opens a broken stream again.
+const RECONNECTS: u32 = 5;
 
 /// The server's JSON, or its error sentence as the error.
 async fn read_answer(response: reqwest::Response) -> anyhow::Result<Value> {

@@ -85,6 +85,15 @@ pub struct DeliveryTarget {
     pub tries: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The number of its latest result (0 until it has one): the id of its live event.
+    pub result_seq: i64,
+}
+
+/// A delivery's counts and the number of its latest result, read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub counts: Counts,
+    pub last_result: i64,
 }
 
 /// A target a worker now holds, with what it needs to do the work.
@@ -151,6 +160,7 @@ fn target(row: &AnyRow) -> DeliveryTarget {
         tries: row.get::<i32, _>("tries").into(),
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
+        result_seq: row.get("result_seq"),
     }
 }
 
@@ -308,6 +318,48 @@ impl Store {
         Ok(counts)
     }
 
+    /// Counts and the latest result number in one statement, so they describe the same moment.
+    pub async fn delivery_progress(&self, delivery_id: &str) -> Result<Progress> {
+        let rows = sqlx::query(
+            "SELECT d.results_written AS last_result, t.status AS status, COUNT(t.edge_id) AS n
+             FROM deliveries d LEFT JOIN delivery_targets t ON t.delivery_id = d.id
+             WHERE d.id = $1 GROUP BY d.results_written, t.status",
+        )
+        .bind(delivery_id)
+        .fetch_all(&self.read)
+        .await?;
+        let mut progress = Progress { counts: Counts::default(), last_result: 0 };
+        for row in rows {
+            progress.last_result = row.get("last_result");
+            if let Some(status) = row.get::<Option<String>, _>("status") {
+                let status = TargetStatus::from_str(&status).map_err(StoreError::Corrupt)?;
+                progress.counts.add(status, row.get::<i64, _>("n") as u64);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Results numbered after `after` (up to `until`, inclusive), in order, at most `limit`.
+    pub async fn results_after(
+        &self,
+        delivery_id: &str,
+        after: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<DeliveryTarget>> {
+        let rows = sqlx::query(
+            "SELECT * FROM delivery_targets WHERE delivery_id = $1 AND result_seq > $2 AND result_seq <= $3
+             ORDER BY result_seq LIMIT $4",
+        )
+        .bind(delivery_id)
+        .bind(after)
+        .bind(until)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(target).collect())
+    }
+
     /// One page of targets in delivery order, optionally of one status, with the total.
     pub async fn list_targets(
         &self,
@@ -404,7 +456,7 @@ impl Store {
     ) -> Result<bool> {
         let written =
             self.finish_targets(&[(delivery_id.to_owned(), edge_id.to_owned(), attempt, outcome.clone())]).await?;
-        Ok(written.first().copied().unwrap_or(false))
+        Ok(written.first().copied().flatten().is_some())
     }
 
     /// Marks the delivery as canceling and cancels every target not started yet; answers how many.
@@ -416,12 +468,23 @@ impl Store {
             .bind(delivery_id)
             .execute(&mut *tx)
             .await?;
+        // Each canceled target is a result too: numbers for all of them at once, from a block as
+        // large as the delivery (`seq` is below its total).
+        let block = sqlx::query(
+            "UPDATE deliveries SET results_written = results_written + total WHERE id = $1 RETURNING results_written, total",
+        )
+        .bind(delivery_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let base = block.get::<i64, _>("results_written") - block.get::<i64, _>("total");
         let done = sqlx::query(
-            "UPDATE delivery_targets SET status = 'canceled', reason = 'canceled before it started', finished_at = $1
+            "UPDATE delivery_targets SET status = 'canceled', reason = 'canceled before it started', finished_at = $1,
+                    result_seq = $3 + seq + 1
              WHERE delivery_id = $2 AND status = 'pending'",
         )
         .bind(now_ms())
         .bind(delivery_id)
+        .bind(base)
         .execute(&mut *tx)
         .await?;
         let mut entry = audit_entry.clone();
@@ -539,15 +602,38 @@ impl Store {
 
 impl Store {
     /// Writes several results in one transaction; each is fenced by its claim's attempt as in
-    /// `finish_target`. Answers, in order, whether each was written.
-    pub async fn finish_targets(&self, results: &[(String, String, i64, TargetOutcome)]) -> Result<Vec<bool>> {
+    /// `finish_target`. Answers, in order, the number each written result got (`None`: not
+    /// written). Numbers are reserved per delivery for the whole batch first, so results of one
+    /// delivery are numbered in the order their transactions commit (the reservation locks the
+    /// delivery's row until then); a result that loses its fence leaves its number unused.
+    pub async fn finish_targets(&self, results: &[(String, String, i64, TargetOutcome)]) -> Result<Vec<Option<i64>>> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
+        let mut next: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for (delivery_id, ..) in results {
+            if next.contains_key(delivery_id.as_str()) {
+                continue;
+            }
+            let count = results.iter().filter(|r| r.0 == *delivery_id).count() as i64;
+            let end: i64 = sqlx::query(
+                "UPDATE deliveries SET results_written = results_written + $1 WHERE id = $2 RETURNING results_written",
+            )
+            .bind(count)
+            .bind(delivery_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map_or(0, |r| r.get("results_written"));
+            next.insert(delivery_id, end - count + 1);
+        }
         let mut written = Vec::with_capacity(results.len());
         for (delivery_id, edge_id, attempt, outcome) in results {
+            let number = next.get_mut(delivery_id.as_str()).map_or(0, |n| {
+                *n += 1;
+                *n - 1
+            });
             let done = sqlx::query(
                 "UPDATE delivery_targets SET status = $1, reason = $2, items = $3, tries = $4, finished_at = $5,
-                        edge_version = COALESCE($6, edge_version), lease_until = NULL
+                        edge_version = COALESCE($6, edge_version), lease_until = NULL, result_seq = $10
                  WHERE delivery_id = $7 AND edge_id = $8 AND attempts = $9 AND status = 'running'",
             )
             .bind(outcome.status.as_str())
@@ -559,9 +645,10 @@ impl Store {
             .bind(delivery_id)
             .bind(edge_id)
             .bind(*attempt)
+            .bind(number)
             .execute(&mut *tx)
             .await?;
-            written.push(done.rows_affected() == 1);
+            written.push((done.rows_affected() == 1).then_some(number));
         }
         tx.commit().await?;
         Ok(written)

@@ -27,7 +27,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use accounts::{NewToken, Org, Project, ProjectScope, User};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use copy::{TableCopy, copied_tables};
-pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, TargetOutcome};
+pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, Progress, TargetOutcome};
 pub use edges::{EdgeAuthRow, EdgeService, NewEdge, ProbeResult, ProbeTarget};
 pub use members::{Member, Roles, TokenInfo};
 pub use plugins::{NewPlugin, Plugin};

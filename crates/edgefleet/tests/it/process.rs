@@ -149,21 +149,20 @@ impl Api {
         let response =
             self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.expect("events");
         let mut stream = response.bytes_stream();
-        let mut buffer = String::new();
+        let mut parser = sse::Parser::new();
         let mut targets = 0;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
         while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                if block.contains("event: target") {
-                    targets += 1;
-                    if targets >= stop_after {
-                        return targets;
+            for event in parser.feed(&chunk) {
+                match event.name.as_str() {
+                    "target" => {
+                        targets += 1;
+                        if targets >= stop_after {
+                            return targets;
+                        }
                     }
-                }
-                if block.contains("event: final") {
-                    return targets;
+                    "final" => return targets,
+                    _ => {}
                 }
             }
         }

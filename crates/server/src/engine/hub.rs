@@ -17,12 +17,29 @@ pub enum DeliveryEvent {
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TargetEvent {
+    /// The result's number in its delivery (the SSE event id).
+    pub seq: i64,
     pub edge_id: String,
     pub name: String,
     pub endpoint: String,
     pub version: Option<String>,
     pub status: String,
     pub reason: String,
+}
+
+impl TargetEvent {
+    /// The event of a stored result (for streams that catch up from the store).
+    pub fn of_stored(target: &store::DeliveryTarget) -> TargetEvent {
+        TargetEvent {
+            seq: target.result_seq,
+            edge_id: target.edge_id.clone(),
+            name: target.name.clone(),
+            endpoint: target.endpoint.clone(),
+            version: target.version.clone(),
+            status: target.status.clone(),
+            reason: target.reason.clone(),
+        }
+    }
 }
 
 impl DeliveryEvent {

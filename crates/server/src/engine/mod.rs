@@ -231,6 +231,7 @@ impl Engine {
         let shared = self.shared();
         let mut refreshed = std::time::Instant::now();
         let mut counts_sent = std::time::Instant::now();
+        let mut last_ticked = *lock(&counts);
         let (writes, queue) = tokio::sync::mpsc::channel::<ResultWrite>(WRITE_QUEUE);
         let writer = tokio::spawn(write_results(self.store.clone(), queue));
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -243,7 +244,12 @@ impl Engine {
             if !canceled && (room >= refill_at || tasks.is_empty()) {
                 let claimed = self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64).await?;
                 for target in claimed {
-                    lock(&counts).moved(TargetStatus::Pending, TargetStatus::Running);
+                    // With several replicas the stored counts are read instead: a claim may take
+                    // over a running target whose holder died, and another runner moves targets
+                    // too, so moving them here would count some twice.
+                    if !shared {
+                        lock(&counts).moved(TargetStatus::Pending, TargetStatus::Running);
+                    }
                     tasks.spawn(Arc::clone(self).run_target(
                         Arc::clone(&plan),
                         target,
@@ -262,14 +268,26 @@ impl Engine {
                         counts_sent = std::time::Instant::now();
                     }
                 }
+                // Counts that changed after the last tick go out even when no target finishes
+                // for a while (the last ones may hang until their timeout).
+                _ = tokio::time::sleep(COUNTS_EVERY) => {
+                    if shared {
+                        *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
+                        refreshed = std::time::Instant::now();
+                    }
+                    let now = *lock(&counts);
+                    if now != last_ticked {
+                        self.publish_counts(delivery_id, &counts);
+                        last_ticked = now;
+                        counts_sent = std::time::Instant::now();
+                    }
+                }
                 _ = cancel.notified() => {
                     canceled = true;
                     *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
                     self.publish_counts(delivery_id, &counts);
                 }
-                // With several replicas, other runners move targets too: the stored counts
-                // are the truth, re-read now and then.
-                _ = tokio::time::sleep(COUNTS_REFRESH), if shared => {}
+
             }
         }
         drop(writes);
@@ -305,18 +323,21 @@ impl Engine {
         let Ok(written) = written.await else {
             return;
         };
-        if !written {
+        let Some(seq) = written else {
             tracing::warn!(delivery.id = %target.delivery_id, edge.id = %target.edge_id, "result dropped: another worker holds the target");
             return;
-        }
+        };
         let counter = match outcome.status {
             TargetStatus::Succeeded => &self.metrics.targets_succeeded,
             TargetStatus::Skipped => &self.metrics.targets_skipped,
             _ => &self.metrics.targets_failed,
         };
         Metrics::inc(counter);
-        lock(&counts).moved(TargetStatus::Running, outcome.status);
+        if !self.shared() {
+            lock(&counts).moved(TargetStatus::Running, outcome.status);
+        }
         let event = TargetEvent {
+            seq,
             edge_id: target.edge_id.clone(),
             name: target.edge_name.clone(),
             endpoint: target.endpoint.clone(),
@@ -390,7 +411,8 @@ impl Engine {
 /// A target's result on its way to the store, and where to say whether it was written.
 struct ResultWrite {
     row: (String, String, i64, store::TargetOutcome),
-    reply: tokio::sync::oneshot::Sender<bool>,
+    /// The number the result got, or `None` when another claim held the target.
+    reply: tokio::sync::oneshot::Sender<Option<i64>>,
 }
 
 /// Results queued while a batch is being written.

@@ -481,13 +481,17 @@ pub async fn retry(
     Ok((StatusCode::ACCEPTED, Json(delivery_json(&delivery, &state.store.delivery_counts(&id).await?))))
 }
 
-/// Server-Sent Events: the current counts first, then each target result and count change,
-/// then a `final` event, after which the stream ends.
+/// Server-Sent Events. A new stream starts with a consistent snapshot (the stored counts, with the
+/// number of the latest result as its `id:`), then every result after it exactly once, in order,
+/// each with its number as `id:`, count changes, and a `final` event whose counts are the stored
+/// ones, after which the stream ends. A client that reconnects with `Last-Event-ID: N` first gets
+/// every result numbered after N from the store.
 pub async fn events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     CredentialHash(credential): CredentialHash,
     Path((project_id, id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     project_scope(&state, &user, &project_id).await?;
     state.store.get_delivery(&project_id, &id).await?;
@@ -502,37 +506,57 @@ pub async fn events(
         )
         .with_details(json!({"limit": state.config.max_event_streams, "retry_after_secs": 5})));
     }
-    // Subscribe before reading the state, so nothing published in between is missed.
+    let resume_after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim().parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    "bad_last_event_id",
+                    "Last-Event-ID must be the number of an event of this stream",
+                )
+            })
+        })
+        .transpose()?
+        .map(|n| n.max(0));
+    // Subscribe before reading the snapshot, so nothing published in between is missed (what is
+    // published before the snapshot is in it, and skipped by number).
     let receiver = state.engine.hub.subscribe(&id);
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    let counts = state.store.delivery_counts(&id).await?;
-    let mut first = vec![DeliveryEvent::Counts { counts }];
-    let finished = delivery.state != DeliveryState::Running.as_str();
-    if finished {
-        first.push(DeliveryEvent::Final { state: delivery.state.clone(), counts });
-    }
-    let watch = Watch {
-        pending: first.into_iter().map(|e| Arc::new(Published::from(e))).collect(),
+    let progress = state.store.delivery_progress(&id).await?;
+    let mut watch = Watch {
+        pending: std::collections::VecDeque::new(),
         receiver,
         store: state.store.clone(),
         delivery_id: id,
-        done: finished,
+        sent: resume_after.unwrap_or(progress.last_result),
+        done: false,
         credential,
         recheck_at: tokio::time::Instant::now() + RECHECK_CREDENTIAL,
         _guard: ClientGuard::new(Arc::clone(&state.metrics)),
     };
+    if resume_after.is_some() {
+        watch.catch_up(Some(progress.last_result)).await?;
+    }
+    watch.push(DeliveryEvent::Counts { counts: progress.counts });
+    if delivery.state != DeliveryState::Running.as_str() {
+        watch.finish(&delivery.state).await?;
+    }
     let stream = futures::stream::unfold(watch, |mut watch| async move {
-        let event = watch.next().await?;
-        Some((Ok(sse_event(&event)), watch))
+        let (event, id) = watch.next().await?;
+        Some((Ok(sse_event(&event, id)), watch))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 struct Watch {
-    pending: std::collections::VecDeque<Arc<Published>>,
+    /// Events ready to send, with their ids.
+    pending: std::collections::VecDeque<(Arc<Published>, i64)>,
     receiver: tokio::sync::broadcast::Receiver<Arc<Published>>,
     store: Store,
     delivery_id: String,
+    /// The number of the last result sent (or reflected in the snapshot).
+    sent: i64,
     done: bool,
     /// The stream ends when this credential stops being valid (logout, user disabled, revoked).
     credential: String,
@@ -542,51 +566,111 @@ struct Watch {
 
 /// How often an open event stream checks that its viewer may still watch.
 const RECHECK_CREDENTIAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Results read from the store per catch-up query.
+const CATCH_UP_PAGE: i64 = 1000;
 
 impl Watch {
-    async fn next(&mut self) -> Option<Arc<Published>> {
-        if let Some(event) = self.pending.pop_front() {
-            return Some(event);
+    fn push(&mut self, event: DeliveryEvent) {
+        let id = self.sent;
+        self.pending.push_back((Arc::new(Published::from(event)), id));
+    }
+
+    /// Queues, from the store, every result numbered after the last one sent (up to `until`).
+    /// Results are numbered in the order they are committed, so what the store shows after `sent`
+    /// is complete: nothing numbered lower can appear later.
+    async fn catch_up(&mut self, until: Option<i64>) -> Result<(), store::StoreError> {
+        loop {
+            let page = self
+                .store
+                .results_after(&self.delivery_id, self.sent, until.unwrap_or(i64::MAX), CATCH_UP_PAGE)
+                .await?;
+            for target in &page {
+                self.sent = target.result_seq;
+                let event = DeliveryEvent::Target { target: crate::engine::hub::TargetEvent::of_stored(target) };
+                self.pending.push_back((Arc::new(Published::from(event)), target.result_seq));
+            }
+            if (page.len() as i64) < CATCH_UP_PAGE {
+                return Ok(());
+            }
         }
-        if self.done {
-            return None;
-        }
-        let received = loop {
-            tokio::select! {
-                received = self.receiver.recv() => break received,
+    }
+
+    /// Every result not sent yet, the stored counts, and the final state.
+    async fn finish(&mut self, state: &str) -> Result<(), store::StoreError> {
+        self.catch_up(None).await?;
+        let counts = self.store.delivery_counts(&self.delivery_id).await?;
+        self.push(DeliveryEvent::Counts { counts });
+        self.push(DeliveryEvent::Final { state: state.to_owned(), counts });
+        self.done = true;
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Option<(Arc<Published>, i64)> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            let received = tokio::select! {
+                received = self.receiver.recv() => received,
                 () = tokio::time::sleep_until(self.recheck_at) => {
                     if !matches!(self.store.user_by_token(&self.credential).await, Ok(Some(_))) {
                         return None;
                     }
                     self.recheck_at = tokio::time::Instant::now() + RECHECK_CREDENTIAL;
+                    continue;
                 }
+            };
+            let outcome = match received {
+                Ok(published) => self.take(published).await,
+                // A slow watcher skipped events: the store has them.
+                Err(RecvError::Lagged(_)) => self.catch_up(None).await,
+                Err(RecvError::Closed) => match self.store.delivery_by_id(&self.delivery_id).await {
+                    Ok(delivery) if delivery.state != DeliveryState::Running.as_str() => {
+                        self.finish(&delivery.state).await
+                    }
+                    Ok(_) => {
+                        // The runner went away (another replica took over): follow the store.
+                        self.receiver = tokio::sync::broadcast::channel(1).1;
+                        self.done = true;
+                        self.catch_up(None).await
+                    }
+                    Err(err) => Err(err),
+                },
+            };
+            if outcome.is_err() {
+                return None;
             }
-        };
-        match received {
-            Ok(event) => {
-                self.done = matches!(event.event, DeliveryEvent::Final { .. });
-                Some(event)
+        }
+    }
+
+    /// A live event: results in order, each once; a result ahead of the last one sent means some
+    /// were published before this stream subscribed, or out of order, and the store has them.
+    async fn take(&mut self, published: Arc<Published>) -> Result<(), store::StoreError> {
+        match &published.event {
+            DeliveryEvent::Target { target } if target.seq <= self.sent => Ok(()),
+            DeliveryEvent::Target { target } if target.seq == self.sent + 1 => {
+                self.sent = target.seq;
+                self.pending.push_back((Arc::clone(&published), target.seq));
+                Ok(())
             }
-            // A slow watcher skipped events; fresh counts make it right again.
-            Err(RecvError::Lagged(_)) => {
-                let counts = self.store.delivery_counts(&self.delivery_id).await.ok()?;
-                Some(Arc::new(DeliveryEvent::Counts { counts }.into()))
+            DeliveryEvent::Target { .. } => self.catch_up(None).await,
+            DeliveryEvent::Counts { .. } => {
+                self.pending.push_back((published, self.sent));
+                Ok(())
             }
-            Err(RecvError::Closed) => {
-                let delivery = self.store.delivery_by_id(&self.delivery_id).await.ok()?;
-                let counts = self.store.delivery_counts(&self.delivery_id).await.ok()?;
-                self.done = true;
-                if delivery.state == DeliveryState::Running.as_str() {
-                    return Some(Arc::new(DeliveryEvent::Counts { counts }.into()));
-                }
-                Some(Arc::new(DeliveryEvent::Final { state: delivery.state, counts }.into()))
+            DeliveryEvent::Final { state, .. } => {
+                let state = state.clone();
+                self.finish(&state).await
             }
         }
     }
 }
 
-fn sse_event(published: &Published) -> Event {
-    Event::default().event(published.name).data(&published.data)
+fn sse_event(published: &Published, id: i64) -> Event {
+    Event::default().event(published.name).data(&published.data).id(id.to_string())
 }
 
 struct ClientGuard(Arc<Metrics>);

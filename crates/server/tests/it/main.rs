@@ -4,6 +4,7 @@ mod access;
 mod audit;
 mod deliveries;
 mod edges;
+mod events;
 mod limits;
 mod plugins;
 mod security;

@@ -202,20 +202,14 @@ impl TestApp {
             .expect("events");
         assert_eq!(response.status(), 200);
         let mut events = Vec::new();
-        let mut buffer = String::new();
+        let mut parser = sse::Parser::new();
         let mut response = response;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         while let Ok(Some(chunk)) =
             tokio::time::timeout_at(deadline, response.chunk()).await.expect("events end in time")
         {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let name = block.lines().find_map(|l| l.strip_prefix("event:")).map(|s| s.trim().to_owned());
-                let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(|s| s.trim().to_owned());
-                if let (Some(name), Some(data)) = (name, data) {
-                    events.push((name, serde_json::from_str(&data).expect("event json")));
-                }
+            for event in parser.feed(&chunk) {
+                events.push((event.name, serde_json::from_str(&event.data).expect("event json")));
             }
         }
         events
