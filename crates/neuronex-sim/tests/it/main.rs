@@ -74,7 +74,7 @@ fn ten_thousand_instances_answer_and_only_used_ones_cost_memory() {
     let (status, _) = get(&format!("{}/i/10000/api/version", sim.base_url));
     assert_eq!(status, 404, "instances past --count do not exist");
     let (_, health) = get(&format!("{}/__sim/health", sim.base_url));
-    assert_eq!(health, r#"{"count":10000,"instances_in_use":3}"#);
+    assert_eq!(health, r#"{"count":10000,"instances_in_use":3,"peak_in_flight":1}"#, "requests went one at a time");
 }
 
 #[test]
