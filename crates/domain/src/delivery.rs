@@ -64,6 +64,8 @@ impl FromStr for TargetStatus {
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Running,
+    /// Asked to stop: edge calls are being abandoned; `canceled` once every target is final.
+    Canceling,
     Succeeded,
     /// Some targets succeeded (or were skipped) and some failed.
     Partial,
@@ -75,6 +77,7 @@ impl DeliveryState {
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Running => "running",
+            DeliveryState::Canceling => "canceling",
             DeliveryState::Succeeded => "succeeded",
             DeliveryState::Partial => "partial",
             DeliveryState::Failed => "failed",
@@ -82,9 +85,20 @@ impl DeliveryState {
         }
     }
 
+    /// Whether the delivery has ended (nothing more will change without a retry).
+    pub fn is_final(self) -> bool {
+        !matches!(self, DeliveryState::Running | DeliveryState::Canceling)
+    }
+
+    /// Whether the delivery has ended, from its stored name (unknown names count as not ended).
+    pub fn is_final_name(s: &str) -> bool {
+        DeliveryState::parse(s).is_some_and(DeliveryState::is_final)
+    }
+
     pub fn parse(s: &str) -> Option<DeliveryState> {
         [
             DeliveryState::Running,
+            DeliveryState::Canceling,
             DeliveryState::Succeeded,
             DeliveryState::Partial,
             DeliveryState::Failed,

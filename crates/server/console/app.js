@@ -439,10 +439,19 @@
       <div class="row"><label style="flex-direction:row;gap:6px;align-items:center"><input type="checkbox" id="only-failures"> ${esc(t("res.only_failures"))}</label>
       <button type="button" class="secondary" id="retry">${esc(t("res.retry"))}</button><button type="button" class="danger" id="cancel">${esc(t("res.cancel"))}</button></div>
       <div id="result-table"></div>`, () => { events?.close(); clearTimeout(refreshTimer); });
+    let current = delivery.state;
+    // Cancel only while it runs; Retry only once it ended with failures.
+    const controls = (c) => {
+      const finished = !["running", "canceling"].includes(current);
+      $("#cancel", d.el).hidden = finished;
+      $("#cancel", d.el).disabled = current === "canceling";
+      $("#retry", d.el).hidden = !finished || !(c.failed > 0);
+    };
     const setCounts = (c, stateName) => {
       $("#c-total", d.el).textContent = c.total; $("#c-ok", d.el).textContent = c.succeeded;
       $("#c-failed", d.el).textContent = c.failed; $("#c-pending", d.el).textContent = c.pending;
-      if (stateName) { $("#c-state", d.el).textContent = t("state." + stateName); $("#c-state", d.el).dataset.state = stateName; }
+      if (stateName) { current = stateName; $("#c-state", d.el).textContent = t("state." + stateName); $("#c-state", d.el).dataset.state = stateName; }
+      controls(c);
     };
     const loadTable = async () => {
       const params = new URLSearchParams({ limit: 50, offset });
@@ -457,13 +466,13 @@
     const watch = () => {
       events?.close();
       events = new EventSource(P(`/deliveries/${delivery.id}/events`));
-      events.addEventListener("counts", (e) => setCounts(JSON.parse(e.data), "running"));
+      events.addEventListener("counts", (e) => setCounts(JSON.parse(e.data), current === "canceling" ? "canceling" : "running"));
       events.addEventListener("target", scheduleTable);
       events.addEventListener("final", (e) => { const data = JSON.parse(e.data); setCounts(data.counts, data.state); events.close(); loadTable(); });
     };
     $("#only-failures", d.el).addEventListener("change", (e) => { failuresOnly = e.target.checked; offset = 0; loadTable(); });
-    $("#retry", d.el).addEventListener("click", async () => { try { await api("POST", P(`/deliveries/${delivery.id}/retry`)); watch(); } catch (error) { showError(d.el, error); } });
-    $("#cancel", d.el).addEventListener("click", async () => { try { await api("POST", P(`/deliveries/${delivery.id}/cancel`)); } catch (error) { showError(d.el, error); } });
+    $("#retry", d.el).addEventListener("click", async () => { try { const again = await api("POST", P(`/deliveries/${delivery.id}/retry`)); setCounts(again.counts, again.state); loadTable(); watch(); } catch (error) { showError(d.el, error); } });
+    $("#cancel", d.el).addEventListener("click", async () => { try { const now = await api("POST", P(`/deliveries/${delivery.id}/cancel`)); setCounts(now.counts, now.state); } catch (error) { showError(d.el, error); } });
     setCounts(delivery.counts, delivery.state);
     loadTable();
     watch();

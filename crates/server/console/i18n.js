@@ -32,7 +32,7 @@ window.I18N = {
     "admin.title": "Administration", "admin.orgs": "Organizations", "admin.projects": "Projects", "admin.users": "Users", "admin.members": "Members",
     "admin.new_org": "New organization", "admin.new_project": "New project", "admin.new_user": "New user", "admin.add_member": "Add member",
     "admin.system_admin": "System admin", "admin.no_access": "Your role does not include administration.",
-    "state.succeeded": "succeeded", "state.failed": "failed", "state.pending": "pending", "state.running": "running", "state.canceled": "canceled", "state.skipped": "skipped", "state.partial": "partial"
+    "state.succeeded": "succeeded", "state.failed": "failed", "state.pending": "pending", "state.running": "running", "state.canceling": "canceling", "state.canceled": "canceled", "state.skipped": "skipped", "state.partial": "partial"
   },
   zh: {
     "app.signin": "登录", "app.username": "用户名", "app.password": "密码", "app.signout": "退出登录",
@@ -66,6 +66,6 @@ window.I18N = {
     "admin.title": "系统管理", "admin.orgs": "组织", "admin.projects": "项目", "admin.users": "用户", "admin.members": "成员",
     "admin.new_org": "新建组织", "admin.new_project": "新建项目", "admin.new_user": "新建用户", "admin.add_member": "添加成员",
     "admin.system_admin": "系统管理员", "admin.no_access": "您的角色不包含管理权限。",
-    "state.succeeded": "成功", "state.failed": "失败", "state.pending": "等待", "state.running": "进行中", "state.canceled": "已取消", "state.skipped": "已跳过", "state.partial": "部分成功"
+    "state.succeeded": "成功", "state.failed": "失败", "state.pending": "等待", "state.running": "进行中", "state.canceling": "正在取消", "state.canceled": "已取消", "state.skipped": "已跳过", "state.partial": "部分成功"
   }
 };

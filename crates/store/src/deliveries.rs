@@ -279,10 +279,12 @@ impl Store {
     /// Newest first.
     /// Deliveries of the project that have not ended.
     pub async fn running_deliveries(&self, project_id: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1 AND state = 'running'")
-            .bind(project_id)
-            .fetch_one(&self.read)
-            .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1 AND state IN ('running', 'canceling')",
+        )
+        .bind(project_id)
+        .fetch_one(&self.read)
+        .await?;
         Ok(row.get("n"))
     }
 
@@ -464,7 +466,10 @@ impl Store {
     /// record (`details.canceled_targets` is filled in); answers how many were canceled.
     pub async fn cancel_delivery(&self, delivery_id: &str, audit_entry: &AuditEntry) -> Result<u64> {
         let mut tx = self.write.begin().await?;
-        sqlx::query("UPDATE deliveries SET cancel_requested = 1 WHERE id = $1")
+        sqlx::query(
+            "UPDATE deliveries SET cancel_requested = 1, state = CASE WHEN state = 'running' THEN 'canceling' ELSE state END
+             WHERE id = $1",
+        )
             .bind(delivery_id)
             .execute(&mut *tx)
             .await?;
@@ -525,13 +530,14 @@ impl Store {
         audit_entry: &AuditEntry,
     ) -> Result<bool> {
         let mut tx = self.write.begin().await?;
-        let done =
-            sqlx::query("UPDATE deliveries SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'running'")
-                .bind(state.as_str())
-                .bind(now_ms())
-                .bind(delivery_id)
-                .execute(&mut *tx)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = $1, finished_at = $2 WHERE id = $3 AND state IN ('running', 'canceling')",
+        )
+        .bind(state.as_str())
+        .bind(now_ms())
+        .bind(delivery_id)
+        .execute(&mut *tx)
+        .await?;
         let closed = done.rows_affected() == 1;
         if closed {
             audit::insert(&mut *tx, audit_entry).await?;
@@ -551,7 +557,7 @@ impl Store {
 
     /// Deliveries that are not finished, oldest first: work to resume after a restart.
     pub async fn unfinished_deliveries(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM deliveries WHERE state = 'running' ORDER BY created_at")
+        let rows = sqlx::query("SELECT id FROM deliveries WHERE state IN ('running', 'canceling') ORDER BY created_at")
             .fetch_all(&self.read)
             .await?;
         Ok(rows.iter().map(|r| r.get("id")).collect())
@@ -563,7 +569,7 @@ impl Store {
     /// whose lease ran out, or no unfinished target left (the delivery needs closing).
     pub async fn claimable_deliveries(&self) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT d.id FROM deliveries d WHERE d.state = 'running' AND (
+            "SELECT d.id FROM deliveries d WHERE d.state IN ('running', 'canceling') AND (
                  EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
                          AND (t.status = 'pending' OR (t.status = 'running' AND t.lease_until < $1)))
                  OR NOT EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id

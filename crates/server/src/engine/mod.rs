@@ -16,8 +16,8 @@ use domain::template::{self, TemplateKind};
 use edge_client::EdgeClient;
 use serde_json::{Value, json};
 use store::{AuditEntry, ClaimedTarget, Delivery, Store};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::blobs::PackageLinks;
 use crate::crypto::SecretBox;
@@ -54,7 +54,8 @@ pub struct Engine {
     running: Mutex<HashSet<String>>,
     /// API-only replicas leave deliveries to the workers.
     works: bool,
-    cancels: Mutex<BTreeMap<String, Arc<Notify>>>,
+    /// Runners of this process by delivery: cancelling stops their claims and their edge calls.
+    cancels: Mutex<BTreeMap<String, CancellationToken>>,
 }
 
 impl Engine {
@@ -144,6 +145,7 @@ impl Engine {
                     }
                     self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
                 }
+                Some("cancel") => self.cancel_here(delivery_id),
                 Some("final") => {
                     let state = message["state"].as_str().unwrap_or_default().to_owned();
                     self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
@@ -203,11 +205,21 @@ impl Engine {
         });
     }
 
-    /// Wakes the runner so it stops claiming; pending targets were canceled in the store.
-    pub fn cancel(&self, delivery_id: &str) {
+    /// Stops this process's runner of the delivery: no more claims, and every edge call under way
+    /// is abandoned at once (its target ends `canceled`, saying what it was doing). Other replicas
+    /// are told to do the same. Pending targets were canceled in the store.
+    pub async fn cancel(&self, delivery_id: &str) {
+        self.cancel_here(delivery_id);
+        if self.shared() {
+            let message = json!({"d": delivery_id, "w": self.worker_id, "k": "cancel"});
+            self.tell_replicas(delivery_id, message).await;
+        }
+    }
+
+    fn cancel_here(&self, delivery_id: &str) {
         let cancels = self.cancels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(notify) = cancels.get(delivery_id) {
-            notify.notify_one();
+        if let Some(token) = cancels.get(delivery_id) {
+            token.cancel();
         }
     }
 
@@ -217,11 +229,14 @@ impl Engine {
             Ok(plan) => Arc::new(plan),
             Err(reason) => return self.fail_everything(&delivery, &reason).await,
         };
-        let cancel = Arc::new(Notify::new());
+        let cancel = CancellationToken::new();
         self.cancels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(delivery_id.to_owned(), Arc::clone(&cancel));
+            .insert(delivery_id.to_owned(), cancel.clone());
+        if delivery.cancel_requested {
+            cancel.cancel();
+        }
         let counts = Arc::new(Mutex::new(self.store.delivery_counts(delivery_id).await?));
         self.publish_counts(delivery_id, &counts);
         let concurrency = plan.options.concurrency as usize;
@@ -255,6 +270,7 @@ impl Engine {
                         target,
                         Arc::clone(&counts),
                         writes.clone(),
+                        cancel.clone(),
                     ));
                 }
             }
@@ -282,7 +298,7 @@ impl Engine {
                         counts_sent = std::time::Instant::now();
                     }
                 }
-                _ = cancel.notified() => {
+                () = cancel.cancelled(), if !canceled => {
                     canceled = true;
                     *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
                     self.publish_counts(delivery_id, &counts);
@@ -301,6 +317,7 @@ impl Engine {
         target: ClaimedTarget,
         counts: Arc<Mutex<Counts>>,
         writes: tokio::sync::mpsc::Sender<ResultWrite>,
+        cancel: CancellationToken,
     ) {
         Metrics::inc(&self.metrics.targets_in_flight);
         let runner = Runner {
@@ -311,7 +328,7 @@ impl Engine {
             jwt_keys: &self.jwt_keys,
             metrics: &self.metrics,
         };
-        let outcome = runner.run(&target).await;
+        let outcome = runner.run(&target, &cancel).await;
         Metrics::dec(&self.metrics.targets_in_flight);
         let (reply, written) = tokio::sync::oneshot::channel();
         let row = (target.delivery_id.clone(), target.edge_id.clone(), target.attempt, outcome.clone());

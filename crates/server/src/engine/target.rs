@@ -18,6 +18,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use store::{ClaimedTarget, TargetOutcome};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::blobs::PackageLinks;
 use crate::crypto::SecretBox;
 use crate::jwt_keys::ProjectKeys;
@@ -79,6 +81,20 @@ impl Plan {
     }
 }
 
+/// What a canceled target says: the step it was in, and whether something may be half-written.
+fn canceled_reason(progress: &Progress) -> String {
+    let applied = progress.items.len();
+    let writing = !matches!(progress.step.as_str(), "start" | "version gate" | "render");
+    match (writing, applied) {
+        (false, 0) => format!("canceled during {}; nothing was written", progress.step),
+        (true, 0) => format!("canceled during {}; that object may be half-written", progress.step),
+        (_, n) => format!(
+            "canceled during {} after {n} objects were applied; the current one may be half-written",
+            progress.step
+        ),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct Item {
     object: String,
@@ -117,20 +133,27 @@ impl From<EdgeError> for Failure {
 
 impl Runner<'_> {
     /// Runs one target to a final outcome within the delivery's per-target timeout.
-    pub async fn run(&self, target: &ClaimedTarget) -> TargetOutcome {
+    /// Runs one target to a final outcome within the delivery's per-target timeout, or until the
+    /// delivery is canceled: then the edge call under way is abandoned at once and the target ends
+    /// `canceled`, saying what it was doing (an object being written may be half-written).
+    pub async fn run(&self, target: &ClaimedTarget, cancel: &CancellationToken) -> TargetOutcome {
         let progress =
             Arc::new(Mutex::new(Progress { items: Vec::new(), tries: 0, step: "start".into(), version: None }));
         let timeout = self.plan.options.timeout();
-        let result = tokio::time::timeout(timeout, self.apply(target, &progress)).await;
+        let result = tokio::select! {
+            result = tokio::time::timeout(timeout, self.apply(target, &progress)) => Some(result),
+            () = cancel.cancelled() => None,
+        };
         let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (status, reason) = match result {
-            Ok(Ok(status)) => (status, String::new()),
-            Ok(Err(Failure::Edge(err))) => (TargetStatus::Failed, err.to_string()),
-            Ok(Err(Failure::Other(reason))) => (TargetStatus::Failed, reason),
-            Err(_) => (
+            Some(Ok(Ok(status))) => (status, String::new()),
+            Some(Ok(Err(Failure::Edge(err)))) => (TargetStatus::Failed, err.to_string()),
+            Some(Ok(Err(Failure::Other(reason)))) => (TargetStatus::Failed, reason),
+            Some(Err(_)) => (
                 TargetStatus::Failed,
                 format!("timed out after {} s during {} (options.timeout_secs)", timeout.as_secs(), progress.step),
             ),
+            None => (TargetStatus::Canceled, canceled_reason(&progress)),
         };
         TargetOutcome {
             status,

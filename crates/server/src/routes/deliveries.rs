@@ -429,18 +429,20 @@ pub async fn cancel(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    if delivery.state != DeliveryState::Running.as_str() {
+    if DeliveryState::is_final_name(&delivery.state) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "delivery_finished",
             format!("the delivery already ended ({})", delivery.state),
         ));
     }
-    let mut entry =
-        audit_entry(&user, Some(&scope.scope), "delivery.cancel", "delivery", &delivery.template_name, json!({}));
-    entry.resource_id = id.clone();
-    state.store.cancel_delivery(&id, &entry).await?;
-    state.engine.cancel(&id);
+    if delivery.state != DeliveryState::Canceling.as_str() {
+        let mut entry =
+            audit_entry(&user, Some(&scope.scope), "delivery.cancel", "delivery", &delivery.template_name, json!({}));
+        entry.resource_id = id.clone();
+        state.store.cancel_delivery(&id, &entry).await?;
+    }
+    state.engine.cancel(&id).await;
     // A runner that is not in this process (or already gone) still closes the delivery.
     state.engine.start(&id);
     let delivery = state.store.get_delivery(&project_id, &id).await?;
@@ -455,11 +457,11 @@ pub async fn retry(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    if delivery.state == DeliveryState::Running.as_str() {
+    if !DeliveryState::is_final_name(&delivery.state) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "delivery_running",
-            "the delivery is still running; retry failed targets once it ends",
+            format!("the delivery is still {}; retry failed targets once it ends", delivery.state),
         ));
     }
     let counts = state.store.delivery_counts(&id).await?;
@@ -539,7 +541,7 @@ pub async fn events(
         watch.catch_up(Some(progress.last_result)).await?;
     }
     watch.push(DeliveryEvent::Counts { counts: progress.counts });
-    if delivery.state != DeliveryState::Running.as_str() {
+    if DeliveryState::is_final_name(&delivery.state) {
         watch.finish(&delivery.state).await?;
     }
     let stream = futures::stream::unfold(watch, |mut watch| async move {
@@ -628,9 +630,7 @@ impl Watch {
                 // A slow watcher skipped events: the store has them.
                 Err(RecvError::Lagged(_)) => self.catch_up(None).await,
                 Err(RecvError::Closed) => match self.store.delivery_by_id(&self.delivery_id).await {
-                    Ok(delivery) if delivery.state != DeliveryState::Running.as_str() => {
-                        self.finish(&delivery.state).await
-                    }
+                    Ok(delivery) if DeliveryState::is_final_name(&delivery.state) => self.finish(&delivery.state).await,
                     Ok(_) => {
                         // The runner went away (another replica took over): follow the store.
                         self.receiver = tokio::sync::broadcast::channel(1).1;

@@ -403,3 +403,53 @@ async fn history_lists_deliveries_newest_first() {
         app.get(&app.p(&format!("/deliveries/{}/targets?status=done", first["id"].as_str().expect("id")))).await;
     assert_eq!((bad_status.status, code(&bad_status)), (400, "bad_query"));
 }
+
+/// Cancel stops at once: calls to gateways that never answer are abandoned, the delivery shows
+/// `canceling` until every target is final, then `canceled`; it cannot be canceled again.
+#[tokio::test]
+async fn cancel_abandons_calls_under_way_and_every_target_ends() {
+    // Targets could wait for these gateways for two minutes; cancel must not wait for that.
+    let app = TestApp::spawn_with(|c| c.edge_request_timeout = std::time::Duration::from_secs(120)).await;
+    let sim = sim(6, &["3.6.0"]).await;
+    let ids = app.register(&sim, 6).await;
+    sim.sim.set_faults(None, Some(neuronex_sim::Faults { timeout_rate: 1.0, ..neuronex_sim::Faults::default() }));
+    let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let body = json!({"template_id": template, "targets": {"ids": ids}, "options": {"concurrency": 4, "timeout_secs": 120, "retries": 0}});
+    let started = app.post(&app.p("/deliveries"), body).await;
+    let id = started.body["id"].as_str().expect("id").to_owned();
+    // Wait (on the stream) until the first targets are under way.
+    let mut stream = app
+        .http
+        .get(format!("{}{}", app.base, app.p(&format!("/deliveries/{id}/events"))))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("events");
+    let mut parser = sse::Parser::new();
+    loop {
+        let chunk = stream.chunk().await.expect("chunk").expect("more");
+        let running = parser
+            .feed(&chunk)
+            .iter()
+            .filter(|e| e.name == "counts")
+            .any(|e| serde_json::from_str::<Value>(&e.data).is_ok_and(|c| c["running"].as_u64() > Some(0)));
+        if running {
+            break;
+        }
+    }
+    let canceled = app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
+    assert_eq!(canceled.status, 200, "{}", canceled.text);
+    assert!(matches!(canceled.body["state"].as_str(), Some("canceling" | "canceled")), "{}", canceled.text);
+    // The stream ends with the final state long before any gateway call could time out.
+    let ended =
+        tokio::time::timeout(std::time::Duration::from_secs(60), app.events(&id)).await.expect("canceled in time");
+    let (name, last) = ended.last().expect("events").clone();
+    assert_eq!((name.as_str(), last["state"].as_str()), ("final", Some("canceled")), "{last}");
+    assert_eq!(last["counts"]["canceled"], 6, "{last}");
+    let targets = app.targets(&app.get(&app.p(&format!("/deliveries/{id}"))).await.body).await;
+    let reasons: Vec<&str> = targets.iter().filter_map(|t| t["reason"].as_str()).collect();
+    assert!(reasons.iter().filter(|r| r.starts_with("canceled during")).count() >= 1, "{reasons:?}");
+    assert!(reasons.iter().all(|r| r.starts_with("canceled")), "{reasons:?}");
+    let again = app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
+    assert_eq!((again.status, code(&again)), (409, "delivery_finished"));
+}
