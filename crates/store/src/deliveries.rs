@@ -320,6 +320,31 @@ impl Store {
         Ok(counts)
     }
 
+    /// The counts of several deliveries in one query (a history page).
+    pub async fn counts_of(&self, delivery_ids: &[String]) -> Result<std::collections::HashMap<String, Counts>> {
+        let mut counts: std::collections::HashMap<String, Counts> =
+            delivery_ids.iter().map(|id| (id.clone(), Counts::default())).collect();
+        if delivery_ids.is_empty() {
+            return Ok(counts);
+        }
+        let mut sql = crate::sql::Sql::new(
+            "SELECT delivery_id, status, COUNT(*) AS n FROM delivery_targets WHERE delivery_id IN (",
+        );
+        for (k, id) in delivery_ids.iter().enumerate() {
+            if k > 0 {
+                sql.push(", ");
+            }
+            sql.text(id.clone());
+        }
+        sql.push(") GROUP BY delivery_id, status");
+        for row in sql.query().fetch_all(&self.read).await? {
+            let id: String = row.get("delivery_id");
+            let status = TargetStatus::from_str(&row.get::<String, _>("status")).map_err(StoreError::Corrupt)?;
+            counts.entry(id).or_default().add(status, row.get::<i64, _>("n") as u64);
+        }
+        Ok(counts)
+    }
+
     /// Counts and the latest result number in one statement, so they describe the same moment.
     pub async fn delivery_progress(&self, delivery_id: &str) -> Result<Progress> {
         let rows = sqlx::query(

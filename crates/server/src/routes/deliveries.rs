@@ -381,10 +381,11 @@ pub async fn list(
     project_scope(&state, &user, &project_id).await?;
     let page = query.only(&["limit", "offset"])?.page()?;
     let (deliveries, total) = state.store.list_deliveries(&project_id, page.limit, page.offset).await?;
-    let mut items = Vec::with_capacity(deliveries.len());
-    for delivery in &deliveries {
-        items.push(delivery_json(delivery, &state.store.delivery_counts(&delivery.id).await?));
-    }
+    // One counts query for the page, not one per delivery.
+    let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+    let counts = state.store.counts_of(&ids).await?;
+    let items: Vec<Value> =
+        deliveries.iter().map(|d| delivery_json(d, &counts.get(&d.id).copied().unwrap_or_default())).collect();
     Ok(Json(json!({"items": items, "total": total})))
 }
 

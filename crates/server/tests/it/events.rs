@@ -8,8 +8,19 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, rule_doc, sim};
 
-/// Reads one stream to its end: (targets seen per edge, last counts event, final event, ids).
-async fn watch(app: &TestApp, id: &str, last_event_id: Option<&str>) -> (HashMap<String, u32>, Value, Value, Vec<i64>) {
+/// What one stream showed, read to its end.
+struct Seen {
+    /// Target events per edge.
+    targets: HashMap<String, u32>,
+    /// The first counts event (the snapshot) and the last one.
+    snapshot: Value,
+    counts: Value,
+    final_event: Value,
+    ids: Vec<i64>,
+}
+
+/// Reads one stream to its end.
+async fn watch(app: &TestApp, id: &str, last_event_id: Option<&str>) -> Seen {
     let mut request =
         app.http.get(format!("{}{}", app.base, app.p(&format!("/deliveries/{id}/events")))).bearer_auth(&app.token);
     if let Some(last) = last_event_id {
@@ -18,7 +29,7 @@ async fn watch(app: &TestApp, id: &str, last_event_id: Option<&str>) -> (HashMap
     let mut response = request.send().await.expect("events");
     assert_eq!(response.status(), 200);
     let mut parser = sse::Parser::new();
-    let (mut seen, mut counts, mut ids) = (HashMap::new(), Value::Null, Vec::new());
+    let (mut seen, mut snapshot, mut counts, mut ids) = (HashMap::new(), Value::Null, Value::Null, Vec::new());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
     while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, response.chunk()).await.expect("the stream ends") {
         for event in parser.feed(&chunk) {
@@ -28,8 +39,13 @@ async fn watch(app: &TestApp, id: &str, last_event_id: Option<&str>) -> (HashMap
                     *seen.entry(data["edge_id"].as_str().expect("edge").to_owned()).or_insert(0) += 1;
                     ids.push(event.id.as_deref().and_then(|i| i.parse().ok()).expect("a numbered event"));
                 }
-                "counts" => counts = data,
-                "final" => return (seen, counts, data, ids),
+                "counts" => {
+                    if snapshot.is_null() {
+                        snapshot = data.clone();
+                    }
+                    counts = data;
+                }
+                "final" => return Seen { targets: seen, snapshot, counts, final_event: data, ids },
                 _ => {}
             }
         }
@@ -57,9 +73,11 @@ async fn watchers_before_during_and_after_see_every_result_once() {
         .await;
     assert_eq!(started.status, 202, "{}", started.text);
     let id = started.body["id"].as_str().expect("id").to_owned();
-    // Two watchers that start at once, and one that starts once part of the results are in.
-    let early = watch(&app, &id, None);
-    let first = watch(&app, &id, None);
+    // Two watchers that start at once (from the first result: a stream without Last-Event-ID
+    // starts from a snapshot, which may already hold some results), and one that starts once
+    // part of the results are in (from its snapshot).
+    let early = watch(&app, &id, Some("0"));
+    let first = watch(&app, &id, Some("0"));
     let during = async {
         let mut half = app
             .http
@@ -100,17 +118,20 @@ async fn watchers_before_during_and_after_see_every_result_once() {
     };
     assert_eq!(final_targets.len(), 2000);
     assert!(stored["counts"]["failed"].as_u64().expect("failed") > 100, "{stored}");
-    for (name, (seen, counts, fin, ids)) in [("early", early), ("first", first), ("after", after)] {
-        assert_eq!(fin["counts"], stored["counts"], "{name}: final counts are the stored ones");
-        assert_eq!(counts, stored["counts"], "{name}: the last counts event too");
-        assert_eq!(seen.len(), 2000, "{name}: every target's result");
-        assert!(seen.values().all(|n| *n == 1), "{name}: each exactly once");
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{name}: in order");
+    for (name, seen) in [("early", early), ("first", first), ("after", after)] {
+        assert_eq!(seen.final_event["counts"], stored["counts"], "{name}: final counts are the stored ones");
+        assert_eq!(seen.counts, stored["counts"], "{name}: the last counts event too");
+        assert_eq!(seen.targets.len(), 2000, "{name}: every target's result");
+        assert!(seen.targets.values().all(|n| *n == 1), "{name}: each exactly once");
+        assert!(seen.ids.windows(2).all(|w| w[0] < w[1]), "{name}: in order");
     }
-    // The watcher that started during the delivery saw the rest after its snapshot, each once.
-    let (seen, _, fin, _) = during;
-    assert_eq!(fin["counts"], stored["counts"]);
-    assert!(seen.values().all(|n| *n == 1));
+    // The watcher that started during the delivery: its snapshot plus what came after is all of
+    // it, each once.
+    let finished_in_snapshot: u64 =
+        ["succeeded", "failed", "skipped", "canceled"].iter().map(|k| during.snapshot[*k].as_u64().unwrap_or(0)).sum();
+    assert_eq!(during.final_event["counts"], stored["counts"]);
+    assert!(during.targets.values().all(|n| *n == 1));
+    assert_eq!(during.targets.len() as u64 + finished_in_snapshot, 2000, "snapshot {}", during.snapshot);
 }
 
 #[tokio::test]
@@ -122,15 +143,16 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_rest() {
     let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
     let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"all": true}})).await;
     let id = delivery["id"].as_str().expect("id");
-    let (all, _, _, ids) = watch(&app, id, Some("0")).await;
-    assert_eq!(all.len(), 50, "from the start: every result");
-    let cut = ids[19].to_string();
-    let (rest, _, fin, rest_ids) = watch(&app, id, Some(&cut)).await;
-    assert_eq!(rest.len(), 30, "after the 20th: the other 30");
-    assert!(rest_ids.iter().all(|n| *n > ids[19]));
-    assert_eq!(fin["counts"]["succeeded"], 50);
-    let (none, _, _, _) = watch(&app, id, None).await;
-    assert!(none.is_empty(), "a new stream of a finished delivery: its snapshot and the final event");
+    let all = watch(&app, id, Some("0")).await;
+    assert_eq!(all.targets.len(), 50, "from the start: every result");
+    let cut = all.ids[19].to_string();
+    let rest = watch(&app, id, Some(&cut)).await;
+    assert_eq!(rest.targets.len(), 30, "after the 20th: the other 30");
+    assert!(rest.ids.iter().all(|n| *n > all.ids[19]));
+    assert_eq!(rest.final_event["counts"]["succeeded"], 50);
+    let none = watch(&app, id, None).await;
+    assert!(none.targets.is_empty(), "a new stream of a finished delivery: its snapshot and the final event");
+    assert_eq!(none.snapshot["succeeded"], 50);
     let bad = app
         .http
         .get(format!("{}{}", app.base, app.p(&format!("/deliveries/{id}/events"))))
