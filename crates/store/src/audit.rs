@@ -92,8 +92,8 @@ pub(crate) async fn insert<'e, E: sqlx::Executor<'e, Database = Any>>(executor: 
     Ok(())
 }
 
-fn event(row: &AnyRow) -> AuditEvent {
-    AuditEvent {
+fn event(row: &AnyRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
         id: row.get("id"),
         at: row.get("at"),
         actor_id: row.get("actor_id"),
@@ -107,8 +107,8 @@ fn event(row: &AnyRow) -> AuditEvent {
         resource_id: row.get("resource_id"),
         resource_name: row.get("resource_name"),
         outcome: row.get("outcome"),
-        details: json_value(row, "details"),
-    }
+        details: json_value(row, "details")?,
+    })
 }
 
 impl Store {
@@ -125,7 +125,7 @@ impl Store {
         audit_filters(&mut select, query);
         select.push(" ORDER BY id DESC LIMIT ").int(query.limit).push(" OFFSET ").int(query.offset);
         let rows = select.query().fetch_all(&self.read).await?;
-        Ok((rows.iter().map(event).collect(), total))
+        Ok((rows.iter().map(event).collect::<Result<_>>()?, total))
     }
 }
 

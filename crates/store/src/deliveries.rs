@@ -121,8 +121,8 @@ pub struct TargetOutcome {
     pub edge_version: Option<String>,
 }
 
-fn delivery(row: &AnyRow) -> Delivery {
-    Delivery {
+fn delivery(row: &AnyRow) -> Result<Delivery> {
+    Ok(Delivery {
         id: row.get("id"),
         project_id: row.get("project_id"),
         kind: row.get("kind"),
@@ -134,8 +134,8 @@ fn delivery(row: &AnyRow) -> Delivery {
         content: row.get("content"),
         content_sha256: row.get("content_sha256"),
         content_edited: row.get::<i32, _>("content_edited") != 0,
-        params: json_value(row, "params"),
-        options: json_value(row, "options"),
+        params: json_value(row, "params")?,
+        options: json_value(row, "options")?,
         dry_run: row.get::<i32, _>("dry_run") != 0,
         state: row.get("state"),
         cancel_requested: row.get::<i32, _>("cancel_requested") != 0,
@@ -143,43 +143,43 @@ fn delivery(row: &AnyRow) -> Delivery {
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
         finished_at: row.get("finished_at"),
-    }
+    })
 }
 
-fn target(row: &AnyRow) -> DeliveryTarget {
-    DeliveryTarget {
+fn target(row: &AnyRow) -> Result<DeliveryTarget> {
+    Ok(DeliveryTarget {
         edge_id: row.get("edge_id"),
         name: row.get("edge_name"),
         endpoint: row.get("endpoint"),
         version: row.get("edge_version"),
-        tags: json_list(row, "tags"),
+        tags: json_list(row, "tags")?,
         status: row.get("status"),
         reason: row.get("reason"),
-        items: json_value(row, "items"),
+        items: json_value(row, "items")?,
         attempts: row.get::<i32, _>("attempts").into(),
         tries: row.get::<i32, _>("tries").into(),
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
         result_seq: row.get("result_seq"),
-    }
+    })
 }
 
-fn claimed(row: &AnyRow) -> ClaimedTarget {
-    ClaimedTarget {
+fn claimed(row: &AnyRow) -> Result<ClaimedTarget> {
+    Ok(ClaimedTarget {
         delivery_id: row.get("delivery_id"),
         seq: row.get("seq"),
         edge_id: row.get("edge_id"),
         edge_name: row.get("edge_name"),
         endpoint: row.get("endpoint"),
         edge_version: row.get("edge_version"),
-        tags: json_list(row, "tags"),
+        tags: json_list(row, "tags")?,
         auth: EdgeAuthRow {
             kind: row.get("auth_kind"),
             username: row.get("auth_username"),
             secret: row.get("auth_secret"),
         },
         attempt: row.get::<i32, _>("attempts").into(),
-    }
+    })
 }
 
 const TARGET_BATCH: usize = 2000;
@@ -268,12 +268,12 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(delivery).ok_or(StoreError::NotFound("delivery"))
+        row.as_ref().map(delivery).transpose()?.ok_or(StoreError::NotFound("delivery"))
     }
 
     pub async fn delivery_by_id(&self, id: &str) -> Result<Delivery> {
         let row = sqlx::query("SELECT * FROM deliveries WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
-        row.as_ref().map(delivery).ok_or(StoreError::NotFound("delivery"))
+        row.as_ref().map(delivery).transpose()?.ok_or(StoreError::NotFound("delivery"))
     }
 
     /// Newest first.
@@ -302,7 +302,7 @@ impl Store {
         .bind(offset)
         .fetch_all(&self.read)
         .await?;
-        Ok((rows.iter().map(delivery).collect(), total))
+        Ok((rows.iter().map(delivery).collect::<Result<_>>()?, total))
     }
 
     pub async fn delivery_counts(&self, delivery_id: &str) -> Result<Counts> {
@@ -384,7 +384,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(target).collect())
+        rows.iter().map(target).collect()
     }
 
     /// One page of targets in delivery order, optionally of one status, with the total.
@@ -413,7 +413,7 @@ impl Store {
         .bind(offset)
         .fetch_all(&self.read)
         .await?;
-        Ok((rows.iter().map(target).collect(), total))
+        Ok((rows.iter().map(target).collect::<Result<_>>()?, total))
     }
 
     /// Claims up to `limit` pending targets (or running ones whose lease ran out, whose holder
@@ -467,7 +467,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.write)
             .await?;
-        let mut claimed: Vec<ClaimedTarget> = rows.iter().map(claimed).collect();
+        let mut claimed: Vec<ClaimedTarget> = rows.iter().map(claimed).collect::<Result<_>>()?;
         claimed.sort_by_key(|t| t.seq);
         Ok(claimed)
     }

@@ -61,14 +61,14 @@ pub struct ProbeResult {
     pub reason: String,
 }
 
-fn edge(row: &AnyRow) -> EdgeService {
-    EdgeService {
+fn edge(row: &AnyRow) -> Result<EdgeService> {
+    Ok(EdgeService {
         id: row.get("id"),
         project_id: row.get("project_id"),
         name: row.get("name"),
         endpoint: row.get("endpoint"),
         description: row.get("description"),
-        tags: json_list(row, "tags"),
+        tags: json_list(row, "tags")?,
         version: row.get("version"),
         status: row.get("status"),
         status_reason: row.get("status_reason"),
@@ -80,7 +80,7 @@ fn edge(row: &AnyRow) -> EdgeService {
         },
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
-    }
+    })
 }
 
 impl Store {
@@ -145,7 +145,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(edge).ok_or(StoreError::NotFound("edge service"))
+        row.as_ref().map(edge).transpose()?.ok_or(StoreError::NotFound("edge service"))
     }
 
     /// Replaces the editable fields; the caller merges a patch into the current row first.
@@ -220,7 +220,7 @@ impl Store {
         let order = if walk == Walk::FromFilters && self.backend == Backend::Sqlite { "+e.name" } else { "e.name" };
         select.push(" ORDER BY ").push(order).push(" LIMIT ").int(limit).push(" OFFSET ").int(offset);
         let rows = select.query().fetch_all(&self.read).await?;
-        Ok((rows.iter().map(edge).collect(), total))
+        Ok((rows.iter().map(edge).collect::<Result<_>>()?, total))
     }
 
     /// How many of the project's services match, answered from a single index when the filter
@@ -267,7 +267,7 @@ impl Store {
         self.edge_filters(&mut select, project_id, filter, Walk::FromFilters);
         select.push(" ORDER BY e.name");
         let rows = select.query().fetch_all(&self.read).await?;
-        Ok(rows.iter().map(edge).collect())
+        rows.iter().map(edge).collect()
     }
 
     /// Which index SQLite reads services through, where its planner would guess wrong: the name
@@ -363,7 +363,7 @@ impl Store {
                 select.text(id);
             }
             select.push(") ORDER BY name");
-            found.extend(select.query().fetch_all(&self.read).await?.iter().map(edge));
+            found.extend(select.query().fetch_all(&self.read).await?.iter().map(edge).collect::<Result<Vec<_>>>()?);
         }
         Ok(found)
     }

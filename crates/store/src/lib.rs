@@ -241,14 +241,16 @@ fn conflict(err: sqlx::Error, what: &'static str, name: &str) -> StoreError {
     }
 }
 
-fn json_list(row: &AnyRow, column: &str) -> Vec<String> {
+/// A JSON list column; a value that is not one is `Corrupt` (never silently empty).
+fn json_list(row: &AnyRow, column: &str) -> Result<Vec<String>> {
     let text: String = row.get(column);
-    serde_json::from_str(&text).unwrap_or_default()
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
-fn json_value(row: &AnyRow, column: &str) -> serde_json::Value {
+/// A JSON column; a value that is not JSON is `Corrupt` (never silently null).
+fn json_value(row: &AnyRow, column: &str) -> Result<serde_json::Value> {
     let text: String = row.get(column);
-    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
 /// `LIKE` pattern for a case-insensitive substring match, with wildcards in the needle escaped.

@@ -23,18 +23,18 @@ pub struct Plugin {
     pub created_at: i64,
 }
 
-fn plugin(row: &AnyRow) -> Plugin {
-    Plugin {
+fn plugin(row: &AnyRow) -> Result<Plugin> {
+    Ok(Plugin {
         id: row.get("id"),
         project_id: row.get("project_id"),
         name: row.get("name"),
         description: row.get("description"),
         sha256: row.get("sha256"),
         size: row.get("size"),
-        manifest: json_value(row, "manifest"),
+        manifest: json_value(row, "manifest")?,
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
-    }
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(plugin).ok_or(StoreError::NotFound("plugin"))
+        row.as_ref().map(plugin).transpose()?.ok_or(StoreError::NotFound("plugin"))
     }
 
     pub async fn list_plugins(&self, project_id: &str, limit: i64, offset: i64) -> Result<(Vec<Plugin>, i64)> {
@@ -114,7 +114,7 @@ impl Store {
             .bind(offset)
             .fetch_all(&self.read)
             .await?;
-        Ok((rows.iter().map(plugin).collect(), total))
+        Ok((rows.iter().map(plugin).collect::<Result<_>>()?, total))
     }
 
     /// Deletes unless a running delivery sends it; answers whether any plugin still uses its blob.
@@ -154,7 +154,7 @@ impl Store {
             .bind(sha256)
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.as_ref().map(plugin))
+        row.as_ref().map(plugin).transpose()
     }
 
     /// Whether any plugin (of any project) has this content.

@@ -28,3 +28,32 @@ fn sqlite_and_postgresql_migrations_are_numbered_alike() {
     };
     assert_eq!(numbers("sqlite"), numbers("postgres"));
 }
+
+/// A JSON column that is not JSON is reported as corrupt, never read as empty.
+#[tokio::test]
+async fn a_corrupt_json_column_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open_sqlite_dir(dir.path()).await.expect("sqlite");
+    let org = store.create_org("plant", &store::AuditEntry::default()).await.expect("org");
+    let project = store.create_project(&org.id, "line", &store::AuditEntry::default()).await.expect("project");
+    let edge = store::NewEdge {
+        name: "gw".into(),
+        endpoint: "http://10.0.0.1".into(),
+        tags: vec!["a".into()],
+        ..store::NewEdge::default()
+    };
+    let created = store.insert_edges(&project.id, &[edge], &store::AuditEntry::default()).await.expect("edge");
+    let id = created[0].id.clone();
+    sqlx::any::install_default_drivers();
+    let raw =
+        sqlx::AnyPool::connect(&format!("sqlite://{}", dir.path().join("edgefleet.db").display())).await.expect("raw");
+    sqlx::query("UPDATE edge_services SET tags = 'not json' WHERE id = $1")
+        .bind(&id)
+        .execute(&raw)
+        .await
+        .expect("corrupt");
+    match store.get_edge(&project.id, &id).await {
+        Err(store::StoreError::Corrupt(why)) => assert!(why.contains("tags"), "{why}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
