@@ -248,7 +248,7 @@ impl Engine {
         let mut counts_sent = std::time::Instant::now();
         let mut last_ticked = *lock(&counts);
         let (writes, queue) = tokio::sync::mpsc::channel::<ResultWrite>(WRITE_QUEUE);
-        let writer = tokio::spawn(write_results(self.store.clone(), queue));
+        let writer = tokio::spawn(Arc::clone(self).write_results(queue, Arc::clone(&counts)));
         let mut tasks: JoinSet<()> = JoinSet::new();
         loop {
             if shared && refreshed.elapsed() >= COUNTS_REFRESH {
@@ -331,8 +331,17 @@ impl Engine {
         let outcome = runner.run(&target, &cancel).await;
         Metrics::dec(&self.metrics.targets_in_flight);
         let (reply, written) = tokio::sync::oneshot::channel();
+        let event = TargetEvent {
+            seq: 0, // numbered when written
+            edge_id: target.edge_id.clone(),
+            name: target.edge_name.clone(),
+            endpoint: target.endpoint.clone(),
+            version: outcome.edge_version.clone().or(target.edge_version.clone()),
+            status: outcome.status.as_str().to_owned(),
+            reason: outcome.reason.clone(),
+        };
         let row = (target.delivery_id.clone(), target.edge_id.clone(), target.attempt, outcome.clone());
-        if writes.send(ResultWrite { row, reply }).await.is_err() {
+        if writes.send(ResultWrite { row, event, reply }).await.is_err() {
             return;
         }
         // An unwritten result (a database error) leaves the lease to run out; the target is then
@@ -340,10 +349,10 @@ impl Engine {
         let Ok(written) = written.await else {
             return;
         };
-        let Some(seq) = written else {
+        if !written {
             tracing::warn!(delivery.id = %target.delivery_id, edge.id = %target.edge_id, "result dropped: another worker holds the target");
             return;
-        };
+        }
         let counter = match outcome.status {
             TargetStatus::Succeeded => &self.metrics.targets_succeeded,
             TargetStatus::Skipped => &self.metrics.targets_skipped,
@@ -353,25 +362,60 @@ impl Engine {
         if !self.shared() {
             lock(&counts).moved(TargetStatus::Running, outcome.status);
         }
-        let event = TargetEvent {
-            seq,
-            edge_id: target.edge_id.clone(),
-            name: target.edge_name.clone(),
-            endpoint: target.endpoint.clone(),
-            version: outcome.edge_version.clone().or(target.edge_version.clone()),
-            status: outcome.status.as_str().to_owned(),
-            reason: outcome.reason.clone(),
-        };
+    }
+
+    /// Writes results in batches, one transaction each (one commit for many targets is what lets
+    /// a single SQLite writer keep up with thousands of targets a second), then publishes their
+    /// events in the order of their numbers, so watchers receive them in order and seldom need to
+    /// read the store.
+    async fn write_results(
+        self: Arc<Self>,
+        mut queue: tokio::sync::mpsc::Receiver<ResultWrite>,
+        counts: Arc<Mutex<Counts>>,
+    ) {
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            let rows: Vec<_> = batch.iter().map(|w| w.row.clone()).collect();
+            match self.store.finish_targets(&rows).await {
+                Ok(written) => {
+                    let mut relayed = Vec::new();
+                    for (write, number) in batch.drain(..).zip(written) {
+                        if let Some(seq) = number {
+                            let event = TargetEvent { seq, ..write.event };
+                            relayed.extend(self.publish_result(&write.row.0, event, &counts));
+                        }
+                        let _ = write.reply.send(number.is_some());
+                    }
+                    // Other replicas hear of the batch in order, without holding up the next one.
+                    if !relayed.is_empty() {
+                        let engine = Arc::clone(&self);
+                        tokio::spawn(async move {
+                            for (delivery_id, message) in relayed {
+                                engine.tell_replicas(&delivery_id, message).await;
+                            }
+                        });
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, results = rows.len(), "cannot record target results");
+                    batch.clear();
+                }
+            }
+        }
+    }
+
+    /// Publishes a written result here; answers the message for other replicas, if there are any.
+    fn publish_result(&self, delivery_id: &str, event: TargetEvent, counts: &Mutex<Counts>) -> Option<(String, Value)> {
         let relayed = self.shared().then(|| {
-            let snapshot = *lock(&counts);
+            let snapshot = *lock(counts);
             let mut relayed = event.clone();
             relayed.reason = relayed.reason.chars().take(MAX_NOTIFY_REASON).collect();
-            json!({"d": target.delivery_id, "w": self.worker_id, "k": "target", "target": relayed, "counts": snapshot})
+            let message =
+                json!({"d": delivery_id, "w": self.worker_id, "k": "target", "target": relayed, "counts": snapshot});
+            (delivery_id.to_owned(), message)
         });
-        self.hub.publish(&target.delivery_id, DeliveryEvent::Target { target: event });
-        if let Some(message) = relayed {
-            self.tell_replicas(&target.delivery_id, message).await;
-        }
+        self.hub.publish(delivery_id, DeliveryEvent::Target { target: event });
+        relayed
     }
 
     fn publish_counts(&self, delivery_id: &str, counts: &Mutex<Counts>) {
@@ -425,37 +469,18 @@ impl Engine {
     }
 }
 
-/// A target's result on its way to the store, and where to say whether it was written.
+/// A target's result on its way to the store, its event (numbered when written), and where to
+/// say whether it was written.
 struct ResultWrite {
     row: (String, String, i64, store::TargetOutcome),
-    /// The number the result got, or `None` when another claim held the target.
-    reply: tokio::sync::oneshot::Sender<Option<i64>>,
+    event: TargetEvent,
+    reply: tokio::sync::oneshot::Sender<bool>,
 }
 
 /// Results queued while a batch is being written.
 const WRITE_QUEUE: usize = 4096;
 /// Most results written in one transaction.
 const WRITE_BATCH: usize = 256;
-
-/// Writes results in batches, one transaction each: one commit for many targets is what lets a
-/// single SQLite writer keep up with thousands of targets a second.
-async fn write_results(store: Store, mut queue: tokio::sync::mpsc::Receiver<ResultWrite>) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let rows: Vec<_> = batch.iter().map(|w| w.row.clone()).collect();
-        match store.finish_targets(&rows).await {
-            Ok(written) => {
-                for (write, ok) in batch.drain(..).zip(written) {
-                    let _ = write.reply.send(ok);
-                }
-            }
-            Err(err) => {
-                tracing::error!(error = %err, results = rows.len(), "cannot record target results");
-                batch.clear();
-            }
-        }
-    }
-}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
