@@ -64,29 +64,6 @@ pub fn mask_credentials(value: &Value) -> Value {
     }
 }
 
-/// Parameter values with the secret ones masked (`{"defaults": {...}, "targets": {id: {...}}}`).
-pub fn mask_parameters(params: &Value, secret: &std::collections::BTreeSet<String>) -> Value {
-    let mask_map = |map: &Value| -> Value {
-        match map.as_object() {
-            Some(values) => Value::Object(
-                values
-                    .iter()
-                    .map(|(k, v)| (k.clone(), if secret.contains(k) { Value::from(MASK) } else { v.clone() }))
-                    .collect(),
-            ),
-            None => map.clone(),
-        }
-    };
-    let mut out = params.clone();
-    if let Some(defaults) = params.get("defaults") {
-        out["defaults"] = mask_map(defaults);
-    }
-    if let Some(Value::Object(targets)) = params.get("targets") {
-        out["targets"] = Value::Object(targets.iter().map(|(k, v)| (k.clone(), mask_map(v))).collect());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -111,15 +88,5 @@ mod tests {
         assert_eq!(inner["actions"][0]["mqtt"]["token"], "", "an empty value hides nothing");
         assert!(!masked.to_string().contains("hunter2") && !masked.to_string().contains("plc-secret"));
         assert!(!is_secret_key("keyField") && !is_secret_key("monkey") && is_secret_key("client-secret"));
-    }
-
-    #[test]
-    fn secret_parameter_values_are_masked() {
-        let params = json!({"defaults": {"pw": "a", "host": "h"}, "targets": {"e1": {"pw": "b"}}});
-        let secret = ["pw".to_owned()].into_iter().collect();
-        assert_eq!(
-            mask_parameters(&params, &secret),
-            json!({"defaults": {"pw": "******", "host": "h"}, "targets": {"e1": {"pw": "******"}}})
-        );
     }
 }

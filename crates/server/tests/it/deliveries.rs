@@ -418,25 +418,10 @@ async fn cancel_abandons_calls_under_way_and_every_target_ends() {
     let started = app.post(&app.p("/deliveries"), body).await;
     let id = started.body["id"].as_str().expect("id").to_owned();
     // Wait (on the stream) until the first targets are under way.
-    let mut stream = app
-        .http
-        .get(format!("{}{}", app.base, app.p(&format!("/deliveries/{id}/events"))))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .expect("events");
-    let mut parser = sse::Parser::new();
-    loop {
-        let chunk = stream.chunk().await.expect("chunk").expect("more");
-        let running = parser
-            .feed(&chunk)
-            .iter()
-            .filter(|e| e.name == "counts")
-            .any(|e| serde_json::from_str::<Value>(&e.data).is_ok_and(|c| c["running"].as_u64() > Some(0)));
-        if running {
-            break;
-        }
-    }
+    app.events_until(&id, |e| {
+        e.name == "counts" && serde_json::from_str::<Value>(&e.data).is_ok_and(|c| c["running"].as_u64() > Some(0))
+    })
+    .await;
     let canceled = app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
     assert_eq!(canceled.status, 200, "{}", canceled.text);
     assert!(matches!(canceled.body["state"].as_str(), Some("canceling" | "canceled")), "{}", canceled.text);

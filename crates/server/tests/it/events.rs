@@ -79,20 +79,13 @@ async fn watchers_before_during_and_after_see_every_result_once() {
     let early = watch(&app, &id, Some("0"));
     let first = watch(&app, &id, Some("0"));
     let during = async {
-        let mut half = app
-            .http
-            .get(format!("{}{}", app.base, app.p(&format!("/deliveries/{id}/events"))))
-            .bearer_auth(&app.token)
-            .send()
-            .await
-            .expect("events");
-        // Wait (on the stream itself) until some results are in, then start another watcher.
-        let mut parser = sse::Parser::new();
+        // Wait (on a stream) until 200 results are in, then start another watcher.
         let mut targets = 0;
-        while targets < 200 {
-            let chunk = half.chunk().await.expect("chunk").expect("more");
-            targets += parser.feed(&chunk).iter().filter(|e| e.name == "target").count();
-        }
+        app.events_until(&id, |e| {
+            targets += usize::from(e.name == "target");
+            targets >= 200
+        })
+        .await;
         watch(&app, &id, None).await
     };
     let (early, first, during) = tokio::join!(early, first, during);

@@ -215,6 +215,25 @@ impl TestApp {
         events
     }
 
+    /// Opens a delivery's event stream and reads it until `enough` says so (given every event so
+    /// far); waits follow the stream, never the clock.
+    pub async fn events_until(&self, id: &str, mut enough: impl FnMut(&sse::Event) -> bool) {
+        let mut response = self
+            .http
+            .get(format!("{}{}", self.base, self.p(&format!("/deliveries/{id}/events"))))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("events");
+        let mut parser = sse::Parser::new();
+        loop {
+            let chunk = response.chunk().await.expect("chunk").expect("the stream goes on");
+            if parser.feed(&chunk).iter().any(&mut enough) {
+                return;
+            }
+        }
+    }
+
     pub async fn targets(&self, delivery: &Value) -> Vec<Value> {
         let id = delivery["id"].as_str().expect("id");
         let answer = self.get(&self.p(&format!("/deliveries/{id}/targets?limit=1000"))).await;
