@@ -583,9 +583,12 @@ impl Edge<'_> {
         token: Option<&str>,
     ) -> Result<Answer, EdgeError> {
         let url = format!("{}{path}", self.target.endpoint.trim_end_matches('/'));
+        // Parsed once: the policy checks what reqwest will connect to.
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| EdgeError::refused(step, object, format!("invalid endpoint {}: {e}", self.target.endpoint)))?;
         policy::check_literal(&self.client.config.policy, &url)
             .map_err(|denied| EdgeError::refused(step, object, format!("edge_network_denied: {denied}")))?;
-        let mut request = self.client.http.request(method, &url);
+        let mut request = self.client.http.request(method, url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

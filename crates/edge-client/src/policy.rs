@@ -40,10 +40,7 @@ fn named(mut denied: Denied, host: &str) -> Denied {
 
 /// Checks a URL whose host is an address (no resolver sees those). reqwest reads hosts the way
 /// browsers do, so `http://2130706433/` is 127.0.0.1 here too.
-pub fn check_literal(policy: &NetworkPolicy, url: &str) -> Result<(), Denied> {
-    let Ok(parsed) = reqwest::Url::parse(url) else {
-        return Ok(()); // reqwest refuses it next, with its own reason.
-    };
+pub fn check_literal(policy: &NetworkPolicy, parsed: &reqwest::Url) -> Result<(), Denied> {
     let port = parsed.port_or_known_default();
     match parsed.host() {
         Some(url::Host::Ipv4(v4)) => policy.check(IpAddr::V4(v4), port),

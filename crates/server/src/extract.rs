@@ -133,7 +133,12 @@ fn bearer(parts: &Parts) -> Option<String> {
 }
 
 fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    let header = parts.headers.get(header::COOKIE)?.to_str().ok()?;
+    cookie_in(&parts.headers, name)
+}
+
+/// A cookie's value from the request's `Cookie` header.
+pub fn cookie_in(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    let header = headers.get(header::COOKIE)?.to_str().ok()?;
     header.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
         (key == name).then(|| value.to_owned())

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::crypto::{self, sha256_hex};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CurrentUser, SESSION_COOKIE};
+use crate::extract::{ApiJson, CredentialHash, CurrentUser, SESSION_COOKIE, cookie_in};
 use crate::routes::audit_entry;
 use crate::throttle::{DeviceTokens, Verdict};
 
@@ -123,8 +123,7 @@ fn presented_device(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(DEVICE_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(value.trim().to_owned());
     }
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{DEVICE_COOKIE}=")).map(str::to_owned))
+    cookie_in(headers, DEVICE_COOKIE)
 }
 
 fn login_audit(username: &str, outcome: &str, address: &str) -> store::AuditEntry {
@@ -141,23 +140,11 @@ fn login_audit(username: &str, outcome: &str, address: &str) -> store::AuditEntr
 
 pub async fn logout(
     State(state): State<AppState>,
-    headers: HeaderMap,
     CurrentUser(user): CurrentUser,
+    CredentialHash(credential): CredentialHash,
 ) -> ApiResult<Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned)
-        .or_else(|| {
-            let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-            cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{SESSION_COOKIE}=")).map(str::to_owned))
-        });
     let entry = audit_entry(&user, None, "auth.logout", "user", &user.username, json!({}));
-    match token {
-        Some(token) => state.store.delete_token(&sha256_hex(token.as_bytes()), &entry).await?,
-        None => state.store.append_audit(&entry).await?,
-    }
+    state.store.delete_token(&credential, &entry).await?;
     let secure = if state.config.served_over_https() { "; Secure" } else { "" };
     let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
