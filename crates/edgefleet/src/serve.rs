@@ -148,10 +148,11 @@ pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
             .map_err(|e| anyhow::anyhow!("--edge-networks: {e}"))?;
     }
     if let Some(hours) = args.jwt_overlap_hours.or(file.jwt_overlap_hours) {
+        anyhow::ensure!(hours <= 24 * 365, "--jwt-overlap-hours is at most a year (8760)");
         config.jwt_overlap = Duration::from_secs(hours * 3600);
     }
     if let Some(secs) = args.sign_in_backoff_secs.or(file.sign_in_backoff_secs) {
-        anyhow::ensure!(secs > 0, "the sign-in back-off must be at least 1 second");
+        anyhow::ensure!((1..=300).contains(&secs), "the sign-in back-off is 1 to 300 seconds");
         config.sign_in_backoff = Duration::from_secs(secs);
     }
     args.limits.apply(&file.limits, &mut config)?;

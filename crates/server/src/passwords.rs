@@ -25,6 +25,9 @@ pub struct Passwords {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Longest a sign-in waits for a hashing slot before it is told to come back.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Longest password accepted anywhere (Argon2 reads all of it).
 pub const MAX_PASSWORD_CHARS: usize = 1024;
 
@@ -72,7 +75,11 @@ impl Passwords {
                 if waiting.count > self.queue {
                     return Err(busy());
                 }
-                Arc::clone(&self.slots).acquire_owned().await.map_err(|_| busy())?
+                // A waiting sign-in gives up after a while rather than waiting without end.
+                match tokio::time::timeout(MAX_WAIT, Arc::clone(&self.slots).acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) | Err(_) => return Err(busy()),
+                }
             }
         };
         let (done, result) = tokio::sync::oneshot::channel();

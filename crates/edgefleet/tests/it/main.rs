@@ -170,3 +170,22 @@ async fn the_cli_keeps_its_credentials_private() {
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
     assert!(saved["device_token"].as_str().is_some_and(|t| !t.is_empty()), "{saved}");
 }
+
+/// Settings with hostile values stop the start with a reason instead of overflowing.
+#[test]
+fn out_of_range_settings_are_refused() {
+    for (flag, value, reason) in [
+        ("--jwt-overlap-hours", "18446744073709551615", "at most a year"),
+        ("--sign-in-backoff-secs", "100000", "1 to 300 seconds"),
+    ] {
+        let data = tempfile::tempdir().expect("temp dir");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+            .args(["serve", "--listen", "127.0.0.1:0", flag, value, "--data-dir"])
+            .arg(data.path())
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(reason), "{flag}: {stderr}");
+    }
+}

@@ -226,8 +226,13 @@ impl TestApp {
             .await
             .expect("events");
         let mut parser = sse::Parser::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let chunk = response.chunk().await.expect("chunk").expect("the stream goes on");
+            let chunk = tokio::time::timeout_at(deadline, response.chunk())
+                .await
+                .expect("the awaited events come in time")
+                .expect("chunk")
+                .expect("the stream goes on");
             if parser.feed(&chunk).iter().any(&mut enough) {
                 return;
             }
