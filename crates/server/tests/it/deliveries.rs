@@ -410,11 +410,7 @@ async fn history_lists_deliveries_newest_first() {
 async fn cancel_abandons_calls_under_way_and_every_target_ends() {
     // Targets could wait for these gateways for two minutes; cancel must not wait for that.
     let app = TestApp::spawn_with(|c| c.edge_request_timeout = std::time::Duration::from_secs(120)).await;
-    let sim = sim(6, &["3.6.0"]).await;
-    let ids = app.register(&sim, 6).await;
-    sim.sim.set_faults(None, Some(neuronex_sim::Faults { timeout_rate: 1.0, ..neuronex_sim::Faults::default() }));
-    let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
-    let body = json!({"template_id": template, "targets": {"ids": ids}, "options": {"concurrency": 4, "timeout_secs": 120, "retries": 0}});
+    let (_sim, body) = app.hanging_fleet(6, 120).await;
     let started = app.post(&app.p("/deliveries"), body).await;
     let id = started.body["id"].as_str().expect("id").to_owned();
     // Wait (on the stream) until the first targets are under way.

@@ -233,11 +233,7 @@ async fn running_deliveries_per_project_and_plugin_size_are_limited() {
         c.max_plugin_bytes = 1024;
     })
     .await;
-    let sim = crate::support::sim(1, &["3.6.0"]).await;
-    let ids = app.register(&sim, 1).await;
-    sim.sim.set_faults(Some(0), Some(neuronex_sim::Faults { timeout_rate: 1.0, ..neuronex_sim::Faults::default() }));
-    let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
-    let body = json!({"template_id": template, "targets": {"ids": ids}, "options": {"timeout_secs": 60, "retries": 0}});
+    let (_sim, body) = app.hanging_fleet(1, 60).await;
     let first = app.post(&app.p("/deliveries"), body.clone()).await;
     assert_eq!(first.status, 202);
     let second = app.post(&app.p("/deliveries"), body).await;
@@ -263,11 +259,7 @@ async fn live_event_streams_are_limited() {
         c.edge_request_timeout = std::time::Duration::from_secs(60);
     })
     .await;
-    let sim = crate::support::sim(1, &["3.6.0"]).await;
-    let ids = app.register(&sim, 1).await;
-    sim.sim.set_faults(Some(0), Some(neuronex_sim::Faults { timeout_rate: 1.0, ..neuronex_sim::Faults::default() }));
-    let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
-    let body = json!({"template_id": template, "targets": {"ids": ids}, "options": {"timeout_secs": 60, "retries": 0}});
+    let (_sim, body) = app.hanging_fleet(1, 60).await;
     let started = app.post(&app.p("/deliveries"), body).await;
     let id = started.body["id"].as_str().expect("id").to_owned();
     let path = app.p(&format!("/deliveries/{id}/events"));

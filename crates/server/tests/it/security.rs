@@ -394,16 +394,8 @@ async fn a_weak_first_admin_password_is_refused() {
 async fn an_event_stream_ends_when_its_viewer_is_disabled() {
     // The gateway never answers and the delivery waits long for it: only disabling can end the stream.
     let app = TestApp::spawn_with(|c| c.edge_request_timeout = Duration::from_secs(120)).await;
-    let sim = crate::support::sim(1, &["3.6.0"]).await;
-    let ids = app.register(&sim, 1).await;
-    sim.sim.set_faults(Some(0), Some(neuronex_sim::Faults { timeout_rate: 1.0, ..neuronex_sim::Faults::default() }));
-    let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
-    let started = app
-        .post(
-            &app.p("/deliveries"),
-            json!({"template_id": template, "targets": {"ids": ids}, "options": {"timeout_secs": 120, "retries": 0}}),
-        )
-        .await;
+    let (_sim, body) = app.hanging_fleet(1, 120).await;
+    let started = app.post(&app.p("/deliveries"), body).await;
     let id = started.body["id"].as_str().expect("id").to_owned();
     let (viewer_id, viewer) = app.user("watcher", PASSWORD, Some("viewer")).await;
     let stream = app

@@ -170,6 +170,19 @@ impl TestApp {
         ids
     }
 
+    /// `count` registered gateways that never answer, and the body of a rule delivery to all of
+    /// them (concurrency 4, `timeout_secs` per target, no retries): for tests that need a delivery
+    /// to stay running. The server's edge request timeout must be longer than the test's wait.
+    pub async fn hanging_fleet(&self, count: u32, timeout_secs: u64) -> (RunningSim, Value) {
+        let sim = sim(count, &["3.6.0"]).await;
+        let ids = self.register(&sim, count).await;
+        sim.sim.set_faults(None, Some(neuronex_sim::Faults { timeout_rate: 1.0, ..neuronex_sim::Faults::default() }));
+        let template = self.template("hanging", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+        let body = json!({"template_id": template, "targets": {"ids": ids},
+                          "options": {"concurrency": 4, "timeout_secs": timeout_secs, "retries": 0}});
+        (sim, body)
+    }
+
     pub async fn template(&self, name: &str, kind: &str, content: Value) -> String {
         let answer = self.post(&self.p("/templates"), json!({"name": name, "kind": kind, "content": content})).await;
         assert_eq!(answer.status, 201, "{}", answer.text);
