@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod driver;
+pub mod edge;
 pub mod endpoint;
 pub mod filter;
 pub mod import;
@@ -14,6 +15,7 @@ pub mod secrets;
 pub mod template;
 pub mod text;
 pub mod version;
+pub mod wire;
 
 /// One problem in a document: where it is and what is wrong, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -55,6 +55,8 @@ pub struct EdgeError {
     pub retry: Retry,
     /// How many times the call was made before giving up (set by callers that retry).
     pub tries: u32,
+    /// How long the call took, every try included, when it was measured.
+    pub spent_ms: Option<u64>,
 }
 
 impl EdgeError {
@@ -74,6 +76,7 @@ impl EdgeError {
             failure: Failure::Edge,
             retry,
             tries: 1,
+            spent_ms: None,
         }
     }
 
@@ -91,11 +94,41 @@ impl EdgeError {
             failure,
             retry,
             tries: 1,
+            spent_ms: None,
         }
     }
 
     pub fn refused(step: &str, object: &str, detail: impl Into<String>) -> EdgeError {
         EdgeError::transport(step, object, Failure::Refused { detail: detail.into() })
+    }
+
+    /// No answer within `after`, measured by a caller with a deadline of its own.
+    pub fn timeout(step: &str, object: &str, after: std::time::Duration) -> EdgeError {
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        EdgeError::transport(step, object, Failure::Timeout { after_ms })
+    }
+
+    /// Records how many tries were made and how long they took, for the message.
+    pub fn with_tries(mut self, tries: u32, spent: std::time::Duration) -> EdgeError {
+        self.tries = tries;
+        self.spent_ms = Some(u64::try_from(spent.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// eKuiper's and Neuron's answers for an object that already exists (node 2002, group 2104,
+    /// tag 2202; eKuiper says it in words).
+    pub fn is_already_exists(&self) -> bool {
+        self.failure == Failure::Edge
+            && (matches!(self.code, Some(2002) | Some(2104) | Some(2202)) || self.message.contains("already exists"))
+    }
+}
+
+/// `300 ms`, `15 s`, `46.2 s`: the one way durations appear in reasons.
+pub fn human_duration(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        _ if ms.is_multiple_of(1000) => format!("{} s", ms / 1000),
+        _ => format!("{:.1} s", ms as f64 / 1000.0),
     }
 }
 
@@ -112,19 +145,24 @@ impl fmt::Display for EdgeError {
                 (None, Some(status)) => write!(f, "edge answered HTTP {status} {:?}", self.message),
                 (None, None) => write!(f, "edge said {:?}", self.message),
             },
-            Failure::Timeout { after_ms } => {
-                write!(f, "no answer within {} ms (timeout)", after_ms)
-            }
+            Failure::Timeout { after_ms } => write!(f, "no answer within {}", human_duration(*after_ms)),
             Failure::Connect { detail } => write!(f, "cannot connect: {detail}"),
             Failure::Reset { detail } => write!(f, "connection closed without an answer: {detail}"),
             Failure::Decode { detail } => write!(f, "unreadable answer: {detail}"),
             Failure::Refused { detail } => write!(f, "{detail}"),
         }?;
-        if self.tries > 1 {
-            write!(f, " (after {} tries)", self.tries)?;
+        // Tries and time matter where trying again could help; a refusal is the edge's answer.
+        match self.spent_ms {
+            Some(ms) if self.is_transient() => write!(f, " ({} in {})", tries_word(self.tries), human_duration(ms)),
+            _ if self.tries > 1 => write!(f, " ({})", tries_word(self.tries)),
+            _ => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// `1 try`, `3 tries`.
+pub fn tries_word(tries: u32) -> String {
+    if tries == 1 { "1 try".into() } else { format!("{tries} tries") }
 }
 
 /// What Neuron's bare codes mean (Neuron sends `{"error": N}` without text).
@@ -179,5 +217,43 @@ pub fn neuron_code_text(code: i64) -> &'static str {
         20003 => "data-processing service error",
         20004 => "Neuron not ready",
         _ => "unknown Neuron error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One wording per kind of failure: what was done to what, what happened, tries and time.
+    #[test]
+    fn every_failure_reads_the_same_way() {
+        let timeout = EdgeError::timeout("read", "version", std::time::Duration::from_secs(15));
+        let reset = EdgeError::transport("create", "rule r1", Failure::Reset { detail: "eof".into() });
+        let said = EdgeError::edge("create", "node n1", 409, Some(2002), "node already exists".into());
+        let cases = [
+            (timeout.clone(), "read version: no answer within 15 s"),
+            (
+                timeout.with_tries(3, std::time::Duration::from_millis(46_210)),
+                "read version: no answer within 15 s (3 tries in 46.2 s)",
+            ),
+            (
+                reset.with_tries(1, std::time::Duration::from_millis(12)),
+                "create rule r1: connection closed without an answer: eof (1 try in 12 ms)",
+            ),
+            (
+                said.clone().with_tries(1, std::time::Duration::from_millis(3)),
+                "create node n1: edge said 2002 \"node already exists\"",
+            ),
+            (
+                EdgeError::edge("read", "version", 500, Some(1001), "internal error".into())
+                    .with_tries(2, std::time::Duration::from_millis(1_250)),
+                "read version: edge said 1001 \"internal error\" (2 tries in 1.2 s)",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+        }
+        assert!(said.is_already_exists());
+        assert!(!EdgeError::edge("create", "rule r1", 400, Some(1000), "bad sql".into()).is_already_exists());
     }
 }

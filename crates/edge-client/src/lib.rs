@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use error::{EdgeError, Failure, Retry, neuron_code_text};
+pub use error::{EdgeError, Failure, Retry, human_duration, neuron_code_text, tries_word};
 pub use jwt::{JwtError, JwtGrant, JwtSigner, TOKEN_LIFETIME, generate_rsa_keypair, public_pem_of};
 
 /// How edgefleet proves itself to an edge.
@@ -543,6 +543,18 @@ impl Edge<'_> {
 
     /// Sends with credentials; on 401 with a cached login token, logs in again once and retries.
     async fn call(
+        &self,
+        step: &str,
+        object: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, EdgeError> {
+        let started = std::time::Instant::now();
+        self.call_once(step, object, method, path, body).await.map_err(|err| err.with_tries(1, started.elapsed()))
+    }
+
+    async fn call_once(
         &self,
         step: &str,
         object: &str,

@@ -173,11 +173,7 @@ fn claimed(row: &AnyRow) -> Result<ClaimedTarget> {
         endpoint: row.get("endpoint"),
         edge_version: row.get("edge_version"),
         tags: json_list(row, "tags")?,
-        auth: EdgeAuthRow {
-            kind: row.get("auth_kind"),
-            username: row.get("auth_username"),
-            secret: row.get("auth_secret"),
-        },
+        auth: crate::edges::auth_of(row)?,
         attempt: row.get::<i32, _>("attempts").into(),
     })
 }

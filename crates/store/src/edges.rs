@@ -1,5 +1,8 @@
 //! The edge-service registry.
 
+use std::collections::HashMap;
+
+use domain::edge::{AuthKind, EdgeStatus};
 use domain::filter::EdgeFilter;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -7,13 +10,13 @@ use sqlx::{Any, Row};
 
 use crate::audit::{self, AuditEntry};
 use crate::sql::Sql;
-use crate::{Backend, Result, Store, StoreError, conflict, json_list, like_pattern, new_id, now_ms};
+use crate::{Backend, Result, Store, StoreError, conflict, json_list, like_pattern, new_id, now_ms, parsed};
 
 /// How edgefleet authenticates to the edge. The secret is stored encrypted by the caller and is
 /// never serialized.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct EdgeAuthRow {
-    pub kind: String,
+    pub kind: AuthKind,
     pub username: String,
     #[serde(skip)]
     pub secret: String,
@@ -28,9 +31,11 @@ pub struct EdgeService {
     pub description: String,
     pub tags: Vec<String>,
     pub version: Option<String>,
-    pub status: String,
+    pub status: EdgeStatus,
     pub status_reason: String,
     pub probed_at: Option<i64>,
+    /// When the status last changed (the first probe that found it so).
+    pub status_since: Option<i64>,
     pub auth: EdgeAuthRow,
     pub created_at: i64,
     pub updated_at: i64,
@@ -57,8 +62,17 @@ pub struct ProbeTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeResult {
     pub version: Option<String>,
-    pub status: String,
+    pub status: EdgeStatus,
     pub reason: String,
+}
+
+/// What the prober last found of an edge, for a delivery deciding whether to try it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeHealth {
+    pub status: EdgeStatus,
+    pub reason: String,
+    pub since: Option<i64>,
+    pub probed_at: Option<i64>,
 }
 
 fn edge(row: &AnyRow) -> Result<EdgeService> {
@@ -70,16 +84,22 @@ fn edge(row: &AnyRow) -> Result<EdgeService> {
         description: row.get("description"),
         tags: json_list(row, "tags")?,
         version: row.get("version"),
-        status: row.get("status"),
+        status: parsed(row, "status")?,
         status_reason: row.get("status_reason"),
         probed_at: row.get("probed_at"),
-        auth: EdgeAuthRow {
-            kind: row.get("auth_kind"),
-            username: row.get("auth_username"),
-            secret: row.get("auth_secret"),
-        },
+        status_since: row.get("status_since"),
+        auth: auth_of(row)?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+    })
+}
+
+/// The `auth_kind`, `auth_username`, `auth_secret` columns.
+pub(crate) fn auth_of(row: &AnyRow) -> Result<EdgeAuthRow> {
+    Ok(EdgeAuthRow {
+        kind: parsed(row, "auth_kind")?,
+        username: row.get("auth_username"),
+        secret: row.get("auth_secret"),
     })
 }
 
@@ -108,7 +128,7 @@ impl Store {
             .bind(&new.endpoint)
             .bind(&new.description)
             .bind(&tags)
-            .bind(&new.auth.kind)
+            .bind(new.auth.kind.as_str())
             .bind(&new.auth.username)
             .bind(&new.auth.secret)
             .bind(now)
@@ -126,9 +146,10 @@ impl Store {
                 description: new.description.clone(),
                 tags: new.tags.clone(),
                 version: None,
-                status: "unknown".into(),
+                status: EdgeStatus::Unknown,
                 status_reason: String::new(),
                 probed_at: None,
+                status_since: None,
                 auth: new.auth.clone(),
                 created_at: now,
                 updated_at: now,
@@ -162,7 +183,7 @@ impl Store {
         .bind(&updated.endpoint)
         .bind(&updated.description)
         .bind(&tags)
-        .bind(&updated.auth.kind)
+        .bind(updated.auth.kind.as_str())
         .bind(&updated.auth.username)
         .bind(&updated.auth.secret)
         .bind(now)
@@ -375,19 +396,16 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| ProbeTarget {
-                id: row.get("id"),
-                project_id: row.get("project_id"),
-                endpoint: row.get("endpoint"),
-                auth: EdgeAuthRow {
-                    kind: row.get("auth_kind"),
-                    username: row.get("auth_username"),
-                    secret: row.get("auth_secret"),
-                },
+        rows.iter()
+            .map(|row| {
+                Ok(ProbeTarget {
+                    id: row.get("id"),
+                    project_id: row.get("project_id"),
+                    endpoint: row.get("endpoint"),
+                    auth: auth_of(row)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Records a probe; a failed probe keeps the last known version.
@@ -401,13 +419,18 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let mut versions_changed = 0;
         for (id, result) in results {
-            sqlx::query("UPDATE edge_services SET status = $1, status_reason = $2, probed_at = $3 WHERE id = $4")
-                .bind(&result.status)
-                .bind(&result.reason)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            // `status` on the right is the old one: `status_since` moves only when it changes.
+            sqlx::query(
+                "UPDATE edge_services SET status = $1, status_reason = $2, probed_at = $3,
+                        status_since = CASE WHEN status = $1 THEN COALESCE(status_since, $3) ELSE $3 END
+                 WHERE id = $4",
+            )
+            .bind(result.status.as_str())
+            .bind(&result.reason)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             // Apart, so only a version that changed rewrites the service in the search index.
             if let Some(version) = &result.version {
                 let done =
@@ -422,6 +445,33 @@ impl Store {
         tx.commit().await?;
         self.note_search_writes(versions_changed);
         Ok(())
+    }
+
+    /// What the prober last found of these edges, by id (ids not found are left out).
+    pub async fn edge_health(&self, edge_ids: &[String]) -> Result<HashMap<String, EdgeHealth>> {
+        let mut health = HashMap::with_capacity(edge_ids.len());
+        for chunk in edge_ids.chunks(500) {
+            let mut sql = crate::sql::Sql::new(
+                "SELECT id, status, status_reason, status_since, probed_at FROM edge_services WHERE id IN (",
+            );
+            for (k, id) in chunk.iter().enumerate() {
+                if k > 0 {
+                    sql.push(", ");
+                }
+                sql.text(id.clone());
+            }
+            sql.push(")");
+            for row in sql.query().fetch_all(&self.read).await? {
+                let entry = EdgeHealth {
+                    status: parsed(&row, "status")?,
+                    reason: row.get("status_reason"),
+                    since: row.get("status_since"),
+                    probed_at: row.get("probed_at"),
+                };
+                health.insert(row.get("id"), entry);
+            }
+        }
+        Ok(health)
     }
 
     pub async fn count_edges(&self, project_id: &str) -> Result<i64> {

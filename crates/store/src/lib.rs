@@ -28,7 +28,7 @@ pub use accounts::{NewToken, Org, Project, ProjectScope, User};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use copy::{TableCopy, copied_tables};
 pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, Progress, TargetOutcome};
-pub use edges::{EdgeAuthRow, EdgeService, NewEdge, ProbeResult, ProbeTarget};
+pub use edges::{EdgeAuthRow, EdgeHealth, EdgeService, NewEdge, ProbeResult, ProbeTarget};
 pub use members::{Member, Roles, TokenInfo};
 pub use plugins::{NewPlugin, Plugin};
 pub use security::{AttemptCount, JwtKeyRow};
@@ -245,6 +245,12 @@ fn conflict(err: sqlx::Error, what: &'static str, name: &str) -> StoreError {
 fn json_list(row: &AnyRow, column: &str) -> Result<Vec<String>> {
     let text: String = row.get(column);
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+}
+
+/// A column holding one of an enum's spellings; any other text is `Corrupt` (never a default).
+fn parsed<T: std::str::FromStr<Err = String>>(row: &AnyRow, column: &str) -> Result<T> {
+    let text: String = row.get(column);
+    text.parse().map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
 /// A JSON column; a value that is not JSON is `Corrupt` (never silently null).

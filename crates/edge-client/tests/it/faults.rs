@@ -30,7 +30,10 @@ async fn hanging_requests_time_out() {
     let err = quick_client().edge(&target(&sim, 0)).version().await.expect_err("timeout");
     assert_eq!(err.failure, Failure::Timeout { after_ms: 300 });
     assert!(err.is_transient());
-    assert_eq!(err.to_string(), "read version: no answer within 300 ms (timeout)");
+    let text = err.to_string();
+    assert!(text.starts_with("read version: no answer within 300 ms (1 try in "), "{text}");
+    assert_eq!(err.tries, 1);
+    assert!(err.spent_ms.is_some_and(|ms| ms >= 300), "{err:?}");
 }
 
 #[tokio::test]

@@ -258,7 +258,10 @@ impl Engine {
             let room = concurrency.saturating_sub(tasks.len());
             if !canceled && (room >= refill_at || tasks.is_empty()) {
                 let claimed = self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64).await?;
+                let ids: Vec<String> = claimed.iter().map(|t| t.edge_id.clone()).collect();
+                let mut health = self.store.edge_health(&ids).await?;
                 for target in claimed {
+                    let health = health.remove(&target.edge_id);
                     // With several replicas the stored counts are read instead: a claim may take
                     // over a running target whose holder died, and another runner moves targets
                     // too, so moving them here would count some twice.
@@ -268,6 +271,7 @@ impl Engine {
                     tasks.spawn(Arc::clone(self).run_target(
                         Arc::clone(&plan),
                         target,
+                        health,
                         Arc::clone(&counts),
                         writes.clone(),
                         cancel.clone(),
@@ -315,6 +319,7 @@ impl Engine {
         self: Arc<Self>,
         plan: Arc<Plan>,
         target: ClaimedTarget,
+        health: Option<store::EdgeHealth>,
         counts: Arc<Mutex<Counts>>,
         writes: tokio::sync::mpsc::Sender<ResultWrite>,
         cancel: CancellationToken,
@@ -328,7 +333,7 @@ impl Engine {
             jwt_keys: &self.jwt_keys,
             metrics: &self.metrics,
         };
-        let outcome = runner.run(&target, &cancel).await;
+        let outcome = runner.run(&target, health.as_ref(), &cancel).await;
         Metrics::dec(&self.metrics.targets_in_flight);
         let (reply, written) = tokio::sync::oneshot::channel();
         let event = TargetEvent {

@@ -1,5 +1,6 @@
 //! Periodic probes: every edge service's version and whether it answers.
 
+use domain::edge::{AuthKind, EdgeStatus};
 use futures::StreamExt;
 use store::{EdgeAuthRow, ProbeResult, ProbeTarget};
 
@@ -71,7 +72,7 @@ pub async fn probe_and_record(state: &AppState, target: &ProbeTarget) -> store::
 }
 
 pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
-    let offline = |reason: String| ProbeResult { version: None, status: "offline".into(), reason };
+    let offline = |reason: String| ProbeResult { version: None, status: EdgeStatus::Offline, reason };
     let Ok(_slot) = state.engine.probe_slots.acquire().await else {
         return offline("the server is shutting down".into());
     };
@@ -82,7 +83,7 @@ pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
     };
     let edge_target = edge_client::EdgeTarget { endpoint: target.endpoint.clone(), auth: edge_auth };
     match state.engine.client().edge(&edge_target).version().await {
-        Ok(version) => ProbeResult { version: Some(version), status: "online".into(), reason: String::new() },
+        Ok(version) => ProbeResult { version: Some(version), status: EdgeStatus::Online, reason: String::new() },
         Err(err) => {
             Metrics::inc(&state.metrics.probes_failed);
             offline(err.to_string())
@@ -92,16 +93,16 @@ pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
 
 async fn edge_auth(state: &AppState, target: &ProbeTarget) -> Result<edge_client::EdgeAuth, String> {
     let auth: &EdgeAuthRow = &target.auth;
-    Ok(match auth.kind.as_str() {
-        "basic" => {
+    Ok(match auth.kind {
+        AuthKind::Basic => {
             let password = state.secrets.open(&auth.secret).map_err(|reason| format!("edge credentials: {reason}"))?;
             edge_client::EdgeAuth::Basic { username: auth.username.clone(), password }
         }
-        "jwt" => {
+        AuthKind::Jwt => {
             let signer =
                 state.jwt_keys.signer(&target.project_id).await.map_err(|e| format!("edge credentials: {e}"))?;
             edge_client::EdgeAuth::Jwt(edge_client::JwtGrant::new(signer, &target.id, "probe"))
         }
-        _ => edge_client::EdgeAuth::None,
+        AuthKind::None => edge_client::EdgeAuth::None,
     })
 }

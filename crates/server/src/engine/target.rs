@@ -4,19 +4,20 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domain::delivery::{DeliveryOptions, OnConflict, TargetStatus};
 use domain::driver::DriverDocument;
+use domain::edge::{AuthKind, EdgeStatus};
 use domain::params::{self, ParamValues};
 use domain::rule::RuleDocument;
 use domain::template::{self, Document, TemplateKind};
 use domain::version::{MIN_NEURONEX, Version};
-use edge_client::{Edge, EdgeAuth, EdgeClient, EdgeError, EdgeTarget, StreamKind};
+use edge_client::{Edge, EdgeAuth, EdgeClient, EdgeError, EdgeTarget, StreamKind, human_duration, tries_word};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
-use store::{ClaimedTarget, TargetOutcome};
+use store::{ClaimedTarget, EdgeHealth, TargetOutcome};
 
 use tokio_util::sync::CancellationToken;
 
@@ -81,6 +82,18 @@ impl Plan {
     }
 }
 
+/// A target that ran out of its time: worded like the edge client's own timeouts.
+fn timed_out_reason(progress: &Progress, timeout: Duration, spent: Duration) -> String {
+    let tries = u32::try_from(progress.tries.max(1)).unwrap_or(u32::MAX);
+    format!(
+        "{}: no answer within the target's {} (options.timeout_secs) ({} in {})",
+        progress.step,
+        human_duration(timeout.as_millis() as u64),
+        tries_word(tries),
+        human_duration(spent.as_millis() as u64),
+    )
+}
+
 /// What a canceled target says: the step it was in, and whether something may be half-written.
 fn canceled_reason(progress: &Progress) -> String {
     let applied = progress.items.len();
@@ -136,12 +149,21 @@ impl Runner<'_> {
     /// Runs one target to a final outcome within the delivery's per-target timeout, or until the
     /// delivery is canceled: then the edge call under way is abandoned at once and the target ends
     /// `canceled`, saying what it was doing (an object being written may be half-written).
-    pub async fn run(&self, target: &ClaimedTarget, cancel: &CancellationToken) -> TargetOutcome {
+    ///
+    /// `health` is what the prober last found: an edge it found offline gets one quick check
+    /// instead of the delivery's retries.
+    pub async fn run(
+        &self,
+        target: &ClaimedTarget,
+        health: Option<&EdgeHealth>,
+        cancel: &CancellationToken,
+    ) -> TargetOutcome {
         let progress =
             Arc::new(Mutex::new(Progress { items: Vec::new(), tries: 0, step: "start".into(), version: None }));
         let timeout = self.plan.options.timeout();
+        let started = Instant::now();
         let result = tokio::select! {
-            result = tokio::time::timeout(timeout, self.apply(target, &progress)) => Some(result),
+            result = tokio::time::timeout(timeout, self.apply(target, health, &progress)) => Some(result),
             () = cancel.cancelled() => None,
         };
         let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -149,10 +171,7 @@ impl Runner<'_> {
             Some(Ok(Ok(status))) => (status, String::new()),
             Some(Ok(Err(Failure::Edge(err)))) => (TargetStatus::Failed, err.to_string()),
             Some(Ok(Err(Failure::Other(reason)))) => (TargetStatus::Failed, reason),
-            Some(Err(_)) => (
-                TargetStatus::Failed,
-                format!("timed out after {} s during {} (options.timeout_secs)", timeout.as_secs(), progress.step),
-            ),
+            Some(Err(_)) => (TargetStatus::Failed, timed_out_reason(&progress, timeout, started.elapsed())),
             None => (TargetStatus::Canceled, canceled_reason(&progress)),
         };
         TargetOutcome {
@@ -164,7 +183,12 @@ impl Runner<'_> {
         }
     }
 
-    async fn apply(&self, target: &ClaimedTarget, progress: &Arc<Mutex<Progress>>) -> Result<TargetStatus, Failure> {
+    async fn apply(
+        &self,
+        target: &ClaimedTarget,
+        health: Option<&EdgeHealth>,
+        progress: &Arc<Mutex<Progress>>,
+    ) -> Result<TargetStatus, Failure> {
         let rendered;
         let document = match &self.plan.payload {
             Payload::Template { shared: Some(shared), .. } => Some(shared),
@@ -177,7 +201,10 @@ impl Runner<'_> {
         let edge_target = self.edge_target(target).await?;
         let edge = self.client.edge(&edge_target);
         let step = Steps { progress, options: &self.plan.options, metrics: self.metrics };
-        let version = step.call("version gate", || edge.version()).await?;
+        let version = match health {
+            Some(health) if health.status == EdgeStatus::Offline => quick_check(&edge, health, &step).await?,
+            _ => step.call("version gate", || edge.version()).await?,
+        };
         step.set_version(&version);
         match Version::parse(&version) {
             Some(v) if v >= MIN_NEURONEX => {}
@@ -217,15 +244,15 @@ impl Runner<'_> {
     }
 
     async fn edge_target(&self, target: &ClaimedTarget) -> Result<EdgeTarget, Failure> {
-        let auth = match target.auth.kind.as_str() {
-            "basic" => {
+        let auth = match target.auth.kind {
+            AuthKind::Basic => {
                 let password = self
                     .secrets
                     .open(&target.auth.secret)
                     .map_err(|e| Failure::Other(format!("edge credentials: {e}")))?;
                 EdgeAuth::Basic { username: target.auth.username.clone(), password }
             }
-            "jwt" => {
+            AuthKind::Jwt => {
                 // Tokens for this edge and this delivery only, signed by the project's own key.
                 let signer = self
                     .jwt_keys
@@ -235,7 +262,7 @@ impl Runner<'_> {
                 let purpose = format!("delivery:{}", target.delivery_id);
                 EdgeAuth::Jwt(edge_client::JwtGrant::new(signer, &target.edge_id, &purpose))
             }
-            _ => EdgeAuth::None,
+            AuthKind::None => EdgeAuth::None,
         };
         Ok(EdgeTarget { endpoint: target.endpoint.clone(), auth })
     }
@@ -268,7 +295,7 @@ impl Runner<'_> {
                 }
                 match step.call(&format!("create {object}"), || edge.create_stream(kind, name, sql)).await {
                     Ok(()) => step.note(&object, "created", ""),
-                    Err(err) if exists(&err) => skipped |= self.on_existing(step, &object, err)?,
+                    Err(err) if err.is_already_exists() => skipped |= self.on_existing(step, &object, err)?,
                     Err(err) => return Err(err.into()),
                 }
             }
@@ -287,7 +314,7 @@ impl Runner<'_> {
                     step.note(&object, "created", "");
                     applied.push(rule);
                 }
-                Err(err) if exists(&err) => skipped |= self.on_existing(step, &object, err)?,
+                Err(err) if err.is_already_exists() => skipped |= self.on_existing(step, &object, err)?,
                 Err(err) => return Err(err.into()),
             }
         }
@@ -354,7 +381,7 @@ impl Runner<'_> {
                 .await
             {
                 Ok(()) => step.note(&object, "created", &node.plugin),
-                Err(err) if err.code == Some(2002) => match self.plan.options.on_conflict {
+                Err(err) if err.is_already_exists() => match self.plan.options.on_conflict {
                     OnConflict::Overwrite => {
                         step.call(&format!("delete {object}"), || edge.delete_node(&node.name)).await?;
                         step.call(&format!("create {object}"), || {
@@ -456,9 +483,35 @@ impl Runner<'_> {
     }
 }
 
-/// eKuiper's and Neuron's "already exists" answers.
-fn exists(err: &EdgeError) -> bool {
-    err.message.contains("already exists") || matches!(err.code, Some(2002) | Some(2104) | Some(2202))
+/// How long an edge the prober found offline is given to answer before the target fails.
+const QUICK_CHECK: Duration = Duration::from_secs(5);
+
+/// One try at the version, bounded by `QUICK_CHECK`: an edge the prober found offline that
+/// still does not answer fails within seconds (`offline since ...`) instead of spending the
+/// delivery's retries; one that answers anything is back, and gets the usual version gate.
+async fn quick_check(edge: &Edge<'_>, health: &EdgeHealth, step: &Steps<'_>) -> Result<String, Failure> {
+    step.with(|p| p.step = "version gate".into());
+    let started = Instant::now();
+    let answer = match tokio::time::timeout(QUICK_CHECK, edge.version()).await {
+        Ok(answer) => answer,
+        Err(_) => Err(EdgeError::timeout("read", "version", QUICK_CHECK)),
+    };
+    match answer {
+        Ok(version) => {
+            step.with(|p| p.tries += 1);
+            Ok(version)
+        }
+        Err(err) if err.failure == edge_client::Failure::Edge => {
+            Ok(step.call("version gate", || edge.version()).await?)
+        }
+        Err(err) => {
+            step.with(|p| p.tries += 1);
+            let err = err.with_tries(1, started.elapsed());
+            let since = health.since.or(health.probed_at).map(domain::edge::utc_text);
+            let since = since.map(|at| format!(" since {at}")).unwrap_or_default();
+            Err(Failure::Other(format!("offline{since}; checked again now: {err}; nothing was sent")))
+        }
+    }
 }
 
 /// Calls with retries and keeps the target's record.
@@ -480,6 +533,7 @@ impl Steps<'_> {
         Fut: Future<Output = Result<T, EdgeError>>,
     {
         self.with(|p| p.step = step.to_owned());
+        let started = Instant::now();
         let mut retry = 0;
         loop {
             self.with(|p| p.tries += 1);
@@ -490,10 +544,7 @@ impl Steps<'_> {
                     let jitter: f64 = rand::thread_rng().r#gen();
                     tokio::time::sleep(DeliveryOptions::backoff(retry, jitter)).await;
                 }
-                Err(mut err) => {
-                    err.tries = retry + 1;
-                    return Err(err);
-                }
+                Err(err) => return Err(err.with_tries(retry + 1, started.elapsed())),
                 other => return other,
             }
         }

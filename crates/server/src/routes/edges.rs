@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use domain::edge::AuthKind;
 use domain::endpoint::normalize_endpoint;
 use domain::filter::EdgeFilter;
 use domain::import::{self, AuthInput, EdgeInput};
@@ -43,23 +44,23 @@ fn checked_auth(
     keep: Option<&EdgeAuthRow>,
 ) -> Result<EdgeAuthRow, (String, String)> {
     let Some(input) = input else {
-        return Ok(keep.cloned().unwrap_or_else(|| EdgeAuthRow { kind: "none".into(), ..EdgeAuthRow::default() }));
+        return Ok(keep.cloned().unwrap_or_default());
     };
-    match input.kind.as_str() {
-        "none" | "jwt" => Ok(EdgeAuthRow { kind: input.kind.clone(), ..EdgeAuthRow::default() }),
-        "basic" => {
+    let kind: AuthKind = input.kind.parse().map_err(|e| ("auth.kind".to_owned(), e))?;
+    match kind {
+        AuthKind::None | AuthKind::Jwt => Ok(EdgeAuthRow { kind, ..EdgeAuthRow::default() }),
+        AuthKind::Basic => {
             let username = input.username.clone().unwrap_or_default();
             if username.trim().is_empty() {
                 return Err(("auth.username".into(), "basic auth needs the NeuronEX username".into()));
             }
             let secret = match (&input.password, keep) {
                 (Some(password), _) if !password.is_empty() => state.secrets.seal(password),
-                (_, Some(kept)) if kept.kind == "basic" && !kept.secret.is_empty() => kept.secret.clone(),
+                (_, Some(kept)) if kept.kind == AuthKind::Basic && !kept.secret.is_empty() => kept.secret.clone(),
                 _ => return Err(("auth.password".into(), "basic auth needs the NeuronEX password".into())),
             };
-            Ok(EdgeAuthRow { kind: "basic".into(), username, secret })
+            Ok(EdgeAuthRow { kind, username, secret })
         }
-        other => Err(("auth.kind".into(), format!("unknown auth kind `{other}`: use none, basic or jwt"))),
     }
 }
 
@@ -272,7 +273,7 @@ pub async fn update(
         // A stored password goes only where it was given for: moving the endpoint needs it again,
         // or anyone with the admin role could send it to a server of their own and read it.
         let password_given = patch.auth.as_ref().is_some_and(|a| a.password.as_deref().is_some_and(|p| !p.is_empty()));
-        if endpoint != edge.endpoint && edge.auth.kind == "basic" && !password_given {
+        if endpoint != edge.endpoint && edge.auth.kind == AuthKind::Basic && !password_given {
             return Err(ApiError::unprocessable(
                 "secret_required",
                 "auth.password: give the NeuronEX password again when changing the endpoint",

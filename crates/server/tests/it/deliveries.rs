@@ -19,11 +19,14 @@ fn reasons(targets: &[Value]) -> Vec<(String, String, String)> {
 #[tokio::test]
 async fn a_mixed_fleet_gets_results_and_a_reason_for_every_failure() {
     let app = TestApp::spawn().await;
-    let sim = sim(7, &["3.7.0", "3.5.5", "3.3.0", "2.9.0", "3.6.0", "3.6.0", "3.6.0"]).await;
+    let sim = sim(8, &["3.7.0", "3.5.5", "3.3.0", "2.9.0", "3.6.0", "3.6.0", "3.6.0", "3.6.0"]).await;
+    // Gateways 4 and 7 fail before they are registered, so the prober knows them offline;
+    // gateways 5 and 6 fail after, so the delivery finds out by itself.
     sim.sim.set_faults(Some(4), Some(Faults { error_rate: 1.0, ..Faults::default() }));
+    sim.sim.set_faults(Some(7), Some(Faults { timeout_rate: 1.0, ..Faults::default() }));
+    app.register(&sim, 8).await;
     sim.sim.set_faults(Some(5), Some(Faults { reset_rate: 1.0, ..Faults::default() }));
     sim.sim.set_faults(Some(6), Some(Faults { timeout_rate: 1.0, ..Faults::default() }));
-    app.register(&sim, 7).await;
     let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
     let (delivery, events) = app
         .deliver(
@@ -31,8 +34,8 @@ async fn a_mixed_fleet_gets_results_and_a_reason_for_every_failure() {
         )
         .await;
     assert_eq!(delivery["state"], "partial");
-    assert_eq!(delivery["counts"]["total"], 7);
-    assert_eq!((delivery["counts"]["succeeded"].as_u64(), delivery["counts"]["failed"].as_u64()), (Some(3), Some(4)));
+    assert_eq!(delivery["counts"]["total"], 8);
+    assert_eq!((delivery["counts"]["succeeded"].as_u64(), delivery["counts"]["failed"].as_u64()), (Some(3), Some(5)));
     let got = reasons(&app.targets(&delivery).await);
     for (name, status, reason) in &got[..3] {
         assert_eq!((status.as_str(), reason.as_str()), ("succeeded", ""), "{name}");
@@ -41,14 +44,25 @@ async fn a_mixed_fleet_gets_results_and_a_reason_for_every_failure() {
         got[3].2,
         "version gate: NeuronEX 2.9.0 is older than 3.0.0, the oldest edgefleet delivers to; nothing was sent"
     );
-    assert_eq!(got[4].2, "read version: edge said 1001 \"internal error\" (after 2 tries)");
+    // Found offline by the prober, but it answers: it gets the usual version gate and retries.
+    assert!(got[4].2.starts_with("read version: edge said 1001 \"internal error\" (2 tries in "), "{}", got[4].2);
+    // Not known offline: the delivery's retries, worded with the tries and the time.
     assert!(
-        got[5].2.starts_with("read version: connection closed without an answer")
-            && got[5].2.ends_with("(after 2 tries)"),
+        got[5].2.starts_with("read version: connection closed without an answer") && got[5].2.contains(" (2 tries in "),
         "{}",
         got[5].2
     );
-    assert_eq!(got[6].2, "timed out after 3 s during version gate (options.timeout_secs)");
+    // Hung and not known offline: the target's own time limit ends its tries.
+    assert!(
+        got[6].2.starts_with("version gate: no answer within the target's 3 s (options.timeout_secs) ("),
+        "{}",
+        got[6].2
+    );
+    // Hung and known offline: one quick check, which the edge client's 2 s timeout ends.
+    let (offline, check) = got[7].2.split_once("; checked again now: ").expect("an offline reason");
+    assert!(offline.starts_with("offline since 20") && offline.ends_with('Z'), "{offline}");
+    assert!(check.starts_with("read version: no answer within 2 s (1 try in 2"), "{check}");
+    assert!(check.ends_with("; nothing was sent"), "{check}");
     for k in 0..3 {
         let state = sim_state(&sim, k).await;
         assert_eq!(
@@ -58,13 +72,13 @@ async fn a_mixed_fleet_gets_results_and_a_reason_for_every_failure() {
         );
     }
     assert_eq!(events.first().map(|(name, _)| name.as_str()), Some("counts"));
-    assert_eq!(events[0].1["total"], 7, "the first event has the current counts");
+    assert_eq!(events[0].1["total"], 8, "the first event has the current counts");
     let done_before_watching =
         events[0].1["total"].as_u64().unwrap_or(0) - events[0].1["pending"].as_u64().unwrap_or(0);
     let target_events = events.iter().filter(|(name, _)| name == "target").count() as u64;
     // Subscribing comes before reading the counts, so a result may show in both, never in neither.
     assert!(
-        done_before_watching + target_events >= 7 && target_events <= 7,
+        done_before_watching + target_events >= 8 && target_events <= 8,
         "{done_before_watching} + {target_events}"
     );
     let (last, data) = events.last().expect("events");
@@ -433,4 +447,37 @@ async fn cancel_abandons_calls_under_way_and_every_target_ends() {
     assert!(reasons.iter().all(|r| r.starts_with("canceled")), "{reasons:?}");
     let again = app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
     assert_eq!((again.status, code(&again)), (409, "delivery_finished"));
+}
+
+/// The prober's knowledge saves time but is never trusted blindly: an edge found offline gets
+/// one quick check, and one that came back since is delivered to as usual.
+#[tokio::test]
+async fn an_edge_found_offline_is_checked_once_and_delivered_to_when_back() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.6.0"]).await;
+    sim.sim.set_faults(None, Some(Faults { offline: true, ..Faults::default() }));
+    let ids = app.register(&sim, 2).await;
+    let first = app.get(&app.p(&format!("/edge-services/{}", ids[0]))).await;
+    assert_eq!(first.body["status"], "offline", "{}", first.text);
+    let since = first.body["status_since"].as_i64().expect("status_since");
+    // Another offline probe keeps the time it went offline.
+    let again = app.post(&app.p(&format!("/edge-services/{}/probe", ids[0])), json!({})).await;
+    assert_eq!(again.status, 200);
+    let second = app.get(&app.p(&format!("/edge-services/{}", ids[0]))).await;
+    assert_eq!(second.body["status_since"].as_i64(), Some(since));
+
+    sim.sim.set_faults(Some(0), Some(Faults::default()));
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let (delivery, _) =
+        app.deliver(json!({"template_id": template, "targets": {"all": true}, "options": {"retries": 3}})).await;
+    let got = reasons(&app.targets(&delivery).await);
+    assert_eq!((got[0].1.as_str(), got[0].2.as_str()), ("succeeded", ""));
+    assert_eq!(got[1].1, "failed");
+    assert!(got[1].2.starts_with("offline since "), "{}", got[1].2);
+    assert!(
+        got[1].2.contains("; checked again now: read version: connection closed without an answer"),
+        "{}",
+        got[1].2
+    );
+    assert_eq!(app.targets(&delivery).await[1]["tries"], 1, "no retries for an edge known offline");
 }

@@ -39,3 +39,52 @@ async fn tidy_runs_after_many_writes_and_searches_still_answer() {
         assert_eq!((total, items.len()), (3, 3), "{:?}", items.iter().map(|e| &e.name).collect::<Vec<_>>());
     }
 }
+
+/// What makes periodic work (probe rounds) run once across replicas: one holder at a time, the
+/// holder renews, and another takes over only when the lease has run out.
+#[tokio::test]
+async fn a_singleton_lease_has_one_holder_at_a_time() {
+    for (store, _dir) in stores().await {
+        const HOUR: i64 = 3_600_000;
+        assert!(store.hold_singleton("prober", "replica-a", HOUR).await.expect("take"));
+        assert!(!store.hold_singleton("prober", "replica-b", HOUR).await.expect("refused"), "a holds it");
+        assert!(store.hold_singleton("prober", "replica-a", HOUR).await.expect("renew"));
+        assert!(!store.hold_singleton("prober", "replica-b", HOUR).await.expect("still refused"));
+        assert!(store.hold_singleton("other", "replica-b", HOUR).await.expect("another name"), "leases are per name");
+        // a stops renewing: a lease that has run out (here: one that ended at once) goes to b.
+        assert!(store.hold_singleton("prober", "replica-a", -1).await.expect("expire"));
+        assert!(store.hold_singleton("prober", "replica-b", HOUR).await.expect("take over"));
+        assert!(!store.hold_singleton("prober", "replica-a", HOUR).await.expect("a is refused now"));
+    }
+}
+
+/// A probe that finds the same status again keeps the time the status began.
+#[tokio::test]
+async fn an_edge_status_keeps_the_time_it_began() {
+    use domain::edge::EdgeStatus;
+    use store::ProbeResult;
+    for (store, _dir) in stores().await {
+        let org = store.create_org("plant", &AuditEntry::default()).await.expect("org");
+        let project = store.create_project(&org.id, "line", &AuditEntry::default()).await.expect("project");
+        let edge = NewEdge { name: "gw".into(), endpoint: "http://10.0.0.1:7081".into(), ..NewEdge::default() };
+        let id = store.insert_edges(&project.id, &[edge], &AuditEntry::default()).await.expect("insert")[0].id.clone();
+        let offline = ProbeResult { version: None, status: EdgeStatus::Offline, reason: "down".into() };
+        let online = ProbeResult { version: Some("3.6.0".into()), status: EdgeStatus::Online, reason: String::new() };
+        let since = |ids: Vec<String>| {
+            let store = store.clone();
+            async move { store.edge_health(&ids).await.expect("health").remove(&ids[0]).expect("found") }
+        };
+        store.record_probe(&id, &offline).await.expect("probe");
+        let first = since(vec![id.clone()]).await;
+        assert_eq!(first.status, EdgeStatus::Offline);
+        let began = first.since.expect("since");
+        store.record_probe(&id, &offline).await.expect("probe again");
+        assert_eq!(since(vec![id.clone()]).await.since, Some(began), "still offline since then");
+        store.record_probe(&id, &online).await.expect("back");
+        let back = since(vec![id.clone()]).await;
+        assert_eq!(back.status, EdgeStatus::Online);
+        assert!(back.since >= Some(began));
+        assert_eq!(store.get_edge(&project.id, &id).await.expect("edge").version.as_deref(), Some("3.6.0"));
+        assert!(store.edge_health(&["no-such-edge".to_owned()]).await.expect("health").is_empty());
+    }
+}

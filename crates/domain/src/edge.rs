@@ -1,0 +1,52 @@
+//! What edgefleet knows of an edge service between deliveries.
+
+crate::wire_enum! {
+    /// What the last periodic probe found.
+    pub enum EdgeStatus ("edge status") {
+        Online = "online",
+        Offline = "offline",
+        /// Never probed yet (just registered, or its endpoint changed).
+        Unknown = "unknown",
+    }
+}
+
+crate::wire_enum! {
+    /// How edgefleet signs in to an edge service.
+    pub enum AuthKind ("auth kind") {
+        None = "none",
+        /// NeuronEX's `POST /api/login` with a user name and password.
+        Basic = "basic",
+        /// RS256 tokens signed by the project's key.
+        Jwt = "jwt",
+    }
+}
+
+#[allow(clippy::derivable_impls, reason = "wire_enum! holds the derives; a default is not wanted for every enum")]
+impl Default for AuthKind {
+    fn default() -> AuthKind {
+        AuthKind::None
+    }
+}
+
+/// `2026-12-04T13:02:11Z` for a time in milliseconds since the Unix epoch, as reasons show it.
+pub fn utc_text(epoch_ms: i64) -> String {
+    let nanos = i128::from(epoch_ms) * 1_000_000;
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+        return format!("{epoch_ms} ms after the Unix epoch");
+    };
+    let at = at.replace_nanosecond(0).unwrap_or(at);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format!("{epoch_ms} ms after the Unix epoch"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_rfc3339_in_utc() {
+        assert_eq!(utc_text(1_796_389_331_123), "2026-12-04T13:02:11Z");
+        assert_eq!(utc_text(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_text(i64::MAX), "9223372036854775807 ms after the Unix epoch");
+    }
+}
