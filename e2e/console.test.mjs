@@ -14,7 +14,7 @@ const root = join(here, "..");
 const binary = process.env.EDGEFLEET_BIN || join(root, "target/debug/edgefleet");
 const shots = join(here, "screenshots");
 const password = "e2e-password-123";
-let demo, browser, page, base, dataDir, step = 0;
+let demo, browser, page, base, simBase, dataDir, step = 0;
 
 async function shot(name) {
   step += 1;
@@ -34,7 +34,8 @@ before(async () => {
     demo.stdout.on("data", (chunk) => {
       out += chunk;
       const url = out.match(/console and API\s+(http:\/\/[\d.:]+)\//);
-      if (url && out.includes("try it from another terminal")) { clearTimeout(timer); resolve(url[1]); }
+      const fleet = out.match(/simulated fleet\s+\d+ NeuronEX instances at (http:\/\/[\d.:]+)\/i\//);
+      if (url && fleet && out.includes("try it from another terminal")) { clearTimeout(timer); simBase = fleet[1]; resolve(url[1]); }
     });
     demo.on("exit", (code) => reject(new Error(`demo exited with ${code}:\n${out}`)));
   });
@@ -121,10 +122,25 @@ test("deliver with an edit for this delivery only, to targets filtered by tag an
   assert.equal(await page.locator('#result-table tr[data-status="succeeded"] .dot.succeeded').count(), 8);
   const reasons = await page.locator('#result-table tr[data-status="failed"] td:last-child').allTextContents();
   assert.equal(reasons.filter((r) => r.startsWith("version gate: NeuronEX 2.9.0 is older than 3.0.0")).length, 3, reasons.join("\n"));
-  assert.equal(reasons.filter((r) => r.startsWith("read version: connection closed without an answer")).length, 1, reasons.join("\n"));
+  // The gateway that drops connections was found offline by the prober: one quick check, no retries.
+  assert.equal(reasons.filter((r) => r.startsWith("offline since ") && r.includes("read version: connection closed without an answer")).length, 1, reasons.join("\n"));
+  assert.equal(await page.locator("#retry").isVisible(), true, "Retry is offered once it ended with failures");
+  assert.equal(await page.locator("#cancel").isVisible(), false, "Cancel is not offered on a finished delivery");
   await page.check("#only-failures");
   await page.waitForFunction(() => document.querySelectorAll("#result-table tbody tr").length === 4);
   await shot("delivery-result");
+  // The dropped connections are fixed; a retry turns that row green, and no row keeps an old reason.
+  const fixed = await fetch(`${simBase}/__sim/instances/7/faults`, { method: "PUT", body: "{}" });
+  assert.equal(fixed.status, 200);
+  await page.uncheck("#only-failures");
+  await page.click("#retry");
+  await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "partial" && document.querySelector("#c-ok")?.textContent === "9", null, { timeout: 60000 });
+  assert.equal(await page.textContent("#c-failed"), "3");
+  await page.waitForFunction(() => document.querySelectorAll('#result-table tr[data-status="succeeded"]').length === 9);
+  const after = await page.locator('#result-table tbody tr').evaluateAll((rows) => rows.map((r) => [r.dataset.status, r.lastElementChild.textContent]));
+  assert.deepEqual(after.filter(([status, reason]) => status === "succeeded" && reason !== ""), [], "a succeeded row shows no reason");
+  assert.equal(after.filter(([status, reason]) => status === "failed" && reason.startsWith("version gate: NeuronEX 2.9.0")).length, 3);
+  await shot("delivery-retried");
   await page.click(".dialog [data-close]");
   // The template kept its own content: the edit was for this delivery only.
   const templates = await api(`/api/v1/projects/${await page.inputValue("#project")}/templates`);

@@ -49,6 +49,9 @@ struct Args {
     /// Parallel sign-ins of the hostile-load run (with a 16 MB hostile template; 0 skips it).
     #[arg(long, default_value_t = 256)]
     logins: u32,
+    /// Hung targets of the cancel measurement (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    cancel_targets: u32,
     /// Run only the hostile-load part (sign-ins and a hostile template), nothing else.
     #[arg(long)]
     hostile_only: bool,
@@ -130,12 +133,14 @@ async fn main() -> anyhow::Result<()> {
     println!("watchers: {}", watched.clone().unwrap_or(Value::Null));
     let plugin = if args.plugin_targets > 0 { Some(plugin_delivery(&args, args.plugin_targets).await?) } else { None };
     println!("plugin: {}", plugin.clone().unwrap_or(Value::Null));
+    let cancel = if args.cancel_targets > 0 { Some(cancel_delivery(&args, args.cancel_targets).await?) } else { None };
+    println!("cancel: {}", cancel.clone().unwrap_or(Value::Null));
     if let Some(base) = &args.postgres {
         store::testing::drop_test_databases(base).await?;
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin});
+    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
@@ -432,6 +437,44 @@ async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<
     });
     sim.abort();
     Ok(result)
+}
+
+/// Cancel of a delivery whose targets all wait on gateways that never answer (registered while
+/// they answered, so the prober knows them online): the time from `POST .../cancel` to the
+/// `final` event, with every in-flight edge call abandoned.
+async fn cancel_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
+    let sim = start_sim(n, Faults::default()).await?;
+    let data = tempfile::tempdir()?;
+    let server = start_server_on(&args.edgefleet, data.path(), None).await?;
+    let session = Session::start(&server).await?;
+    let project = session.project().await?;
+    session.register(&project, &sim).await?;
+    sim.sim.set_faults(None, Some(Faults { timeout_rate: 1.0, ..Faults::default() }));
+    let template = session.rule_template(&project).await?;
+    let body = json!({"template_id": template["id"], "targets": {"all": true},
+                      "options": {"concurrency": args.concurrency, "timeout_secs": 600, "retries": 0}});
+    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
+    let id = delivery["id"].as_str().context("delivery")?.to_owned();
+    // Until every slot holds a hung call.
+    loop {
+        let now = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+        if now["counts"]["running"].as_u64() >= Some(u64::from(args.concurrency.min(n))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    session.post(&format!("/api/v1/projects/{project}/deliveries/{id}/cancel"), json!({})).await?;
+    let answered = started.elapsed();
+    session.watch(&project, &id).await?;
+    let ended = started.elapsed();
+    let finished = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+    sim.abort();
+    Ok(json!({
+        "targets": n, "in_flight_at_cancel": args.concurrency.min(n),
+        "cancel_answered_seconds": answered.as_secs_f64(), "final_after_seconds": ended.as_secs_f64(),
+        "state": finished["state"], "counts": finished["counts"],
+    }))
 }
 
 /// A 20 MiB plugin package delivered to `n` targets, each downloading it from the server.
