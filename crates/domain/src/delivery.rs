@@ -1,111 +1,56 @@
 //! Deliveries: the status of each target, the state of the whole, and the options a user sets.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// A target's status. `succeeded`, `failed`, `canceled` and `skipped` are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Canceled,
-    Skipped,
+crate::wire_enum! {
+    /// A target's status. `succeeded`, `failed`, `canceled` and `skipped` are final.
+    pub enum TargetStatus ("target status") {
+        Pending = "pending",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Canceled = "canceled",
+        Skipped = "skipped",
+    }
 }
 
 impl TargetStatus {
-    pub const ALL: [TargetStatus; 6] = [
-        TargetStatus::Pending,
-        TargetStatus::Running,
-        TargetStatus::Succeeded,
-        TargetStatus::Failed,
-        TargetStatus::Canceled,
-        TargetStatus::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetStatus::Pending => "pending",
-            TargetStatus::Running => "running",
-            TargetStatus::Succeeded => "succeeded",
-            TargetStatus::Failed => "failed",
-            TargetStatus::Canceled => "canceled",
-            TargetStatus::Skipped => "skipped",
-        }
-    }
-
     pub fn is_final(self) -> bool {
         !matches!(self, TargetStatus::Pending | TargetStatus::Running)
     }
 }
 
-impl fmt::Display for TargetStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::wire_enum! {
+    /// The delivery as a whole.
+    pub enum DeliveryState ("delivery state") {
+        Running = "running",
+        /// Asked to stop: edge calls are being abandoned; `canceled` once every target is final.
+        Canceling = "canceling",
+        Succeeded = "succeeded",
+        /// Some targets succeeded (or were skipped) and some failed.
+        Partial = "partial",
+        Failed = "failed",
+        Canceled = "canceled",
     }
-}
-
-impl FromStr for TargetStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<TargetStatus, String> {
-        TargetStatus::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
-            format!("unknown target status `{s}`: use pending, running, succeeded, failed, canceled or skipped")
-        })
-    }
-}
-
-/// The delivery as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    Running,
-    /// Asked to stop: edge calls are being abandoned; `canceled` once every target is final.
-    Canceling,
-    Succeeded,
-    /// Some targets succeeded (or were skipped) and some failed.
-    Partial,
-    Failed,
-    Canceled,
 }
 
 impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Running => "running",
-            DeliveryState::Canceling => "canceling",
-            DeliveryState::Succeeded => "succeeded",
-            DeliveryState::Partial => "partial",
-            DeliveryState::Failed => "failed",
-            DeliveryState::Canceled => "canceled",
-        }
-    }
-
     /// Whether the delivery has ended (nothing more will change without a retry).
     pub fn is_final(self) -> bool {
         !matches!(self, DeliveryState::Running | DeliveryState::Canceling)
     }
+}
 
-    /// Whether the delivery has ended, from its stored name (unknown names count as not ended).
-    pub fn is_final_name(s: &str) -> bool {
-        DeliveryState::parse(s).is_some_and(DeliveryState::is_final)
-    }
-
-    pub fn parse(s: &str) -> Option<DeliveryState> {
-        [
-            DeliveryState::Running,
-            DeliveryState::Canceling,
-            DeliveryState::Succeeded,
-            DeliveryState::Partial,
-            DeliveryState::Failed,
-            DeliveryState::Canceled,
-        ]
-        .into_iter()
-        .find(|d| d.as_str() == s)
+crate::wire_enum! {
+    /// What a delivery sends. A new kind is found by the compiler in every `match` on it: the
+    /// engine's payload, the route that starts it, the console's label.
+    pub enum DeliveryKind ("delivery kind") {
+        /// A version of a rule or driver template.
+        Template = "template",
+        /// An eKuiper portable plugin package.
+        Plugin = "plugin",
     }
 }
 

@@ -2,6 +2,7 @@
 //! what a delivery's states and options mean, how edge services are selected. No IO here: every
 //! function takes values and returns values, so all of it is tested without a server.
 
+pub mod access;
 pub mod delivery;
 pub mod driver;
 pub mod edge;

@@ -1,46 +1,18 @@
 //! Configuration templates: kinds, reading content as users give it, and the checked document a
 //! delivery sends.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde_json::Value;
 
 use crate::driver::{self, DriverDocument};
 use crate::rule::{self, RuleDocument};
 use crate::{Problem, params};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TemplateKind {
-    /// eKuiper streams, tables and rules.
-    Rule,
-    /// Neuron southbound drivers: nodes, settings, groups, tags, subscriptions.
-    Driver,
-}
-
-impl TemplateKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TemplateKind::Rule => "rule",
-            TemplateKind::Driver => "driver",
-        }
-    }
-}
-
-impl fmt::Display for TemplateKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TemplateKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<TemplateKind, String> {
-        match s {
-            "rule" => Ok(TemplateKind::Rule),
-            "driver" => Ok(TemplateKind::Driver),
-            other => Err(format!("unknown template kind `{other}`: use rule or driver")),
-        }
+crate::wire_enum! {
+    pub enum TemplateKind ("template kind") {
+        /// eKuiper streams, tables and rules.
+        Rule = "rule",
+        /// Neuron southbound drivers: nodes, settings, groups, tags, subscriptions.
+        Driver = "driver",
     }
 }
 

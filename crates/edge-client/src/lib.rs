@@ -81,6 +81,36 @@ pub struct RuleStatus {
     pub message: String,
 }
 
+/// What a rule's status string means, across eKuiper versions: 1.x says `Running` or
+/// `Stopped: canceled manually.` / `Stopped: <error>.`, 2.x says `running`, `stopped` or
+/// `stopped by error` with the error in `message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleState {
+    Running,
+    /// Stopped on purpose (by a user, or created with `triggered: false`).
+    StoppedByHand,
+    /// Stopped because it failed.
+    StoppedByError,
+    /// Anything else (starting, a status this client does not know).
+    Other,
+}
+
+impl RuleStatus {
+    pub fn state(&self) -> RuleState {
+        let lower = self.status.to_lowercase();
+        if self.running {
+            RuleState::Running
+        } else if lower.contains("error") || (lower.starts_with("stopped:") && !lower.contains("canceled manually")) {
+            RuleState::StoppedByError
+        } else if lower == "stopped" || lower.contains("canceled manually") {
+            RuleState::StoppedByHand
+        } else {
+            RuleState::Other
+        }
+    }
+}
+
 /// Per-item outcome of `data/import`: section -> name -> error text. Empty means all applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportErrors(pub HashMap<String, HashMap<String, String>>);
@@ -721,4 +751,30 @@ fn encode(segment: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod rule_state_tests {
+    use super::*;
+
+    #[test]
+    fn status_strings_of_both_ekuiper_generations_are_understood() {
+        let cases = [
+            ("Running", RuleState::Running),
+            ("running", RuleState::Running),
+            ("Stopped: canceled manually.", RuleState::StoppedByHand),
+            ("stopped", RuleState::StoppedByHand),
+            ("Stopped: fail to get stream demo.", RuleState::StoppedByError),
+            ("stopped by error", RuleState::StoppedByError),
+            ("starting", RuleState::Other),
+        ];
+        for (status, state) in cases {
+            let rule = RuleStatus {
+                running: status.eq_ignore_ascii_case("running"),
+                status: status.into(),
+                message: String::new(),
+            };
+            assert_eq!(rule.state(), state, "{status}");
+        }
+    }
 }

@@ -2,30 +2,13 @@
 //! admin / viewer. Something a user cannot see answers 404 like something missing; something they
 //! can see but not change answers 403, and the refusal is audited.
 
+use domain::access::Outcome;
+pub use domain::access::Role;
 use serde_json::json;
 use store::{Org, ProjectScope, User};
 
 use crate::AppState;
 use crate::error::ApiError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// In the organization, without organization-wide rights (sees only its own projects).
-    Member,
-    Viewer,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "member" => Some(Role::Member),
-            "viewer" => Some(Role::Viewer),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
 
 /// A project the user can see, with their role in it.
 pub struct ProjectAccess {
@@ -55,7 +38,7 @@ impl ProjectAccess {
 /// Records the refusal in the audit and answers 403.
 pub async fn deny<T>(state: &AppState, user: &User, scope: Option<&ProjectScope>, why: &str) -> Result<T, ApiError> {
     let mut entry = crate::routes::audit_entry(user, scope, "access.denied", "access", "", json!({"reason": why}));
-    entry.outcome = "denied".into();
+    entry.outcome = Outcome::Denied;
     if let Err(err) = state.store.append_audit(&entry).await {
         tracing::warn!(error = %err, "cannot audit a denied request");
     }
@@ -68,8 +51,8 @@ pub async fn project_access(state: &AppState, user: &User, project_id: &str) -> 
         return Ok(ProjectAccess { scope, role: Role::Admin, org_admin: true });
     }
     let roles = state.store.project_roles(project_id, &user.id).await?;
-    let org_role = roles.org.as_deref().and_then(Role::parse);
-    let project_role = roles.project.as_deref().and_then(Role::parse);
+    let org_role = roles.org;
+    let project_role = roles.project;
     // An organization member without a project role sees nothing of the project.
     let through_org = org_role.filter(|r| *r >= Role::Viewer);
     let role = through_org.max(project_role).ok_or_else(|| ApiError::not_found("project"))?;
@@ -82,7 +65,7 @@ pub async fn org_access(state: &AppState, user: &User, org_id: &str) -> Result<(
     if user.is_system_admin {
         return Ok((org, Role::Admin));
     }
-    if let Some(role) = state.store.org_role(org_id, &user.id).await?.as_deref().and_then(Role::parse) {
+    if let Some(role) = state.store.org_role(org_id, &user.id).await? {
         return Ok((org, role));
     }
     Err(ApiError::not_found("organization"))

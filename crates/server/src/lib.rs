@@ -234,7 +234,7 @@ async fn bootstrap_admin(
         action: "user.create".into(),
         resource_type: "user".into(),
         resource_name: "admin".into(),
-        outcome: "success".into(),
+        outcome: domain::access::Outcome::Success,
         details: serde_json::json!({"system_admin": true, "first_start": true}),
         ..store::AuditEntry::default()
     };

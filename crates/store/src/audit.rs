@@ -1,6 +1,7 @@
 //! The operation audit: append-only; names are stored beside ids so a record stays readable after
 //! the organization, project or resource is renamed or deleted.
 
+use domain::access::Outcome;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -8,7 +9,7 @@ use sqlx::{Any, Row};
 
 use crate::sql::Sql;
 
-use crate::{Result, Store, escape_like, json_value, like_pattern, now_ms};
+use crate::{Result, Store, escape_like, json_value, like_pattern, now_ms, parsed};
 
 /// A record to append.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,8 +26,7 @@ pub struct AuditEntry {
     pub resource_type: String,
     pub resource_id: String,
     pub resource_name: String,
-    /// `success`, `failure`, `denied`, or a delivery's final state.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub details: Value,
 }
 
@@ -44,7 +44,7 @@ pub struct AuditEvent {
     pub resource_type: String,
     pub resource_id: String,
     pub resource_name: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub details: Value,
 }
 
@@ -85,7 +85,7 @@ pub(crate) async fn insert<'e, E: sqlx::Executor<'e, Database = Any>>(executor: 
     .bind(&entry.resource_type)
     .bind(&entry.resource_id)
     .bind(&entry.resource_name)
-    .bind(&entry.outcome)
+    .bind(entry.outcome.as_str())
     .bind(entry.details.to_string())
     .execute(executor)
     .await?;
@@ -106,7 +106,7 @@ fn event(row: &AnyRow) -> Result<AuditEvent> {
         resource_type: row.get("resource_type"),
         resource_id: row.get("resource_id"),
         resource_name: row.get("resource_name"),
-        outcome: row.get("outcome"),
+        outcome: parsed(row, "outcome")?,
         details: json_value(row, "details")?,
     })
 }

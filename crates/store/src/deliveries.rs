@@ -6,7 +6,8 @@
 
 use std::str::FromStr;
 
-use domain::delivery::{Counts, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryState, TargetStatus};
+use domain::template::TemplateKind;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -14,18 +15,26 @@ use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
 use crate::edges::EdgeAuthRow;
-use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms};
+use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms, parsed};
+
+/// A kind that does not apply is written as `""`, in the column and on the wire.
+fn empty_when_none<S: serde::Serializer>(
+    kind: &Option<TemplateKind>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.map(TemplateKind::as_str).unwrap_or(""))
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDelivery {
     pub id: String,
     pub project_id: String,
-    /// `template` or `plugin`.
-    pub kind: String,
+    pub kind: DeliveryKind,
     pub template_id: Option<String>,
     pub template_name: String,
     pub template_version: Option<i64>,
-    pub template_kind: String,
+    /// `None` for a plugin delivery.
+    pub template_kind: Option<TemplateKind>,
     pub plugin_id: Option<String>,
     pub content: String,
     pub content_sha256: String,
@@ -50,11 +59,13 @@ pub struct NewTarget {
 pub struct Delivery {
     pub id: String,
     pub project_id: String,
-    pub kind: String,
+    pub kind: DeliveryKind,
     pub template_id: Option<String>,
     pub template_name: String,
     pub template_version: Option<i64>,
-    pub template_kind: String,
+    /// `None` for a plugin delivery (`""` on the wire, as before).
+    #[serde(serialize_with = "empty_when_none")]
+    pub template_kind: Option<TemplateKind>,
     pub plugin_id: Option<String>,
     #[serde(skip)]
     pub content: String,
@@ -63,7 +74,7 @@ pub struct Delivery {
     pub params: Value,
     pub options: Value,
     pub dry_run: bool,
-    pub state: String,
+    pub state: DeliveryState,
     pub cancel_requested: bool,
     pub total: i64,
     pub created_by: String,
@@ -78,7 +89,7 @@ pub struct DeliveryTarget {
     pub endpoint: String,
     pub version: Option<String>,
     pub tags: Vec<String>,
-    pub status: String,
+    pub status: TargetStatus,
     pub reason: String,
     pub items: Value,
     pub attempts: i64,
@@ -125,11 +136,14 @@ fn delivery(row: &AnyRow) -> Result<Delivery> {
     Ok(Delivery {
         id: row.get("id"),
         project_id: row.get("project_id"),
-        kind: row.get("kind"),
+        kind: parsed(row, "kind")?,
         template_id: row.get("template_id"),
         template_name: row.get("template_name"),
         template_version: row.get("template_version"),
-        template_kind: row.get("template_kind"),
+        template_kind: match row.get::<String, _>("template_kind").as_str() {
+            "" => None,
+            _ => Some(parsed(row, "template_kind")?),
+        },
         plugin_id: row.get("plugin_id"),
         content: row.get("content"),
         content_sha256: row.get("content_sha256"),
@@ -137,7 +151,7 @@ fn delivery(row: &AnyRow) -> Result<Delivery> {
         params: json_value(row, "params")?,
         options: json_value(row, "options")?,
         dry_run: row.get::<i32, _>("dry_run") != 0,
-        state: row.get("state"),
+        state: parsed(row, "state")?,
         cancel_requested: row.get::<i32, _>("cancel_requested") != 0,
         total: row.get("total"),
         created_by: row.get("created_by"),
@@ -153,7 +167,7 @@ fn target(row: &AnyRow) -> Result<DeliveryTarget> {
         endpoint: row.get("endpoint"),
         version: row.get("edge_version"),
         tags: json_list(row, "tags")?,
-        status: row.get("status"),
+        status: parsed(row, "status")?,
         reason: row.get("reason"),
         items: json_value(row, "items")?,
         attempts: row.get::<i32, _>("attempts").into(),
@@ -198,11 +212,11 @@ impl Store {
         )
         .bind(&new.id)
         .bind(&new.project_id)
-        .bind(&new.kind)
+        .bind(new.kind.as_str())
         .bind(new.template_id.clone())
         .bind(&new.template_name)
         .bind(new.template_version)
-        .bind(&new.template_kind)
+        .bind(new.template_kind.map(TemplateKind::as_str).unwrap_or(""))
         .bind(new.plugin_id.clone())
         .bind(&new.content)
         .bind(&new.content_sha256)

@@ -1,23 +1,24 @@
 //! Memberships and roles, users' own settings and tokens, and deleting organizations and projects.
 
+use domain::access::Role;
 use serde::Serialize;
 use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Org, Project, Result, Store, StoreError, now_ms};
+use crate::{Org, Project, Result, Store, StoreError, now_ms, parsed};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Member {
     pub user_id: String,
     pub username: String,
-    pub role: String,
+    pub role: Role,
 }
 
 /// A user's roles toward one project: through its organization and in the project itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roles {
-    pub org: Option<String>,
-    pub project: Option<String>,
+    pub org: Option<Role>,
+    pub project: Option<Role>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,14 +30,18 @@ pub struct TokenInfo {
     pub created_at: i64,
 }
 
+fn member(row: &sqlx::any::AnyRow) -> Result<Member> {
+    Ok(Member { user_id: row.get("user_id"), username: row.get("username"), role: parsed(row, "role")? })
+}
+
 impl Store {
-    pub async fn org_role(&self, org_id: &str, user_id: &str) -> Result<Option<String>> {
+    pub async fn org_role(&self, org_id: &str, user_id: &str) -> Result<Option<Role>> {
         let row = sqlx::query("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
             .bind(org_id)
             .bind(user_id)
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.map(|r| r.get("role")))
+        row.map(|r| parsed(&r, "role")).transpose()
     }
 
     pub async fn project_roles(&self, project_id: &str, user_id: &str) -> Result<Roles> {
@@ -49,7 +54,8 @@ impl Store {
         .bind(user_id)
         .fetch_one(&self.read)
         .await?;
-        Ok(Roles { org: row.get("org_role"), project: row.get("project_role") })
+        let role = |column: &str| row.get::<Option<String>, _>(column).map(|_| parsed(&row, column)).transpose();
+        Ok(Roles { org: role("org_role")?, project: role("project_role")? })
     }
 
     /// Organizations where the user has a role, in the organization or in one of its projects.
@@ -93,7 +99,7 @@ impl Store {
         &self,
         org_id: &str,
         user_id: &str,
-        role: &str,
+        role: Role,
         audit_entry: &AuditEntry,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
@@ -103,7 +109,7 @@ impl Store {
         )
         .bind(org_id)
         .bind(user_id)
-        .bind(role)
+        .bind(role.as_str())
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -137,7 +143,7 @@ impl Store {
         &self,
         project_id: &str,
         user_id: &str,
-        role: &str,
+        role: Role,
         audit_entry: &AuditEntry,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
@@ -147,7 +153,7 @@ impl Store {
         )
         .bind(project_id)
         .bind(user_id)
-        .bind(role)
+        .bind(role.as_str())
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -176,10 +182,7 @@ impl Store {
             .bind(org_id)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Member { user_id: r.get("user_id"), username: r.get("username"), role: r.get("role") })
-            .collect())
+        rows.iter().map(member).collect()
     }
 
     pub async fn project_members(&self, project_id: &str) -> Result<Vec<Member>> {
@@ -189,10 +192,7 @@ impl Store {
         .bind(project_id)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Member { user_id: r.get("user_id"), username: r.get("username"), role: r.get("role") })
-            .collect())
+        rows.iter().map(member).collect()
     }
 
     /// Deletes a project. Unless `force`, a project that still has edge services, templates or

@@ -4,15 +4,17 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use domain::template::TemplateKind;
+
 use crate::audit::{self, AuditEntry};
-use crate::{Result, Store, StoreError, conflict, new_id, now_ms};
+use crate::{Result, Store, StoreError, conflict, new_id, now_ms, parsed};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Template {
     pub id: String,
     pub project_id: String,
     pub name: String,
-    pub kind: String,
+    pub kind: TemplateKind,
     pub description: String,
     pub current_version: i64,
     pub created_at: i64,
@@ -30,17 +32,17 @@ pub struct TemplateVersion {
     pub created_at: i64,
 }
 
-fn template(row: &AnyRow) -> Template {
-    Template {
+fn template(row: &AnyRow) -> Result<Template> {
+    Ok(Template {
         id: row.get("id"),
         project_id: row.get("project_id"),
         name: row.get("name"),
-        kind: row.get("kind"),
+        kind: parsed(row, "kind")?,
         description: row.get("description"),
         current_version: row.get("current_version"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
-    }
+    })
 }
 
 fn version(row: &AnyRow) -> TemplateVersion {
@@ -68,7 +70,7 @@ impl Store {
         &self,
         project_id: &str,
         name: &str,
-        kind: &str,
+        kind: TemplateKind,
         description: &str,
         content: &str,
         content_sha256: &str,
@@ -80,7 +82,7 @@ impl Store {
             id: new_id(),
             project_id: project_id.to_owned(),
             name: name.to_owned(),
-            kind: kind.to_owned(),
+            kind,
             description: description.to_owned(),
             current_version: 1,
             created_at: now,
@@ -94,7 +96,7 @@ impl Store {
         .bind(&template.id)
         .bind(project_id)
         .bind(name)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(description)
         .bind(now)
         .execute(&mut *tx)
@@ -113,17 +115,17 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(template).ok_or(StoreError::NotFound("template"))
+        row.as_ref().map(template).transpose()?.ok_or(StoreError::NotFound("template"))
     }
 
     pub async fn list_templates(
         &self,
         project_id: &str,
-        kind: Option<&str>,
+        kind: Option<TemplateKind>,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Template>, i64)> {
-        let kind = kind.unwrap_or("");
+        let kind = kind.map(TemplateKind::as_str).unwrap_or("");
         let total: i64 =
             sqlx::query("SELECT COUNT(*) AS n FROM templates WHERE project_id = $1 AND ($2 = '' OR kind = $2)")
                 .bind(project_id)
@@ -140,7 +142,7 @@ impl Store {
         .bind(offset)
         .fetch_all(&self.read)
         .await?;
-        Ok((rows.iter().map(template).collect(), total))
+        Ok((rows.iter().map(template).collect::<Result<_>>()?, total))
     }
 
     pub async fn template_version(&self, template_id: &str, version_number: i64) -> Result<TemplateVersion> {

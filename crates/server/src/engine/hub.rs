@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use domain::delivery::Counts;
+use domain::delivery::{Counts, DeliveryState, TargetStatus};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 pub enum DeliveryEvent {
     Counts { counts: Counts },
     Target { target: TargetEvent },
-    Final { state: String, counts: Counts },
+    Final { state: DeliveryState, counts: Counts },
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -23,7 +23,7 @@ pub struct TargetEvent {
     pub name: String,
     pub endpoint: String,
     pub version: Option<String>,
-    pub status: String,
+    pub status: TargetStatus,
     pub reason: String,
 }
 
@@ -36,7 +36,7 @@ impl TargetEvent {
             name: target.name.clone(),
             endpoint: target.endpoint.clone(),
             version: target.version.clone(),
-            status: target.status.clone(),
+            status: target.status,
             reason: target.reason.clone(),
         }
     }

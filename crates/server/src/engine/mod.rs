@@ -11,8 +11,9 @@ pub mod target;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use domain::delivery::{Counts, DeliveryOptions, TargetStatus};
-use domain::template::{self, TemplateKind};
+use domain::access::Outcome;
+use domain::delivery::{Counts, DeliveryKind, DeliveryOptions, DeliveryState, TargetStatus};
+use domain::template;
 use edge_client::EdgeClient;
 use serde_json::{Value, json};
 use store::{AuditEntry, ClaimedTarget, Delivery, Store};
@@ -130,29 +131,28 @@ impl Engine {
                     return;
                 }
             };
-            let Ok(message) = serde_json::from_str::<Value>(&payload) else {
-                continue;
+            let message = match serde_json::from_str::<ReplicaMessage>(&payload) {
+                Ok(message) => message,
+                Err(err) => {
+                    tracing::warn!(error = %err, "ignoring an unreadable message from another replica");
+                    continue;
+                }
             };
-            if message["w"] == self.worker_id.as_str() {
+            if message.worker == self.worker_id {
                 continue;
             }
-            let delivery_id = message["d"].as_str().unwrap_or_default();
-            let counts = serde_json::from_value(message["counts"].clone()).unwrap_or_default();
-            match message["k"].as_str() {
-                Some("target") => {
-                    if let Ok(target) = serde_json::from_value::<TargetEvent>(message["target"].clone()) {
-                        self.hub.publish(delivery_id, DeliveryEvent::Target { target });
-                    }
+            let delivery_id = message.delivery.as_str();
+            match message.event {
+                ReplicaEvent::Target { target, counts } => {
+                    self.hub.publish(delivery_id, DeliveryEvent::Target { target });
                     self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
                 }
-                Some("cancel") => self.cancel_here(delivery_id),
-                Some("final") => {
-                    let state = message["state"].as_str().unwrap_or_default().to_owned();
+                ReplicaEvent::Cancel => self.cancel_here(delivery_id),
+                ReplicaEvent::Final { state, counts } => {
                     self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
                     self.hub.publish(delivery_id, DeliveryEvent::Final { state, counts });
                     self.hub.close(delivery_id);
                 }
-                _ => {}
             }
         }
     }
@@ -163,8 +163,16 @@ impl Engine {
     }
 
     /// Tells the other replicas about an event (PostgreSQL `NOTIFY`).
-    async fn tell_replicas(&self, delivery_id: &str, message: Value) {
-        if let Err(err) = self.store.notify(EVENTS_CHANNEL, &message.to_string()).await {
+    async fn tell_replicas(&self, delivery_id: &str, event: ReplicaEvent) {
+        let message = ReplicaMessage { delivery: delivery_id.to_owned(), worker: self.worker_id.clone(), event };
+        let text = match serde_json::to_string(&message) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::warn!(delivery.id = %delivery_id, error = %err, "cannot encode a message to other replicas");
+                return;
+            }
+        };
+        if let Err(err) = self.store.notify(EVENTS_CHANNEL, &text).await {
             tracing::warn!(delivery.id = %delivery_id, error = %err, "cannot tell other replicas about an event");
         }
     }
@@ -211,8 +219,7 @@ impl Engine {
     pub async fn cancel(&self, delivery_id: &str) {
         self.cancel_here(delivery_id);
         if self.shared() {
-            let message = json!({"d": delivery_id, "w": self.worker_id, "k": "cancel"});
-            self.tell_replicas(delivery_id, message).await;
+            self.tell_replicas(delivery_id, ReplicaEvent::Cancel).await;
         }
     }
 
@@ -342,7 +349,7 @@ impl Engine {
             name: target.edge_name.clone(),
             endpoint: target.endpoint.clone(),
             version: outcome.edge_version.clone().or(target.edge_version.clone()),
-            status: outcome.status.as_str().to_owned(),
+            status: outcome.status,
             reason: outcome.reason.clone(),
         };
         let row = (target.delivery_id.clone(), target.edge_id.clone(), target.attempt, outcome.clone());
@@ -395,8 +402,8 @@ impl Engine {
                     if !relayed.is_empty() {
                         let engine = Arc::clone(&self);
                         tokio::spawn(async move {
-                            for (delivery_id, message) in relayed {
-                                engine.tell_replicas(&delivery_id, message).await;
+                            for (delivery_id, event) in relayed {
+                                engine.tell_replicas(&delivery_id, event).await;
                             }
                         });
                     }
@@ -410,14 +417,17 @@ impl Engine {
     }
 
     /// Publishes a written result here; answers the message for other replicas, if there are any.
-    fn publish_result(&self, delivery_id: &str, event: TargetEvent, counts: &Mutex<Counts>) -> Option<(String, Value)> {
+    fn publish_result(
+        &self,
+        delivery_id: &str,
+        event: TargetEvent,
+        counts: &Mutex<Counts>,
+    ) -> Option<(String, ReplicaEvent)> {
         let relayed = self.shared().then(|| {
-            let snapshot = *lock(counts);
-            let mut relayed = event.clone();
-            relayed.reason = relayed.reason.chars().take(MAX_NOTIFY_REASON).collect();
-            let message =
-                json!({"d": delivery_id, "w": self.worker_id, "k": "target", "target": relayed, "counts": snapshot});
-            (delivery_id.to_owned(), message)
+            let counts = *lock(counts);
+            let mut target = event.clone();
+            target.reason = target.reason.chars().take(MAX_NOTIFY_REASON).collect();
+            (delivery_id.to_owned(), ReplicaEvent::Target { target, counts })
         });
         self.hub.publish(delivery_id, DeliveryEvent::Target { target: event });
         relayed
@@ -437,17 +447,15 @@ impl Engine {
         }
         let delivery = self.store.delivery_by_id(delivery_id).await?;
         let state = counts.state(canceled || delivery.cancel_requested);
-        let entry = finish_audit(&self.store, &delivery, state.as_str(), &counts).await;
+        let entry = finish_audit(&self.store, &delivery, state, &counts).await;
         if self.store.finish_delivery(delivery_id, state, &entry).await? {
             Metrics::inc(&self.metrics.deliveries_finished);
         }
         self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
-        self.hub.publish(delivery_id, DeliveryEvent::Final { state: state.as_str().to_owned(), counts });
+        self.hub.publish(delivery_id, DeliveryEvent::Final { state, counts });
         self.hub.close(delivery_id);
         if self.shared() {
-            let message =
-                json!({"d": delivery_id, "w": self.worker_id, "k": "final", "state": state.as_str(), "counts": counts});
-            self.tell_replicas(delivery_id, message).await;
+            self.tell_replicas(delivery_id, ReplicaEvent::Final { state, counts }).await;
         }
         Ok(())
     }
@@ -474,6 +482,30 @@ impl Engine {
     }
 }
 
+/// What one replica tells the others through PostgreSQL `NOTIFY` (payloads stay under 8000
+/// bytes: reasons are cut to `MAX_NOTIFY_REASON`). Short field names keep them small.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ReplicaMessage {
+    #[serde(rename = "d")]
+    delivery: String,
+    /// The sender, which ignores its own messages.
+    #[serde(rename = "w")]
+    worker: String,
+    #[serde(flatten)]
+    event: ReplicaEvent,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+enum ReplicaEvent {
+    /// A result this replica wrote, with its runner's counts.
+    Target { target: TargetEvent, counts: Counts },
+    /// The delivery was canceled: abandon its edge calls.
+    Cancel,
+    /// The delivery ended.
+    Final { state: DeliveryState, counts: Counts },
+}
+
 /// A target's result on its way to the store, its event (numbered when written), and where to
 /// say whether it was written.
 struct ResultWrite {
@@ -494,15 +526,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Reads what the delivery stored at its start back into a plan.
 pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String> {
     let params = split_params(&crate::secret_params::open(&delivery.params, secrets)?);
-    let payload = if delivery.kind == "plugin" {
-        Payload::Plugin { name: delivery.template_name.clone(), sha256: delivery.content_sha256.clone() }
-    } else {
-        let kind: TemplateKind = delivery.template_kind.parse()?;
-        let content: Value =
-            serde_json::from_str(&delivery.content).map_err(|e| format!("stored content unreadable: {e}"))?;
-        let normalized = template::normalize(kind, &content).map_err(|p| format!("stored content invalid: {p:?}"))?;
-        let shared = Plan::shared_document(kind, &normalized, &params.0, &params.1);
-        Payload::Template { kind, normalized, shared }
+    let payload = match (delivery.kind, delivery.template_kind) {
+        (DeliveryKind::Plugin, _) => {
+            Payload::Plugin { name: delivery.template_name.clone(), sha256: delivery.content_sha256.clone() }
+        }
+        (DeliveryKind::Template, None) => return Err("stored delivery names no template kind".into()),
+        (DeliveryKind::Template, Some(kind)) => {
+            let content: Value =
+                serde_json::from_str(&delivery.content).map_err(|e| format!("stored content unreadable: {e}"))?;
+            let normalized =
+                template::normalize(kind, &content).map_err(|p| format!("stored content invalid: {p:?}"))?;
+            let shared = Plan::shared_document(kind, &normalized, &params.0, &params.1);
+            Payload::Template { kind, normalized, shared }
+        }
     };
     let options: DeliveryOptions =
         serde_json::from_value(delivery.options.clone()).map_err(|e| format!("stored options unreadable: {e}"))?;
@@ -525,7 +561,7 @@ pub fn split_params(params: &Value) -> (BTreeMap<String, Value>, TargetParams) {
     (defaults, targets)
 }
 
-async fn finish_audit(store: &Store, delivery: &Delivery, state: &str, counts: &Counts) -> AuditEntry {
+async fn finish_audit(store: &Store, delivery: &Delivery, state: DeliveryState, counts: &Counts) -> AuditEntry {
     let scope = store.project_scope(&delivery.project_id).await.ok();
     AuditEntry {
         actor_id: String::new(),
@@ -538,7 +574,7 @@ async fn finish_audit(store: &Store, delivery: &Delivery, state: &str, counts: &
         resource_type: "delivery".into(),
         resource_id: delivery.id.clone(),
         resource_name: delivery.template_name.clone(),
-        outcome: state.to_owned(),
+        outcome: Outcome::Ended(state),
         details: json!({
             "content_sha256": delivery.content_sha256,
             "template_id": delivery.template_id,

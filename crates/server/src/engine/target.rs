@@ -13,7 +13,9 @@ use domain::params::{self, ParamValues};
 use domain::rule::RuleDocument;
 use domain::template::{self, Document, TemplateKind};
 use domain::version::{MIN_NEURONEX, Version};
-use edge_client::{Edge, EdgeAuth, EdgeClient, EdgeError, EdgeTarget, StreamKind, human_duration, tries_word};
+use edge_client::{
+    Edge, EdgeAuth, EdgeClient, EdgeError, EdgeTarget, RuleState, StreamKind, human_duration, tries_word,
+};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -349,14 +351,12 @@ impl Runner<'_> {
                 step.note(&object, "verified", word);
                 return Ok(());
             }
-            let lower = status.status.to_lowercase();
-            let by_error =
-                lower.contains("error") || (lower.starts_with("stopped:") && !lower.contains("canceled manually"));
-            if starts && by_error {
+            let state = status.state();
+            if starts && state == RuleState::StoppedByError {
                 let message = if status.message.is_empty() { String::new() } else { format!(": {}", status.message) };
                 return Err(Failure::Other(format!("{object}: the edge reports it {:?}{message}", status.status)));
             }
-            if starts && !started_once && (lower == "stopped" || lower.contains("canceled manually")) {
+            if starts && !started_once && state == RuleState::StoppedByHand {
                 // Updating a rule that was stopped by hand leaves it stopped; the template asks
                 // for it to run.
                 step.call(&format!("start {object}"), || edge.control_rule(id, "start")).await?;

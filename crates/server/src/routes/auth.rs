@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use domain::access::Outcome;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -56,7 +57,7 @@ pub async fn login(
     if let Verdict::Wait { subject, secs } =
         state.throttle.attempt(&state.store, &body.username, &address, device.as_deref()).await?
     {
-        let entry = login_audit(&body.username, "throttled", &address);
+        let entry = login_audit(&body.username, Outcome::Throttled, &address);
         let window_ms = state.throttle.window.as_millis() as i64;
         state.store.note_throttled(&subject, store::now_ms(), window_ms, &entry).await?;
         return Err(ApiError::new(
@@ -69,7 +70,7 @@ pub async fn login(
     let hash = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
     let valid = state.passwords.verify(&body.password, hash).await?;
     let Some(user) = user.filter(|_| valid) else {
-        state.store.append_audit(&login_audit(&body.username, "failure", &address)).await?;
+        state.store.append_audit(&login_audit(&body.username, Outcome::Failure, &address)).await?;
         state.throttle.failed(&state.store, &address, device.as_deref()).await?;
         return Err(ApiError::unauthorized("wrong username or password"));
     };
@@ -126,13 +127,13 @@ fn presented_device(headers: &HeaderMap) -> Option<String> {
     cookie_in(headers, DEVICE_COOKIE)
 }
 
-fn login_audit(username: &str, outcome: &str, address: &str) -> store::AuditEntry {
+fn login_audit(username: &str, outcome: Outcome, address: &str) -> store::AuditEntry {
     store::AuditEntry {
         actor_name: username.to_owned(),
         action: "auth.login".into(),
         resource_type: "user".into(),
         resource_name: username.to_owned(),
-        outcome: outcome.into(),
+        outcome,
         details: json!({"address": address}),
         ..store::AuditEntry::default()
     }

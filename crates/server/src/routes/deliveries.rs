@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use domain::delivery::{DeliveryOptions, DeliveryState, TargetStatus};
+use domain::delivery::{DeliveryKind, DeliveryOptions, DeliveryState, TargetStatus};
 use domain::filter::EdgeFilter;
 use domain::params::{self, ParamValues};
 use domain::template::{self, TemplateKind};
@@ -92,12 +92,12 @@ pub async fn create(
             }
             let plugin = state.store.get_plugin(&project_id, plugin_id).await?;
             Payload {
-                kind: "plugin",
+                kind: DeliveryKind::Plugin,
                 template_id: None,
                 plugin_id: Some(plugin.id.clone()),
                 name: plugin.name.clone(),
                 version: None,
-                template_kind: String::new(),
+                template_kind: None,
                 content: plugin.manifest.to_string(),
                 content_sha256: plugin.sha256.clone(),
                 content_edited: false,
@@ -143,11 +143,11 @@ pub async fn create(
     let new = NewDelivery {
         id: store::new_id(),
         project_id: project_id.clone(),
-        kind: payload.kind.into(),
+        kind: payload.kind,
         template_id: payload.template_id.clone(),
         template_name: payload.name.clone(),
         template_version: payload.version,
-        template_kind: payload.template_kind.clone(),
+        template_kind: payload.template_kind,
         plugin_id: payload.plugin_id.clone(),
         content: payload.content.clone(),
         content_sha256: payload.content_sha256.clone(),
@@ -170,7 +170,10 @@ pub async fn create(
         .collect();
     let details = json!({
         "template_id": payload.template_id, "template_version": payload.version, "plugin_id": payload.plugin_id,
-        "kind": if payload.kind == "plugin" { "plugin" } else { payload.template_kind.as_str() },
+        "kind": match (payload.kind, payload.template_kind) {
+            (DeliveryKind::Template, Some(kind)) => kind.as_str(),
+            (kind, _) => kind.as_str(),
+        },
         "content_sha256": payload.content_sha256, "content_edited": payload.content_edited, "targets": targets.len(),
         "dry_run": request.dry_run, "options": options,
     });
@@ -185,12 +188,12 @@ pub async fn create(
 
 /// What a delivery sends, read and checked at its start.
 struct Payload {
-    kind: &'static str,
+    kind: DeliveryKind,
     template_id: Option<String>,
     plugin_id: Option<String>,
     name: String,
     version: Option<i64>,
-    template_kind: String,
+    template_kind: Option<TemplateKind>,
     content: String,
     content_sha256: String,
     content_edited: bool,
@@ -205,7 +208,7 @@ async fn template_payload(
     request: &NewDeliveryRequest,
 ) -> Result<Payload, ApiError> {
     let template = state.store.get_template(project_id, template_id).await?;
-    let kind: TemplateKind = template.kind.parse().map_err(ApiError::internal)?;
+    let kind = template.kind;
     let version =
         state.store.template_version(&template.id, request.version.unwrap_or(template.current_version)).await?;
     let content = request.content.clone().unwrap_or_else(|| Value::String(version.content.clone()));
@@ -219,12 +222,12 @@ async fn template_payload(
     let content_edited = request.content.is_some()
         && template::read_content(&Value::String(version.content.clone())).ok() != Some(document);
     Ok(Payload {
-        kind: "template",
+        kind: DeliveryKind::Template,
         template_id: Some(template.id.clone()),
         plugin_id: None,
         name: template.name.clone(),
         version: Some(version.version),
-        template_kind: kind.as_str().to_owned(),
+        template_kind: Some(kind),
         content: content_text,
         content_sha256,
         content_edited,
@@ -430,14 +433,14 @@ pub async fn cancel(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    if DeliveryState::is_final_name(&delivery.state) {
+    if delivery.state.is_final() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "delivery_finished",
             format!("the delivery already ended ({})", delivery.state),
         ));
     }
-    if delivery.state != DeliveryState::Canceling.as_str() {
+    if delivery.state != DeliveryState::Canceling {
         let mut entry =
             audit_entry(&user, Some(&scope.scope), "delivery.cancel", "delivery", &delivery.template_name, json!({}));
         entry.resource_id = id.clone();
@@ -458,7 +461,7 @@ pub async fn retry(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    if !DeliveryState::is_final_name(&delivery.state) {
+    if !delivery.state.is_final() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "delivery_running",
@@ -542,8 +545,8 @@ pub async fn events(
         watch.catch_up(Some(progress.last_result)).await?;
     }
     watch.push(DeliveryEvent::Counts { counts: progress.counts });
-    if DeliveryState::is_final_name(&delivery.state) {
-        watch.finish(&delivery.state).await?;
+    if delivery.state.is_final() {
+        watch.finish(delivery.state).await?;
     }
     let stream = futures::stream::unfold(watch, |mut watch| async move {
         let (event, id) = watch.next().await?;
@@ -599,11 +602,11 @@ impl Watch {
     }
 
     /// Every result not sent yet, the stored counts, and the final state.
-    async fn finish(&mut self, state: &str) -> Result<(), store::StoreError> {
+    async fn finish(&mut self, state: DeliveryState) -> Result<(), store::StoreError> {
         self.catch_up(None).await?;
         let counts = self.store.delivery_counts(&self.delivery_id).await?;
         self.push(DeliveryEvent::Counts { counts });
-        self.push(DeliveryEvent::Final { state: state.to_owned(), counts });
+        self.push(DeliveryEvent::Final { state, counts });
         self.done = true;
         Ok(())
     }
@@ -631,7 +634,7 @@ impl Watch {
                 // A slow watcher skipped events: the store has them.
                 Err(RecvError::Lagged(_)) => self.catch_up(None).await,
                 Err(RecvError::Closed) => match self.store.delivery_by_id(&self.delivery_id).await {
-                    Ok(delivery) if DeliveryState::is_final_name(&delivery.state) => self.finish(&delivery.state).await,
+                    Ok(delivery) if delivery.state.is_final() => self.finish(delivery.state).await,
                     Ok(_) => {
                         // The runner went away (another replica took over): follow the store.
                         self.receiver = tokio::sync::broadcast::channel(1).1;
@@ -663,8 +666,8 @@ impl Watch {
                 Ok(())
             }
             DeliveryEvent::Final { state, .. } => {
-                let state = state.clone();
-                self.finish(&state).await
+                let state = *state;
+                self.finish(state).await
             }
         }
     }

@@ -190,7 +190,7 @@ pub fn audit_entry(
         resource_type: resource_type.to_owned(),
         resource_id: String::new(),
         resource_name: resource_name.to_owned(),
-        outcome: "success".to_owned(),
+        outcome: domain::access::Outcome::Success,
         details,
     }
 }

@@ -224,11 +224,18 @@ async fn remove_unused_blobs(state: &AppState, shas: &[String]) {
     }
 }
 
-fn parse_role(text: &str, allowed: &[&str]) -> Result<String, ApiError> {
-    if allowed.contains(&text) {
-        return Ok(text.to_owned());
+fn parse_role(text: &str, allowed: &[Role]) -> Result<Role, ApiError> {
+    match text.parse::<Role>() {
+        Ok(role) if allowed.contains(&role) => Ok(role),
+        _ => {
+            let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+            let shown: String = text.chars().take(64).collect();
+            Err(ApiError::unprocessable(
+                "invalid_role",
+                format!("role: unknown role `{shown}`; use {}", names.join(" or ")),
+            ))
+        }
     }
-    Err(ApiError::unprocessable("invalid_role", format!("role: unknown role `{text}`; use {}", allowed.join(" or "))))
 }
 
 pub async fn list_members(
@@ -248,11 +255,11 @@ pub async fn set_member(
     ApiJson(body): ApiJson<Membership>,
 ) -> ApiResult<Json<Value>> {
     let org = administered_org(&state, &user, &id).await?;
-    let role = parse_role(&body.role, &["admin", "viewer", "member"])?;
+    let role = parse_role(&body.role, &[Role::Admin, Role::Viewer, Role::Member])?;
     let member = state.store.get_user(&user_id).await?;
     let mut entry = org_entry(&user, &org, "org.member.set", "user", &member.username, json!({"role": role}));
     entry.resource_id = member.id.clone();
-    state.store.set_org_member(&id, &user_id, &role, &entry).await?;
+    state.store.set_org_member(&id, &user_id, role, &entry).await?;
     Ok(Json(json!({"user_id": member.id, "username": member.username, "role": role})))
 }
 
@@ -295,7 +302,7 @@ pub async fn set_project_member(
 ) -> ApiResult<Json<Value>> {
     let access = project_scope(&state, &user, &project_id).await?;
     access.require_admin(&state, &user).await?;
-    let role = parse_role(&body.role, &["admin", "viewer"])?;
+    let role = parse_role(&body.role, &[Role::Admin, Role::Viewer])?;
     let member = state.store.get_user(&user_id).await?;
     if state.store.org_role(&access.scope.org_id, &user_id).await?.is_none() {
         return Err(ApiError::unprocessable(
@@ -309,7 +316,7 @@ pub async fn set_project_member(
     let mut entry =
         audit_entry(&user, Some(&access.scope), "project.member.set", "user", &member.username, json!({"role": role}));
     entry.resource_id = member.id.clone();
-    state.store.set_project_member(&project_id, &user_id, &role, &entry).await?;
+    state.store.set_project_member(&project_id, &user_id, role, &entry).await?;
     Ok(Json(json!({"user_id": member.id, "username": member.username, "role": role})))
 }
 

@@ -107,9 +107,8 @@ fn check_blocking(
 /// A template as the API shows it. `reveal` is for project admins (who edit it); everyone else
 /// gets credentials written into the content masked.
 fn template_json(template: &Template, content_text: &str, reveal: bool) -> Value {
-    let kind: Option<TemplateKind> = template.kind.parse().ok();
     let content: Value = serde_json::from_str(content_text).unwrap_or(Value::Null);
-    let checked = kind.and_then(|k| template::check_content(k, &content).ok());
+    let checked = template::check_content(template.kind, &content).ok();
     let mut body = json!(template);
     body["content"] = if reveal { content } else { domain::secrets::mask_credentials(&content) };
     body["parameters"] = json!(checked.as_ref().map(|c| c.parameters.clone()).unwrap_or_default());
@@ -142,7 +141,7 @@ pub async fn create(
     );
     let template = state
         .store
-        .create_template(&project_id, &name, kind.as_str(), &description, &text, &sha, &user.username, &entry)
+        .create_template(&project_id, &name, kind, &description, &text, &sha, &user.username, &entry)
         .await?;
     Ok(created(template_json(&template, &text, true)))
 }
@@ -157,8 +156,7 @@ pub async fn list(
     let query = query.only(&["kind", "limit", "offset"])?;
     let kind = query.one("kind").map(|k| parse_kind(&k)).transpose()?;
     let page = query.page()?;
-    let (items, total) =
-        state.store.list_templates(&project_id, kind.map(|k| k.as_str()), page.limit, page.offset).await?;
+    let (items, total) = state.store.list_templates(&project_id, kind, page.limit, page.offset).await?;
     Ok(Json(json!({"items": items, "total": total})))
 }
 
@@ -182,7 +180,7 @@ pub async fn update(
     let scope = project_scope(&state, &user, &project_id).await?;
     scope.require_admin(&state, &user).await?;
     let current = state.store.get_template(&project_id, &id).await?;
-    let kind = parse_kind(&current.kind)?;
+    let kind = current.kind;
     if let Some(asked) = &edit.kind
         && asked != kind.as_str()
     {
@@ -331,7 +329,7 @@ pub async fn preview(
 ) -> ApiResult<Json<Value>> {
     let access = project_scope(&state, &user, &project_id).await?;
     let template = state.store.get_template(&project_id, &id).await?;
-    let kind = parse_kind(&template.kind)?;
+    let kind = template.kind;
     let content = match &body.content {
         Some(content) => content.clone(),
         None => {
