@@ -10,7 +10,9 @@ use store::{Org, ProjectScope, User};
 use crate::AppState;
 use crate::error::ApiError;
 
-/// A project the user can see, with their role in it.
+/// A project the user can see, with their role in it. The route guard puts it in the request for
+/// project routes; handlers take it with the `Project` extractor instead of checking again.
+#[derive(Debug, Clone)]
 pub struct ProjectAccess {
     pub scope: ProjectScope,
     pub role: Role,
@@ -55,7 +57,7 @@ pub async fn project_access(state: &AppState, user: &User, project_id: &str) -> 
     let project_role = roles.project;
     // An organization member without a project role sees nothing of the project.
     let through_org = org_role.filter(|r| *r >= Role::Viewer);
-    let role = through_org.max(project_role).ok_or_else(|| ApiError::not_found("project"))?;
+    let role = through_org.max(project_role).ok_or_else(|| ApiError::not_found(store::Resource::Project))?;
     Ok(ProjectAccess { scope, role, org_admin: org_role == Some(Role::Admin) })
 }
 
@@ -68,7 +70,7 @@ pub async fn org_access(state: &AppState, user: &User, org_id: &str) -> Result<(
     if let Some(role) = state.store.org_role(org_id, &user.id).await? {
         return Ok((org, role));
     }
-    Err(ApiError::not_found("organization"))
+    Err(ApiError::not_found(store::Resource::Organization))
 }
 
 /// Whether the user administers anything: an organization or a project.
@@ -127,18 +129,36 @@ pub async fn guard(
             Ok(_) => deny(&state, &user, None, "this needs the admin role in the organization").await,
             Err(err) => Err(err),
         },
-        Access::ProjectView => project_access(&state, &user, &param("project_id")).await.map(drop),
+        Access::ProjectView => match project_access(&state, &user, &param("project_id")).await {
+            Ok(access) => {
+                parts.extensions.insert(access);
+                Ok(())
+            }
+            Err(err) => Err(err),
+        },
         Access::ProjectAdmin => match project_access(&state, &user, &param("project_id")).await {
-            Ok(access) => access.require_admin(&state, &user).await,
+            Ok(access) => {
+                let verdict = access.require_admin(&state, &user).await;
+                parts.extensions.insert(access);
+                verdict
+            }
             Err(err) => Err(err),
         },
         Access::ProjectOrgAdmin => match project_access(&state, &user, &param("project_id")).await {
-            Ok(access) => access.require_org_admin(&state, &user).await,
+            Ok(access) => {
+                let verdict = access.require_org_admin(&state, &user).await;
+                parts.extensions.insert(access);
+                verdict
+            }
             Err(err) => Err(err),
         },
     };
     match verdict {
-        Ok(()) => next.run(axum::extract::Request::from_parts(parts, body)).await,
+        Ok(()) => {
+            // Handlers read who is asking from here instead of looking the credential up again.
+            parts.extensions.insert(crate::extract::Authenticated(user));
+            next.run(axum::extract::Request::from_parts(parts, body)).await
+        }
         Err(err) => err.into_response(),
     }
 }

@@ -9,7 +9,7 @@ use store::User;
 
 use crate::AppState;
 use crate::crypto::sha256_hex;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON body; malformed JSON is answered with its line and column, oversized bodies with 413.
 pub struct ApiJson<T>(pub T);
@@ -25,19 +25,14 @@ impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for Ap
             req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    rejection.status(),
-                    "body_too_large",
-                    "the request body is larger than this server accepts",
-                )
+                ApiError::new(ErrorCode::BodyTooLarge, "the request body is larger than this server accepts")
             } else {
-                ApiError::bad_request("bad_body", rejection.body_text())
+                ApiError::new(ErrorCode::BadBody, rejection.body_text())
             }
         })?;
         if !content_type.is_empty() && !content_type.starts_with("application/json") {
             return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 format!("expected application/json, got {content_type}"),
             ));
         }
@@ -56,7 +51,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             format!("request body: {}", domain::json_error_text(&err))
         };
-        ApiError::bad_request("malformed_json", message)
+        ApiError::new(ErrorCode::MalformedJson, message)
             .with_details(serde_json::json!({"line": line, "column": column}))
     })
 }
@@ -64,12 +59,36 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// The signed-in user, from `Authorization: Bearer <token>` or the console's session cookie.
 pub struct CurrentUser(pub User);
 
+/// The user the route guard authenticated, kept in the request so the credential is looked up once.
+#[derive(Clone)]
+pub struct Authenticated(pub User);
+
+/// The project of a `P/...` route with the caller's access to it, as the route guard checked it
+/// (a `ProjectAdmin` route only reaches its handler when the caller is a project admin).
+pub struct Project(pub crate::access::ProjectAccess);
+
+impl<S: Send + Sync> FromRequestParts<S> for Project {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<crate::access::ProjectAccess>()
+            .cloned()
+            .map(Project)
+            .ok_or_else(|| ApiError::internal("a project handler on a route without a project access rule"))
+    }
+}
+
 pub const SESSION_COOKIE: &str = "edgefleet_session";
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(Authenticated(user)) = parts.extensions.get::<Authenticated>() {
+            return Ok(CurrentUser(user.clone()));
+        }
         let token = match bearer(parts) {
             Some(token) => token,
             None => {
@@ -115,8 +134,7 @@ fn check_csrf(parts: &Parts) -> Result<(), ApiError> {
     match (origin, host) {
         (Some(origin), Some(host)) if origin.split("://").nth(1) == Some(host) => Ok(()),
         _ => Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "csrf_check_failed",
+            ErrorCode::CsrfCheckFailed,
             format!(
                 "a request signed in by cookie must come from edgefleet's console (send {CSRF_HEADER}) or use a bearer token"
             ),
@@ -160,7 +178,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let pairs = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
-            .map_err(|e| ApiError::bad_request("bad_query", format!("query string: {e}")))?;
+            .map_err(|e| ApiError::new(ErrorCode::BadQuery, format!("query string: {e}")))?;
         Ok(Query(pairs))
     }
 }
@@ -169,8 +187,8 @@ impl Query {
     /// Refuses parameters the route does not know, so a typo does not silently match everything.
     pub fn only(&self, allowed: &[&str]) -> Result<&Query, ApiError> {
         match self.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-            Some((key, _)) => Err(ApiError::bad_request(
-                "bad_query",
+            Some((key, _)) => Err(ApiError::new(
+                ErrorCode::BadQuery,
                 format!("unknown query parameter `{key}`; this route takes {}", allowed.join(", ")),
             )),
             None => Ok(self),
@@ -189,7 +207,7 @@ impl Query {
         self.one(key)
             .map(|v| {
                 v.parse::<i64>().map_err(|_| {
-                    ApiError::bad_request("bad_query", format!("`{key}` must be a whole number, got `{v}`"))
+                    ApiError::new(ErrorCode::BadQuery, format!("`{key}` must be a whole number, got `{v}`"))
                 })
             })
             .transpose()
@@ -199,10 +217,10 @@ impl Query {
         let limit = self.int("limit")?.unwrap_or(50);
         let offset = self.int("offset")?.unwrap_or(0);
         if !(1..=1000).contains(&limit) {
-            return Err(ApiError::bad_request("bad_query", format!("limit must be between 1 and 1000, got {limit}")));
+            return Err(ApiError::new(ErrorCode::BadQuery, format!("limit must be between 1 and 1000, got {limit}")));
         }
         if offset < 0 {
-            return Err(ApiError::bad_request("bad_query", "offset must not be negative"));
+            return Err(ApiError::new(ErrorCode::BadQuery, "offset must not be negative"));
         }
         Ok(Page { limit, offset })
     }

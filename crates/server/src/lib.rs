@@ -7,6 +7,7 @@ pub mod config;
 mod crypto;
 mod engine;
 mod error;
+pub mod error_codes;
 mod extract;
 mod jwt_keys;
 mod metrics;

@@ -4,11 +4,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use domain::network::NetworkPolicy;
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A name that does not resolve within this long is registered as it is (the gateway may not be
 /// installed yet); the check at connect time still applies.
@@ -33,6 +32,6 @@ pub async fn check_endpoint(policy: &NetworkPolicy, endpoint: &str) -> Result<()
 
 pub fn denied_error(host: &str, denied: &domain::network::Denied) -> ApiError {
     let message = if host == denied.address { denied.to_string() } else { format!("{host} resolves to {denied}") };
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "edge_network_denied", format!("endpoint: {message}"))
+    ApiError::new(ErrorCode::EdgeNetworkDenied, format!("endpoint: {message}"))
         .with_details(json!({"field": "endpoint", "address": denied.address}))
 }

@@ -10,11 +10,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::http::StatusCode;
 use tokio::sync::Semaphore;
 
 use crate::crypto;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 pub struct Passwords {
     slots: Arc<Semaphore>,
@@ -93,12 +92,8 @@ impl Passwords {
 }
 
 fn busy() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "server_busy",
-        "too many sign-ins are being checked right now; try again in a second",
-    )
-    .with_details(serde_json::json!({"retry_after_secs": 1}))
+    ApiError::new(ErrorCode::ServerBusy, "too many sign-ins are being checked right now; try again in a second")
+        .with_details(serde_json::json!({"retry_after_secs": 1}))
 }
 
 /// Counts a sign-in waiting for a slot while it is held.
@@ -169,7 +164,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let refused = passwords.run(|| 8).await.expect_err("queue full");
-        assert_eq!((refused.status, refused.code), (StatusCode::SERVICE_UNAVAILABLE, "server_busy"));
+        assert_eq!(refused.code, crate::error::ErrorCode::ServerBusy);
         release.send(()).expect("release");
         busy_slot.await.expect("join").expect("ran");
         assert_eq!(queued.await.expect("join").expect("the queued one ran"), 7);

@@ -74,7 +74,7 @@ impl Store {
             .bind(org.created_at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| conflict(e, "organization", name))?;
+            .map_err(|e| conflict(e, crate::Resource::Organization, name))?;
         let entry = AuditEntry {
             org_id: org.id.clone(),
             org_name: org.name.clone(),
@@ -93,7 +93,7 @@ impl Store {
 
     pub async fn get_org(&self, id: &str) -> Result<Org> {
         let row = sqlx::query("SELECT * FROM orgs WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
-        row.as_ref().map(org).ok_or(StoreError::NotFound("organization"))
+        row.as_ref().map(org).ok_or(StoreError::NotFound(crate::Resource::Organization))
     }
 
     pub async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>> {
@@ -113,7 +113,7 @@ impl Store {
             .bind(project.created_at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| conflict(e, "project", name))?;
+            .map_err(|e| conflict(e, crate::Resource::Project, name))?;
         let entry = AuditEntry {
             org_id: org.id,
             org_name: org.name,
@@ -153,7 +153,7 @@ impl Store {
         .bind(project_id)
         .fetch_optional(&self.read)
         .await?;
-        let row = row.ok_or(StoreError::NotFound("project"))?;
+        let row = row.ok_or(StoreError::NotFound(crate::Resource::Project))?;
         Ok(ProjectScope {
             org_id: row.get("org_id"),
             org_name: row.get("org_name"),
@@ -190,7 +190,7 @@ impl Store {
         .bind(user.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict(e, "user", username))?;
+        .map_err(|e| conflict(e, crate::Resource::User, username))?;
         audit::insert(&mut *tx, &AuditEntry { resource_id: user.id.clone(), ..audit_entry.clone() }).await?;
         tx.commit().await?;
         Ok(user)

@@ -278,12 +278,12 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(delivery).transpose()?.ok_or(StoreError::NotFound("delivery"))
+        row.as_ref().map(delivery).transpose()?.ok_or(StoreError::NotFound(crate::Resource::Delivery))
     }
 
     pub async fn delivery_by_id(&self, id: &str) -> Result<Delivery> {
         let row = sqlx::query("SELECT * FROM deliveries WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
-        row.as_ref().map(delivery).transpose()?.ok_or(StoreError::NotFound("delivery"))
+        row.as_ref().map(delivery).transpose()?.ok_or(StoreError::NotFound(crate::Resource::Delivery))
     }
 
     /// Newest first.

@@ -134,7 +134,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(|e| conflict(e, "edge service", &new.name))?;
+            .map_err(|e| conflict(e, crate::Resource::EdgeService, &new.name))?;
             insert_tags(&mut tx, project_id, &id, &new.tags).await?;
             let entry = AuditEntry { resource_id: id.clone(), resource_name: new.name.clone(), ..audit_base.clone() };
             audit::insert(&mut *tx, &entry).await?;
@@ -166,7 +166,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(edge).transpose()?.ok_or(StoreError::NotFound("edge service"))
+        row.as_ref().map(edge).transpose()?.ok_or(StoreError::NotFound(crate::Resource::EdgeService))
     }
 
     /// Replaces the editable fields; the caller merges a patch into the current row first.
@@ -191,9 +191,9 @@ impl Store {
         .bind(&updated.id)
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict(e, "edge service", &updated.name))?;
+        .map_err(|e| conflict(e, crate::Resource::EdgeService, &updated.name))?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("edge service"));
+            return Err(StoreError::NotFound(crate::Resource::EdgeService));
         }
         sqlx::query("DELETE FROM edge_service_tags WHERE edge_id = $1").bind(&updated.id).execute(&mut *tx).await?;
         insert_tags(&mut tx, &updated.project_id, &updated.id, &updated.tags).await?;
@@ -212,7 +212,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("edge service"));
+            return Err(StoreError::NotFound(crate::Resource::EdgeService));
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;

@@ -34,13 +34,69 @@ pub use plugins::{NewPlugin, Plugin};
 pub use security::{AttemptCount, JwtKeyRow};
 pub use templates::{Template, TemplateChange, TemplateVersion};
 
+/// What a store error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Organization,
+    Project,
+    User,
+    EdgeService,
+    Template,
+    TemplateVersion,
+    Delivery,
+    Plugin,
+    /// A user's membership of an organization or project.
+    Member,
+    Token,
+}
+
+impl Resource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Organization => "organization",
+            Resource::Project => "project",
+            Resource::User => "user",
+            Resource::EdgeService => "edge service",
+            Resource::Template => "template",
+            Resource::TemplateVersion => "template version",
+            Resource::Delivery => "delivery",
+            Resource::Plugin => "plugin",
+            Resource::Member => "member",
+            Resource::Token => "token",
+        }
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a change was refused because of what is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clash {
+    /// The unique name is taken.
+    NameTaken(Resource),
+    /// The template was edited meanwhile; `name` is the current version.
+    TemplateChanged,
+    /// The same package is stored under another name (`name`).
+    PluginContent,
+    /// A delivery uses the plugin (`name` is the plugin).
+    PluginInUse,
+    /// The organization still has projects (`name` is how many).
+    OrgHasProjects,
+    /// The project still holds things (`name` says what).
+    ProjectNotEmpty,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique name is taken; the field says which.
-    #[error("{what} `{name}` already exists")]
-    Conflict { what: &'static str, name: String },
+    /// Refused because of what is stored; `name` is what clashed.
+    #[error("{clash:?}: `{name}`")]
+    Conflict { clash: Clash, name: String },
     #[error("{0} not found")]
-    NotFound(&'static str),
+    NotFound(Resource),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -234,9 +290,11 @@ pub fn new_id() -> String {
 }
 
 /// Maps a unique-constraint failure to a conflict naming what clashed.
-fn conflict(err: sqlx::Error, what: &'static str, name: &str) -> StoreError {
+fn conflict(err: sqlx::Error, what: Resource, name: &str) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict { what, name: name.to_owned() },
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict { clash: Clash::NameTaken(what), name: name.to_owned() }
+        }
         _ => StoreError::Database(err),
     }
 }

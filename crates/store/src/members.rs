@@ -127,7 +127,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("member"));
+            return Err(StoreError::NotFound(crate::Resource::Member));
         }
         sqlx::query("DELETE FROM project_members WHERE user_id = $1 AND project_id IN (SELECT id FROM projects WHERE org_id = $2)")
             .bind(user_id)
@@ -170,7 +170,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("member"));
+            return Err(StoreError::NotFound(crate::Resource::Member));
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
@@ -218,7 +218,7 @@ impl Store {
             .map(|r| r.get("id"))
             .collect();
         if !projects.is_empty() && !force {
-            return Err(StoreError::Conflict { what: "org projects", name: projects.len().to_string() });
+            return Err(StoreError::Conflict { clash: crate::Clash::OrgHasProjects, name: projects.len().to_string() });
         }
         let mut shas = Vec::new();
         for project in &projects {
@@ -234,7 +234,7 @@ impl Store {
         sqlx::query("DELETE FROM org_members WHERE org_id = $1").bind(org_id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM orgs WHERE id = $1").bind(org_id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("organization"));
+            return Err(StoreError::NotFound(crate::Resource::Organization));
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
@@ -248,7 +248,7 @@ impl Store {
             .bind(org_id)
             .execute(&mut *tx)
             .await
-            .map_err(|e| crate::conflict(e, "organization", name))?;
+            .map_err(|e| crate::conflict(e, crate::Resource::Organization, name))?;
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
@@ -261,7 +261,7 @@ impl Store {
             .bind(project_id)
             .execute(&mut *tx)
             .await
-            .map_err(|e| crate::conflict(e, "project", name))?;
+            .map_err(|e| crate::conflict(e, crate::Resource::Project, name))?;
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
@@ -269,7 +269,7 @@ impl Store {
 
     pub async fn get_user(&self, id: &str) -> Result<crate::User> {
         let row = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
-        row.as_ref().map(crate::accounts::user_row).ok_or(StoreError::NotFound("user"))
+        row.as_ref().map(crate::accounts::user_row).ok_or(StoreError::NotFound(crate::Resource::User))
     }
 
     /// Users by name. `visible_to` limits the list to the people who share an organization with
@@ -326,7 +326,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
+            return Err(StoreError::NotFound(crate::Resource::User));
         }
         // A new password (or a disabled account) ends every session and API token: whoever knew
         // the old password may have made tokens with it.
@@ -349,7 +349,7 @@ impl Store {
         }
         let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
+            return Err(StoreError::NotFound(crate::Resource::User));
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
@@ -382,7 +382,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("token"));
+            return Err(StoreError::NotFound(crate::Resource::Token));
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
@@ -431,7 +431,7 @@ async fn delete_project_in(
     .await?
     .get("n");
     if contents > 0 && !force {
-        return Err(StoreError::Conflict { what: "project contents", name: contents.to_string() });
+        return Err(StoreError::Conflict { clash: crate::Clash::ProjectNotEmpty, name: contents.to_string() });
     }
     let shas: Vec<String> = sqlx::query("SELECT sha256 FROM plugins WHERE project_id = $1")
         .bind(project_id)
@@ -455,7 +455,7 @@ async fn delete_project_in(
     }
     let done = sqlx::query("DELETE FROM projects WHERE id = $1").bind(project_id).execute(&mut **tx).await?;
     if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound("project"));
+        return Err(StoreError::NotFound(crate::Resource::Project));
     }
     Ok(shas)
 }

@@ -58,7 +58,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = same_content {
-            return Err(StoreError::Conflict { what: "plugin content", name: row.get("name") });
+            return Err(StoreError::Conflict { clash: crate::Clash::PluginContent, name: row.get("name") });
         }
         let plugin = Plugin {
             id: new_id(),
@@ -86,7 +86,7 @@ impl Store {
         .bind(plugin.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| crate::conflict(e, "plugin", &new.name))?;
+        .map_err(|e| crate::conflict(e, crate::Resource::Plugin, &new.name))?;
         let entry = AuditEntry { resource_id: plugin.id.clone(), ..audit_entry.clone() };
         audit::insert(&mut *tx, &entry).await?;
         tx.commit().await?;
@@ -99,7 +99,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(plugin).transpose()?.ok_or(StoreError::NotFound("plugin"))
+        row.as_ref().map(plugin).transpose()?.ok_or(StoreError::NotFound(crate::Resource::Plugin))
     }
 
     pub async fn list_plugins(&self, project_id: &str, limit: i64, offset: i64) -> Result<(Vec<Plugin>, i64)> {
@@ -125,7 +125,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or(StoreError::NotFound("plugin"))?;
+            .ok_or(StoreError::NotFound(crate::Resource::Plugin))?;
         let sha: String = row.get("sha256");
         let running: i64 =
             sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE plugin_id = $1 AND state = 'running'")
@@ -134,7 +134,7 @@ impl Store {
                 .await?
                 .get("n");
         if running > 0 {
-            return Err(StoreError::Conflict { what: "plugin in use", name: row.get("name") });
+            return Err(StoreError::Conflict { clash: crate::Clash::PluginInUse, name: row.get("name") });
         }
         sqlx::query("DELETE FROM plugins WHERE id = $1").bind(id).execute(&mut *tx).await?;
         audit::insert(&mut *tx, audit_entry).await?;

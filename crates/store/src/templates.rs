@@ -101,7 +101,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict(e, "template", name))?;
+        .map_err(|e| conflict(e, crate::Resource::Template, name))?;
         insert_version(&mut tx, &template.id, 1, content, content_sha256, created_by, now).await?;
         let entry = AuditEntry { resource_id: template.id.clone(), ..audit_entry.clone() };
         audit::insert(&mut *tx, &entry).await?;
@@ -115,7 +115,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(template).transpose()?.ok_or(StoreError::NotFound("template"))
+        row.as_ref().map(template).transpose()?.ok_or(StoreError::NotFound(crate::Resource::Template))
     }
 
     pub async fn list_templates(
@@ -151,7 +151,7 @@ impl Store {
             .bind(version_number)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(version).ok_or(StoreError::NotFound("template version"))
+        row.as_ref().map(version).ok_or(StoreError::NotFound(crate::Resource::TemplateVersion))
     }
 
     /// Newest first.
@@ -199,9 +199,12 @@ impl Store {
         .bind(current.current_version)
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict(e, "template", &updated.name))?;
+        .map_err(|e| conflict(e, crate::Resource::Template, &updated.name))?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict { what: "template version", name: current.current_version.to_string() });
+            return Err(StoreError::Conflict {
+                clash: crate::Clash::TemplateChanged,
+                name: current.current_version.to_string(),
+            });
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
@@ -217,7 +220,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("template"));
+            return Err(StoreError::NotFound(crate::Resource::Template));
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;

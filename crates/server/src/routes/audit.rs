@@ -7,7 +7,7 @@ use store::AuditQuery;
 
 use crate::AppState;
 use crate::access::{deny, is_any_admin};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{CurrentUser, Query};
 
 pub async fn list(
@@ -35,7 +35,7 @@ pub async fn list(
     if let (Some(since), Some(until)) = (audit_query.since, audit_query.until)
         && since > until
     {
-        return Err(ApiError::bad_request("bad_query", "since is after until"));
+        return Err(ApiError::new(ErrorCode::BadQuery, "since is after until"));
     }
     let (items, total) = state.store.list_audit(&audit_query).await?;
     Ok(Json(json!({"items": items, "total": total})))

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::crypto::{self, sha256_hex};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CredentialHash, CurrentUser, SESSION_COOKIE, cookie_in};
 use crate::routes::audit_entry;
 use crate::throttle::{DeviceTokens, Verdict};
@@ -42,8 +42,8 @@ pub async fn login(
     if body.username.chars().count() > MAX_USERNAME_CHARS
         || body.password.chars().count() > crate::passwords::MAX_PASSWORD_CHARS
     {
-        return Err(ApiError::bad_request(
-            "field_too_long",
+        return Err(ApiError::new(
+            ErrorCode::FieldTooLong,
             format!(
                 "username is at most {MAX_USERNAME_CHARS} characters and password at most {} characters",
                 crate::passwords::MAX_PASSWORD_CHARS
@@ -61,8 +61,7 @@ pub async fn login(
         let window_ms = state.throttle.window.as_millis() as i64;
         state.store.note_throttled(&subject, store::now_ms(), window_ms, &entry).await?;
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
+            ErrorCode::TooManyAttempts,
             format!("too many failed sign-ins; try again in {secs} s"),
         )
         .with_details(json!({"retry_after_secs": secs})));
@@ -113,11 +112,7 @@ fn require_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     if content_type.starts_with("application/json") {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-        "sign in with Content-Type: application/json",
-    ))
+    Err(ApiError::new(ErrorCode::UnsupportedMediaType, "sign in with Content-Type: application/json"))
 }
 
 fn presented_device(headers: &HeaderMap) -> Option<String> {
@@ -169,7 +164,7 @@ pub async fn create_token(
     ApiJson(body): ApiJson<NewToken>,
 ) -> ApiResult<impl IntoResponse> {
     let name = domain::text::check_name("name: a token name", &body.name, 100).map_err(|m| {
-        ApiError::unprocessable("invalid_token_name", format!("{m}; name it after the script or pipeline that uses it"))
+        ApiError::new(ErrorCode::InvalidTokenName, format!("{m}; name it after the script or pipeline that uses it"))
     })?;
     let body = NewToken { name, ..body };
     let token = crypto::new_token("efp_");
@@ -189,8 +184,8 @@ pub async fn update_me(
     // Someone who finds a signed-in console must not be able to take the account over.
     if patch.password.is_some() {
         let Some(current) = patch.current_password.as_deref() else {
-            return Err(ApiError::unprocessable(
-                "current_password_required",
+            return Err(ApiError::new(
+                ErrorCode::CurrentPasswordRequired,
                 "current_password: give your current password to set a new one",
             ));
         };
@@ -198,8 +193,7 @@ pub async fn update_me(
             || !state.passwords.verify(current, Some(user.password_hash.clone())).await?
         {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "wrong_current_password",
+                ErrorCode::WrongCurrentPassword,
                 "current_password: that is not your current password",
             ));
         }
@@ -221,9 +215,7 @@ pub async fn revoke_token(
     let mut entry = audit_entry(&user, None, "token.revoke", "api_token", "", json!({}));
     entry.resource_id = id.clone();
     state.store.revoke_token(&user.id, &id, &entry).await.map_err(|e| match e {
-        store::StoreError::NotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "token_not_found", "no such API token of yours")
-        }
+        store::StoreError::NotFound(_) => ApiError::new(ErrorCode::TokenNotFound, "no such API token of yours"),
         other => other.into(),
     })?;
     Ok(StatusCode::NO_CONTENT)

@@ -4,7 +4,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 const INDEX: &str = include_str!("../../console/index.html");
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -35,8 +35,10 @@ pub async fn index() -> Response {
 }
 
 pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (_, content_type, body) =
-        ASSETS.iter().find(|(n, _, _)| *n == name).ok_or_else(|| ApiError::not_found("asset"))?;
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "asset not found"))?;
     let etag = format!("\"{}\"", &crate::crypto::sha256_hex(body.as_bytes())[..16]);
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());

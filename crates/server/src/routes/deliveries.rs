@@ -25,11 +25,11 @@ use crate::access::Role;
 use crate::crypto::sha256_hex;
 use crate::engine::hub::{DeliveryEvent, Published};
 use crate::engine::split_params;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CredentialHash, CurrentUser, Query};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, CredentialHash, CurrentUser, Project, Query};
 use crate::metrics::Metrics;
+use crate::routes::audit_entry;
 use crate::routes::templates::checked_content;
-use crate::routes::{audit_entry, project_scope};
 
 const TARGETS_SHAPES: &str = "targets: give {\"ids\": [...]}, {\"filter\": {...}} or {\"all\": true}";
 
@@ -67,26 +67,25 @@ fn delivery_json(delivery: &Delivery, counts: &domain::delivery::Counts) -> Valu
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path(project_id): Path<String>,
     ApiJson(request): ApiJson<NewDeliveryRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let payload = match (&request.template_id, &request.plugin_id) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::unprocessable("invalid_delivery", "give template_id or plugin_id, not both"));
+            return Err(ApiError::new(ErrorCode::InvalidDelivery, "give template_id or plugin_id, not both"));
         }
         (None, None) => {
-            return Err(ApiError::unprocessable(
-                "missing_template",
+            return Err(ApiError::new(
+                ErrorCode::MissingTemplate,
                 "template_id: say which template (or plugin_id: which plugin) to deliver",
             ));
         }
         (Some(template_id), None) => template_payload(&state, &project_id, template_id, &request).await?,
         (None, Some(plugin_id)) => {
             if request.content.is_some() || request.version.is_some() || request.params.is_some() {
-                return Err(ApiError::unprocessable(
-                    "invalid_delivery",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidDelivery,
                     "a plugin delivery takes no content, version or params",
                 ));
             }
@@ -109,8 +108,7 @@ pub async fn create(
     let running = state.store.running_deliveries(&project_id).await?;
     if running >= state.config.max_running_deliveries {
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_running_deliveries",
+            ErrorCode::TooManyRunningDeliveries,
             format!(
                 "{running} deliveries of this project are running; wait for one to end (at most {} at once)",
                 state.config.max_running_deliveries
@@ -122,8 +120,8 @@ pub async fn create(
     let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
     let max_targets = state.config.max_targets;
     if edges.len() > max_targets {
-        return Err(ApiError::unprocessable(
-            "too_many_targets",
+        return Err(ApiError::new(
+            ErrorCode::TooManyTargets,
             format!("{} targets; one delivery takes at most {max_targets} (split it by tag or filter)", edges.len()),
         )
         .with_details(json!({"limit": max_targets, "targets": edges.len()})));
@@ -216,7 +214,7 @@ async fn template_payload(
         .await
         .map_err(|e| ApiError { message: format!("content: {}", e.message), ..e })?;
     let document =
-        template::read_content(&content).map_err(|p| ApiError::unprocessable("invalid_template", p.to_string()))?;
+        template::read_content(&content).map_err(|p| ApiError::new(ErrorCode::InvalidTemplate, p.to_string()))?;
     let content_text = document.to_string();
     let content_sha256 = sha256_hex(content_text.as_bytes());
     let content_edited = request.content.is_some()
@@ -238,10 +236,10 @@ async fn template_payload(
 fn checked_options(options: Option<&Value>) -> Result<DeliveryOptions, ApiError> {
     let options: DeliveryOptions = match options {
         Some(value) => serde_json::from_value(value.clone())
-            .map_err(|e| ApiError::unprocessable("invalid_options", format!("options: {e}")))?,
+            .map_err(|e| ApiError::new(ErrorCode::InvalidOptions, format!("options: {e}")))?,
         None => DeliveryOptions::default(),
     };
-    options.check().map_err(|m| ApiError::unprocessable("invalid_options", m))?;
+    options.check().map_err(|m| ApiError::new(ErrorCode::InvalidOptions, m))?;
     Ok(options)
 }
 
@@ -250,7 +248,7 @@ fn checked_params(params: Option<&Value>) -> Result<Value, ApiError> {
     let Some(params) = params else {
         return Ok(json!({"defaults": {}, "targets": {}}));
     };
-    let bad = |m: &str| ApiError::unprocessable("invalid_params", format!("params: {m}"));
+    let bad = |m: &str| ApiError::new(ErrorCode::InvalidParams, format!("params: {m}"));
     let object = params.as_object().ok_or_else(|| bad("must be an object with `defaults` and `targets`"))?;
     if let Some(key) = object.keys().find(|k| *k != "defaults" && *k != "targets") {
         return Err(bad(&format!("unknown key `{key}`; use `defaults` and `targets`")));
@@ -274,35 +272,33 @@ async fn resolve_targets(store: &Store, project_id: &str, targets: &Value) -> Re
     let object = targets
         .as_object()
         .filter(|o| o.len() == 1)
-        .ok_or_else(|| ApiError::unprocessable("invalid_targets", TARGETS_SHAPES))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidTargets, TARGETS_SHAPES))?;
     if let Some(all) = object.get("all") {
         if all != &Value::Bool(true) {
-            return Err(ApiError::unprocessable(
-                "invalid_targets",
+            return Err(ApiError::new(
+                ErrorCode::InvalidTargets,
                 "targets.all: only `true` selects every edge service",
             ));
         }
         let found = store.edges_matching(project_id, &EdgeFilter::default()).await?;
         if found.is_empty() {
-            return Err(ApiError::unprocessable("no_targets_match", "this project has no edge services"));
+            return Err(ApiError::new(ErrorCode::NoTargetsMatch, "this project has no edge services"));
         }
         return Ok(found);
     }
     if let Some(ids) = object.get("ids") {
-        let ids: Vec<String> = serde_json::from_value(ids.clone()).map_err(|_| {
-            ApiError::unprocessable("invalid_targets", "targets.ids: must be a list of edge-service ids")
-        })?;
+        let ids: Vec<String> = serde_json::from_value(ids.clone())
+            .map_err(|_| ApiError::new(ErrorCode::InvalidTargets, "targets.ids: must be a list of edge-service ids"))?;
         let ids: Vec<String> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
         if ids.is_empty() {
-            return Err(ApiError::unprocessable("no_targets", "targets.ids is empty: pick at least one edge service"));
+            return Err(ApiError::new(ErrorCode::NoTargets, "targets.ids is empty: pick at least one edge service"));
         }
         let found = store.edges_by_ids(project_id, &ids).await?;
         if found.len() != ids.len() {
             let known: BTreeSet<&str> = found.iter().map(|e| e.id.as_str()).collect();
             let missing: Vec<&String> = ids.iter().filter(|id| !known.contains(id.as_str())).collect();
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "edge_service_not_found",
+                ErrorCode::EdgeServiceNotFound,
                 format!("targets.ids: no edge service {} in this project", missing[0]),
             )
             .with_details(json!({"missing": missing})));
@@ -311,27 +307,27 @@ async fn resolve_targets(store: &Store, project_id: &str, targets: &Value) -> Re
     }
     if let Some(filter) = object.get("filter") {
         let filter: EdgeFilter = serde_json::from_value(filter.clone())
-            .map_err(|e| ApiError::unprocessable("invalid_targets", format!("targets.filter: {e}")))?;
+            .map_err(|e| ApiError::new(ErrorCode::InvalidTargets, format!("targets.filter: {e}")))?;
         let filter = filter.cleaned();
-        filter.check().map_err(|m| ApiError::unprocessable("invalid_targets", format!("targets.filter: {m}")))?;
+        filter.check().map_err(|m| ApiError::new(ErrorCode::InvalidTargets, format!("targets.filter: {m}")))?;
         // A typo that empties a filter must not reach the whole fleet.
         if filter.is_empty() {
-            return Err(ApiError::unprocessable(
-                "empty_filter",
+            return Err(ApiError::new(
+                ErrorCode::EmptyFilter,
                 "targets.filter is empty and would select every edge service; say {\"all\": true} to mean that",
             ));
         }
         let found = store.edges_matching(project_id, &filter).await?;
         if found.is_empty() {
-            return Err(ApiError::unprocessable(
-                "no_targets_match",
+            return Err(ApiError::new(
+                ErrorCode::NoTargetsMatch,
                 "targets.filter matches no edge service in this project",
             )
             .with_details(json!({"filter": filter})));
         }
         return Ok(found);
     }
-    Err(ApiError::unprocessable("invalid_targets", TARGETS_SHAPES))
+    Err(ApiError::new(ErrorCode::InvalidTargets, TARGETS_SHAPES))
 }
 
 /// Every target must have a value for every parameter before anything is sent.
@@ -339,8 +335,8 @@ fn check_params_cover_targets(normalized: &Value, params: &Value, edges: &[EdgeS
     let (defaults, per_target) = split_params(params);
     let known: BTreeSet<&str> = edges.iter().flat_map(|e| [e.id.as_str(), e.name.as_str()]).collect();
     if let Some(key) = per_target.keys().find(|k| !known.contains(k.as_str())) {
-        return Err(ApiError::unprocessable(
-            "invalid_params",
+        return Err(ApiError::new(
+            ErrorCode::InvalidParams,
             format!("params.targets: `{key}` is not one of this delivery's targets"),
         ));
     }
@@ -371,17 +367,15 @@ fn check_params_cover_targets(normalized: &Value, params: &Value, edges: &[EdgeS
         first["name"].as_str().unwrap_or_default(),
         names.join(", ")
     );
-    Err(ApiError::unprocessable("missing_parameters", message)
+    Err(ApiError::new(ErrorCode::MissingParameters, message)
         .with_details(json!({"targets_missing": count, "missing": missing})))
 }
 
 pub async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path(project_id): Path<String>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     let page = query.only(&["limit", "offset"])?.page()?;
     let (deliveries, total) = state.store.list_deliveries(&project_id, page.limit, page.offset).await?;
     // One counts query for the page, not one per delivery.
@@ -394,10 +388,9 @@ pub async fn list(
 
 pub async fn get_one(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let access = project_scope(&state, &user, &project_id).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     let counts = state.store.delivery_counts(&id).await?;
     let mut body = delivery_json(&delivery, &counts);
@@ -408,18 +401,16 @@ pub async fn get_one(
 
 pub async fn targets(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     state.store.get_delivery(&project_id, &id).await?;
     let query = query.only(&["status", "limit", "offset"])?;
     let status = query
         .one("status")
         .map(|s| s.parse::<TargetStatus>())
         .transpose()
-        .map_err(|m| ApiError::bad_request("bad_query", m))?;
+        .map_err(|m| ApiError::new(ErrorCode::BadQuery, m))?;
     let page = query.page()?;
     let (items, total) = state.store.list_targets(&id, status, page.limit, page.offset).await?;
     Ok(Json(json!({"items": items, "total": total})))
@@ -428,15 +419,13 @@ pub async fn targets(
 pub async fn cancel(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     if delivery.state.is_final() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "delivery_finished",
+            ErrorCode::DeliveryFinished,
             format!("the delivery already ended ({})", delivery.state),
         ));
     }
@@ -456,15 +445,13 @@ pub async fn cancel(
 pub async fn retry(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     if !delivery.state.is_final() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "delivery_running",
+            ErrorCode::DeliveryRunning,
             format!("the delivery is still {}; retry failed targets once it ends", delivery.state),
         ));
     }
@@ -480,7 +467,7 @@ pub async fn retry(
     entry.resource_id = id.clone();
     let retried = state.store.retry_failed(&id, &entry).await?;
     if retried == 0 {
-        return Err(ApiError::new(StatusCode::CONFLICT, "nothing_to_retry", "no target of this delivery failed"));
+        return Err(ApiError::new(ErrorCode::NothingToRetry, "no target of this delivery failed"));
     }
     state.engine.start(&id);
     let delivery = state.store.get_delivery(&project_id, &id).await?;
@@ -494,18 +481,15 @@ pub async fn retry(
 /// every result numbered after N from the store.
 pub async fn events(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     CredentialHash(credential): CredentialHash,
     Path((project_id, id)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    project_scope(&state, &user, &project_id).await?;
     state.store.get_delivery(&project_id, &id).await?;
     let open = state.metrics.sse_clients.load(std::sync::atomic::Ordering::Relaxed);
     if open >= state.config.max_event_streams {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_event_streams",
+            ErrorCode::TooManyEventStreams,
             format!(
                 "{open} live-event streams are open on this server; try again shortly or read GET .../deliveries/{{id}}"
             ),
@@ -517,10 +501,7 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .map(|v| {
             v.trim().parse::<i64>().map_err(|_| {
-                ApiError::bad_request(
-                    "bad_last_event_id",
-                    "Last-Event-ID must be the number of an event of this stream",
-                )
+                ApiError::new(ErrorCode::BadLastEventId, "Last-Event-ID must be the number of an event of this stream")
             })
         })
         .transpose()?

@@ -15,10 +15,10 @@ use store::{EdgeAuthRow, EdgeService, NewEdge, ProbeTarget};
 
 use crate::AppState;
 use crate::engine::probe;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CurrentUser, Query, parse_json};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, CurrentUser, Project, Query, parse_json};
 use crate::network::check_endpoint;
-use crate::routes::{audit_entry, created, project_scope};
+use crate::routes::{audit_entry, created};
 
 use domain::import::MAX_IMPORT_ROWS;
 
@@ -34,7 +34,7 @@ pub struct EdgePatch {
 
 /// A field-level problem: which field and why (and which row, for imports).
 fn field_error(field: &str, message: String) -> ApiError {
-    ApiError::unprocessable("invalid_edge_service", format!("{field}: {message}")).with_details(json!({"field": field}))
+    ApiError::new(ErrorCode::InvalidEdgeService, format!("{field}: {message}")).with_details(json!({"field": field}))
 }
 
 /// Checks the auth input; `keep` is the stored auth when editing (a missing password keeps it).
@@ -79,11 +79,10 @@ fn new_edge(state: &AppState, input: &EdgeInput) -> Result<NewEdge, (String, Str
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path(project_id): Path<String>,
     ApiJson(input): ApiJson<EdgeInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let edge = new_edge(&state, &input).map_err(|(field, message)| field_error(&field, message))?;
     check_endpoint(state.engine.client().policy(), &edge.endpoint).await?;
     let entry = audit_entry(
@@ -130,24 +129,23 @@ fn probe_in_background(state: &AppState, edges: &[EdgeService]) {
 pub async fn import(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path(project_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let inputs: Vec<EdgeInput> = if content_type.starts_with("text/csv") {
-        import::parse_csv(&body).map_err(|m| ApiError::bad_request("malformed_csv", m))?
+        import::parse_csv(&body).map_err(|m| ApiError::new(ErrorCode::MalformedCsv, m))?
     } else {
         parse_json(&body)?
     };
     if inputs.is_empty() {
-        return Err(ApiError::unprocessable("empty_import", "the import holds no edge services"));
+        return Err(ApiError::new(ErrorCode::EmptyImport, "the import holds no edge services"));
     }
     if inputs.len() > MAX_IMPORT_ROWS {
-        return Err(ApiError::unprocessable(
-            "import_too_large",
+        return Err(ApiError::new(
+            ErrorCode::ImportTooLarge,
             format!("{} rows; one import takes at most {MAX_IMPORT_ROWS}", inputs.len()),
         ));
     }
@@ -179,7 +177,7 @@ pub async fn import(
             first["message"].as_str().unwrap_or_default(),
             problems.len()
         );
-        return Err(ApiError::unprocessable("invalid_import", message).with_details(json!({"problems": problems})));
+        return Err(ApiError::new(ErrorCode::InvalidImport, message).with_details(json!({"problems": problems})));
     }
     let entry =
         audit_entry(&user, Some(&scope.scope), "edge_service.import", "edge_service", "", json!({"rows": edges.len()}));
@@ -228,17 +226,15 @@ pub fn filter_from(query: &Query) -> Result<EdgeFilter, ApiError> {
         status: query.one("status"),
     }
     .cleaned();
-    filter.check().map_err(|m| ApiError::bad_request("bad_query", m))?;
+    filter.check().map_err(|m| ApiError::new(ErrorCode::BadQuery, m))?;
     Ok(filter)
 }
 
 pub async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path(project_id): Path<String>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     let query = query.only(&["q", "name", "endpoint", "version", "tag", "status", "limit", "offset"])?;
     let filter = filter_from(query)?;
     let page = query.page()?;
@@ -248,21 +244,18 @@ pub async fn list(
 
 pub async fn get_one(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     Ok(Json(json!(state.store.get_edge(&project_id, &id).await?)))
 }
 
 pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path((project_id, id)): Path<(String, String)>,
     ApiJson(patch): ApiJson<EdgePatch>,
 ) -> ApiResult<Json<Value>> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let mut edge = state.store.get_edge(&project_id, &id).await?;
     if let Some(name) = &patch.name {
         edge.name = import::checked_name(name).map_err(|m| field_error("name", m))?;
@@ -274,8 +267,8 @@ pub async fn update(
         // or anyone with the admin role could send it to a server of their own and read it.
         let password_given = patch.auth.as_ref().is_some_and(|a| a.password.as_deref().is_some_and(|p| !p.is_empty()));
         if endpoint != edge.endpoint && edge.auth.kind == AuthKind::Basic && !password_given {
-            return Err(ApiError::unprocessable(
-                "secret_required",
+            return Err(ApiError::new(
+                ErrorCode::SecretRequired,
                 "auth.password: give the NeuronEX password again when changing the endpoint",
             )
             .with_details(json!({"field": "auth.password"})));
@@ -317,10 +310,9 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let edge = state.store.get_edge(&project_id, &id).await?;
     let mut entry = audit_entry(
         &user,
@@ -337,10 +329,8 @@ pub async fn delete(
 
 pub async fn probe(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?.require_admin(&state, &user).await?;
     let edge = state.store.get_edge(&project_id, &id).await?;
     let target = ProbeTarget {
         id: edge.id.clone(),

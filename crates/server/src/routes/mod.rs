@@ -23,8 +23,7 @@ use serde_json::Value;
 use store::{AuditEntry, ProjectScope, User};
 
 use crate::AppState;
-use crate::access::{self, ProjectAccess};
-use crate::error::ApiError;
+use crate::access;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,12 +162,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
-}
-
-/// The project a request names, if the user may see it (404 otherwise, so existence does not
-/// leak), with their role in it.
-pub async fn project_scope(state: &AppState, user: &User, project_id: &str) -> Result<ProjectAccess, ApiError> {
-    access::project_access(state, user, project_id).await
 }
 
 pub fn audit_entry(

@@ -7,16 +7,12 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::CurrentUser;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{CurrentUser, Project};
 use crate::routes::audit_entry;
 
 pub async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", e.to_string()))?;
+    state.store.ping().await.map_err(|e| ApiError::new(ErrorCode::DatabaseUnavailable, e.to_string()))?;
     Ok(Json(json!({"status": "ok"})))
 }
 
@@ -58,9 +54,10 @@ pub async fn project_jwt_public_key(
 pub async fn rotate_project_jwt_key(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path(project_id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let scope = state.store.project_scope(&project_id).await?;
+    let scope = access.scope;
     let key = state.jwt_keys.public_keys(&project_id).await.map_err(ApiError::internal)?;
     let mut entry = audit_entry(
         &user,
@@ -73,17 +70,17 @@ pub async fn rotate_project_jwt_key(
     entry.resource_id = project_id.clone();
     let new_key = state.jwt_keys.rotate(&project_id, &entry).await.map_err(|e| match e {
         crate::jwt_keys::KeyError::Store(err) => ApiError::from(err),
-        other => ApiError::new(StatusCode::CONFLICT, "jwt_key_rotation_conflict", other.to_string()),
+        other => ApiError::new(ErrorCode::JwtKeyRotationConflict, other.to_string()),
     })?;
     Ok((StatusCode::CREATED, Json(json!(new_key))))
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", format!("no route {}", uri.path()))
+    ApiError::new(ErrorCode::RouteNotFound, format!("no route {}", uri.path()))
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
 }
 
 /// An OpenAPI 3.1 document of every route, generated from the route table (paths, methods, path

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use store::{AuditEntry, Org, StoreError, User};
 
 use crate::AppState;
-use crate::access::{self, Role, deny};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CurrentUser, Query};
-use crate::routes::{audit_entry, created, project_scope};
+use crate::access::{self, ProjectAccess, Role, deny};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, CurrentUser, Project, Query};
+use crate::routes::{audit_entry, created};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,7 +28,7 @@ pub struct Membership {
 
 fn checked_name(name: &str, what: &str) -> Result<String, ApiError> {
     domain::text::check_name(&format!("name: the {what} name"), name, 100)
-        .map_err(|m| ApiError::unprocessable("invalid_name", m))
+        .map_err(|m| ApiError::new(ErrorCode::InvalidName, m))
 }
 
 fn org_entry(user: &User, org: &Org, action: &str, resource_type: &str, name: &str, details: Value) -> AuditEntry {
@@ -113,9 +113,8 @@ pub async fn delete(
     let mut entry = org_entry(&user, &org, "org.delete", "org", &org.name, json!({"force": force}));
     entry.resource_id = org.id.clone();
     let shas = state.store.delete_org(&id, force, &entry).await.map_err(|err| match err {
-        StoreError::Conflict { what: "org projects", name } => ApiError::new(
-            StatusCode::CONFLICT,
-            "org_has_projects",
+        StoreError::Conflict { clash: store::Clash::OrgHasProjects, name } => ApiError::new(
+            ErrorCode::OrgHasProjects,
             format!("the organization still has {name} projects; delete them first, or add ?force=true to delete them with it"),
         ),
         other => other.into(),
@@ -151,27 +150,24 @@ pub async fn create_project(
     Ok(created(project))
 }
 
-pub async fn get_project(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let access = project_scope(&state, &user, &id).await?;
+pub async fn get_project(Project(access): Project) -> ApiResult<Json<Value>> {
+    Ok(Json(project_json(&access)))
+}
+
+/// A project as the caller sees it, with their role in it.
+fn project_json(access: &ProjectAccess) -> Value {
     let scope = &access.scope;
-    let role = format!("{:?}", access.role).to_lowercase();
-    Ok(Json(
-        json!({"id": scope.project_id, "name": scope.project_name, "org_id": scope.org_id, "org_name": scope.org_name, "role": role}),
-    ))
+    json!({"id": scope.project_id, "name": scope.project_name, "org_id": scope.org_id, "org_name": scope.org_name,
+           "role": access.role.as_str()})
 }
 
 pub async fn rename_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewName>,
 ) -> ApiResult<Json<Value>> {
-    let access = project_scope(&state, &user, &id).await?;
-    access.require_admin(&state, &user).await?;
     let name = checked_name(&body.name, "project")?;
     let mut entry = audit_entry(
         &user,
@@ -183,17 +179,18 @@ pub async fn rename_project(
     );
     entry.resource_id = id.clone();
     state.store.rename_project(&id, &name, &entry).await?;
-    get_project(State(state), CurrentUser(user), Path(id)).await
+    let mut renamed = access;
+    renamed.scope.project_name = name;
+    Ok(Json(project_json(&renamed)))
 }
 
 pub async fn delete_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path(id): Path<String>,
     query: Query,
 ) -> ApiResult<StatusCode> {
-    let access = project_scope(&state, &user, &id).await?;
-    access.require_org_admin(&state, &user).await?;
     let force = query.only(&["force"])?.one("force").as_deref() == Some("true");
     let mut entry = audit_entry(
         &user,
@@ -205,9 +202,8 @@ pub async fn delete_project(
     );
     entry.resource_id = id.clone();
     let shas = state.store.delete_project(&id, force, &entry).await.map_err(|err| match err {
-        StoreError::Conflict { what: "project contents", name } => ApiError::new(
-            StatusCode::CONFLICT,
-            "project_not_empty",
+        StoreError::Conflict { clash: store::Clash::ProjectNotEmpty, name } => ApiError::new(
+            ErrorCode::ProjectNotEmpty,
             format!("the project still has {name} edge services, templates or plugins; delete them first, or add ?force=true to delete them with it"),
         ),
         other => other.into(),
@@ -230,8 +226,8 @@ fn parse_role(text: &str, allowed: &[Role]) -> Result<Role, ApiError> {
         _ => {
             let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
             let shown: String = text.chars().take(64).collect();
-            Err(ApiError::unprocessable(
-                "invalid_role",
+            Err(ApiError::new(
+                ErrorCode::InvalidRole,
                 format!("role: unknown role `{shown}`; use {}", names.join(" or ")),
             ))
         }
@@ -273,11 +269,9 @@ pub async fn remove_member(
     let mut entry = org_entry(&user, &org, "org.member.remove", "user", &member.username, json!({}));
     entry.resource_id = member.id.clone();
     state.store.remove_org_member(&id, &user_id, &entry).await.map_err(|e| match e {
-        StoreError::NotFound(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "member_not_found",
-            format!("{} is not a member of the organization", member.username),
-        ),
+        StoreError::NotFound(_) => {
+            ApiError::new(ErrorCode::MemberNotFound, format!("{} is not a member of the organization", member.username))
+        }
         other => other.into(),
     })?;
     Ok(StatusCode::NO_CONTENT)
@@ -285,10 +279,8 @@ pub async fn remove_member(
 
 pub async fn list_project_members(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     let members = state.store.project_members(&project_id).await?;
     Ok(Json(json!({"total": members.len(), "items": members})))
 }
@@ -297,16 +289,15 @@ pub async fn list_project_members(
 pub async fn set_project_member(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path((project_id, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<Membership>,
 ) -> ApiResult<Json<Value>> {
-    let access = project_scope(&state, &user, &project_id).await?;
-    access.require_admin(&state, &user).await?;
     let role = parse_role(&body.role, &[Role::Admin, Role::Viewer])?;
     let member = state.store.get_user(&user_id).await?;
     if state.store.org_role(&access.scope.org_id, &user_id).await?.is_none() {
-        return Err(ApiError::unprocessable(
-            "not_org_member",
+        return Err(ApiError::new(
+            ErrorCode::NotOrgMember,
             format!(
                 "{} is not a member of organization {}; add them to it first",
                 member.username, access.scope.org_name
@@ -323,20 +314,17 @@ pub async fn set_project_member(
 pub async fn remove_project_member(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path((project_id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let access = project_scope(&state, &user, &project_id).await?;
-    access.require_admin(&state, &user).await?;
     let member = state.store.get_user(&user_id).await?;
     let mut entry =
         audit_entry(&user, Some(&access.scope), "project.member.remove", "user", &member.username, json!({}));
     entry.resource_id = member.id.clone();
     state.store.remove_project_member(&project_id, &user_id, &entry).await.map_err(|e| match e {
-        StoreError::NotFound(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "member_not_found",
-            format!("{} is not a member of the project", member.username),
-        ),
+        StoreError::NotFound(_) => {
+            ApiError::new(ErrorCode::MemberNotFound, format!("{} is not a member of the project", member.username))
+        }
         other => other.into(),
     })?;
     Ok(StatusCode::NO_CONTENT)

@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use store::{NewPlugin, StoreError};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{CurrentUser, Query};
-use crate::routes::{audit_entry, created, project_scope};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{CurrentUser, Project, Query};
+use crate::routes::{audit_entry, created};
 
 /// Text fields of the upload form are short.
 const MAX_FIELD_BYTES: usize = 4096;
@@ -31,24 +31,22 @@ struct Upload {
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path(project_id): Path<String>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let multipart = multipart.map_err(|e| {
-        ApiError::bad_request("bad_upload", format!("expected a multipart form with name and file: {e}"))
+        ApiError::new(ErrorCode::BadUpload, format!("expected a multipart form with name and file: {e}"))
     })?;
     let upload = read_upload(&state, multipart).await?;
     let name = upload.name.ok_or_else(|| {
-        ApiError::unprocessable(
-            "invalid_plugin",
+        ApiError::new(
+            ErrorCode::InvalidPlugin,
             "name: give the plugin's name (the name of the JSON file inside the zip)",
         )
     })?;
-    let (temp, sha256, size) = upload
-        .file
-        .ok_or_else(|| ApiError::unprocessable("invalid_plugin", "file: attach the plugin's zip package"))?;
+    let (temp, sha256, size) =
+        upload.file.ok_or_else(|| ApiError::new(ErrorCode::InvalidPlugin, "file: attach the plugin's zip package"))?;
     if let Some(existing) = state.store.plugin_by_sha(&project_id, &sha256).await? {
         return Err(duplicate_content(&existing.name, &sha256));
     }
@@ -60,7 +58,9 @@ pub async fn create(
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::unprocessable(e.code(), format!("file: {e}")).with_details(json!({"field": "file"})))?;
+    .map_err(|e| {
+        ApiError::new(ErrorCode::of_package(&e), format!("file: {e}")).with_details(json!({"field": "file"}))
+    })?;
     let new = NewPlugin {
         project_id: project_id.clone(),
         name: name.clone(),
@@ -88,11 +88,11 @@ pub async fn create(
                 state.blobs.remove(&sha256);
             }
             return Err(match err {
-                StoreError::Conflict { what: "plugin content", name: existing } => {
+                StoreError::Conflict { clash: store::Clash::PluginContent, name: existing } => {
                     duplicate_content(&existing, &sha256)
                 }
-                StoreError::Conflict { what: "plugin", name } => {
-                    ApiError::new(StatusCode::CONFLICT, "plugin_name_taken", format!("plugin `{name}` already exists"))
+                StoreError::Conflict { clash: store::Clash::NameTaken(store::Resource::Plugin), name } => {
+                    ApiError::new(ErrorCode::PluginNameTaken, format!("plugin `{name}` already exists"))
                 }
                 other => other.into(),
             });
@@ -103,8 +103,7 @@ pub async fn create(
 
 fn duplicate_content(existing: &str, sha256: &str) -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "plugin_duplicate_content",
+        ErrorCode::PluginDuplicateContent,
         format!("this package is identical to plugin `{existing}` (same SHA-256)"),
     )
     .with_details(json!({"existing": existing, "sha256": sha256}))
@@ -115,17 +114,17 @@ async fn read_upload(state: &AppState, mut multipart: Multipart) -> Result<Uploa
     let mut upload = Upload { name: None, description: String::new(), file: None };
     let limit = state.config.max_plugin_bytes;
     let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::bad_request("bad_upload", format!("the upload broke off or is malformed: {e}"))
+        ApiError::new(ErrorCode::BadUpload, format!("the upload broke off or is malformed: {e}"))
     };
     let mut fields = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         fields += 1;
         if fields > MAX_FIELDS {
-            return Err(ApiError::bad_request("bad_upload", format!("the form has more than {MAX_FIELDS} fields")));
+            return Err(ApiError::new(ErrorCode::BadUpload, format!("the form has more than {MAX_FIELDS} fields")));
         }
         match field.name().unwrap_or_default() {
             "file" if upload.file.is_some() => {
-                return Err(ApiError::bad_request("bad_upload", "the form has two `file` fields; send one package"));
+                return Err(ApiError::new(ErrorCode::BadUpload, "the form has two `file` fields; send one package"));
             }
             "file" => {
                 let mut temp = state.blobs.temp_file().map_err(ApiError::internal)?;
@@ -135,8 +134,7 @@ async fn read_upload(state: &AppState, mut multipart: Multipart) -> Result<Uploa
                     size += chunk.len() as u64;
                     if size > limit {
                         return Err(ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "plugin_too_large",
+                            ErrorCode::PluginTooLarge,
                             format!("file: the package is larger than {limit} bytes"),
                         ));
                     }
@@ -152,26 +150,26 @@ async fn read_upload(state: &AppState, mut multipart: Multipart) -> Result<Uploa
                 let mut bytes = Vec::new();
                 while let Some(chunk) = field.chunk().await.map_err(bad)? {
                     if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
-                        return Err(ApiError::unprocessable(
-                            "invalid_plugin",
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidPlugin,
                             format!("{key}: at most {MAX_FIELD_BYTES} bytes"),
                         ));
                     }
                     bytes.extend_from_slice(&chunk);
                 }
                 let text = String::from_utf8(bytes)
-                    .map_err(|_| ApiError::unprocessable("invalid_plugin", format!("{key}: not UTF-8 text")))?;
+                    .map_err(|_| ApiError::new(ErrorCode::InvalidPlugin, format!("{key}: not UTF-8 text")))?;
                 match key.as_str() {
                     "name" if text.trim().is_empty() => upload.name = None,
                     "name" => {
                         let name = domain::text::check_name("name: a plugin name", &text, 100)
-                            .map_err(|m| ApiError::unprocessable("invalid_plugin", m))?;
+                            .map_err(|m| ApiError::new(ErrorCode::InvalidPlugin, m))?;
                         upload.name = Some(name);
                     }
                     "description" => upload.description = text.trim().to_owned(),
                     _ => {
-                        return Err(ApiError::bad_request(
-                            "bad_upload",
+                        return Err(ApiError::new(
+                            ErrorCode::BadUpload,
                             format!("unknown form field `{key}`; send name, file and description"),
                         ));
                     }
@@ -184,11 +182,9 @@ async fn read_upload(state: &AppState, mut multipart: Multipart) -> Result<Uploa
 
 pub async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path(project_id): Path<String>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     let page = query.only(&["limit", "offset"])?.page()?;
     let (items, total) = state.store.list_plugins(&project_id, page.limit, page.offset).await?;
     Ok(Json(json!({"items": items, "total": total})))
@@ -196,20 +192,17 @@ pub async fn list(
 
 pub async fn get_one(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     Ok(Json(json!(state.store.get_plugin(&project_id, &id).await?)))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let plugin = state.store.get_plugin(&project_id, &id).await?;
     let mut entry = audit_entry(
         &user,
@@ -221,9 +214,8 @@ pub async fn delete(
     );
     entry.resource_id = id.clone();
     let still_used = state.store.delete_plugin(&project_id, &id, &entry).await.map_err(|err| match err {
-        StoreError::Conflict { what: "plugin in use", name } => ApiError::new(
-            StatusCode::CONFLICT,
-            "plugin_in_use",
+        StoreError::Conflict { clash: store::Clash::PluginInUse, name } => ApiError::new(
+            ErrorCode::PluginInUse,
             format!("plugin `{name}` is being delivered; wait for the delivery to end or cancel it"),
         ),
         other => other.into(),
@@ -237,10 +229,8 @@ pub async fn delete(
 /// The package, for users who can see the project.
 pub async fn package(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    project_scope(&state, &user, &project_id).await?;
     let plugin = state.store.get_plugin(&project_id, &id).await?;
     stream_package(&state, &plugin.sha256, &plugin.name).await
 }
@@ -257,8 +247,9 @@ pub async fn edge_download(
 }
 
 async fn stream_package(state: &AppState, sha256: &str, name: &str) -> ApiResult<Response> {
-    let file =
-        tokio::fs::File::open(state.blobs.path(sha256)).await.map_err(|_| ApiError::not_found("plugin package"))?;
+    let file = tokio::fs::File::open(state.blobs.path(sha256))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::NotFound, "plugin package not found"))?;
     let length = file.metadata().await.map_err(ApiError::internal)?.len();
     // Large reads: one package goes to thousands of edges.
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));

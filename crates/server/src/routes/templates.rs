@@ -16,9 +16,9 @@ use store::{Template, TemplateChange};
 use crate::AppState;
 use crate::access::Role;
 use crate::crypto::sha256_hex;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CurrentUser, Query};
-use crate::routes::{audit_entry, created, project_scope};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, CurrentUser, Project, Query};
+use crate::routes::{audit_entry, created};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,16 +40,16 @@ pub struct TemplateEdit {
 }
 
 fn checked_name(name: &str) -> Result<String, ApiError> {
-    domain::text::check_name("name: a template name", name, 100).map_err(|m| ApiError::unprocessable("invalid_name", m))
+    domain::text::check_name("name: a template name", name, 100).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))
 }
 
 fn checked_description(description: &str) -> Result<String, ApiError> {
     domain::import::checked_description(description)
-        .map_err(|m| ApiError::unprocessable("invalid_description", format!("description: {m}")))
+        .map_err(|m| ApiError::new(ErrorCode::InvalidDescription, format!("description: {m}")))
 }
 
 fn parse_kind(kind: &str) -> Result<TemplateKind, ApiError> {
-    kind.parse().map_err(|m: String| ApiError::unprocessable("invalid_kind", format!("kind: {m}")))
+    kind.parse().map_err(|m: String| ApiError::new(ErrorCode::InvalidKind, format!("kind: {m}")))
 }
 
 /// Checks content for its kind and returns it with the text to store (what the user gave). The
@@ -71,8 +71,7 @@ fn check_blocking(
 ) -> Result<(Checked, String), ApiError> {
     let too_large = |size: usize| {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "document_too_large",
+            ErrorCode::DocumentTooLarge,
             format!("content: {size} bytes; a template document holds at most {max_bytes} bytes"),
         )
         .with_details(json!({"limit": max_bytes, "size": size}))
@@ -92,14 +91,14 @@ fn check_blocking(
     }
     let count = params::placeholder_count(content, max_placeholders);
     if count > max_placeholders {
-        return Err(ApiError::unprocessable(
-            "too_many_placeholders",
+        return Err(ApiError::new(
+            ErrorCode::TooManyPlaceholders,
             format!("content: more than {max_placeholders} ${{...}} placeholders; a template holds at most {max_placeholders}"),
         )
         .with_details(json!({"limit": max_placeholders})));
     }
     let checked = template::check_content(kind, content).map_err(|problems| {
-        ApiError::invalid_document("invalid_template", &format!("invalid {kind} template"), &problems)
+        ApiError::invalid_document(ErrorCode::InvalidTemplate, &format!("invalid {kind} template"), &problems)
     })?;
     Ok((checked, text))
 }
@@ -121,11 +120,10 @@ fn template_json(template: &Template, content_text: &str, reveal: bool) -> Value
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path(project_id): Path<String>,
     ApiJson(body): ApiJson<NewTemplate>,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let name = checked_name(&body.name)?;
     let description = checked_description(&body.description)?;
     let kind = parse_kind(&body.kind)?;
@@ -148,11 +146,9 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path(project_id): Path<String>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     let query = query.only(&["kind", "limit", "offset"])?;
     let kind = query.one("kind").map(|k| parse_kind(&k)).transpose()?;
     let page = query.page()?;
@@ -162,10 +158,9 @@ pub async fn list(
 
 pub async fn get_one(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let access = project_scope(&state, &user, &project_id).await?;
     let template = state.store.get_template(&project_id, &id).await?;
     let version = state.store.template_version(&id, template.current_version).await?;
     Ok(Json(template_json(&template, &version.content, access.role == Role::Admin)))
@@ -174,18 +169,17 @@ pub async fn get_one(
 pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path((project_id, id)): Path<(String, String)>,
     ApiJson(edit): ApiJson<TemplateEdit>,
 ) -> ApiResult<Json<Value>> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let current = state.store.get_template(&project_id, &id).await?;
     let kind = current.kind;
     if let Some(asked) = &edit.kind
         && asked != kind.as_str()
     {
-        return Err(ApiError::unprocessable(
-            "kind_immutable",
+        return Err(ApiError::new(
+            ErrorCode::KindImmutable,
             format!("kind: a {kind} template stays a {kind} template; create a new template instead"),
         ));
     }
@@ -220,10 +214,9 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let scope = project_scope(&state, &user, &project_id).await?;
-    scope.require_admin(&state, &user).await?;
     let template = state.store.get_template(&project_id, &id).await?;
     let mut entry = audit_entry(
         &user,
@@ -240,10 +233,8 @@ pub async fn delete(
 
 pub async fn versions(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    project_scope(&state, &user, &project_id).await?;
     state.store.get_template(&project_id, &id).await?;
     let versions = state.store.template_versions(&id).await?;
     let items: Vec<Value> = versions
@@ -255,12 +246,11 @@ pub async fn versions(
 
 pub async fn version(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path((project_id, id, number)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let access = project_scope(&state, &user, &project_id).await?;
     let template = state.store.get_template(&project_id, &id).await?;
-    let number: i64 = number.parse().map_err(|_| ApiError::not_found("template version"))?;
+    let number: i64 = number.parse().map_err(|_| ApiError::not_found(store::Resource::TemplateVersion))?;
     let version = state.store.template_version(&template.id, number).await?;
     let mut body = template_json(&template, &version.content, access.role == Role::Admin);
     body["version"] = json!(version.version);
@@ -273,10 +263,10 @@ pub async fn version(
 pub async fn export(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Project(scope): Project,
     Path((project_id, id)): Path<(String, String)>,
     query: Query,
 ) -> ApiResult<Response> {
-    let scope = project_scope(&state, &user, &project_id).await?;
     let query = query.only(&["version"])?;
     let template = state.store.get_template(&project_id, &id).await?;
     let number = query.int("version")?.unwrap_or(template.current_version);
@@ -323,11 +313,10 @@ pub struct PreviewRequest {
 /// Renders the template for one edge, as a delivery would, without sending anything.
 pub async fn preview(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Project(access): Project,
     Path((project_id, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> ApiResult<Json<Value>> {
-    let access = project_scope(&state, &user, &project_id).await?;
     let template = state.store.get_template(&project_id, &id).await?;
     let kind = template.kind;
     let content = match &body.content {
@@ -376,14 +365,14 @@ fn render_for_people(
         builtins: values.builtins.clone(),
     };
     let rendered = params::render(normalized, &values).map_err(|missing| {
-        ApiError::unprocessable(
-            "missing_parameters",
+        ApiError::new(
+            ErrorCode::MissingParameters,
             format!("edge service {edge_name}: no value for {}", missing.join(", ")),
         )
         .with_details(json!({"missing": [{"name": edge_name, "parameters": missing}]}))
     })?;
     template::load(kind, &rendered).map_err(|problems| {
-        ApiError::invalid_document("invalid_rendered_template", &format!("rendered for {edge_name}"), &problems)
+        ApiError::invalid_document(ErrorCode::InvalidRenderedTemplate, &format!("rendered for {edge_name}"), &problems)
     })?;
     let shown = params::render_masked(normalized, &values).unwrap_or(Value::Null);
     Ok(if reveal { shown } else { domain::secrets::mask_credentials(&shown) })

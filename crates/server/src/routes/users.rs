@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::access::{deny, is_any_admin};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Query};
 use crate::routes::{audit_entry, created};
 
@@ -51,7 +51,7 @@ pub const LANGUAGES: [&str; 2] = ["en", "zh"];
 /// The strength rules of `passwords::check_strength`, as an API error.
 pub fn check_password(username: &str, password: &str) -> Result<(), ApiError> {
     crate::passwords::check_strength(username, password)
-        .map_err(|why| ApiError::unprocessable("weak_password", format!("password: {why}")))
+        .map_err(|why| ApiError::new(ErrorCode::WeakPassword, format!("password: {why}")))
 }
 
 fn check_username(username: &str) -> Result<String, ApiError> {
@@ -59,7 +59,7 @@ fn check_username(username: &str) -> Result<String, ApiError> {
     let valid = (2..=64).contains(&username.chars().count())
         && username.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
     if !valid {
-        return Err(ApiError::unprocessable("invalid_username", "username: 2 to 64 letters, digits, . - _ @"));
+        return Err(ApiError::new(ErrorCode::InvalidUsername, "username: 2 to 64 letters, digits, . - _ @"));
     }
     Ok(username.to_owned())
 }
@@ -122,10 +122,10 @@ pub async fn apply_patch(state: &AppState, actor: &store::User, id: &str, patch:
     if let Some(language) = &patch.language
         && !LANGUAGES.contains(&language.as_str())
     {
-        return Err(ApiError::unprocessable("invalid_language", format!("language: use {}", LANGUAGES.join(" or "))));
+        return Err(ApiError::new(ErrorCode::InvalidLanguage, format!("language: use {}", LANGUAGES.join(" or "))));
     }
     if patch.disabled == Some(true) && target.id == actor.id {
-        return Err(ApiError::unprocessable("cannot_disable_self", "disabled: you cannot disable your own account"));
+        return Err(ApiError::new(ErrorCode::CannotDisableSelf, "disabled: you cannot disable your own account"));
     }
     let details = json!({"password_changed": hash.is_some(), "disabled": patch.disabled, "language": patch.language});
     let mut entry = audit_entry(actor, None, "user.update", "user", &target.username, details);
@@ -143,7 +143,7 @@ pub async fn delete(
         return deny(&state, &user, None, "deleting users needs the system admin role").await;
     }
     if id == user.id {
-        return Err(ApiError::unprocessable("cannot_delete_self", "you cannot delete your own account"));
+        return Err(ApiError::new(ErrorCode::CannotDeleteSelf, "you cannot delete your own account"));
     }
     let target = state.store.get_user(&id).await?;
     let mut entry = audit_entry(&user, None, "user.delete", "user", &target.username, json!({}));
