@@ -1,5 +1,5 @@
 //! The eKuiper engine of one instance (`/api/ekuiper/...`): streams, tables, rules, imports and
-//! portable plugins, with the status codes and texts of shared/reference/ecp-neuronex.md section 7.
+//! portable plugins, with the status codes and texts docs/SIMULATOR.md lists with their upstream sources.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -7,7 +7,6 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Value, json};
 
-use domain::rule::rule_sources;
 
 use crate::Request;
 use crate::plugin_zip;
@@ -951,4 +950,74 @@ fn section_entries(document: &Value, section: &str) -> Vec<(String, Value)> {
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
+}
+
+/// The streams and tables a SQL rule reads: the name after each `FROM` and `JOIN`. The simulator
+/// reads SQL with its own small tokenizer (quoted text skipped, backticks unwrapped) rather than
+/// edgefleet's parser, so a test double cannot agree with the code it judges by sharing its bugs.
+fn rule_sources(rule: &Value) -> Vec<String> {
+    let sql = rule.get("sql").and_then(Value::as_str).unwrap_or_default();
+    let words = sql_words(sql);
+    let mut names: Vec<String> = words
+        .windows(2)
+        .filter(|pair| pair[0].eq_ignore_ascii_case("from") || pair[0].eq_ignore_ascii_case("join"))
+        .map(|pair| pair[1].clone())
+        .filter(|name| name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_'))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Identifier-like words of a SQL text, in order; string literals are skipped.
+fn sql_words(sql: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                // A literal: skip to its closing quote.
+                for next in chars.by_ref() {
+                    if next == c {
+                        break;
+                    }
+                }
+            }
+            '`' => {
+                let word: String = chars.by_ref().take_while(|&next| next != '`').collect();
+                words.push(word);
+            }
+            c if c.is_ascii_alphanumeric() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some(&next) = chars.peek() {
+                    if !(next.is_ascii_alphanumeric() || next == '_') {
+                        break;
+                    }
+                    word.push(next);
+                    chars.next();
+                }
+                words.push(word);
+            }
+            _ => {}
+        }
+    }
+    words
+}
+
+#[cfg(test)]
+mod sql_tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_the_names_after_from_and_join() {
+        let cases = [
+            ("SELECT * FROM demo", vec!["demo"]),
+            ("select a from `my_stream` left join t2 on a = b", vec!["my_stream", "t2"]),
+            ("SELECT 'from x' AS f FROM s1 INNER JOIN s2 ON true JOIN s1", vec!["s1", "s2"]),
+            ("SELECT 1", vec![]),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(rule_sources(&serde_json::json!({"sql": sql})), expected, "{sql}");
+        }
+    }
 }

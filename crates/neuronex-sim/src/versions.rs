@@ -1,6 +1,6 @@
 //! Which eKuiper and Neuron a NeuronEX version bundles, and the behaviours that follow from them.
 //!
-//! Source: shared/reference/ecp-neuronex.md, "Engine versions inside NeuronEX". 3.5.5 and 3.7.0 are
+//! Source: the table in docs/SIMULATOR.md ("Versions", with its sources). 3.5.5 and 3.7.0 are
 //! confirmed; the other rows are inferred from release dates and are marked so in the docs.
 
 pub use domain::version::Version;

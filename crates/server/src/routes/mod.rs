@@ -1,4 +1,4 @@
-//! The REST API. Paths are the contract of shared/DESIGN.md; `P` = `/api/v1/projects/{project_id}`.
+//! The REST API. Paths are the contract of docs/API.md; `P` = `/api/v1/projects/{project_id}`.
 //!
 //! Every route is declared once in `table()` with the access rule it enforces; the router is built
 //! from that table, and the authorization test walks the same table, so a route cannot exist

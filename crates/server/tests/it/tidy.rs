@@ -30,3 +30,36 @@ fn english_and_chinese_have_the_same_keys() {
     let only_zh: Vec<&String> = zh.difference(&en).collect();
     assert!(only_en.is_empty() && only_zh.is_empty(), "English only: {only_en:?}; Chinese only: {only_zh:?}");
 }
+
+/// docs/API.md publishes the error-code table; it must be the server's own, letter for letter.
+#[test]
+fn the_published_error_codes_are_the_servers() {
+    let docs = include_str!("../../../../docs/API.md");
+    let begin = "<!-- error-codes:begin -->\n";
+    let start = docs.find(begin).expect("the error-code markers") + begin.len();
+    let end = docs.find("<!-- error-codes:end -->").expect("the end marker");
+    let expected = server::error_codes::markdown_table();
+    assert!(
+        docs[start..end] == expected,
+        "docs/API.md's error codes differ from the server's; put this between the markers:\n{expected}"
+    );
+}
+
+/// docs/API.md lists every route of the route table with its access rule, and no route it lacks.
+#[test]
+fn the_published_routes_are_the_servers() {
+    let docs = include_str!("../../../../docs/API.md");
+    let mut missing = Vec::new();
+    for route in server::routes::catalog() {
+        let row = format!("| `{} {}` | {:?} |", route.method, route.path, route.access);
+        if !docs.contains(&row) {
+            missing.push(row);
+        }
+    }
+    assert!(missing.is_empty(), "docs/API.md lacks these rows (or names another rule):\n{}", missing.join("\n"));
+    let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    let is_route_row = |line: &&str| methods.iter().any(|m| line.starts_with(&format!("| `{m} /")));
+    let listed = docs.lines().filter(is_route_row).count();
+    let routes = server::routes::catalog().len();
+    assert_eq!(listed, routes, "docs/API.md lists {listed} routes, the server has {routes}");
+}
