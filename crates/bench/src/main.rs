@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use api_client::ApiClient;
 use clap::Parser;
 use edge_client::{ClientConfig, EdgeAuth, EdgeClient, EdgeTarget, StreamKind};
 use futures::StreamExt;
@@ -162,12 +163,12 @@ async fn hostile_load(args: &Args, logins: u32) -> anyhow::Result<Value> {
     let rss_before = peak_rss_mib(server.child.id());
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (http, url, stop) = (session.http.clone(), format!("{}/healthz", server.base), Arc::clone(&stop));
+        let (api, stop) = (session.api.anonymous(), Arc::clone(&stop));
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let asked = Instant::now();
-                let ok = http.get(&url).send().await.is_ok_and(|r| r.status().is_success());
+                let ok = api.send(reqwest::Method::GET, "/healthz", None).await.is_ok_and(|a| a.is_success());
                 latencies.push((asked.elapsed().as_secs_f64() * 1000.0, ok));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -175,20 +176,19 @@ async fn hostile_load(args: &Args, logins: u32) -> anyhow::Result<Value> {
         })
     };
     let started = Instant::now();
+    let anonymous = session.api.anonymous();
     let sign_ins = futures::future::join_all((0..logins).map(|k| {
-        let request = session
-            .http
-            .post(format!("{}/api/v1/auth/login", server.base))
-            .json(&json!({"username": format!("operator-{k}"), "password": PASSWORD}));
-        async move { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+        let body = json!({"username": format!("operator-{k}"), "password": PASSWORD});
+        let anonymous = anonymous.clone();
+        async move {
+            let answer = anonymous.send(reqwest::Method::POST, "/api/v1/auth/login", Some(&body)).await;
+            answer.map(|a| a.status).unwrap_or(0)
+        }
     }));
     let hostile = format!("{{\"id\": \"r1\", \"sql\": \"{}\"}}", "${".repeat(15 * 512 * 1024));
-    let template = session
-        .http
-        .post(format!("{}/api/v1/projects/{project}/templates", server.base))
-        .bearer_auth(&session.token)
-        .json(&json!({"name": "hostile", "kind": "rule", "content": hostile}))
-        .send();
+    let hostile_body = json!({"name": "hostile", "kind": "rule", "content": hostile});
+    let template_path = format!("/api/v1/projects/{project}/templates");
+    let template = session.api.send(reqwest::Method::POST, &template_path, Some(&hostile_body));
     let (statuses, template) = tokio::join!(sign_ins, template);
     let seconds = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
@@ -203,7 +203,7 @@ async fn hostile_load(args: &Args, logins: u32) -> anyhow::Result<Value> {
         "throttled_429": count(429),
         "seconds": seconds,
         "hostile_template_bytes": hostile.len(),
-        "hostile_template_status": template.map(|r| r.status().as_u16()).unwrap_or(0),
+        "hostile_template_status": template.map(|a| a.status).unwrap_or(0),
         "server_peak_rss_mib_before": rss_before,
         "server_peak_rss_mib": peak_rss_mib(server.child.id()),
         "healthz_samples": latencies.len(),
@@ -273,38 +273,21 @@ fn chart(results: &[Value]) -> String {
 }
 
 struct Session {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+    api: ApiClient,
 }
 
 impl Session {
     async fn start(server: &ServerProcess) -> anyhow::Result<Session> {
-        let http = reqwest::Client::new();
-        let login: Value = http
-            .post(format!("{}/api/v1/auth/login", server.base))
-            .json(&json!({"username": "admin", "password": PASSWORD}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(Session { http, base: server.base.clone(), token: login["token"].as_str().context("token")?.to_owned() })
+        let (api, _) = ApiClient::new(&server.base).login("admin", PASSWORD).await?;
+        Ok(Session { api })
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        Ok(self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?)
+        Ok(self.api.post(path, &body).await?)
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        Ok(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?.json().await?)
+        Ok(self.api.get(path).await?)
     }
 
     async fn project(&self) -> anyhow::Result<String> {
@@ -348,16 +331,9 @@ impl Session {
 
     /// Follows a delivery's events to its end.
     async fn watch(&self, project: &str, id: &str) -> anyhow::Result<()> {
-        let events = self
-            .http
-            .get(format!("{}/api/v1/projects/{project}/deliveries/{id}/events", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        let mut stream = events.bytes_stream();
-        let mut parser = sse::Parser::new();
-        while let Some(chunk) = stream.next().await {
-            if parser.feed(&chunk?).iter().any(|event| event.name == "final") {
+        let mut events = self.api.events(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), None).await?;
+        while let Some(event) = events.next().await {
+            if event?.name == "final" {
                 return Ok(());
             }
         }
@@ -502,15 +478,7 @@ async fn plugin_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
     let form = reqwest::multipart::Form::new()
         .text("name", "big")
         .part("file", reqwest::multipart::Part::bytes(package).file_name("big.zip"));
-    let plugin: Value = session
-        .http
-        .post(format!("{}/api/v1/projects/{project}/plugins", session.base))
-        .bearer_auth(&session.token)
-        .multipart(form)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let plugin = session.api.send_form(&format!("/api/v1/projects/{project}/plugins"), form).await?.into_result()?;
     let cpu_before = cpu_seconds(server.child.id());
     let started = Instant::now();
     let body = json!({"plugin_id": plugin["id"], "targets": {"all": true}, "options": {"concurrency": 64, "timeout_secs": 120}});

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
+use api_client::{ApiClient, reqwest};
 use serde_json::{Value, json};
 
 /// Where `edgefleet login` keeps the server address and token.
@@ -17,10 +17,10 @@ fn credentials_path() -> PathBuf {
     PathBuf::from(home).join(".config/edgefleet/credentials.json")
 }
 
+/// The CLI's view of the server: the shared API client, plus what only the CLI needs (the saved
+/// login, following a delivery to its end).
 pub struct Client {
-    http: reqwest::Client,
-    server: String,
-    token: String,
+    api: ApiClient,
 }
 
 impl Client {
@@ -30,49 +30,27 @@ impl Client {
         let server = std::env::var("EDGEFLEET_SERVER").ok().or_else(|| saved["server"].as_str().map(str::to_owned));
         let token = std::env::var("EDGEFLEET_TOKEN").ok().or_else(|| saved["token"].as_str().map(str::to_owned));
         match (server, token) {
-            (Some(server), Some(token)) => Ok(Client::new(&server, &token)),
+            (Some(server), Some(token)) => Ok(Client { api: ApiClient::new(&server).with_token(&token) }),
             _ => bail!(
                 "not signed in: run `edgefleet login --server URL --username NAME`, or set EDGEFLEET_SERVER and EDGEFLEET_TOKEN"
             ),
         }
     }
 
-    pub fn new(server: &str, token: &str) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            server: server.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
-        }
-    }
-
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let mut request = self.http.request(method, format!("{}{path}", self.server)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.with_context(|| format!("cannot reach {}", self.server))?;
-        read_answer(response).await
+    pub fn signed_in(api: ApiClient) -> Client {
+        Client { api }
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(reqwest::Method::GET, path, None).await
+        Ok(self.api.get(path).await?)
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.send(reqwest::Method::POST, path, Some(body)).await
+        Ok(self.api.post(path, body).await?)
     }
 
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.server))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.server))?;
-        read_answer(response).await
+        Ok(self.api.send_raw(reqwest::Method::POST, path, content_type, body).await?.into_result()?)
     }
 
     pub async fn upload_plugin(
@@ -86,58 +64,39 @@ impl Client {
             .text("name", name.to_owned())
             .text("description", description.to_owned())
             .part("file", reqwest::multipart::Part::bytes(bytes).file_name(format!("{name}.zip")));
-        let response = self
-            .http
-            .post(format!("{}/api/v1/projects/{project}/plugins", self.server))
-            .bearer_auth(&self.token)
-            .multipart(form)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.server))?;
-        read_answer(response).await
+        Ok(self.api.send_form(&format!("/api/v1/projects/{project}/plugins"), form).await?.into_result()?)
     }
 
+    /// A file the server answers (template exports), as text.
     pub async fn text(&self, path: &str) -> anyhow::Result<String> {
-        let response = self.http.get(format!("{}{path}", self.server)).bearer_auth(&self.token).send().await?;
-        if !response.status().is_success() {
-            // Always an error for a failed status.
-            return read_answer(response).await.map(|v| v.to_string());
+        let answer = self.api.send(reqwest::Method::GET, path, None).await?;
+        if !answer.is_success() {
+            answer.into_result()?;
+            bail!("GET {path} failed");
         }
-        Ok(response.text().await?)
+        Ok(answer.text)
     }
 
-    /// Follows a delivery's events until its final state; `on_event(name, data)` sees each one.
-    /// Follows a delivery's live events to its `final` event. A stream that breaks off is opened
-    /// again with `Last-Event-ID`, so no result is missed or shown twice.
+    /// Follows a delivery's live events to its `final` event; `on_event(name, data)` sees each
+    /// one. A stream that breaks off is opened again with `Last-Event-ID`, so no result is missed
+    /// or shown twice.
     pub async fn watch(&self, path: &str, mut on_event: impl FnMut(&str, &Value)) -> anyhow::Result<()> {
         let mut last_id: Option<String> = None;
         for attempt in 0..RECONNECTS {
             if attempt > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
             }
-            let mut request = self.http.get(format!("{}{path}", self.server)).bearer_auth(&self.token);
-            if let Some(id) = &last_id {
-                request = request.header("last-event-id", id);
-            }
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(_) if attempt + 1 < RECONNECTS => continue,
+            let mut events = match self.api.events(path, last_id.as_deref()).await {
+                Ok(events) => events,
+                Err(api_client::ClientError::Unreachable { .. }) if attempt + 1 < RECONNECTS => continue,
                 Err(err) => return Err(err.into()),
             };
-            if !response.status().is_success() {
-                read_answer(response).await?;
-                return Ok(());
-            }
-            let mut stream = response.bytes_stream();
-            let mut parser = sse::Parser::new();
-            while let Some(Ok(chunk)) = stream.next().await {
-                for event in parser.feed(&chunk) {
-                    last_id = event.id.clone().or(last_id);
-                    let Ok(value) = serde_json::from_str::<Value>(&event.data) else { continue };
-                    on_event(&event.name, &value);
-                    if event.name == "final" {
-                        return Ok(());
-                    }
+            while let Some(Ok(event)) = events.next().await {
+                last_id = event.id.clone().or(last_id);
+                let Ok(value) = serde_json::from_str::<Value>(&event.data) else { continue };
+                on_event(&event.name, &value);
+                if event.name == "final" {
+                    return Ok(());
                 }
             }
         }
@@ -147,20 +106,6 @@ impl Client {
 
 /// How often `watch` opens a broken stream again.
 const RECONNECTS: u32 = 5;
-
-/// The server's JSON, or its error sentence as the error.
-async fn read_answer(response: reqwest::Response) -> anyhow::Result<Value> {
-    let status = response.status();
-    let text = response.text().await?;
-    let value: Value =
-        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-    if status.is_success() {
-        return Ok(value);
-    }
-    let code = value["error"]["code"].as_str().unwrap_or("error");
-    let message = value["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
-    bail!("{message} ({code}, HTTP {})", status.as_u16())
-}
 
 #[derive(clap::Args)]
 pub struct LoginArgs {
@@ -182,14 +127,13 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     // The device token of an earlier sign-in here keeps this machine signing in while someone
     // else is guessing the same account's password (it is counted on its own).
     let saved = saved_credentials();
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/api/v1/auth/login", args.server.trim_end_matches('/')))
-        .json(&json!({"username": args.username, "password": password}));
-    if let Some(device) = saved["device_token"].as_str() {
-        request = request.header("x-edgefleet-device", device);
-    }
-    let response = request.send().await.with_context(|| format!("cannot reach {}", args.server))?;
-    let answer = read_answer(response).await?;
+    let headers: Vec<(&str, &str)> =
+        saved["device_token"].as_str().map(|d| ("x-edgefleet-device", d)).into_iter().collect();
+    let body = json!({"username": args.username, "password": password});
+    let answer = ApiClient::new(&args.server)
+        .send_with(reqwest::Method::POST, "/api/v1/auth/login", Some(&body), &headers)
+        .await?
+        .into_result()?;
     let saved = json!({"server": args.server, "token": answer["token"], "device_token": answer["device_token"]});
     let path = credentials_path();
     write_private(&path, &saved.to_string()).with_context(|| format!("cannot save the login to {}", path.display()))?;

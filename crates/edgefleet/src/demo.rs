@@ -189,17 +189,10 @@ fn demo_password(data_dir: &std::path::Path) -> anyhow::Result<String> {
 }
 
 async fn sign_in(base: &str, password: &str) -> anyhow::Result<Client> {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": password}))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "cannot sign in as admin: the data folder was made with another password (set EDGEFLEET_ADMIN_PASSWORD or use a new --data-dir)"
-    );
-    let body: Value = response.json().await?;
-    Ok(Client::new(base, body["token"].as_str().unwrap_or_default()))
+    let (api, _) = api_client::ApiClient::new(base).login("admin", password).await.context(
+        "cannot sign in as admin: the data folder was made with another password (set EDGEFLEET_ADMIN_PASSWORD or use a new --data-dir)",
+    )?;
+    Ok(Client::signed_in(api))
 }
 
 async fn ensure_project(client: &Client) -> anyhow::Result<String> {

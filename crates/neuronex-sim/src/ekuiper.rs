@@ -7,7 +7,6 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Value, json};
 
-
 use crate::Request;
 use crate::plugin_zip;
 use crate::reply::{Reply, ekuiper_error};

@@ -2,7 +2,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use futures::StreamExt;
+use api_client::ApiClient;
 use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "process-test-pw";
@@ -52,17 +52,8 @@ impl Server {
     }
 
     pub async fn api(&self) -> Api {
-        let http = reqwest::Client::new();
-        let login: Value = http
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&json!({"username": "admin", "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        Api { http, base: self.base.clone(), token: login["token"].as_str().expect("token").to_owned() }
+        let (client, _) = ApiClient::new(&self.base).login("admin", PASSWORD).await.expect("login");
+        Api { client }
     }
 }
 
@@ -73,49 +64,22 @@ impl Drop for Server {
     }
 }
 
+/// The shared API client, with test helpers that fail the test on an error answer.
 pub struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+    client: ApiClient,
 }
 
 impl Api {
     pub async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json")
+        self.client.get(path).await.unwrap_or_else(|err| panic!("GET {path}: {err}"))
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("post");
-        assert!(response.status().is_success(), "{path}: {}", response.status());
-        response.json().await.expect("json")
+        self.client.post(path, &body).await.unwrap_or_else(|err| panic!("POST {path}: {err}"))
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("put");
-        assert!(response.status().is_success(), "{path}: {}", response.status());
-        response.json().await.expect("json")
+        self.client.put(path, &body).await.unwrap_or_else(|err| panic!("PUT {path}: {err}"))
     }
 
     /// A project with the simulator's instances registered and a one-stream, one-rule template;
@@ -146,24 +110,19 @@ impl Api {
     /// Reads delivery events until `stop_after` target events or the final event; answers how
     /// many target events came.
     pub async fn watch(&self, path: &str, stop_after: usize) -> usize {
-        let response =
-            self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.expect("events");
-        let mut stream = response.bytes_stream();
-        let mut parser = sse::Parser::new();
+        let mut events = self.client.events(path, None).await.expect("events");
         let mut targets = 0;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-        while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await {
-            for event in parser.feed(&chunk) {
-                match event.name.as_str() {
-                    "target" => {
-                        targets += 1;
-                        if targets >= stop_after {
-                            return targets;
-                        }
+        while let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, events.next()).await {
+            match event.name.as_str() {
+                "target" => {
+                    targets += 1;
+                    if targets >= stop_after {
+                        return targets;
                     }
-                    "final" => return targets,
-                    _ => {}
                 }
+                "final" => return targets,
+                _ => {}
             }
         }
         targets

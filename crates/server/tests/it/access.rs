@@ -70,17 +70,8 @@ async fn world() -> World {
         }
     }
     for name in &ROLES[1..] {
-        let login: Value = app
-            .http
-            .post(format!("{}/api/v1/auth/login", app.base))
-            .json(&json!({"username": name, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        tokens.insert(*name, login["token"].as_str().expect("token").to_owned());
+        let login = app.login(name, PASSWORD, &[]).await;
+        tokens.insert(*name, login.body["token"].as_str().expect("token").to_owned());
     }
     World { app, tokens, orgs, projects, users }
 }
@@ -350,13 +341,7 @@ async fn sessions_and_tokens_end_when_they_should() {
 async fn login_attempts_are_throttled_and_audited() {
     let world = world().await;
     let app = &world.app;
-    let attempt = |password: &'static str| {
-        let request = app
-            .http
-            .post(format!("{}/api/v1/auth/login", app.base))
-            .json(&json!({"username": "orgviewer", "password": password}));
-        async move { request.send().await.expect("login").status().as_u16() }
-    };
+    let attempt = |password: &'static str| async move { app.login("orgviewer", password, &[]).await.status };
     for _ in 0..5 {
         assert_eq!(attempt("wrong-password").await, 401);
     }

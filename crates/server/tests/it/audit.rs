@@ -9,14 +9,8 @@ async fn changes_deliveries_and_logins_are_recorded_with_names() {
     let ids = app.register(&sim, 2).await;
     let template = app.template("line rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
     let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
-    let refused = app
-        .http
-        .post(format!("{}/api/v1/auth/login", app.base))
-        .json(&json!({"username": "admin", "password": "wrong"}))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(refused.status(), 401);
+    let refused = app.login("admin", "wrong", &[]).await;
+    assert_eq!(refused.status, 401);
 
     let start = app.get("/api/v1/audit?action=delivery.start").await;
     assert_eq!(start.body["total"], 1);

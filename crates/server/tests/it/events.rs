@@ -21,33 +21,26 @@ struct Seen {
 
 /// Reads one stream to its end.
 async fn watch(app: &TestApp, id: &str, last_event_id: Option<&str>) -> Seen {
-    let mut request =
-        app.http.get(format!("{}{}", app.base, app.p(&format!("/deliveries/{id}/events")))).bearer_auth(&app.token);
-    if let Some(last) = last_event_id {
-        request = request.header("last-event-id", last);
-    }
-    let mut response = request.send().await.expect("events");
-    assert_eq!(response.status(), 200);
-    let mut parser = sse::Parser::new();
+    let path = app.p(&format!("/deliveries/{id}/events"));
+    let mut stream = app.client.events(&path, last_event_id).await.expect("events");
     let (mut seen, mut snapshot, mut counts, mut ids) = (HashMap::new(), Value::Null, Value::Null, Vec::new());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
-    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, response.chunk()).await.expect("the stream ends") {
-        for event in parser.feed(&chunk) {
-            let data: Value = serde_json::from_str(&event.data).expect("json");
-            match event.name.as_str() {
-                "target" => {
-                    *seen.entry(data["edge_id"].as_str().expect("edge").to_owned()).or_insert(0) += 1;
-                    ids.push(event.id.as_deref().and_then(|i| i.parse().ok()).expect("a numbered event"));
-                }
-                "counts" => {
-                    if snapshot.is_null() {
-                        snapshot = data.clone();
-                    }
-                    counts = data;
-                }
-                "final" => return Seen { targets: seen, snapshot, counts, final_event: data, ids },
-                _ => {}
+    while let Some(event) = tokio::time::timeout_at(deadline, stream.next()).await.expect("the stream ends") {
+        let event = event.expect("the stream goes on");
+        let data: Value = serde_json::from_str(&event.data).expect("json");
+        match event.name.as_str() {
+            "target" => {
+                *seen.entry(data["edge_id"].as_str().expect("edge").to_owned()).or_insert(0) += 1;
+                ids.push(event.id.as_deref().and_then(|i| i.parse().ok()).expect("a numbered event"));
             }
+            "counts" => {
+                if snapshot.is_null() {
+                    snapshot = data.clone();
+                }
+                counts = data;
+            }
+            "final" => return Seen { targets: seen, snapshot, counts, final_event: data, ids },
+            _ => {}
         }
     }
     panic!("the stream ended without a final event");
@@ -146,13 +139,6 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_rest() {
     let none = watch(&app, id, None).await;
     assert!(none.targets.is_empty(), "a new stream of a finished delivery: its snapshot and the final event");
     assert_eq!(none.snapshot["succeeded"], 50);
-    let bad = app
-        .http
-        .get(format!("{}{}", app.base, app.p(&format!("/deliveries/{id}/events"))))
-        .bearer_auth(&app.token)
-        .header("last-event-id", "seven")
-        .send()
-        .await
-        .expect("events");
-    assert_eq!(bad.status(), 400);
+    let bad = app.client.events(&app.p(&format!("/deliveries/{id}/events")), Some("seven")).await.err();
+    assert_eq!(bad.as_ref().and_then(|e| e.code()), Some("bad_last_event_id"), "{bad:?}");
 }

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use api_client::ApiClient;
 use neuronex_sim::versions::Version;
 use neuronex_sim::{RunningSim, SimConfig};
 use reqwest::Method;
@@ -9,20 +10,18 @@ use server::{App, Config};
 
 pub const PASSWORD: &str = "test-password-1";
 
+pub use api_client::Answer;
+
 pub struct TestApp {
     pub base: String,
     pub token: String,
     pub project: String,
+    /// The shared API client, signed in as the system admin.
+    pub client: ApiClient,
+    /// Its HTTP client, for tests of raw HTTP (no token, cookies, odd headers).
     pub http: reqwest::Client,
     pub data: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
-    pub text: String,
-    pub headers: reqwest::header::HeaderMap,
 }
 
 impl TestApp {
@@ -59,18 +58,10 @@ impl TestApp {
         tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
-        let http = reqwest::Client::new();
-        let login: Value = http
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("login json");
+        let (client, login) = ApiClient::new(&base).login("admin", PASSWORD).await.expect("login");
         let token = login["token"].as_str().expect("token").to_owned();
-        let mut app = TestApp { base, token, project: String::new(), http, data, _stop: stop };
+        let http = client.http().clone();
+        let mut app = TestApp { base, token, project: String::new(), client, http, data, _stop: stop };
         let org = app.call(Method::POST, "/api/v1/orgs", Some(json!({"name": "Plant"}))).await;
         let org_id = org.body["id"].as_str().expect("org id").to_owned();
         let project =
@@ -84,32 +75,22 @@ impl TestApp {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        answer(request.send().await.expect("request")).await
+        self.client.send(method, path, body.as_ref()).await.expect("request")
     }
 
     /// The same request with another user's token.
     pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        answer(request.send().await.expect("request")).await
+        self.client.with_token(token).send(method, path, body.as_ref()).await.expect("request")
     }
 
     /// `POST /api/v1/auth/login` with these credentials (and extra headers).
     pub async fn login(&self, username: &str, password: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut request = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&json!({"username": username, "password": password}));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        answer(request.send().await.expect("login")).await
+        let body = json!({"username": username, "password": password});
+        self.client
+            .anonymous()
+            .send_with(Method::POST, "/api/v1/auth/login", Some(&body), headers)
+            .await
+            .expect("login")
     }
 
     /// Creates a user and, when given, makes them a project member with `role`; answers (id, token).
@@ -133,13 +114,7 @@ impl TestApp {
     }
 
     pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
-        let request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .header("content-type", content_type)
-            .body(body);
-        answer(request.send().await.expect("request")).await
+        self.client.send_raw(method, path, content_type, body).await.expect("request")
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -206,24 +181,13 @@ impl TestApp {
 
     /// The same, for a delivery of the project at `project_path` (`/api/v1/projects/<id>`).
     pub async fn events_at(&self, project_path: &str, id: &str) -> Vec<(String, Value)> {
-        let response = self
-            .http
-            .get(format!("{}{project_path}/deliveries/{id}/events", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("events");
-        assert_eq!(response.status(), 200);
+        let path = format!("{project_path}/deliveries/{id}/events");
+        let mut stream = self.client.events(&path, None).await.expect("events");
         let mut events = Vec::new();
-        let mut parser = sse::Parser::new();
-        let mut response = response;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while let Ok(Some(chunk)) =
-            tokio::time::timeout_at(deadline, response.chunk()).await.expect("events end in time")
-        {
-            for event in parser.feed(&chunk) {
-                events.push((event.name, serde_json::from_str(&event.data).expect("event json")));
-            }
+        while let Some(event) = tokio::time::timeout_at(deadline, stream.next()).await.expect("events end in time") {
+            let event = event.expect("the stream goes on");
+            events.push((event.name, serde_json::from_str(&event.data).expect("event json")));
         }
         events
     }
@@ -231,22 +195,15 @@ impl TestApp {
     /// Opens a delivery's event stream and reads it until `enough` says so (given every event so
     /// far); waits follow the stream, never the clock.
     pub async fn events_until(&self, id: &str, mut enough: impl FnMut(&sse::Event) -> bool) {
-        let mut response = self
-            .http
-            .get(format!("{}{}", self.base, self.p(&format!("/deliveries/{id}/events"))))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("events");
-        let mut parser = sse::Parser::new();
+        let mut stream = self.client.events(&self.p(&format!("/deliveries/{id}/events")), None).await.expect("events");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            let event = tokio::time::timeout_at(deadline, stream.next())
                 .await
                 .expect("the awaited events come in time")
-                .expect("chunk")
-                .expect("the stream goes on");
-            if parser.feed(&chunk).iter().any(&mut enough) {
+                .expect("the stream goes on")
+                .expect("an event");
+            if enough(&event) {
                 return;
             }
         }
@@ -257,14 +214,6 @@ impl TestApp {
         let answer = self.get(&self.p(&format!("/deliveries/{id}/targets?limit=1000"))).await;
         answer.body["items"].as_array().expect("items").clone()
     }
-}
-
-async fn answer(response: reqwest::Response) -> Answer {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer { status, body, text, headers }
 }
 
 pub async fn sim(count: u32, versions: &[&str]) -> RunningSim {
@@ -332,8 +281,6 @@ impl TestApp {
         if let Some(bytes) = file {
             form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name("plugin.zip"));
         }
-        let request =
-            self.http.post(format!("{}{}", self.base, self.p("/plugins"))).bearer_auth(&self.token).multipart(form);
-        answer(request.send().await.expect("upload")).await
+        self.client.send_form(&self.p("/plugins"), form).await.expect("upload")
     }
 }
