@@ -55,7 +55,7 @@ crate::wire_enum! {
 }
 
 /// Target counts of one delivery.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Counts {
     pub total: u64,
     pub succeeded: u64,

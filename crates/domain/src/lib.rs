@@ -19,7 +19,7 @@ pub mod version;
 pub mod wire;
 
 /// One problem in a document: where it is and what is wrong, in words a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Problem {
     /// A path into the document, such as `rules.r1.actions` or `nodes[0].groups[1].tags[2]`.
     pub path: String,

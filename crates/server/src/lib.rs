@@ -16,6 +16,7 @@ mod passwords;
 pub mod routes;
 mod secret_params;
 mod throttle;
+mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -7,14 +7,14 @@ use sqlx::any::AnyRow;
 use crate::audit::{self, AuditEntry};
 use crate::{Result, Store, StoreError, conflict, new_id, now_ms};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Org {
     pub id: String,
     pub name: String,
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {
     pub id: String,
     pub org_id: String,
@@ -31,11 +31,10 @@ pub struct ProjectScope {
     pub project_name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: String,
     pub username: String,
-    #[serde(skip)]
     pub password_hash: String,
     pub is_system_admin: bool,
     pub disabled: bool,

@@ -2,7 +2,6 @@
 //! the organization, project or resource is renamed or deleted.
 
 use domain::access::Outcome;
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
@@ -30,7 +29,7 @@ pub struct AuditEntry {
     pub details: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
     pub id: i64,
     pub at: i64,

@@ -8,7 +8,6 @@ use std::str::FromStr;
 
 use domain::delivery::{Counts, DeliveryKind, DeliveryState, TargetStatus};
 use domain::template::TemplateKind;
-use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -16,14 +15,6 @@ use sqlx::any::AnyRow;
 use crate::audit::{self, AuditEntry};
 use crate::edges::EdgeAuthRow;
 use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms, parsed};
-
-/// A kind that does not apply is written as `""`, in the column and on the wire.
-fn empty_when_none<S: serde::Serializer>(
-    kind: &Option<TemplateKind>,
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    serializer.serialize_str(kind.map(TemplateKind::as_str).unwrap_or(""))
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDelivery {
@@ -55,7 +46,7 @@ pub struct NewTarget {
     pub auth: EdgeAuthRow,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub id: String,
     pub project_id: String,
@@ -64,10 +55,8 @@ pub struct Delivery {
     pub template_name: String,
     pub template_version: Option<i64>,
     /// `None` for a plugin delivery (`""` on the wire, as before).
-    #[serde(serialize_with = "empty_when_none")]
     pub template_kind: Option<TemplateKind>,
     pub plugin_id: Option<String>,
-    #[serde(skip)]
     pub content: String,
     pub content_sha256: String,
     pub content_edited: bool,
@@ -82,7 +71,7 @@ pub struct Delivery {
     pub finished_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryTarget {
     pub edge_id: String,
     pub name: String,

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use domain::edge::{AuthKind, EdgeStatus};
 use domain::filter::EdgeFilter;
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
@@ -14,15 +13,14 @@ use crate::{Backend, Result, Store, StoreError, conflict, json_list, like_patter
 
 /// How edgefleet authenticates to the edge. The secret is stored encrypted by the caller and is
 /// never serialized.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EdgeAuthRow {
     pub kind: AuthKind,
     pub username: String,
-    #[serde(skip)]
     pub secret: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeService {
     pub id: String,
     pub project_id: String,

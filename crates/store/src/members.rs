@@ -1,13 +1,12 @@
 //! Memberships and roles, users' own settings and tokens, and deleting organizations and projects.
 
 use domain::access::Role;
-use serde::Serialize;
 use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
 use crate::{Org, Project, Result, Store, StoreError, now_ms, parsed};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub user_id: String,
     pub username: String,
@@ -21,7 +20,7 @@ pub struct Roles {
     pub project: Option<Role>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,

@@ -1,7 +1,6 @@
 //! Algorithm plugins (eKuiper portable-plugin packages). The package bytes live in the blob store,
 //! addressed by SHA-256; rows here say which project has which package under which name.
 
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -9,7 +8,7 @@ use sqlx::any::AnyRow;
 use crate::audit::{self, AuditEntry};
 use crate::{Result, Store, StoreError, json_value, new_id, now_ms};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plugin {
     pub id: String,
     pub project_id: String,

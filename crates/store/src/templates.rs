@@ -1,6 +1,5 @@
 //! Configuration templates and their immutable versions.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -9,7 +8,7 @@ use domain::template::TemplateKind;
 use crate::audit::{self, AuditEntry};
 use crate::{Result, Store, StoreError, conflict, new_id, now_ms, parsed};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     pub id: String,
     pub project_id: String,
@@ -21,7 +20,7 @@ pub struct Template {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateVersion {
     pub template_id: String,
     pub version: i64,

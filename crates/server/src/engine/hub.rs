@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use domain::delivery::{Counts, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryState};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -15,30 +15,19 @@ pub enum DeliveryEvent {
     Final { state: DeliveryState, counts: Counts },
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct TargetEvent {
-    /// The result's number in its delivery (the SSE event id).
-    pub seq: i64,
-    pub edge_id: String,
-    pub name: String,
-    pub endpoint: String,
-    pub version: Option<String>,
-    pub status: TargetStatus,
-    pub reason: String,
-}
+/// A live `target` event, as clients read it.
+pub use api_types::TargetEvent;
 
-impl TargetEvent {
-    /// The event of a stored result (for streams that catch up from the store).
-    pub fn of_stored(target: &store::DeliveryTarget) -> TargetEvent {
-        TargetEvent {
-            seq: target.result_seq,
-            edge_id: target.edge_id.clone(),
-            name: target.name.clone(),
-            endpoint: target.endpoint.clone(),
-            version: target.version.clone(),
-            status: target.status,
-            reason: target.reason.clone(),
-        }
+/// The event of a stored result (for streams that catch up from the store).
+pub fn stored_event(target: &store::DeliveryTarget) -> TargetEvent {
+    TargetEvent {
+        seq: target.result_seq,
+        edge_id: target.edge_id.clone(),
+        name: target.name.clone(),
+        endpoint: target.endpoint.clone(),
+        version: target.version.clone(),
+        status: target.status,
+        reason: target.reason.clone(),
     }
 }
 
@@ -48,7 +37,9 @@ impl DeliveryEvent {
         let (name, data) = match self {
             DeliveryEvent::Counts { counts } => ("counts", serde_json::json!(counts)),
             DeliveryEvent::Target { target } => ("target", serde_json::json!(target)),
-            DeliveryEvent::Final { state, counts } => ("final", serde_json::json!({"state": state, "counts": counts})),
+            DeliveryEvent::Final { state, counts } => {
+                ("final", serde_json::json!(api_types::FinalEvent { state: *state, counts: *counts }))
+            }
         };
         (name, data.to_string())
     }

@@ -9,6 +9,7 @@ use crate::AppState;
 use crate::access::{deny, is_any_admin};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{CurrentUser, Query};
+use crate::views;
 
 pub async fn list(
     State(state): State<AppState>,
@@ -38,5 +39,5 @@ pub async fn list(
         return Err(ApiError::new(ErrorCode::BadQuery, "since is after until"));
     }
     let (items, total) = state.store.list_audit(&audit_query).await?;
-    Ok(Json(json!({"items": items, "total": total})))
+    Ok(Json(json!(views::list(&items, total, views::audit_event))))
 }

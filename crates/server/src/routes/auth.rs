@@ -16,6 +16,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CredentialHash, CurrentUser, SESSION_COOKIE, cookie_in};
 use crate::routes::audit_entry;
 use crate::throttle::{DeviceTokens, Verdict};
+use crate::views;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +96,8 @@ pub async fn login(
         "{DEVICE_COOKIE}={device_token}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={}{secure}",
         DEVICE_TOKEN_DAYS * 86_400
     );
-    let body = json!({"token": token, "expires_at": expires_at, "user": user, "device_token": device_token});
+    let body =
+        json!({"token": token, "expires_at": expires_at, "user": views::user(&user), "device_token": device_token});
     let mut response = Json(body).into_response();
     for cookie in [session_cookie, device_cookie] {
         if let Ok(value) = header::HeaderValue::from_str(&cookie) {
@@ -147,7 +149,7 @@ pub async fn logout(
 }
 
 pub async fn me(CurrentUser(user): CurrentUser) -> Json<Value> {
-    Json(json!(user))
+    Json(json!(views::user(&user)))
 }
 
 #[derive(Deserialize, Default)]
@@ -204,7 +206,7 @@ pub async fn update_me(
 
 pub async fn list_tokens(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Value>> {
     let tokens = state.store.list_tokens(&user.id).await?;
-    Ok(Json(json!({"items": tokens, "total": tokens.len()})))
+    Ok(Json(json!(views::list(&tokens, tokens.len() as i64, views::token))))
 }
 
 pub async fn revoke_token(

@@ -30,6 +30,7 @@ use crate::extract::{ApiJson, CredentialHash, CurrentUser, Project, Query};
 use crate::metrics::Metrics;
 use crate::routes::audit_entry;
 use crate::routes::templates::checked_content;
+use crate::views;
 
 const TARGETS_SHAPES: &str = "targets: give {\"ids\": [...]}, {\"filter\": {...}} or {\"all\": true}";
 
@@ -58,10 +59,7 @@ pub struct NewDeliveryRequest {
 }
 
 fn delivery_json(delivery: &Delivery, counts: &domain::delivery::Counts) -> Value {
-    let mut body = json!(delivery);
-    body["counts"] = json!(counts);
-    body["params"] = crate::secret_params::masked(&delivery.params);
-    body
+    json!(views::delivery(delivery, counts))
 }
 
 pub async fn create(
@@ -381,9 +379,8 @@ pub async fn list(
     // One counts query for the page, not one per delivery.
     let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
     let counts = state.store.counts_of(&ids).await?;
-    let items: Vec<Value> =
-        deliveries.iter().map(|d| delivery_json(d, &counts.get(&d.id).copied().unwrap_or_default())).collect();
-    Ok(Json(json!({"items": items, "total": total})))
+    let page = views::list(&deliveries, total, |d| views::delivery(d, &counts.get(&d.id).copied().unwrap_or_default()));
+    Ok(Json(json!(page)))
 }
 
 pub async fn get_one(
@@ -413,7 +410,7 @@ pub async fn targets(
         .map_err(|m| ApiError::new(ErrorCode::BadQuery, m))?;
     let page = query.page()?;
     let (items, total) = state.store.list_targets(&id, status, page.limit, page.offset).await?;
-    Ok(Json(json!({"items": items, "total": total})))
+    Ok(Json(json!(views::list(&items, total, views::target))))
 }
 
 pub async fn cancel(
@@ -573,7 +570,7 @@ impl Watch {
                 .await?;
             for target in &page {
                 self.sent = target.result_seq;
-                let event = DeliveryEvent::Target { target: crate::engine::hub::TargetEvent::of_stored(target) };
+                let event = DeliveryEvent::Target { target: crate::engine::hub::stored_event(target) };
                 self.pending.push_back((Arc::new(Published::from(event)), target.result_seq));
             }
             if (page.len() as i64) < CATCH_UP_PAGE {

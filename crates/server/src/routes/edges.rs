@@ -19,6 +19,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Project, Query, parse_json};
 use crate::network::check_endpoint;
 use crate::routes::{audit_entry, created};
+use crate::views;
 
 use domain::import::MAX_IMPORT_ROWS;
 
@@ -96,7 +97,7 @@ pub async fn create(
     let created_edges = state.store.insert_edges(&project_id, std::slice::from_ref(&edge), &entry).await?;
     probe_in_background(&state, &created_edges);
     let first = created_edges.into_iter().next().ok_or_else(|| ApiError::internal("insert returned nothing"))?;
-    Ok(created(first))
+    Ok(created(views::edge(&first)))
 }
 
 /// Newly registered gateways get their version and status without waiting for the next round;
@@ -183,7 +184,7 @@ pub async fn import(
         audit_entry(&user, Some(&scope.scope), "edge_service.import", "edge_service", "", json!({"rows": edges.len()}));
     let created_edges = state.store.insert_edges(&project_id, &edges, &entry).await?;
     probe_in_background(&state, &created_edges);
-    Ok((StatusCode::CREATED, Json(json!({"total": created_edges.len(), "items": created_edges}))))
+    Ok((StatusCode::CREATED, Json(json!(views::list(&created_edges, created_edges.len() as i64, views::edge)))))
 }
 
 /// Rows whose endpoint the network policy refuses. Each distinct host is resolved once, a few at
@@ -239,14 +240,14 @@ pub async fn list(
     let filter = filter_from(query)?;
     let page = query.page()?;
     let (items, total) = state.store.list_edges(&project_id, &filter, page.limit, page.offset).await?;
-    Ok(Json(json!({"items": items, "total": total})))
+    Ok(Json(json!(views::list(&items, total, views::edge))))
 }
 
 pub async fn get_one(
     State(state): State<AppState>,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.store.get_edge(&project_id, &id).await?)))
+    Ok(Json(json!(views::edge(&state.store.get_edge(&project_id, &id).await?))))
 }
 
 pub async fn update(
@@ -304,7 +305,7 @@ pub async fn update(
     );
     entry.resource_id = edge.id.clone();
     let updated = state.store.update_edge(&edge, &entry).await?;
-    Ok(Json(json!(updated)))
+    Ok(Json(json!(views::edge(&updated))))
 }
 
 pub async fn delete(
@@ -339,5 +340,5 @@ pub async fn probe(
         auth: edge.auth.clone(),
     };
     probe::probe_and_record(&state, &target).await?;
-    Ok(Json(json!(state.store.get_edge(&project_id, &id).await?)))
+    Ok(Json(json!(views::edge(&state.store.get_edge(&project_id, &id).await?))))
 }

@@ -83,6 +83,24 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
 }
 
+/// What a route answers: its success shape (from the route table) and the shared error shape.
+fn responses(shape: crate::routes::Shape) -> Value {
+    use crate::routes::Shape;
+    let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let json_body = |schema: Value| json!({"application/json": {"schema": schema}});
+    let success = match shape {
+        Shape::One(name) => json!({"description": name, "content": json_body(schema(name))}),
+        Shape::List(name) => json!({"description": format!("a page of {name}"), "content": json_body(json!({
+            "type": "object", "required": ["items", "total"],
+            "properties": {"items": {"type": "array", "items": schema(name)}, "total": {"type": "integer"}}
+        }))}),
+        Shape::Empty => json!({"description": "done; no body"}),
+        Shape::Other => json!({"description": "success"}),
+    };
+    let code = if shape == Shape::Empty { "204" } else { "2XX" };
+    json!({code: success, "default": {"description": "an error", "content": json_body(schema("Error"))}})
+}
+
 /// An OpenAPI 3.1 document of every route, generated from the route table (paths, methods, path
 /// parameters, who may call it, and the shared error shape).
 pub async fn openapi() -> Json<Value> {
@@ -99,10 +117,7 @@ pub async fn openapi() -> Json<Value> {
             "x-access": format!("{:?}", route.access),
             "parameters": parameters,
             "security": if matches!(route.access, crate::routes::Access::Public | crate::routes::Access::SignedLink) { json!([]) } else { json!([{"bearer": []}, {"session": []}]) },
-            "responses": {
-                "2XX": {"description": "success; list answers are {items, total}"},
-                "default": {"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
+            "responses": responses(route.shape),
         });
         let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
         entry[route.method.to_lowercase()] = operation;
@@ -116,11 +131,7 @@ pub async fn openapi() -> Json<Value> {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "POST /api/v1/auth/login or an API token (efp_...)"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "edgefleet_session"}
             },
-            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "description": "stable snake_case code"},
-                "message": {"type": "string"},
-                "details": {"type": "object"}
-            }}}}}
+            "schemas": api_types::schemas(),
         }
     }))
 }

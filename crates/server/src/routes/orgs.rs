@@ -13,6 +13,7 @@ use crate::access::{self, ProjectAccess, Role, deny};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Project, Query};
 use crate::routes::{audit_entry, created};
+use crate::views;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +56,7 @@ async fn administered_org(state: &AppState, user: &User, org_id: &str) -> Result
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Value>> {
     let orgs =
         if user.is_system_admin { state.store.list_orgs().await? } else { state.store.visible_orgs(&user.id).await? };
-    Ok(Json(json!({"total": orgs.len(), "items": orgs})))
+    Ok(Json(json!(views::list(&orgs, orgs.len() as i64, views::org))))
 }
 
 pub async fn create(
@@ -67,7 +68,7 @@ pub async fn create(
     let name = checked_name(&body.name, "organization")?;
     let entry = audit_entry(&user, None, "org.create", "org", &name, json!({}));
     let org = state.store.create_org(&name, &entry).await?;
-    Ok(created(org))
+    Ok(created(views::org(&org)))
 }
 
 pub async fn get_one(
@@ -76,7 +77,7 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (org, role) = org_access_or_project_member(&state, &user, &id).await?;
-    let mut body = json!(org);
+    let mut body = json!(views::org(&org));
     body["role"] = json!(format!("{role:?}").to_lowercase());
     Ok(Json(body))
 }
@@ -98,7 +99,7 @@ pub async fn rename(
     let mut entry = org_entry(&user, &org, "org.update", "org", &name, json!({"renamed_from": org.name}));
     entry.resource_id = org.id.clone();
     state.store.rename_org(&id, &name, &entry).await?;
-    Ok(Json(json!(state.store.get_org(&id).await?)))
+    Ok(Json(json!(views::org(&state.store.get_org(&id).await?))))
 }
 
 pub async fn delete(
@@ -134,7 +135,7 @@ pub async fn list_projects(
     } else {
         state.store.visible_projects(&id, &user.id).await?
     };
-    Ok(Json(json!({"total": projects.len(), "items": projects})))
+    Ok(Json(json!(views::list(&projects, projects.len() as i64, views::project))))
 }
 
 pub async fn create_project(
@@ -147,7 +148,7 @@ pub async fn create_project(
     let name = checked_name(&body.name, "project")?;
     let entry = audit_entry(&user, None, "project.create", "project", &name, json!({}));
     let project = state.store.create_project(&org_id, &name, &entry).await?;
-    Ok(created(project))
+    Ok(created(views::project(&project)))
 }
 
 pub async fn get_project(Project(access): Project) -> ApiResult<Json<Value>> {
@@ -241,7 +242,7 @@ pub async fn list_members(
 ) -> ApiResult<Json<Value>> {
     org_access_or_project_member(&state, &user, &id).await?;
     let members = state.store.org_members(&id).await?;
-    Ok(Json(json!({"total": members.len(), "items": members})))
+    Ok(Json(json!(views::list(&members, members.len() as i64, views::member))))
 }
 
 pub async fn set_member(
@@ -282,7 +283,7 @@ pub async fn list_project_members(
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let members = state.store.project_members(&project_id).await?;
-    Ok(Json(json!({"total": members.len(), "items": members})))
+    Ok(Json(json!(views::list(&members, members.len() as i64, views::member))))
 }
 
 /// A user joins a project only after joining its organization.

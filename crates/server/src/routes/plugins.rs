@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{CurrentUser, Project, Query};
 use crate::routes::{audit_entry, created};
+use crate::views;
 
 /// Text fields of the upload form are short.
 const MAX_FIELD_BYTES: usize = 4096;
@@ -98,7 +99,7 @@ pub async fn create(
             });
         }
     };
-    Ok(created(plugin))
+    Ok(created(views::plugin(&plugin)))
 }
 
 fn duplicate_content(existing: &str, sha256: &str) -> ApiError {
@@ -187,14 +188,14 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let page = query.only(&["limit", "offset"])?.page()?;
     let (items, total) = state.store.list_plugins(&project_id, page.limit, page.offset).await?;
-    Ok(Json(json!({"items": items, "total": total})))
+    Ok(Json(json!(views::list(&items, total, views::plugin))))
 }
 
 pub async fn get_one(
     State(state): State<AppState>,
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.store.get_plugin(&project_id, &id).await?)))
+    Ok(Json(json!(views::plugin(&state.store.get_plugin(&project_id, &id).await?))))
 }
 
 pub async fn delete(

@@ -19,6 +19,7 @@ use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Project, Query};
 use crate::routes::{audit_entry, created};
+use crate::views;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,13 +109,8 @@ fn check_blocking(
 fn template_json(template: &Template, content_text: &str, reveal: bool) -> Value {
     let content: Value = serde_json::from_str(content_text).unwrap_or(Value::Null);
     let checked = template::check_content(template.kind, &content).ok();
-    let mut body = json!(template);
-    body["content"] = if reveal { content } else { domain::secrets::mask_credentials(&content) };
-    body["parameters"] = json!(checked.as_ref().map(|c| c.parameters.clone()).unwrap_or_default());
-    body["secret_parameters"] =
-        json!(checked.as_ref().map(|c| params::secret_names(&c.normalized)).unwrap_or_default());
-    body["warnings"] = json!(checked.as_ref().map(|c| c.warnings.clone()).unwrap_or_default());
-    body
+    let shown = if reveal { content } else { domain::secrets::mask_credentials(&content) };
+    json!(views::template(template, shown, checked.as_ref()))
 }
 
 pub async fn create(
@@ -153,7 +149,7 @@ pub async fn list(
     let kind = query.one("kind").map(|k| parse_kind(&k)).transpose()?;
     let page = query.page()?;
     let (items, total) = state.store.list_templates(&project_id, kind, page.limit, page.offset).await?;
-    Ok(Json(json!({"items": items, "total": total})))
+    Ok(Json(json!(views::list(&items, total, views::template_summary))))
 }
 
 pub async fn get_one(

@@ -12,6 +12,7 @@ use crate::access::{deny, is_any_admin};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Query};
 use crate::routes::{audit_entry, created};
+use crate::views;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +78,7 @@ pub async fn list(
     // (and, for organization admins, accounts not yet in any organization, to add them).
     let visible_to = (!user.is_system_admin).then_some(user.id.as_str());
     let (users, total) = state.store.list_users(visible_to, page.limit, page.offset).await?;
-    Ok(Json(json!({"items": users, "total": total})))
+    Ok(Json(json!(views::list(&users, total, views::user))))
 }
 
 pub async fn create(
@@ -94,7 +95,7 @@ pub async fn create(
     let hash = state.passwords.hash(&body.password).await?;
     let entry = audit_entry(&user, None, "user.create", "user", &username, json!({"system_admin": body.system_admin}));
     let created_user = state.store.create_user(&username, &hash, body.system_admin, &entry).await?;
-    Ok(created(created_user))
+    Ok(created(views::user(&created_user)))
 }
 
 pub async fn update(
@@ -131,7 +132,7 @@ pub async fn apply_patch(state: &AppState, actor: &store::User, id: &str, patch:
     let mut entry = audit_entry(actor, None, "user.update", "user", &target.username, details);
     entry.resource_id = target.id.clone();
     state.store.update_user(id, hash.as_deref(), patch.disabled, patch.language.as_deref(), &entry).await?;
-    Ok(Json(json!(state.store.get_user(id).await?)))
+    Ok(Json(json!(views::user(&state.store.get_user(id).await?))))
 }
 
 pub async fn delete(

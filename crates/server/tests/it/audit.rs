@@ -66,6 +66,12 @@ async fn the_openapi_document_lists_every_route() {
         assert!(operation.is_object(), "{} {} is missing", route.method, route.path);
     }
     assert_eq!(document["paths"]["/api/v1/projects/{project_id}/deliveries"]["post"]["x-access"], "ProjectAdmin");
+    // Every schema a route names is in the document.
+    let text = document.to_string();
+    for name in text.split("#/components/schemas/").skip(1).filter_map(|rest| rest.split('"').next()) {
+        assert!(document["components"]["schemas"][name].is_object(), "schema {name} is missing");
+    }
+    insta::assert_json_snapshot!("openapi", document);
 }
 
 /// Every change is recorded with the resource it made, once: the store writes the record in the

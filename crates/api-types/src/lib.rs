@@ -1,0 +1,266 @@
+//! What the REST API answers. These types are the boundary: the server builds them from store
+//! rows (which are never sent out as they are), clients read them, and the OpenAPI document
+//! takes their JSON Schemas. A field added to a row does not reach the wire unless it is added
+//! here too.
+
+use domain::access::{Outcome, Role};
+use domain::delivery::{Counts, DeliveryKind, DeliveryState, TargetStatus};
+use domain::edge::{AuthKind, EdgeStatus};
+use domain::template::TemplateKind;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Times are Unix milliseconds.
+pub type Millis = i64;
+
+/// A page of a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct List<T> {
+    pub items: Vec<T>,
+    /// How many match, over all pages.
+    pub total: i64,
+}
+
+/// Every error answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorAnswer {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    /// A stable snake_case code (docs/API.md lists them).
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// For programs: `field`, `problems`, `retry_after_secs`, ...
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub is_system_admin: bool,
+    pub disabled: bool,
+    /// The console's language: `en` or `zh`.
+    pub language: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Project {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Member {
+    pub user_id: String,
+    pub username: String,
+    pub role: Role,
+}
+
+/// An API token or session, never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    /// `session` or `api`.
+    pub kind: String,
+    pub expires_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+/// How edgefleet signs in to an edge service; the password is write-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EdgeAuth {
+    pub kind: AuthKind,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EdgeService {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// What the edge last reported (`GET /api/version`).
+    pub version: Option<String>,
+    pub status: EdgeStatus,
+    /// Why the last probe failed.
+    pub status_reason: String,
+    pub probed_at: Option<Millis>,
+    /// When the status last changed.
+    pub status_since: Option<Millis>,
+    pub auth: EdgeAuth,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Template {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub kind: TemplateKind,
+    pub description: String,
+    pub current_version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// The current version's document (credentials masked for viewers).
+    pub content: Value,
+    /// The `${...}` parameters it takes.
+    pub parameters: Vec<String>,
+    /// Those given as `${secret:...}`: sealed with a delivery, never shown again.
+    pub secret_parameters: Vec<String>,
+    /// What is valid but worth a look (a rule reading a stream the template does not define).
+    pub warnings: Vec<domain::Problem>,
+}
+
+/// A template without its content, as lists show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TemplateSummary {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub kind: TemplateKind,
+    pub description: String,
+    pub current_version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Plugin {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub sha256: String,
+    pub size: i64,
+    /// version, language, executable, sources, sinks, functions, files, unpacked_bytes.
+    pub manifest: Value,
+    pub created_by: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Delivery {
+    pub id: String,
+    pub project_id: String,
+    pub kind: DeliveryKind,
+    pub template_id: Option<String>,
+    pub template_name: String,
+    pub template_version: Option<i64>,
+    /// `rule` or `driver`; `""` for a plugin delivery.
+    pub template_kind: String,
+    pub plugin_id: Option<String>,
+    pub content_sha256: String,
+    /// Whether this delivery sent its own edit of the template.
+    pub content_edited: bool,
+    /// `{defaults, targets}`; values of secret parameters are masked.
+    pub params: Value,
+    pub options: Value,
+    pub dry_run: bool,
+    pub state: DeliveryState,
+    pub cancel_requested: bool,
+    pub total: i64,
+    pub created_by: String,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+    /// The stored counts.
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryTarget {
+    pub edge_id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub version: Option<String>,
+    pub tags: Vec<String>,
+    pub status: TargetStatus,
+    /// Why it failed, was canceled or skipped.
+    pub reason: String,
+    /// Each object applied: `{object, action, detail}`.
+    pub items: Value,
+    pub attempts: i64,
+    pub tries: i64,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    /// The number of its latest result, the id of its live event (0 until it has one).
+    pub result_seq: i64,
+}
+
+/// A live `target` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetEvent {
+    pub seq: i64,
+    pub edge_id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub version: Option<String>,
+    pub status: TargetStatus,
+    pub reason: String,
+}
+
+/// The live `final` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FinalEvent {
+    pub state: DeliveryState,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: Millis,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    pub outcome: Outcome,
+    pub details: Value,
+}
+
+/// The JSON Schemas of every answer type, by name, for the OpenAPI document's components
+/// (`Error` is the error answer).
+pub fn schemas() -> serde_json::Map<String, Value> {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    // Asking for each type registers it (and what it holds) under its name.
+    generator.subschema_for::<ErrorAnswer>();
+    generator.subschema_for::<User>();
+    generator.subschema_for::<Org>();
+    generator.subschema_for::<Project>();
+    generator.subschema_for::<Member>();
+    generator.subschema_for::<TokenInfo>();
+    generator.subschema_for::<EdgeService>();
+    generator.subschema_for::<Template>();
+    generator.subschema_for::<TemplateSummary>();
+    generator.subschema_for::<Plugin>();
+    generator.subschema_for::<Delivery>();
+    generator.subschema_for::<DeliveryTarget>();
+    generator.subschema_for::<AuditEvent>();
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert("Error".into(), serde_json::json!({"$ref": "#/components/schemas/ErrorAnswer"}));
+    schemas
+}

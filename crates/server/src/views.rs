@@ -1,0 +1,173 @@
+//! Store rows into what the API answers (`api_types`). Rows are never serialized as they are: a
+//! column added to a table reaches clients only when it is added to its API type here.
+
+use api_types as api;
+use domain::delivery::Counts;
+use domain::template::TemplateKind;
+use serde_json::Value;
+
+pub fn user(row: &store::User) -> api::User {
+    api::User {
+        id: row.id.clone(),
+        username: row.username.clone(),
+        is_system_admin: row.is_system_admin,
+        disabled: row.disabled,
+        language: row.language.clone(),
+        created_at: row.created_at,
+    }
+}
+
+pub fn org(row: &store::Org) -> api::Org {
+    api::Org { id: row.id.clone(), name: row.name.clone(), created_at: row.created_at }
+}
+
+pub fn project(row: &store::Project) -> api::Project {
+    api::Project { id: row.id.clone(), org_id: row.org_id.clone(), name: row.name.clone(), created_at: row.created_at }
+}
+
+pub fn member(row: &store::Member) -> api::Member {
+    api::Member { user_id: row.user_id.clone(), username: row.username.clone(), role: row.role }
+}
+
+pub fn token(row: &store::TokenInfo) -> api::TokenInfo {
+    api::TokenInfo {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        kind: row.kind.clone(),
+        expires_at: row.expires_at,
+        created_at: row.created_at,
+    }
+}
+
+pub fn edge(row: &store::EdgeService) -> api::EdgeService {
+    api::EdgeService {
+        id: row.id.clone(),
+        project_id: row.project_id.clone(),
+        name: row.name.clone(),
+        endpoint: row.endpoint.clone(),
+        description: row.description.clone(),
+        tags: row.tags.clone(),
+        version: row.version.clone(),
+        status: row.status,
+        status_reason: row.status_reason.clone(),
+        probed_at: row.probed_at,
+        status_since: row.status_since,
+        auth: api::EdgeAuth { kind: row.auth.kind, username: row.auth.username.clone() },
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+pub fn template_summary(row: &store::Template) -> api::TemplateSummary {
+    api::TemplateSummary {
+        id: row.id.clone(),
+        project_id: row.project_id.clone(),
+        name: row.name.clone(),
+        kind: row.kind,
+        description: row.description.clone(),
+        current_version: row.current_version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+pub fn template(row: &store::Template, content: Value, checked: Option<&domain::template::Checked>) -> api::Template {
+    api::Template {
+        id: row.id.clone(),
+        project_id: row.project_id.clone(),
+        name: row.name.clone(),
+        kind: row.kind,
+        description: row.description.clone(),
+        current_version: row.current_version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        content,
+        parameters: checked.map(|c| c.parameters.clone()).unwrap_or_default(),
+        secret_parameters: checked
+            .map(|c| domain::params::secret_names(&c.normalized).into_iter().collect())
+            .unwrap_or_default(),
+        warnings: checked.map(|c| c.warnings.clone()).unwrap_or_default(),
+    }
+}
+
+pub fn plugin(row: &store::Plugin) -> api::Plugin {
+    api::Plugin {
+        id: row.id.clone(),
+        project_id: row.project_id.clone(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        sha256: row.sha256.clone(),
+        size: row.size,
+        manifest: row.manifest.clone(),
+        created_by: row.created_by.clone(),
+        created_at: row.created_at,
+    }
+}
+
+/// A delivery with its stored counts; secret parameter values are masked.
+pub fn delivery(row: &store::Delivery, counts: &Counts) -> api::Delivery {
+    api::Delivery {
+        id: row.id.clone(),
+        project_id: row.project_id.clone(),
+        kind: row.kind,
+        template_id: row.template_id.clone(),
+        template_name: row.template_name.clone(),
+        template_version: row.template_version,
+        template_kind: row.template_kind.map(TemplateKind::as_str).unwrap_or("").to_owned(),
+        plugin_id: row.plugin_id.clone(),
+        content_sha256: row.content_sha256.clone(),
+        content_edited: row.content_edited,
+        params: crate::secret_params::masked(&row.params),
+        options: row.options.clone(),
+        dry_run: row.dry_run,
+        state: row.state,
+        cancel_requested: row.cancel_requested,
+        total: row.total,
+        created_by: row.created_by.clone(),
+        created_at: row.created_at,
+        finished_at: row.finished_at,
+        counts: *counts,
+    }
+}
+
+pub fn target(row: &store::DeliveryTarget) -> api::DeliveryTarget {
+    api::DeliveryTarget {
+        edge_id: row.edge_id.clone(),
+        name: row.name.clone(),
+        endpoint: row.endpoint.clone(),
+        version: row.version.clone(),
+        tags: row.tags.clone(),
+        status: row.status,
+        reason: row.reason.clone(),
+        items: row.items.clone(),
+        attempts: row.attempts,
+        tries: row.tries,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        result_seq: row.result_seq,
+    }
+}
+
+pub fn audit_event(row: &store::AuditEvent) -> api::AuditEvent {
+    api::AuditEvent {
+        id: row.id,
+        at: row.at,
+        actor_id: row.actor_id.clone(),
+        actor_name: row.actor_name.clone(),
+        org_id: row.org_id.clone(),
+        org_name: row.org_name.clone(),
+        project_id: row.project_id.clone(),
+        project_name: row.project_name.clone(),
+        action: row.action.clone(),
+        resource_type: row.resource_type.clone(),
+        resource_id: row.resource_id.clone(),
+        resource_name: row.resource_name.clone(),
+        outcome: row.outcome,
+        details: row.details.clone(),
+    }
+}
+
+/// A page of items in their API shape.
+pub fn list<R, T>(rows: &[R], total: i64, view: impl Fn(&R) -> T) -> api::List<T> {
+    api::List { items: rows.iter().map(view).collect(), total }
+}
