@@ -276,6 +276,28 @@ struct Session {
     api: ApiClient,
 }
 
+/// A simulated fleet registered in a project of a fresh server: where every measured delivery
+/// starts.
+struct Fleet {
+    sim: neuronex_sim::RunningSim,
+    /// The server's data folder, removed when the run ends.
+    _data: tempfile::TempDir,
+    server: ServerProcess,
+    session: Session,
+    project: String,
+}
+
+impl Fleet {
+    async fn start(args: &Args, sim: neuronex_sim::RunningSim, postgres: Option<&str>) -> anyhow::Result<Fleet> {
+        let data = tempfile::tempdir()?;
+        let server = start_server_on(&args.edgefleet, data.path(), postgres).await?;
+        let session = Session::start(&server).await?;
+        let project = session.project().await?;
+        session.register(&project, &sim).await?;
+        Ok(Fleet { sim, _data: data, server, session, project })
+    }
+}
+
 impl Session {
     async fn start(server: &ServerProcess) -> anyhow::Result<Session> {
         let (api, _) = ApiClient::new(&server.base).login("admin", PASSWORD).await?;
@@ -352,11 +374,7 @@ async fn registry_on(args: &Args, n: u32, postgres: Option<&str>) -> anyhow::Res
         ["3.7.0", "3.6.0", "3.5.5", "3.4.0"].iter().filter_map(|v| neuronex_sim::versions::Version::parse(v)).collect();
     let config = SimConfig { count: n, exact_versions: versions, ..SimConfig::default() };
     let sim = neuronex_sim::start(config, "127.0.0.1:0".parse()?, false).await?;
-    let data = tempfile::tempdir()?;
-    let server = start_server_on(&args.edgefleet, data.path(), postgres).await?;
-    let session = Session::start(&server).await?;
-    let project = session.project().await?;
-    session.register(&project, &sim).await?;
+    let Fleet { sim, _data, server: _server, session, project } = Fleet::start(args, sim, postgres).await?;
     // After the first probes of a big import the server tidies its indexes (a second or two of
     // one core); measuring through that would time the housekeeping, not the filters.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -385,12 +403,9 @@ async fn registry_on(args: &Args, n: u32, postgres: Option<&str>) -> anyhow::Res
 
 /// One 10,000-target delivery with `watchers` SSE clients following it.
 async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<Value> {
-    let sim = start_sim(n, Faults::default()).await?;
-    let data = tempfile::tempdir()?;
-    let server = start_server_on(&args.edgefleet, data.path(), None).await?;
-    let session = Arc::new(Session::start(&server).await?);
-    let project = session.project().await?;
-    session.register(&project, &sim).await?;
+    let Fleet { sim, _data, server, session, project } =
+        Fleet::start(args, start_sim(n, Faults::default()).await?, None).await?;
+    let session = Arc::new(session);
     let template = session.rule_template(&project).await?;
     let cpu_before = cpu_seconds(server.child.id());
     let started = Instant::now();
@@ -419,12 +434,8 @@ async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<
 /// they answered, so the prober knows them online): the time from `POST .../cancel` to the
 /// `final` event, with every in-flight edge call abandoned.
 async fn cancel_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
-    let sim = start_sim(n, Faults::default()).await?;
-    let data = tempfile::tempdir()?;
-    let server = start_server_on(&args.edgefleet, data.path(), None).await?;
-    let session = Session::start(&server).await?;
-    let project = session.project().await?;
-    session.register(&project, &sim).await?;
+    let Fleet { sim, _data, server: _server, session, project } =
+        Fleet::start(args, start_sim(n, Faults::default()).await?, None).await?;
     sim.sim.set_faults(None, Some(Faults { timeout_rate: 1.0, ..Faults::default() }));
     let template = session.rule_template(&project).await?;
     let body = json!({"template_id": template["id"], "targets": {"all": true},
@@ -456,12 +467,8 @@ async fn cancel_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
 /// A 20 MiB plugin package delivered to `n` targets, each downloading it from the server.
 async fn plugin_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
     use std::io::Write;
-    let sim = start_sim(n, Faults::default()).await?;
-    let data = tempfile::tempdir()?;
-    let server = start_server_on(&args.edgefleet, data.path(), None).await?;
-    let session = Session::start(&server).await?;
-    let project = session.project().await?;
-    session.register(&project, &sim).await?;
+    let Fleet { sim, _data, server, session, project } =
+        Fleet::start(args, start_sim(n, Faults::default()).await?, None).await?;
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let meta = br#"{"version":"1","language":"python","executable":"big.py","sinks":["s"]}"#;
@@ -608,12 +615,8 @@ fn dir_size(path: &Path) -> u64 {
 
 /// One rule delivery to `n` targets, on SQLite or on a fresh database of the PostgreSQL server.
 async fn delivery_on(args: &Args, n: u32, faults: Faults, postgres: Option<&str>) -> anyhow::Result<Value> {
-    let sim = start_sim(n, Faults::default()).await?;
-    let data = tempfile::tempdir()?;
-    let server = start_server_on(&args.edgefleet, data.path(), postgres).await?;
-    let session = Session::start(&server).await?;
-    let project = session.project().await?;
-    session.register(&project, &sim).await?;
+    let Fleet { sim, _data: data, server, session, project } =
+        Fleet::start(args, start_sim(n, Faults::default()).await?, postgres).await?;
     let template = session.rule_template(&project).await?;
     sim.sim.set_faults(None, Some(faults));
     // On PostgreSQL the database is not in the data folder; its growth is not measured.
