@@ -12,6 +12,7 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
+pub use api_types as types;
 pub use reqwest;
 pub use sse::Event;
 
@@ -63,6 +64,11 @@ pub enum ClientError {
     Api { status: u16, code: String, message: String, details: Value },
     #[error("sign-in answered no token")]
     NoToken,
+    #[error("cannot encode the request: {0}")]
+    Encode(serde_json::Error),
+    /// The answer was not of the shape the API documents.
+    #[error("the answer of {path} is not what the API documents: {source}")]
+    Unexpected { path: String, source: serde_json::Error },
 }
 
 impl ClientError {
@@ -186,6 +192,23 @@ impl ApiClient {
 
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
         self.send(Method::DELETE, path, None).await?.into_result()
+    }
+
+    /// A request with a typed body and a typed answer (`api_types`).
+    pub async fn call<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let body = body.map(serde_json::to_value).transpose().map_err(ClientError::Encode)?;
+        let value = self.send(method, path, body.as_ref()).await?.into_result()?;
+        serde_json::from_value(value).map_err(|source| ClientError::Unexpected { path: path.to_owned(), source })
+    }
+
+    /// `GET` with a typed answer.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call::<Value, T>(Method::GET, path, None).await
     }
 
     /// Opens a live event stream (`Last-Event-ID` resumes after that event). An error answer is

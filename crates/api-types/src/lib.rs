@@ -242,7 +242,151 @@ pub struct AuditEvent {
     pub details: Value,
 }
 
-/// The JSON Schemas of every answer type, by name, for the OpenAPI document's components
+// ----- What requests carry -----
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+/// `POST /api/v1/me/tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    /// Days until it expires; none means it lasts until revoked.
+    pub expires_in_days: Option<u32>,
+}
+
+/// A name for a new or renamed organization or project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewName {
+    pub name: String,
+}
+
+/// A role for a member: `admin`, `viewer`, or (organizations only) `member`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub system_admin: bool,
+}
+
+/// What a system admin may change of an account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub password: Option<String>,
+    pub disabled: Option<bool>,
+    pub language: Option<String>,
+}
+
+/// What users may change of their own account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatchSelf {
+    pub password: Option<String>,
+    /// Required with `password`.
+    pub current_password: Option<String>,
+    pub language: Option<String>,
+}
+
+impl From<UserPatchSelf> for UserPatch {
+    fn from(own: UserPatchSelf) -> UserPatch {
+        UserPatch { password: own.password, disabled: None, language: own.language }
+    }
+}
+
+pub use domain::import::{AuthInput, EdgeInput};
+
+/// `PATCH P/edge-services/{id}`: the fields to change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgePatch {
+    pub name: Option<String>,
+    pub endpoint: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub auth: Option<AuthInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTemplate {
+    pub name: String,
+    /// `rule` or `driver`.
+    pub kind: String,
+    /// The document, or a string holding it as NeuronEX exports it.
+    pub content: Value,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `PUT P/templates/{id}`: a new content is a new version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateEdit {
+    pub name: Option<String>,
+    /// Must be the template's own kind when given.
+    pub kind: Option<String>,
+    pub content: Option<Value>,
+    pub description: Option<String>,
+}
+
+/// `POST P/templates/{id}/preview`: the document one edge would get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    pub edge_id: String,
+    #[serde(default)]
+    pub version: Option<i64>,
+    #[serde(default)]
+    pub content: Option<Value>,
+    #[serde(default)]
+    pub params: Option<Value>,
+}
+
+/// `POST P/deliveries`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDelivery {
+    /// A template to send (or `plugin_id`).
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// The template version; the current one when absent.
+    #[serde(default)]
+    pub version: Option<i64>,
+    /// This delivery's own edit of the content; never written back to the template.
+    #[serde(default)]
+    pub content: Option<Value>,
+    /// `{defaults: {...}, targets: {<edge id or name>: {...}}}`.
+    #[serde(default)]
+    pub params: Option<Value>,
+    /// A plugin to install (or `template_id`).
+    #[serde(default)]
+    pub plugin_id: Option<String>,
+    /// `{ids: [...]}`, `{filter: {...}}` or `{all: true}`.
+    pub targets: Value,
+    /// `{concurrency, timeout_secs, retries, on_conflict}`.
+    #[serde(default)]
+    pub options: Option<Value>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The JSON Schemas of every request and answer type, by name, for the OpenAPI document's components
 /// (`Error` is the error answer).
 pub fn schemas() -> serde_json::Map<String, Value> {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
@@ -260,6 +404,19 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<Delivery>();
     generator.subschema_for::<DeliveryTarget>();
     generator.subschema_for::<AuditEvent>();
+    generator.subschema_for::<Login>();
+    generator.subschema_for::<NewToken>();
+    generator.subschema_for::<NewName>();
+    generator.subschema_for::<Membership>();
+    generator.subschema_for::<NewUser>();
+    generator.subschema_for::<UserPatch>();
+    generator.subschema_for::<UserPatchSelf>();
+    generator.subschema_for::<EdgeInput>();
+    generator.subschema_for::<EdgePatch>();
+    generator.subschema_for::<NewTemplate>();
+    generator.subschema_for::<TemplateEdit>();
+    generator.subschema_for::<PreviewRequest>();
+    generator.subschema_for::<NewDelivery>();
     let mut schemas = generator.take_definitions(true);
     schemas.insert("Error".into(), serde_json::json!({"$ref": "#/components/schemas/ErrorAnswer"}));
     schemas

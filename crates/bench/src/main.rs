@@ -444,8 +444,9 @@ async fn cancel_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
     let id = delivery["id"].as_str().context("delivery")?.to_owned();
     // Until every slot holds a hung call.
     loop {
-        let now = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
-        if now["counts"]["running"].as_u64() >= Some(u64::from(args.concurrency.min(n))) {
+        let now: api_client::types::Delivery =
+            session.api.get_as(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+        if now.counts.running >= u64::from(args.concurrency.min(n)) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -13,7 +13,8 @@ pub const MAX_NAME_CHARS: usize = 200;
 /// Longest description.
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+/// How edgefleet signs in to a new or edited edge service; `password` is write-only.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthInput {
     pub kind: String,
@@ -23,7 +24,8 @@ pub struct AuthInput {
     pub password: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// A new edge service, as the API and imports take it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeInput {
     pub name: String,

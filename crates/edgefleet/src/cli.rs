@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use api_client::types::{Delivery, NewDelivery};
 use api_client::{ApiClient, reqwest};
 use serde_json::{Value, json};
 
@@ -467,21 +468,21 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{} is not JSON", path.display()))?,
         None => json!({}),
     };
-    let mut body = json!({"targets": targets, "options": options, "dry_run": args.dry_run});
+    let mut request =
+        NewDelivery { targets, options: Some(Value::Object(options)), dry_run: args.dry_run, ..NewDelivery::default() };
     match (&args.template, &args.plugin) {
         (Some(template), _) => {
-            body["template_id"] = json!(template);
-            body["params"] = params;
-            if let Some(version) = args.version {
-                body["version"] = json!(version);
-            }
+            request.template_id = Some(template.clone());
+            request.params = Some(params);
+            request.version = args.version;
         }
-        (None, Some(plugin)) => body["plugin_id"] = json!(plugin),
+        (None, Some(plugin)) => request.plugin_id = Some(plugin.clone()),
         (None, None) => bail!("say what to deliver: --template ID or --plugin ID"),
     }
-    let delivery = client.post(&format!("/api/v1/projects/{}/deliveries", args.project), &body).await?;
-    let id = delivery["id"].as_str().unwrap_or_default().to_owned();
-    println!("delivery {id}: {} targets", delivery["counts"]["total"]);
+    let path = format!("/api/v1/projects/{}/deliveries", args.project);
+    let delivery: Delivery = client.api.call(reqwest::Method::POST, &path, Some(&request)).await?;
+    let id = delivery.id;
+    println!("delivery {id}: {} targets", delivery.counts.total);
     if !args.watch {
         return Ok(ExitCode::SUCCESS);
     }

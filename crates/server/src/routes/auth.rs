@@ -7,7 +7,6 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::access::Outcome;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -18,12 +17,7 @@ use crate::routes::audit_entry;
 use crate::throttle::{DeviceTokens, Verdict};
 use crate::views;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    username: String,
-    password: String,
-}
+use api_types::{Login, NewToken};
 
 /// Longest username any account can have; longer ones are refused before anything is looked up
 /// or written to the audit.
@@ -152,14 +146,6 @@ pub async fn me(CurrentUser(user): CurrentUser) -> Json<Value> {
     Json(json!(views::user(&user)))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct NewToken {
-    name: String,
-    /// Days until it expires; none means it lasts until revoked.
-    expires_in_days: Option<u32>,
-}
-
 pub async fn create_token(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -181,7 +167,7 @@ pub async fn create_token(
 pub async fn update_me(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiJson(patch): ApiJson<crate::routes::users::UserPatchSelf>,
+    ApiJson(patch): ApiJson<api_types::UserPatchSelf>,
 ) -> ApiResult<Json<Value>> {
     // Someone who finds a signed-in console must not be able to take the account over.
     if patch.password.is_some() {

@@ -15,7 +15,6 @@ use domain::filter::EdgeFilter;
 use domain::params::{self, ParamValues};
 use domain::template::{self, TemplateKind};
 use futures::Stream;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{Delivery, EdgeService, NewDelivery, NewTarget, Store};
 use tokio::sync::broadcast::error::RecvError;
@@ -37,26 +36,7 @@ const TARGETS_SHAPES: &str = "targets: give {\"ids\": [...]}, {\"filter\": {...}
 /// At most this many examples are listed when parameters are missing for many targets.
 const MISSING_EXAMPLES: usize = 20;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewDeliveryRequest {
-    #[serde(default)]
-    template_id: Option<String>,
-    #[serde(default)]
-    version: Option<i64>,
-    /// This delivery's own edit of the content; never written back to the template.
-    #[serde(default)]
-    content: Option<Value>,
-    #[serde(default)]
-    params: Option<Value>,
-    #[serde(default)]
-    plugin_id: Option<String>,
-    targets: Value,
-    #[serde(default)]
-    options: Option<Value>,
-    #[serde(default)]
-    dry_run: bool,
-}
+use api_types::NewDelivery as NewDeliveryRequest;
 
 fn delivery_json(delivery: &Delivery, counts: &domain::delivery::Counts) -> Value {
     json!(views::delivery(delivery, counts))

@@ -9,7 +9,6 @@ use domain::edge::AuthKind;
 use domain::endpoint::normalize_endpoint;
 use domain::filter::EdgeFilter;
 use domain::import::{self, AuthInput, EdgeInput};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{EdgeAuthRow, EdgeService, NewEdge, ProbeTarget};
 
@@ -23,15 +22,7 @@ use crate::views;
 
 use domain::import::MAX_IMPORT_ROWS;
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct EdgePatch {
-    name: Option<String>,
-    endpoint: Option<String>,
-    description: Option<String>,
-    tags: Option<Vec<String>>,
-    auth: Option<AuthInput>,
-}
+use api_types::EdgePatch;
 
 /// A field-level problem: which field and why (and which row, for imports).
 fn field_error(field: &str, message: String) -> ApiError {

@@ -61,17 +61,29 @@ pub enum Shape {
     Other,
 }
 
+/// What a route takes as its body, by the name of its `api_types` schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    NoBody,
+    Json(&'static str),
+    /// A JSON array of this schema (or CSV rows of the same fields).
+    JsonList(&'static str),
+    /// A multipart form (plugin uploads).
+    Form,
+}
+
 /// One route: method, path (as axum spells it, under `/api/v1` unless it starts with `/edge` or
-/// is an operations path), its access rule and what it answers.
+/// is an operations path), its access rule, what it takes and what it answers.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteSpec {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+    pub body: Body,
     pub shape: Shape,
 }
 
-type Entry = (&'static str, &'static str, MethodRouter<AppState>, Access, Shape);
+type Entry = (&'static str, &'static str, MethodRouter<AppState>, Access, Body, Shape);
 
 /// A path under `P`, made at compile time (a path made at run time would have to be leaked to
 /// live as long as the table, once per request of the OpenAPI document).
@@ -86,85 +98,117 @@ const LOGIN_BODY_LIMIT: usize = 8 * 1024;
 
 fn table() -> Vec<Entry> {
     use Access::*;
+    use Body::*;
     use Shape::*;
     vec![
-        ("GET", "/", get(console::index), Public, Other),
-        ("GET", "/assets/{name}", get(console::asset), Public, Other),
-        ("GET", "/healthz", get(ops::healthz), Public, Other),
-        ("GET", "/metrics", get(ops::metrics), Public, Other),
-        ("GET", "/api/v1/openapi.json", get(ops::openapi), Public, Other),
-        ("GET", "/edge/packages/{sha256}/{expires}/{signature}/{file}", get(plugins::edge_download), SignedLink, Other),
-        ("POST", "/api/v1/auth/login", post(auth::login).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)), Public, Other),
-        ("POST", "/api/v1/auth/logout", post(auth::logout), User, Empty),
-        ("GET", "/api/v1/me", get(auth::me), User, One("User")),
-        ("PATCH", "/api/v1/me", patch(auth::update_me), User, One("User")),
-        ("GET", "/api/v1/me/tokens", get(auth::list_tokens), User, List("TokenInfo")),
-        ("POST", "/api/v1/me/tokens", post(auth::create_token), User, Other),
-        ("DELETE", "/api/v1/me/tokens/{id}", delete(auth::revoke_token), User, Empty),
-        ("GET", "/api/v1/jwt/public-key", get(ops::jwt_public_key), User, Other),
-        ("GET", "/api/v1/orgs", get(orgs::list), User, List("Org")),
-        ("POST", "/api/v1/orgs", post(orgs::create), SystemAdmin, One("Org")),
-        ("GET", "/api/v1/orgs/{id}", get(orgs::get_one), OrgView, Other),
-        ("PATCH", "/api/v1/orgs/{id}", patch(orgs::rename), OrgAdmin, One("Org")),
-        ("DELETE", "/api/v1/orgs/{id}", delete(orgs::delete), SystemAdmin, Empty),
-        ("GET", "/api/v1/orgs/{id}/projects", get(orgs::list_projects), OrgView, List("Project")),
-        ("POST", "/api/v1/orgs/{id}/projects", post(orgs::create_project), OrgAdmin, One("Project")),
-        ("GET", "/api/v1/orgs/{id}/members", get(orgs::list_members), OrgView, List("Member")),
-        ("PUT", "/api/v1/orgs/{id}/members/{user_id}", put(orgs::set_member), OrgAdmin, Other),
-        ("DELETE", "/api/v1/orgs/{id}/members/{user_id}", delete(orgs::remove_member), OrgAdmin, Empty),
-        ("GET", "/api/v1/projects/{project_id}", get(orgs::get_project), ProjectView, Other),
-        ("PATCH", "/api/v1/projects/{project_id}", patch(orgs::rename_project), ProjectAdmin, Other),
-        ("DELETE", "/api/v1/projects/{project_id}", delete(orgs::delete_project), ProjectOrgAdmin, Empty),
-        ("GET", p!("/members"), get(orgs::list_project_members), ProjectView, List("Member")),
-        ("PUT", p!("/members/{user_id}"), put(orgs::set_project_member), ProjectAdmin, Other),
-        ("DELETE", p!("/members/{user_id}"), delete(orgs::remove_project_member), ProjectAdmin, Empty),
-        ("GET", "/api/v1/users", get(users::list), AnyAdmin, List("User")),
-        ("POST", "/api/v1/users", post(users::create), UserAdmin, One("User")),
-        ("PATCH", "/api/v1/users/{id}", patch(users::update), SystemAdmin, One("User")),
-        ("DELETE", "/api/v1/users/{id}", delete(users::delete), SystemAdmin, Empty),
-        ("GET", p!("/jwt/public-key"), get(ops::project_jwt_public_key), ProjectView, Other),
-        ("POST", p!("/jwt/rotate"), post(ops::rotate_project_jwt_key), ProjectAdmin, Other),
-        ("GET", p!("/edge-services"), get(edges::list), ProjectView, List("EdgeService")),
-        ("POST", p!("/edge-services"), post(edges::create), ProjectAdmin, One("EdgeService")),
-        ("POST", p!("/edge-services/import"), post(edges::import), ProjectAdmin, List("EdgeService")),
-        ("GET", p!("/edge-services/{id}"), get(edges::get_one), ProjectView, One("EdgeService")),
-        ("PATCH", p!("/edge-services/{id}"), patch(edges::update), ProjectAdmin, One("EdgeService")),
-        ("DELETE", p!("/edge-services/{id}"), delete(edges::delete), ProjectAdmin, Empty),
-        ("POST", p!("/edge-services/{id}/probe"), post(edges::probe), ProjectAdmin, One("EdgeService")),
-        ("GET", p!("/templates"), get(templates::list), ProjectView, List("TemplateSummary")),
-        ("POST", p!("/templates"), post(templates::create), ProjectAdmin, One("Template")),
-        ("GET", p!("/templates/{id}"), get(templates::get_one), ProjectView, One("Template")),
-        ("PUT", p!("/templates/{id}"), put(templates::update), ProjectAdmin, One("Template")),
-        ("DELETE", p!("/templates/{id}"), delete(templates::delete), ProjectAdmin, Empty),
-        ("GET", p!("/templates/{id}/versions"), get(templates::versions), ProjectView, Other),
-        ("GET", p!("/templates/{id}/versions/{version}"), get(templates::version), ProjectView, Other),
-        ("GET", p!("/templates/{id}/export"), get(templates::export), ProjectView, Other),
-        ("POST", p!("/templates/{id}/preview"), post(templates::preview), ProjectView, Other),
-        ("GET", p!("/plugins"), get(plugins::list), ProjectView, List("Plugin")),
-        ("POST", p!("/plugins"), post(plugins::create).layer(DefaultBodyLimit::disable()), ProjectAdmin, One("Plugin")),
-        ("GET", p!("/plugins/{id}"), get(plugins::get_one), ProjectView, One("Plugin")),
-        ("DELETE", p!("/plugins/{id}"), delete(plugins::delete), ProjectAdmin, Empty),
-        ("GET", p!("/plugins/{id}/package"), get(plugins::package), ProjectView, Other),
-        ("GET", p!("/deliveries"), get(deliveries::list), ProjectView, List("Delivery")),
-        ("POST", p!("/deliveries"), post(deliveries::create), ProjectAdmin, One("Delivery")),
-        ("GET", p!("/deliveries/{id}"), get(deliveries::get_one), ProjectView, One("Delivery")),
-        ("GET", p!("/deliveries/{id}/targets"), get(deliveries::targets), ProjectView, List("DeliveryTarget")),
-        ("GET", p!("/deliveries/{id}/events"), get(deliveries::events), ProjectView, Other),
-        ("POST", p!("/deliveries/{id}/cancel"), post(deliveries::cancel), ProjectAdmin, One("Delivery")),
-        ("POST", p!("/deliveries/{id}/retry"), post(deliveries::retry), ProjectAdmin, One("Delivery")),
-        ("GET", "/api/v1/audit", get(audit::list), AnyAdmin, List("AuditEvent")),
+        ("GET", "/", get(console::index), Public, NoBody, Other),
+        ("GET", "/assets/{name}", get(console::asset), Public, NoBody, Other),
+        ("GET", "/healthz", get(ops::healthz), Public, NoBody, Other),
+        ("GET", "/metrics", get(ops::metrics), Public, NoBody, Other),
+        ("GET", "/api/v1/openapi.json", get(ops::openapi), Public, NoBody, Other),
+        (
+            "GET",
+            "/edge/packages/{sha256}/{expires}/{signature}/{file}",
+            get(plugins::edge_download),
+            SignedLink,
+            NoBody,
+            Other,
+        ),
+        (
+            "POST",
+            "/api/v1/auth/login",
+            post(auth::login).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+            Public,
+            Json("Login"),
+            Other,
+        ),
+        ("POST", "/api/v1/auth/logout", post(auth::logout), User, NoBody, Empty),
+        ("GET", "/api/v1/me", get(auth::me), User, NoBody, One("User")),
+        ("PATCH", "/api/v1/me", patch(auth::update_me), User, Json("UserPatchSelf"), One("User")),
+        ("GET", "/api/v1/me/tokens", get(auth::list_tokens), User, NoBody, List("TokenInfo")),
+        ("POST", "/api/v1/me/tokens", post(auth::create_token), User, Json("NewToken"), Other),
+        ("DELETE", "/api/v1/me/tokens/{id}", delete(auth::revoke_token), User, NoBody, Empty),
+        ("GET", "/api/v1/jwt/public-key", get(ops::jwt_public_key), User, NoBody, Other),
+        ("GET", "/api/v1/orgs", get(orgs::list), User, NoBody, List("Org")),
+        ("POST", "/api/v1/orgs", post(orgs::create), SystemAdmin, Json("NewName"), One("Org")),
+        ("GET", "/api/v1/orgs/{id}", get(orgs::get_one), OrgView, NoBody, Other),
+        ("PATCH", "/api/v1/orgs/{id}", patch(orgs::rename), OrgAdmin, Json("NewName"), One("Org")),
+        ("DELETE", "/api/v1/orgs/{id}", delete(orgs::delete), SystemAdmin, NoBody, Empty),
+        ("GET", "/api/v1/orgs/{id}/projects", get(orgs::list_projects), OrgView, NoBody, List("Project")),
+        ("POST", "/api/v1/orgs/{id}/projects", post(orgs::create_project), OrgAdmin, Json("NewName"), One("Project")),
+        ("GET", "/api/v1/orgs/{id}/members", get(orgs::list_members), OrgView, NoBody, List("Member")),
+        ("PUT", "/api/v1/orgs/{id}/members/{user_id}", put(orgs::set_member), OrgAdmin, Json("Membership"), Other),
+        ("DELETE", "/api/v1/orgs/{id}/members/{user_id}", delete(orgs::remove_member), OrgAdmin, NoBody, Empty),
+        ("GET", "/api/v1/projects/{project_id}", get(orgs::get_project), ProjectView, NoBody, Other),
+        ("PATCH", "/api/v1/projects/{project_id}", patch(orgs::rename_project), ProjectAdmin, Json("NewName"), Other),
+        ("DELETE", "/api/v1/projects/{project_id}", delete(orgs::delete_project), ProjectOrgAdmin, NoBody, Empty),
+        ("GET", p!("/members"), get(orgs::list_project_members), ProjectView, NoBody, List("Member")),
+        ("PUT", p!("/members/{user_id}"), put(orgs::set_project_member), ProjectAdmin, Json("Membership"), Other),
+        ("DELETE", p!("/members/{user_id}"), delete(orgs::remove_project_member), ProjectAdmin, NoBody, Empty),
+        ("GET", "/api/v1/users", get(users::list), AnyAdmin, NoBody, List("User")),
+        ("POST", "/api/v1/users", post(users::create), UserAdmin, Json("NewUser"), One("User")),
+        ("PATCH", "/api/v1/users/{id}", patch(users::update), SystemAdmin, Json("UserPatch"), One("User")),
+        ("DELETE", "/api/v1/users/{id}", delete(users::delete), SystemAdmin, NoBody, Empty),
+        ("GET", p!("/jwt/public-key"), get(ops::project_jwt_public_key), ProjectView, NoBody, Other),
+        ("POST", p!("/jwt/rotate"), post(ops::rotate_project_jwt_key), ProjectAdmin, NoBody, Other),
+        ("GET", p!("/edge-services"), get(edges::list), ProjectView, NoBody, List("EdgeService")),
+        ("POST", p!("/edge-services"), post(edges::create), ProjectAdmin, Json("EdgeInput"), One("EdgeService")),
+        (
+            "POST",
+            p!("/edge-services/import"),
+            post(edges::import),
+            ProjectAdmin,
+            JsonList("EdgeInput"),
+            List("EdgeService"),
+        ),
+        ("GET", p!("/edge-services/{id}"), get(edges::get_one), ProjectView, NoBody, One("EdgeService")),
+        ("PATCH", p!("/edge-services/{id}"), patch(edges::update), ProjectAdmin, Json("EdgePatch"), One("EdgeService")),
+        ("DELETE", p!("/edge-services/{id}"), delete(edges::delete), ProjectAdmin, NoBody, Empty),
+        ("POST", p!("/edge-services/{id}/probe"), post(edges::probe), ProjectAdmin, NoBody, One("EdgeService")),
+        ("GET", p!("/templates"), get(templates::list), ProjectView, NoBody, List("TemplateSummary")),
+        ("POST", p!("/templates"), post(templates::create), ProjectAdmin, Json("NewTemplate"), One("Template")),
+        ("GET", p!("/templates/{id}"), get(templates::get_one), ProjectView, NoBody, One("Template")),
+        ("PUT", p!("/templates/{id}"), put(templates::update), ProjectAdmin, Json("TemplateEdit"), One("Template")),
+        ("DELETE", p!("/templates/{id}"), delete(templates::delete), ProjectAdmin, NoBody, Empty),
+        ("GET", p!("/templates/{id}/versions"), get(templates::versions), ProjectView, NoBody, Other),
+        ("GET", p!("/templates/{id}/versions/{version}"), get(templates::version), ProjectView, NoBody, Other),
+        ("GET", p!("/templates/{id}/export"), get(templates::export), ProjectView, NoBody, Other),
+        ("POST", p!("/templates/{id}/preview"), post(templates::preview), ProjectView, Json("PreviewRequest"), Other),
+        ("GET", p!("/plugins"), get(plugins::list), ProjectView, NoBody, List("Plugin")),
+        (
+            "POST",
+            p!("/plugins"),
+            post(plugins::create).layer(DefaultBodyLimit::disable()),
+            ProjectAdmin,
+            Form,
+            One("Plugin"),
+        ),
+        ("GET", p!("/plugins/{id}"), get(plugins::get_one), ProjectView, NoBody, One("Plugin")),
+        ("DELETE", p!("/plugins/{id}"), delete(plugins::delete), ProjectAdmin, NoBody, Empty),
+        ("GET", p!("/plugins/{id}/package"), get(plugins::package), ProjectView, NoBody, Other),
+        ("GET", p!("/deliveries"), get(deliveries::list), ProjectView, NoBody, List("Delivery")),
+        ("POST", p!("/deliveries"), post(deliveries::create), ProjectAdmin, Json("NewDelivery"), One("Delivery")),
+        ("GET", p!("/deliveries/{id}"), get(deliveries::get_one), ProjectView, NoBody, One("Delivery")),
+        ("GET", p!("/deliveries/{id}/targets"), get(deliveries::targets), ProjectView, NoBody, List("DeliveryTarget")),
+        ("GET", p!("/deliveries/{id}/events"), get(deliveries::events), ProjectView, NoBody, Other),
+        ("POST", p!("/deliveries/{id}/cancel"), post(deliveries::cancel), ProjectAdmin, NoBody, One("Delivery")),
+        ("POST", p!("/deliveries/{id}/retry"), post(deliveries::retry), ProjectAdmin, NoBody, One("Delivery")),
+        ("GET", "/api/v1/audit", get(audit::list), AnyAdmin, NoBody, List("AuditEvent")),
     ]
 }
 
 /// Every route with its access rule.
 pub fn catalog() -> Vec<RouteSpec> {
-    table().into_iter().map(|(method, path, _, access, shape)| RouteSpec { method, path, access, shape }).collect()
+    table()
+        .into_iter()
+        .map(|(method, path, _, access, body, shape)| RouteSpec { method, path, access, body, shape })
+        .collect()
 }
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     let mut router = Router::new();
-    for (_, path, handler, rule, _) in table() {
+    for (_, path, handler, rule, _, _) in table() {
         let guarded = handler.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             move |axum::extract::State(state): axum::extract::State<AppState>,

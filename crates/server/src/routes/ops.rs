@@ -83,6 +83,24 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
 }
 
+/// What a route takes (`null` when nothing, which the document then leaves out).
+fn request_body(body: crate::routes::Body) -> Value {
+    use crate::routes::Body;
+    let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    match body {
+        Body::NoBody => Value::Null,
+        Body::Json(name) => json!({"required": true, "content": {"application/json": {"schema": schema(name)}}}),
+        Body::JsonList(name) => json!({"required": true, "content": {
+            "application/json": {"schema": {"type": "array", "items": schema(name)}},
+            "text/csv": {"schema": {"type": "string"}}
+        }}),
+        Body::Form => json!({"required": true, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["name", "file"],
+            "properties": {"name": {"type": "string"}, "description": {"type": "string"}, "file": {"type": "string", "format": "binary"}}
+        }}}}),
+    }
+}
+
 /// What a route answers: its success shape (from the route table) and the shared error shape.
 fn responses(shape: crate::routes::Shape) -> Value {
     use crate::routes::Shape;
@@ -112,13 +130,19 @@ pub async fn openapi() -> Json<Value> {
             .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
-        let operation = json!({
+        let mut operation = json!({
             "summary": format!("{} {}", route.method, route.path),
             "x-access": format!("{:?}", route.access),
             "parameters": parameters,
             "security": if matches!(route.access, crate::routes::Access::Public | crate::routes::Access::SignedLink) { json!([]) } else { json!([{"bearer": []}, {"session": []}]) },
+            "requestBody": request_body(route.body),
             "responses": responses(route.shape),
         });
+        if let Some(fields) = operation.as_object_mut()
+            && fields["requestBody"].is_null()
+        {
+            fields.remove("requestBody");
+        }
         let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
         entry[route.method.to_lowercase()] = operation;
     }

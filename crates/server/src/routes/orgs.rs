@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{AuditEntry, Org, StoreError, User};
 
@@ -15,17 +14,7 @@ use crate::extract::{ApiJson, CurrentUser, Project, Query};
 use crate::routes::{audit_entry, created};
 use crate::views;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewName {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Membership {
-    role: String,
-}
+use api_types::{Membership, NewName};
 
 fn checked_name(name: &str, what: &str) -> Result<String, ApiError> {
     domain::text::check_name(&format!("name: the {what} name"), name, 100)

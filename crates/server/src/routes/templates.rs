@@ -9,7 +9,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::params::{self, ParamValues};
 use domain::template::{self, Checked, TemplateKind};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{Template, TemplateChange};
 
@@ -21,24 +20,7 @@ use crate::extract::{ApiJson, CurrentUser, Project, Query};
 use crate::routes::{audit_entry, created};
 use crate::views;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewTemplate {
-    name: String,
-    kind: String,
-    content: Value,
-    #[serde(default)]
-    description: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TemplateEdit {
-    name: Option<String>,
-    kind: Option<String>,
-    content: Option<Value>,
-    description: Option<String>,
-}
+use api_types::{NewTemplate, PreviewRequest, TemplateEdit};
 
 fn checked_name(name: &str) -> Result<String, ApiError> {
     domain::text::check_name("name: a template name", name, 100).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))
@@ -292,18 +274,6 @@ pub async fn export(
     };
     Ok(([(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_DISPOSITION, disposition)], content)
         .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewRequest {
-    edge_id: String,
-    #[serde(default)]
-    version: Option<i64>,
-    #[serde(default)]
-    content: Option<Value>,
-    #[serde(default)]
-    params: Option<Value>,
 }
 
 /// Renders the template for one edge, as a delivery would, without sending anything.

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -13,39 +12,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Query};
 use crate::routes::{audit_entry, created};
 use crate::views;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    username: String,
-    password: String,
-    #[serde(default)]
-    system_admin: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct UserPatch {
-    password: Option<String>,
-    disabled: Option<bool>,
-    language: Option<String>,
-}
-
-/// What users may change of their own account.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct UserPatchSelf {
-    pub password: Option<String>,
-    /// Required with `password`.
-    pub current_password: Option<String>,
-    language: Option<String>,
-}
-
-impl From<UserPatchSelf> for UserPatch {
-    fn from(own: UserPatchSelf) -> UserPatch {
-        UserPatch { password: own.password, disabled: None, language: own.language }
-    }
-}
+use api_types::{NewUser, UserPatch};
 
 pub const LANGUAGES: [&str; 2] = ["en", "zh"];
 
