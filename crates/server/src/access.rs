@@ -123,9 +123,18 @@ pub async fn guard(
             Ok(false) => deny(&state, &user, None, "this needs an admin role").await,
             Err(err) => Err(err),
         },
-        Access::OrgView => org_visible(&state, &user, &param("id")).await.map(drop),
+        Access::OrgView => match org_visible(&state, &user, &param("id")).await {
+            Ok(access) => {
+                parts.extensions.insert(access);
+                Ok(())
+            }
+            Err(err) => Err(err),
+        },
         Access::OrgAdmin => match org_visible(&state, &user, &param("id")).await {
-            Ok(Role::Admin) => Ok(()),
+            Ok(access) if access.role == Role::Admin => {
+                parts.extensions.insert(access);
+                Ok(())
+            }
             Ok(_) => deny(&state, &user, None, "this needs the admin role in the organization").await,
             Err(err) => Err(err),
         },
@@ -163,13 +172,24 @@ pub async fn guard(
     }
 }
 
-/// The user's role toward an organization they can see; project members see it as `Member`.
-pub async fn org_visible(state: &AppState, user: &User, org_id: &str) -> Result<Role, ApiError> {
+/// An organization the user can see, with their role toward it (project members see it as
+/// `Member`). The route guard puts it in the request for organization routes; handlers take it
+/// with the `OrgOf` extractor.
+#[derive(Debug, Clone)]
+pub struct OrgAccess {
+    pub org: Org,
+    pub role: Role,
+}
+
+pub async fn org_visible(state: &AppState, user: &User, org_id: &str) -> Result<OrgAccess, ApiError> {
     match org_access(state, user, org_id).await {
-        Ok((_, role)) => Ok(role),
+        Ok((org, role)) => Ok(OrgAccess { org, role }),
         Err(not_found) => {
             let visible = state.store.visible_orgs(&user.id).await?;
-            if visible.iter().any(|o| o.id == org_id) { Ok(Role::Member) } else { Err(not_found) }
+            match visible.into_iter().find(|o| o.id == org_id) {
+                Some(org) => Ok(OrgAccess { org, role: Role::Member }),
+                None => Err(not_found),
+            }
         }
     }
 }

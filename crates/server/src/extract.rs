@@ -67,6 +67,23 @@ pub struct Authenticated(pub User);
 /// (a `ProjectAdmin` route only reaches its handler when the caller is a project admin).
 pub struct Project(pub crate::access::ProjectAccess);
 
+/// The organization of a `/orgs/{id}/...` route with the caller's role, as the route guard
+/// checked it (an `OrgAdmin` route only reaches its handler when the caller administers it).
+pub struct OrgOf(pub crate::access::OrgAccess);
+
+impl<S: Send + Sync> FromRequestParts<S> for OrgOf {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<crate::access::OrgAccess>()
+            .cloned()
+            .map(OrgOf)
+            .ok_or_else(|| ApiError::internal("an organization handler on a route without an organization rule"))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Project {
     type Rejection = ApiError;
 

@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 use store::AuditQuery;
 
 use crate::AppState;
-use crate::access::{deny, is_any_admin};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{CurrentUser, Query};
 use crate::views;
@@ -16,9 +15,6 @@ pub async fn list(
     CurrentUser(user): CurrentUser,
     query: Query,
 ) -> ApiResult<Json<Value>> {
-    if !is_any_admin(&state, &user).await? {
-        return deny(&state, &user, None, "the operation audit is for administrators").await;
-    }
     let query = query.only(&["org", "project", "actor", "action", "resource", "since", "until", "limit", "offset"])?;
     let page = query.page()?;
     let audit_query = AuditQuery {

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use store::{AuditEntry, Org, StoreError, User};
 
 use crate::AppState;
-use crate::access::{self, ProjectAccess, Role, deny};
+use crate::access::{OrgAccess, ProjectAccess, Role};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, CurrentUser, Project, Query};
+use crate::extract::{ApiJson, CurrentUser, OrgOf, Project, Query};
 use crate::routes::{audit_entry, created};
 use crate::views;
 
@@ -28,20 +28,6 @@ fn org_entry(user: &User, org: &Org, action: &str, resource_type: &str, name: &s
     entry
 }
 
-async fn require_system_admin(state: &AppState, user: &User) -> Result<(), ApiError> {
-    if user.is_system_admin { Ok(()) } else { deny(state, user, None, "this needs the system admin role").await }
-}
-
-/// The organization if the user administers it (403 if they only see it, 404 if not even that).
-async fn administered_org(state: &AppState, user: &User, org_id: &str) -> Result<Org, ApiError> {
-    let (org, role) = access::org_access(state, user, org_id).await?;
-    if role == Role::Admin {
-        Ok(org)
-    } else {
-        deny(state, user, None, "this needs the admin role in the organization").await
-    }
-}
-
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Value>> {
     let orgs =
         if user.is_system_admin { state.store.list_orgs().await? } else { state.store.visible_orgs(&user.id).await? };
@@ -53,37 +39,25 @@ pub async fn create(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<NewName>,
 ) -> ApiResult<impl IntoResponse> {
-    require_system_admin(&state, &user).await?;
     let name = checked_name(&body.name, "organization")?;
     let entry = audit_entry(&user, None, "org.create", "org", &name, json!({}));
     let org = state.store.create_org(&name, &entry).await?;
     Ok(created(views::org(&org)))
 }
 
-pub async fn get_one(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let (org, role) = org_access_or_project_member(&state, &user, &id).await?;
-    let mut body = json!(views::org(&org));
-    body["role"] = json!(format!("{role:?}").to_lowercase());
+pub async fn get_one(OrgOf(access): OrgOf) -> ApiResult<Json<Value>> {
+    let mut body = json!(views::org(&access.org));
+    body["role"] = json!(access.role.as_str());
     Ok(Json(body))
-}
-
-/// The organization and the user's role toward it; project members see it as `Member`.
-async fn org_access_or_project_member(state: &AppState, user: &User, org_id: &str) -> Result<(Org, Role), ApiError> {
-    let role = access::org_visible(state, user, org_id).await?;
-    Ok((state.store.get_org(org_id).await?, role))
 }
 
 pub async fn rename(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    OrgOf(OrgAccess { org, .. }): OrgOf,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewName>,
 ) -> ApiResult<Json<Value>> {
-    let org = administered_org(&state, &user, &id).await?;
     let name = checked_name(&body.name, "organization")?;
     let mut entry = org_entry(&user, &org, "org.update", "org", &name, json!({"renamed_from": org.name}));
     entry.resource_id = org.id.clone();
@@ -97,7 +71,6 @@ pub async fn delete(
     Path(id): Path<String>,
     query: Query,
 ) -> ApiResult<StatusCode> {
-    require_system_admin(&state, &user).await?;
     let force = query.only(&["force"])?.one("force").as_deref() == Some("true");
     let org = state.store.get_org(&id).await?;
     let mut entry = org_entry(&user, &org, "org.delete", "org", &org.name, json!({"force": force}));
@@ -116,10 +89,10 @@ pub async fn delete(
 pub async fn list_projects(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    OrgOf(access): OrgOf,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let (_, role) = org_access_or_project_member(&state, &user, &id).await?;
-    let projects = if role >= Role::Viewer {
+    let projects = if access.role >= Role::Viewer {
         state.store.list_projects(&id).await?
     } else {
         state.store.visible_projects(&id, &user.id).await?
@@ -133,7 +106,6 @@ pub async fn create_project(
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<NewName>,
 ) -> ApiResult<impl IntoResponse> {
-    administered_org(&state, &user, &org_id).await?;
     let name = checked_name(&body.name, "project")?;
     let entry = audit_entry(&user, None, "project.create", "project", &name, json!({}));
     let project = state.store.create_project(&org_id, &name, &entry).await?;
@@ -224,12 +196,7 @@ fn parse_role(text: &str, allowed: &[Role]) -> Result<Role, ApiError> {
     }
 }
 
-pub async fn list_members(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    org_access_or_project_member(&state, &user, &id).await?;
+pub async fn list_members(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let members = state.store.org_members(&id).await?;
     Ok(Json(json!(views::list(&members, members.len() as i64, views::member))))
 }
@@ -237,10 +204,10 @@ pub async fn list_members(
 pub async fn set_member(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    OrgOf(OrgAccess { org, .. }): OrgOf,
     Path((id, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<Membership>,
 ) -> ApiResult<Json<Value>> {
-    let org = administered_org(&state, &user, &id).await?;
     let role = parse_role(&body.role, &[Role::Admin, Role::Viewer, Role::Member])?;
     let member = state.store.get_user(&user_id).await?;
     let mut entry = org_entry(&user, &org, "org.member.set", "user", &member.username, json!({"role": role}));
@@ -252,9 +219,9 @@ pub async fn set_member(
 pub async fn remove_member(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    OrgOf(OrgAccess { org, .. }): OrgOf,
     Path((id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = administered_org(&state, &user, &id).await?;
     let member = state.store.get_user(&user_id).await?;
     let mut entry = org_entry(&user, &org, "org.member.remove", "user", &member.username, json!({}));
     entry.resource_id = member.id.clone();
