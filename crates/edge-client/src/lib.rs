@@ -81,6 +81,36 @@ pub struct RuleStatus {
     pub message: String,
 }
 
+/// One installed portable plugin, as `GET /plugins/portables` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortablePlugin {
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub language: String,
+    #[serde(default)]
+    pub executable: String,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub sinks: Vec<String>,
+    #[serde(default)]
+    pub functions: Vec<String>,
+}
+
+/// The drivers document with `description: ""` added to every tag that lacks one.
+fn with_tag_descriptions(document: &Value) -> Value {
+    let mut document = document.clone();
+    let nodes = document.get_mut("nodes").and_then(Value::as_array_mut).into_iter().flatten();
+    let groups = nodes.filter_map(|node| node.get_mut("groups").and_then(Value::as_array_mut)).flatten();
+    let tags = groups.filter_map(|group| group.get_mut("tags").and_then(Value::as_array_mut)).flatten();
+    for tag in tags.filter_map(Value::as_object_mut) {
+        tag.entry("description").or_insert_with(|| Value::String(String::new()));
+    }
+    document
+}
+
 /// What a rule's status string means, across eKuiper versions: 1.x says `Running` or
 /// `Stopped: canceled manually.` / `Stopped: <error>.`, 2.x says `running`, `stopped` or
 /// `stopped by error` with the error in `message`.
@@ -398,7 +428,9 @@ impl Edge<'_> {
         expect_json("describe", &object, answer, &[200]).map(Some)
     }
 
-    pub async fn list_portables(&self) -> Result<Vec<String>, EdgeError> {
+    /// The installed portable plugins as eKuiper lists them: one object each (`name`, `version`,
+    /// `language`, `executable`, `sources`, `sinks`, `functions`), not bare names.
+    pub async fn list_portables(&self) -> Result<Vec<PortablePlugin>, EdgeError> {
         let answer = self.call("list", "plugins", Method::GET, "/api/ekuiper/plugins/portables", None).await?;
         parse_as("list", "plugins", expect_json("list", "plugins", answer, &[200])?)
     }
@@ -536,9 +568,12 @@ impl Edge<'_> {
         }
     }
 
-    /// `PUT /global/drivers` (Neuron 2.8+, NeuronEX 3.2+): replaces the listed nodes whole.
+    /// `PUT /global/drivers` (Neuron 2.8+, NeuronEX 3.2+): replaces the listed nodes whole. Every
+    /// tag is sent with a `description` (empty when the document has none): real Neuron 2.13.0
+    /// to 2.15 crash on a tag without the key.
     pub async fn put_drivers(&self, document: &Value) -> Result<(), EdgeError> {
-        self.neuron("apply", "drivers", Method::PUT, "global/drivers", Some(document)).await.map(drop)
+        let document = with_tag_descriptions(document);
+        self.neuron("apply", "drivers", Method::PUT, "global/drivers", Some(&document)).await.map(drop)
     }
 
     pub async fn get_drivers(&self, names: &[&str]) -> Result<Value, EdgeError> {
@@ -756,6 +791,20 @@ fn encode(segment: &str) -> String {
 #[cfg(test)]
 mod rule_state_tests {
     use super::*;
+
+    #[test]
+    fn every_driver_tag_goes_out_with_a_description() {
+        let document = json!({"nodes": [{"name": "plc", "plugin": "Modbus TCP", "groups": [
+            {"group": "g1", "interval": 1000, "tags": [
+                {"name": "t1", "address": "1!400001", "attribute": 1, "type": 3},
+                {"name": "t2", "address": "1!400002", "attribute": 1, "type": 3, "description": "kept"}
+            ]}
+        ]}]});
+        let sent = with_tag_descriptions(&document);
+        let tags = &sent["nodes"][0]["groups"][0]["tags"];
+        assert_eq!((tags[0]["description"].as_str(), tags[1]["description"].as_str()), (Some(""), Some("kept")));
+        assert_eq!(with_tag_descriptions(&json!({"nodes": "odd"})), json!({"nodes": "odd"}));
+    }
 
     #[test]
     fn status_strings_of_both_ekuiper_generations_are_understood() {

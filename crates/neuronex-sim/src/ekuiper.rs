@@ -176,7 +176,13 @@ impl Ekuiper {
             ("POST", ["data", "import"]) => self.data_import(e, req.body, req.query_flag("partial"), now_ms),
             ("GET", ["data", "import", "status"]) => self.import_status(),
             ("POST", ["ruleset", "import"]) => self.ruleset_import(e, req.body, now_ms),
-            ("GET", ["plugins", "portables"]) => Reply::json(200, &json!(self.plugins.keys().collect::<Vec<_>>())),
+            // eKuiper's portable manager lists each plugin's info (name, version, language,
+            // executable, sources, sinks, functions), not names: internal/server/portable_init.go
+            // `portablesHandler` answers `portableManager.List()`.
+            ("GET", ["plugins", "portables"]) => {
+                let listed: Vec<Value> = self.plugins.iter().map(|(name, meta)| meta.to_json(name)).collect();
+                Reply::json(200, &json!(listed))
+            }
             ("POST", ["plugins", "portables"]) => {
                 return self.start_plugin_install(e, req.body, None);
             }

@@ -11,7 +11,12 @@ async fn a_real_python_plugin_is_downloaded_installed_and_described() {
     let target = target(&sim, 0);
     let edge = client.edge(&target);
     edge.install_portable("pysam", &url, false).await.expect("install");
-    assert_eq!(edge.list_portables().await.expect("list"), vec!["pysam"]);
+    // Listed as eKuiper's portable manager lists plugins: their info objects (lf-edge/ekuiper
+    // internal/server/portable_init.go, `portablesHandler` GET -> `portableManager.List()`).
+    let listed = edge.list_portables().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].name.as_str(), listed[0].language.as_str()), ("pysam", "python"));
+    assert_eq!(listed[0].sources, vec!["pyjson"]);
     let described = edge.get_portable("pysam").await.expect("get").expect("installed");
     assert_eq!(described["language"], "python");
     assert_eq!(described["sources"], json!(["pyjson"]));

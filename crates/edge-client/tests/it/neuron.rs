@@ -156,7 +156,11 @@ async fn global_drivers_replace_nodes_whole() {
     edge.put_drivers(&drivers_document()).await.expect("first apply");
     edge.put_drivers(&drivers_document()).await.expect("sending the same driver again replaces it");
     let exported = edge.get_drivers(&["m1"]).await.expect("export");
-    assert_eq!(exported, drivers_document());
+    // What was sent, with the `description` the client always adds to a tag (real Neuron 2.13 to
+    // 2.15 crash without it).
+    let mut sent = drivers_document();
+    sent["nodes"][0]["groups"][0]["tags"][0]["description"] = json!("");
+    assert_eq!(exported, sent);
 }
 
 #[tokio::test]
