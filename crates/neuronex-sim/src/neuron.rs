@@ -83,14 +83,16 @@ static PLUGINS: &[PluginDef] = &[
         description: "This plugin is used to connect devices using modbus tcp protocol",
         node_type: 1,
         single: false,
+        // emqx/neuron plugins/modbus/modbus-tcp.json (fixtures/upstream/neuron_plugin_schema_modbus_tcp.json):
+        // a real Neuron 2.13.0 refuses a node without `connection_mode` or `interval` (2004).
         params: &[
             string("host", true),
             int("port", 1, 65535, true),
             int("timeout", 1000, 65535, true),
-            int("interval", 0, 3000, false),
-            Param { key: "connection_mode", kind: ParamKind::Map(&[0, 1]), required: false },
+            int("interval", 0, 3000, true),
+            Param { key: "connection_mode", kind: ParamKind::Map(&[0, 1]), required: true },
             Param { key: "transport_mode", kind: ParamKind::Map(&[0, 1]), required: false },
-            int("max_retries", 0, 10, false),
+            int("max_retries", 0, 3, false),
             int("retry_interval", 0, 10000, false),
         ],
         address: AddressRule::Modbus,
@@ -147,10 +149,14 @@ static PLUGINS: &[PluginDef] = &[
         description: "Neuron northbound MQTT plugin",
         node_type: 2,
         single: false,
+        // emqx/neuron plugins/mqtt/mqtt.json: `client-id` and `format` are required.
         params: &[
             string("host", true),
             int("port", 1, 65535, true),
-            string("client-id", false),
+            string("client-id", true),
+            Param { key: "format", kind: ParamKind::Map(&[0, 1, 2, 3, 4]), required: true },
+            Param { key: "version", kind: ParamKind::Map(&[4, 5]), required: false },
+            Param { key: "qos", kind: ParamKind::Map(&[0, 1, 2]), required: false },
             Param { key: "ssl", kind: ParamKind::Bool, required: false },
         ],
         address: AddressRule::Any,

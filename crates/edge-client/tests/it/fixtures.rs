@@ -61,9 +61,13 @@ async fn neuron_tag_examples() {
     let client = client();
     let target = target(&sim, 0);
     let edge = client.edge(&target);
-    edge.create_node("modbus-node", "Modbus TCP", Some(&json!({"host": "127.0.0.1", "port": 502, "timeout": 3000})))
-        .await
-        .expect("node");
+    edge.create_node(
+        "modbus-node",
+        "Modbus TCP",
+        Some(&json!({"host": "127.0.0.1", "port": 502, "timeout": 3000, "interval": 20, "connection_mode": 0})),
+    )
+    .await
+    .expect("node");
     let gtags = fixture("neuron_gtags_add_request.json");
     let groups = gtags["groups"].as_array().expect("groups").clone();
     assert_eq!(edge.add_group_tags("modbus-node", &groups).await.expect("gtags example"), 4);

@@ -4,8 +4,14 @@ use crate::support::{client, sim, target};
 
 const MODBUS: &str = "Modbus TCP";
 
+/// What a real Neuron 2.13 takes for a Modbus TCP client (emqx/neuron plugins/modbus/modbus-tcp.json).
 fn modbus_params() -> Value {
-    json!({"host": "10.0.0.5", "port": 502, "timeout": 3000})
+    json!({"host": "10.0.0.5", "port": 502, "timeout": 3000, "interval": 20, "connection_mode": 0})
+}
+
+/// What a real Neuron 2.13 takes for an MQTT app (emqx/neuron plugins/mqtt/mqtt.json).
+fn mqtt_params() -> Value {
+    json!({"host": "broker", "port": 1883, "client-id": "neuron-up", "format": 0})
 }
 
 #[tokio::test]
@@ -55,7 +61,7 @@ async fn group_errors() {
     let target = target(&sim, 0);
     let edge = client.edge(&target);
     edge.create_node("m1", MODBUS, Some(&modbus_params())).await.expect("node");
-    edge.create_node("up", "MQTT", Some(&json!({"host": "broker", "port": 1883}))).await.expect("app");
+    edge.create_node("up", "MQTT", Some(&mqtt_params())).await.expect("app");
     edge.create_group("m1", "g1", 1000).await.expect("group");
     let cases = [
         ("m1", "g2", 99, 400, 2105),
@@ -134,7 +140,7 @@ async fn subscriptions_link_an_app_to_a_driver_group() {
     let edge = client.edge(&target);
     edge.create_node("m1", MODBUS, Some(&modbus_params())).await.expect("node");
     edge.create_group("m1", "g1", 1000).await.expect("group");
-    edge.create_node("up", "MQTT", Some(&json!({"host": "broker", "port": 1883}))).await.expect("app");
+    edge.create_node("up", "MQTT", Some(&mqtt_params())).await.expect("app");
     edge.subscribe("up", "m1", "g1", Some(&json!({"topic": "t"}))).await.expect("subscribe");
     edge.subscribe("up", "m1", "g1", None).await.expect("subscribing twice is fine");
     let err = edge.subscribe("up", "m1", "nope", None).await.expect_err("missing group");

@@ -279,7 +279,7 @@ async fn driver_templates_create_nodes_groups_and_tags() {
     let app = TestApp::spawn().await;
     let sim = sim(2, &["3.6.0"]).await;
     let ids = app.register(&sim, 2).await;
-    let doc = json!({"nodes": [{"name": "plc", "plugin": "Modbus TCP", "params": {"host": "${plc_host}", "port": "${plc_port}", "timeout": 3000},
+    let doc = json!({"nodes": [{"name": "plc", "plugin": "Modbus TCP", "params": {"host": "${plc_host}", "port": "${plc_port}", "timeout": 3000, "interval": 20, "connection_mode": 0},
         "groups": [{"group": "fast", "interval": 1000, "tags": [
             {"name": "temperature", "address": "1!400001", "attribute": 1, "type": 9},
             {"name": "line", "address": "", "attribute": 8, "type": 13, "value": "${edge.name}"}]}]}]});
@@ -293,7 +293,7 @@ async fn driver_templates_create_nodes_groups_and_tags() {
     let node = &sim_state(&sim, 1).await["neuron"]["nodes"]["plc"];
     assert_eq!(
         node["params"],
-        json!({"host": "10.1.1.1", "port": 502, "timeout": 3000}),
+        json!({"host": "10.1.1.1", "port": 502, "timeout": 3000, "interval": 20, "connection_mode": 0}),
         "a whole-string placeholder takes the value's type"
     );
     assert_eq!(node["groups"]["fast"]["tags"][1]["value"], "neuronex-00001");
