@@ -90,6 +90,9 @@ impl StreamDef {
 #[derive(Debug, Clone)]
 struct RuleState {
     definition: Value,
+    /// The rule as it was given: `GET /rules/{id}` answers it verbatim (rest_test.go
+    /// `Test_rulesManageHandler`, "get rule").
+    text: String,
     run: RuleRun,
     last_start_ms: u64,
     last_stop_ms: u64,
@@ -156,6 +159,8 @@ impl Ekuiper {
             ("GET", ["tables"]) => Reply::json(200, &json!(self.tables.keys().collect::<Vec<_>>())),
             ("GET", ["streamdetails"]) => self.stream_details(Kind::Stream),
             ("GET", ["tabledetails"]) => self.stream_details(Kind::Table),
+            ("GET", ["streams", name, "schema"]) => self.stream_schema(e, Kind::Stream, name),
+            ("GET", ["tables", name, "schema"]) => self.stream_schema(e, Kind::Table, name),
             ("GET", ["streams", name]) => self.describe_stream(e, Kind::Stream, name),
             ("GET", ["tables", name]) => self.describe_stream(e, Kind::Table, name),
             ("PUT", ["streams", name]) => self.replace_stream(e, Kind::Stream, name, req.body),
@@ -210,13 +215,14 @@ impl Ekuiper {
                 );
             }
         };
-        let def = match parse_create(&sql) {
-            Ok((_, name, def)) => (name, def),
+        // The statement decides what is created: `CREATE TABLE` posted to `/streams` makes a table
+        // (eKuiper's rest_test.go `Test_sourcesManageHandler`, "create table").
+        let (kind, name, def) = match parse_create(&sql) {
+            Ok(parsed) => parsed,
             Err(reason) => {
                 return ekuiper_error(e, 1000, &format!("{} command error: {reason}", kind.title()));
             }
         };
-        let (name, def) = def;
         let store = self.store_mut(kind);
         if store.contains_key(&name) {
             let message =
@@ -261,8 +267,30 @@ impl Ekuiper {
                 format!("describe {} error: Describe {} fails, {name} is not found.", kind.word(), kind.word());
             return ekuiper_error(e, 3000, &message);
         };
+        // eKuiper answers its parsed statement: options under their JSON names, no statement text,
+        // `StreamFields` null for a schemaless stream, `StreamType` 0 (stream) or 1 (table)
+        // (rest_test.go `Test_sourcesManageHandler`, "get stream" and "get table").
         let fields: Vec<Value> = def.fields.iter().map(|(field, ty)| json!({"Name": field, "FieldType": ty})).collect();
-        Reply::json(200, &json!({"Name": name, "StreamFields": fields, "Options": def.options, "Statement": def.sql}))
+        let fields = if fields.is_empty() { Value::Null } else { Value::Array(fields) };
+        let options: serde_json::Map<String, Value> =
+            def.options.iter().map(|(key, value)| (key.to_lowercase(), option_value(key, value))).collect();
+        let stream_type = if kind == Kind::Table { 1 } else { 0 };
+        Reply::json(
+            200,
+            &json!({"Name": name, "Options": options, "Statement": null, "StreamFields": fields, "StreamType": stream_type}),
+        )
+    }
+
+    /// The fields a stream or table declares, by name (`{}` for a schemaless one).
+    fn stream_schema(&self, e: &Engines, kind: Kind, name: &str) -> Reply {
+        let Some(def) = self.store(kind).get(name) else {
+            let message =
+                format!("describe {} error: Describe {} fails, {name} is not found.", kind.word(), kind.word());
+            return ekuiper_error(e, 3000, &message);
+        };
+        let schema: serde_json::Map<String, Value> =
+            def.fields.iter().map(|(field, ty)| (field.clone(), json!({"type": ty}))).collect();
+        Reply::json(200, &Value::Object(schema))
     }
 
     fn stream_details(&self, kind: Kind) -> Reply {
@@ -338,7 +366,7 @@ impl Ekuiper {
         }
         match self.plan(e, &rule) {
             Ok(run) => {
-                self.store_rule(id.clone(), rule, run, now_ms);
+                self.store_rule(id.clone(), rule, String::from_utf8_lossy(body).into_owned(), run, now_ms);
                 Reply::text(201, format!("Rule {id} was created successfully."))
             }
             Err((code, reason)) => ekuiper_error(e, code, &reason),
@@ -360,6 +388,7 @@ impl Ekuiper {
         if !self.rules.contains_key(id) && !e.rule_put_upserts() {
             return ekuiper_error(e, 1002, &format!("Rule not found: Rule {id} is not found."));
         }
+        let body_has_id = rule.get("id").is_some();
         match rule.get("id") {
             None => {
                 rule["id"] = json!(id);
@@ -381,7 +410,8 @@ impl Ekuiper {
         }
         match self.plan(e, &rule) {
             Ok(run) => {
-                self.store_rule(id.to_owned(), rule, run, now_ms);
+                let text = if body_has_id { String::from_utf8_lossy(body).into_owned() } else { rule.to_string() };
+                self.store_rule(id.to_owned(), rule, text, run, now_ms);
                 Reply::text(200, format!("Rule {id} was updated successfully."))
             }
             // A failed update leaves the old rule running.
@@ -410,14 +440,14 @@ impl Ekuiper {
         Ok(())
     }
 
-    fn store_rule(&mut self, id: String, rule: Value, run: RuleRun, now_ms: u64) {
+    fn store_rule(&mut self, id: String, rule: Value, text: String, run: RuleRun, now_ms: u64) {
         let triggered = rule.get("triggered").and_then(Value::as_bool).unwrap_or(true);
         let run = match run {
             RuleRun::Running if !triggered => RuleRun::StoppedManually,
             other => other,
         };
         let last_start_ms = if run == RuleRun::Running { now_ms } else { 0 };
-        self.rules.insert(id, RuleState { definition: rule, run, last_start_ms, last_stop_ms: 0 });
+        self.rules.insert(id, RuleState { definition: rule, text, run, last_start_ms, last_stop_ms: 0 });
     }
 
     /// What planning the rule does: streams and tables must exist, their source types and the
@@ -484,7 +514,7 @@ impl Ekuiper {
 
     fn describe_rule(&self, e: &Engines, id: &str) -> Reply {
         match self.rules.get(id) {
-            Some(rule) => Reply::json(200, &rule.definition),
+            Some(rule) => Reply::json_text(200, rule.text.clone()),
             None => ekuiper_error(e, 1002, &format!("Describe rule error: Rule {id} is not found.")),
         }
     }
@@ -581,8 +611,13 @@ impl Ekuiper {
         let verdict =
             validate_rule_shape(e, &rule, None).and_then(|()| self.plan(e, &rule).map(|_| ()).map_err(|(_, r)| r));
         match verdict {
-            Ok(()) => Reply::json(200, &json!({"valid": true})),
-            Err(reason) => Reply::text(422, reason),
+            // Go encodes the answer's map with sorted keys: `{"sources":[...],"valid":true}`
+            // (rest_test.go `Test_rulesManageHandler`, "validate a rule").
+            Ok(()) => {
+                let sources = crate::ekuiper::rule_sources(&rule);
+                Reply::text(200, json!({"sources": sources, "valid": true}).to_string())
+            }
+            Err(reason) => Reply::text(422, format!("invalid rule json: {reason}")),
         }
     }
 
@@ -659,7 +694,7 @@ impl Ekuiper {
         validate_rule_shape(e, &rule, Some(id)).map_err(|reason| format!("{prefix}: {reason}"))?;
         self.check_version(e, id, &rule)?;
         let run = self.plan(e, &rule).map_err(|(_, reason)| reason)?;
-        self.store_rule(id.to_owned(), rule, run, now_ms);
+        self.store_rule(id.to_owned(), rule, text.as_str().unwrap_or_default().to_owned(), run, now_ms);
         Ok(())
     }
 
@@ -695,7 +730,8 @@ impl Ekuiper {
             if self.rules.contains_key(&id) && !overwrite_rules {
                 continue;
             }
-            let Ok(rule) = serde_json::from_str::<Value>(text.as_str().unwrap_or_default()) else {
+            let text = text.as_str().unwrap_or_default().to_owned();
+            let Ok(rule) = serde_json::from_str::<Value>(&text) else {
                 continue;
             };
             if validate_rule_shape(e, &rule, Some(&id)).is_err() || self.check_version(e, &id, &rule).is_err() {
@@ -703,7 +739,7 @@ impl Ekuiper {
             }
             // Only the syntax is checked: a rule on a missing stream is stored and fails to run.
             let run = self.plan(e, &rule).unwrap_or_else(|(_, reason)| RuleRun::StoppedByError(reason));
-            self.store_rule(id, rule, run, now_ms);
+            self.store_rule(id, rule, text, run, now_ms);
             counts[2] += 1;
         }
         Reply::text(200, format!("imported {} streams, {} tables and {} rules", counts[0], counts[1], counts[2]))
@@ -905,6 +941,16 @@ fn plan_graph(graph: &Value) -> Result<(), String> {
 }
 
 /// Parses `CREATE STREAM|TABLE name (fields) WITH (K="v", ...)`.
+/// An option's value as eKuiper's options struct holds it: `SHARED` is a boolean, `RETAIN_SIZE` a
+/// number, the rest text.
+fn option_value(key: &str, value: &str) -> Value {
+    match key.to_uppercase().as_str() {
+        "SHARED" | "STRICT_VALIDATION" => Value::Bool(value.eq_ignore_ascii_case("true")),
+        "RETAIN_SIZE" => value.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(value)),
+        _ => Value::from(value),
+    }
+}
+
 fn parse_create(sql: &str) -> Result<(Kind, String, StreamDef), String> {
     static CREATE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(

@@ -29,6 +29,11 @@ impl Reply {
         Reply::Http { status, content_type: JSON, body: body.to_string() }
     }
 
+    /// A JSON document sent exactly as it was stored (eKuiper answers a rule's own text).
+    pub fn json_text(status: u16, body: String) -> Reply {
+        Reply::Http { status, content_type: JSON, body }
+    }
+
     /// JSON sent with Go's default text content type, as several eKuiper handlers do.
     pub fn json_as_text(status: u16, body: &Value) -> Reply {
         Reply::Http { status, content_type: TEXT, body: body.to_string() }

@@ -11,3 +11,4 @@ mod fixtures;
 mod network;
 mod neuron;
 mod support;
+mod upstream_ekuiper;
