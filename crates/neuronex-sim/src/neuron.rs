@@ -212,6 +212,7 @@ impl Neuron {
             ("GET", "group") => self.list_groups(req),
             ("POST", "group") => with_body!(|b| self.create_group(&b)),
             ("DELETE", "group") => with_body!(|b| self.delete_group(&b)),
+            ("PUT", "group") => with_body!(|b| self.update_group(&b)),
             ("GET", "tags") => self.list_tags(req),
             ("POST", "tags") => with_body!(|b| self.add_tags(e, &b)),
             ("POST", "gtags") => with_body!(|b| self.add_gtags(e, &b)),
@@ -373,6 +374,67 @@ impl Neuron {
         };
         if node.groups.remove(group).is_none() {
             return neuron_error(2106);
+        }
+        // Its subscriptions go with it.
+        let driver = str_field(body, "node").unwrap_or_default();
+        self.subscriptions.retain(|(_, d, g), _| !(d == driver && g == group));
+        neuron_ok()
+    }
+
+    /// `PUT /group {node, group, new_name?, interval?}`: renames a group (its subscriptions follow)
+    /// or changes its interval; the checks and their order are those of Neuron's
+    /// tests/ft/group/test_group.py.
+    fn update_group(&mut self, body: &Value) -> Reply {
+        let (Some(node_name), Some(group)) = (str_field(body, "node"), str_field(body, "group")) else {
+            return neuron_error(1002);
+        };
+        let new_name = str_field(body, "new_name").filter(|n| !n.is_empty());
+        let interval = body.get("interval");
+        if node_name.len() > NAME_MAX {
+            return neuron_error(2010);
+        }
+        if new_name.is_some_and(|n| n.len() > NAME_MAX) {
+            return neuron_error(2107);
+        }
+        let Some(node) = self.nodes.get_mut(node_name) else {
+            return neuron_error(2003);
+        };
+        if !node.groups.contains_key(group) {
+            return neuron_error(2106);
+        }
+        if new_name.is_none() && interval.is_none() {
+            return neuron_error(1002);
+        }
+        let interval = match interval {
+            None => None,
+            Some(value) => match value.as_u64().filter(|i| (100..=u64::from(u32::MAX)).contains(i)) {
+                Some(interval) => Some(interval),
+                None => return neuron_error(2105),
+            },
+        };
+        if let Some(new_name) = new_name
+            && new_name != group
+            && node.groups.contains_key(new_name)
+        {
+            return neuron_error(2104);
+        }
+        if let Some(interval) = interval
+            && let Some(existing) = node.groups.get_mut(group)
+        {
+            existing.interval = interval;
+        }
+        if let Some(new_name) = new_name
+            && new_name != group
+            && let Some(moved) = node.groups.remove(group)
+        {
+            node.groups.insert(new_name.to_owned(), moved);
+            let renamed: Vec<_> =
+                self.subscriptions.keys().filter(|(_, driver, g)| driver == node_name && g == group).cloned().collect();
+            for key in renamed {
+                if let Some(params) = self.subscriptions.remove(&key) {
+                    self.subscriptions.insert((key.0, key.1, new_name.to_owned()), params);
+                }
+            }
         }
         neuron_ok()
     }

@@ -12,3 +12,4 @@ mod network;
 mod neuron;
 mod support;
 mod upstream_ekuiper;
+mod upstream_neuron;

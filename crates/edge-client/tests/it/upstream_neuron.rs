@@ -1,0 +1,127 @@
+//! Cases replayed from Neuron's own functional tests, expectations unchanged, against the
+//! simulator's Neuron (under NeuronEX's `/api/neuron` prefix). Source: emqx/neuron
+//! `tests/ft/group/test_group.py` at 2eb5290 (class `TestGroup`, whose cases share one Neuron and
+//! run in order), with `tests/ft/neuron/api.py` for the request shapes and `tests/ft/neuron/error.py`
+//! for the codes. Each step names the upstream test it replays.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::sim;
+
+struct Neuron {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Neuron {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the simulator answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `api.add_group(node, group, interval=100)`.
+    async fn add_group(&self, node: &str, group: &str, interval: u64) -> (u16, Value) {
+        self.call(Method::POST, "/group", Some(json!({"node": node, "group": group, "interval": interval}))).await
+    }
+
+    /// `api.update_group(node, group, new_name="", interval=0)`: only the fields given.
+    async fn update_group(&self, node: &str, group: &str, new_name: &str, interval: u64) -> (u16, Value) {
+        let mut body = json!({"node": node, "group": group});
+        if !new_name.is_empty() || interval == 0 {
+            body["new_name"] = json!(new_name);
+        }
+        if interval > 0 {
+            body["interval"] = json!(interval);
+        }
+        self.call(Method::PUT, "/group", Some(body)).await
+    }
+}
+
+const NODE_NOT_EXIST: i64 = 2003;
+const NODE_NAME_TOO_LONG: i64 = 2010;
+const GROUP_NOT_ALLOW: i64 = 2103;
+const GROUP_EXIST: i64 = 2104;
+const GROUP_PARAMETER_INVALID: i64 = 2105;
+const GROUP_NOT_EXIST: i64 = 2106;
+const GROUP_NAME_TOO_LONG: i64 = 2107;
+const BODY_IS_WRONG: i64 = 1002;
+
+#[tokio::test]
+async fn groups_behave_as_neurons_functional_tests_expect() {
+    let sim = sim("3.7.0").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    let error = |answer: &(u16, Value)| (answer.0, answer.1["error"].as_i64());
+
+    // test_add_group_non_existent_node
+    assert_eq!(error(&neuron.add_group("non-existent", "group", 100).await), (404, Some(NODE_NOT_EXIST)));
+    // test_add_group_existent_node (the node is added without settings, as api.add_node does)
+    let added = neuron.call(Method::POST, "/node", Some(json!({"name": "modbus-tcp", "plugin": "Modbus TCP"}))).await;
+    assert_eq!(error(&added), (200, Some(0)));
+    assert_eq!(error(&neuron.add_group("modbus-tcp", "group", 100).await), (200, Some(0)));
+    // test_get_group
+    let (status, groups) = neuron.call(Method::GET, "/group?node=modbus-tcp", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&groups["groups"][0]["tag_count"], &groups["groups"][0]["interval"], &groups["groups"][0]["name"]),
+        (&json!(0), &json!(100), &json!("group"))
+    );
+    // test_delete_non_existent_group
+    let missing = json!({"node": "modbus-tcp", "group": "non-existent"});
+    assert_eq!(error(&neuron.call(Method::DELETE, "/group", Some(missing)).await), (404, Some(GROUP_NOT_EXIST)));
+    // test_delete_group_non_existent_node
+    let no_node = json!({"node": "non-existent", "group": "group"});
+    assert_eq!(error(&neuron.call(Method::DELETE, "/group", Some(no_node)).await), (404, Some(NODE_NOT_EXIST)));
+    // test_delete_group
+    neuron.add_group("modbus-tcp", "group1", 100).await;
+    let group1 = json!({"node": "modbus-tcp", "group": "group1"});
+    assert_eq!(error(&neuron.call(Method::DELETE, "/group", Some(group1)).await), (200, Some(0)));
+    // test_add_group_wrong_interval
+    assert_eq!(error(&neuron.add_group("modbus-tcp", "group", 99).await), (400, Some(GROUP_PARAMETER_INVALID)));
+    // test_add_group_app_node
+    let app = json!({"name": "mqtt", "plugin": "MQTT"});
+    assert_eq!(error(&neuron.call(Method::POST, "/node", Some(app)).await), (200, Some(0)));
+    assert_eq!(error(&neuron.add_group("mqtt", "group", 100).await), (409, Some(GROUP_NOT_ALLOW)));
+    // test_update_group_non_existent_node
+    assert_eq!(error(&neuron.update_group("non-existent", "group", "new_group", 0).await), (404, Some(NODE_NOT_EXIST)));
+    // test_update_group_long_node_name
+    let long = "a".repeat(200);
+    assert_eq!(error(&neuron.update_group(&long, "group", "new_group", 0).await), (400, Some(NODE_NAME_TOO_LONG)));
+    // test_update_group_non_existent_group
+    assert_eq!(
+        error(&neuron.update_group("modbus-tcp", "non-existent", "new_group", 0).await),
+        (404, Some(GROUP_NOT_EXIST))
+    );
+    // test_update_group_long_group_name
+    assert_eq!(error(&neuron.update_group("modbus-tcp", "group", &long, 0).await), (400, Some(GROUP_NAME_TOO_LONG)));
+    // test_update_group_small_interval
+    assert_eq!(
+        error(&neuron.update_group("modbus-tcp", "group", "", 12_345_678_910).await),
+        (400, Some(GROUP_PARAMETER_INVALID))
+    );
+    // test_update_group_valid_interval
+    assert_eq!(error(&neuron.update_group("modbus-tcp", "group", "", 2000).await), (200, Some(0)));
+    // test_update_group_empty_name
+    assert_eq!(error(&neuron.update_group("modbus-tcp", "group", "", 0).await), (400, Some(BODY_IS_WRONG)));
+    // test_update_group_conflict_name
+    neuron.add_group("modbus-tcp", "group1", 100).await;
+    assert_eq!(error(&neuron.update_group("modbus-tcp", "group1", "group", 0).await), (409, Some(GROUP_EXIST)));
+    // test_update_group_name
+    assert_eq!(error(&neuron.update_group("modbus-tcp", "group", "group2", 0).await), (200, Some(0)));
+    // test_update_group_name_interval
+    assert_eq!(error(&neuron.update_group("modbus-tcp", "group2", "group", 3000).await), (200, Some(0)));
+    // test_update_group_subscription: a renamed group keeps its subscribers.
+    let subscribe =
+        json!({"app": "mqtt", "driver": "modbus-tcp", "group": "group", "params": {"topic": "/neuron/mqtt/test"}});
+    assert_eq!(error(&neuron.call(Method::POST, "/subscribe", Some(subscribe)).await), (200, Some(0)));
+    let (status, subscribed) = neuron.call(Method::GET, "/subscribe?app=mqtt", None).await;
+    assert_eq!((status, &subscribed["groups"][0]["group"]), (200, &json!("group")));
+    assert_eq!(error(&neuron.update_group("modbus-tcp", "group", "group2", 0).await), (200, Some(0)));
+    let (status, subscribed) = neuron.call(Method::GET, "/subscribe?app=mqtt", None).await;
+    assert_eq!((status, &subscribed["groups"][0]["group"]), (200, &json!("group2")));
+}
