@@ -607,6 +607,7 @@ impl Edge<'_> {
     }
 
     /// Sends with credentials; on 401 with a cached login token, logs in again once and retries.
+    /// A failure records the time it took.
     async fn call(
         &self,
         step: &str,
@@ -616,25 +617,18 @@ impl Edge<'_> {
         body: Option<&Value>,
     ) -> Result<Answer, EdgeError> {
         let started = std::time::Instant::now();
-        self.call_once(step, object, method, path, body).await.map_err(|err| err.with_tries(1, started.elapsed()))
-    }
-
-    async fn call_once(
-        &self,
-        step: &str,
-        object: &str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, EdgeError> {
-        let token = self.credentials(step, object).await?;
-        let answer = self.send_raw(step, object, method.clone(), path, body, token.as_deref()).await?;
-        if answer.status != StatusCode::UNAUTHORIZED || !matches!(self.target.auth, EdgeAuth::Basic { .. }) {
-            return Ok(answer);
+        let answer = async {
+            let token = self.credentials(step, object).await?;
+            let answer = self.send_raw(step, object, method.clone(), path, body, token.as_deref()).await?;
+            if answer.status != StatusCode::UNAUTHORIZED || !matches!(self.target.auth, EdgeAuth::Basic { .. }) {
+                return Ok(answer);
+            }
+            self.client.store_token(self.target, None);
+            let token = self.login().await?;
+            self.send_raw(step, object, method, path, body, Some(&token)).await
         }
-        self.client.store_token(self.target, None);
-        let token = self.login().await?;
-        self.send_raw(step, object, method, path, body, Some(&token)).await
+        .await;
+        answer.map_err(|err| err.with_tries(1, started.elapsed()))
     }
 
     async fn credentials(&self, step: &str, object: &str) -> Result<Option<String>, EdgeError> {
