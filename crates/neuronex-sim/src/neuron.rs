@@ -633,7 +633,7 @@ fn tags_reply(e: &Engines, index: usize, code: u32) -> Reply {
         0 => 200,
         2202 => 409,
         2003 | 2106 => 404,
-        2203..=2209 => e.tag_error_status(),
+        2203..=2209 | 2212 => e.tag_error_status(),
         other => crate::reply::neuron_status(other),
     };
     Reply::json(status, &json!({"index": index, "error": code}))
@@ -729,6 +729,12 @@ fn check_tag(rule: AddressRule, tag: &Value) -> Result<(), u32> {
     }
     if tag.get("precision").and_then(Value::as_u64).is_some_and(|p| p > 17) {
         return Err(2209);
+    }
+    // A bias (emqx/neuron src/adapter/driver/driver.c, tag validation): numeric types only
+    // (INT8 to DOUBLE), within ±1000, and never on a writable tag; else 2212.
+    let bias = tag.get("bias").and_then(Value::as_f64).unwrap_or(0.0);
+    if bias != 0.0 && (!(1..=10).contains(&tag_type) || !(-1000.0..=1000.0).contains(&bias) || attribute & 2 != 0) {
+        return Err(2212);
     }
     let is_static = attribute & 8 != 0;
     if is_static {

@@ -125,3 +125,49 @@ async fn groups_behave_as_neurons_functional_tests_expect() {
     let (status, subscribed) = neuron.call(Method::GET, "/subscribe?app=mqtt", None).await;
     assert_eq!((status, &subscribed["groups"][0]["group"]), (200, &json!("group2")));
 }
+
+/// Neuron's `tests/ft/tag/test_tag.py` (class `TestTag`), the bias cases of tag addition:
+/// `test_add_tag_with_bias`, `test_add_tag_with_bias_out_of_range`,
+/// `test_add_tag_with_bias_and_write_attr`, `test_add_tag_with_bias_and_bad_type`.
+#[tokio::test]
+async fn tag_bias_behaves_as_neurons_functional_tests_expect() {
+    const TAG_BIAS_INVALID: i64 = 2212;
+    let sim = sim("3.7.0").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    neuron.call(Method::POST, "/node", Some(json!({"name": "modbus-tcp", "plugin": "Modbus TCP"}))).await;
+    neuron.add_group("modbus-tcp", "group1", 100).await;
+    // `hold_int16_bias`: a readable INT16 holding register with bias 1.0.
+    let bias_tag = json!({"name": "hold_int16_bias", "address": "1!400001", "attribute": 1, "type": 3, "bias": 1.0});
+    let add = |tag: Value| {
+        let body = json!({"node": "modbus-tcp", "group": "group1", "tags": [tag]});
+        neuron.call(Method::POST, "/tags", Some(body))
+    };
+    let delete = || {
+        let body = json!({"node": "modbus-tcp", "group": "group1", "tags": ["hold_int16_bias"]});
+        neuron.call(Method::DELETE, "/tags", Some(body))
+    };
+    // test_add_tag_with_bias
+    let (status, added) = add(bias_tag.clone()).await;
+    assert_eq!((status, added["error"].as_i64()), (200, Some(0)));
+    let (_, tags) = neuron.call(Method::GET, "/tags?node=modbus-tcp&group=group1", None).await;
+    assert_eq!((&tags["tags"][0]["name"], &tags["tags"][0]["bias"]), (&json!("hold_int16_bias"), &json!(1.0)));
+    delete().await;
+    // test_add_tag_with_bias_out_of_range
+    let mut out_of_range = bias_tag.clone();
+    out_of_range["bias"] = json!(10000);
+    let (status, refused) = add(out_of_range).await;
+    assert_eq!((status, refused["error"].as_i64()), (400, Some(TAG_BIAS_INVALID)));
+    // test_add_tag_with_bias_and_write_attr (NEU_TAG_ATTRIBUTE_RW = 3)
+    let mut writable = bias_tag.clone();
+    writable["attribute"] = json!(3);
+    let (status, refused) = add(writable).await;
+    assert_eq!((status, refused["error"].as_i64()), (400, Some(TAG_BIAS_INVALID)));
+    // test_add_tag_with_bias_and_bad_type: BIT, BOOL, STRING, BYTES, WORD, DWORD, LWORD, TIME,
+    // DATA_AND_TIME (Neuron's type codes 11, 12, 13, 14, 16, 17, 18, 20, 21).
+    for tag_type in [11, 12, 13, 14, 16, 17, 18, 20, 21] {
+        let mut bad_type = bias_tag.clone();
+        bad_type["type"] = json!(tag_type);
+        let (status, refused) = add(bad_type).await;
+        assert_eq!((status, refused["error"].as_i64()), (400, Some(TAG_BIAS_INVALID)), "type {tag_type}");
+    }
+}
