@@ -207,6 +207,7 @@ impl Neuron {
             ("GET", "node") => self.list_nodes(req),
             ("POST", "node") => with_body!(|b| self.create_node(&b)),
             ("DELETE", "node") => with_body!(|b| self.delete_node(&b)),
+            ("PUT", "node") => with_body!(|b| self.rename_node(&b)),
             ("GET", "node/setting") => self.get_setting(req),
             ("POST", "node/setting") => with_body!(|b| self.set_setting(&b)),
             ("GET", "group") => self.list_groups(req),
@@ -240,7 +241,13 @@ impl Neuron {
     }
 
     fn list_nodes(&self, req: &Request<'_>) -> Reply {
-        let node_type: u8 = req.query.get("type").and_then(|t| t.parse().ok()).unwrap_or(1);
+        // Only drivers (1) and apps (2) exist; another type is a wrong parameter (1003), as
+        // tests/ft/node/test_node.py `test_get_invalid_node_type` expects.
+        let node_type: u8 = match req.query.get("type").map(|t| t.parse::<u8>()) {
+            None => 1,
+            Some(Ok(t @ (1 | 2))) => t,
+            Some(_) => return neuron_code(400, 1003),
+        };
         let nodes: Vec<Value> = self
             .nodes
             .iter()
@@ -290,6 +297,38 @@ impl Neuron {
             return neuron_error(2003);
         }
         self.subscriptions.retain(|(app, driver, _), _| app != name && driver != name);
+        neuron_ok()
+    }
+
+    /// `PUT /node {name, new_name}`: renames a node (its subscriptions follow); the checks are
+    /// those of tests/ft/node/test_node.py.
+    fn rename_node(&mut self, body: &Value) -> Reply {
+        let (Some(name), Some(new_name)) = (str_field(body, "name"), str_field(body, "new_name")) else {
+            return neuron_error(1002);
+        };
+        if new_name.is_empty() {
+            return neuron_error(2015);
+        }
+        if name.len() > NAME_MAX || new_name.len() > NAME_MAX {
+            return neuron_error(2010);
+        }
+        if !self.nodes.contains_key(name) {
+            return neuron_error(2003);
+        }
+        if self.nodes.contains_key(new_name) {
+            return neuron_error(2002);
+        }
+        if let Some(node) = self.nodes.remove(name) {
+            self.nodes.insert(new_name.to_owned(), node);
+        }
+        let renamed: Vec<_> =
+            self.subscriptions.keys().filter(|(app, driver, _)| app == name || driver == name).cloned().collect();
+        for key in renamed {
+            if let Some(params) = self.subscriptions.remove(&key) {
+                let rename = |n: String| if n == name { new_name.to_owned() } else { n };
+                self.subscriptions.insert((rename(key.0), rename(key.1), key.2), params);
+            }
+        }
         neuron_ok()
     }
 

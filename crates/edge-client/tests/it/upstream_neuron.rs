@@ -25,6 +25,26 @@ impl Neuron {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `api.add_node(node, plugin)`: no settings.
+    async fn add_node(&self, name: &str, plugin: &str) -> (u16, Value) {
+        self.call(Method::POST, "/node", Some(json!({"name": name, "plugin": plugin}))).await
+    }
+
+    /// `api.update_node(node, new_name)`.
+    async fn rename_node(&self, name: &str, new_name: &str) -> (u16, Value) {
+        self.call(Method::PUT, "/node", Some(json!({"name": name, "new_name": new_name}))).await
+    }
+
+    /// `api.del_node(node)`.
+    async fn delete_node(&self, name: &str) -> (u16, Value) {
+        self.call(Method::DELETE, "/node", Some(json!({"name": name}))).await
+    }
+
+    /// `api.get_nodes(type)`.
+    async fn nodes(&self, node_type: u32) -> (u16, Value) {
+        self.call(Method::GET, &format!("/node?type={node_type}"), None).await
+    }
+
     /// `api.add_group(node, group, interval=100)`.
     async fn add_group(&self, node: &str, group: &str, interval: u64) -> (u16, Value) {
         self.call(Method::POST, "/group", Some(json!({"node": node, "group": group, "interval": interval}))).await
@@ -170,4 +190,80 @@ async fn tag_bias_behaves_as_neurons_functional_tests_expect() {
         let (status, refused) = add(bad_type).await;
         assert_eq!((status, refused["error"].as_i64()), (400, Some(TAG_BIAS_INVALID)), "type {tag_type}");
     }
+}
+
+/// Neuron's `tests/ft/node/test_node.py` at 2eb5290 (class `TestNode`, in order): plugins, node
+/// types, names, renames, deletion and settings.
+#[tokio::test]
+async fn nodes_behave_as_neurons_functional_tests_expect() {
+    const PARAM_IS_WRONG: i64 = 1003;
+    const NODE_EXIST: i64 = 2002;
+    const NODE_SETTING_NOT_FOUND: i64 = 2005;
+    const NODE_NAME_EMPTY: i64 = 2015;
+    const LIBRARY_NOT_FOUND: i64 = 2301;
+    let sim = sim("3.7.0").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    let error = |answer: &(u16, Value)| (answer.0, answer.1["error"].as_i64());
+
+    // test_ping
+    assert_eq!(neuron.call(Method::POST, "/ping", None).await.0, 200);
+    // test_add_driver_non_existent_plugin
+    assert_eq!(error(&neuron.add_node("unknow", "non-existent").await), (404, Some(LIBRARY_NOT_FOUND)));
+    // test_get_invalid_node_type
+    assert_eq!(error(&neuron.nodes(3).await), (400, Some(PARAM_IS_WRONG)));
+    // test_add_driver, test_get_driver, test_get_app_empty
+    assert_eq!(error(&neuron.add_node("modbus-tcp", "Modbus TCP").await), (200, Some(0)));
+    assert_eq!(neuron.nodes(1).await.1["nodes"][0]["name"], "modbus-tcp");
+    assert_eq!(neuron.nodes(2).await.1["nodes"], json!([]));
+    // test_add_driver_with_same_name
+    assert_eq!(error(&neuron.add_node("modbus-tcp", "Modbus TCP").await), (409, Some(NODE_EXIST)));
+    // test_add_app, test_get_app
+    assert_eq!(error(&neuron.add_node("mqtt", "MQTT").await), (200, Some(0)));
+    assert_eq!(neuron.nodes(2).await.1["nodes"][0]["name"], "mqtt");
+    // test_update_node_name_to_empty
+    assert_eq!(error(&neuron.rename_node("modbus-tcp", "").await), (400, Some(NODE_NAME_EMPTY)));
+    // test_update_non_existent_node
+    assert_eq!(error(&neuron.rename_node("non-existent", "not found").await), (404, Some(NODE_NOT_EXIST)));
+    // test_update_conflict_node_name
+    assert_eq!(error(&neuron.rename_node("modbus-tcp", "mqtt").await), (409, Some(NODE_EXIST)));
+    // test_update_node_name_to_the_same
+    assert_eq!(error(&neuron.rename_node("modbus-tcp", "modbus-tcp").await), (409, Some(NODE_EXIST)));
+    assert_eq!(error(&neuron.rename_node("mqtt", "mqtt").await), (409, Some(NODE_EXIST)));
+    // test_update_driver_node_name
+    assert_eq!(error(&neuron.rename_node("modbus-tcp", "modbus-tcp-new").await), (200, Some(0)));
+    assert_eq!(error(&neuron.rename_node("modbus-tcp-new", "modbus-tcp").await), (200, Some(0)));
+    // test_update_app_node_name
+    assert_eq!(error(&neuron.rename_node("mqtt", "mqtt-new").await), (200, Some(0)));
+    assert_eq!(error(&neuron.rename_node("mqtt-new", "mqtt").await), (200, Some(0)));
+    // test_delete_app_node, test_delete_app_node_non_existent
+    assert_eq!(error(&neuron.delete_node("mqtt").await), (200, Some(0)));
+    assert_eq!(neuron.nodes(2).await.1["nodes"], json!([]));
+    assert_eq!(error(&neuron.delete_node("mqtt").await), (404, Some(NODE_NOT_EXIST)));
+    // test_delete_driver_node, test_delete_driver_node_non_existent
+    assert_eq!(error(&neuron.delete_node("modbus-tcp").await), (200, Some(0)));
+    assert_eq!(neuron.nodes(1).await.1["nodes"], json!([]));
+    assert_eq!(error(&neuron.delete_node("modbus-tcp").await), (404, Some(NODE_NOT_EXIST)));
+    // test_set_non_existent_node, test_get_non_existent_node_setting (api.modbus_tcp_node_setting)
+    let setting = json!({"node": "modbus-tcp", "params": {"connection_mode": 0, "transport_mode": 0, "interval": 1,
+        "host": "127.0.0.1", "port": 502, "timeout": 3000, "max_retries": 2, "retry_interval": 1,
+        "device_degrade": 0, "degrade_cycle": 1, "degrade_time": 600}});
+    assert_eq!(
+        error(&neuron.call(Method::POST, "/node/setting", Some(setting.clone())).await),
+        (404, Some(NODE_NOT_EXIST))
+    );
+    let get_setting = || neuron.call(Method::GET, "/node/setting?node=modbus-tcp", None);
+    assert_eq!(error(&get_setting().await), (404, Some(NODE_NOT_EXIST)));
+    // test_get_node_setting_not_set
+    assert_eq!(error(&neuron.add_node("modbus-tcp", "Modbus TCP").await), (200, Some(0)));
+    assert_eq!(error(&get_setting().await), (200, Some(NODE_SETTING_NOT_FOUND)));
+    // test_set_node, test_get_node_setting
+    assert_eq!(error(&neuron.call(Method::POST, "/node/setting", Some(setting)).await), (200, Some(0)));
+    let (status, got) = get_setting().await;
+    assert_eq!(status, 200);
+    assert_eq!(got["node"], "modbus-tcp");
+    let params = &got["params"];
+    assert_eq!(
+        (&params["port"], &params["host"], &params["timeout"], &params["interval"]),
+        (&json!(502), &json!("127.0.0.1"), &json!(3000), &json!(1))
+    );
 }
