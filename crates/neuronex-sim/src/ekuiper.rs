@@ -181,6 +181,7 @@ impl Ekuiper {
             ("POST", ["data", "import"]) => self.data_import(e, req.body, req.query_flag("partial"), now_ms),
             ("GET", ["data", "import", "status"]) => self.import_status(),
             ("POST", ["ruleset", "import"]) => self.ruleset_import(e, req.body, now_ms),
+            ("POST", ["ruleset", "export"]) => self.ruleset_export(),
             // eKuiper's portable manager lists each plugin's info (name, version, language,
             // executable, sources, sinks, functions), not names: internal/server/portable_init.go
             // `portablesHandler` answers `portableManager.List()`.
@@ -831,6 +832,19 @@ impl Ekuiper {
         } else {
             ekuiper_error(e, 1000, &format!("delete portable plugin {name} error: portable plugin {name} is not found"))
         }
+    }
+
+    /// `POST /ruleset/export`: the statements and rule texts as they were given.
+    fn ruleset_export(&self) -> Reply {
+        let statements = |kind: Kind| -> serde_json::Map<String, Value> {
+            self.store(kind).iter().map(|(name, def)| (name.clone(), Value::from(def.sql.clone()))).collect()
+        };
+        let rules: serde_json::Map<String, Value> =
+            self.rules.iter().map(|(id, rule)| (id.clone(), Value::from(rule.text.clone()))).collect();
+        Reply::json(
+            200,
+            &json!({"streams": statements(Kind::Stream), "tables": statements(Kind::Table), "rules": rules}),
+        )
     }
 
     /// The control API's view of this engine.

@@ -112,4 +112,20 @@ async fn rules_are_managed_as_ekuipers_rest_test_expects() {
     assert_eq!(ekuiper.call(Method::POST, "/rules/rule1/stop", "any").await.1, "Rule rule1 was stopped.");
     let (status, body) = ekuiper.call(Method::POST, "/rules/non-existence-rule/stop", "any").await;
     assert_eq!((status, parsed(&body)["error"].as_i64()), (404, Some(1002)));
+    // "update rule, will set rule to triggered" (to false this time)
+    let untriggered = r#"{"id": "rule1","triggered": false,"sql": "select * from alert","actions": [{"nop": {}}]}"#;
+    assert_eq!(ekuiper.call(Method::PUT, "/rules/rule1", untriggered).await.0, 200);
+    // "restart rule"
+    assert_eq!(ekuiper.call(Method::POST, "/rules/rule1/restart", "any").await.1, "Rule rule1 was restarted");
+}
+
+/// `Test_ruleSetImport`: a ruleset whose stream statement spans lines and ends with `, );`, and
+/// whose rule is a JSON string, is imported; the ruleset exports.
+#[tokio::test]
+async fn a_ruleset_imports_and_exports_as_ekuipers_rest_test_expects() {
+    let (_sim, ekuiper) = Ekuiper::start().await;
+    let content = r#"{"streams":{"plugin":"\n              CREATE STREAM plugin\n              ()\n              WITH (FORMAT=\"json\", CONF_KEY=\"default\", TYPE=\"mqtt\", SHARED=\"false\", );\n          "},"tables":{},"rules":{"rule1":"{\"id\":\"rule1\",\"name\":\"\",\"sql\":\"select name from plugin\",\"actions\":[{\"log\":{\"runAsync\":false,\"omitIfEmpty\":false,\"sendSingle\":true,\"bufferLength\":1024,\"enableCache\":false,\"format\":\"json\"}}],\"options\":{\"restartStrategy\":{}}}"}}"#;
+    let body = json!({"content": content}).to_string();
+    assert_eq!(ekuiper.call(Method::POST, "/ruleset/import", &body).await.0, 200);
+    assert_eq!(ekuiper.call(Method::POST, "/ruleset/export", "any").await.0, 200);
 }
