@@ -218,6 +218,9 @@ impl Neuron {
             ("POST", "tags") => with_body!(|b| self.add_tags(e, &b)),
             ("POST", "gtags") => with_body!(|b| self.add_gtags(e, &b)),
             ("POST", "subscribe") => with_body!(|b| self.subscribe(&b)),
+            ("POST", "subscribes") => with_body!(|b| self.subscribe_many(&b)),
+            ("DELETE", "subscribe") => with_body!(|b| self.unsubscribe(&b)),
+            ("GET", "node/state") => self.node_state(req),
             ("GET", "subscribe") => self.list_subscriptions(req),
             ("GET", "global/drivers") if e.has_global_drivers() => self.export_drivers(req),
             ("PUT", "global/drivers") if e.has_global_drivers() => {
@@ -576,6 +579,50 @@ impl Neuron {
             return neuron_code(200, 2101);
         }
         neuron_ok()
+    }
+
+    /// `POST /subscribes {app, groups: [{driver, group, params?}]}`: each as `POST /subscribe`;
+    /// the first refusal is the answer.
+    fn subscribe_many(&mut self, body: &Value) -> Reply {
+        let (Some(app), Some(groups)) = (str_field(body, "app"), body.get("groups").and_then(Value::as_array)) else {
+            return neuron_error(1002);
+        };
+        for group in groups {
+            let mut one = group.clone();
+            one["app"] = json!(app);
+            let reply = self.subscribe(&one);
+            if reply.status() != Some(200) {
+                return reply;
+            }
+        }
+        neuron_ok()
+    }
+
+    /// `DELETE /subscribe {app, driver, group}`.
+    fn unsubscribe(&mut self, body: &Value) -> Reply {
+        let (Some(app), Some(driver), Some(group)) =
+            (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group"))
+        else {
+            return neuron_error(1002);
+        };
+        if !self.nodes.contains_key(app) || !self.nodes.contains_key(driver) {
+            return neuron_error(2003);
+        }
+        match self.subscriptions.remove(&(app.to_owned(), driver.to_owned(), group.to_owned())) {
+            Some(_) => neuron_ok(),
+            None => neuron_error(2102),
+        }
+    }
+
+    /// `GET /node/state?node=`: running state, link state and, for apps, how many groups they
+    /// subscribe (tests/ft/app/test_app.py `test_mqtt_sub_group_count`).
+    fn node_state(&self, req: &Request<'_>) -> Reply {
+        let name = req.query.get("node").map(String::as_str).unwrap_or_default();
+        if !self.nodes.contains_key(name) {
+            return neuron_error(2003);
+        }
+        let sub_group_count = self.subscriptions.keys().filter(|(app, _, _)| app == name).count();
+        Reply::json(200, &json!({"node": name, "running": 3, "link": 1, "rtt": 0, "sub_group_count": sub_group_count}))
     }
 
     fn list_subscriptions(&self, req: &Request<'_>) -> Reply {

@@ -267,3 +267,50 @@ async fn nodes_behave_as_neurons_functional_tests_expect() {
         (&json!(502), &json!("127.0.0.1"), &json!(3000), &json!(1))
     );
 }
+
+/// Neuron's `tests/ft/app/test_app.py` at 1aad699 (class `TestDriver`, in order): a Modbus TCP
+/// driver with three groups, an MQTT app subscribing to them in one call, and its node state
+/// counting subscriptions as they come and go.
+#[tokio::test]
+async fn app_subscriptions_behave_as_neurons_functional_tests_expect() {
+    let sim = sim("3.7.0").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    let ok = |answer: (u16, Value)| assert_eq!((answer.0, answer.1["error"].as_i64()), (200, Some(0)), "{}", answer.1);
+    // test_create_driver_node, test_create_app_node
+    ok(neuron.add_node("modbus-tcp-1", "Modbus TCP").await);
+    ok(neuron.add_node("mqtt-1", "MQTT").await);
+    // test_modbus_tcp_setting (api.modbus_tcp_node_setting(node, port=502) with its defaults)
+    let modbus = json!({"node": "modbus-tcp-1", "params": {"connection_mode": 0, "transport_mode": 0, "interval": 0,
+        "host": "127.0.0.1", "port": 502, "timeout": 3000, "max_retries": 2, "retry_interval": 1,
+        "device_degrade": 0, "degrade_cycle": 1, "degrade_time": 600}});
+    ok(neuron.call(Method::POST, "/node/setting", Some(modbus)).await);
+    let hold_int16 = json!([{"name": "hold_int16", "address": "1!400001", "attribute": 3, "type": 3}]);
+    for group in ["group-1", "group-2", "group-3"] {
+        ok(neuron.add_group("modbus-tcp-1", group, 100).await);
+    }
+    for group in ["group-1", "group-2", "group-3"] {
+        let tags = json!({"node": "modbus-tcp-1", "group": group, "tags": hold_int16});
+        ok(neuron.call(Method::POST, "/tags", Some(tags)).await);
+    }
+    // test_mqtt_setting (api.mqtt_node_setting(node))
+    let mqtt = json!({"node": "mqtt-1", "params": {"client-id": "neuron_aBcDeF", "qos": 0, "format": 0,
+        "write-req-topic": "/neuron/mqtt-1/write/req", "write-resp-topic": "/neuron/mqtt-1/write/resp",
+        "offline-cache": false, "cache-sync-interval": 100, "host": "broker.emqx.io", "port": 1883,
+        "username": "", "password": "", "ssl": false}});
+    ok(neuron.call(Method::POST, "/node/setting", Some(mqtt)).await);
+    let groups = json!({"app": "mqtt-1", "groups": [{"driver": "modbus-tcp-1", "group": "group-1"},
+        {"driver": "modbus-tcp-1", "group": "group-2"}, {"driver": "modbus-tcp-1", "group": "group-3"}]});
+    ok(neuron.call(Method::POST, "/subscribes", Some(groups)).await);
+    // test_mqtt_sub_group_count
+    let state = || neuron.call(Method::GET, "/node/state?node=mqtt-1", None);
+    let (status, counted) = state().await;
+    assert_eq!((status, counted["sub_group_count"].as_u64()), (200, Some(3)));
+    for group in ["group-1", "group-2", "group-3"] {
+        let unsubscribe = json!({"app": "mqtt-1", "driver": "modbus-tcp-1", "group": group});
+        ok(neuron.call(Method::DELETE, "/subscribe", Some(unsubscribe)).await);
+    }
+    assert_eq!(state().await.1["sub_group_count"].as_u64(), Some(0));
+    let subscribe = json!({"app": "mqtt-1", "driver": "modbus-tcp-1", "group": "group-1", "params": {"topic": "/neuron/mqtt/test"}});
+    ok(neuron.call(Method::POST, "/subscribe", Some(subscribe)).await);
+    assert_eq!(state().await.1["sub_group_count"].as_u64(), Some(1));
+}
