@@ -217,6 +217,8 @@ impl Neuron {
             ("GET", "tags") => self.list_tags(req),
             ("POST", "tags") => with_body!(|b| self.add_tags(e, &b)),
             ("POST", "gtags") => with_body!(|b| self.add_gtags(e, &b)),
+            ("PUT", "tags") => with_body!(|b| self.update_tags(e, &b)),
+            ("DELETE", "tags") => with_body!(|b| self.delete_tags(&b)),
             ("POST", "subscribe") => with_body!(|b| self.subscribe(&b)),
             ("POST", "subscribes") => with_body!(|b| self.subscribe_many(&b)),
             ("DELETE", "subscribe") => with_body!(|b| self.unsubscribe(&b)),
@@ -504,6 +506,53 @@ impl Neuron {
         }
         let (added, code) = self.add_tags_to_group(node, group, 100, tags);
         tags_reply(e, added, code)
+    }
+
+    /// `PUT /tags {node, group, tags}`: each tag replaces the one of its name, which must exist
+    /// (2201); the checks of an added tag apply (tests/ft/tag/test_tag.py `test_update_tag`,
+    /// `test_update_non_existent_tag`).
+    fn update_tags(&mut self, e: &Engines, body: &Value) -> Reply {
+        let (Some(node_name), Some(group), Some(tags)) =
+            (str_field(body, "node"), str_field(body, "group"), body.get("tags").and_then(Value::as_array))
+        else {
+            return neuron_error(1002);
+        };
+        let Some(node) = self.nodes.get_mut(node_name) else {
+            return neuron_error(2003);
+        };
+        let address_rule = node.plugin.address;
+        let Some(group) = node.groups.get_mut(group) else {
+            return neuron_error(2106);
+        };
+        for (index, tag) in tags.iter().enumerate() {
+            if let Err(code) = check_tag(address_rule, tag) {
+                return tags_reply(e, index, code);
+            }
+            let name = str_field(tag, "name").unwrap_or_default();
+            match group.tags.iter_mut().find(|t| str_field(t, "name") == Some(name)) {
+                Some(existing) => *existing = tag.clone(),
+                None => return tags_reply(e, index, 2201),
+            }
+        }
+        tags_reply(e, tags.len(), 0)
+    }
+
+    /// `DELETE /tags {node, group, tags: [names]}`: names not in the group are ignored.
+    fn delete_tags(&mut self, body: &Value) -> Reply {
+        let (Some(node_name), Some(group), Some(names)) =
+            (str_field(body, "node"), str_field(body, "group"), body.get("tags").and_then(Value::as_array))
+        else {
+            return neuron_error(1002);
+        };
+        let Some(node) = self.nodes.get_mut(node_name) else {
+            return neuron_error(2003);
+        };
+        let Some(group) = node.groups.get_mut(group) else {
+            return neuron_error(2106);
+        };
+        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+        group.tags.retain(|t| !str_field(t, "name").is_some_and(|n| names.contains(&n)));
+        neuron_ok()
     }
 
     fn add_gtags(&mut self, e: &Engines, body: &Value) -> Reply {

@@ -314,3 +314,73 @@ async fn app_subscriptions_behave_as_neurons_functional_tests_expect() {
     ok(neuron.call(Method::POST, "/subscribe", Some(subscribe)).await);
     assert_eq!(state().await.1["sub_group_count"].as_u64(), Some(1));
 }
+
+/// Neuron's `tests/ft/tag/test_tag.py` (class `TestTag`), the tag cases from
+/// `test_add_tags_non_existent_node` to `test_add_tag_with_decimal`, in order.
+#[tokio::test]
+async fn tags_behave_as_neurons_functional_tests_expect() {
+    const TAG_NOT_EXIST: i64 = 2201;
+    const TAG_NAME_CONFLICT: i64 = 2202;
+    let sim = sim("3.7.0").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    let error = |answer: &(u16, Value)| (answer.0, answer.1["error"].as_i64());
+    let tags_call = |method: Method, node: &str, group: &str, tags: Value| {
+        let body = json!({"node": node, "group": group, "tags": tags});
+        neuron.call(method, "/tags", Some(body))
+    };
+    let read = || neuron.call(Method::GET, "/tags?node=modbus-tcp&group=group1", None);
+    let hold_int16 = json!([{"name": "hold_int16", "address": "1!400001", "attribute": 3, "type": 3}]);
+    let hold_int16_bit = json!([{"name": "hold_int16_type", "address": "1!400001", "attribute": 3, "type": 3},
+        {"name": "hold_bit_type", "address": "1!000001", "attribute": 3, "type": 11}]);
+    // test_add_tags_non_existent_node
+    neuron.add_node("modbus-tcp", "Modbus TCP").await;
+    neuron.add_group("modbus-tcp", "group", 100).await;
+    let answer = tags_call(Method::POST, "non-existent", "group1", hold_int16.clone()).await;
+    assert_eq!(error(&answer), (404, Some(NODE_NOT_EXIST)));
+    // test_add_tags_non_existent_group: the group is made.
+    assert_eq!(error(&tags_call(Method::POST, "modbus-tcp", "group1", hold_int16.clone()).await), (200, Some(0)));
+    // test_add_different_types_tags
+    assert_eq!(error(&tags_call(Method::POST, "modbus-tcp", "group1", hold_int16_bit.clone()).await), (200, Some(0)));
+    // test_add_error_tags
+    let answer = tags_call(Method::POST, "modbus-tcp", "group1", hold_int16_bit).await;
+    assert_eq!(error(&answer), (409, Some(TAG_NAME_CONFLICT)));
+    // test_get_tags
+    let (status, tags) = read().await;
+    assert_eq!(status, 200);
+    let first = &tags["tags"][0];
+    assert_eq!(
+        (&first["name"], &first["address"], &first["attribute"], &first["type"]),
+        (&json!("hold_int16"), &json!("1!400001"), &json!(3), &json!(3))
+    );
+    // test_update_tag
+    let to_int32 = json!([{"name": "hold_int16", "address": "1!400002", "attribute": 3, "type": 5}]);
+    assert_eq!(error(&tags_call(Method::PUT, "modbus-tcp", "group1", to_int32).await), (200, Some(0)));
+    let first = read().await.1["tags"][0].clone();
+    assert_eq!(
+        (&first["name"], &first["address"], &first["type"]),
+        (&json!("hold_int16"), &json!("1!400002"), &json!(5))
+    );
+    // test_delete_tag_non_existent_group
+    let answer = tags_call(Method::DELETE, "modbus-tcp", "non-existent", json!(["hold_int16"])).await;
+    assert_eq!(error(&answer), (404, Some(GROUP_NOT_EXIST)));
+    // test_delete_tags (one of the names was never added)
+    let names = json!(["hold_int16", "hold_int16_static", "hold_int16_type", "hold_bit_type"]);
+    assert_eq!(error(&tags_call(Method::DELETE, "modbus-tcp", "group1", names).await), (200, Some(0)));
+    assert_eq!(read().await.1["tags"], json!([]));
+    // test_add_tag_with_description
+    let described = json!([{"name": "hold_int16_description", "address": "1!400001", "attribute": 3, "type": 3, "description": "description info"}]);
+    assert_eq!(error(&tags_call(Method::POST, "modbus-tcp", "group1", described).await), (200, Some(0)));
+    assert_eq!(read().await.1["tags"][0]["description"], "description info");
+    let answer = tags_call(Method::DELETE, "modbus-tcp", "group1", json!(["hold_int16_description"])).await;
+    assert_eq!(error(&answer), (200, Some(0)));
+    // test_update_non_existent_tag
+    let none = json!([{"name": "none", "address": "1!400001", "attribute": 3, "type": 3}]);
+    assert_eq!(error(&tags_call(Method::PUT, "modbus-tcp", "group", none).await), (404, Some(TAG_NOT_EXIST)));
+    // test_add_tag_with_decimal
+    let decimal =
+        json!([{"name": "hold_int16_decimal", "address": "1!400001", "attribute": 3, "type": 3, "decimal": 0.1}]);
+    assert_eq!(error(&tags_call(Method::POST, "modbus-tcp", "group1", decimal).await), (200, Some(0)));
+    assert_eq!(read().await.1["tags"][0]["decimal"], json!(0.1));
+    let answer = tags_call(Method::DELETE, "modbus-tcp", "group1", json!(["hold_int16_decimal"])).await;
+    assert_eq!(error(&answer), (200, Some(0)));
+}
