@@ -38,16 +38,18 @@ impl Answer {
 
     /// The body of a successful answer, or the server's error.
     pub fn into_result(self) -> Result<Value, ClientError> {
-        if self.is_success() {
-            return Ok(self.body);
-        }
+        if self.is_success() { Ok(self.body) } else { Err(self.into_error()) }
+    }
+
+    /// The server's error, read from an error answer.
+    fn into_error(self) -> ClientError {
         let error = &self.body["error"];
-        Err(ClientError::Api {
+        ClientError::Api {
             status: self.status,
             code: error["code"].as_str().unwrap_or("error").to_owned(),
             message: error["message"].as_str().map(str::to_owned).unwrap_or_else(|| self.text.clone()),
             details: error["details"].clone(),
-        })
+        }
     }
 }
 
@@ -220,7 +222,7 @@ impl ApiClient {
         }
         let response = request.send().await.map_err(|source| self.unreachable(source))?;
         if !response.status().is_success() {
-            return Err(self.read(response).await?.into_result().err().unwrap_or(ClientError::NoToken));
+            return Err(self.read(response).await?.into_error());
         }
         Ok(EventStream {
             chunks: Box::pin(response.bytes_stream()),

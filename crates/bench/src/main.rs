@@ -442,8 +442,10 @@ async fn cancel_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
                       "options": {"concurrency": args.concurrency, "timeout_secs": 600, "retries": 0}});
     let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
     let id = delivery["id"].as_str().context("delivery")?.to_owned();
-    // Until every slot holds a hung call.
+    // Until every slot holds a hung call (a minute at most: the gateways never answer).
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        anyhow::ensure!(Instant::now() < deadline, "the cancel benchmark's targets did not all start within 60 s");
         let now: api_client::types::Delivery =
             session.api.get_as(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
         if now.counts.running >= u64::from(args.concurrency.min(n)) {

@@ -329,16 +329,10 @@ impl Store {
         let mut sql = crate::sql::Sql::new(
             "SELECT delivery_id, status, COUNT(*) AS n FROM delivery_targets WHERE delivery_id IN (",
         );
-        for (k, id) in delivery_ids.iter().enumerate() {
-            if k > 0 {
-                sql.push(", ");
-            }
-            sql.text(id.clone());
-        }
-        sql.push(") GROUP BY delivery_id, status");
+        sql.text_list(delivery_ids).push(") GROUP BY delivery_id, status");
         for row in sql.query().fetch_all(&self.read).await? {
             let id: String = row.get("delivery_id");
-            let status = TargetStatus::from_str(&row.get::<String, _>("status")).map_err(StoreError::Corrupt)?;
+            let status: TargetStatus = parsed(&row, "status")?;
             counts.entry(id).or_default().add(status, row.get::<i64, _>("n") as u64);
         }
         Ok(counts)

@@ -374,14 +374,7 @@ impl Store {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let mut select = Sql::new("SELECT * FROM edge_services WHERE project_id = ");
-            select.text(project_id).push(" AND id IN (");
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    select.push(", ");
-                }
-                select.text(id);
-            }
-            select.push(") ORDER BY name");
+            select.text(project_id).push(" AND id IN (").text_list(chunk).push(") ORDER BY name");
             found.extend(select.query().fetch_all(&self.read).await?.iter().map(edge).collect::<Result<Vec<_>>>()?);
         }
         Ok(found)
@@ -452,13 +445,7 @@ impl Store {
             let mut sql = crate::sql::Sql::new(
                 "SELECT id, status, status_reason, status_since, probed_at FROM edge_services WHERE id IN (",
             );
-            for (k, id) in chunk.iter().enumerate() {
-                if k > 0 {
-                    sql.push(", ");
-                }
-                sql.text(id.clone());
-            }
-            sql.push(")");
+            sql.text_list(chunk).push(")");
             for row in sql.query().fetch_all(&self.read).await? {
                 let entry = EdgeHealth {
                     status: parsed(&row, "status")?,

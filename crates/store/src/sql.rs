@@ -41,6 +41,17 @@ impl Sql {
         self.bind(Arg::Text(value.into()))
     }
 
+    /// Appends `$a, $b, ...`, one placeholder per value (the inside of an `IN (...)`).
+    pub fn text_list(&mut self, values: &[String]) -> &mut Sql {
+        for (k, value) in values.iter().enumerate() {
+            if k > 0 {
+                self.push(", ");
+            }
+            self.text(value.clone());
+        }
+        self
+    }
+
     pub fn int(&mut self, value: i64) -> &mut Sql {
         self.bind(Arg::Int(value))
     }

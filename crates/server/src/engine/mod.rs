@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use domain::access::Outcome;
 use domain::delivery::{Counts, DeliveryKind, DeliveryOptions, DeliveryState, TargetStatus};
+use domain::edge::AuthKind;
 use domain::template;
 use edge_client::EdgeClient;
 use serde_json::{Value, json};
@@ -521,6 +522,29 @@ const WRITE_BATCH: usize = 256;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How to sign in to an edge, for deliveries and probes alike: the stored password opened, or a
+/// JWT grant from the edge's own project key for this edge and this `purpose` only.
+pub async fn edge_auth(
+    secrets: &SecretBox,
+    jwt_keys: &ProjectKeys,
+    project_id: &str,
+    edge_id: &str,
+    auth: &store::EdgeAuthRow,
+    purpose: &str,
+) -> Result<edge_client::EdgeAuth, String> {
+    Ok(match auth.kind {
+        AuthKind::Basic => {
+            let password = secrets.open(&auth.secret).map_err(|e| format!("edge credentials: {e}"))?;
+            edge_client::EdgeAuth::Basic { username: auth.username.clone(), password }
+        }
+        AuthKind::Jwt => {
+            let signer = jwt_keys.signer(project_id).await.map_err(|e| format!("edge credentials: {e}"))?;
+            edge_client::EdgeAuth::Jwt(edge_client::JwtGrant::new(signer, edge_id, purpose))
+        }
+        AuthKind::None => edge_client::EdgeAuth::None,
+    })
 }
 
 /// Reads what the delivery stored at its start back into a plan.

@@ -1,8 +1,8 @@
 //! Periodic probes: every edge service's version and whether it answers.
 
-use domain::edge::{AuthKind, EdgeStatus};
+use domain::edge::EdgeStatus;
 use futures::StreamExt;
-use store::{EdgeAuthRow, ProbeResult, ProbeTarget};
+use store::{ProbeResult, ProbeTarget};
 
 use crate::AppState;
 use crate::metrics::Metrics;
@@ -77,7 +77,9 @@ pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
         return offline("the server is shutting down".into());
     };
     Metrics::inc(&state.metrics.probes);
-    let edge_auth = match edge_auth(state, target).await {
+    let (secrets, keys) = (&state.secrets, &state.jwt_keys);
+    let opened = super::edge_auth(secrets, keys, &target.project_id, &target.id, &target.auth, "probe").await;
+    let edge_auth = match opened {
         Ok(auth) => auth,
         Err(reason) => return offline(reason),
     };
@@ -89,20 +91,4 @@ pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
             offline(err.to_string())
         }
     }
-}
-
-async fn edge_auth(state: &AppState, target: &ProbeTarget) -> Result<edge_client::EdgeAuth, String> {
-    let auth: &EdgeAuthRow = &target.auth;
-    Ok(match auth.kind {
-        AuthKind::Basic => {
-            let password = state.secrets.open(&auth.secret).map_err(|reason| format!("edge credentials: {reason}"))?;
-            edge_client::EdgeAuth::Basic { username: auth.username.clone(), password }
-        }
-        AuthKind::Jwt => {
-            let signer =
-                state.jwt_keys.signer(&target.project_id).await.map_err(|e| format!("edge credentials: {e}"))?;
-            edge_client::EdgeAuth::Jwt(edge_client::JwtGrant::new(signer, &target.id, "probe"))
-        }
-        AuthKind::None => edge_client::EdgeAuth::None,
-    })
 }

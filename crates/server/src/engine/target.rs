@@ -8,14 +8,12 @@ use std::time::{Duration, Instant};
 
 use domain::delivery::{DeliveryOptions, OnConflict, TargetStatus};
 use domain::driver::DriverDocument;
-use domain::edge::{AuthKind, EdgeStatus};
+use domain::edge::EdgeStatus;
 use domain::params::{self, ParamValues};
 use domain::rule::RuleDocument;
 use domain::template::{self, Document, TemplateKind};
 use domain::version::{MIN_NEURONEX, Version};
-use edge_client::{
-    Edge, EdgeAuth, EdgeClient, EdgeError, EdgeTarget, RuleState, StreamKind, human_duration, tries_word,
-};
+use edge_client::{Edge, EdgeClient, EdgeError, EdgeTarget, RuleState, StreamKind, human_duration, tries_word};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -246,26 +244,18 @@ impl Runner<'_> {
     }
 
     async fn edge_target(&self, target: &ClaimedTarget) -> Result<EdgeTarget, Failure> {
-        let auth = match target.auth.kind {
-            AuthKind::Basic => {
-                let password = self
-                    .secrets
-                    .open(&target.auth.secret)
-                    .map_err(|e| Failure::Other(format!("edge credentials: {e}")))?;
-                EdgeAuth::Basic { username: target.auth.username.clone(), password }
-            }
-            AuthKind::Jwt => {
-                // Tokens for this edge and this delivery only, signed by the project's own key.
-                let signer = self
-                    .jwt_keys
-                    .signer(&self.plan.project_id)
-                    .await
-                    .map_err(|e| Failure::Other(format!("edge credentials: {e}")))?;
-                let purpose = format!("delivery:{}", target.delivery_id);
-                EdgeAuth::Jwt(edge_client::JwtGrant::new(signer, &target.edge_id, &purpose))
-            }
-            AuthKind::None => EdgeAuth::None,
-        };
+        // JWTs for this edge and this delivery only, signed by the project's own key.
+        let purpose = format!("delivery:{}", target.delivery_id);
+        let auth = super::edge_auth(
+            self.secrets,
+            self.jwt_keys,
+            &self.plan.project_id,
+            &target.edge_id,
+            &target.auth,
+            &purpose,
+        )
+        .await
+        .map_err(Failure::Other)?;
         Ok(EdgeTarget { endpoint: target.endpoint.clone(), auth })
     }
 

@@ -233,7 +233,7 @@ pub fn rule_doc(stream: &str, rule_id: &str, sql: &str) -> Value {
 
 /// The error code of an API error answer.
 pub fn code(answer: &Answer) -> &str {
-    answer.body["error"]["code"].as_str().unwrap_or("")
+    answer.code()
 }
 
 /// Files under a folder, recursively (for "nothing was left behind").
