@@ -55,11 +55,17 @@ pub fn normalize(content: &Value) -> Result<Value, Vec<Problem>> {
     };
     let template_shape = ["groups", "tags", "settings", "subscriptions"].iter().any(|k| object.contains_key(*k))
         && nodes.iter().all(|n| n.get("groups").is_none());
-    if template_shape { from_template(object) } else { Ok(from_bulk(nodes)) }
+    if template_shape {
+        from_template(object)
+    } else {
+        let mut problems = Vec::new();
+        let subscriptions = subscriptions_of(object, &mut problems);
+        if problems.is_empty() { Ok(from_bulk(nodes, subscriptions)) } else { Err(problems) }
+    }
 }
 
 /// Neuron's bulk shape; groups named with `name` become `group`, `precison` becomes `precision`.
-fn from_bulk(nodes: &[Value]) -> Value {
+fn from_bulk(nodes: &[Value], subscriptions: Vec<Value>) -> Value {
     let nodes: Vec<Value> = nodes
         .iter()
         .map(|node| {
@@ -84,7 +90,32 @@ fn from_bulk(nodes: &[Value]) -> Value {
             node
         })
         .collect();
-    json!({"nodes": nodes, "subscriptions": []})
+    json!({"nodes": nodes, "subscriptions": subscriptions})
+}
+
+/// The `subscriptions` of either shape, flat: NeuronEX's `{app, groups: [{driver, group,
+/// params?}]}` entries are expanded, entries already flat (`{app, driver, group, params?}`) kept.
+fn subscriptions_of(object: &Map<String, Value>, problems: &mut Vec<Problem>) -> Vec<Value> {
+    let mut subscriptions = Vec::new();
+    for (i, sub) in array(object, "subscriptions").iter().enumerate() {
+        let app = sub.get("app").cloned().unwrap_or(Value::Null);
+        let Some(groups) = sub.get("groups").and_then(Value::as_array) else {
+            subscriptions.push(sub.clone());
+            continue;
+        };
+        for (j, group) in groups.iter().enumerate() {
+            let (Some(driver), Some(name)) = (group.get("driver"), group.get("group")) else {
+                problems.push(Problem::new(format!("subscriptions[{i}].groups[{j}]"), "needs `driver` and `group`"));
+                continue;
+            };
+            let mut entry = json!({"app": app, "driver": driver, "group": name});
+            if let Some(params) = group.get("params") {
+                entry["params"] = params.clone();
+            }
+            subscriptions.push(entry);
+        }
+    }
+    subscriptions
 }
 
 /// NeuronEX's template: nodes, then groups, tags, settings and subscriptions that refer to them.
@@ -144,21 +175,7 @@ fn from_template(object: &Map<String, Value>) -> Result<Value, Vec<Problem>> {
             )),
         }
     }
-    let mut subscriptions = Vec::new();
-    for (i, sub) in array(object, "subscriptions").iter().enumerate() {
-        let app = sub.get("app").cloned().unwrap_or(Value::Null);
-        for (j, group) in sub.get("groups").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            let (Some(driver), Some(name)) = (group.get("driver"), group.get("group")) else {
-                problems.push(Problem::new(format!("subscriptions[{i}].groups[{j}]"), "needs `driver` and `group`"));
-                continue;
-            };
-            let mut entry = json!({"app": app, "driver": driver, "group": name});
-            if let Some(params) = group.get("params") {
-                entry["params"] = params.clone();
-            }
-            subscriptions.push(entry);
-        }
-    }
+    let subscriptions = subscriptions_of(object, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }

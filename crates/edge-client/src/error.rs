@@ -119,7 +119,35 @@ impl EdgeError {
     /// tag 2202; eKuiper says it in words).
     pub fn is_already_exists(&self) -> bool {
         self.failure == Failure::Edge
+            && self.version_clash().is_none()
             && (matches!(self.code, Some(2002) | Some(2104) | Some(2202)) || self.message.contains("already exists"))
+    }
+
+    /// eKuiper's refusal to replace a rule (2.2+) or a stream or table (2.3+) whose stored
+    /// `version` is not lower than the new one: `(stored, sent)`. eKuiper compares versions as
+    /// text and refuses an equal one too, so re-sending the same versioned object is refused.
+    pub fn version_clash(&self) -> Option<VersionClash> {
+        if self.failure != Failure::Edge {
+            return None;
+        }
+        let (_, rest) = self.message.split_once("already exists with version (")?;
+        let (stored, rest) = rest.split_once("), new version (")?;
+        let (sent, _) = rest.split_once(") is lower")?;
+        Some(VersionClash { stored: stored.to_owned(), sent: sent.to_owned() })
+    }
+}
+
+/// See [`EdgeError::version_clash`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionClash {
+    pub stored: String,
+    pub sent: String,
+}
+
+impl VersionClash {
+    /// The edge already holds exactly the version that was sent.
+    pub fn same(&self) -> bool {
+        self.stored == self.sent
     }
 }
 
@@ -178,7 +206,6 @@ pub fn neuron_code_text(code: i64) -> &'static str {
         1008 => "invalid token",
         1009 => "wrong user or password",
         1010 => "server busy",
-        2001 => "node type invalid",
         2002 => "node already exists",
         2003 => "node does not exist",
         2004 => "node setting invalid",
@@ -189,7 +216,10 @@ pub fn neuron_code_text(code: i64) -> &'static str {
         2009 => "node is stopped",
         2010 => "node name too long",
         2011 => "node does not allow deleting",
+        2012 => "node does not allow subscriptions (not an app node)",
+        2015 => "node name is empty",
         2101 => "group already subscribed",
+        2102 => "group is not subscribed",
         2103 => "group not allowed on an app node",
         2104 => "group already exists",
         2105 => "group interval invalid (below 100 ms)",
@@ -212,9 +242,10 @@ pub fn neuron_code_text(code: i64) -> &'static str {
         2307 => "plugin allows a single instance only",
         2404 => "licence node limit reached",
         2405 => "licence tag limit reached",
-        3013 => "plugin does not support the request",
+        3013 => "plugin name too long",
         3014 => "plugin does not exist",
         3019 => "plugin is a north (app) plugin, not a driver",
+        4010 => "MQTT subscription refused (its params need a non-empty topic)",
         13008 => "allocated tag count is less than in use",
         13012 => "edge left ECP management; changes are not allowed",
         20003 => "data-processing service error",
@@ -257,6 +288,15 @@ mod tests {
             assert_eq!(err.to_string(), text);
         }
         assert!(said.is_already_exists());
+        let clash = EdgeError::edge(
+            "apply",
+            "rule r1",
+            400,
+            Some(1000),
+            "Update rule error: rule r1 already exists with version (2), new version (2) is lower".into(),
+        );
+        assert_eq!(clash.version_clash(), Some(VersionClash { stored: "2".into(), sent: "2".into() }));
+        assert!(clash.version_clash().is_some_and(|c| c.same()) && !clash.is_already_exists());
         assert!(!EdgeError::edge("create", "rule r1", 400, Some(1000), "bad sql".into()).is_already_exists());
     }
 }

@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use error::{EdgeError, Failure, Retry, human_duration, neuron_code_text, tries_word};
+pub use error::{EdgeError, Failure, Retry, VersionClash, human_duration, neuron_code_text, tries_word};
 pub use jwt::{JwtError, JwtGrant, JwtSigner, TOKEN_LIFETIME, generate_rsa_keypair, public_pem_of};
 
 /// How edgefleet proves itself to an edge.
@@ -563,6 +563,10 @@ impl Edge<'_> {
         }
         let object = format!("subscription of {app} to {driver}/{group}");
         match self.neuron("subscribe", &object, Method::POST, "subscribe", Some(&body)).await {
+            // Already subscribed: Neuron keeps the old params, so new ones are set explicitly.
+            Err(err) if err.code == Some(2101) && params.is_some() => {
+                self.neuron("update", &object, Method::PUT, "subscribe", Some(&body)).await.map(drop)
+            }
             Err(err) if err.code == Some(2101) => Ok(()),
             other => other.map(drop),
         }

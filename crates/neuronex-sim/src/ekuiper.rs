@@ -247,6 +247,9 @@ impl Ekuiper {
         };
         match parse_create(&sql) {
             Ok((_, parsed_name, def)) if parsed_name == name => {
+                if let Some(reason) = self.store(kind).get(name).and_then(|old| replace_refusal(e, name, old, &def)) {
+                    return ekuiper_error(e, 3000, &format!("{} command error: {reason}", kind.title()));
+                }
                 self.store_mut(kind).insert(name.to_owned(), def);
                 Reply::text(200, format!("{} {name} is replaced.", kind.title()))
             }
@@ -420,25 +423,23 @@ impl Ekuiper {
         }
     }
 
-    /// From eKuiper 2.2 a stored rule refuses an update or import with a lower `version`.
+    /// From eKuiper 2.2 a stored rule refuses an update or import whose `version` is not greater
+    /// than its own (eKuiper's `CanReplace`: two missing versions pass; otherwise the new one
+    /// must be greater as text, so an equal or a missing one is "lower").
     fn check_version(&self, e: &Engines, id: &str, rule: &Value) -> Result<(), String> {
         if e.ekuiper < crate::versions::Version::new(2, 2, 0) {
             return Ok(());
         }
-        let (Some(old), Some(new)) = (
-            self.rules.get(id).and_then(|r| r.definition.get("version")).and_then(Value::as_str),
-            rule.get("version").and_then(Value::as_str),
-        ) else {
+        let Some(stored) = self.rules.get(id) else {
             return Ok(());
         };
-        let lower = match (old.parse::<u64>(), new.parse::<u64>()) {
-            (Ok(old), Ok(new)) => new < old,
-            _ => new < old,
-        };
-        if lower {
-            return Err(format!("rule {id} already exists with version ({old}), new version ({new}) is lower"));
+        let old = stored.definition.get("version").and_then(Value::as_str).unwrap_or_default();
+        let new = rule.get("version").and_then(Value::as_str).unwrap_or_default();
+        if can_replace(old, new) {
+            Ok(())
+        } else {
+            Err(format!("rule {id} already exists with version ({old}), new version ({new}) is lower"))
         }
-        Ok(())
     }
 
     fn store_rule(&mut self, id: String, rule: Value, text: String, run: RuleRun, now_ms: u64) {
@@ -475,12 +476,19 @@ impl Ekuiper {
                 run = RuleRun::StoppedByError(format!("source {source_type} not found"));
             }
         }
+        let mut enabled_sinks = 0;
         for action in rule.get("actions").and_then(Value::as_array).into_iter().flatten() {
-            for sink in action.as_object().into_iter().flat_map(|m| m.keys()) {
+            for (sink, props) in action.as_object().into_iter().flatten() {
                 if !self.sink_known(sink) {
                     return Err((e.plan_error_code(), format!("sink {sink} is not defined")));
                 }
+                // Before NeuronEX 3.9.2 `enable` is an unknown property: ignored, the sink runs.
+                let disabled = e.sink_enable() && props.get("enable") == Some(&Value::Bool(false));
+                enabled_sinks += usize::from(!disabled);
             }
+        }
+        if e.sink_enable() && enabled_sinks == 0 && rule.get("actions").is_some() {
+            return Err((1000, "all sinks of the rule are disabled: enable at least one".to_owned()));
         }
         Ok(run)
     }
@@ -952,6 +960,30 @@ fn plan_graph(graph: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// eKuiper's `CanReplace` (internal/processor/rule.go), for rule and stream versions alike.
+fn can_replace(old: &str, new: &str) -> bool {
+    (old.is_empty() && new.is_empty()) || new > old
+}
+
+/// Why eKuiper 2.3+ refuses to replace a stream or table: a changed `SHARED` (checked first), or
+/// a `VERSION` that is not greater (lf-edge/ekuiper `stream_test.go` `TestStreamReplace`).
+fn replace_refusal(e: &Engines, name: &str, old: &StreamDef, new: &StreamDef) -> Option<String> {
+    if !e.stream_replace_checks() {
+        return None;
+    }
+    let shared = |def: &StreamDef| def.options.get("SHARED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if shared(old) != shared(new) {
+        return Some(format!("Replace {name} fails: do not support to change stream SHARED option."));
+    }
+    let version = |def: &StreamDef| def.options.get("VERSION").cloned().unwrap_or_default();
+    let (old, new) = (version(old), version(new));
+    if can_replace(&old, &new) {
+        None
+    } else {
+        Some(format!("source {name} already exists with version ({old}), new version ({new}) is lower"))
+    }
 }
 
 /// Parses `CREATE STREAM|TABLE name (fields) WITH (K="v", ...)`.

@@ -44,6 +44,9 @@ pub struct SimConfig {
     pub jwt_key_dir: Option<PathBuf>,
     pub token_ttl: Duration,
     pub faults: Faults,
+    /// eKuiper's `basic.enablePrivateNet`: whether eKuiper 2.4+ (NeuronEX 3.9) may download
+    /// plugins from loopback and private addresses. Off, as eKuiper ships.
+    pub enable_private_net: bool,
 }
 
 impl Default for SimConfig {
@@ -59,6 +62,7 @@ impl Default for SimConfig {
             jwt_key_dir: None,
             token_ttl: Duration::from_secs(24 * 3600),
             faults: Faults::default(),
+            enable_private_net: false,
         }
     }
 }
@@ -127,6 +131,15 @@ pub struct Instance {
     faults: Option<Faults>,
     rng: StdRng,
     requests: BTreeMap<String, u64>,
+    enable_private_net: bool,
+}
+
+/// What `PUT /__sim/instances/<k>/ekuiper-config` sets: the part of eKuiper's `etc/kuiper.yaml`
+/// the simulator models.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EkuiperConfig {
+    pub enable_private_net: bool,
 }
 
 /// What the fault dice decided for one request.
@@ -236,6 +249,7 @@ impl Sim {
             faults: None,
             rng: StdRng::seed_from_u64(self.config.seed ^ (u64::from(k) << 20) ^ 0x5eed),
             requests: BTreeMap::new(),
+            enable_private_net: self.config.enable_private_net,
         }
     }
 
@@ -282,7 +296,16 @@ impl Sim {
                 Err(pending) => pending,
             }
         };
-        let download = self.download(&pending.url).await;
+        let guarded = {
+            let inst = lock(&instance);
+            inst.engines.download_guard() && !inst.enable_private_net
+        };
+        let download = match internal_address(&pending.url).filter(|_| guarded) {
+            Some((ip, port)) => {
+                Err(format!("Get \"{}\": dial tcp {ip}:{port}: ip {ip} is in internal network", pending.url))
+            }
+            None => self.download(&pending.url).await,
+        };
         let mut inst = lock(&instance);
         let engines = inst.engines;
         inst.ekuiper.finish_plugin_install(&engines, &pending, download)
@@ -322,6 +345,31 @@ impl Sim {
         match self.instance(k) {
             Some(instance) => {
                 *lock(&instance) = self.fresh_instance(k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn set_ekuiper_config(&self, k: u32, config: &EkuiperConfig) -> bool {
+        match self.instance(k) {
+            Some(instance) => {
+                lock(&instance).enable_private_net = config.enable_private_net;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A NeuronEX restart: the engines keep what they persist (streams, rules, nodes, plugins);
+    /// login tokens survive only before 3.7.1, which regenerates its key pair at every start.
+    pub fn restart_instance(&self, k: u32) -> bool {
+        match self.instance(k) {
+            Some(instance) => {
+                let mut inst = lock(&instance);
+                if inst.engines.login_key_per_start() {
+                    inst.tokens.clear();
+                }
                 true
             }
             None => false,
@@ -409,6 +457,34 @@ impl Instance {
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding an instance lock must not take the whole simulator down.
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The address eKuiper 2.4 would dial for a download URL, when it is one its guard refuses:
+/// loopback, private, unspecified, multicast or link-local. Only IP literals and `localhost` are
+/// judged; other names would need a resolver (an approximation documented in SIMULATOR.md).
+fn internal_address(url: &str) -> Option<(std::net::IpAddr, u16)> {
+    use std::net::{IpAddr, Ipv4Addr};
+    let url = reqwest::Url::parse(url).ok()?;
+    let port = url.port_or_known_default()?;
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => IpAddr::V6(ip),
+        url::Host::Domain("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        url::Host::Domain(_) => return None,
+    };
+    let internal = match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_private() || v4.is_unspecified() || v4.is_multicast() || v4.is_link_local()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    };
+    internal.then_some((ip, port))
 }
 
 fn now_ms() -> u64 {

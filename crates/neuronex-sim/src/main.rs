@@ -55,6 +55,10 @@ struct Args {
     /// Random extra latency up to this many milliseconds.
     #[arg(long, default_value_t = 0)]
     jitter_ms: u64,
+    /// Let eKuiper 2.4+ (NeuronEX 3.9) download plugins from loopback and private addresses
+    /// (its `basic.enablePrivateNet`; off by default, as eKuiper ships).
+    #[arg(long)]
+    enable_private_net: bool,
     /// Seed for the version draw and the fault dice (same seed, same run).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -93,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             jitter_ms: args.jitter_ms,
             offline: false,
         },
+        enable_private_net: args.enable_private_net,
     };
     let running = start(config, args.listen, args.port_per_instance)
         .await

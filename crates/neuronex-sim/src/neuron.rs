@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
+
 use serde_json::{Map, Value, json};
 
 use crate::Request;
@@ -24,7 +26,8 @@ pub struct Neuron {
 struct Node {
     plugin: &'static PluginDef,
     params: Option<Value>,
-    groups: BTreeMap<String, Group>,
+    /// In creation order, as Neuron lists them.
+    groups: IndexMap<String, Group>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,7 +217,7 @@ impl Neuron {
             ("POST", "group") => with_body!(|b| self.create_group(&b)),
             ("DELETE", "group") => with_body!(|b| self.delete_group(&b)),
             ("PUT", "group") => with_body!(|b| self.update_group(&b)),
-            ("GET", "tags") => self.list_tags(req),
+            ("GET", "tags") => self.list_tags(e, req),
             ("POST", "tags") => with_body!(|b| self.add_tags(e, &b)),
             ("POST", "gtags") => with_body!(|b| self.add_gtags(e, &b)),
             ("PUT", "tags") => with_body!(|b| self.update_tags(e, &b)),
@@ -222,9 +225,10 @@ impl Neuron {
             ("POST", "subscribe") => with_body!(|b| self.subscribe(&b)),
             ("POST", "subscribes") => with_body!(|b| self.subscribe_many(&b)),
             ("DELETE", "subscribe") => with_body!(|b| self.unsubscribe(&b)),
+            ("PUT", "subscribe") => with_body!(|b| self.update_subscription(&b)),
             ("GET", "node/state") => self.node_state(req),
             ("GET", "subscribe") => self.list_subscriptions(req),
-            ("GET", "global/drivers") if e.has_global_drivers() => self.export_drivers(req),
+            ("GET", "global/drivers") if e.has_global_drivers() => self.export_drivers(e, req),
             ("PUT", "global/drivers") if e.has_global_drivers() => {
                 with_body!(|b| self.put_drivers(e, &b))
             }
@@ -290,7 +294,7 @@ impl Neuron {
             check_params(plugin, params)?;
         }
         let params = params.cloned();
-        self.nodes.insert(name.to_owned(), Node { plugin, params, groups: BTreeMap::new() });
+        self.nodes.insert(name.to_owned(), Node { plugin, params, groups: IndexMap::new() });
         Ok(())
     }
 
@@ -360,14 +364,32 @@ impl Neuron {
         neuron_ok()
     }
 
+    /// `GET /group?node=&group=`: one driver's groups, or with `node` empty or absent every
+    /// driver's groups as `{driver, group, interval, tag_count}` (emqx/neuron
+    /// `group_config_handle.c` `handle_get_group_config`); `group` filters by substring.
     fn list_groups(&self, req: &Request<'_>) -> Reply {
         let name = req.query.get("node").map(String::as_str).unwrap_or_default();
+        let wanted = |group: &str| req.query.get("group").is_none_or(|q| group.contains(q.as_str()));
+        if name.is_empty() {
+            let groups: Vec<Value> = self
+                .nodes
+                .iter()
+                .filter(|(_, node)| node.plugin.node_type == 1)
+                .flat_map(|(driver, node)| node.groups.iter().map(move |(g, group)| (driver, g, group)))
+                .filter(|(_, g, _)| wanted(g))
+                .map(|(driver, g, group)| {
+                    json!({"driver": driver, "group": g, "interval": group.interval, "tag_count": group.tags.len()})
+                })
+                .collect();
+            return Reply::json(200, &json!({"groups": groups}));
+        }
         let Some(node) = self.nodes.get(name) else {
             return neuron_error(2003);
         };
         let groups: Vec<Value> = node
             .groups
             .iter()
+            .filter(|(g, _)| wanted(g))
             .map(|(g, group)| json!({"name": g, "interval": group.interval, "tag_count": group.tags.len()}))
             .collect();
         Reply::json(200, &json!({"groups": groups}))
@@ -416,7 +438,7 @@ impl Neuron {
         let Some(node) = self.nodes.get_mut(node) else {
             return neuron_error(2003);
         };
-        if node.groups.remove(group).is_none() {
+        if node.groups.shift_remove(group).is_none() {
             return neuron_error(2106);
         }
         // Its subscriptions go with it.
@@ -469,9 +491,9 @@ impl Neuron {
         }
         if let Some(new_name) = new_name
             && new_name != group
-            && let Some(moved) = node.groups.remove(group)
+            && let Some((position, _, moved)) = node.groups.shift_remove_full(group)
         {
-            node.groups.insert(new_name.to_owned(), moved);
+            node.groups.shift_insert(position, new_name.to_owned(), moved);
             let renamed: Vec<_> =
                 self.subscriptions.keys().filter(|(_, driver, g)| driver == node_name && g == group).cloned().collect();
             for key in renamed {
@@ -483,7 +505,7 @@ impl Neuron {
         neuron_ok()
     }
 
-    fn list_tags(&self, req: &Request<'_>) -> Reply {
+    fn list_tags(&self, e: &Engines, req: &Request<'_>) -> Reply {
         let node = req.query.get("node").map(String::as_str).unwrap_or_default();
         let group = req.query.get("group").map(String::as_str).unwrap_or_default();
         let Some(node) = self.nodes.get(node) else {
@@ -492,7 +514,8 @@ impl Neuron {
         let Some(group) = node.groups.get(group) else {
             return neuron_error(2106);
         };
-        Reply::json(200, &json!({"tags": group.tags}))
+        let tags: Vec<Value> = group.tags.iter().map(|tag| read_back_tag(e, tag)).collect();
+        Reply::json(200, &json!({"tags": tags}))
     }
 
     fn add_tags(&mut self, e: &Engines, body: &Value) -> Reply {
@@ -504,7 +527,10 @@ impl Neuron {
         if !self.nodes.contains_key(node) {
             return neuron_error(2003);
         }
-        let (added, code) = self.add_tags_to_group(node, group, 100, tags);
+        if let Some((index, code)) = non_numeric_refusal(tags.iter()) {
+            return tags_reply(e, index, code);
+        }
+        let (added, code) = self.add_tags_to_group(e, node, group, 100, tags);
         tags_reply(e, added, code)
     }
 
@@ -525,7 +551,7 @@ impl Neuron {
             return neuron_error(2106);
         };
         for (index, tag) in tags.iter().enumerate() {
-            if let Err(code) = check_tag(address_rule, tag) {
+            if let Err(code) = check_tag(e, address_rule, tag) {
                 return tags_reply(e, index, code);
             }
             let name = str_field(tag, "name").unwrap_or_default();
@@ -562,6 +588,10 @@ impl Neuron {
         if !self.nodes.contains_key(node) {
             return neuron_error(2003);
         }
+        let all_tags = groups.iter().flat_map(|g| g.get("tags").and_then(Value::as_array).into_iter().flatten());
+        if let Some((index, code)) = non_numeric_refusal(all_tags) {
+            return tags_reply(e, index, code);
+        }
         let mut total = 0;
         for group in groups {
             let (Some(name), Some(interval), Some(tags)) = (
@@ -574,7 +604,7 @@ impl Neuron {
             if interval < 100 {
                 return tags_reply(e, total, 2105);
             }
-            let (added, code) = self.add_tags_to_group(node, name, interval, tags);
+            let (added, code) = self.add_tags_to_group(e, node, name, interval, tags);
             total += added;
             if code != 0 {
                 return tags_reply(e, total, code);
@@ -584,7 +614,14 @@ impl Neuron {
     }
 
     /// Adds tags in order and stops at the first bad one, keeping the ones before it.
-    fn add_tags_to_group(&mut self, node_name: &str, group: &str, interval: u64, tags: &[Value]) -> (usize, u32) {
+    fn add_tags_to_group(
+        &mut self,
+        e: &Engines,
+        node_name: &str,
+        group: &str,
+        interval: u64,
+        tags: &[Value],
+    ) -> (usize, u32) {
         let Some(node) = self.nodes.get_mut(node_name) else {
             return (0, 2003);
         };
@@ -594,7 +631,7 @@ impl Neuron {
         let address_rule = node.plugin.address;
         let group = node.groups.entry(group.to_owned()).or_insert(Group { interval, tags: Vec::new() });
         for (index, tag) in tags.iter().enumerate() {
-            if let Err(code) = check_tag(address_rule, tag) {
+            if let Err(code) = check_tag(e, address_rule, tag) {
                 return (index, code);
             }
             let name = str_field(tag, "name").unwrap_or_default();
@@ -607,27 +644,42 @@ impl Neuron {
     }
 
     fn subscribe(&mut self, body: &Value) -> Reply {
+        match self.subscribe_one(body) {
+            Ok(()) => neuron_ok(),
+            Err(code) => neuron_error(code),
+        }
+    }
+
+    fn subscribe_one(&mut self, body: &Value) -> Result<(), u32> {
         let (Some(app), Some(driver), Some(group)) =
             (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group"))
         else {
-            return neuron_error(1002);
+            return Err(1002);
         };
-        if self.nodes.get(app).is_none_or(|n| n.plugin.node_type != 2) {
-            return neuron_error(2003);
+        let app_node = self.nodes.get(app).ok_or(2003u32)?;
+        // Neuron's guard against an MQTT subscription whose params lack a non-empty `topic`
+        // comes before every other check but the app's existence (emqx/neuron
+        // src/core/manager_internal.c `neu_manager_subscribe`): 4010, with HTTP 200.
+        if let Some(params) = body.get("params")
+            && app_node.plugin.name == "MQTT"
+            && params.get("topic").and_then(Value::as_str).is_none_or(str::is_empty)
+        {
+            return Err(4010);
         }
-        let Some(driver_node) = self.nodes.get(driver) else {
-            return neuron_error(2003);
-        };
+        if app_node.plugin.node_type != 2 {
+            return Err(2012);
+        }
+        let driver_node = self.nodes.get(driver).ok_or(2003u32)?;
         if !driver_node.groups.contains_key(group) {
-            return neuron_error(2106);
+            return Err(2106);
         }
         let key = (app.to_owned(), driver.to_owned(), group.to_owned());
         let params = body.get("params").cloned().unwrap_or(Value::Null);
         if self.subscriptions.insert(key, params).is_some() {
-            // Neuron 2.11 answers "already subscribed" with HTTP 200.
-            return neuron_code(200, 2101);
+            // Neuron answers "already subscribed" with HTTP 200 (`neu_http_response`).
+            return Err(2101);
         }
-        neuron_ok()
+        Ok(())
     }
 
     /// `POST /subscribes {app, groups: [{driver, group, params?}]}`: each as `POST /subscribe`;
@@ -639,12 +691,32 @@ impl Neuron {
         for group in groups {
             let mut one = group.clone();
             one["app"] = json!(app);
-            let reply = self.subscribe(&one);
-            if reply.status() != Some(200) {
-                return reply;
+            if let Err(code) = self.subscribe_one(&one) {
+                return neuron_error(code);
             }
         }
         neuron_ok()
+    }
+
+    /// `PUT /subscribe {app, driver, group, params}`: new params for an existing subscription;
+    /// 2102 when there is none (tests/ft/app/test_app.py
+    /// `test_mqtt_update_subscribe_non_existent_group`).
+    fn update_subscription(&mut self, body: &Value) -> Reply {
+        let (Some(app), Some(driver), Some(group)) =
+            (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group"))
+        else {
+            return neuron_error(1002);
+        };
+        if !self.nodes.contains_key(app) || !self.nodes.contains_key(driver) {
+            return neuron_error(2003);
+        }
+        match self.subscriptions.get_mut(&(app.to_owned(), driver.to_owned(), group.to_owned())) {
+            Some(params) => {
+                *params = body.get("params").cloned().unwrap_or(Value::Null);
+                neuron_ok()
+            }
+            None => neuron_error(2102),
+        }
     }
 
     /// `DELETE /subscribe {app, driver, group}`.
@@ -680,12 +752,14 @@ impl Neuron {
             .subscriptions
             .iter()
             .filter(|((a, _, _), _)| a == app)
+            .filter(|((_, d, _), _)| req.query.get("driver").is_none_or(|q| d.contains(q.as_str())))
+            .filter(|((_, _, g), _)| req.query.get("group").is_none_or(|q| g.contains(q.as_str())))
             .map(|((_, driver, group), params)| json!({"driver": driver, "group": group, "params": params}))
             .collect();
         Reply::json(200, &json!({"groups": groups}))
     }
 
-    fn export_drivers(&self, req: &Request<'_>) -> Reply {
+    fn export_drivers(&self, e: &Engines, req: &Request<'_>) -> Reply {
         let wanted: Option<Vec<&str>> = req.query.get("name").map(|n| n.split(',').collect());
         let nodes: Vec<Value> = self
             .nodes
@@ -696,7 +770,10 @@ impl Neuron {
                 let groups: Vec<Value> = n
                     .groups
                     .iter()
-                    .map(|(g, group)| json!({"group": g, "interval": group.interval, "tags": group.tags}))
+                    .map(|(g, group)| {
+                        let tags: Vec<Value> = group.tags.iter().map(|tag| read_back_tag(e, tag)).collect();
+                        json!({"group": g, "interval": group.interval, "tags": tags})
+                    })
                     .collect();
                 json!({"name": name, "plugin": n.plugin.name, "params": n.params.clone().unwrap_or(json!({})), "groups": groups})
             })
@@ -710,6 +787,9 @@ impl Neuron {
         let Some(nodes) = decode_drivers(body) else {
             return neuron_error(1002);
         };
+        if let Err(code) = fast_check(e, &nodes) {
+            return neuron_error(code);
+        }
         let mut created: Vec<String> = Vec::new();
         for node in &nodes {
             if let Err(code) = self.replace_driver(e, node) {
@@ -724,7 +804,7 @@ impl Neuron {
         neuron_ok()
     }
 
-    fn replace_driver(&mut self, _e: &Engines, node: &DriverDoc<'_>) -> Result<(), u32> {
+    fn replace_driver(&mut self, e: &Engines, node: &DriverDoc<'_>) -> Result<(), u32> {
         let plugin = plugin(node.plugin).ok_or(2301u32)?;
         if plugin.node_type != 1 {
             return Err(3019);
@@ -733,7 +813,7 @@ impl Neuron {
         self.insert_node(node.name, node.plugin, Some(node.params))?;
         for group in &node.groups {
             self.insert_group(node.name, group.name, group.interval)?;
-            let (_, code) = self.add_tags_to_group(node.name, group.name, group.interval, group.tags);
+            let (_, code) = self.add_tags_to_group(e, node.name, group.name, group.interval, group.tags);
             if code != 0 {
                 return Err(code);
             }
@@ -792,30 +872,75 @@ struct GroupDoc<'a> {
 fn decode_drivers(body: &Value) -> Option<Vec<DriverDoc<'_>>> {
     let mut nodes = Vec::new();
     for node in body.get("nodes")?.as_array()? {
-        let name = str_field(node, "name")?;
-        if nodes.iter().any(|n: &DriverDoc<'_>| n.name == name) {
-            return None;
-        }
         let mut groups = Vec::new();
         for group in node.get("groups")?.as_array()? {
-            let group_name = str_field(group, "group")?;
-            if groups.iter().any(|g: &GroupDoc<'_>| g.name == group_name) {
-                return None;
-            }
             let tags = group.get("tags")?.as_array()?;
-            let mut tag_names: Vec<&str> = tags.iter().filter_map(|t| str_field(t, "name")).collect();
-            let count = tag_names.len();
-            tag_names.sort_unstable();
-            tag_names.dedup();
-            if tag_names.len() != count || count != tags.len() {
+            if tags.iter().any(|t| str_field(t, "name").is_none()) {
                 return None;
             }
-            groups.push(GroupDoc { name: group_name, interval: group.get("interval")?.as_u64()?, tags });
+            let interval = group.get("interval")?.as_u64()?;
+            groups.push(GroupDoc { name: str_field(group, "group")?, interval, tags });
         }
         let params = node.get("params").filter(|p| p.is_object())?;
-        nodes.push(DriverDoc { name, plugin: str_field(node, "plugin")?, params, groups });
+        nodes.push(DriverDoc { name: str_field(node, "name")?, plugin: str_field(node, "plugin")?, params, groups });
     }
     Some(nodes)
+}
+
+/// Neuron's "fast check" of a `PUT /global/drivers` body, before anything is touched, in its
+/// order (emqx/neuron plugins/restful/adapter_handle.c `send_drivers`): per node the name and
+/// plugin-name lengths (2010, 3013), at most 512 groups (2108), a unique name (1002); per group
+/// name length (2107), interval (2105), a unique name in its node (1002); per tag name, address
+/// and description lengths (2206, 2207, 2208), precision (2209), a unique name in its group (1002).
+fn fast_check(e: &Engines, nodes: &[DriverDoc<'_>]) -> Result<(), u32> {
+    const PLUGIN_NAME_MAX: usize = 31;
+    let mut node_seen = std::collections::HashSet::new();
+    for node in nodes {
+        if node.name.len() > NAME_MAX {
+            return Err(2010);
+        }
+        if node.plugin.len() > PLUGIN_NAME_MAX {
+            return Err(3013);
+        }
+        if node.groups.len() > MAX_GROUPS_PER_NODE {
+            return Err(2108);
+        }
+        if !node_seen.insert(node.name) {
+            return Err(1002);
+        }
+        let mut group_seen = std::collections::HashSet::new();
+        for group in &node.groups {
+            if group.name.len() > NAME_MAX {
+                return Err(2107);
+            }
+            if group.interval < 100 {
+                return Err(2105);
+            }
+            if !group_seen.insert(group.name) {
+                return Err(1002);
+            }
+            let mut tag_seen = std::collections::HashSet::new();
+            for tag in group.tags {
+                let text = |key: &str| str_field(tag, key).unwrap_or_default().len();
+                if text("name") > NAME_MAX {
+                    return Err(2206);
+                }
+                if text("address") > NAME_MAX {
+                    return Err(2207);
+                }
+                if text("description") > e.tag_description_max() {
+                    return Err(2208);
+                }
+                if tag.get("precision").and_then(Value::as_u64).is_some_and(|p| p > 17) {
+                    return Err(2209);
+                }
+                if !tag_seen.insert(str_field(tag, "name").unwrap_or_default()) {
+                    return Err(1002);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a plugin's `setting` callback rejects, as 2004.
@@ -842,7 +967,7 @@ fn check_params(plugin: &PluginDef, params: &Value) -> Result<(), u32> {
 }
 
 /// Per-tag checks, in Neuron's order: lengths, type, attribute, precision, address.
-fn check_tag(rule: AddressRule, tag: &Value) -> Result<(), u32> {
+fn check_tag(e: &Engines, rule: AddressRule, tag: &Value) -> Result<(), u32> {
     let name = str_field(tag, "name").ok_or(1002u32)?;
     let address = tag.get("address").and_then(Value::as_str).unwrap_or_default();
     let tag_type = tag.get("type").and_then(Value::as_u64).ok_or(1002u32)?;
@@ -853,7 +978,7 @@ fn check_tag(rule: AddressRule, tag: &Value) -> Result<(), u32> {
     if address.len() > NAME_MAX {
         return Err(2207);
     }
-    if tag.get("description").and_then(Value::as_str).is_some_and(|d| d.len() > NAME_MAX) {
+    if tag.get("description").and_then(Value::as_str).is_some_and(|d| d.len() > e.tag_description_max()) {
         return Err(2208);
     }
     if !matches!(tag_type, 1..=34 | 40) {
@@ -876,6 +1001,49 @@ fn check_tag(rule: AddressRule, tag: &Value) -> Result<(), u32> {
         return if tag.get("value").is_some() { Ok(()) } else { Err(2203) };
     }
     check_address(rule, address, tag_type)
+}
+
+/// Neuron's REST check before any tag of a `POST /tags` or `/gtags` is added: a precision,
+/// decimal or bias above 0 on a string, bool, bit, time or custom tag refuses the whole request
+/// with 2209, 2211 or 2212 and the tag's index (emqx/neuron plugins/restful/datatag_handle.c).
+fn non_numeric_refusal<'a>(tags: impl Iterator<Item = &'a Value>) -> Option<(usize, u32)> {
+    const NON_NUMERIC: [u64; 6] = [11, 12, 13, 20, 21, 40];
+    tags.enumerate().find_map(|(index, tag)| {
+        let tag_type = tag.get("type").and_then(Value::as_u64)?;
+        if !NON_NUMERIC.contains(&tag_type) {
+            return None;
+        }
+        let above_zero = |key: &str| tag.get(key).and_then(Value::as_f64).is_some_and(|v| v > 0.0);
+        let code = [("precision", 2209), ("decimal", 2211), ("bias", 2212)]
+            .into_iter()
+            .find(|(key, _)| above_zero(key))
+            .map(|(_, code)| code)?;
+        Some((index, code))
+    })
+}
+
+/// A tag as Neuron lists it (`neu_json_encode_tag`): every field filled in, `precision` 0,
+/// `decimal` and `bias` 0.0 and `description` "" when never given, `value` only on static tags,
+/// `unit` from Neuron 2.15.
+fn read_back_tag(e: &Engines, tag: &Value) -> Value {
+    let number = |key: &str| tag.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+    let mut listed = json!({
+        "type": tag.get("type").cloned().unwrap_or(Value::Null),
+        "name": tag.get("name").cloned().unwrap_or(Value::Null),
+        "attribute": tag.get("attribute").cloned().unwrap_or(Value::Null),
+        "precision": tag.get("precision").and_then(Value::as_i64).unwrap_or(0),
+        "decimal": number("decimal"),
+        "bias": number("bias"),
+        "address": tag.get("address").and_then(Value::as_str).unwrap_or_default(),
+        "description": tag.get("description").and_then(Value::as_str).unwrap_or_default(),
+    });
+    if let Some(value) = tag.get("value") {
+        listed["value"] = value.clone();
+    }
+    if e.tag_units() {
+        listed["unit"] = json!(tag.get("unit").and_then(Value::as_str).unwrap_or_default());
+    }
+    listed
 }
 
 fn check_address(rule: AddressRule, address: &str, tag_type: u64) -> Result<(), u32> {

@@ -224,6 +224,17 @@ fn control_api(sim: &Sim, method: &str, path: &str, body: &[u8]) -> Response<Bod
             Some(k) if sim.reset_instance(k) => json_response(200, &json!({"ok": true})),
             _ => not_found(),
         },
+        ("POST", ["instances", k, "restart"]) => match k.parse().ok() {
+            Some(k) if sim.restart_instance(k) => json_response(200, &json!({"ok": true})),
+            _ => not_found(),
+        },
+        ("PUT", ["instances", k, "ekuiper-config"]) => {
+            match (k.parse().ok(), serde_json::from_slice::<crate::EkuiperConfig>(body)) {
+                (Some(k), Ok(config)) if sim.set_ekuiper_config(k, &config) => json_response(200, &json!({"ok": true})),
+                (_, Err(e)) => json_response(400, &json!({"error": e.to_string()})),
+                _ => not_found(),
+            }
+        }
         ("POST", ["instances", k, "expire-tokens"]) => match k.parse().ok() {
             Some(k) if sim.expire_tokens(k) => json_response(200, &json!({"ok": true})),
             _ => not_found(),

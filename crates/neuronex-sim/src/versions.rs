@@ -1,7 +1,8 @@
 //! Which eKuiper and Neuron a NeuronEX version bundles, and the behaviours that follow from them.
 //!
 //! Source: the table in docs/SIMULATOR.md ("Versions", with its sources). 3.5.5 and 3.7.0 are
-//! confirmed; the other rows are inferred from release dates and are marked so in the docs.
+//! confirmed; the other rows are inferred from release dates and features and are marked so in
+//! the docs (docs/COMPATIBILITY.md holds the same table for users).
 
 pub use domain::version::Version;
 
@@ -24,7 +25,9 @@ impl Engines {
             (3, 4) => (Version::new(2, 0, 0), Version::new(2, 10, 0)),
             (3, 5) => (Version::new(2, 1, 5), Version::new(2, 11, 5)),
             (3, 6) => (Version::new(2, 2, 0), Version::new(2, 12, 0)),
-            _ => (Version::new(2, 3, 1), Version::new(2, 13, 0)),
+            (3, 7) => (Version::new(2, 3, 1), Version::new(2, 13, 0)),
+            (3, 8) => (Version::new(2, 3, 1), Version::new(2, 14, 0)),
+            _ => (Version::new(2, 4, 0), Version::new(2, 15, 0)),
         };
         Engines { neuronex, ekuiper, neuron }
     }
@@ -65,6 +68,42 @@ impl Engines {
         self.neuron >= Version::new(2, 8, 0)
     }
 
+    /// `PUT /streams/{name}` refuses a `VERSION` that is not greater than the stored one and a
+    /// changed `SHARED` from eKuiper 2.3 (lf-edge/ekuiper `internal/processor/stream.go`
+    /// `ExecReplaceStream`, absent in v2.2.0, present in v2.3.1).
+    pub fn stream_replace_checks(&self) -> bool {
+        self.ekuiper >= Version::new(2, 3, 0)
+    }
+
+    /// A rule's sinks may carry `"enable": false` from NeuronEX 3.9.2 (its release notes); before,
+    /// the field is ignored and the sink runs.
+    pub fn sink_enable(&self) -> bool {
+        self.neuronex >= Version::new(3, 9, 2)
+    }
+
+    /// eKuiper 2.4 refuses to download from loopback, private and link-local addresses unless
+    /// `basic.enablePrivateNet` is set (lf-edge/ekuiper `internal/pkg/httpx/http.go`).
+    pub fn download_guard(&self) -> bool {
+        self.ekuiper >= Version::new(2, 4, 0)
+    }
+
+    /// NeuronEX 3.7.1 generates its login key pair at every start, so a restart invalidates every
+    /// login token (3.7.1 release notes); older releases keep a built-in key.
+    pub fn login_key_per_start(&self) -> bool {
+        self.neuronex >= Version::new(3, 7, 1)
+    }
+
+    /// Longest tag description: 127 bytes up to Neuron 2.14, 255 from 2.15
+    /// (`NEU_TAG_DESCRIPTION_LEN` minus the NUL; NeuronEX 3.9 release notes).
+    pub fn tag_description_max(&self) -> usize {
+        if self.neuron >= Version::new(2, 15, 0) { 255 } else { 127 }
+    }
+
+    /// Tags carry a `unit` from Neuron 2.15 (`neu_json_encode_tag`; NeuronEX 3.9).
+    pub fn tag_units(&self) -> bool {
+        self.neuron >= Version::new(2, 15, 0)
+    }
+
     /// What `ruleset/import` does with items that already exist.
     pub fn ruleset_overwrites(&self) -> (bool, bool) {
         let rules = self.ekuiper >= Version::new(2, 2, 0);
@@ -95,5 +134,10 @@ mod tests {
         assert!(!Engines::for_neuronex(Version::new(3, 5, 0)).rule_put_upserts());
         assert_eq!(Engines::for_neuronex(Version::new(3, 0, 0)).tag_error_status(), 206);
         assert_eq!(Engines::for_neuronex(Version::new(3, 1, 0)).tag_error_status(), 400);
+        let e = Engines::for_neuronex(Version::new(3, 9, 2));
+        assert_eq!((e.ekuiper, e.neuron), (Version::new(2, 4, 0), Version::new(2, 15, 0)));
+        assert!(e.sink_enable() && e.download_guard() && e.login_key_per_start());
+        assert!(!Engines::for_neuronex(Version::new(3, 9, 1)).sink_enable());
+        assert!(!Engines::for_neuronex(Version::new(3, 7, 0)).login_key_per_start());
     }
 }

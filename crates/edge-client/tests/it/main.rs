@@ -13,3 +13,4 @@ mod neuron;
 mod support;
 mod upstream_ekuiper;
 mod upstream_neuron;
+mod versions;

@@ -162,10 +162,11 @@ async fn global_drivers_replace_nodes_whole() {
     edge.put_drivers(&drivers_document()).await.expect("first apply");
     edge.put_drivers(&drivers_document()).await.expect("sending the same driver again replaces it");
     let exported = edge.get_drivers(&["m1"]).await.expect("export");
-    // What was sent, with the `description` the client always adds to a tag (real Neuron 2.13 to
-    // 2.15 crash without it).
+    // What was sent, read back as Neuron lists a tag: every field filled in, the `description`
+    // included (the client always sends one: real Neuron 2.13 to 2.15 crash without it).
     let mut sent = drivers_document();
-    sent["nodes"][0]["groups"][0]["tags"][0]["description"] = json!("");
+    sent["nodes"][0]["groups"][0]["tags"][0] = json!({"type": 3, "name": "t1", "attribute": 1, "precision": 0,
+        "decimal": 0.0, "bias": 0.0, "address": "1!400001", "description": ""});
     assert_eq!(exported, sent);
 }
 

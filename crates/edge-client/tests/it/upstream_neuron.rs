@@ -313,6 +313,185 @@ async fn app_subscriptions_behave_as_neurons_functional_tests_expect() {
     let subscribe = json!({"app": "mqtt-1", "driver": "modbus-tcp-1", "group": "group-1", "params": {"topic": "/neuron/mqtt/test"}});
     ok(neuron.call(Method::POST, "/subscribe", Some(subscribe)).await);
     assert_eq!(state().await.1["sub_group_count"].as_u64(), Some(1));
+
+    // The rest of the class at emqx/neuron main (67d6bebc), in order.
+    const GROUP_NOT_SUBSCRIBE: i64 = 2102;
+    const MQTT_SUBSCRIBE_FAILURE: i64 = 4010;
+    let error = |answer: &(u16, Value)| (answer.0, answer.1["error"].as_i64());
+    let sub = |group: &str, params: Value| json!({"app": "mqtt-1", "driver": "modbus-tcp-1", "group": group, "params": params});
+    let topic = json!({"topic": "/neuron/mqtt/test"});
+    // test_mqtt_sub_non_existent_group
+    let answer = neuron.call(Method::POST, "/subscribe", Some(sub("non-existent", topic.clone()))).await;
+    assert_eq!(error(&answer), (404, Some(GROUP_NOT_EXIST)));
+    // test_mqtt_update_subscribe_non_existent_group
+    let answer = neuron.call(Method::PUT, "/subscribe", Some(sub("non-existent", json!({"topic": "new_topic"})))).await;
+    assert_eq!(error(&answer), (404, Some(GROUP_NOT_SUBSCRIBE)));
+    // test_mqtt_update_subscribe_group
+    ok(neuron.call(Method::PUT, "/subscribe", Some(sub("group-1", json!({"topic": "new_topic"})))).await);
+    // test_mqtt_subscribe_multiple_non_existent_groups
+    let groups = json!({"app": "mqtt-1", "groups": [{"driver": "modbus-tcp-1", "group": "non-1"},
+        {"driver": "modbus-tcp-1", "group": "non-2"}, {"driver": "modbus-tcp-1", "group": "non-3"}]});
+    assert_eq!(error(&neuron.call(Method::POST, "/subscribes", Some(groups)).await), (404, Some(GROUP_NOT_EXIST)));
+    // test_mqtt_subscribe_group_with_empty_topic: refused before "already subscribed", with 200.
+    let answer = neuron.call(Method::POST, "/subscribe", Some(sub("group-1", json!({"topic": ""})))).await;
+    assert_eq!(error(&answer), (200, Some(MQTT_SUBSCRIBE_FAILURE)));
+    let groups =
+        json!({"app": "mqtt-1", "groups": [{"driver": "modbus-tcp-1", "group": "group-1", "params": {"topic": ""}}]});
+    assert_eq!(
+        error(&neuron.call(Method::POST, "/subscribes", Some(groups)).await),
+        (200, Some(MQTT_SUBSCRIBE_FAILURE))
+    );
+    // test_mqtt_get_subscriptions
+    let subscriptions = || neuron.call(Method::GET, "/subscribe?app=mqtt-1", None);
+    let (status, listed) = subscriptions().await;
+    assert_eq!(status, 200);
+    let first = &listed["groups"][0];
+    assert_eq!(
+        (&first["driver"], &first["group"], &first["params"]["topic"]),
+        (&json!("modbus-tcp-1"), &json!("group-1"), &json!("new_topic"))
+    );
+    // test_get_subscription_group_be_deleted
+    ok(neuron.call(Method::DELETE, "/group", Some(json!({"node": "modbus-tcp-1", "group": "group-1"}))).await);
+    assert_eq!(subscriptions().await.1["groups"], json!([]));
+    // test_get_subscription_node_be_deleted
+    ok(neuron.add_group("modbus-tcp-1", "group_test", 100).await);
+    ok(neuron.call(Method::POST, "/subscribe", Some(sub("group_test", topic))).await);
+    let listed = subscriptions().await.1;
+    assert_eq!(
+        (&listed["groups"][0]["driver"], &listed["groups"][0]["group"]),
+        (&json!("modbus-tcp-1"), &json!("group_test"))
+    );
+    ok(neuron.delete_node("modbus-tcp-1").await);
+    assert_eq!(subscriptions().await.1["groups"], json!([]));
+}
+
+/// `GET /subscribe?app=&driver=&group=` filters by substring (emqx/neuron src/core/subscribe.c
+/// `neu_subscribe_manager_find_by_app`, `strstr` on driver and group), as `api.get_subscribe_group`
+/// passes them.
+#[tokio::test]
+async fn subscription_lists_filter_by_driver_and_group() {
+    let sim = sim("3.7.0").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    neuron.add_node("modbus-a", "Modbus TCP").await;
+    neuron.add_node("modbus-b", "Modbus TCP").await;
+    neuron.add_node("app", "MQTT").await;
+    for (driver, group) in [("modbus-a", "line-1"), ("modbus-a", "line-2"), ("modbus-b", "line-1")] {
+        neuron.add_group(driver, group, 100).await;
+        let body = json!({"app": "app", "driver": driver, "group": group, "params": {"topic": "t"}});
+        assert_eq!(neuron.call(Method::POST, "/subscribe", Some(body)).await.0, 200);
+    }
+    let neuron = &neuron;
+    let listed = |query: &'static str| async move {
+        let (_, body) = neuron.call(Method::GET, &format!("/subscribe?app=app{query}"), None).await;
+        let pairs: Vec<String> = body["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| format!("{}/{}", g["driver"].as_str().unwrap_or(""), g["group"].as_str().unwrap_or("")))
+            .collect();
+        pairs
+    };
+    assert_eq!(listed("").await.len(), 3);
+    assert_eq!(listed("&driver=a").await, ["modbus-a/line-1", "modbus-a/line-2"]);
+    assert_eq!(listed("&group=1").await, ["modbus-a/line-1", "modbus-b/line-1"]);
+    assert_eq!(listed("&driver=modbus-b&group=line").await, ["modbus-b/line-1"]);
+}
+
+/// Neuron's `tests/ft/tag/test_tag.py` at main (67d6bebc, Neuron 2.15 as NeuronEX 3.9 bundles
+/// it): `test_adding_correct_gtags_nonexisting_groups` with its restart, groups across drivers read
+/// with `api.get_group()` (no node) in creation order, tags read back with their fields filled in,
+/// and both `test_add_string_tag_with_decimal` cases (2211, the second with index 1).
+#[tokio::test]
+async fn gtags_and_read_backs_behave_as_neurons_main_branch_tests_expect() {
+    const TAG_DECIMAL_INVALID: i64 = 2211;
+    let sim = sim("3.9.2").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    let error = |answer: &(u16, Value)| (answer.0, answer.1["error"].as_i64());
+    assert_eq!(error(&neuron.add_node("modbus-tcp-tag-test", "Modbus TCP").await), (200, Some(0)));
+    let groups = json!([
+        {"group": "group_1", "interval": 3000, "tags": [
+            {"name": "tag1", "address": "1!400001", "attribute": 3, "type": 3, "decimal": 0.01},
+            {"name": "tag2", "address": "1!400002", "attribute": 3, "type": 9, "precision": 3}]},
+        {"group": "group_2", "interval": 300, "tags": [
+            {"name": "tag1", "address": "1!400003", "attribute": 3, "type": 9, "precision": 3},
+            {"name": "tag2", "address": "1!400004", "attribute": 3, "type": 9, "precision": 3}]},
+        {"group": "group_3", "interval": 3000, "tags": [
+            {"name": "tag1", "address": "1!400001", "attribute": 1, "type": 3, "bias": 1.0},
+            {"name": "tag2", "address": "1!400002", "attribute": 1, "type": 9, "decimal": 0.01, "bias": 1.0}]}
+    ]);
+    let body = json!({"node": "modbus-tcp-tag-test", "groups": groups});
+    assert_eq!(error(&neuron.call(Method::POST, "/gtags", Some(body)).await), (200, Some(0)));
+    // "check data persisted": a restart keeps nodes, groups and tags.
+    let restart = reqwest::Client::new().post(format!("{}/__sim/instances/0/restart", sim.base_url)).send().await;
+    assert_eq!(restart.expect("control API").status(), 200);
+    let (status, listed) = neuron.call(Method::GET, "/group?node=", None).await;
+    assert_eq!(status, 200);
+    let summary: Vec<(Value, Value, Value)> = listed["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| (g["group"].clone(), g["interval"].clone(), g["tag_count"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("group_1"), json!(3000), json!(2)),
+            (json!("group_2"), json!(300), json!(2)),
+            (json!("group_3"), json!(3000), json!(2))
+        ]
+    );
+    let (status, tags) = neuron.call(Method::GET, "/tags?node=modbus-tcp-tag-test&group=group_1", None).await;
+    assert_eq!(status, 200);
+    let first = &tags["tags"][0];
+    assert_eq!(
+        (&first["name"], &first["address"], &first["decimal"], &first["type"], &first["attribute"]),
+        (&json!("tag1"), &json!("1!400001"), &json!(0.01), &json!(3), &json!(3))
+    );
+    // Every field comes back filled in (emqx/neuron src/parser/neu_json_tag.c `neu_json_encode_tag`).
+    assert_eq!(
+        tags["tags"][1],
+        json!({"type": 9, "name": "tag2", "attribute": 3, "precision": 3, "decimal": 0.0, "bias": 0.0,
+               "address": "1!400002", "description": "", "unit": ""})
+    );
+    // test_add_string_tag_with_decimal (POST /tags, then POST /gtags: nothing is added)
+    neuron.add_node("modbus-tcp", "Modbus TCP").await;
+    neuron.add_group("modbus-tcp", "group1", 100).await;
+    let string_decimal =
+        json!([{"name": "string_decimal", "address": "1!400001.10", "attribute": 3, "type": 13, "decimal": 0.1}]);
+    let body = json!({"node": "modbus-tcp", "group": "group1", "tags": string_decimal});
+    assert_eq!(error(&neuron.call(Method::POST, "/tags", Some(body)).await), (400, Some(TAG_DECIMAL_INVALID)));
+    let body = json!({"node": "modbus-tcp", "groups": [
+        {"group": "group_ok", "interval": 3000, "tags": [{"name": "tag_string_ok", "address": "1!400001.10", "attribute": 3, "type": 13}]},
+        {"group": "group123", "interval": 3000, "tags": [{"name": "tag_string_decimal", "address": "1!400001.10", "attribute": 3, "type": 13, "decimal": 0.01}]}]});
+    let (status, answer) = neuron.call(Method::POST, "/gtags", Some(body)).await;
+    assert_eq!((status, answer["error"].as_i64(), answer["index"].as_i64()), (400, Some(TAG_DECIMAL_INVALID), Some(1)));
+    let (_, groups) = neuron.call(Method::GET, "/group?node=modbus-tcp", None).await;
+    assert_eq!(groups["groups"].as_array().map(Vec::len), Some(1), "nothing of the refused request was added");
+}
+
+/// Neuron's "fast check" of `PUT /global/drivers` answers in its own order (emqx/neuron
+/// plugins/restful/adapter_handle.c `send_drivers`): an over-long plugin name (3013) before too
+/// many groups (2108) before a duplicate node name (1002).
+#[tokio::test]
+async fn driver_bodies_are_refused_in_neurons_order() {
+    let sim = sim("3.7.0").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    let node = |name: &str, plugin: &str, groups: usize| {
+        let groups: Vec<Value> =
+            (0..groups).map(|g| json!({"group": format!("g{g}"), "interval": 1000, "tags": []})).collect();
+        json!({"name": name, "plugin": plugin, "params": {}, "groups": groups})
+    };
+    let long_plugin = "P".repeat(32);
+    let cases = [
+        (json!([node("a", &long_plugin, 513), node("a", "Modbus TCP", 1)]), 3013),
+        (json!([node("a", "Modbus TCP", 513), node("a", "Modbus TCP", 1)]), 2108),
+        (json!([node("a", "Modbus TCP", 1), node("a", "Modbus TCP", 1)]), 1002),
+    ];
+    for (nodes, code) in cases {
+        let (status, answer) = neuron.call(Method::PUT, "/global/drivers", Some(json!({"nodes": nodes}))).await;
+        assert_eq!((status, answer["error"].as_i64()), (400, Some(code)));
+    }
+    assert_eq!(neuron.nodes(1).await.1["nodes"], json!([]), "nothing was created");
 }
 
 /// Neuron's `tests/ft/tag/test_tag.py` (class `TestTag`), the tag cases from

@@ -207,7 +207,11 @@ impl Runner<'_> {
         };
         step.set_version(&version);
         match Version::parse(&version) {
-            Some(v) if v >= MIN_NEURONEX => {}
+            Some(v) if v >= MIN_NEURONEX => {
+                if let Some(reason) = document.and_then(|d| domain::compat::incompatibility(d, v)) {
+                    return Err(Failure::Other(format!("version gate: {reason}; nothing was sent")));
+                }
+            }
             Some(v) => {
                 return Err(Failure::Other(format!(
                     "version gate: NeuronEX {v} is older than {MIN_NEURONEX}, the oldest edgefleet delivers to; nothing was sent"
@@ -281,8 +285,10 @@ impl Runner<'_> {
             for (name, sql) in list {
                 let object = format!("{word} {name}");
                 if on_conflict == OnConflict::Overwrite {
-                    step.call(&format!("replace {object}"), || edge.replace_stream(kind, name, sql)).await?;
-                    step.note(&object, "applied", "");
+                    match step.call(&format!("replace {object}"), || edge.replace_stream(kind, name, sql)).await {
+                        Ok(()) => step.note(&object, "applied", ""),
+                        Err(err) => skipped |= same_version(step, &object, err)?,
+                    }
                     continue;
                 }
                 match step.call(&format!("create {object}"), || edge.create_stream(kind, name, sql)).await {
@@ -296,9 +302,13 @@ impl Runner<'_> {
         for rule in &doc.rules {
             let object = format!("rule {}", rule.id);
             if on_conflict == OnConflict::Overwrite {
-                step.call(&format!("apply {object}"), || edge.upsert_rule(&rule.id, &rule.definition)).await?;
-                step.note(&object, "applied", "");
-                applied.push(rule);
+                match step.call(&format!("apply {object}"), || edge.upsert_rule(&rule.id, &rule.definition)).await {
+                    Ok(()) => {
+                        step.note(&object, "applied", "");
+                        applied.push(rule);
+                    }
+                    Err(err) => skipped |= same_version(step, &object, err)?,
+                }
                 continue;
             }
             match step.call(&format!("create {object}"), || edge.create_rule(&rule.definition)).await {
@@ -441,26 +451,8 @@ impl Runner<'_> {
         let object = format!("plugin {name}");
         let installed = step.call(&format!("check {object}"), || edge.get_portable(name)).await?;
         let url = self.links.url(sha256, name);
-        match (installed.is_some(), self.plan.options.on_conflict) {
-            (false, OnConflict::Overwrite) => {
-                step.call(&format!("install {object}"), || edge.install_portable(name, &url, true)).await?;
-                step.note(&object, "installed", "");
-            }
-            (false, _) => {
-                step.call(&format!("install {object}"), || edge.install_portable(name, &url, false)).await?;
-                step.note(&object, "installed", "");
-            }
-            (true, OnConflict::Overwrite) => {
-                step.call(&format!("update {object}"), || edge.install_portable(name, &url, true)).await?;
-                step.note(&object, "updated", "");
-            }
-            (true, OnConflict::Skip) => {
-                step.note(&object, "skipped", "already installed on the edge (on_conflict = skip)");
-                return Ok(true);
-            }
-            (true, OnConflict::Fail) => {
-                return Err(Failure::Other(format!("{object}: already installed on the edge (on_conflict = fail)")));
-            }
+        if self.install_plugin(edge, name, &url, installed.is_some(), step).await.map_err(private_net_hint)? {
+            return Ok(true);
         }
         match step.call(&format!("check {object}"), || edge.get_portable(name)).await? {
             Some(described) => {
@@ -471,10 +463,80 @@ impl Runner<'_> {
             None => Err(Failure::Other(format!("{object}: the edge does not list it after installing"))),
         }
     }
+
+    /// Installs or updates as `on_conflict` says; answers whether it skipped.
+    async fn install_plugin(
+        &self,
+        edge: &Edge<'_>,
+        name: &str,
+        url: &str,
+        installed: bool,
+        step: &Steps<'_>,
+    ) -> Result<bool, Failure> {
+        let object = format!("plugin {name}");
+        match (installed, self.plan.options.on_conflict) {
+            (false, OnConflict::Overwrite) => {
+                step.call(&format!("install {object}"), || edge.install_portable(name, url, true)).await?;
+                step.note(&object, "installed", "");
+            }
+            (false, _) => {
+                step.call(&format!("install {object}"), || edge.install_portable(name, url, false)).await?;
+                step.note(&object, "installed", "");
+            }
+            (true, OnConflict::Overwrite) => {
+                step.call(&format!("update {object}"), || edge.install_portable(name, url, true)).await?;
+                step.note(&object, "updated", "");
+            }
+            (true, OnConflict::Skip) => {
+                step.note(&object, "skipped", "already installed on the edge (on_conflict = skip)");
+                return Ok(true);
+            }
+            (true, OnConflict::Fail) => {
+                return Err(Failure::Other(format!("{object}: already installed on the edge (on_conflict = fail)")));
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// How long an edge the prober found offline is given to answer before the target fails.
 const QUICK_CHECK: Duration = Duration::from_secs(5);
+
+/// eKuiper 2.4 (NeuronEX 3.9) refuses to download from private addresses unless told to: the
+/// reason then says what to change on either side.
+fn private_net_hint(failure: Failure) -> Failure {
+    let text = match &failure {
+        Failure::Edge(err) if err.message.contains("is in internal network") => err.to_string(),
+        _ => return failure,
+    };
+    Failure::Other(format!(
+        "{text}; NeuronEX 3.9 and later (eKuiper 2.4+) refuse downloads from private addresses: set \
+         `basic.enablePrivateNet: true` in the gateway's eKuiper configuration, or give edgefleet a public \
+         download address (`public_url`)"
+    ))
+}
+
+/// eKuiper refuses to replace a rule (2.2+) or stream (2.3+) with a `version` that is not greater
+/// than the stored one, equal included. The same version means the edge already has what is
+/// sent: the object is unchanged, noted as skipped. A greater stored version fails the target
+/// with both versions named. Any other error passes through.
+fn same_version(step: &Steps<'_>, object: &str, err: EdgeError) -> Result<bool, Failure> {
+    match err.version_clash() {
+        Some(clash) if clash.same() => {
+            step.note(
+                object,
+                "unchanged",
+                &format!("the edge already has version {} (eKuiper keeps it)", clash.stored),
+            );
+            Ok(true)
+        }
+        Some(clash) => Err(Failure::Other(format!(
+            "{} {}: the edge has version ({}) and eKuiper replaces it only with a greater one; this template has ({})",
+            err.step, err.object, clash.stored, clash.sent
+        ))),
+        None => Err(err.into()),
+    }
+}
 
 /// One try at the version, bounded by `QUICK_CHECK`: an edge the prober found offline that
 /// still does not answer fails within seconds (`offline since ...`) instead of spending the
@@ -549,6 +611,6 @@ impl Steps<'_> {
     }
 
     fn all_items_skipped(&self) -> bool {
-        self.with(|p| p.items.iter().all(|i| i.action == "skipped"))
+        self.with(|p| p.items.iter().all(|i| matches!(i.action, "skipped" | "unchanged")))
     }
 }

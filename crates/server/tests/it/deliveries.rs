@@ -481,3 +481,96 @@ async fn an_edge_found_offline_is_checked_once_and_delivered_to_when_back() {
     );
     assert_eq!(app.targets(&delivery).await[1]["tries"], 1, "no retries for an edge known offline");
 }
+
+/// Re-delivering a versioned template to eKuiper 2.3+ (NeuronEX 3.7): eKuiper refuses an equal
+/// `version`, so the objects are reported unchanged and the target skipped; a template with an
+/// older version than the edge's fails with both versions named; NeuronEX 3.6 (eKuiper 2.2)
+/// replaces the stream whatever its version.
+#[tokio::test]
+async fn versioned_objects_delivered_again_are_unchanged_and_older_ones_refused() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.7.0", "3.6.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let versioned = |version: &str| {
+        let rule =
+            json!({"id": "r1", "version": version, "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
+        json!({"streams": {"demo": format!("CREATE STREAM demo () WITH (TYPE=\"memory\", VERSION=\"{version}\")")}, "rules": {"r1": rule}})
+    };
+    let v2 = app.template("v2", "rule", versioned("2")).await;
+    let (first, _) = app.deliver(json!({"template_id": v2, "targets": {"ids": ids}})).await;
+    assert_eq!(first["state"], "succeeded");
+    let (again, _) = app.deliver(json!({"template_id": v2, "targets": {"ids": ids}})).await;
+    assert_eq!(again["state"], "succeeded", "{:?}", reasons(&app.targets(&again).await));
+    let targets = app.targets(&again).await;
+    let on_3_7 = targets.iter().find(|t| t["version"] == "3.7.0").expect("the 3.7 target");
+    assert_eq!(on_3_7["status"], "skipped");
+    assert_eq!(
+        on_3_7["items"],
+        json!([{"object": "stream demo", "action": "unchanged", "detail": "the edge already has version 2 (eKuiper keeps it)"},
+               {"object": "rule r1", "action": "unchanged", "detail": "the edge already has version 2 (eKuiper keeps it)"}])
+    );
+    let v1 = app.template("v1", "rule", versioned("1")).await;
+    let (older, _) = app.deliver(json!({"template_id": v1, "targets": {"ids": ids}})).await;
+    let mut outcomes = reasons(&app.targets(&older).await);
+    outcomes.sort();
+    assert_eq!(outcomes[0].1, "failed");
+    assert_eq!(
+        outcomes[0].2,
+        "replace stream demo: the edge has version (2) and eKuiper replaces it only with a greater one; this template has (1)"
+    );
+    assert_eq!(outcomes[1].1, "failed", "eKuiper 2.2 replaces the stream but refuses the older rule version");
+}
+
+/// A rule with a disabled sink (`"enable": false`) goes only to NeuronEX 3.9.2 and later: older
+/// ones ignore the field and would run the sink, so the target fails before anything is sent.
+#[tokio::test]
+async fn a_disabled_sink_is_refused_before_neuronex_3_9_2() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.9.2", "3.9.1"]).await;
+    let ids = app.register(&sim, 2).await;
+    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo",
+        "actions": [{"log": {}}, {"mqtt": {"server": "tcp://broker:1883", "topic": "t", "enable": false}}]});
+    let doc =
+        json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule.to_string()}});
+    let template = app.template("disabled-sink", "rule", doc).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    let mut outcomes = reasons(&app.targets(&delivery).await);
+    outcomes.sort();
+    assert_eq!(outcomes[0].1, "succeeded");
+    assert_eq!(
+        outcomes[1],
+        (
+            "neuronex-00001".into(),
+            "failed".into(),
+            "version gate: NeuronEX 3.9.1 ignores a sink's `\"enable\": false` (honoured from 3.9.2), so r1.mqtt#2 would run; remove those sinks or deliver to 3.9.2 or later; nothing was sent".into()
+        )
+    );
+    assert_eq!(sim_state(&sim, 1).await["ekuiper"]["rules"], json!({}), "nothing reached the 3.9.1 gateway");
+}
+
+/// A driver template delivered again with a new MQTT topic: Neuron keeps an existing
+/// subscription's params ("already subscribed"), so the client sets them with `PUT /subscribe`.
+#[tokio::test]
+async fn a_subscription_delivered_again_takes_its_new_params() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.7.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    let doc = json!({"nodes": [{"name": "plc", "plugin": "Modbus TCP",
+        "params": {"host": "10.1.1.1", "port": 502, "timeout": 3000, "interval": 20, "connection_mode": 0},
+        "groups": [{"group": "fast", "interval": 1000, "tags": [{"name": "t", "address": "1!400001", "attribute": 1, "type": 9}]}]}],
+        "subscriptions": [{"app": "cloud", "driver": "plc", "group": "fast", "params": {"topic": "${topic}"}}]});
+    let template = app.template("plc", "driver", doc).await;
+    // The MQTT app exists on the gateway already (apps are not part of driver templates).
+    let cloud = json!({"name": "cloud", "plugin": "MQTT", "params": {"host": "broker", "port": 1883, "client-id": "c1", "format": 0}});
+    let created = reqwest::Client::new().post(format!("{}/api/neuron/node", sim.endpoint(0))).json(&cloud).send().await;
+    assert_eq!(created.expect("sim").status(), 200);
+    for topic in ["plant/a", "plant/b"] {
+        let params = json!({"defaults": {"topic": topic}});
+        let (delivery, _) =
+            app.deliver(json!({"template_id": template, "params": params, "targets": {"ids": ids}})).await;
+        assert_eq!(delivery["state"], "succeeded", "{:?}", reasons(&app.targets(&delivery).await));
+    }
+    let listed = reqwest::get(format!("{}/api/neuron/subscribe?app=cloud", sim.endpoint(0))).await.expect("sim");
+    let listed: Value = listed.json().await.expect("json");
+    assert_eq!(listed["groups"][0]["params"]["topic"], "plant/b");
+}

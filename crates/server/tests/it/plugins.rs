@@ -153,3 +153,38 @@ async fn delete_is_refused_while_delivering_and_removes_an_unused_blob() {
     assert_eq!(deleted.status, 204);
     assert!(files_under(&app.data.path().join("blobs")).is_empty());
 }
+
+/// NeuronEX 3.9 (eKuiper 2.4) refuses downloads from private addresses, such as this test's
+/// loopback edgefleet, until its eKuiper allows them: the reason says what to change, and the same
+/// delivery retried after the gateway allows it goes through.
+#[tokio::test]
+async fn neuronex_3_9_refuses_private_download_links_with_a_reason_that_says_what_to_change() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.9.2"]).await;
+    let ids = app.register(&sim, 1).await;
+    let created = app.upload(Some("pysam"), Some(python_plugin("pysam", "v1.0.0"))).await;
+    let (delivery, _) =
+        app.deliver(json!({"plugin_id": created.body["id"], "targets": {"ids": ids}, "options": {"retries": 0}})).await;
+    let reason = app.targets(&delivery).await[0]["reason"].as_str().expect("reason").to_owned();
+    assert!(reason.starts_with("update plugin pysam: edge said 1000 \"portable plugin update command error: fail to download file http://127.0.0.1:"), "{reason}");
+    assert!(
+        reason.ends_with(
+            "is in internal network\"; NeuronEX 3.9 and later (eKuiper 2.4+) refuse downloads from private addresses: set \
+             `basic.enablePrivateNet: true` in the gateway's eKuiper configuration, or give edgefleet a public download \
+             address (`public_url`)"
+        ),
+        "{reason}"
+    );
+    let allow = reqwest::Client::new()
+        .put(format!("{}/__sim/instances/0/ekuiper-config", sim.base_url))
+        .json(&json!({"enablePrivateNet": true}))
+        .send()
+        .await
+        .expect("control API");
+    assert_eq!(allow.status(), 200);
+    let id = delivery["id"].as_str().expect("id");
+    let retried = app.post(&app.p(&format!("/deliveries/{id}/retry")), json!({})).await;
+    assert_eq!(retried.status, 202, "{}", retried.text);
+    app.events(id).await;
+    assert_eq!(sim_state(&sim, 0).await["ekuiper"]["plugins"]["pysam"]["language"], "python");
+}
