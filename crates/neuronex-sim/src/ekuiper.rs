@@ -358,6 +358,7 @@ impl Ekuiper {
             }
             Err(err) => {
                 let text = String::from_utf8_lossy(body);
+                let err = go_json_error(&err, body);
                 return ekuiper_error(e, 1000, &format!("invalid rule json: Parse rule {text} error : {err}."));
             }
         };
@@ -392,7 +393,15 @@ impl Ekuiper {
         if !self.rules.contains_key(id) && !e.rule_put_upserts() {
             return ekuiper_error(e, 1002, &format!("Rule not found: Rule {id} is not found."));
         }
-        let body_has_id = rule.get("id").is_some();
+        // eKuiper 1.x puts the stored secret back where an update sends the mask it showed
+        // (v1.14 `internal/server/rule_manager.go` `replaceRulePassword`).
+        let mut masked_back = false;
+        if !e.ekuiper_v2()
+            && let Some(stored) = self.rules.get(id)
+        {
+            masked_back = restore_masked_secrets(&stored.definition, &mut rule);
+        }
+        let body_has_id = rule.get("id").is_some() && !masked_back;
         match rule.get("id") {
             None => {
                 rule["id"] = json!(id);
@@ -523,6 +532,10 @@ impl Ekuiper {
 
     fn describe_rule(&self, e: &Engines, id: &str) -> Reply {
         match self.rules.get(id) {
+            Some(rule) if !e.ekuiper_v2() && masking_needed(&rule.text) => match serde_json::from_str(&rule.text) {
+                Ok(parsed) => Reply::json_text(200, sorted(&mask_secrets("", parsed)).to_string()),
+                Err(err) => ekuiper_error(e, 1000, &format!("Describe rule error: {err}")),
+            },
             Some(rule) => Reply::json_text(200, rule.text.clone()),
             None => ekuiper_error(e, 1002, &format!("Describe rule error: Rule {id} is not found.")),
         }
@@ -645,6 +658,7 @@ impl Ekuiper {
         let document: Value = match serde_json::from_str(&content) {
             Ok(doc) => doc,
             Err(err) => {
+                let err = go_json_error(&err, content.as_bytes());
                 return ekuiper_error(e, 1000, &format!("configuration unmarshal with error {err}"));
             }
         };
@@ -698,8 +712,9 @@ impl Ekuiper {
         } else {
             "invalid rule json"
         };
-        let rule: Value = serde_json::from_str(text.as_str().unwrap_or_default())
-            .map_err(|err| format!("{prefix}: Parse rule error : {err}."))?;
+        let source = text.as_str().unwrap_or_default();
+        let rule: Value = serde_json::from_str(source)
+            .map_err(|err| format!("{prefix}: Parse rule error : {}.", go_json_error(&err, source.as_bytes())))?;
         validate_rule_shape(e, &rule, Some(id)).map_err(|reason| format!("{prefix}: {reason}"))?;
         self.check_version(e, id, &rule)?;
         let run = self.plan(e, &rule).map_err(|(_, reason)| reason)?;
@@ -764,7 +779,7 @@ impl Ekuiper {
                 return ekuiper_error(
                     e,
                     1000,
-                    &format!("Invalid body: Error decoding the portable plugin json: {err}"),
+                    &format!("Invalid body: Error decoding the portable plugin json: {}", go_json_error(&err, body)),
                 )
                 .into();
             }
@@ -962,6 +977,71 @@ fn plan_graph(graph: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// eKuiper 1.x re-encodes a rule it describes when its text mentions `url`, `password` or
+/// `token` (lf-edge/ekuiper v1.14 `internal/server/rest.go` with `pkg/hidden`): keys sorted, as Go
+/// encodes maps, and secrets masked. 2.x answers the stored text as it is.
+fn masking_needed(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    ["url", "password", "token"].iter().any(|k| lower.contains(k))
+}
+
+/// `pkg/hidden` `HiddenPassword`: `password` and `token` values become `******`, and so does the
+/// password inside a `url` value's user info.
+fn mask_secrets(key: &str, value: Value) -> Value {
+    const MASK: &str = "******";
+    match value {
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k.clone(), mask_secrets(&k, v))).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| mask_secrets("", v)).collect()),
+        _ if matches!(key.to_lowercase().as_str(), "password" | "token") => Value::from(MASK),
+        Value::String(text) if key.eq_ignore_ascii_case("url") => match reqwest::Url::parse(&text) {
+            Ok(mut url) if url.password().is_some_and(|p| !p.is_empty()) => {
+                let _ = url.set_password(Some(MASK));
+                Value::from(url.to_string().replace("%2A", "*"))
+            }
+            _ => Value::String(text),
+        },
+        other => other,
+    }
+}
+
+/// For each sink of `rule` at the position of one in `stored`, a `password` or `token` sent as
+/// `******` takes the stored value. Answers whether anything was put back.
+fn restore_masked_secrets(stored: &Value, rule: &mut Value) -> bool {
+    let mut restored = false;
+    let old_actions = stored.get("actions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(actions) = rule.get_mut("actions").and_then(Value::as_array_mut) else {
+        return false;
+    };
+    for (action, old_action) in actions.iter_mut().zip(&old_actions) {
+        for (sink, props) in action.as_object_mut().into_iter().flatten() {
+            for key in ["password", "token"] {
+                let old =
+                    old_action.get(sink.as_str()).and_then(|p| p.get(key)).filter(|v| v.as_str() != Some("******"));
+                if props.get(key).and_then(Value::as_str) == Some("******")
+                    && let Some(old) = old
+                {
+                    props[key] = old.clone();
+                    restored = true;
+                }
+            }
+        }
+    }
+    restored
+}
+
+/// Object keys in sorted order at every level, as Go's `encoding/json` writes a map.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&map[k]))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 /// eKuiper's `CanReplace` (internal/processor/rule.go), for rule and stream versions alike.
 fn can_replace(old: &str, new: &str) -> bool {
     (old.is_empty() && new.is_empty()) || new > old
@@ -1024,8 +1104,31 @@ fn parse_create(sql: &str) -> Result<(Kind, String, StreamDef), String> {
 
 /// `{"sql": "..."}` bodies of the stream and table calls.
 fn statement_body(body: &[u8]) -> Result<String, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| go_json_error(&e, body))?;
     value.get("sql").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| "missing sql".to_owned())
+}
+
+/// A JSON decoding error as Go's `encoding/json` words it, which is what eKuiper passes on:
+/// `unexpected end of JSON input`, or `invalid character 'x' looking for beginning of value` at
+/// the offending byte (Go varies the last words with the context; the common one is used).
+fn go_json_error(err: &serde_json::Error, input: &[u8]) -> String {
+    if err.is_eof() {
+        return "unexpected end of JSON input".into();
+    }
+    if err.is_syntax() {
+        let line_start: usize =
+            input.split(|b| *b == b'\n').take(err.line().saturating_sub(1)).map(|l| l.len() + 1).sum();
+        let at = (line_start + err.column()).saturating_sub(1);
+        if let Some(&byte) = input.get(at) {
+            let shown = if byte.is_ascii_graphic() || byte == b' ' {
+                (byte as char).to_string()
+            } else {
+                format!("\\x{byte:02x}")
+            };
+            return format!("invalid character '{shown}' looking for beginning of value");
+        }
+    }
+    err.to_string()
 }
 
 /// `{"content": "..."}` or `{"file": "..."}`, exactly one of them.

@@ -129,3 +129,20 @@ async fn a_ruleset_imports_and_exports_as_ekuipers_rest_test_expects() {
     assert_eq!(ekuiper.call(Method::POST, "/ruleset/import", &body).await.0, 200);
     assert_eq!(ekuiper.call(Method::POST, "/ruleset/export", "any").await.0, 200);
 }
+
+/// Bodies eKuiper cannot decode are refused with Go's `encoding/json` words, which eKuiper passes
+/// on after its own prefix (`internal/server/rest.go`, "Error decoding the statement descriptor").
+#[tokio::test]
+async fn undecodable_bodies_are_refused_in_gos_words() {
+    let (_sim, ekuiper) = Ekuiper::start().await;
+    let cases = [
+        ("x", "invalid character 'x' looking for beginning of value"),
+        (r#"{"sql":"#, "unexpected end of JSON input"),
+        ("", "unexpected end of JSON input"),
+    ];
+    for (body, words) in cases {
+        let (status, answer) = ekuiper.call(Method::POST, "/streams", body).await;
+        let message = format!("Invalid body: Error decoding the statement descriptor: {words}");
+        assert_eq!((status, parsed(&answer)["message"].as_str()), (400, Some(message.as_str())), "{body:?}");
+    }
+}

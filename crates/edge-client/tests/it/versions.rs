@@ -166,3 +166,36 @@ async fn tag_descriptions_grew_to_256_in_3_9() {
         assert_eq!(answer.status().as_u16(), status, "{version}");
     }
 }
+
+/// eKuiper 1.x (NeuronEX 3.0 to 3.3) describes a rule that mentions a url, password or token
+/// re-encoded with sorted keys and its secrets masked, and puts the stored secret back when an
+/// update sends the mask (v1.14 `pkg/hidden`, `replaceRulePassword`); 2.x answers the text as
+/// stored.
+#[tokio::test]
+async fn ekuiper_1x_masks_secrets_in_rule_read_backs() {
+    let text = r#"{"id":"r1","sql":"SELECT * FROM demo","actions":[{"mqtt":{"server":"tcp://b:1883","topic":"t","password":"secret"}},{"rest":{"url":"http://ops:pw@h:8080/x"}}]}"#;
+    for (version, masked) in [("3.3.0", true), ("3.7.0", false)] {
+        let sim = sim(version).await;
+        let client = client();
+        let target = target(&sim, 0);
+        let edge = client.edge(&target);
+        edge.create_stream(StreamKind::Stream, "demo", r#"CREATE STREAM demo () WITH (TYPE="mqtt")"#)
+            .await
+            .expect("stream");
+        let rule: Value = serde_json::from_str(text).expect("json");
+        edge.create_rule(&rule).await.expect("rule");
+        let described = edge.get_rule("r1").await.expect("describe");
+        if !masked {
+            assert_eq!(described, rule, "{version}");
+            continue;
+        }
+        assert_eq!(described["actions"][0]["mqtt"]["password"], "******");
+        assert_eq!(described["actions"][1]["rest"]["url"], "http://ops:******@h:8080/x");
+        let keys: Vec<&String> = described.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["actions", "id", "sql"], "Go writes map keys sorted");
+        // Sent back as read, the password is kept.
+        edge.upsert_rule("r1", &described).await.expect("update with the mask");
+        let stored = crate::support::snapshot(&sim, 0).await;
+        assert_eq!(stored["ekuiper"]["rules"]["r1"]["definition"]["actions"][0]["mqtt"]["password"], "secret");
+    }
+}
