@@ -607,6 +607,11 @@ impl Ekuiper {
                 &format!("{action} rule error: Rule {id} is not found in registry, please check if it is created"),
             );
         };
+        // Starting and stopping rewrites the stored rule with its `triggered` flag, re-encoded as
+        // Go encodes a map (sorted keys), so a rule read back afterwards is no longer the text
+        // that was sent (lf-edge/ekuiper `internal/processor/rule.go` `ExecReplaceRuleState`).
+        rule.definition["triggered"] = Value::Bool(action != "stop");
+        rule.text = sorted(&rule.definition).to_string();
         match action {
             "stop" => {
                 rule.run = RuleRun::StoppedManually;

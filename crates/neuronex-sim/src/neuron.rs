@@ -261,7 +261,13 @@ impl Neuron {
             .nodes
             .iter()
             .filter(|(_, n)| n.plugin.node_type == node_type)
-            .filter(|(_, n)| req.query.get("plugin").is_none_or(|p| p == n.plugin.name))
+            .filter(|(_, n)| req.query.get("plugin").is_none_or(|p| p.is_empty() || p == n.plugin.name))
+            // `node` and `group` match by substring; `group` also matches the node's own name
+            // (emqx/neuron src/core/node_manager.c `neu_node_manager_filter`).
+            .filter(|(name, _)| req.query.get("node").is_none_or(|q| name.contains(q.as_str())))
+            .filter(|(name, n)| {
+                req.query.get("group").is_none_or(|q| name.contains(q.as_str()) || n.groups.keys().any(|g| g.contains(q.as_str())))
+            })
             .map(|(name, n)| json!({"name": name, "plugin": n.plugin.name, "support_import_tags": n.plugin.node_type == 1}))
             .collect();
         Reply::json(200, &json!({"nodes": nodes}))

@@ -146,3 +146,23 @@ async fn undecodable_bodies_are_refused_in_gos_words() {
         assert_eq!((status, parsed(&answer)["message"].as_str()), (400, Some(message.as_str())), "{body:?}");
     }
 }
+
+/// Starting or stopping a rule rewrites its stored text with `triggered` (lf-edge/ekuiper
+/// `internal/processor/rule.go` `ExecReplaceRuleState`): read back afterwards, the rule has its
+/// keys sorted, as Go encodes a map, and the flag set; a read-back compared with what was sent must
+/// compare meaning, not text.
+#[tokio::test]
+async fn start_and_stop_rewrite_the_stored_rule() {
+    let (_sim, ekuiper) = Ekuiper::start().await;
+    ekuiper
+        .call(Method::POST, "/streams", r#"{"sql":"CREATE stream alert() WITH (DATASOURCE=\"0\", TYPE=\"mqtt\")"}"#)
+        .await;
+    let rule = r#"{"sql": "select * from alert", "id": "rule1", "actions": [{"log": {}}]}"#;
+    assert_eq!(ekuiper.call(Method::POST, "/rules", rule).await.0, 201);
+    assert_eq!(ekuiper.call(Method::GET, "/rules/rule1", "any").await.1, rule, "verbatim until started or stopped");
+    ekuiper.call(Method::POST, "/rules/rule1/stop", "any").await;
+    assert_eq!(
+        ekuiper.call(Method::GET, "/rules/rule1", "any").await.1,
+        r#"{"actions":[{"log":{}}],"id":"rule1","sql":"select * from alert","triggered":false}"#
+    );
+}

@@ -563,3 +563,28 @@ async fn tags_behave_as_neurons_functional_tests_expect() {
     let answer = tags_call(Method::DELETE, "modbus-tcp", "group1", json!(["hold_int16_decimal"])).await;
     assert_eq!(error(&answer), (200, Some(0)));
 }
+
+/// Neuron's `tests/ft/http_api/test_http_api.py` at main (67d6bebc)
+/// `test_get_node_or_group_by_filter`: nodes filtered by a group substring (which also matches the
+/// node's own name) and groups of a node filtered by substring.
+#[tokio::test]
+async fn nodes_and_groups_filter_as_neurons_http_api_test_expects() {
+    let sim = sim("3.9.2").await;
+    let neuron = Neuron { http: reqwest::Client::new(), base: format!("{}/api/neuron", sim.endpoint(0)) };
+    neuron.add_node("test1", "Modbus TCP").await;
+    neuron.add_node("test2", "Modbus TCP").await;
+    neuron.add_group("test1", "abcd1", 1000).await;
+    neuron.add_group("test1", "abdc2", 1000).await;
+    neuron.add_group("test2", "abcd1", 1000).await;
+    let count = |path: String, key: &'static str| {
+        let neuron = &neuron;
+        async move { neuron.call(Method::GET, &path, None).await.1[key].as_array().map(Vec::len) }
+    };
+    assert_eq!(count("/node?type=1".into(), "nodes").await, Some(2));
+    for (group, nodes) in [("dc", 1), ("ab", 2), ("test", 2), ("test1", 1), ("1234", 0)] {
+        assert_eq!(count(format!("/node?type=1&group={group}"), "nodes").await, Some(nodes), "group={group}");
+    }
+    assert_eq!(count("/group?node=test1".into(), "groups").await, Some(2));
+    assert_eq!(count("/group?node=test1&group=1".into(), "groups").await, Some(1));
+    assert_eq!(count("/group?node=test2".into(), "groups").await, Some(1));
+}
