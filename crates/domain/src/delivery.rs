@@ -54,6 +54,16 @@ crate::wire_enum! {
     }
 }
 
+crate::wire_enum! {
+    /// What a delivery does with its targets.
+    pub enum DeliveryMode ("delivery mode") {
+        /// Writes the objects to every target (the default).
+        Apply = "apply",
+        /// Reads every target's live objects and records what applying would change; writes nothing.
+        Plan = "plan",
+    }
+}
+
 /// Target counts of one delivery.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Counts {

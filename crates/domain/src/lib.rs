@@ -12,6 +12,8 @@ pub mod filter;
 pub mod import;
 pub mod network;
 pub mod params;
+pub mod patch;
+pub mod plan;
 pub mod rule;
 pub mod secrets;
 pub mod template;

@@ -10,6 +10,7 @@ mod faults;
 mod fixtures;
 mod network;
 mod neuron;
+mod readback;
 mod support;
 mod upstream_ekuiper;
 mod upstream_neuron;
