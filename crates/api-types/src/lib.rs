@@ -4,7 +4,7 @@
 //! here too.
 
 use domain::access::{Outcome, Role};
-use domain::delivery::{Counts, DeliveryKind, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
 use domain::edge::{AuthKind, EdgeStatus};
 use domain::template::TemplateKind;
 use schemars::JsonSchema;
@@ -175,6 +175,7 @@ pub struct Delivery {
     pub params: Value,
     pub options: Value,
     pub dry_run: bool,
+    pub mode: DeliveryMode,
     pub state: DeliveryState,
     pub cancel_requested: bool,
     pub total: i64,
@@ -384,6 +385,23 @@ pub struct NewDelivery {
     pub options: Option<Value>,
     #[serde(default)]
     pub dry_run: bool,
+    /// `apply` (the default) writes; `plan` reads every target and records what applying would
+    /// change, writing nothing (`GET .../deliveries/{id}/plan`).
+    #[serde(default)]
+    pub mode: Option<DeliveryMode>,
+}
+
+/// `GET .../deliveries/{id}/plan`: what applying would change, targets with the same change set
+/// grouped (largest group first), and targets that could not be read grouped by reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanView {
+    pub delivery_id: String,
+    pub state: DeliveryState,
+    /// Targets not read yet (the plan is still running).
+    pub pending: u64,
+    pub summary: domain::plan::PlanSummary,
+    pub groups: Vec<domain::plan::PlanGroup>,
+    pub unreachable: Vec<domain::plan::UnreachableGroup>,
 }
 
 /// The JSON Schemas of every request and answer type, by name, for the OpenAPI document's components
@@ -403,6 +421,7 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<Plugin>();
     generator.subschema_for::<Delivery>();
     generator.subschema_for::<DeliveryTarget>();
+    generator.subschema_for::<PlanView>();
     generator.subschema_for::<AuditEvent>();
     generator.subschema_for::<Login>();
     generator.subschema_for::<NewToken>();

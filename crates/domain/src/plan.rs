@@ -328,52 +328,82 @@ const GROUP_EDGE_IDS: usize = 20;
 pub fn summarize<'a>(
     targets: impl IntoIterator<Item = (&'a str, Result<&'a [Change], &'a str>)>,
 ) -> (PlanSummary, Vec<PlanGroup>, Vec<UnreachableGroup>) {
-    let mut summary = PlanSummary::default();
-    let mut groups: Vec<PlanGroup> = Vec::new();
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut unreachable: Vec<UnreachableGroup> = Vec::new();
+    let mut summarizer = Summarizer::default();
     for (edge_id, outcome) in targets {
+        summarizer.add(edge_id, outcome);
+    }
+    summarizer.finish()
+}
+
+/// [`summarize`] a target at a time, so a large plan is read in pages and never held whole.
+#[derive(Debug, Default)]
+pub struct Summarizer {
+    summary: PlanSummary,
+    groups: Vec<PlanGroup>,
+    /// Change set (as JSON) -> its group.
+    index: BTreeMap<String, usize>,
+    unreachable: Vec<UnreachableGroup>,
+}
+
+impl Summarizer {
+    pub fn add(&mut self, edge_id: &str, outcome: Result<&[Change], &str>) {
         match outcome {
             Ok(changes) => {
                 for change in changes {
                     let slot = match change.action {
-                        ChangeAction::Create => &mut summary.create,
-                        ChangeAction::Update => &mut summary.update,
-                        ChangeAction::Unchanged => &mut summary.unchanged,
-                        ChangeAction::Conflict => &mut summary.conflict,
-                        ChangeAction::Incompatible => &mut summary.incompatible,
+                        ChangeAction::Create => &mut self.summary.create,
+                        ChangeAction::Update => &mut self.summary.update,
+                        ChangeAction::Unchanged => &mut self.summary.unchanged,
+                        ChangeAction::Conflict => &mut self.summary.conflict,
+                        ChangeAction::Incompatible => &mut self.summary.incompatible,
                     };
                     *slot += 1;
                 }
                 let key = serde_json::to_string(changes).unwrap_or_default();
-                let at = *index.entry(key).or_insert_with(|| {
+                let groups = &mut self.groups;
+                let at = *self.index.entry(key).or_insert_with(|| {
                     groups.push(PlanGroup { targets: 0, edge_ids: Vec::new(), changes: changes.to_vec() });
                     groups.len() - 1
                 });
-                let group = &mut groups[at];
+                let group = &mut self.groups[at];
                 add_member(&mut group.targets, &mut group.edge_ids, edge_id);
             }
             Err(reason) => {
-                summary.unreachable += 1;
-                let at = match unreachable.iter().position(|g| g.reason == reason) {
+                let reason = without_tries(reason);
+                self.summary.unreachable += 1;
+                let at = match self.unreachable.iter().position(|g| g.reason == reason) {
                     Some(at) => at,
                     None => {
-                        unreachable.push(UnreachableGroup {
+                        self.unreachable.push(UnreachableGroup {
                             reason: reason.to_owned(),
                             targets: 0,
                             edge_ids: Vec::new(),
                         });
-                        unreachable.len() - 1
+                        self.unreachable.len() - 1
                     }
                 };
-                let group = &mut unreachable[at];
+                let group = &mut self.unreachable[at];
                 add_member(&mut group.targets, &mut group.edge_ids, edge_id);
             }
         }
     }
-    groups.sort_by_key(|g| std::cmp::Reverse(g.targets));
-    unreachable.sort_by_key(|g| std::cmp::Reverse(g.targets));
-    (summary, groups, unreachable)
+
+    pub fn finish(mut self) -> (PlanSummary, Vec<PlanGroup>, Vec<UnreachableGroup>) {
+        self.groups.sort_by_key(|g| std::cmp::Reverse(g.targets));
+        self.unreachable.sort_by_key(|g| std::cmp::Reverse(g.targets));
+        (self.summary, self.groups, self.unreachable)
+    }
+}
+
+/// A reason without its closing `(3 tries in 45.7 s)`: targets that failed the same way differ
+/// only in their timings, and are one group.
+fn without_tries(reason: &str) -> &str {
+    match reason.rfind(" (") {
+        Some(at) if reason.ends_with(')') && reason[at..].contains(" in ") && reason[at..].contains("tr") => {
+            &reason[..at]
+        }
+        _ => reason,
+    }
 }
 
 fn add_member(count: &mut u64, edge_ids: &mut Vec<String>, edge_id: &str) {
@@ -440,13 +470,22 @@ mod tests {
         let object = ObjectRef::Stream { name: "demo".into() };
         let create = [compare(&object, &json!({}), None, OnConflict::Overwrite)];
         let same = [compare(&object, &json!({}), Some(&json!({})), OnConflict::Overwrite)];
-        let targets = [("e1", Ok(&create[..])), ("e2", Ok(&same[..])), ("e3", Ok(&create[..])), ("e4", Err("offline"))];
+        let targets = [
+            ("e1", Ok(&create[..])),
+            ("e2", Ok(&same[..])),
+            ("e3", Ok(&create[..])),
+            ("e4", Err("read version: no answer within 15 s (3 tries in 45.7 s)")),
+            ("e5", Err("read version: no answer within 15 s (3 tries in 45.9 s)")),
+        ];
         let (summary, groups, unreachable) = summarize(targets);
-        assert_eq!(summary, PlanSummary { create: 2, unchanged: 1, unreachable: 1, ..PlanSummary::default() });
+        assert_eq!(summary, PlanSummary { create: 2, unchanged: 1, unreachable: 2, ..PlanSummary::default() });
         assert_eq!(
             groups.iter().map(|g| (g.targets, g.edge_ids.clone())).collect::<Vec<_>>(),
             [(2, vec!["e1".to_owned(), "e3".to_owned()]), (1, vec!["e2".to_owned()])]
         );
-        assert_eq!((unreachable[0].reason.as_str(), unreachable[0].targets), ("offline", 1));
+        assert_eq!(
+            (unreachable[0].reason.as_str(), unreachable[0].targets),
+            ("read version: no answer within 15 s", 2)
+        );
     }
 }

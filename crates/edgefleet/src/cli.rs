@@ -426,6 +426,10 @@ pub struct DeliverArgs {
     on_conflict: Option<String>,
     #[arg(long)]
     dry_run: bool,
+    /// Read every target and print what applying would change (grouped, with JSON Patches);
+    /// write nothing. Waits for the plan and exits non-zero when some target could not be read.
+    #[arg(long, conflicts_with = "dry_run")]
+    plan: bool,
     /// Follow the results live and exit non-zero unless every target succeeded.
     #[arg(long)]
     watch: bool,
@@ -445,10 +449,12 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 filter.insert(key.into(), json!(value));
             }
         }
-        if filter.is_empty() && !args.all {
-            bail!("choose targets: --ids, a filter (--tag, --edge-version, --name, --q) or --all");
+        match (filter.is_empty(), args.all) {
+            (true, false) => bail!("choose targets: --ids, a filter (--tag, --edge-version, --name, --q) or --all"),
+            // The server refuses an empty filter (a typo must not reach the fleet): --all says so.
+            (true, true) => json!({"all": true}),
+            (false, _) => json!({"filter": filter}),
         }
-        json!({"filter": filter})
     };
     let mut options = serde_json::Map::new();
     for (key, value) in [
@@ -470,6 +476,9 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     };
     let mut request =
         NewDelivery { targets, options: Some(Value::Object(options)), dry_run: args.dry_run, ..NewDelivery::default() };
+    if args.plan {
+        request.mode = Some(domain::delivery::DeliveryMode::Plan);
+    }
     match (&args.template, &args.plugin) {
         (Some(template), _) => {
             request.template_id = Some(template.clone());
@@ -483,7 +492,7 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     let delivery: Delivery = client.api.call(reqwest::Method::POST, &path, Some(&request)).await?;
     let id = delivery.id;
     println!("delivery {id}: {} targets", delivery.counts.total);
-    if !args.watch {
+    if !args.watch && !args.plan {
         return Ok(ExitCode::SUCCESS);
     }
     let mut final_state = String::new();
@@ -507,7 +516,55 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
         .await?;
     eprintln!();
     println!("delivery {id}: {final_state}");
+    if args.plan {
+        let plan = client.get(&format!("/api/v1/projects/{}/deliveries/{id}/plan", args.project)).await?;
+        print_plan(&plan);
+    }
     Ok(if final_state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// A plan as people read it: the totals, each group of targets with its changes and patches, then
+/// the targets that could not be read.
+fn print_plan(plan: &Value) {
+    let summary = &plan["summary"];
+    println!(
+        "plan: {} to create, {} to update, {} unchanged, {} in conflict, {} incompatible; {} targets unreachable",
+        summary["create"],
+        summary["update"],
+        summary["unchanged"],
+        summary["conflict"],
+        summary["incompatible"],
+        summary["unreachable"]
+    );
+    for group in plan["groups"].as_array().into_iter().flatten() {
+        let ids: Vec<&str> = group["edge_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let more = group["targets"].as_u64().unwrap_or(0).saturating_sub(ids.len() as u64);
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        println!("\n{} targets ({}{more}):", group["targets"], ids.join(", "));
+        for change in group["changes"].as_array().into_iter().flatten() {
+            let action = change["action"].as_str().unwrap_or_default();
+            let sign = match action {
+                "create" => "+",
+                "update" => "~",
+                "unchanged" => "=",
+                _ => "!",
+            };
+            let reason =
+                change["reason"].as_str().filter(|r| !r.is_empty()).map(|r| format!(": {r}")).unwrap_or_default();
+            println!("  {sign} {} ({action}){reason}", change["object"].as_str().unwrap_or_default());
+            for op in change["diff"].as_array().into_iter().flatten().filter(|_| action != "create") {
+                println!(
+                    "      {} {} {}",
+                    op["op"].as_str().unwrap_or_default(),
+                    op["path"].as_str().unwrap_or_default(),
+                    op.get("value").map(Value::to_string).unwrap_or_default()
+                );
+            }
+        }
+    }
+    for group in plan["unreachable"].as_array().into_iter().flatten() {
+        println!("\n{} targets not read: {}", group["targets"], group["reason"].as_str().unwrap_or_default());
+    }
 }
 
 /// `[#########-----------] 450/1000  ✓ 440  ✗ 10`

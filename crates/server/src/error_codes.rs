@@ -115,6 +115,7 @@ error_codes! {
     DeliveryFinished = ("delivery_finished", CONFLICT, "The delivery already ended."),
     DeliveryRunning = ("delivery_running", CONFLICT, "The delivery is still running."),
     NothingToRetry = ("nothing_to_retry", CONFLICT, "No target of the delivery failed."),
+    NotAPlan = ("not_a_plan", CONFLICT, "The delivery is not a plan (`mode: plan`), so it has no plan to show."),
     TooManyRunningDeliveries = ("too_many_running_deliveries", TOO_MANY_REQUESTS, "The project runs as many deliveries as allowed; retry later."),
     TooManyEventStreams = ("too_many_event_streams", SERVICE_UNAVAILABLE, "The server holds as many live streams as allowed; retry later."),
     // Things that exist, or do not.

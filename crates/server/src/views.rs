@@ -120,6 +120,7 @@ pub fn delivery(row: &store::Delivery, counts: &Counts) -> api::Delivery {
         params: crate::secret_params::masked(&row.params),
         options: row.options.clone(),
         dry_run: row.dry_run,
+        mode: row.mode,
         state: row.state,
         cancel_requested: row.cancel_requested,
         total: row.total,

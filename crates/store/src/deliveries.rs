@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use domain::delivery::{Counts, DeliveryKind, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
 use domain::template::TemplateKind;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -33,6 +33,7 @@ pub struct NewDelivery {
     pub params: Value,
     pub options: Value,
     pub dry_run: bool,
+    pub mode: DeliveryMode,
     pub created_by: String,
 }
 
@@ -63,6 +64,7 @@ pub struct Delivery {
     pub params: Value,
     pub options: Value,
     pub dry_run: bool,
+    pub mode: DeliveryMode,
     pub state: DeliveryState,
     pub cancel_requested: bool,
     pub total: i64,
@@ -140,6 +142,7 @@ fn delivery(row: &AnyRow) -> Result<Delivery> {
         params: json_value(row, "params")?,
         options: json_value(row, "options")?,
         dry_run: row.get::<i32, _>("dry_run") != 0,
+        mode: parsed(row, "mode")?,
         state: parsed(row, "state")?,
         cancel_requested: row.get::<i32, _>("cancel_requested") != 0,
         total: row.get("total"),
@@ -196,8 +199,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO deliveries (id, project_id, kind, template_id, template_name, template_version, template_kind,
                                      plugin_id, content, content_sha256, content_edited, params, options, dry_run,
-                                     state, total, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17)",
+                                     state, total, created_by, created_at, mode)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17, $18)",
         )
         .bind(&new.id)
         .bind(&new.project_id)
@@ -216,6 +219,7 @@ impl Store {
         .bind(targets.len() as i64)
         .bind(&new.created_by)
         .bind(now)
+        .bind(new.mode.as_str())
         .execute(&mut *tx)
         .await?;
         // Targets go in as one JSON array per batch: a statement with thousands of bind

@@ -191,3 +191,45 @@ fn out_of_range_settings_are_refused() {
         assert!(stderr.contains(reason), "{flag}: {stderr}");
     }
 }
+
+/// `edgefleet deliver --plan` prints what applying would change, grouped, and writes nothing.
+/// (Several threads: the simulator answers while the test waits for the command.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_a_plan_grouped_by_change_set() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let sim = neuronex_sim::start(SimConfig { count: 3, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    let (project, template) = api.rule_setup(&sim).await;
+    let template_id = template["id"].as_str().expect("id");
+    // Gateway 2 already runs the stream.
+    let stream = json!({"sql": "CREATE STREAM demo () WITH (TYPE=\"memory\")"});
+    let created =
+        reqwest::Client::new().post(format!("{}/api/ekuiper/streams", sim.endpoint(2))).json(&stream).send().await;
+    assert_eq!(created.expect("sim").status(), 201);
+    let config = tempfile::tempdir().expect("config dir");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+            .args(args)
+            .env("EDGEFLEET_CONFIG_DIR", config.path())
+            .env("EDGEFLEET_PASSWORD", process::PASSWORD)
+            .output()
+            .expect("runs")
+    };
+    assert!(cli(&["login", "--server", &server.base, "--username", "admin"]).status.success());
+    let output = cli(&["deliver", "--project", &project, "--template", template_id, "--all", "--plan"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains(
+            "plan: 5 to create, 0 to update, 1 unchanged, 0 in conflict, 0 incompatible; 0 targets unreachable"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 targets ("), "{stdout}");
+    assert!(stdout.contains("  + stream demo (create)") && stdout.contains("  = stream demo (unchanged)"), "{stdout}");
+    let rules: Value =
+        reqwest::get(format!("{}/api/ekuiper/rules", sim.endpoint(0))).await.expect("sim").json().await.expect("json");
+    assert_eq!(rules, json!([]), "a plan writes nothing");
+}

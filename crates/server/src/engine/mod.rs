@@ -552,7 +552,10 @@ pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String>
     let params = split_params(&crate::secret_params::open(&delivery.params, secrets)?);
     let payload = match (delivery.kind, delivery.template_kind) {
         (DeliveryKind::Plugin, _) => {
-            Payload::Plugin { name: delivery.template_name.clone(), sha256: delivery.content_sha256.clone() }
+            // The content of a plugin delivery is the package's manifest, which names its version.
+            let manifest: Value = serde_json::from_str(&delivery.content).unwrap_or(Value::Null);
+            let version = manifest.get("version").and_then(Value::as_str).unwrap_or_default().to_owned();
+            Payload::Plugin { name: delivery.template_name.clone(), sha256: delivery.content_sha256.clone(), version }
         }
         (DeliveryKind::Template, None) => return Err("stored delivery names no template kind".into()),
         (DeliveryKind::Template, Some(kind)) => {
@@ -573,6 +576,7 @@ pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String>
         per_target: params.1,
         options,
         dry_run: delivery.dry_run,
+        mode: delivery.mode,
     })
 }
 

@@ -6,10 +6,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::delivery::{DeliveryOptions, OnConflict, TargetStatus};
+use domain::delivery::{DeliveryMode, DeliveryOptions, OnConflict, TargetStatus};
 use domain::driver::DriverDocument;
 use domain::edge::EdgeStatus;
 use domain::params::{self, ParamValues};
+use domain::plan::{self as planning, Change, ObjectRef};
 use domain::rule::RuleDocument;
 use domain::template::{self, Document, TemplateKind};
 use domain::version::{MIN_NEURONEX, Version};
@@ -32,7 +33,7 @@ pub enum Payload {
     /// built-in parameters), so it is rendered and checked once, not once per target.
     Template { kind: TemplateKind, normalized: Value, shared: Option<Document> },
     /// An eKuiper portable plugin, downloaded by the edge from a signed link.
-    Plugin { name: String, sha256: String },
+    Plugin { name: String, sha256: String, version: String },
 }
 
 /// Everything a target needs from its delivery, parsed once per delivery.
@@ -45,6 +46,7 @@ pub struct Plan {
     pub per_target: BTreeMap<String, BTreeMap<String, Value>>,
     pub options: DeliveryOptions,
     pub dry_run: bool,
+    pub mode: DeliveryMode,
 }
 
 impl Plan {
@@ -119,6 +121,8 @@ struct Item {
 /// The running record of one target: applied items, tries, the step under way.
 struct Progress {
     items: Vec<Item>,
+    /// What a `plan` target found: its items, instead of `items`.
+    changes: Option<Vec<Change>>,
     tries: i64,
     step: String,
     version: Option<String>,
@@ -158,8 +162,13 @@ impl Runner<'_> {
         health: Option<&EdgeHealth>,
         cancel: &CancellationToken,
     ) -> TargetOutcome {
-        let progress =
-            Arc::new(Mutex::new(Progress { items: Vec::new(), tries: 0, step: "start".into(), version: None }));
+        let progress = Arc::new(Mutex::new(Progress {
+            items: Vec::new(),
+            changes: None,
+            tries: 0,
+            step: "start".into(),
+            version: None,
+        }));
         let timeout = self.plan.options.timeout();
         let started = Instant::now();
         let result = tokio::select! {
@@ -177,7 +186,10 @@ impl Runner<'_> {
         TargetOutcome {
             status,
             reason,
-            items: serde_json::to_value(&progress.items).unwrap_or(Value::Null),
+            items: match &progress.changes {
+                Some(changes) => serde_json::to_value(changes).unwrap_or(Value::Null),
+                None => serde_json::to_value(&progress.items).unwrap_or(Value::Null),
+            },
             tries: progress.tries.max(1),
             edge_version: progress.version.clone(),
         }
@@ -227,14 +239,45 @@ impl Runner<'_> {
             step.note("delivery", "dry run", "rendered, checked and version-gated; nothing was sent");
             return Ok(TargetStatus::Skipped);
         }
+        let desired = match (document, &self.plan.payload) {
+            (Some(document), _) => planning::desired(document),
+            (None, Payload::Plugin { name, version, .. }) => {
+                vec![(ObjectRef::Plugin { name: name.clone() }, planning::plugin_shape(version))]
+            }
+            (None, Payload::Template { .. }) => return Err(Failure::Other("nothing to deliver".into())),
+        };
+        match self.plan.mode {
+            DeliveryMode::Plan => return self.plan_target(&edge, &desired, &step).await,
+            DeliveryMode::Apply => {}
+        }
         let skipped_any = match (document, &self.plan.payload) {
             (Some(Document::Rule(doc)), _) => self.apply_rules(&edge, doc, &step).await?,
             (Some(Document::Driver(doc)), _) => self.apply_drivers(&edge, doc, &step).await?,
-            (None, Payload::Plugin { name, sha256 }) => self.apply_plugin(&edge, name, sha256, &step).await?,
+            (None, Payload::Plugin { name, sha256, .. }) => self.apply_plugin(&edge, name, sha256, &step).await?,
             (None, Payload::Template { .. }) => return Err(Failure::Other("nothing to deliver".into())),
         };
         let all_skipped = skipped_any && step.all_items_skipped();
         Ok(if all_skipped { TargetStatus::Skipped } else { TargetStatus::Succeeded })
+    }
+
+    /// Reads every object the delivery would touch and records what applying would change;
+    /// writes nothing.
+    async fn plan_target(
+        &self,
+        edge: &Edge<'_>,
+        desired: &[(ObjectRef, Value)],
+        step: &Steps<'_>,
+    ) -> Result<TargetStatus, Failure> {
+        let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
+        let live = step.call("read back", || edge.read_objects(&objects)).await?;
+        let on_conflict = self.plan.options.on_conflict;
+        let changes = desired
+            .iter()
+            .zip(&live)
+            .map(|((object, wanted), found)| planning::compare(object, wanted, found.as_ref(), on_conflict))
+            .collect();
+        step.with(|p| p.changes = Some(changes));
+        Ok(TargetStatus::Succeeded)
     }
 
     fn render(&self, kind: TemplateKind, normalized: &Value, target: &ClaimedTarget) -> Result<Document, Failure> {

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use domain::delivery::{DeliveryKind, DeliveryOptions, DeliveryState, TargetStatus};
+use domain::delivery::{DeliveryKind, DeliveryMode, DeliveryOptions, DeliveryState, TargetStatus};
 use domain::filter::EdgeFilter;
 use domain::params::{self, ParamValues};
 use domain::template::{self, TemplateKind};
@@ -83,6 +83,13 @@ pub async fn create(
         }
     };
     let options = checked_options(request.options.as_ref())?;
+    let mode = request.mode.unwrap_or(DeliveryMode::Apply);
+    if mode == DeliveryMode::Plan && request.dry_run {
+        return Err(ApiError::new(
+            ErrorCode::InvalidDelivery,
+            "a plan writes nothing already and reads every target; dry_run (which contacts no edge) is for apply",
+        ));
+    }
     let running = state.store.running_deliveries(&project_id).await?;
     if running >= state.config.max_running_deliveries {
         return Err(ApiError::new(
@@ -131,6 +138,7 @@ pub async fn create(
         params: params.clone(),
         options: json!(options),
         dry_run: request.dry_run,
+        mode,
         created_by: user.username.clone(),
     };
     let targets: Vec<NewTarget> = edges
@@ -151,7 +159,7 @@ pub async fn create(
             (kind, _) => kind.as_str(),
         },
         "content_sha256": payload.content_sha256, "content_edited": payload.content_edited, "targets": targets.len(),
-        "dry_run": request.dry_run, "options": options,
+        "dry_run": request.dry_run, "mode": mode, "options": options,
     });
     let mut entry = audit_entry(&user, Some(&scope.scope), "delivery.start", "delivery", &payload.name, details);
     entry.resource_id = new.id.clone();
@@ -391,6 +399,50 @@ pub async fn targets(
     let page = query.page()?;
     let (items, total) = state.store.list_targets(&id, status, page.limit, page.offset).await?;
     Ok(Json(json!(views::list(&items, total, views::target))))
+}
+
+/// Targets read per page while a plan is summarized: the summary holds only groups, so a plan of
+/// 100,000 targets is read in pages, never held whole.
+const PLAN_PAGE: i64 = 2000;
+
+/// `GET .../deliveries/{id}/plan`: the plan's changes, targets with the same change set grouped.
+pub async fn plan(
+    State(state): State<AppState>,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    if delivery.mode != DeliveryMode::Plan {
+        return Err(ApiError::new(
+            ErrorCode::NotAPlan,
+            format!("delivery {id} is a `{}` delivery; start one with \"mode\": \"plan\" to see a plan", delivery.mode),
+        ));
+    }
+    let mut summarizer = domain::plan::Summarizer::default();
+    let mut pending = 0;
+    let mut offset = 0;
+    loop {
+        let (page, total) = state.store.list_targets(&id, None, PLAN_PAGE, offset).await?;
+        for target in &page {
+            match target.status {
+                TargetStatus::Succeeded => {
+                    let changes: Vec<domain::plan::Change> =
+                        serde_json::from_value(target.items.clone()).map_err(ApiError::internal)?;
+                    summarizer.add(&target.edge_id, Ok(&changes));
+                }
+                TargetStatus::Pending | TargetStatus::Running => pending += 1,
+                TargetStatus::Failed | TargetStatus::Canceled | TargetStatus::Skipped => {
+                    summarizer.add(&target.edge_id, Err(&target.reason));
+                }
+            }
+        }
+        offset += page.len() as i64;
+        if page.is_empty() || offset >= total {
+            break;
+        }
+    }
+    let (summary, groups, unreachable) = summarizer.finish();
+    let view = api_types::PlanView { delivery_id: id, state: delivery.state, pending, summary, groups, unreachable };
+    Ok(Json(json!(view)))
 }
 
 pub async fn cancel(

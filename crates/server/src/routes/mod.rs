@@ -190,6 +190,7 @@ fn table() -> Vec<Entry> {
         ("POST", p!("/deliveries"), post(deliveries::create), ProjectAdmin, Json("NewDelivery"), One("Delivery")),
         ("GET", p!("/deliveries/{id}"), get(deliveries::get_one), ProjectView, NoBody, One("Delivery")),
         ("GET", p!("/deliveries/{id}/targets"), get(deliveries::targets), ProjectView, NoBody, List("DeliveryTarget")),
+        ("GET", p!("/deliveries/{id}/plan"), get(deliveries::plan), ProjectView, NoBody, One("PlanView")),
         ("GET", p!("/deliveries/{id}/events"), get(deliveries::events), ProjectView, NoBody, Other),
         ("POST", p!("/deliveries/{id}/cancel"), post(deliveries::cancel), ProjectAdmin, NoBody, One("Delivery")),
         ("POST", p!("/deliveries/{id}/retry"), post(deliveries::retry), ProjectAdmin, NoBody, One("Delivery")),

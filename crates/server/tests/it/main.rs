@@ -6,6 +6,7 @@ mod deliveries;
 mod edges;
 mod events;
 mod limits;
+mod plans;
 mod plugins;
 mod security;
 mod support;

@@ -1,0 +1,122 @@
+//! Plans (`mode: plan`): every target read, nothing written, what applying would change recorded
+//! per target and grouped by change set.
+
+use neuronex_sim::Faults;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, code, sim, sim_state};
+
+fn rules(rule_ids: &[&str]) -> Value {
+    let mut rules = serde_json::Map::new();
+    for id in rule_ids {
+        let rule = json!({"id": id, "sql": "SELECT temp FROM demo", "actions": [{"log": {}}]});
+        rules.insert((*id).to_owned(), Value::from(rule.to_string()));
+    }
+    json!({"streams": {"demo": "CREATE STREAM demo (temp FLOAT) WITH (DATASOURCE=\"t/#\", FORMAT=\"json\", TYPE=\"mqtt\")"},
+           "rules": rules})
+}
+
+fn changes_of(group: &Value) -> Vec<(String, String)> {
+    group["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (c["object"].as_str().unwrap_or_default().to_owned(), c["action"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_plan_reads_every_target_writes_nothing_and_groups_targets_by_change_set() {
+    let app = TestApp::spawn().await;
+    let sim = sim(4, &["3.7.0"]).await;
+    let ids = app.register(&sim, 4).await;
+    let template = app.template("rules", "rule", rules(&["r1"])).await;
+    let (v1, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    assert_eq!(v1["state"], "succeeded");
+    // By hand on gateway 1: r1 reads something else. Gateway 3 is unreachable.
+    let edited = json!({"id": "r1", "sql": "SELECT temp FROM demo WHERE temp > 40", "actions": [{"log": {}}]});
+    let put =
+        reqwest::Client::new().put(format!("{}/api/ekuiper/rules/r1", sim.endpoint(1))).json(&edited).send().await;
+    assert_eq!(put.expect("sim").status(), 200);
+    sim.sim.set_faults(Some(3), Some(Faults { offline: true, ..Faults::default() }));
+    let v2 = app
+        .call(Method::PUT, &app.p(&format!("/templates/{template}")), Some(json!({"content": rules(&["r1", "r2"])})))
+        .await;
+    assert_eq!(v2.status, 200, "{}", v2.text);
+    let before: Vec<Value> = engine_states(&sim).await;
+
+    let (plan, _) = app
+        .deliver(json!({"template_id": template, "mode": "plan", "targets": {"ids": ids}, "options": {"retries": 0}}))
+        .await;
+    assert_eq!((plan["mode"].as_str(), plan["state"].as_str()), (Some("plan"), Some("partial")));
+    assert_eq!(engine_states(&sim).await, before, "a plan writes nothing");
+    let id = plan["id"].as_str().expect("id");
+    let view = app.get(&app.p(&format!("/deliveries/{id}/plan"))).await;
+    assert_eq!(view.status, 200, "{}", view.text);
+    let view = view.body;
+    assert_eq!(
+        view["summary"],
+        json!({"create": 3, "update": 1, "unchanged": 5, "conflict": 0, "incompatible": 0, "unreachable": 1})
+    );
+    let groups = view["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2);
+    assert_eq!((groups[0]["targets"].as_u64(), groups[0]["edge_ids"].clone()), (Some(2), json!([ids[0], ids[2]])));
+    let expect = |r1: &str| {
+        vec![
+            ("stream demo".to_owned(), "unchanged".to_owned()),
+            ("rule r1".to_owned(), r1.to_owned()),
+            ("rule r2".to_owned(), "create".to_owned()),
+        ]
+    };
+    assert_eq!(changes_of(&groups[0]), expect("unchanged"));
+    assert_eq!((groups[1]["targets"].as_u64(), groups[1]["edge_ids"].clone()), (Some(1), json!([ids[1]])));
+    assert_eq!(changes_of(&groups[1]), expect("update"));
+    assert_eq!(
+        groups[1]["changes"][1]["diff"],
+        json!([{"op": "replace", "path": "/sql", "value": "SELECT temp FROM demo"}]),
+        "the patch goes from what the gateway runs to what would be sent"
+    );
+    assert_eq!(view["unreachable"][0]["edge_ids"], json!([ids[3]]));
+    let reason = view["unreachable"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("read version: connection closed without an answer"), "{reason}");
+    // The same answer per target, in its items.
+    let targets = app.targets(&plan).await;
+    assert_eq!(targets[1]["items"][1]["ref"], json!({"kind": "rule", "id": "r1"}));
+}
+
+#[tokio::test]
+async fn plans_are_asked_for_and_read_with_stable_codes() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.7.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    let template = app.template("rules", "rule", rules(&["r1"])).await;
+    let both = app
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "mode": "plan", "dry_run": true, "targets": {"ids": ids}}),
+        )
+        .await;
+    assert_eq!((both.status, code(&both)), (422, "invalid_delivery"));
+    let unknown = app
+        .post(&app.p("/deliveries"), json!({"template_id": template, "mode": "preview", "targets": {"ids": ids}}))
+        .await;
+    assert_eq!(unknown.status, 400, "{}", unknown.text);
+    let (applied, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    assert_eq!(applied["mode"], "apply");
+    let id = applied["id"].as_str().expect("id");
+    let not_a_plan = app.get(&app.p(&format!("/deliveries/{id}/plan"))).await;
+    assert_eq!((not_a_plan.status, code(&not_a_plan)), (409, "not_a_plan"));
+}
+
+/// Every gateway's engine state, for "nothing was written".
+async fn engine_states(sim: &neuronex_sim::RunningSim) -> Vec<Value> {
+    let mut states = Vec::new();
+    for k in 0..4 {
+        let state = sim_state(sim, k).await;
+        states.push(json!([state["ekuiper"], state["neuron"]]));
+    }
+    states
+}
