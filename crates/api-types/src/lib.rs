@@ -4,7 +4,7 @@
 //! here too.
 
 use domain::access::{Outcome, Role};
-use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, RestoreOutcome, TargetStatus};
 use domain::edge::{AuthKind, EdgeStatus};
 use domain::template::TemplateKind;
 use schemars::JsonSchema;
@@ -204,6 +204,10 @@ pub struct DeliveryTarget {
     pub finished_at: Option<Millis>,
     /// The number of its latest result, the id of its live event (0 until it has one).
     pub result_seq: i64,
+    /// For a failed `apply` target: whether it was put back as it was (`restored`) or not
+    /// (`restore_failed`, the reason says why); absent when nothing was tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreOutcome>,
 }
 
 /// A live `target` event.

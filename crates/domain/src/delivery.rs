@@ -156,11 +156,41 @@ pub struct DeliveryOptions {
     /// Extra attempts after a transient failure (timeout, reset, 5xx, busy).
     pub retries: u32,
     pub on_conflict: OnConflict,
+    /// What a target that fails after its first write does: put back what it held (`restore`,
+    /// the default) or stay as the failure left it (`leave`).
+    pub on_failure: OnFailure,
 }
 
 impl Default for DeliveryOptions {
     fn default() -> DeliveryOptions {
-        DeliveryOptions { concurrency: 64, timeout_secs: 60, retries: 2, on_conflict: OnConflict::Overwrite }
+        DeliveryOptions {
+            concurrency: 64,
+            timeout_secs: 60,
+            retries: 2,
+            on_conflict: OnConflict::Overwrite,
+            on_failure: OnFailure::Restore,
+        }
+    }
+}
+
+/// What to do with a target that failed half-way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Put back every object as the snapshot taken before the first write holds it.
+    #[default]
+    Restore,
+    /// Leave the target as the failure left it.
+    Leave,
+}
+
+crate::wire_enum! {
+    /// Whether a failed target was put back as it was.
+    pub enum RestoreOutcome ("restore outcome") {
+        /// Every object is again as the snapshot holds it.
+        Restored = "restored",
+        /// Putting it back failed; the target's reason says where.
+        RestoreFailed = "restore_failed",
     }
 }
 

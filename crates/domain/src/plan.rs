@@ -85,6 +85,17 @@ pub struct Change {
     pub reason: String,
 }
 
+/// One object as an edge held it before a delivery wrote: `live` is `None` when it was absent. A
+/// node's `live` is the whole node (`{plugin, params, groups: [{name, interval, tags}],
+/// subscriptions: [{app, group, params}]}`), since replacing it drops its other groups and the
+/// subscriptions of apps the template does not name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SnapshotEntry {
+    #[serde(rename = "ref")]
+    pub object: ObjectRef,
+    pub live: Option<Value>,
+}
+
 /// What `document` would leave on an edge, object by object, in the order a delivery applies them.
 /// eKuiper configuration sections (`sourceConfig`, ...) are imported, not compared, and are not
 /// listed.

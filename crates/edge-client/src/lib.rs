@@ -6,6 +6,7 @@ mod error;
 mod jwt;
 mod policy;
 mod readback;
+mod restore;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 pub use error::{EdgeError, Failure, Retry, VersionClash, human_duration, neuron_code_text, tries_word};
 pub use jwt::{JwtError, JwtGrant, JwtSigner, TOKEN_LIFETIME, generate_rsa_keypair, public_pem_of};
 pub use readback::is_absent;
+pub use restore::RestoreError;
 
 /// How edgefleet proves itself to an edge.
 #[derive(Debug, Clone, PartialEq, Eq)]

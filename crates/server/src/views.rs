@@ -146,6 +146,7 @@ pub fn target(row: &store::DeliveryTarget) -> api::DeliveryTarget {
         started_at: row.started_at,
         finished_at: row.finished_at,
         result_seq: row.result_seq,
+        restore: row.restore,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, RestoreOutcome, TargetStatus};
 use domain::template::TemplateKind;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -89,6 +89,9 @@ pub struct DeliveryTarget {
     pub finished_at: Option<i64>,
     /// The number of its latest result (0 until it has one): the id of its live event.
     pub result_seq: i64,
+    /// What it held before the first write (`[{ref, live}]`), for `apply` targets that got there.
+    pub snapshot: Option<Value>,
+    pub restore: Option<RestoreOutcome>,
 }
 
 /// A delivery's counts and the number of its latest result, read together.
@@ -111,6 +114,9 @@ pub struct ClaimedTarget {
     pub auth: EdgeAuthRow,
     /// The fencing token of this claim.
     pub attempt: i64,
+    /// The snapshot an earlier claim recorded before writing: a resumed target restores to it,
+    /// not to what the interrupted attempt left.
+    pub snapshot: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +127,7 @@ pub struct TargetOutcome {
     pub tries: i64,
     /// The version the edge reported during the delivery, when it did.
     pub edge_version: Option<String>,
+    pub restore: Option<RestoreOutcome>,
 }
 
 fn delivery(row: &AnyRow) -> Result<Delivery> {
@@ -167,7 +174,25 @@ fn target(row: &AnyRow) -> Result<DeliveryTarget> {
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
         result_seq: row.get("result_seq"),
+        snapshot: optional_json(row, "snapshot")?,
+        restore: restore_of(row)?,
     })
+}
+
+fn optional_json(row: &AnyRow, column: &str) -> Result<Option<Value>> {
+    match row.get::<Option<String>, _>(column) {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("delivery_targets.{column}: {e}"))),
+    }
+}
+
+fn restore_of(row: &AnyRow) -> Result<Option<RestoreOutcome>> {
+    match row.get::<String, _>("restore").as_str() {
+        "" => Ok(None),
+        _ => parsed(row, "restore").map(Some),
+    }
 }
 
 fn claimed(row: &AnyRow) -> Result<ClaimedTarget> {
@@ -181,6 +206,7 @@ fn claimed(row: &AnyRow) -> Result<ClaimedTarget> {
         tags: json_list(row, "tags")?,
         auth: crate::edges::auth_of(row)?,
         attempt: row.get::<i32, _>("attempts").into(),
+        snapshot: optional_json(row, "snapshot")?,
     })
 }
 
@@ -545,6 +571,28 @@ impl Store {
     }
 
     /// Closes the delivery with its final state, once, with the audit record of its outcome.
+    /// Records what a target held before its first write, under the claim that took it (`attempt`
+    /// fences it, as for results); answers whether it was recorded. Durable before the write.
+    pub async fn record_snapshot(
+        &self,
+        delivery_id: &str,
+        edge_id: &str,
+        attempt: i64,
+        snapshot: &Value,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE delivery_targets SET snapshot = $1
+             WHERE delivery_id = $2 AND edge_id = $3 AND attempts = $4 AND status = 'running'",
+        )
+        .bind(snapshot.to_string())
+        .bind(delivery_id)
+        .bind(edge_id)
+        .bind(attempt)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn finish_delivery(
         &self,
         delivery_id: &str,
@@ -661,7 +709,7 @@ impl Store {
             });
             let done = sqlx::query(
                 "UPDATE delivery_targets SET status = $1, reason = $2, items = $3, tries = $4, finished_at = $5,
-                        edge_version = COALESCE($6, edge_version), lease_until = NULL, result_seq = $10
+                        edge_version = COALESCE($6, edge_version), lease_until = NULL, result_seq = $10, restore = $11
                  WHERE delivery_id = $7 AND edge_id = $8 AND attempts = $9 AND status = 'running'",
             )
             .bind(outcome.status.as_str())
@@ -674,6 +722,7 @@ impl Store {
             .bind(edge_id)
             .bind(*attempt)
             .bind(number)
+            .bind(outcome.restore.map(RestoreOutcome::as_str).unwrap_or(""))
             .execute(&mut *tx)
             .await?;
             written.push((done.rows_affected() == 1).then_some(number));

@@ -150,3 +150,58 @@ async fn a_change_by_hand_shows_as_an_update_with_its_patch() {
     );
     assert_eq!(driver_changes[2].diff, [json!({"op": "replace", "path": "/tags/temp/precision", "value": 2})]);
 }
+
+/// A snapshot taken before writing, then much changed (objects replaced, created, stopped, a node
+/// replaced with fewer groups and no subscriptions), is put back exactly: what the edge holds
+/// afterwards is the snapshot, object by object.
+#[tokio::test]
+async fn a_restore_puts_back_exactly_what_the_snapshot_holds() {
+    for version in ["3.3.0", "3.7.0", "3.9.2"] {
+        let sim = sim(version).await;
+        let client = client();
+        let target = target(&sim, 0);
+        let edge = client.edge(&target);
+        let cloud = json!({"host": "broker", "port": 1883, "client-id": "c1", "format": 0});
+        edge.create_node("cloud", "MQTT", Some(&cloud)).await.expect("app");
+        edge.create_node("other", "MQTT", Some(&json!({"host": "b2", "port": 1883, "client-id": "c2", "format": 0})))
+            .await
+            .expect("app 2");
+        let (rules, drivers) = (rule_document(), driver_document());
+        apply(&edge, &rules).await;
+        edge.control_rule("r2", "stop").await.expect("stop r2");
+        apply(&edge, &drivers).await;
+        // An extra group on the node and a subscription of an app the template does not name.
+        edge.create_group("plc", "slow", 5000).await.expect("group");
+        edge.subscribe("other", "plc", "slow", Some(&json!({"topic": "x"}))).await.expect("subscription");
+        // The snapshot covers the objects of both documents plus a stream and rule that are absent.
+        let mut objects: Vec<ObjectRef> =
+            plan::desired(&rules).into_iter().chain(plan::desired(&drivers)).map(|(o, _)| o).collect();
+        objects.push(ObjectRef::Stream { name: "extra".into() });
+        objects.push(ObjectRef::Rule { id: "r9".into() });
+        let snapshot = edge.take_snapshot(&objects).await.expect("snapshot");
+
+        // Everything changes.
+        let other = "CREATE STREAM demo () WITH (DATASOURCE=\"other\", TYPE=\"mqtt\", SHARED=\"true\")";
+        edge.replace_stream(StreamKind::Stream, "demo", other).await.expect("stream");
+        edge.create_stream(StreamKind::Stream, "extra", "CREATE STREAM extra () WITH (TYPE=\"mqtt\")")
+            .await
+            .expect("extra");
+        let r9 = json!({"id": "r9", "sql": "SELECT * FROM extra", "actions": [{"log": {}}]});
+        edge.create_rule(&r9).await.expect("r9");
+        let edited = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"nop": {}}]});
+        edge.update_rule("r1", &edited).await.expect("r1");
+        edge.control_rule("r2", "start").await.expect("start r2");
+        edge.delete_node("plc").await.expect("delete plc");
+        edge.create_node(
+            "plc",
+            "Modbus TCP",
+            Some(&json!({"host": "10.9.9.9", "port": 502, "timeout": 3000, "interval": 20, "connection_mode": 0})),
+        )
+        .await
+        .expect("plc again");
+
+        edge.restore(&snapshot).await.unwrap_or_else(|err| panic!("{version}: {err}"));
+        let after = edge.take_snapshot(&objects).await.expect("after");
+        assert_eq!(after, snapshot, "{version}");
+    }
+}

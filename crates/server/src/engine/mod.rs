@@ -335,6 +335,7 @@ impl Engine {
         Metrics::inc(&self.metrics.targets_in_flight);
         let runner = Runner {
             plan: &plan,
+            store: &self.store,
             links: &self.links,
             client: &self.client,
             secrets: &self.secrets,
@@ -475,6 +476,7 @@ impl Engine {
                     items: json!([]),
                     tries: 0,
                     edge_version: None,
+                    restore: None,
                 };
                 self.store.finish_target(&delivery.id, &target.edge_id, target.attempt, &outcome).await?;
             }

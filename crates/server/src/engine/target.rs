@@ -6,11 +6,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::delivery::{DeliveryMode, DeliveryOptions, OnConflict, TargetStatus};
+use domain::delivery::{DeliveryMode, DeliveryOptions, OnConflict, OnFailure, RestoreOutcome, TargetStatus};
 use domain::driver::DriverDocument;
 use domain::edge::EdgeStatus;
 use domain::params::{self, ParamValues};
-use domain::plan::{self as planning, Change, ObjectRef};
+use domain::plan::{self as planning, Change, ObjectRef, SnapshotEntry};
 use domain::rule::RuleDocument;
 use domain::template::{self, Document, TemplateKind};
 use domain::version::{MIN_NEURONEX, Version};
@@ -18,7 +18,7 @@ use edge_client::{Edge, EdgeClient, EdgeError, EdgeTarget, RuleState, StreamKind
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
-use store::{ClaimedTarget, EdgeHealth, TargetOutcome};
+use store::{ClaimedTarget, EdgeHealth, Store, TargetOutcome};
 
 use tokio_util::sync::CancellationToken;
 
@@ -123,6 +123,8 @@ struct Progress {
     items: Vec<Item>,
     /// What a `plan` target found: its items, instead of `items`.
     changes: Option<Vec<Change>>,
+    /// What an `apply` target held before its first write, once recorded.
+    snapshot: Option<Vec<SnapshotEntry>>,
     tries: i64,
     step: String,
     version: Option<String>,
@@ -130,6 +132,7 @@ struct Progress {
 
 pub struct Runner<'a> {
     pub plan: &'a Plan,
+    pub store: &'a Store,
     pub links: &'a PackageLinks,
     pub client: &'a EdgeClient,
     pub secrets: &'a SecretBox,
@@ -165,6 +168,7 @@ impl Runner<'_> {
         let progress = Arc::new(Mutex::new(Progress {
             items: Vec::new(),
             changes: None,
+            snapshot: None,
             tries: 0,
             step: "start".into(),
             version: None,
@@ -175,15 +179,30 @@ impl Runner<'_> {
             result = tokio::time::timeout(timeout, self.apply(target, health, &progress)) => Some(result),
             () = cancel.cancelled() => None,
         };
-        let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (status, reason) = match result {
-            Some(Ok(Ok(status))) => (status, String::new()),
-            Some(Ok(Err(Failure::Edge(err)))) => (TargetStatus::Failed, err.to_string()),
-            Some(Ok(Err(Failure::Other(reason)))) => (TargetStatus::Failed, reason),
-            Some(Err(_)) => (TargetStatus::Failed, timed_out_reason(&progress, timeout, started.elapsed())),
-            None => (TargetStatus::Canceled, canceled_reason(&progress)),
+        let (status, mut reason, snapshot) = {
+            let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (status, reason) = match result {
+                Some(Ok(Ok(status))) => (status, String::new()),
+                Some(Ok(Err(Failure::Edge(err)))) => (TargetStatus::Failed, err.to_string()),
+                Some(Ok(Err(Failure::Other(reason)))) => (TargetStatus::Failed, reason),
+                Some(Err(_)) => (TargetStatus::Failed, timed_out_reason(&progress, timeout, started.elapsed())),
+                None => (TargetStatus::Canceled, canceled_reason(&progress)),
+            };
+            (status, reason, progress.snapshot.clone())
         };
+        let mut restore = None;
+        if status == TargetStatus::Failed
+            && self.plan.options.on_failure == OnFailure::Restore
+            && let Some(snapshot) = snapshot
+        {
+            if let Some((outcome, said)) = self.restore(target, &snapshot, timeout).await {
+                restore = Some(outcome);
+                reason = format!("{reason}; {said}");
+            }
+        }
+        let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         TargetOutcome {
+            restore,
             status,
             reason,
             items: match &progress.changes {
@@ -248,7 +267,7 @@ impl Runner<'_> {
         };
         match self.plan.mode {
             DeliveryMode::Plan => return self.plan_target(&edge, &desired, &step).await,
-            DeliveryMode::Apply => {}
+            DeliveryMode::Apply => self.snapshot(&edge, target, &desired, &step).await?,
         }
         let skipped_any = match (document, &self.plan.payload) {
             (Some(Document::Rule(doc)), _) => self.apply_rules(&edge, doc, &step).await?,
@@ -258,6 +277,72 @@ impl Runner<'_> {
         };
         let all_skipped = skipped_any && step.all_items_skipped();
         Ok(if all_skipped { TargetStatus::Skipped } else { TargetStatus::Succeeded })
+    }
+
+    /// Records what the target holds before the first write, durably (a resumed target keeps the
+    /// snapshot its first attempt recorded: what it holds now may be half-written).
+    async fn snapshot(
+        &self,
+        edge: &Edge<'_>,
+        target: &ClaimedTarget,
+        desired: &[(ObjectRef, Value)],
+        step: &Steps<'_>,
+    ) -> Result<(), Failure> {
+        let snapshot: Vec<SnapshotEntry> = match &target.snapshot {
+            Some(recorded) => serde_json::from_value(recorded.clone())
+                .map_err(|e| Failure::Other(format!("the recorded snapshot is unreadable: {e}")))?,
+            None => {
+                let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
+                let taken = step.call("snapshot", || edge.take_snapshot(&objects)).await?;
+                let json = serde_json::to_value(&taken).map_err(|e| Failure::Other(e.to_string()))?;
+                let recorded = self
+                    .store
+                    .record_snapshot(&target.delivery_id, &target.edge_id, target.attempt, &json)
+                    .await
+                    .map_err(|e| Failure::Other(format!("snapshot: not recorded: {e}; nothing was sent")))?;
+                if !recorded {
+                    return Err(Failure::Other(
+                        "snapshot: another worker took the target over; nothing was sent".into(),
+                    ));
+                }
+                taken
+            }
+        };
+        step.with(|p| p.snapshot = Some(snapshot));
+        Ok(())
+    }
+
+    /// Puts a failed target back as its snapshot holds it, within one more `timeout`: what the
+    /// target reports (restored or not) and the words its reason gains; `None` when nothing
+    /// differed from the snapshot (the failure came before anything was written).
+    async fn restore(
+        &self,
+        target: &ClaimedTarget,
+        snapshot: &[SnapshotEntry],
+        timeout: Duration,
+    ) -> Option<(RestoreOutcome, String)> {
+        let edge_target = match self.edge_target(target).await {
+            Ok(edge_target) => edge_target,
+            Err(Failure::Other(reason) | Failure::Edge(edge_client::EdgeError { message: reason, .. })) => {
+                return Some((RestoreOutcome::RestoreFailed, format!("restore failed: {reason}")));
+            }
+        };
+        let edge = self.client.edge(&edge_target);
+        let failed = |why: String| {
+            Some((
+                RestoreOutcome::RestoreFailed,
+                format!("restore failed: {why}; the edge may hold part of the delivery"),
+            ))
+        };
+        match tokio::time::timeout(timeout, edge.restore(snapshot)).await {
+            Ok(Ok(0)) => None,
+            Ok(Ok(objects)) => {
+                let objects = if objects == 1 { "1 object".to_owned() } else { format!("{objects} objects") };
+                Some((RestoreOutcome::Restored, format!("restored as it was ({objects} put back)")))
+            }
+            Ok(Err(err)) => failed(err.to_string()),
+            Err(_) => failed(format!("not done within {}", human_duration(timeout.as_millis() as u64))),
+        }
     }
 
     /// Reads every object the delivery would touch and records what applying would change;

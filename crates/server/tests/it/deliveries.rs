@@ -300,7 +300,17 @@ async fn driver_templates_create_nodes_groups_and_tags() {
     let bad_params = json!({"defaults": {"plc_host": "10.1.1.1", "plc_port": 70000}});
     let (refused, _) =
         app.deliver(json!({"template_id": template, "params": bad_params, "targets": {"ids": [ids[0].clone()]}})).await;
-    assert_eq!(app.targets(&refused).await[0]["reason"], "create node plc: edge said 2004 \"node setting invalid\"");
+    // Neuron's replace deleted the node before the new settings were refused: the target is put
+    // back as it was, the node with its groups and tags.
+    let refused_target = &app.targets(&refused).await[0];
+    assert_eq!(
+        refused_target["reason"],
+        "create node plc: edge said 2004 \"node setting invalid\"; restored as it was (1 object put back)"
+    );
+    assert_eq!(refused_target["restore"], "restored");
+    let node = &sim_state(&sim, 0).await["neuron"]["nodes"]["plc"];
+    assert_eq!(node["params"]["port"], 502);
+    assert_eq!(node["groups"]["fast"]["tags"].as_array().map(Vec::len), Some(2));
 }
 
 #[tokio::test]

@@ -120,3 +120,79 @@ async fn engine_states(sim: &neuronex_sim::RunningSim) -> Vec<Value> {
     }
     states
 }
+
+/// What a gateway holds of the objects named, in the normal form plans compare (read through its
+/// own API, as edgefleet reads it).
+async fn held(sim: &neuronex_sim::RunningSim, k: u32, objects: &[domain::plan::ObjectRef]) -> Vec<Option<Value>> {
+    let policy = domain::network::NetworkPolicy::new(
+        domain::network::NetworkPolicy::parse_list("127.0.0.0/8").expect("networks"),
+        None,
+    );
+    let config = edge_client::ClientConfig {
+        connect_timeout: std::time::Duration::from_secs(2),
+        request_timeout: std::time::Duration::from_secs(5),
+        policy,
+    };
+    let client = edge_client::EdgeClient::new(config).expect("client");
+    let target = edge_client::EdgeTarget { endpoint: sim.endpoint(k).to_owned(), auth: edge_client::EdgeAuth::None };
+    client.edge(&target).read_objects(objects).await.expect("read back")
+}
+
+fn v2_rules() -> Value {
+    let r1 = json!({"id": "r1", "sql": "SELECT temp FROM demo WHERE temp > 10", "actions": [{"log": {}}]});
+    let r2 = json!({"id": "r2", "sql": "SELECT temp FROM ${src}", "actions": [{"log": {}}]});
+    json!({"streams": {"demo": "CREATE STREAM demo (temp FLOAT) WITH (DATASOURCE=\"v2/#\", FORMAT=\"json\", TYPE=\"mqtt\")"},
+           "rules": {"r1": r1.to_string(), "r2": r2.to_string()}})
+}
+
+/// v1 delivered; v2 applied where two gateways refuse its second rule after the stream and the
+/// first rule were already replaced: those two end exactly as before (object by object, running
+/// state included) and say so; the others hold v2.
+#[tokio::test]
+async fn targets_that_fail_half_way_are_put_back_exactly_as_they_were() {
+    use domain::plan::ObjectRef;
+    let app = TestApp::spawn().await;
+    let sim = sim(4, &["3.7.0"]).await;
+    let ids = app.register(&sim, 4).await;
+    let template = app.template("rules", "rule", rules(&["r1"])).await;
+    let (v1, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    assert_eq!(v1["state"], "succeeded");
+    let objects = [
+        ObjectRef::Stream { name: "demo".into() },
+        ObjectRef::Rule { id: "r1".into() },
+        ObjectRef::Rule { id: "r2".into() },
+    ];
+    let mut before = Vec::new();
+    for k in 0..4 {
+        before.push(held(&sim, k, &objects).await);
+    }
+    assert_eq!(before[0][2], None, "r2 is new in v2");
+    let v2 =
+        app.call(Method::PUT, &app.p(&format!("/templates/{template}")), Some(json!({"content": v2_rules()}))).await;
+    assert_eq!(v2.status, 200, "{}", v2.text);
+    let params = json!({"defaults": {"src": "demo"}, "targets": {ids[1].clone(): {"src": "missing"}, ids[3].clone(): {"src": "missing"}}});
+    let (applied, _) = app.deliver(json!({"template_id": template, "params": params, "targets": {"ids": ids}})).await;
+    assert_eq!(applied["state"], "partial");
+    let targets = app.targets(&applied).await;
+    for k in [1, 3] {
+        let target = targets.iter().find(|t| t["edge_id"] == ids[k].as_str()).expect("target");
+        assert_eq!((target["status"].as_str(), target["restore"].as_str()), (Some("failed"), Some("restored")));
+        let reason = target["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("update rule r2: edge said 1000"), "{reason}");
+        assert!(reason.ends_with("; restored as it was (2 objects put back)"), "{reason}");
+        assert_eq!(held(&sim, k as u32, &objects).await, before[k], "gateway {k} holds exactly what it held before");
+    }
+    for k in [0, 2] {
+        let now = held(&sim, k as u32, &objects).await;
+        assert_ne!(now, before[k], "gateway {k} took v2");
+        assert_eq!(now[1].as_ref().map(|r| r["sql"].clone()), Some(json!("SELECT temp FROM demo WHERE temp > 10")));
+    }
+    // With on_failure: leave, a failing target keeps what the failure left.
+    let only_1 = json!({"defaults": {"src": "demo"}, "targets": {ids[1].clone(): {"src": "missing"}}});
+    let (left, _) = app
+        .deliver(json!({"template_id": template, "params": only_1, "targets": {"ids": [ids[1].clone()]}, "options": {"on_failure": "leave"}}))
+        .await;
+    let target = &app.targets(&left).await[0];
+    assert_eq!((target["status"].as_str(), target.get("restore")), (Some("failed"), None));
+    assert_ne!(held(&sim, 1, &objects).await, before[1]);
+}
