@@ -194,11 +194,10 @@ impl Runner<'_> {
         if status == TargetStatus::Failed
             && self.plan.options.on_failure == OnFailure::Restore
             && let Some(snapshot) = snapshot
+            && let Some((outcome, said)) = self.restore(target, &snapshot, timeout).await
         {
-            if let Some((outcome, said)) = self.restore(target, &snapshot, timeout).await {
-                restore = Some(outcome);
-                reason = format!("{reason}; {said}");
-            }
+            restore = Some(outcome);
+            reason = format!("{reason}; {said}");
         }
         let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         TargetOutcome {
