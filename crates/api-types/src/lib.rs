@@ -176,6 +176,13 @@ pub struct Delivery {
     pub options: Value,
     pub dry_run: bool,
     pub mode: DeliveryMode,
+    /// The plan an `apply` delivery carries out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    /// The delivery a `rollback` puts back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
+    pub force: bool,
     pub state: DeliveryState,
     pub cancel_requested: bool,
     pub total: i64,
@@ -395,6 +402,32 @@ pub struct NewDelivery {
     pub mode: Option<DeliveryMode>,
 }
 
+/// `POST .../deliveries/{plan_id}/apply`: carries a plan out as a new `apply` delivery.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyPlan {
+    /// The apply's options; the plan's when absent.
+    #[serde(default)]
+    pub options: Option<Value>,
+    /// Write even to targets whose objects changed since the plan read them.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST .../deliveries/{id}/rollback`: puts targets back as the delivery found them, as a new
+/// `rollback` delivery.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// `"all"` (default: every target the delivery recorded a snapshot for), `"succeeded"`, or a
+    /// list of edge-service ids.
+    #[serde(default)]
+    pub targets: Option<Value>,
+    /// Put back even targets whose objects changed since the delivery.
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// `GET .../deliveries/{id}/plan`: what applying would change, targets with the same change set
 /// grouped (largest group first), and targets that could not be read grouped by reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -426,6 +459,8 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<Delivery>();
     generator.subschema_for::<DeliveryTarget>();
     generator.subschema_for::<PlanView>();
+    generator.subschema_for::<ApplyPlan>();
+    generator.subschema_for::<RollbackRequest>();
     generator.subschema_for::<AuditEvent>();
     generator.subschema_for::<Login>();
     generator.subschema_for::<NewToken>();

@@ -61,6 +61,8 @@ crate::wire_enum! {
         Apply = "apply",
         /// Reads every target's live objects and records what applying would change; writes nothing.
         Plan = "plan",
+        /// Puts each target back as another delivery's snapshot holds it.
+        Rollback = "rollback",
     }
 }
 

@@ -115,7 +115,9 @@ error_codes! {
     DeliveryFinished = ("delivery_finished", CONFLICT, "The delivery already ended."),
     DeliveryRunning = ("delivery_running", CONFLICT, "The delivery is still running."),
     NothingToRetry = ("nothing_to_retry", CONFLICT, "No target of the delivery failed."),
-    NotAPlan = ("not_a_plan", CONFLICT, "The delivery is not a plan (`mode: plan`), so it has no plan to show."),
+    NotAPlan = ("not_a_plan", CONFLICT, "The delivery is not a plan (`mode: plan`): it has no plan to show or apply."),
+    CannotRollBack = ("cannot_roll_back", CONFLICT, "A plan wrote nothing, so there is nothing to roll back."),
+    NothingToRollBack = ("nothing_to_roll_back", CONFLICT, "No chosen target of the delivery recorded a snapshot (none got as far as writing)."),
     TooManyRunningDeliveries = ("too_many_running_deliveries", TOO_MANY_REQUESTS, "The project runs as many deliveries as allowed; retry later."),
     TooManyEventStreams = ("too_many_event_streams", SERVICE_UNAVAILABLE, "The server holds as many live streams as allowed; retry later."),
     // Things that exist, or do not.

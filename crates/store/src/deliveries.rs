@@ -34,6 +34,12 @@ pub struct NewDelivery {
     pub options: Value,
     pub dry_run: bool,
     pub mode: DeliveryMode,
+    /// The plan an `apply` delivery carries out.
+    pub plan_id: Option<String>,
+    /// The delivery a `rollback` puts back.
+    pub rollback_of: Option<String>,
+    /// Apply or roll back over objects changed since the plan or delivery.
+    pub force: bool,
     pub created_by: String,
 }
 
@@ -65,6 +71,9 @@ pub struct Delivery {
     pub options: Value,
     pub dry_run: bool,
     pub mode: DeliveryMode,
+    pub plan_id: Option<String>,
+    pub rollback_of: Option<String>,
+    pub force: bool,
     pub state: DeliveryState,
     pub cancel_requested: bool,
     pub total: i64,
@@ -150,6 +159,9 @@ fn delivery(row: &AnyRow) -> Result<Delivery> {
         options: json_value(row, "options")?,
         dry_run: row.get::<i32, _>("dry_run") != 0,
         mode: parsed(row, "mode")?,
+        plan_id: row.get("plan_id"),
+        rollback_of: row.get("rollback_of"),
+        force: row.get::<i32, _>("force") != 0,
         state: parsed(row, "state")?,
         cancel_requested: row.get::<i32, _>("cancel_requested") != 0,
         total: row.get("total"),
@@ -225,8 +237,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO deliveries (id, project_id, kind, template_id, template_name, template_version, template_kind,
                                      plugin_id, content, content_sha256, content_edited, params, options, dry_run,
-                                     state, total, created_by, created_at, mode)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17, $18)",
+                                     state, total, created_by, created_at, mode, plan_id, rollback_of, force)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17, $18, $19,
+                     $20, $21)",
         )
         .bind(&new.id)
         .bind(&new.project_id)
@@ -246,6 +259,9 @@ impl Store {
         .bind(&new.created_by)
         .bind(now)
         .bind(new.mode.as_str())
+        .bind(new.plan_id.clone())
+        .bind(new.rollback_of.clone())
+        .bind(i32::from(new.force))
         .execute(&mut *tx)
         .await?;
         // Targets go in as one JSON array per batch: a statement with thousands of bind
@@ -591,6 +607,42 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The snapshot a target of `delivery_id` recorded (what it held before the delivery wrote, or
+    /// what a plan read), if it got that far.
+    pub async fn target_snapshot(&self, delivery_id: &str, edge_id: &str) -> Result<Option<Value>> {
+        let row = sqlx::query("SELECT snapshot FROM delivery_targets WHERE delivery_id = $1 AND edge_id = $2")
+            .bind(delivery_id)
+            .bind(edge_id)
+            .fetch_optional(&self.read)
+            .await?;
+        match row {
+            Some(row) => optional_json(&row, "snapshot"),
+            None => Ok(None),
+        }
+    }
+
+    /// One target of a delivery, snapshot included; `None` when the delivery has no such target.
+    pub async fn get_target(&self, delivery_id: &str, edge_id: &str) -> Result<Option<DeliveryTarget>> {
+        let row = sqlx::query("SELECT * FROM delivery_targets WHERE delivery_id = $1 AND edge_id = $2")
+            .bind(delivery_id)
+            .bind(edge_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(target).transpose()
+    }
+
+    /// The targets of a finished delivery that recorded a snapshot, with their status: what a
+    /// rollback may put back.
+    pub async fn targets_with_snapshots(&self, delivery_id: &str) -> Result<Vec<(String, TargetStatus)>> {
+        let rows = sqlx::query(
+            "SELECT edge_id, status FROM delivery_targets WHERE delivery_id = $1 AND snapshot IS NOT NULL ORDER BY seq",
+        )
+        .bind(delivery_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|row| Ok((row.get("edge_id"), parsed(row, "status")?))).collect()
     }
 
     pub async fn finish_delivery(

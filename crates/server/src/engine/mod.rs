@@ -26,7 +26,7 @@ use crate::crypto::SecretBox;
 use crate::jwt_keys::ProjectKeys;
 use crate::metrics::Metrics;
 use hub::{DeliveryEvent, Hub, TargetEvent};
-use target::{Payload, Plan, Runner};
+use target::{Payload, Plan, RollbackSource, Runner};
 
 /// Extra lease time beyond a target's timeout. A live worker gives every target up at its timeout,
 /// so the margin only covers writing the result.
@@ -233,10 +233,17 @@ impl Engine {
 
     async fn run_delivery(self: &Arc<Self>, delivery_id: &str) -> anyhow::Result<()> {
         let delivery = self.store.delivery_by_id(delivery_id).await?;
-        let plan = match plan_of(&delivery, &self.secrets) {
-            Ok(plan) => Arc::new(plan),
+        let mut plan = match plan_of(&delivery, &self.secrets) {
+            Ok(plan) => plan,
             Err(reason) => return self.fail_everything(&delivery, &reason).await,
         };
+        // A rollback needs to know what its source left: a rollback of a rollback left the
+        // snapshot of the delivery that one rolled back.
+        if let Some(of) = &delivery.rollback_of {
+            let source = self.store.delivery_by_id(of).await?;
+            plan.rollback = Some(RollbackSource { of: of.clone(), mode: source.mode, rollback_of: source.rollback_of });
+        }
+        let plan = Arc::new(plan);
         let cancel = CancellationToken::new();
         self.cancels
             .lock()
@@ -579,6 +586,9 @@ pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String>
         options,
         dry_run: delivery.dry_run,
         mode: delivery.mode,
+        plan_id: delivery.plan_id.clone(),
+        force: delivery.force,
+        rollback: None,
     })
 }
 

@@ -47,6 +47,20 @@ pub struct Plan {
     pub options: DeliveryOptions,
     pub dry_run: bool,
     pub mode: DeliveryMode,
+    /// The plan an `apply` carries out: its targets' objects must not have changed since.
+    pub plan_id: Option<String>,
+    /// Write over objects changed since the plan or the delivery rolled back.
+    pub force: bool,
+    /// For a `rollback`: the delivery it puts back.
+    pub rollback: Option<RollbackSource>,
+}
+
+/// The delivery a rollback puts back, and what that delivery was.
+pub struct RollbackSource {
+    pub of: String,
+    pub mode: DeliveryMode,
+    /// When the source is itself a rollback: the delivery it rolled back.
+    pub rollback_of: Option<String>,
 }
 
 impl Plan {
@@ -264,9 +278,16 @@ impl Runner<'_> {
             }
             (None, Payload::Template { .. }) => return Err(Failure::Other("nothing to deliver".into())),
         };
+        let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
         match self.plan.mode {
-            DeliveryMode::Plan => return self.plan_target(&edge, &desired, &step).await,
-            DeliveryMode::Apply => self.snapshot(&edge, target, &desired, &step).await?,
+            DeliveryMode::Plan => return self.plan_target(&edge, target, &desired, &step).await,
+            DeliveryMode::Rollback => return self.roll_back(&edge, target, &desired, &step).await,
+            DeliveryMode::Apply => {
+                if let Some(plan_id) = self.plan.plan_id.as_deref().filter(|_| !self.plan.force) {
+                    self.unchanged_since_plan(&edge, target, plan_id, &objects, &step).await?;
+                }
+                self.snapshot(&edge, target, &objects, &step).await?;
+            }
         }
         let skipped_any = match (document, &self.plan.payload) {
             (Some(Document::Rule(doc)), _) => self.apply_rules(&edge, doc, &step).await?,
@@ -284,31 +305,152 @@ impl Runner<'_> {
         &self,
         edge: &Edge<'_>,
         target: &ClaimedTarget,
-        desired: &[(ObjectRef, Value)],
+        objects: &[ObjectRef],
         step: &Steps<'_>,
     ) -> Result<(), Failure> {
         let snapshot: Vec<SnapshotEntry> = match &target.snapshot {
-            Some(recorded) => serde_json::from_value(recorded.clone())
-                .map_err(|e| Failure::Other(format!("the recorded snapshot is unreadable: {e}")))?,
+            Some(recorded) => entries(recorded, "the recorded snapshot")?,
             None => {
-                let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
-                let taken = step.call("snapshot", || edge.take_snapshot(&objects)).await?;
-                let json = serde_json::to_value(&taken).map_err(|e| Failure::Other(e.to_string()))?;
-                let recorded = self
-                    .store
-                    .record_snapshot(&target.delivery_id, &target.edge_id, target.attempt, &json)
-                    .await
-                    .map_err(|e| Failure::Other(format!("snapshot: not recorded: {e}; nothing was sent")))?;
-                if !recorded {
-                    return Err(Failure::Other(
-                        "snapshot: another worker took the target over; nothing was sent".into(),
-                    ));
-                }
+                let taken = step.call("snapshot", || edge.take_snapshot(objects)).await?;
+                self.record(target, &taken).await?;
                 taken
             }
         };
         step.with(|p| p.snapshot = Some(snapshot));
         Ok(())
+    }
+
+    /// Stores what a target read (a snapshot, or what a plan read), fenced by the target's claim.
+    async fn record(&self, target: &ClaimedTarget, read: &[SnapshotEntry]) -> Result<(), Failure> {
+        let json = serde_json::to_value(read).map_err(|e| Failure::Other(e.to_string()))?;
+        let recorded = self
+            .store
+            .record_snapshot(&target.delivery_id, &target.edge_id, target.attempt, &json)
+            .await
+            .map_err(|e| Failure::Other(format!("snapshot: not recorded: {e}; nothing was sent")))?;
+        if recorded {
+            Ok(())
+        } else {
+            Err(Failure::Other("snapshot: another worker took the target over; nothing was sent".into()))
+        }
+    }
+
+    /// Applying a plan: the target's objects must be as the plan read them, or nothing is written.
+    async fn unchanged_since_plan(
+        &self,
+        edge: &Edge<'_>,
+        target: &ClaimedTarget,
+        plan_id: &str,
+        objects: &[ObjectRef],
+        step: &Steps<'_>,
+    ) -> Result<(), Failure> {
+        let read =
+            self.store.target_snapshot(plan_id, &target.edge_id).await.map_err(|e| Failure::Other(e.to_string()))?;
+        let Some(read) = read else {
+            return Err(Failure::Other(
+                "changed_since_plan: the plan could not read this gateway, so nothing it holds was checked; \
+                 nothing was written (apply with force to write anyway)"
+                    .into(),
+            ));
+        };
+        let planned = entries(&read, "the plan's reading")?;
+        let now = step.call("check against the plan", || edge.read_objects(objects)).await?;
+        let changed: Vec<String> = objects
+            .iter()
+            .zip(&now)
+            .filter(|(object, live)| planned.iter().find(|p| &p.object == *object).map(|p| &p.live) != Some(*live))
+            .map(|(object, _)| object.to_string())
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::Other(format!(
+            "changed_since_plan: {} changed since the plan read it; nothing was written (apply with force to write anyway)",
+            changed.join(", ")
+        )))
+    }
+
+    /// Puts the target back as the rolled-back delivery's snapshot holds it, after checking that
+    /// the target still holds what that delivery left (unless forced); the rollback's own snapshot
+    /// is recorded first, so it can be rolled back in turn and is restored if it fails half-way.
+    async fn roll_back(
+        &self,
+        edge: &Edge<'_>,
+        target: &ClaimedTarget,
+        desired: &[(ObjectRef, Value)],
+        step: &Steps<'_>,
+    ) -> Result<TargetStatus, Failure> {
+        let Some(source) = &self.plan.rollback else {
+            return Err(Failure::Other("a rollback without the delivery it rolls back".into()));
+        };
+        let store_error = |e: store::StoreError| Failure::Other(e.to_string());
+        let original = self.store.get_target(&source.of, &target.edge_id).await.map_err(store_error)?;
+        let Some(snapshot) = original.as_ref().and_then(|t| t.snapshot.as_ref()) else {
+            return Err(Failure::Other(format!(
+                "delivery {} recorded no snapshot of this gateway; nothing to roll back",
+                source.of
+            )));
+        };
+        let snapshot = entries(snapshot, "the delivery's snapshot")?;
+        let objects: Vec<ObjectRef> = snapshot.iter().map(|e| e.object.clone()).collect();
+        let source_succeeded = original.as_ref().is_some_and(|t| t.status == TargetStatus::Succeeded);
+        if !self.plan.force && source_succeeded {
+            let changed = self.changed_since(edge, target, source, desired, &objects, step).await?;
+            if !changed.is_empty() {
+                return Err(Failure::Other(format!(
+                    "changed_since_delivery: {} changed since delivery {}; nothing was written (roll back with force to put it back anyway)",
+                    changed.join(", "),
+                    source.of
+                )));
+            }
+        }
+        self.snapshot(edge, target, &objects, step).await?;
+        step.with(|p| p.step = "roll back".into());
+        match edge.restore(&snapshot).await {
+            Ok(0) => step.note("delivery", "unchanged", "already as the snapshot holds it"),
+            Ok(count) => step.note(
+                "delivery",
+                "rolled back",
+                &format!("{count} objects put back as delivery {} found them", source.of),
+            ),
+            Err(err) => return Err(Failure::Other(format!("roll back: {err}"))),
+        }
+        Ok(TargetStatus::Succeeded)
+    }
+
+    /// The objects that no longer hold what the rolled-back delivery left: an apply left what it
+    /// sent; a rollback left the snapshot it put back.
+    async fn changed_since(
+        &self,
+        edge: &Edge<'_>,
+        target: &ClaimedTarget,
+        source: &RollbackSource,
+        desired: &[(ObjectRef, Value)],
+        objects: &[ObjectRef],
+        step: &Steps<'_>,
+    ) -> Result<Vec<String>, Failure> {
+        match (source.mode, &source.rollback_of) {
+            (DeliveryMode::Rollback, Some(earlier)) => {
+                let left = self
+                    .store
+                    .target_snapshot(earlier, &target.edge_id)
+                    .await
+                    .map_err(|e| Failure::Other(e.to_string()))?;
+                let left = left.map(|l| entries(&l, "the earlier snapshot")).transpose()?.unwrap_or_default();
+                let now = step.call("check against the delivery", || edge.take_snapshot(objects)).await?;
+                Ok(left.iter().filter(|entry| !now.contains(entry)).map(|entry| entry.object.to_string()).collect())
+            }
+            _ => {
+                let refs: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
+                let now = step.call("check against the delivery", || edge.read_objects(&refs)).await?;
+                Ok(desired
+                    .iter()
+                    .zip(&now)
+                    .filter(|((_, sent), live)| live.as_ref() != Some(sent))
+                    .map(|((object, _), _)| object.to_string())
+                    .collect())
+            }
+        }
     }
 
     /// Puts a failed target back as its snapshot holds it, within one more `timeout`: what the
@@ -349,11 +491,19 @@ impl Runner<'_> {
     async fn plan_target(
         &self,
         edge: &Edge<'_>,
+        target: &ClaimedTarget,
         desired: &[(ObjectRef, Value)],
         step: &Steps<'_>,
     ) -> Result<TargetStatus, Failure> {
         let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
         let live = step.call("read back", || edge.read_objects(&objects)).await?;
+        // What was read is kept: applying the plan checks that the gateway still holds it.
+        let read: Vec<SnapshotEntry> = objects
+            .iter()
+            .zip(&live)
+            .map(|(object, live)| SnapshotEntry { object: object.clone(), live: live.clone() })
+            .collect();
+        self.record(target, &read).await?;
         let on_conflict = self.plan.options.on_conflict;
         let changes = desired
             .iter()
@@ -624,6 +774,11 @@ impl Runner<'_> {
         }
         Ok(false)
     }
+}
+
+/// A stored snapshot (or plan reading) as entries.
+fn entries(stored: &Value, what: &str) -> Result<Vec<SnapshotEntry>, Failure> {
+    serde_json::from_value(stored.clone()).map_err(|e| Failure::Other(format!("{what} is unreadable: {e}")))
 }
 
 /// How long an edge the prober found offline is given to answer before the target fails.

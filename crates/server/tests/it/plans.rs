@@ -196,3 +196,138 @@ async fn targets_that_fail_half_way_are_put_back_exactly_as_they_were() {
     assert_eq!((target["status"].as_str(), target.get("restore")), (Some("failed"), None));
     assert_ne!(held(&sim, 1, &objects).await, before[1]);
 }
+
+fn edited_r1() -> Value {
+    json!({"id": "r1", "sql": "SELECT temp FROM demo WHERE temp > 99", "actions": [{"log": {}}]})
+}
+
+async fn edit_by_hand(sim: &neuronex_sim::RunningSim, k: u32) {
+    let put =
+        reqwest::Client::new().put(format!("{}/api/ekuiper/rules/r1", sim.endpoint(k))).json(&edited_r1()).send().await;
+    assert_eq!(put.expect("sim").status(), 200);
+}
+
+fn objects() -> [domain::plan::ObjectRef; 3] {
+    use domain::plan::ObjectRef;
+    [
+        ObjectRef::Stream { name: "demo".into() },
+        ObjectRef::Rule { id: "r1".into() },
+        ObjectRef::Rule { id: "r2".into() },
+    ]
+}
+
+async fn run(app: &TestApp, started: crate::support::Answer) -> Value {
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.body["id"].as_str().expect("id").to_owned();
+    app.events(&id).await;
+    app.get(&app.p(&format!("/deliveries/{id}"))).await.body
+}
+
+fn by_edge<'a>(targets: &'a [Value], edge_id: &str) -> &'a Value {
+    targets.iter().find(|t| t["edge_id"] == edge_id).expect("target")
+}
+
+/// A plan applied later: a gateway changed since the plan read it fails with changed_since_plan and
+/// nothing written; with force, it is written.
+#[tokio::test]
+async fn applying_a_plan_refuses_gateways_changed_since_unless_forced() {
+    let app = TestApp::spawn().await;
+    let sim = sim(3, &["3.7.0"]).await;
+    let ids = app.register(&sim, 3).await;
+    let template = app.template("rules", "rule", rules(&["r1"])).await;
+    app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    app.call(Method::PUT, &app.p(&format!("/templates/{template}")), Some(json!({"content": rules(&["r1", "r2"])})))
+        .await;
+    let (plan, _) = app.deliver(json!({"template_id": template, "mode": "plan", "targets": {"ids": ids}})).await;
+    assert_eq!(plan["state"], "succeeded");
+    let plan_id = plan["id"].as_str().expect("id");
+    edit_by_hand(&sim, 2).await;
+    let drifted = held(&sim, 2, &objects()).await;
+
+    let applied = run(&app, app.post(&app.p(&format!("/deliveries/{plan_id}/apply")), json!({})).await).await;
+    assert_eq!(
+        (applied["mode"].as_str(), applied["plan_id"].as_str(), applied["state"].as_str()),
+        (Some("apply"), Some(plan_id), Some("partial"))
+    );
+    let targets = app.targets(&applied).await;
+    let refused = by_edge(&targets, &ids[2]);
+    assert_eq!(refused["status"], "failed");
+    assert_eq!(
+        refused["reason"],
+        "changed_since_plan: rule r1 changed since the plan read it; nothing was written (apply with force to write anyway)"
+    );
+    assert_eq!(held(&sim, 2, &objects()).await, drifted, "nothing was written to the changed gateway");
+    assert!(held(&sim, 0, &objects()).await[2].is_some(), "the others took the plan (r2 exists)");
+
+    let forced =
+        run(&app, app.post(&app.p(&format!("/deliveries/{plan_id}/apply")), json!({"force": true})).await).await;
+    assert_eq!((forced["state"].as_str(), forced["force"].as_bool()), (Some("succeeded"), Some(true)));
+    assert_eq!(
+        held(&sim, 2, &objects()).await[1].as_ref().map(|r| r["sql"].clone()),
+        Some(json!("SELECT temp FROM demo"))
+    );
+    // Only a plan can be applied, and only once it ended.
+    let applied_id = applied["id"].as_str().expect("id");
+    let not_a_plan = app.post(&app.p(&format!("/deliveries/{applied_id}/apply")), json!({})).await;
+    assert_eq!((not_a_plan.status, code(&not_a_plan)), (409, "not_a_plan"));
+}
+
+/// v2 rolled back puts every gateway back to v1 exactly, except one changed by hand since, which
+/// is refused unless forced; a rollback of the rollback brings v2 back.
+#[tokio::test]
+async fn a_rollback_puts_gateways_back_and_can_itself_be_rolled_back() {
+    let app = TestApp::spawn().await;
+    let sim = sim(3, &["3.7.0"]).await;
+    let ids = app.register(&sim, 3).await;
+    let template = app.template("rules", "rule", rules(&["r1"])).await;
+    app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    let mut v1_state = Vec::new();
+    for k in 0..3 {
+        v1_state.push(held(&sim, k, &objects()).await);
+    }
+    app.call(Method::PUT, &app.p(&format!("/templates/{template}")), Some(json!({"content": v2_rules()}))).await;
+    let params = json!({"defaults": {"src": "demo"}});
+    let (v2, _) = app.deliver(json!({"template_id": template, "params": params, "targets": {"ids": ids}})).await;
+    assert_eq!(v2["state"], "succeeded");
+    let v2_state = held(&sim, 0, &objects()).await;
+    edit_by_hand(&sim, 1).await;
+    let v2_id = v2["id"].as_str().expect("id");
+
+    let rollback = run(&app, app.post(&app.p(&format!("/deliveries/{v2_id}/rollback")), json!({})).await).await;
+    assert_eq!(
+        (rollback["mode"].as_str(), rollback["rollback_of"].as_str(), rollback["state"].as_str()),
+        (Some("rollback"), Some(v2_id), Some("partial"))
+    );
+    let targets = app.targets(&rollback).await;
+    assert_eq!(
+        by_edge(&targets, &ids[1])["reason"],
+        format!(
+            "changed_since_delivery: rule r1 changed since delivery {v2_id}; nothing was written (roll back with force to put it back anyway)"
+        )
+    );
+    for k in [0, 2] {
+        assert_eq!(held(&sim, k as u32, &objects()).await, v1_state[k], "gateway {k} is back to v1");
+        assert_eq!(by_edge(&targets, &ids[k])["items"][0]["action"], "rolled back");
+    }
+    let forced = app
+        .post(&app.p(&format!("/deliveries/{v2_id}/rollback")), json!({"targets": [ids[1].clone()], "force": true}))
+        .await;
+    let forced = run(&app, forced).await;
+    assert_eq!((forced["state"].as_str(), forced["counts"]["total"].as_u64()), (Some("succeeded"), Some(1)));
+    assert_eq!(held(&sim, 1, &objects()).await, v1_state[1], "forced: gateway 1 is back to v1 too");
+
+    // Rolling the rollback back restores what it replaced: v2 on gateways 0 and 2.
+    let rollback_id = rollback["id"].as_str().expect("id");
+    let again = run(
+        &app,
+        app.post(&app.p(&format!("/deliveries/{rollback_id}/rollback")), json!({"targets": "succeeded"})).await,
+    )
+    .await;
+    assert_eq!((again["state"].as_str(), again["counts"]["total"].as_u64()), (Some("succeeded"), Some(2)));
+    assert_eq!(held(&sim, 0, &objects()).await, v2_state);
+    // Bad requests.
+    let plan_rollback = app.post(&app.p(&format!("/deliveries/{v2_id}/rollback")), json!({"targets": "some"})).await;
+    assert_eq!((plan_rollback.status, code(&plan_rollback)), (422, "invalid_targets"));
+    let unknown = app.post(&app.p(&format!("/deliveries/{v2_id}/rollback")), json!({"targets": ["nope"]})).await;
+    assert_eq!((unknown.status, code(&unknown)), (409, "nothing_to_roll_back"));
+}
