@@ -490,14 +490,19 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     }
     let path = format!("/api/v1/projects/{}/deliveries", args.project);
     let delivery: Delivery = client.api.call(reqwest::Method::POST, &path, Some(&request)).await?;
-    let id = delivery.id;
-    println!("delivery {id}: {} targets", delivery.counts.total);
+    println!("delivery {}: {} targets", delivery.id, delivery.counts.total);
     if !args.watch && !args.plan {
         return Ok(ExitCode::SUCCESS);
     }
+    follow(&client, &args.project, &delivery.id, args.plan).await
+}
+
+/// Follows a delivery's results live to its end; prints its plan when it is one. Exits non-zero
+/// unless it succeeded.
+async fn follow(client: &Client, project: &str, id: &str, plan: bool) -> anyhow::Result<ExitCode> {
     let mut final_state = String::new();
     client
-        .watch(&format!("/api/v1/projects/{}/deliveries/{id}/events", args.project), |name, data| match name {
+        .watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), |name, data| match name {
             "counts" => progress(data),
             "target" if data["status"] == "failed" => {
                 eprint!("\r\x1b[K");
@@ -516,11 +521,76 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
         .await?;
     eprintln!();
     println!("delivery {id}: {final_state}");
-    if args.plan {
-        let plan = client.get(&format!("/api/v1/projects/{}/deliveries/{id}/plan", args.project)).await?;
-        print_plan(&plan);
+    if plan {
+        print_plan(&client.get(&format!("/api/v1/projects/{project}/deliveries/{id}/plan")).await?);
     }
     Ok(if final_state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// Plans, applying them, and rollbacks of earlier deliveries.
+#[derive(clap::Subcommand)]
+pub enum DeliveryCommand {
+    /// Print a plan (a delivery started with `deliver --plan`).
+    Plan {
+        #[arg(long)]
+        project: String,
+        id: String,
+    },
+    /// Carry a plan out: a new delivery of its content to its targets. Gateways changed since the
+    /// plan read them fail with changed_since_plan unless --force.
+    Apply {
+        #[arg(long)]
+        project: String,
+        /// The plan's delivery id.
+        plan: String,
+        #[arg(long)]
+        force: bool,
+        /// Follow the results live and exit non-zero unless every target succeeded.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Put the targets of a delivery back as it found them. Gateways changed since fail with
+    /// changed_since_delivery unless --force.
+    Rollback {
+        #[arg(long)]
+        project: String,
+        id: String,
+        /// all (default), succeeded, or edge-service ids, comma separated.
+        #[arg(long, default_value = "all")]
+        targets: String,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    let (project, path, body, watch) = match command {
+        DeliveryCommand::Plan { project, id } => {
+            print_plan(&client.get(&format!("/api/v1/projects/{project}/deliveries/{id}/plan")).await?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        DeliveryCommand::Apply { project, plan, force, watch } => {
+            let path = format!("/api/v1/projects/{project}/deliveries/{plan}/apply");
+            (project, path, json!({"force": force}), watch)
+        }
+        DeliveryCommand::Rollback { project, id, targets, force, watch } => {
+            let targets = match targets.as_str() {
+                "all" | "succeeded" => json!(targets),
+                ids => json!(ids.split(',').map(str::trim).filter(|id| !id.is_empty()).collect::<Vec<_>>()),
+            };
+            let path = format!("/api/v1/projects/{project}/deliveries/{id}/rollback");
+            (project, path, json!({"targets": targets, "force": force}), watch)
+        }
+    };
+    let started: Delivery = client.api.call(reqwest::Method::POST, &path, Some(&body)).await?;
+    println!("delivery {} ({}): {} targets", started.id, started.mode, started.counts.total);
+    if !watch {
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(&client, &project, &started.id, false).await
 }
 
 /// A plan as people read it: the totals, each group of targets with its changes and patches, then

@@ -41,6 +41,9 @@ enum Command {
     Plugin(cli::PluginCommand),
     /// Deliver a template to edge services, optionally watching the results live.
     Deliver(cli::DeliverArgs),
+    /// Plans, applying them, and rollbacks.
+    #[command(subcommand)]
+    Delivery(cli::DeliveryCommand),
     /// Read the operation audit.
     Audit(cli::AuditArgs),
 }
@@ -63,6 +66,7 @@ async fn main() -> std::process::ExitCode {
         Command::Template(command) => cli::template(command).await,
         Command::Plugin(command) => cli::plugin(command).await,
         Command::Deliver(args) => cli::deliver(args).await,
+        Command::Delivery(command) => cli::delivery(command).await,
         Command::Audit(args) => cli::audit(args).await,
     };
     match outcome {

@@ -229,7 +229,26 @@ async fn the_cli_prints_a_plan_grouped_by_change_set() {
     );
     assert!(stdout.contains("2 targets ("), "{stdout}");
     assert!(stdout.contains("  + stream demo (create)") && stdout.contains("  = stream demo (unchanged)"), "{stdout}");
-    let rules: Value =
-        reqwest::get(format!("{}/api/ekuiper/rules", sim.endpoint(0))).await.expect("sim").json().await.expect("json");
-    assert_eq!(rules, json!([]), "a plan writes nothing");
+    let rules = || async {
+        let listed: Value = reqwest::get(format!("{}/api/ekuiper/rules", sim.endpoint(0)))
+            .await
+            .expect("sim")
+            .json()
+            .await
+            .expect("json");
+        listed.as_array().map(Vec::len)
+    };
+    assert_eq!(rules().await, Some(0), "a plan writes nothing");
+    // The plan carried out, then rolled back.
+    let id_of = |stdout: &str| stdout.split_whitespace().nth(1).unwrap_or_default().trim_end_matches(':').to_owned();
+    let plan_id = id_of(&stdout);
+    let applied = cli(&["delivery", "apply", "--project", &project, &plan_id, "--watch"]);
+    let applied_out = String::from_utf8_lossy(&applied.stdout).into_owned();
+    assert!(applied.status.success(), "{applied_out}");
+    assert!(applied_out.contains("(apply): 3 targets") && applied_out.contains(": succeeded"), "{applied_out}");
+    assert_eq!(rules().await, Some(1));
+    let rolled = cli(&["delivery", "rollback", "--project", &project, &id_of(&applied_out), "--watch"]);
+    let rolled_out = String::from_utf8_lossy(&rolled.stdout);
+    assert!(rolled.status.success(), "{rolled_out}");
+    assert_eq!(rules().await, Some(0), "the rollback removed what the apply created");
 }
