@@ -200,6 +200,40 @@ test("find both deliveries in the history and in the operation audit", async () 
   await shot("audit");
 });
 
+test("preview a plan, carry it out, then roll it back", async () => {
+  await page.click('a[href="#/config"]');
+  await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
+  await page.click("#wiz-next");
+  await page.click("#wiz-next");
+  await page.fill('#target-filters input[name="tag"]', "zone-a");
+  await page.fill('#target-filters input[name="version"]', "3.7");
+  await page.click('#target-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
+  await page.click("#select-all");
+  await page.click("#wiz-next");
+  await page.click("#wiz-plan");
+  await page.waitForSelector("#plan-summary", { timeout: 60000 });
+  const summary = await page.textContent("#plan-summary");
+  assert.match(summary, /^\d+ to create, 0 to update, 0 unchanged, 0 in conflict, 0 incompatible; 0 targets not read$/, summary);
+  assert.equal(await page.locator(".plan-group").count(), 1, "three gateways with the same changes are one group");
+  assert.match(await page.textContent(".plan-group summary"), /^3 targets: /);
+  await shot("wizard-plan");
+  await page.click("#wiz-next");
+  await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "succeeded", null, { timeout: 60000 });
+  assert.equal(await page.textContent("#c-ok"), "3");
+  assert.equal(await page.locator("#rollback").isVisible(), true, "Roll back is offered once it ended");
+  await shot("plan-applied");
+  await page.click("#rollback");
+  await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "succeeded" && document.querySelector("h2")?.textContent.includes("line-rules"), null, { timeout: 60000 });
+  await page.waitForFunction(() => document.querySelectorAll('#result-table tr[data-status="succeeded"]').length === 3);
+  await shot("rolled-back");
+  await page.click(".dialog [data-close]");
+  await page.click('a[href="#/deliveries"]');
+  await page.waitForSelector('h1:has-text("Delivery history")');
+  await page.waitForFunction(() => [...document.querySelectorAll("main tbody .tag")].some((t) => t.textContent === "rollback"));
+  await shot("history-with-plan-and-rollback");
+});
+
 test("switch to Chinese; the choice is remembered for the user", async () => {
   await page.click("#lang");
   await page.waitForSelector("text=操作审计");

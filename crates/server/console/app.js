@@ -348,7 +348,11 @@
         body.innerHTML = `<p>${esc(t("wiz.summary", { n: count }))}</p><div class="row">
           <label>${esc(t("wiz.timeout"))}<input name="timeout_secs" type="number" min="1" value="${wizard.options.timeout_secs}"></label>
           <label>${esc(t("wiz.concurrency"))}<input name="concurrency" type="number" min="1" value="${wizard.options.concurrency}"></label>
-          <label>${esc(t("wiz.on_conflict"))}<select name="on_conflict">${["overwrite", "skip", "fail"].map((o) => `<option value="${o}" ${wizard.options.on_conflict === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label></div>`;
+          <label>${esc(t("wiz.on_conflict"))}<select name="on_conflict">${["overwrite", "skip", "fail"].map((o) => `<option value="${o}" ${wizard.options.on_conflict === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label>
+          <label>${esc(t("wiz.on_failure"))}<select name="on_failure">${["restore", "leave"].map((o) => `<option value="${o}" ${(wizard.options.on_failure || "restore") === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label></div>
+          <div class="row"><button type="button" class="secondary" id="wiz-plan">${esc(t("plan.preview"))}</button></div><div id="plan-view"></div>`;
+        $("#wiz-plan", body).addEventListener("click", () => { collect(); previewPlan(); });
+        if (wizard.plan) showPlan($("#plan-view", body), wizard.plan);
       }
     };
     const collect = () => {
@@ -360,34 +364,68 @@
         if (per) wizard.perTarget = per.value;
       }
       if (step === "wiz.step4") {
-        wizard.options = { timeout_secs: Number($('[name="timeout_secs"]', body).value), concurrency: Number($('[name="concurrency"]', body).value), on_conflict: $('[name="on_conflict"]', body).value };
+        wizard.options = { timeout_secs: Number($('[name="timeout_secs"]', body).value), concurrency: Number($('[name="concurrency"]', body).value), on_conflict: $('[name="on_conflict"]', body).value, on_failure: $('[name="on_failure"]', body).value };
       }
+      // Anything changed before the last step makes an earlier plan stale.
+      if (step !== "wiz.step4") wizard.plan = null;
     };
-    $("#wiz-back", d.el).addEventListener("click", () => { collect(); wizard.step -= 1; show(); });
-    $("#wiz-next", d.el).addEventListener("click", async () => {
-      collect();
-      if (wizard.step < steps.length - 1) { wizard.step += 1; return show(); }
+    // The delivery the wizard would start, as a request (a plan is the same with mode "plan").
+    const buildRequest = () => {
       // An empty filter is refused by the API (a typo must not reach the whole fleet): all matching
       // with no filter says so explicitly.
       const filterGiven = Object.values(wizard.filter || {}).some((v) => (Array.isArray(v) ? v.length > 0 : v !== undefined && v !== ""));
       const targets = wizard.allMatching ? (filterGiven ? { filter: wizard.filter } : { all: true }) : { ids: [...wizard.selected.keys()] };
       const request = { targets, options: wizard.options };
       if (template) {
-        let perTarget = {};
-        try { perTarget = JSON.parse(wizard.perTarget || "{}"); } catch (error) { return showError(body, error); }
+        const perTarget = JSON.parse(wizard.perTarget || "{}");
         const defaults = Object.fromEntries(Object.entries(wizard.defaults).filter(([, v]) => v !== "").map(([k, v]) => [k, v !== "" && !isNaN(Number(v)) ? Number(v) : v]));
         Object.assign(request, { template_id: template.id, version: template.current_version, params: { defaults, targets: perTarget } });
         if (wizard.content.trim() !== JSON.stringify(template.content, null, 2).trim()) request.content = wizard.content;
       } else {
         request.plugin_id = plugin.id;
       }
+      return request;
+    };
+    // Starts a plan, waits for it to end, and shows it grouped; Execute then carries it out.
+    const previewPlan = async () => {
+      const view = $("#plan-view", body);
+      view.innerHTML = `<p role="status">${esc(t("plan.reading"))}</p>`;
       try {
-        const delivery = await api("POST", P("/deliveries"), request);
+        const started = await api("POST", P("/deliveries"), { ...buildRequest(), mode: "plan" });
+        await new Promise((resolve) => {
+          const stream = new EventSource(P(`/deliveries/${started.id}/events`));
+          stream.addEventListener("final", () => { stream.close(); resolve(); });
+          stream.onerror = () => { if (stream.readyState === EventSource.CLOSED) resolve(); };
+        });
+        wizard.plan = await api("GET", P(`/deliveries/${started.id}/plan`));
+        showPlan(view, wizard.plan);
+      } catch (error) { showError(view, error); }
+    };
+    $("#wiz-back", d.el).addEventListener("click", () => { collect(); wizard.step -= 1; show(); });
+    $("#wiz-next", d.el).addEventListener("click", async () => {
+      collect();
+      if (wizard.step < steps.length - 1) { wizard.step += 1; return show(); }
+      try {
+        // With a plan on screen, Execute carries that plan out (gateways changed since are not written).
+        const delivery = wizard.plan
+          ? await api("POST", P(`/deliveries/${wizard.plan.delivery_id}/apply`), { options: wizard.options })
+          : await api("POST", P("/deliveries"), buildRequest());
         d.close();
         openResult(delivery);
       } catch (error) { showError(body, error); }
     });
     show();
+  }
+
+  // A plan grouped by change set: totals, each group with its changes and patches, unread targets.
+  function showPlan(view, plan) {
+    const s = plan.summary;
+    const change = (c) => `<li data-action="${esc(c.action)}"><span class="tag">${esc(t("plan." + c.action))}</span> ${esc(c.object)}${c.reason ? ` — ${esc(c.reason)}` : ""}
+      ${c.diff && c.diff.length && c.action !== "create" ? `<pre class="diff">${c.diff.map((op) => esc(`${op.op} ${op.path}${"value" in op ? " " + JSON.stringify(op.value) : ""}`)).join("\n")}</pre>` : ""}</li>`;
+    view.innerHTML = `<h3>${esc(t("plan.title"))}</h3><p role="status" id="plan-summary">${esc(t("plan.summary", s))}</p>
+      ${plan.groups.map((g) => `<details class="plan-group" open><summary>${esc(t("plan.group", { n: g.targets }))}: ${esc(g.edge_ids.join(", "))}${g.targets > g.edge_ids.length ? " …" : ""}</summary><ul>${g.changes.map(change).join("")}</ul></details>`).join("")}
+      ${plan.unreachable.map((u) => `<p class="error">${esc(t("plan.unreachable", { n: u.targets, reason: u.reason }))}</p>`).join("")}
+      <p class="notice">${esc(t("plan.note"))}</p>`;
   }
 
   async function showTargets(body, wizard, offset = 0) {
@@ -437,7 +475,7 @@
       <div class="counts" role="status" aria-live="polite"><div>${esc(t("res.total"))}<b id="c-total">0</b></div><div>${esc(t("res.succeeded"))}<b id="c-ok">0</b></div>
       <div>${esc(t("res.failed"))}<b id="c-failed">0</b></div><div>${esc(t("res.pending"))}<b id="c-pending">0</b></div><div>${esc(t("res.state"))}<b id="c-state"></b></div></div>
       <div class="row"><label style="flex-direction:row;gap:6px;align-items:center"><input type="checkbox" id="only-failures"> ${esc(t("res.only_failures"))}</label>
-      <button type="button" class="secondary" id="retry">${esc(t("res.retry"))}</button><button type="button" class="danger" id="cancel">${esc(t("res.cancel"))}</button></div>
+      <button type="button" class="secondary" id="retry">${esc(t("res.retry"))}</button><button type="button" class="secondary" id="rollback">${esc(t("res.rollback"))}</button><button type="button" class="danger" id="cancel">${esc(t("res.cancel"))}</button></div>
       <div id="result-table"></div>`, () => { events?.close(); clearTimeout(refreshTimer); });
     let current = delivery.state;
     // Cancel only while it runs; Retry only once it ended with failures.
@@ -446,6 +484,8 @@
       $("#cancel", d.el).hidden = finished;
       $("#cancel", d.el).disabled = current === "canceling";
       $("#retry", d.el).hidden = !finished || !(c.failed > 0);
+      // A plan wrote nothing; anything else can be rolled back once it ended.
+      $("#rollback", d.el).hidden = !finished || delivery.mode === "plan";
     };
     const setCounts = (c, stateName) => {
       $("#c-total", d.el).textContent = c.total; $("#c-ok", d.el).textContent = c.succeeded;
@@ -459,7 +499,7 @@
       const data = await api("GET", P(`/deliveries/${delivery.id}/targets?${params}`));
       const box = $("#result-table", d.el);
       box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th><th>${esc(t("res.reason"))}</th></tr></thead>
-        <tbody>${data.items.map((x) => `<tr data-status="${esc(x.status)}"><td>${marker(x.status)}</td><td>${esc(x.name)}</td><td>${esc(x.endpoint)}</td><td>${esc(x.version || "")}</td><td>${esc(x.reason)}</td></tr>`).join("")}</tbody></table>`;
+        <tbody>${data.items.map((x) => `<tr data-status="${esc(x.status)}"><td>${marker(x.status)}</td><td>${esc(x.name)}</td><td>${esc(x.endpoint)}</td><td>${esc(x.version || "")}</td><td>${x.restore === "restored" ? `<span class="tag">${esc(t("res.restored"))}</span> ` : ""}${esc(x.reason)}</td></tr>`).join("")}</tbody></table>`;
       box.append(pager(data.total, offset, 50, (o) => { offset = o; loadTable(); }));
     };
     const scheduleTable = () => { if (!refreshTimer) refreshTimer = setTimeout(() => { refreshTimer = null; loadTable(); }, 700); };
@@ -472,6 +512,10 @@
     };
     $("#only-failures", d.el).addEventListener("change", (e) => { failuresOnly = e.target.checked; offset = 0; loadTable(); });
     $("#retry", d.el).addEventListener("click", async () => { try { const again = await api("POST", P(`/deliveries/${delivery.id}/retry`)); setCounts(again.counts, again.state); loadTable(); watch(); } catch (error) { showError(d.el, error); } });
+    $("#rollback", d.el).addEventListener("click", async () => {
+      if (!confirm(t("res.rollback_confirm"))) return;
+      try { const back = await api("POST", P(`/deliveries/${delivery.id}/rollback`), {}); d.close(); openResult(back); } catch (error) { showError(d.el, error); }
+    });
     $("#cancel", d.el).addEventListener("click", async () => { try { const now = await api("POST", P(`/deliveries/${delivery.id}/cancel`)); setCounts(now.counts, now.state); } catch (error) { showError(d.el, error); } });
     setCounts(delivery.counts, delivery.state);
     loadTable();
@@ -483,10 +527,15 @@
   async function renderHistory(main, offset = 0) {
     const data = await api("GET", P(`/deliveries?limit=50&offset=${offset}`));
     main.innerHTML = `<h1>${esc(t("hist.title"))}</h1><table><thead><tr><th>${esc(t("res.state"))}</th><th>${esc(t("hist.what"))}</th><th>${esc(t("res.total"))}</th><th>${esc(t("res.succeeded"))}</th><th>${esc(t("res.failed"))}</th><th>${esc(t("hist.by"))}</th><th>${esc(t("hist.when"))}</th><th></th></tr></thead>
-      <tbody>${data.items.map((x) => `<tr data-id="${esc(x.id)}"><td>${esc(t("state." + x.state))}</td><td>${esc(x.template_name)} ${x.kind === "plugin" ? `(${esc(t("config.plugins"))})` : `v${x.template_version}`}${x.content_edited ? " *" : ""}</td>
-        <td>${x.counts.total}</td><td>${x.counts.succeeded}</td><td>${x.counts.failed}</td><td>${esc(x.created_by)}</td><td>${esc(when(x.created_at))}</td><td><button type="button" class="link">${esc(t("hist.open"))}</button></td></tr>`).join("")}</tbody></table>`;
+      <tbody>${data.items.map((x) => `<tr data-id="${esc(x.id)}"><td>${esc(t("state." + x.state))}</td><td>${esc(x.template_name)} ${x.kind === "plugin" ? `(${esc(t("config.plugins"))})` : `v${x.template_version}`}${x.content_edited ? " *" : ""}${x.mode && x.mode !== "apply" ? ` <span class="tag">${esc(t("mode." + x.mode))}</span>` : ""}</td>
+        <td>${x.counts.total}</td><td>${x.counts.succeeded}</td><td>${x.counts.failed}</td><td>${esc(x.created_by)}</td><td>${esc(when(x.created_at))}</td><td><button type="button" class="link" data-open>${esc(t("hist.open"))}</button>${x.mode !== "plan" && !["running", "canceling"].includes(x.state) ? `<button type="button" class="link" data-rollback>${esc(t("res.rollback"))}</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
     main.append(pager(data.total, offset, 50, (o) => renderHistory(main, o)));
-    $$("tbody button", main).forEach((b) => b.addEventListener("click", () => openResult(data.items.find((x) => x.id === b.closest("tr").dataset.id))));
+    const row = (b) => data.items.find((x) => x.id === b.closest("tr").dataset.id);
+    $$("tbody button[data-open]", main).forEach((b) => b.addEventListener("click", () => openResult(row(b))));
+    $$("tbody button[data-rollback]", main).forEach((b) => b.addEventListener("click", async () => {
+      if (!confirm(t("res.rollback_confirm"))) return;
+      try { openResult(await api("POST", P(`/deliveries/${row(b).id}/rollback`), {})); } catch (error) { showError(main, error); }
+    }));
   }
 
   async function renderAudit(main, offset = 0, filters = {}) {
