@@ -402,6 +402,19 @@ pub struct NewDelivery {
     pub mode: Option<DeliveryMode>,
 }
 
+/// `GET .../deliveries/{id}/targets/{edge_id}`: one target with what it read before writing
+/// (secret values masked) and, for a plan, its changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryTargetDetail {
+    #[serde(flatten)]
+    pub target: DeliveryTarget,
+    /// `[{ref, live}]`: what the gateway held of each object before the first write (for a plan,
+    /// what it read); absent when the target never got that far.
+    pub snapshot: Option<Value>,
+    /// A plan target's changes (its items); empty for other deliveries.
+    pub changes: Vec<domain::plan::Change>,
+}
+
 /// `POST .../deliveries/{plan_id}/apply`: carries a plan out as a new `apply` delivery.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -459,6 +472,7 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<Delivery>();
     generator.subschema_for::<DeliveryTarget>();
     generator.subschema_for::<PlanView>();
+    generator.subschema_for::<DeliveryTargetDetail>();
     generator.subschema_for::<ApplyPlan>();
     generator.subschema_for::<RollbackRequest>();
     generator.subschema_for::<AuditEvent>();

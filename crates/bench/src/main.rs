@@ -53,6 +53,9 @@ struct Args {
     /// Hung targets of the cancel measurement (0 skips it).
     #[arg(long, default_value_t = 1000)]
     cancel_targets: u32,
+    /// Targets of the plan measurement: a plan, its summary, and the plan applied (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    plan_targets: u32,
     /// Run only the hostile-load part (sign-ins and a hostile template), nothing else.
     #[arg(long)]
     hostile_only: bool,
@@ -136,12 +139,14 @@ async fn main() -> anyhow::Result<()> {
     println!("plugin: {}", plugin.clone().unwrap_or(Value::Null));
     let cancel = if args.cancel_targets > 0 { Some(cancel_delivery(&args, args.cancel_targets).await?) } else { None };
     println!("cancel: {}", cancel.clone().unwrap_or(Value::Null));
+    let plan = if args.plan_targets > 0 { Some(plan_and_apply(&args, args.plan_targets).await?) } else { None };
+    println!("plan: {}", plan.clone().unwrap_or(Value::Null));
     if let Some(base) = &args.postgres {
         store::testing::drop_test_databases(base).await?;
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel});
+    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
@@ -428,6 +433,66 @@ async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<
     });
     sim.abort();
     Ok(result)
+}
+
+/// Plans of `n` targets: one that finds every object absent (what a first delivery would do), its
+/// summary read, the plan applied (every target re-read against the plan, snapshot, written),
+/// and a plan again once everything is in place (every object `unchanged`).
+async fn plan_and_apply(args: &Args, n: u32) -> anyhow::Result<Value> {
+    let Fleet { sim, _data, server, session, project } =
+        Fleet::start(args, start_sim(n, Faults::default()).await?, None).await?;
+    let template = session.rule_template(&project).await?;
+    let options = json!({"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1});
+    let deliveries = format!("/api/v1/projects/{project}/deliveries");
+    let timed = |id: String| {
+        let session = &session;
+        let project = &project;
+        async move {
+            session.watch(project, &id).await?;
+            session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await
+        }
+    };
+    let cpu_before = cpu_seconds(server.child.id());
+    let started = Instant::now();
+    let body = json!({"template_id": template["id"], "mode": "plan", "targets": {"all": true}, "options": options});
+    let plan = session.post(&deliveries, body).await?;
+    let plan_id = plan["id"].as_str().context("plan id")?.to_owned();
+    let planned = timed(plan_id.clone()).await?;
+    let plan_seconds = started.elapsed().as_secs_f64();
+    let plan_cpu = cpu_seconds(server.child.id()) - cpu_before;
+    let started = Instant::now();
+    let summary = session.get(&format!("{deliveries}/{plan_id}/plan")).await?;
+    let summary_seconds = started.elapsed().as_secs_f64();
+    let cpu_before = cpu_seconds(server.child.id());
+    let started = Instant::now();
+    let applied = session.post(&format!("{deliveries}/{plan_id}/apply"), json!({})).await?;
+    let applied = timed(applied["id"].as_str().context("apply id")?.to_owned()).await?;
+    let apply_seconds = started.elapsed().as_secs_f64();
+    let apply_cpu = cpu_seconds(server.child.id()) - cpu_before;
+    let started = Instant::now();
+    let body = json!({"template_id": template["id"], "mode": "plan", "targets": {"all": true}, "options": options});
+    let again = session.post(&deliveries, body).await?;
+    let again_id = again["id"].as_str().context("plan id")?.to_owned();
+    timed(again_id.clone()).await?;
+    let again_seconds = started.elapsed().as_secs_f64();
+    let again_summary = session.get(&format!("{deliveries}/{again_id}/plan")).await?;
+    sim.abort();
+    Ok(json!({
+        "targets": n,
+        "plan_seconds": plan_seconds,
+        "plan_server_cpu_seconds": plan_cpu,
+        "plan_state": planned["state"],
+        "summary_seconds": summary_seconds,
+        "summary": summary["summary"],
+        "groups": summary["groups"].as_array().map(Vec::len),
+        "apply_of_plan_seconds": apply_seconds,
+        "apply_of_plan_server_cpu_seconds": apply_cpu,
+        "apply_state": applied["state"],
+        "apply_counts": applied["counts"],
+        "plan_when_in_place_seconds": again_seconds,
+        "plan_when_in_place_summary": again_summary["summary"],
+        "server_peak_rss_mib": peak_rss_mib(server.child.id()),
+    }))
 }
 
 /// Cancel of a delivery whose targets all wait on gateways that never answer (registered while

@@ -424,6 +424,8 @@ pub struct DeliverArgs {
     /// overwrite, skip or fail
     #[arg(long)]
     on_conflict: Option<String>,
+    /// Render, check and version-gate every target (each gateway's version is read), and send
+    /// nothing. It reads no gateway's objects: to see what would change on each, use --plan.
     #[arg(long)]
     dry_run: bool,
     /// Read every target and print what applying would change (grouped, with JSON Patches);

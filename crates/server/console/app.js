@@ -350,7 +350,8 @@
           <label>${esc(t("wiz.concurrency"))}<input name="concurrency" type="number" min="1" value="${wizard.options.concurrency}"></label>
           <label>${esc(t("wiz.on_conflict"))}<select name="on_conflict">${["overwrite", "skip", "fail"].map((o) => `<option value="${o}" ${wizard.options.on_conflict === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label>
           <label>${esc(t("wiz.on_failure"))}<select name="on_failure">${["restore", "leave"].map((o) => `<option value="${o}" ${(wizard.options.on_failure || "restore") === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label></div>
-          <div class="row"><button type="button" class="secondary" id="wiz-plan">${esc(t("plan.preview"))}</button></div><div id="plan-view"></div>`;
+          <div class="row"><button type="button" class="secondary" id="wiz-plan">${esc(t("plan.preview"))}</button>
+          <label style="flex-direction:row;gap:6px;align-items:center"><input type="checkbox" name="dry_run" ${wizard.dryRun ? "checked" : ""}> ${esc(t("wiz.dry_run"))}</label></div><div id="plan-view"></div>`;
         $("#wiz-plan", body).addEventListener("click", () => { collect(); previewPlan(); });
         if (wizard.plan) showPlan($("#plan-view", body), wizard.plan);
       }
@@ -365,6 +366,7 @@
       }
       if (step === "wiz.step4") {
         wizard.options = { timeout_secs: Number($('[name="timeout_secs"]', body).value), concurrency: Number($('[name="concurrency"]', body).value), on_conflict: $('[name="on_conflict"]', body).value, on_failure: $('[name="on_failure"]', body).value };
+        wizard.dryRun = $('[name="dry_run"]', body).checked;
       }
       // Anything changed before the last step makes an earlier plan stale.
       if (step !== "wiz.step4") wizard.plan = null;
@@ -407,9 +409,9 @@
       if (wizard.step < steps.length - 1) { wizard.step += 1; return show(); }
       try {
         // With a plan on screen, Execute carries that plan out (gateways changed since are not written).
-        const delivery = wizard.plan
+        const delivery = wizard.plan && !wizard.dryRun
           ? await api("POST", P(`/deliveries/${wizard.plan.delivery_id}/apply`), { options: wizard.options })
-          : await api("POST", P("/deliveries"), buildRequest());
+          : await api("POST", P("/deliveries"), { ...buildRequest(), dry_run: !!wizard.dryRun });
         d.close();
         openResult(delivery);
       } catch (error) { showError(body, error); }

@@ -115,6 +115,7 @@ error_codes! {
     DeliveryFinished = ("delivery_finished", CONFLICT, "The delivery already ended."),
     DeliveryRunning = ("delivery_running", CONFLICT, "The delivery is still running."),
     NothingToRetry = ("nothing_to_retry", CONFLICT, "No target of the delivery failed."),
+    TargetNotFound = ("target_not_found", NOT_FOUND, "The delivery has no target for this edge service."),
     NotAPlan = ("not_a_plan", CONFLICT, "The delivery is not a plan (`mode: plan`): it has no plan to show or apply."),
     CannotRollBack = ("cannot_roll_back", CONFLICT, "A plan wrote nothing, so there is nothing to roll back."),
     NothingToRollBack = ("nothing_to_roll_back", CONFLICT, "No chosen target of the delivery recorded a snapshot (none got as far as writing)."),

@@ -586,27 +586,27 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Closes the delivery with its final state, once, with the audit record of its outcome.
-    /// Records what a target held before its first write, under the claim that took it (`attempt`
-    /// fences it, as for results); answers whether it was recorded. Durable before the write.
-    pub async fn record_snapshot(
-        &self,
-        delivery_id: &str,
-        edge_id: &str,
-        attempt: i64,
-        snapshot: &Value,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE delivery_targets SET snapshot = $1
-             WHERE delivery_id = $2 AND edge_id = $3 AND attempts = $4 AND status = 'running'",
-        )
-        .bind(snapshot.to_string())
-        .bind(delivery_id)
-        .bind(edge_id)
-        .bind(attempt)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    /// Records what targets held before their first write, each under the claim that took it
+    /// (`attempt` fences it, as for results), in one transaction; answers, per snapshot, whether it
+    /// was recorded. Durable before the caller writes to the edge.
+    pub async fn record_snapshots(&self, snapshots: &[(String, String, i64, Value)]) -> Result<Vec<bool>> {
+        let mut tx = self.write.begin().await?;
+        let mut recorded = Vec::with_capacity(snapshots.len());
+        for (delivery_id, edge_id, attempt, snapshot) in snapshots {
+            let done = sqlx::query(
+                "UPDATE delivery_targets SET snapshot = $1
+                 WHERE delivery_id = $2 AND edge_id = $3 AND attempts = $4 AND status = 'running'",
+            )
+            .bind(snapshot.to_string())
+            .bind(delivery_id)
+            .bind(edge_id)
+            .bind(*attempt)
+            .execute(&mut *tx)
+            .await?;
+            recorded.push(done.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// The snapshot a target of `delivery_id` recorded (what it held before the delivery wrote, or
@@ -645,6 +645,7 @@ impl Store {
         rows.iter().map(|row| Ok((row.get("edge_id"), parsed(row, "status")?))).collect()
     }
 
+    /// Closes the delivery with its final state, once, with the audit record of its outcome.
     pub async fn finish_delivery(
         &self,
         delivery_id: &str,

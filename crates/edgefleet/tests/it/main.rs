@@ -252,3 +252,72 @@ async fn the_cli_prints_a_plan_grouped_by_change_set() {
     assert!(rolled.status.success(), "{rolled_out}");
     assert_eq!(rules().await, Some(0), "the rollback removed what the apply created");
 }
+
+/// What gateway `k` holds of the stream and rules, as edgefleet reads it back.
+async fn held(sim: &neuronex_sim::RunningSim, k: u32) -> Vec<Option<Value>> {
+    use domain::plan::ObjectRef;
+    let policy = domain::network::NetworkPolicy::new(
+        domain::network::NetworkPolicy::parse_list("127.0.0.0/8").expect("networks"),
+        None,
+    );
+    let config = edge_client::ClientConfig {
+        connect_timeout: std::time::Duration::from_secs(2),
+        request_timeout: std::time::Duration::from_secs(5),
+        policy,
+    };
+    let client = edge_client::EdgeClient::new(config).expect("client");
+    let target = edge_client::EdgeTarget { endpoint: sim.endpoint(k).to_owned(), auth: edge_client::EdgeAuth::None };
+    let objects = [
+        ObjectRef::Stream { name: "demo".into() },
+        ObjectRef::Rule { id: "r1".into() },
+        ObjectRef::Rule { id: "r2".into() },
+    ];
+    client.edge(&target).read_objects(&objects).await.expect("read back")
+}
+
+/// A delivery whose every target fails half-way (its second rule reads a stream that does not
+/// exist) is killed with targets in flight: after the restart, those targets resume with the
+/// snapshot their first attempt recorded, so every gateway ends exactly as it was before the
+/// delivery, not as the interrupted attempt left it.
+#[tokio::test]
+async fn after_a_kill_failed_targets_are_restored_to_what_they_held_before_the_delivery() {
+    const COUNT: u32 = 40;
+    let data = tempfile::tempdir().expect("temp dir");
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let sim =
+        neuronex_sim::start(SimConfig { count: COUNT, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    let (project, template) = api.rule_setup(&sim).await;
+    let template_id = template["id"].as_str().expect("id").to_owned();
+    let deliveries = format!("/api/v1/projects/{project}/deliveries");
+    let v1 = api.post(&deliveries, json!({"template_id": template_id, "targets": {"all": true}})).await;
+    api.watch(&format!("{deliveries}/{}/events", v1["id"].as_str().expect("id")), usize::MAX).await;
+    let mut before = Vec::new();
+    for k in 0..COUNT {
+        before.push(held(&sim, k).await);
+    }
+    let r1 = json!({"id": "r1", "sql": "SELECT * FROM demo WHERE a > 1", "actions": [{"log": {}}]}).to_string();
+    let r2 = json!({"id": "r2", "sql": "SELECT * FROM missing", "actions": [{"log": {}}]}).to_string();
+    let v2 = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\", DATASOURCE=\"v2\")"}, "rules": {"r1": r1, "r2": r2}});
+    api.put(&format!("/api/v1/projects/{project}/templates/{template_id}"), json!({"content": v2})).await;
+    sim.sim.set_faults(None, Some(Faults { latency_ms: 15, ..Faults::default() }));
+    let body = json!({"template_id": template_id, "targets": {"all": true}, "options": {"concurrency": 4, "retries": 0, "timeout_secs": 10}});
+    let delivery = api.post(&deliveries, body).await;
+    let events = format!("{deliveries}/{}/events", delivery["id"].as_str().expect("id"));
+    assert!(api.watch(&events, 8).await >= 8, "the delivery was under way when the server was killed");
+    server.kill();
+
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    api.watch(&events, usize::MAX).await;
+    let finished = api.get(&format!("{deliveries}/{}", delivery["id"].as_str().expect("id"))).await;
+    assert_eq!(
+        (finished["state"].as_str(), finished["counts"]["failed"].as_u64()),
+        (Some("failed"), Some(u64::from(COUNT)))
+    );
+    sim.sim.set_faults(None, None);
+    for k in 0..COUNT {
+        assert_eq!(held(&sim, k).await, before[k as usize], "gateway {k} holds what it held before the delivery");
+    }
+}

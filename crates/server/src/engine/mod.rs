@@ -264,6 +264,8 @@ impl Engine {
         let mut last_ticked = *lock(&counts);
         let (writes, queue) = tokio::sync::mpsc::channel::<ResultWrite>(WRITE_QUEUE);
         let writer = tokio::spawn(Arc::clone(self).write_results(queue, Arc::clone(&counts)));
+        let (snapshots, snapshot_queue) = tokio::sync::mpsc::channel::<SnapshotWrite>(WRITE_QUEUE);
+        let snapshot_writer = tokio::spawn(write_snapshots(self.store.clone(), snapshot_queue));
         let mut tasks: JoinSet<()> = JoinSet::new();
         loop {
             if shared && refreshed.elapsed() >= COUNTS_REFRESH {
@@ -288,7 +290,7 @@ impl Engine {
                         target,
                         health,
                         Arc::clone(&counts),
-                        writes.clone(),
+                        Writers { results: writes.clone(), snapshots: snapshots.clone() },
                         cancel.clone(),
                     ));
                 }
@@ -326,7 +328,9 @@ impl Engine {
             }
         }
         drop(writes);
+        drop(snapshots);
         let _ = writer.await;
+        let _ = snapshot_writer.await;
         self.finish(delivery_id, canceled).await
     }
 
@@ -336,13 +340,15 @@ impl Engine {
         target: ClaimedTarget,
         health: Option<store::EdgeHealth>,
         counts: Arc<Mutex<Counts>>,
-        writes: tokio::sync::mpsc::Sender<ResultWrite>,
+        writers: Writers,
         cancel: CancellationToken,
     ) {
+        let Writers { results: writes, snapshots } = writers;
         Metrics::inc(&self.metrics.targets_in_flight);
         let runner = Runner {
             plan: &plan,
             store: &self.store,
+            snapshots: &snapshots,
             links: &self.links,
             client: &self.client,
             secrets: &self.secrets,
@@ -522,6 +528,41 @@ struct ResultWrite {
     row: (String, String, i64, store::TargetOutcome),
     event: TargetEvent,
     reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Where a target's work goes to be written: its snapshot, then its result.
+struct Writers {
+    results: tokio::sync::mpsc::Sender<ResultWrite>,
+    snapshots: tokio::sync::mpsc::Sender<SnapshotWrite>,
+}
+
+/// A target's snapshot on its way to the store, and where to say whether it was recorded (an
+/// error is a reason).
+pub struct SnapshotWrite {
+    pub row: (String, String, i64, Value),
+    pub reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
+}
+
+/// Records snapshots in batches, one transaction each, and answers every target once its batch
+/// is committed: snapshots stay durable before any edge write, at the cost of one commit per
+/// batch instead of one per target (group commit).
+async fn write_snapshots(store: Store, mut queue: tokio::sync::mpsc::Receiver<SnapshotWrite>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let rows: Vec<_> = batch.iter().map(|w| w.row.clone()).collect();
+        match store.record_snapshots(&rows).await {
+            Ok(recorded) => {
+                for (write, done) in batch.drain(..).zip(recorded) {
+                    let _ = write.reply.send(Ok(done));
+                }
+            }
+            Err(err) => {
+                for write in batch.drain(..) {
+                    let _ = write.reply.send(Err(err.to_string()));
+                }
+            }
+        }
+    }
 }
 
 /// Results queued while a batch is being written.

@@ -147,6 +147,8 @@ struct Progress {
 pub struct Runner<'a> {
     pub plan: &'a Plan,
     pub store: &'a Store,
+    /// Where snapshots are recorded (committed in batches, before any edge write).
+    pub snapshots: &'a tokio::sync::mpsc::Sender<super::SnapshotWrite>,
     pub links: &'a PackageLinks,
     pub client: &'a EdgeClient,
     pub secrets: &'a SecretBox,
@@ -166,6 +168,14 @@ impl From<EdgeError> for Failure {
 }
 
 impl Runner<'_> {
+    /// A stored snapshot (or plan reading), opened, as entries.
+    fn entries(&self, stored: &Value, what: &str) -> Result<Vec<SnapshotEntry>, Failure> {
+        let unreadable = |e: String| Failure::Other(format!("{what} is unreadable: {e}"));
+        let sealed = stored.as_str().ok_or_else(|| unreadable("not sealed".into()))?;
+        let plain = self.secrets.open(sealed).map_err(unreadable)?;
+        serde_json::from_str(&plain).map_err(|e| unreadable(e.to_string()))
+    }
+
     /// Runs one target to a final outcome within the delivery's per-target timeout.
     /// Runs one target to a final outcome within the delivery's per-target timeout, or until the
     /// delivery is canceled: then the edge call under way is abandoned at once and the target ends
@@ -283,10 +293,19 @@ impl Runner<'_> {
             DeliveryMode::Plan => return self.plan_target(&edge, target, &desired, &step).await,
             DeliveryMode::Rollback => return self.roll_back(&edge, target, &desired, &step).await,
             DeliveryMode::Apply => {
+                let mut read = None;
                 if let Some(plan_id) = self.plan.plan_id.as_deref().filter(|_| !self.plan.force) {
-                    self.unchanged_since_plan(&edge, target, plan_id, &objects, &step).await?;
+                    read = Some(self.unchanged_since_plan(&edge, target, plan_id, &objects, &step).await?);
                 }
-                self.snapshot(&edge, target, &objects, &step).await?;
+                // What the check just read is the snapshot, unless a node needs reading whole.
+                let whole_nodes = objects.iter().any(|o| matches!(o, ObjectRef::Node { .. }));
+                match read.filter(|_| !whole_nodes && target.snapshot.is_none()) {
+                    Some(read) => {
+                        self.record(target, &read).await?;
+                        step.with(|p| p.snapshot = Some(read));
+                    }
+                    None => self.snapshot(&edge, target, &objects, &step).await?,
+                }
             }
         }
         let skipped_any = match (document, &self.plan.payload) {
@@ -309,7 +328,7 @@ impl Runner<'_> {
         step: &Steps<'_>,
     ) -> Result<(), Failure> {
         let snapshot: Vec<SnapshotEntry> = match &target.snapshot {
-            Some(recorded) => entries(recorded, "the recorded snapshot")?,
+            Some(recorded) => self.entries(recorded, "the recorded snapshot")?,
             None => {
                 let taken = step.call("snapshot", || edge.take_snapshot(objects)).await?;
                 self.record(target, &taken).await?;
@@ -320,14 +339,19 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Stores what a target read (a snapshot, or what a plan read), fenced by the target's claim.
+    /// Stores what a target read (a snapshot, or what a plan read), fenced by the target's claim,
+    /// sealed: it holds the gateway's settings, passwords included, in clear.
     async fn record(&self, target: &ClaimedTarget, read: &[SnapshotEntry]) -> Result<(), Failure> {
-        let json = serde_json::to_value(read).map_err(|e| Failure::Other(e.to_string()))?;
-        let recorded = self
-            .store
-            .record_snapshot(&target.delivery_id, &target.edge_id, target.attempt, &json)
+        let plain = serde_json::to_string(read).map_err(|e| Failure::Other(e.to_string()))?;
+        let json = Value::String(self.secrets.seal(&plain));
+        let (reply, recorded) = tokio::sync::oneshot::channel();
+        let row = (target.delivery_id.clone(), target.edge_id.clone(), target.attempt, json);
+        let not_recorded = |e: String| Failure::Other(format!("snapshot: not recorded: {e}; nothing was sent"));
+        self.snapshots
+            .send(super::SnapshotWrite { row, reply })
             .await
-            .map_err(|e| Failure::Other(format!("snapshot: not recorded: {e}; nothing was sent")))?;
+            .map_err(|_| not_recorded("the delivery is ending".into()))?;
+        let recorded = recorded.await.map_err(|_| not_recorded("the writer stopped".into()))?.map_err(not_recorded)?;
         if recorded {
             Ok(())
         } else {
@@ -336,6 +360,7 @@ impl Runner<'_> {
     }
 
     /// Applying a plan: the target's objects must be as the plan read them, or nothing is written.
+    /// Answers what it read.
     async fn unchanged_since_plan(
         &self,
         edge: &Edge<'_>,
@@ -343,7 +368,7 @@ impl Runner<'_> {
         plan_id: &str,
         objects: &[ObjectRef],
         step: &Steps<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<SnapshotEntry>, Failure> {
         let read =
             self.store.target_snapshot(plan_id, &target.edge_id).await.map_err(|e| Failure::Other(e.to_string()))?;
         let Some(read) = read else {
@@ -353,7 +378,7 @@ impl Runner<'_> {
                     .into(),
             ));
         };
-        let planned = entries(&read, "the plan's reading")?;
+        let planned = self.entries(&read, "the plan's reading")?;
         let now = step.call("check against the plan", || edge.read_objects(objects)).await?;
         let changed: Vec<String> = objects
             .iter()
@@ -362,7 +387,9 @@ impl Runner<'_> {
             .map(|(object, _)| object.to_string())
             .collect();
         if changed.is_empty() {
-            return Ok(());
+            let read =
+                objects.iter().zip(now).map(|(object, live)| SnapshotEntry { object: object.clone(), live }).collect();
+            return Ok(read);
         }
         Err(Failure::Other(format!(
             "changed_since_plan: {} changed since the plan read it; nothing was written (apply with force to write anyway)",
@@ -391,7 +418,7 @@ impl Runner<'_> {
                 source.of
             )));
         };
-        let snapshot = entries(snapshot, "the delivery's snapshot")?;
+        let snapshot = self.entries(snapshot, "the delivery's snapshot")?;
         let objects: Vec<ObjectRef> = snapshot.iter().map(|e| e.object.clone()).collect();
         let source_succeeded = original.as_ref().is_some_and(|t| t.status == TargetStatus::Succeeded);
         if !self.plan.force && source_succeeded {
@@ -436,7 +463,7 @@ impl Runner<'_> {
                     .target_snapshot(earlier, &target.edge_id)
                     .await
                     .map_err(|e| Failure::Other(e.to_string()))?;
-                let left = left.map(|l| entries(&l, "the earlier snapshot")).transpose()?.unwrap_or_default();
+                let left = left.map(|l| self.entries(&l, "the earlier snapshot")).transpose()?.unwrap_or_default();
                 let now = step.call("check against the delivery", || edge.take_snapshot(objects)).await?;
                 Ok(left.iter().filter(|entry| !now.contains(entry)).map(|entry| entry.object.to_string()).collect())
             }
@@ -774,11 +801,6 @@ impl Runner<'_> {
         }
         Ok(false)
     }
-}
-
-/// A stored snapshot (or plan reading) as entries.
-fn entries(stored: &Value, what: &str) -> Result<Vec<SnapshotEntry>, Failure> {
-    serde_json::from_value(stored.clone()).map_err(|e| Failure::Other(format!("{what} is unreadable: {e}")))
 }
 
 /// How long an edge the prober found offline is given to answer before the target fails.

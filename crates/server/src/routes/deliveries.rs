@@ -617,6 +617,35 @@ pub async fn plan(
     Ok(Json(json!(view)))
 }
 
+/// `GET .../deliveries/{id}/targets/{edge_id}`: one target, its snapshot opened with secret values
+/// masked, and a plan target's changes.
+pub async fn target(
+    State(state): State<AppState>,
+    Path((project_id, id, edge_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    let Some(row) = state.store.get_target(&id, &edge_id).await? else {
+        return Err(ApiError::new(ErrorCode::TargetNotFound, format!("delivery {id} has no target {edge_id}")));
+    };
+    let snapshot = match &row.snapshot {
+        Some(Value::String(sealed)) => {
+            let plain = state.secrets.open(sealed).map_err(ApiError::internal)?;
+            let entries: Value = serde_json::from_str(&plain).map_err(ApiError::internal)?;
+            Some(domain::secrets::mask_credentials(&entries))
+        }
+        Some(_) => return Err(ApiError::internal("a stored snapshot is not sealed")),
+        None => None,
+    };
+    let changes = match (delivery.mode, row.status) {
+        (DeliveryMode::Plan, TargetStatus::Succeeded) => {
+            serde_json::from_value(row.items.clone()).map_err(ApiError::internal)?
+        }
+        _ => Vec::new(),
+    };
+    let detail = api_types::DeliveryTargetDetail { target: views::target(&row), snapshot, changes };
+    Ok(Json(json!(detail)))
+}
+
 pub async fn cancel(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

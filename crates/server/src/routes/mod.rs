@@ -190,6 +190,14 @@ fn table() -> Vec<Entry> {
         ("POST", p!("/deliveries"), post(deliveries::create), ProjectAdmin, Json("NewDelivery"), One("Delivery")),
         ("GET", p!("/deliveries/{id}"), get(deliveries::get_one), ProjectView, NoBody, One("Delivery")),
         ("GET", p!("/deliveries/{id}/targets"), get(deliveries::targets), ProjectView, NoBody, List("DeliveryTarget")),
+        (
+            "GET",
+            p!("/deliveries/{id}/targets/{edge_id}"),
+            get(deliveries::target),
+            ProjectView,
+            NoBody,
+            One("DeliveryTargetDetail"),
+        ),
         ("GET", p!("/deliveries/{id}/plan"), get(deliveries::plan), ProjectView, NoBody, One("PlanView")),
         (
             "POST",

@@ -187,6 +187,18 @@ async fn targets_that_fail_half_way_are_put_back_exactly_as_they_were() {
         assert_ne!(now, before[k], "gateway {k} took v2");
         assert_eq!(now[1].as_ref().map(|r| r["sql"].clone()), Some(json!("SELECT temp FROM demo WHERE temp > 10")));
     }
+    // The target shows what it held before the first write.
+    let applied_id = applied["id"].as_str().expect("id");
+    let detail = app.get(&app.p(&format!("/deliveries/{applied_id}/targets/{}", ids[1]))).await;
+    assert_eq!(detail.status, 200, "{}", detail.text);
+    let snapshot = detail.body["snapshot"].as_array().expect("a snapshot").clone();
+    assert_eq!(snapshot.len(), 3);
+    assert_eq!(snapshot[1]["ref"], json!({"kind": "rule", "id": "r1"}));
+    assert_eq!(snapshot[1]["live"]["sql"], "SELECT temp FROM demo");
+    assert_eq!(snapshot[2], json!({"ref": {"kind": "rule", "id": "r2"}, "live": null}));
+    assert_eq!((detail.body["restore"].as_str(), detail.body["changes"].clone()), (Some("restored"), json!([])));
+    let missing = app.get(&app.p(&format!("/deliveries/{applied_id}/targets/nope"))).await;
+    assert_eq!((missing.status, code(&missing)), (404, "target_not_found"));
     // With on_failure: leave, a failing target keeps what the failure left.
     let only_1 = json!({"defaults": {"src": "demo"}, "targets": {ids[1].clone(): {"src": "missing"}}});
     let (left, _) = app
