@@ -12,6 +12,42 @@ use crate::version::Version;
 /// NeuronEX 3.9.2 is the first whose eKuiper honours a sink's `"enable": false`.
 pub const SINK_ENABLE_SINCE: Version = Version::new(3, 9, 2);
 
+/// NeuronEX 3.6 bundles eKuiper 2.2, the first to replace a rule only with a greater `version`.
+pub const RULE_VERSIONS_SINCE: Version = Version::new(3, 6, 0);
+/// NeuronEX 3.7 bundles eKuiper 2.3, the first to do the same for streams and tables.
+pub const STREAM_VERSIONS_SINCE: Version = Version::new(3, 7, 0);
+
+/// eKuiper's `CanReplace`: two missing versions pass; otherwise the new one must be greater, as
+/// text (so an equal or a missing one is "lower").
+pub fn can_replace(stored: &str, sent: &str) -> bool {
+    (stored.is_empty() && sent.is_empty()) || sent > stored
+}
+
+/// Why a gateway running NeuronEX `neuronex` would refuse to replace `live` with `desired` (both in
+/// `domain::plan`'s normal form; a stream's version is its `version` option), or `None`.
+pub fn version_refusal(
+    object: &crate::plan::ObjectRef,
+    desired: &Value,
+    live: &Value,
+    neuronex: Version,
+) -> Option<String> {
+    use crate::plan::ObjectRef;
+    let (since, stored, sent) = match object {
+        ObjectRef::Rule { .. } => (RULE_VERSIONS_SINCE, &live["version"], &desired["version"]),
+        ObjectRef::Stream { .. } | ObjectRef::Table { .. } => {
+            (STREAM_VERSIONS_SINCE, &live["options"]["version"], &desired["options"]["version"])
+        }
+        _ => return None,
+    };
+    let (stored, sent) = (stored.as_str().unwrap_or_default(), sent.as_str().unwrap_or_default());
+    if neuronex < since || can_replace(stored, sent) {
+        return None;
+    }
+    Some(format!(
+        "the gateway holds version ({stored}) and its eKuiper replaces it only with a greater one; this template has ({sent})"
+    ))
+}
+
 /// Why `document` cannot go to a gateway running NeuronEX `version`, or `None` when it can.
 pub fn incompatibility(document: &Document, version: Version) -> Option<String> {
     let Document::Rule(rules) = document else {
@@ -86,5 +122,29 @@ mod tests {
         }
         let enabled = rule_with(json!([{"log": {"enable": true}}]));
         assert_eq!(incompatibility(&enabled, Version::new(3, 0, 0)), None);
+    }
+
+    #[test]
+    fn versions_are_compared_as_ekuiper_compares_them_from_the_releases_that_do() {
+        use crate::plan::ObjectRef;
+        let rule = ObjectRef::Rule { id: "r1".into() };
+        let versioned = |v: &str| json!({"id": "r1", "version": v});
+        let v = |text: &str| Version::parse(text).expect("version");
+        assert_eq!(version_refusal(&rule, &versioned("2"), &versioned("1"), v("3.7.0")), None);
+        assert!(version_refusal(&rule, &versioned("2"), &versioned("2"), v("3.7.0")).is_some(), "equal is refused");
+        assert!(version_refusal(&rule, &versioned("10"), &versioned("9"), v("3.6.0")).is_some(), "text order");
+        assert_eq!(
+            version_refusal(&rule, &versioned("1"), &versioned("2"), v("3.5.5")),
+            None,
+            "eKuiper 2.1 does not check"
+        );
+        let stream = ObjectRef::Stream { name: "s".into() };
+        let with = |v: &str| json!({"fields": [], "options": {"version": v}});
+        assert_eq!(
+            version_refusal(&stream, &with("1"), &with("2"), v("3.6.0")),
+            None,
+            "eKuiper 2.2 does not check streams"
+        );
+        assert!(version_refusal(&stream, &with("1"), &with("2"), v("3.7.0")).is_some());
     }
 }

@@ -10,7 +10,7 @@ use domain::delivery::{DeliveryMode, DeliveryOptions, OnConflict, OnFailure, Res
 use domain::driver::DriverDocument;
 use domain::edge::EdgeStatus;
 use domain::params::{self, ParamValues};
-use domain::plan::{self as planning, Change, ObjectRef, SnapshotEntry};
+use domain::plan::{self as planning, Change, ChangeAction, ObjectRef, SnapshotEntry};
 use domain::rule::RuleDocument;
 use domain::template::{self, Document, TemplateKind};
 use domain::version::{MIN_NEURONEX, Version};
@@ -532,10 +532,24 @@ impl Runner<'_> {
             .collect();
         self.record(target, &read).await?;
         let on_conflict = self.plan.options.on_conflict;
+        let neuronex = step.with(|p| p.version.as_deref().and_then(Version::parse));
         let changes = desired
             .iter()
             .zip(&live)
-            .map(|((object, wanted), found)| planning::compare(object, wanted, found.as_ref(), on_conflict))
+            .map(|((object, wanted), found)| {
+                let change = planning::compare(object, wanted, found.as_ref(), on_conflict);
+                // A change eKuiper would refuse for its version is not an update.
+                let refusal = match (change.action, found, neuronex) {
+                    (ChangeAction::Update | ChangeAction::Conflict, Some(found), Some(neuronex)) => {
+                        domain::compat::version_refusal(object, wanted, found, neuronex)
+                    }
+                    _ => None,
+                };
+                match refusal {
+                    Some(reason) => planning::incompatible(object, reason),
+                    None => change,
+                }
+            })
             .collect();
         step.with(|p| p.changes = Some(changes));
         Ok(TargetStatus::Succeeded)

@@ -343,3 +343,41 @@ async fn a_rollback_puts_gateways_back_and_can_itself_be_rolled_back() {
     let unknown = app.post(&app.p(&format!("/deliveries/{v2_id}/rollback")), json!({"targets": ["nope"]})).await;
     assert_eq!((unknown.status, code(&unknown)), (409, "nothing_to_roll_back"));
 }
+
+/// A gateway holding a rule of a greater `version` than the template's: eKuiper (2.2+, NeuronEX
+/// 3.6+) would refuse to replace it, so the plan says `incompatible` with both versions, not
+/// `update`.
+#[tokio::test]
+async fn a_plan_marks_objects_the_gateways_ekuiper_would_refuse_as_incompatible() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.7.0", "3.5.5"]).await;
+    let ids = app.register(&sim, 2).await;
+    let rule = json!({"id": "r1", "version": "2", "sql": "SELECT temp FROM demo", "actions": [{"log": {}}]});
+    let doc = json!({"streams": {"demo": "CREATE STREAM demo (temp FLOAT) WITH (DATASOURCE=\"t/#\", FORMAT=\"json\", TYPE=\"mqtt\")"},
+        "rules": {"r1": rule.to_string()}});
+    let template = app.template("versioned", "rule", doc).await;
+    app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+    let newer =
+        json!({"id": "r1", "version": "3", "sql": "SELECT temp FROM demo WHERE temp > 1", "actions": [{"log": {}}]});
+    for k in 0..2 {
+        let put =
+            reqwest::Client::new().put(format!("{}/api/ekuiper/rules/r1", sim.endpoint(k))).json(&newer).send().await;
+        assert_eq!(put.expect("sim").status(), 200);
+    }
+    let (plan, _) = app.deliver(json!({"template_id": template, "mode": "plan", "targets": {"ids": ids}})).await;
+    let targets = app.targets(&plan).await;
+    let on_3_7 = &by_edge(&targets, &ids[0])["items"][1];
+    assert_eq!(
+        (on_3_7["action"].as_str(), on_3_7["reason"].as_str()),
+        (
+            Some("incompatible"),
+            Some(
+                "the gateway holds version (3) and its eKuiper replaces it only with a greater one; this template has (2)"
+            )
+        )
+    );
+    assert_eq!(by_edge(&targets, &ids[1])["items"][1]["action"], "update", "eKuiper 2.1 (NeuronEX 3.5) replaces it");
+    let id = plan["id"].as_str().expect("id");
+    let view = app.get(&app.p(&format!("/deliveries/{id}/plan"))).await.body;
+    assert_eq!((view["summary"]["incompatible"].as_u64(), view["summary"]["update"].as_u64()), (Some(1), Some(1)));
+}
