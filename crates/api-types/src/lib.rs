@@ -4,7 +4,7 @@
 //! here too.
 
 use domain::access::{Outcome, Role};
-use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, RestoreOutcome, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
 use domain::edge::{AuthKind, EdgeStatus};
 use domain::template::TemplateKind;
 use schemars::JsonSchema;
@@ -181,7 +181,7 @@ pub struct Delivery {
     pub plan_id: Option<String>,
     /// The delivery a `rollback` puts back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback_of: Option<String>,
+    pub of: Option<String>,
     pub force: bool,
     pub state: DeliveryState,
     pub cancel_requested: bool,
@@ -211,10 +211,11 @@ pub struct DeliveryTarget {
     pub finished_at: Option<Millis>,
     /// The number of its latest result, the id of its live event (0 until it has one).
     pub result_seq: i64,
-    /// For a failed `apply` target: whether it was put back as it was (`restored`) or not
-    /// (`restore_failed`, the reason says why); absent when nothing was tried.
+    /// A failed target that was put back exactly as it was before the delivery.
+    pub restored: bool,
+    /// Why a failed target could not be put back as it was (also at the end of `reason`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore: Option<RestoreOutcome>,
+    pub restore_failed: Option<String>,
 }
 
 /// A live `target` event.

@@ -2,7 +2,7 @@
 //! column added to a table reaches clients only when it is added to its API type here.
 
 use api_types as api;
-use domain::delivery::Counts;
+use domain::delivery::{Counts, RestoreOutcome};
 use domain::template::TemplateKind;
 use serde_json::Value;
 
@@ -122,7 +122,7 @@ pub fn delivery(row: &store::Delivery, counts: &Counts) -> api::Delivery {
         dry_run: row.dry_run,
         mode: row.mode,
         plan_id: row.plan_id.clone(),
-        rollback_of: row.rollback_of.clone(),
+        of: row.rollback_of.clone(),
         force: row.force,
         state: row.state,
         cancel_requested: row.cancel_requested,
@@ -149,8 +149,14 @@ pub fn target(row: &store::DeliveryTarget) -> api::DeliveryTarget {
         started_at: row.started_at,
         finished_at: row.finished_at,
         result_seq: row.result_seq,
-        restore: row.restore,
+        restored: row.restore == Some(RestoreOutcome::Restored),
+        restore_failed: (row.restore == Some(RestoreOutcome::RestoreFailed)).then(|| restore_failure(&row.reason)),
     }
+}
+
+/// The restore's own words at the end of a target's reason (`...; restore failed: <why>`).
+fn restore_failure(reason: &str) -> String {
+    reason.split_once("; restore failed: ").map_or(reason, |(_, why)| why).to_owned()
 }
 
 pub fn audit_event(row: &store::AuditEvent) -> api::AuditEvent {

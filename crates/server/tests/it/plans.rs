@@ -176,7 +176,7 @@ async fn targets_that_fail_half_way_are_put_back_exactly_as_they_were() {
     let targets = app.targets(&applied).await;
     for k in [1, 3] {
         let target = targets.iter().find(|t| t["edge_id"] == ids[k].as_str()).expect("target");
-        assert_eq!((target["status"].as_str(), target["restore"].as_str()), (Some("failed"), Some("restored")));
+        assert_eq!((target["status"].as_str(), target["restored"].as_bool()), (Some("failed"), Some(true)));
         let reason = target["reason"].as_str().unwrap_or_default();
         assert!(reason.starts_with("update rule r2: edge said 1000"), "{reason}");
         assert!(reason.ends_with("; restored as it was (2 objects put back)"), "{reason}");
@@ -196,7 +196,7 @@ async fn targets_that_fail_half_way_are_put_back_exactly_as_they_were() {
     assert_eq!(snapshot[1]["ref"], json!({"kind": "rule", "id": "r1"}));
     assert_eq!(snapshot[1]["live"]["sql"], "SELECT temp FROM demo");
     assert_eq!(snapshot[2], json!({"ref": {"kind": "rule", "id": "r2"}, "live": null}));
-    assert_eq!((detail.body["restore"].as_str(), detail.body["changes"].clone()), (Some("restored"), json!([])));
+    assert_eq!((detail.body["restored"].as_bool(), detail.body["changes"].clone()), (Some(true), json!([])));
     let missing = app.get(&app.p(&format!("/deliveries/{applied_id}/targets/nope"))).await;
     assert_eq!((missing.status, code(&missing)), (404, "target_not_found"));
     // With on_failure: leave, a failing target keeps what the failure left.
@@ -205,7 +205,7 @@ async fn targets_that_fail_half_way_are_put_back_exactly_as_they_were() {
         .deliver(json!({"template_id": template, "params": only_1, "targets": {"ids": [ids[1].clone()]}, "options": {"on_failure": "leave"}}))
         .await;
     let target = &app.targets(&left).await[0];
-    assert_eq!((target["status"].as_str(), target.get("restore")), (Some("failed"), None));
+    assert_eq!((target["status"].as_str(), target["restored"].as_bool()), (Some("failed"), Some(false)));
     assert_ne!(held(&sim, 1, &objects).await, before[1]);
 }
 
@@ -307,7 +307,7 @@ async fn a_rollback_puts_gateways_back_and_can_itself_be_rolled_back() {
 
     let rollback = run(&app, app.post(&app.p(&format!("/deliveries/{v2_id}/rollback")), json!({})).await).await;
     assert_eq!(
-        (rollback["mode"].as_str(), rollback["rollback_of"].as_str(), rollback["state"].as_str()),
+        (rollback["mode"].as_str(), rollback["of"].as_str(), rollback["state"].as_str()),
         (Some("rollback"), Some(v2_id), Some("partial"))
     );
     let targets = app.targets(&rollback).await;

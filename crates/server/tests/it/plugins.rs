@@ -188,3 +188,33 @@ async fn neuronex_3_9_refuses_private_download_links_with_a_reason_that_says_wha
     app.events(id).await;
     assert_eq!(sim_state(&sim, 0).await["ekuiper"]["plugins"]["pysam"]["language"], "python");
 }
+
+/// A plugin update that fails after eKuiper removed the old version cannot be put back (edgefleet
+/// does not hold the earlier package): the target says so, never hides it.
+#[tokio::test]
+async fn a_restore_that_cannot_put_a_plugin_back_says_so() {
+    let app = TestApp::spawn_with(|config| config.public_url = Some("http://127.0.0.1:1".into())).await;
+    let sim = sim(1, &["3.6.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    // The gateway runs pysam v0.9, installed from its own disk.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old = dir.path().join("pysam.zip");
+    std::fs::write(&old, python_plugin("pysam", "v0.9")).expect("zip");
+    let install = json!({"name": "pysam", "file": format!("file://{}", old.display())});
+    let installed = reqwest::Client::new()
+        .post(format!("{}/api/ekuiper/plugins/portables", sim.endpoint(0)))
+        .json(&install)
+        .send()
+        .await;
+    assert_eq!(installed.expect("sim").status(), 201);
+    let created = app.upload(Some("pysam"), Some(python_plugin("pysam", "v1.0.0"))).await;
+    let (delivery, _) =
+        app.deliver(json!({"plugin_id": created.body["id"], "targets": {"ids": ids}, "options": {"retries": 0}})).await;
+    let target = &app.targets(&delivery).await[0];
+    assert_eq!((target["status"].as_str(), target["restored"].as_bool()), (Some("failed"), Some(false)));
+    assert_eq!(
+        target["restore_failed"],
+        "plugin pysam: version v0.9 was replaced and edgefleet does not hold its package; the edge may hold part of the delivery"
+    );
+    assert!(target["reason"].as_str().unwrap_or_default().ends_with("; restore failed: plugin pysam: version v0.9 was replaced and edgefleet does not hold its package; the edge may hold part of the delivery"));
+}
