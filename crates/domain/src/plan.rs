@@ -322,6 +322,8 @@ pub struct PlanGroup {
     pub targets: u64,
     /// The first 20 of them.
     pub edge_ids: Vec<String>,
+    /// Their names, in the same order.
+    pub names: Vec<String>,
     pub changes: Vec<Change>,
 }
 
@@ -331,17 +333,18 @@ pub struct UnreachableGroup {
     pub reason: String,
     pub targets: u64,
     pub edge_ids: Vec<String>,
+    pub names: Vec<String>,
 }
 
 const GROUP_EDGE_IDS: usize = 20;
 
 /// Groups planned targets by identical change sets (largest group first) and counts everything.
 pub fn summarize<'a>(
-    targets: impl IntoIterator<Item = (&'a str, Result<&'a [Change], &'a str>)>,
+    targets: impl IntoIterator<Item = (&'a str, &'a str, Result<&'a [Change], &'a str>)>,
 ) -> (PlanSummary, Vec<PlanGroup>, Vec<UnreachableGroup>) {
     let mut summarizer = Summarizer::default();
-    for (edge_id, outcome) in targets {
-        summarizer.add(edge_id, outcome);
+    for (edge_id, name, outcome) in targets {
+        summarizer.add(edge_id, name, outcome);
     }
     summarizer.finish()
 }
@@ -357,7 +360,8 @@ pub struct Summarizer {
 }
 
 impl Summarizer {
-    pub fn add(&mut self, edge_id: &str, outcome: Result<&[Change], &str>) {
+    /// One target (`edge_id`, `name`): its changes, or why it could not be read.
+    pub fn add(&mut self, edge_id: &str, name: &str, outcome: Result<&[Change], &str>) {
         match outcome {
             Ok(changes) => {
                 for change in changes {
@@ -373,11 +377,16 @@ impl Summarizer {
                 let key = serde_json::to_string(changes).unwrap_or_default();
                 let groups = &mut self.groups;
                 let at = *self.index.entry(key).or_insert_with(|| {
-                    groups.push(PlanGroup { targets: 0, edge_ids: Vec::new(), changes: changes.to_vec() });
+                    groups.push(PlanGroup {
+                        targets: 0,
+                        edge_ids: Vec::new(),
+                        names: Vec::new(),
+                        changes: changes.to_vec(),
+                    });
                     groups.len() - 1
                 });
                 let group = &mut self.groups[at];
-                add_member(&mut group.targets, &mut group.edge_ids, edge_id);
+                add_member(&mut group.targets, &mut group.edge_ids, &mut group.names, (edge_id, name));
             }
             Err(reason) => {
                 let reason = without_tries(reason);
@@ -389,12 +398,13 @@ impl Summarizer {
                             reason: reason.to_owned(),
                             targets: 0,
                             edge_ids: Vec::new(),
+                            names: Vec::new(),
                         });
                         self.unreachable.len() - 1
                     }
                 };
                 let group = &mut self.unreachable[at];
-                add_member(&mut group.targets, &mut group.edge_ids, edge_id);
+                add_member(&mut group.targets, &mut group.edge_ids, &mut group.names, (edge_id, name));
             }
         }
     }
@@ -417,10 +427,11 @@ fn without_tries(reason: &str) -> &str {
     }
 }
 
-fn add_member(count: &mut u64, edge_ids: &mut Vec<String>, edge_id: &str) {
+fn add_member(count: &mut u64, edge_ids: &mut Vec<String>, names: &mut Vec<String>, (edge_id, name): (&str, &str)) {
     *count += 1;
     if edge_ids.len() < GROUP_EDGE_IDS {
         edge_ids.push(edge_id.to_owned());
+        names.push(name.to_owned());
     }
 }
 
@@ -482,11 +493,11 @@ mod tests {
         let create = [compare(&object, &json!({}), None, OnConflict::Overwrite)];
         let same = [compare(&object, &json!({}), Some(&json!({})), OnConflict::Overwrite)];
         let targets = [
-            ("e1", Ok(&create[..])),
-            ("e2", Ok(&same[..])),
-            ("e3", Ok(&create[..])),
-            ("e4", Err("read version: no answer within 15 s (3 tries in 45.7 s)")),
-            ("e5", Err("read version: no answer within 15 s (3 tries in 45.9 s)")),
+            ("e1", "one", Ok(&create[..])),
+            ("e2", "two", Ok(&same[..])),
+            ("e3", "three", Ok(&create[..])),
+            ("e4", "four", Err("read version: no answer within 15 s (3 tries in 45.7 s)")),
+            ("e5", "five", Err("read version: no answer within 15 s (3 tries in 45.9 s)")),
         ];
         let (summary, groups, unreachable) = summarize(targets);
         assert_eq!(summary, PlanSummary { create: 2, unchanged: 1, unreachable: 2, ..PlanSummary::default() });

@@ -609,7 +609,7 @@ fn print_plan(plan: &Value) {
         summary["unreachable"]
     );
     for group in plan["groups"].as_array().into_iter().flatten() {
-        let ids: Vec<&str> = group["edge_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let ids: Vec<&str> = group["names"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         let more = group["targets"].as_u64().unwrap_or(0).saturating_sub(ids.len() as u64);
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         println!("\n{} targets ({}{more}):", group["targets"], ids.join(", "));
@@ -635,7 +635,13 @@ fn print_plan(plan: &Value) {
         }
     }
     for group in plan["unreachable"].as_array().into_iter().flatten() {
-        println!("\n{} targets not read: {}", group["targets"], group["reason"].as_str().unwrap_or_default());
+        let names: Vec<&str> = group["names"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        println!(
+            "\n{} targets not read ({}): {}",
+            group["targets"],
+            names.join(", "),
+            group["reason"].as_str().unwrap_or_default()
+        );
     }
 }
 

@@ -425,8 +425,8 @@
     const change = (c) => `<li data-action="${esc(c.action)}"><span class="tag">${esc(t("plan." + c.action))}</span> ${esc(c.object)}${c.reason ? ` — ${esc(c.reason)}` : ""}
       ${c.diff && c.diff.length && c.action !== "create" ? `<pre class="diff">${c.diff.map((op) => esc(`${op.op} ${op.path}${"value" in op ? " " + JSON.stringify(op.value) : ""}`)).join("\n")}</pre>` : ""}</li>`;
     view.innerHTML = `<h3>${esc(t("plan.title"))}</h3><p role="status" id="plan-summary">${esc(t("plan.summary", s))}</p>
-      ${plan.groups.map((g) => `<details class="plan-group" open><summary>${esc(t("plan.group", { n: g.targets }))}: ${esc(g.edge_ids.join(", "))}${g.targets > g.edge_ids.length ? " …" : ""}</summary><ul>${g.changes.map(change).join("")}</ul></details>`).join("")}
-      ${plan.unreachable.map((u) => `<p class="error">${esc(t("plan.unreachable", { n: u.targets, reason: u.reason }))}</p>`).join("")}
+      ${plan.groups.map((g) => `<details class="plan-group" open><summary>${esc(t("plan.group", { n: g.targets }))}: ${esc(g.names.join(", "))}${g.targets > g.names.length ? " …" : ""}</summary><ul>${g.changes.map(change).join("")}</ul></details>`).join("")}
+      ${plan.unreachable.map((u) => `<p class="error">${esc(t("plan.unreachable", { n: u.targets, reason: u.reason }))} (${esc(u.names.join(", "))}${u.targets > u.names.length ? " …" : ""})</p>`).join("")}
       <p class="notice">${esc(t("plan.note"))}</p>`;
   }
 

@@ -599,11 +599,11 @@ pub async fn plan(
                 TargetStatus::Succeeded => {
                     let changes: Vec<domain::plan::Change> =
                         serde_json::from_value(target.items.clone()).map_err(ApiError::internal)?;
-                    summarizer.add(&target.edge_id, Ok(&changes));
+                    summarizer.add(&target.edge_id, &target.name, Ok(&changes));
                 }
                 TargetStatus::Pending | TargetStatus::Running => pending += 1,
                 TargetStatus::Failed | TargetStatus::Canceled | TargetStatus::Skipped => {
-                    summarizer.add(&target.edge_id, Err(&target.reason));
+                    summarizer.add(&target.edge_id, &target.name, Err(&target.reason));
                 }
             }
         }
