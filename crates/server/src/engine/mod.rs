@@ -6,6 +6,7 @@
 
 pub mod hub;
 pub mod probe;
+mod snapshots;
 pub mod target;
 
 use std::collections::{BTreeMap, HashSet};

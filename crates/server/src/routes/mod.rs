@@ -11,6 +11,7 @@ mod deliveries;
 mod edges;
 mod ops;
 mod orgs;
+mod plans;
 mod plugins;
 mod templates;
 mod users;
@@ -193,16 +194,16 @@ fn table() -> Vec<Entry> {
         (
             "GET",
             p!("/deliveries/{id}/targets/{edge_id}"),
-            get(deliveries::target),
+            get(plans::target),
             ProjectView,
             NoBody,
             One("DeliveryTargetDetail"),
         ),
-        ("GET", p!("/deliveries/{id}/plan"), get(deliveries::plan), ProjectView, NoBody, One("PlanView")),
+        ("GET", p!("/deliveries/{id}/plan"), get(plans::plan), ProjectView, NoBody, One("PlanView")),
         (
             "POST",
             p!("/deliveries/{id}/apply"),
-            post(deliveries::apply_plan),
+            post(plans::apply_plan),
             ProjectAdmin,
             Json("ApplyPlan"),
             One("Delivery"),
@@ -210,7 +211,7 @@ fn table() -> Vec<Entry> {
         (
             "POST",
             p!("/deliveries/{id}/rollback"),
-            post(deliveries::rollback),
+            post(plans::rollback),
             ProjectAdmin,
             Json("RollbackRequest"),
             One("Delivery"),
