@@ -17,8 +17,12 @@ crate::wire_enum! {
 }
 
 impl TargetStatus {
+    /// Whether the target has ended. Every status is named, so a new one must be placed here.
     pub fn is_final(self) -> bool {
-        !matches!(self, TargetStatus::Pending | TargetStatus::Running)
+        match self {
+            TargetStatus::Pending | TargetStatus::Running => false,
+            TargetStatus::Succeeded | TargetStatus::Failed | TargetStatus::Canceled | TargetStatus::Skipped => true,
+        }
     }
 }
 
@@ -37,9 +41,13 @@ crate::wire_enum! {
 }
 
 impl DeliveryState {
-    /// Whether the delivery has ended (nothing more will change without a retry).
+    /// Whether the delivery has ended (nothing more will change without a retry). Every state is
+    /// named, so a new one (a rollout's `paused`, `awaiting_approval`) must be placed here.
     pub fn is_final(self) -> bool {
-        !matches!(self, DeliveryState::Running | DeliveryState::Canceling)
+        match self {
+            DeliveryState::Running | DeliveryState::Canceling => false,
+            DeliveryState::Succeeded | DeliveryState::Partial | DeliveryState::Failed | DeliveryState::Canceled => true,
+        }
     }
 }
 
