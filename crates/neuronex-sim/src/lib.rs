@@ -77,6 +77,8 @@ pub struct Faults {
     pub timeout_rate: f64,
     /// Close the connection without an answer.
     pub reset_rate: f64,
+    /// Answer 200 with an HTML page instead (a proxy or a captive portal in front of the gateway).
+    pub garbage_rate: f64,
     pub latency_ms: u64,
     pub jitter_ms: u64,
     /// Every request is reset: the gateway is unreachable.
@@ -147,6 +149,7 @@ pub struct EkuiperConfig {
 enum Fate {
     Serve,
     Error,
+    Garbage,
     Hang,
     Reset,
 }
@@ -283,6 +286,7 @@ impl Sim {
             Fate::Reset => return Reply::Reset,
             Fate::Hang => return Reply::Hang,
             Fate::Error => return reply::neuron_code(500, 1001),
+            Fate::Garbage => return Reply::text(200, "<html><body>Welcome to the plant network</body></html>"),
             Fate::Serve => {}
         }
         let request = Request { method, path, query, body };
@@ -420,6 +424,8 @@ impl Instance {
             Fate::Hang
         } else if draw < faults.error_rate + faults.timeout_rate + faults.reset_rate {
             Fate::Reset
+        } else if draw < faults.error_rate + faults.timeout_rate + faults.reset_rate + faults.garbage_rate {
+            Fate::Garbage
         } else {
             Fate::Serve
         };

@@ -93,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
             error_rate: args.error_rate,
             timeout_rate: args.timeout_rate,
             reset_rate: args.reset_rate,
+            garbage_rate: 0.0,
             latency_ms: args.latency_ms,
             jitter_ms: args.jitter_ms,
             offline: false,

@@ -381,3 +381,22 @@ async fn a_plan_marks_objects_the_gateways_ekuiper_would_refuse_as_incompatible(
     let view = app.get(&app.p(&format!("/deliveries/{id}/plan"))).await.body;
     assert_eq!((view["summary"]["incompatible"].as_u64(), view["summary"]["update"].as_u64()), (Some(1), Some(1)));
 }
+
+/// A plan of a gateway that answers garbage (an HTML page from something in front of it) fails that
+/// target with a reason; the others are planned.
+#[tokio::test]
+async fn a_plan_fails_a_gateway_that_answers_garbage_with_a_reason() {
+    let app = TestApp::spawn().await;
+    let sim = sim(2, &["3.7.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let template = app.template("rules", "rule", rules(&["r1"])).await;
+    sim.sim.set_faults(Some(1), Some(Faults { garbage_rate: 1.0, ..Faults::default() }));
+    let (plan, _) = app.deliver(json!({"template_id": template, "mode": "plan", "targets": {"ids": ids}})).await;
+    assert_eq!(plan["state"], "partial");
+    let id = plan["id"].as_str().expect("id");
+    let view = app.get(&app.p(&format!("/deliveries/{id}/plan"))).await.body;
+    assert_eq!((view["summary"]["create"].as_u64(), view["summary"]["unreachable"].as_u64()), (Some(2), Some(1)));
+    let reason = view["unreachable"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("read version: ") && reason.contains("not a NeuronEX answer"), "{reason}");
+    assert_eq!(view["unreachable"][0]["names"], json!(["neuronex-00001"]));
+}
