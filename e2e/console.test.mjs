@@ -61,8 +61,9 @@ test("log in and see the fleet with status, versions and tags", async () => {
   await page.fill('input[name="password"]', password);
   await shot("login");
   await page.click('button[type="submit"]');
-  await page.waitForSelector("#edge-table tbody tr");
-  assert.equal(await page.locator("#edge-table tbody tr").count(), 50, "the first page of the 52 demo gateways");
+  // The first page of the 52 demo gateways. The table may be drawn more than once while the page
+  // loads, so the count is awaited (a timeout fails the test), not read once.
+  await page.waitForFunction(() => document.querySelectorAll("#edge-table tbody tr").length === 50, null, { timeout: 30000 });
   await page.fill('#edge-filters input[name="tag"]', "zone-a");
   await page.click('#edge-filters button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll("#edge-table tbody tr").length === 12);
