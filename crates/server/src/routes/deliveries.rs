@@ -90,17 +90,7 @@ pub async fn create(
             "a plan writes nothing already and reads every target; dry_run (which contacts no edge) is for apply",
         ));
     }
-    let running = state.store.running_deliveries(&project_id).await?;
-    if running >= state.config.max_running_deliveries {
-        return Err(ApiError::new(
-            ErrorCode::TooManyRunningDeliveries,
-            format!(
-                "{running} deliveries of this project are running; wait for one to end (at most {} at once)",
-                state.config.max_running_deliveries
-            ),
-        )
-        .with_details(json!({"limit": state.config.max_running_deliveries, "retry_after_secs": 5})));
-    }
+    ensure_room(&state, &project_id).await?;
     let params = checked_params(request.params.as_ref())?;
     let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
     let max_targets = state.config.max_targets;
@@ -144,17 +134,7 @@ pub async fn create(
         force: false,
         created_by: user.username.clone(),
     };
-    let targets: Vec<NewTarget> = edges
-        .iter()
-        .map(|e| NewTarget {
-            edge_id: e.id.clone(),
-            edge_name: e.name.clone(),
-            endpoint: e.endpoint.clone(),
-            edge_version: e.version.clone(),
-            tags: e.tags.clone(),
-            auth: e.auth.clone(),
-        })
-        .collect();
+    let targets = new_targets(&edges);
     let details = json!({
         "template_id": payload.template_id, "template_version": payload.version, "plugin_id": payload.plugin_id,
         "kind": match (payload.kind, payload.template_kind) {
@@ -171,6 +151,35 @@ pub async fn create(
     state.engine.start(&delivery.id);
     let counts = state.store.delivery_counts(&delivery.id).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery_json(&delivery, &counts))))
+}
+
+/// Refuses a new delivery while the project runs as many as it may at once.
+pub(super) async fn ensure_room(state: &AppState, project_id: &str) -> Result<(), ApiError> {
+    let running = state.store.running_deliveries(project_id).await?;
+    let limit = state.config.max_running_deliveries;
+    if running < limit {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::TooManyRunningDeliveries,
+        format!("{running} deliveries of this project are running; wait for one to end (at most {limit} at once)"),
+    )
+    .with_details(json!({"limit": limit, "retry_after_secs": 5})))
+}
+
+/// The targets of a new delivery: the edge services as they are now, credentials included.
+pub(super) fn new_targets(edges: &[EdgeService]) -> Vec<NewTarget> {
+    edges
+        .iter()
+        .map(|e| NewTarget {
+            edge_id: e.id.clone(),
+            edge_name: e.name.clone(),
+            endpoint: e.endpoint.clone(),
+            edge_version: e.version.clone(),
+            tags: e.tags.clone(),
+            auth: e.auth.clone(),
+        })
+        .collect()
 }
 
 /// What a delivery sends, read and checked at its start.

@@ -8,14 +8,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use domain::delivery::{DeliveryMode, TargetStatus};
 use serde_json::{Value, json};
-use store::{Delivery, NewDelivery, NewTarget};
+use store::{Delivery, NewDelivery};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Project};
 use crate::metrics::Metrics;
 use crate::routes::audit_entry;
-use crate::routes::deliveries::{checked_options, delivery_json, resolve_targets};
+use crate::routes::deliveries::{checked_options, delivery_json, ensure_room, new_targets, resolve_targets};
 use crate::views;
 
 /// `POST .../deliveries/{plan_id}/apply`: a new `apply` delivery of the plan's content to the plan's
@@ -158,26 +158,9 @@ async fn start_derived(
     action: &str,
     details: Value,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let running = state.store.running_deliveries(&new.project_id).await?;
-    if running >= state.config.max_running_deliveries {
-        return Err(ApiError::new(
-            ErrorCode::TooManyRunningDeliveries,
-            format!("{running} deliveries of this project are running; wait for one to end"),
-        )
-        .with_details(json!({"limit": state.config.max_running_deliveries, "retry_after_secs": 5})));
-    }
+    ensure_room(state, &new.project_id).await?;
     let edges = resolve_targets(&state.store, &new.project_id, &json!({"ids": edge_ids})).await?;
-    let targets: Vec<NewTarget> = edges
-        .iter()
-        .map(|e| NewTarget {
-            edge_id: e.id.clone(),
-            edge_name: e.name.clone(),
-            endpoint: e.endpoint.clone(),
-            edge_version: e.version.clone(),
-            tags: e.tags.clone(),
-            auth: e.auth.clone(),
-        })
-        .collect();
+    let targets = new_targets(&edges);
     let mut entry = audit_entry(user, Some(&scope.scope), action, "delivery", &new.template_name, details);
     entry.resource_id = new.id.clone();
     let delivery = state.store.create_delivery(&new, &targets, &entry).await?;
