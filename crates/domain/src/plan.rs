@@ -96,6 +96,13 @@ pub struct SnapshotEntry {
     pub live: Option<Value>,
 }
 
+impl SnapshotEntry {
+    /// Objects and what was read of each, in the same order, as entries.
+    pub fn pair(objects: impl IntoIterator<Item = ObjectRef>, live: Vec<Option<Value>>) -> Vec<SnapshotEntry> {
+        objects.into_iter().zip(live).map(|(object, live)| SnapshotEntry { object, live }).collect()
+    }
+}
+
 /// What `document` would leave on an edge, object by object, in the order a delivery applies them.
 /// eKuiper configuration sections (`sourceConfig`, ...) are imported, not compared, and are not
 /// listed.

@@ -25,7 +25,7 @@ impl Edge<'_> {
             }
         }
         let live = self.read_objects(&kept).await?;
-        entries.extend(kept.into_iter().zip(live).map(|(object, live)| SnapshotEntry { object, live }));
+        entries.extend(SnapshotEntry::pair(kept, live));
         Ok(entries)
     }
 

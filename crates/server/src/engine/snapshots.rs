@@ -85,16 +85,11 @@ impl Runner<'_> {
         };
         let planned = self.entries(&read, "the plan's reading")?;
         let now = step.call("check against the plan", || edge.read_objects(objects)).await?;
-        let changed: Vec<String> = objects
-            .iter()
-            .zip(&now)
-            .filter(|(object, live)| planned.iter().find(|p| &p.object == *object).map(|p| &p.live) != Some(*live))
-            .map(|(object, _)| object.to_string())
-            .collect();
+        let now = SnapshotEntry::pair(objects.iter().cloned(), now);
+        let changed: Vec<String> =
+            now.iter().filter(|entry| !planned.contains(entry)).map(|entry| entry.object.to_string()).collect();
         if changed.is_empty() {
-            let read =
-                objects.iter().zip(now).map(|(object, live)| SnapshotEntry { object: object.clone(), live }).collect();
-            return Ok(read);
+            return Ok(now);
         }
         Err(Failure::Other(format!(
             "changed_since_plan: {} changed since the plan read it; nothing was written (apply with force to write anyway)",
@@ -225,23 +220,20 @@ impl Runner<'_> {
         edge: &Edge<'_>,
         target: &ClaimedTarget,
         desired: &[(ObjectRef, Value)],
+        objects: &[ObjectRef],
         step: &Steps<'_>,
     ) -> Result<TargetStatus, Failure> {
-        let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
-        let live = step.call("read back", || edge.read_objects(&objects)).await?;
+        let live = step.call("read back", || edge.read_objects(objects)).await?;
         // What was read is kept: applying the plan checks that the gateway still holds it.
-        let read: Vec<SnapshotEntry> = objects
-            .iter()
-            .zip(&live)
-            .map(|(object, live)| SnapshotEntry { object: object.clone(), live: live.clone() })
-            .collect();
+        let read = SnapshotEntry::pair(objects.iter().cloned(), live);
         self.record(target, &read).await?;
         let on_conflict = self.plan.options.on_conflict;
         let neuronex = step.with(|p| p.version.as_deref().and_then(Version::parse));
         let changes = desired
             .iter()
-            .zip(&live)
-            .map(|((object, wanted), found)| {
+            .zip(&read)
+            .map(|((object, wanted), entry)| {
+                let found = &entry.live;
                 let change = planning::compare(object, wanted, found.as_ref(), on_conflict);
                 // A change eKuiper would refuse for its version is not an update.
                 let refusal = match (change.action, found, neuronex) {

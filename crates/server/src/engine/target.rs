@@ -282,7 +282,7 @@ impl Runner<'_> {
         };
         let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
         match self.plan.mode {
-            DeliveryMode::Plan => return self.plan_target(&edge, target, &desired, &step).await,
+            DeliveryMode::Plan => return self.plan_target(&edge, target, &desired, &objects, &step).await,
             DeliveryMode::Rollback => return self.roll_back(&edge, target, &desired, &step).await,
             DeliveryMode::Apply => {
                 let mut read = None;
