@@ -96,6 +96,12 @@ pub struct SnapshotEntry {
     pub live: Option<Value>,
 }
 
+/// The entries of `expected` that `now` does not hold as they are: what differs, in the order of
+/// `expected`.
+pub fn differing<'a>(expected: &'a [SnapshotEntry], now: &[SnapshotEntry]) -> Vec<&'a SnapshotEntry> {
+    expected.iter().filter(|entry| !now.contains(entry)).collect()
+}
+
 impl SnapshotEntry {
     /// Objects and what was read of each, in the same order, as entries.
     pub fn pair(objects: impl IntoIterator<Item = ObjectRef>, live: Vec<Option<Value>>) -> Vec<SnapshotEntry> {

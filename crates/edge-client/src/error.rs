@@ -135,6 +135,18 @@ impl EdgeError {
         let (sent, _) = rest.split_once(") is lower")?;
         Some(VersionClash { stored: stored.to_owned(), sent: sent.to_owned() })
     }
+
+    /// eKuiper 2.3+ refusing to change a stream's `SHARED` option on replace (it must be dropped and
+    /// created again).
+    pub fn is_shared_change(&self) -> bool {
+        self.failure == Failure::Edge && self.message.contains("do not support to change stream SHARED option")
+    }
+
+    /// eKuiper 2.4+ refusing to download from a loopback, private or link-local address (its
+    /// `basic.enablePrivateNet` is off): the cause ends `ip <addr> is in internal network`.
+    pub fn is_private_download_refused(&self) -> bool {
+        self.failure == Failure::Edge && self.message.contains("is in internal network")
+    }
 }
 
 /// See [`EdgeError::version_clash`].

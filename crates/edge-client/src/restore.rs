@@ -60,8 +60,7 @@ impl Edge<'_> {
     pub async fn restore(&self, snapshot: &[SnapshotEntry]) -> Result<usize, RestoreError> {
         let objects: Vec<ObjectRef> = snapshot.iter().map(|e| e.object.clone()).collect();
         let now = self.take_snapshot(&objects).await.map_err(RestoreError::Edge)?;
-        let differing: Vec<&SnapshotEntry> =
-            snapshot.iter().filter(|entry| now.iter().find(|n| n.object == entry.object) != Some(*entry)).collect();
+        let differing = plan::differing(snapshot, &now);
         if differing.is_empty() {
             return Ok(0);
         }
@@ -107,11 +106,8 @@ impl Edge<'_> {
             }
         }
         let after = self.take_snapshot(&objects).await.map_err(RestoreError::Edge)?;
-        let still: Vec<String> = snapshot
-            .iter()
-            .filter(|entry| after.iter().find(|n| n.object == entry.object) != Some(*entry))
-            .map(|entry| entry.object.to_string())
-            .collect();
+        let still: Vec<String> =
+            plan::differing(snapshot, &after).iter().map(|entry| entry.object.to_string()).collect();
         if still.is_empty() {
             Ok(differing.len())
         } else {
@@ -135,7 +131,7 @@ impl Edge<'_> {
                 // A replace is refused when the current VERSION is not lower or SHARED differs
                 // (eKuiper 2.3+): then the stream is dropped and created again.
                 if let Err(err) = self.replace_stream(kind, name, &statement).await {
-                    if err.version_clash().is_none() && !err.message.contains("SHARED option") {
+                    if err.version_clash().is_none() && !err.is_shared_change() {
                         return Err(err.into());
                     }
                     self.drop_stream(kind, name, false).await.or_else(absent_is_fine)?;

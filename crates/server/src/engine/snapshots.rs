@@ -87,7 +87,7 @@ impl Runner<'_> {
         let now = step.call("check against the plan", || edge.read_objects(objects)).await?;
         let now = SnapshotEntry::pair(objects.iter().cloned(), now);
         let changed: Vec<String> =
-            now.iter().filter(|entry| !planned.contains(entry)).map(|entry| entry.object.to_string()).collect();
+            planning::differing(&now, &planned).iter().map(|entry| entry.object.to_string()).collect();
         if changed.is_empty() {
             return Ok(now);
         }
@@ -165,7 +165,7 @@ impl Runner<'_> {
                     .map_err(|e| Failure::Other(e.to_string()))?;
                 let left = left.map(|l| self.entries(&l, "the earlier snapshot")).transpose()?.unwrap_or_default();
                 let now = step.call("check against the delivery", || edge.take_snapshot(objects)).await?;
-                Ok(left.iter().filter(|entry| !now.contains(entry)).map(|entry| entry.object.to_string()).collect())
+                Ok(planning::differing(&left, &now).iter().map(|entry| entry.object.to_string()).collect())
             }
             _ => {
                 let refs: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();

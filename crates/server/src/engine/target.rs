@@ -579,7 +579,7 @@ const QUICK_CHECK: Duration = Duration::from_secs(5);
 /// reason then says what to change on either side.
 fn private_net_hint(failure: Failure) -> Failure {
     let text = match &failure {
-        Failure::Edge(err) if err.message.contains("is in internal network") => err.to_string(),
+        Failure::Edge(err) if err.is_private_download_refused() => err.to_string(),
         _ => return failure,
     };
     Failure::Other(format!(
