@@ -704,19 +704,29 @@ impl Neuron {
         neuron_ok()
     }
 
+    /// The `(app, driver, group)` a subscription call names, once both nodes exist (1002 for a
+    /// body without them, 2003 for a missing node).
+    fn existing_nodes_key(&self, body: &Value) -> Result<(String, String, String), u32> {
+        let (Some(app), Some(driver), Some(group)) =
+            (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group"))
+        else {
+            return Err(1002);
+        };
+        if !self.nodes.contains_key(app) || !self.nodes.contains_key(driver) {
+            return Err(2003);
+        }
+        Ok((app.to_owned(), driver.to_owned(), group.to_owned()))
+    }
+
     /// `PUT /subscribe {app, driver, group, params}`: new params for an existing subscription;
     /// 2102 when there is none (tests/ft/app/test_app.py
     /// `test_mqtt_update_subscribe_non_existent_group`).
     fn update_subscription(&mut self, body: &Value) -> Reply {
-        let (Some(app), Some(driver), Some(group)) =
-            (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group"))
-        else {
-            return neuron_error(1002);
+        let key = match self.existing_nodes_key(body) {
+            Ok(key) => key,
+            Err(code) => return neuron_error(code),
         };
-        if !self.nodes.contains_key(app) || !self.nodes.contains_key(driver) {
-            return neuron_error(2003);
-        }
-        match self.subscriptions.get_mut(&(app.to_owned(), driver.to_owned(), group.to_owned())) {
+        match self.subscriptions.get_mut(&key) {
             Some(params) => {
                 *params = body.get("params").cloned().unwrap_or(Value::Null);
                 neuron_ok()
@@ -727,15 +737,11 @@ impl Neuron {
 
     /// `DELETE /subscribe {app, driver, group}`.
     fn unsubscribe(&mut self, body: &Value) -> Reply {
-        let (Some(app), Some(driver), Some(group)) =
-            (str_field(body, "app"), str_field(body, "driver"), str_field(body, "group"))
-        else {
-            return neuron_error(1002);
+        let key = match self.existing_nodes_key(body) {
+            Ok(key) => key,
+            Err(code) => return neuron_error(code),
         };
-        if !self.nodes.contains_key(app) || !self.nodes.contains_key(driver) {
-            return neuron_error(2003);
-        }
-        match self.subscriptions.remove(&(app.to_owned(), driver.to_owned(), group.to_owned())) {
+        match self.subscriptions.remove(&key) {
             Some(_) => neuron_ok(),
             None => neuron_error(2102),
         }
