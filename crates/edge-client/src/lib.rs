@@ -676,8 +676,16 @@ impl Edge<'_> {
         }
         let response = request.send().await.map_err(|e| self.transport_error(step, object, &e))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| self.transport_error(step, object, &e))?;
-        Ok(Answer { status, body })
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(step, object, &e))? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                let what = format!("an answer larger than {} MiB; {NOT_NEURONEX}", MAX_ANSWER_BYTES >> 20);
+                return Err(EdgeError::edge(step, object, status.as_u16(), None, what));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
     }
 
     fn transport_error(&self, step: &str, object: &str, err: &reqwest::Error) -> EdgeError {
@@ -740,6 +748,11 @@ fn edge_error(step: &str, object: &str, answer: &Answer) -> EdgeError {
 
 /// The message of an answer that is not a NeuronEX error document.
 pub const NOT_NEURONEX: &str = "not a NeuronEX answer";
+
+/// The most of one answer the client reads. NeuronEX answers are small (a large driver export is a
+/// few MiB); whatever answers with more (a gateway gone wrong, something in front of it) is refused
+/// before it fills memory or a snapshot.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 /// eKuiper 1.x splices messages in without escaping: `{"error":1000,"message":"a "b" c"}`.
 fn loose_ekuiper_error(text: &str) -> Option<(i64, String)> {

@@ -394,10 +394,14 @@
       view.innerHTML = `<p role="status">${esc(t("plan.reading"))}</p>`;
       try {
         const started = await api("POST", P("/deliveries"), { ...buildRequest(), mode: "plan" });
-        await new Promise((resolve) => {
+        // The plan ends when its stream says so; the page stops waiting after PLAN_WAIT_MS and says so
+        // (the plan goes on, and stays in the history).
+        await new Promise((resolve, reject) => {
           const stream = new EventSource(P(`/deliveries/${started.id}/events`));
-          stream.addEventListener("final", () => { stream.close(); resolve(); });
-          stream.onerror = () => { if (stream.readyState === EventSource.CLOSED) resolve(); };
+          const deadline = setTimeout(() => { stream.close(); reject(new Error(t("plan.too_slow"))); }, PLAN_WAIT_MS);
+          const done = () => { clearTimeout(deadline); stream.close(); resolve(); };
+          stream.addEventListener("final", done);
+          stream.onerror = () => { if (stream.readyState === EventSource.CLOSED) done(); };
         });
         wizard.plan = await api("GET", P(`/deliveries/${started.id}/plan`));
         showPlan(view, wizard.plan);
@@ -418,6 +422,8 @@
     });
     show();
   }
+
+  const PLAN_WAIT_MS = 10 * 60 * 1000;
 
   // A plan grouped by change set: totals, each group with its changes and patches, unread targets.
   function showPlan(view, plan) {

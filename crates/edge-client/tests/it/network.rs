@@ -76,3 +76,16 @@ async fn a_reason_never_quotes_a_page_that_is_not_a_neuronex_answer() {
     let err = client().edge(&at(format!("http://{address}"))).version().await.expect_err("not json");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+/// An answer past `MAX_ANSWER_BYTES` is refused while it is read, with a reason, not kept.
+#[tokio::test]
+async fn an_oversized_answer_is_refused_while_it_is_read() {
+    let files = crate::support::FileServer::start().await;
+    files.put("/api/version", vec![b'x'; edge_client::MAX_ANSWER_BYTES + 1]);
+    let target = edge_client::EdgeTarget { endpoint: files.base_url.clone(), auth: edge_client::EdgeAuth::None };
+    let err = crate::support::client().edge(&target).version().await.expect_err("too large");
+    assert_eq!(
+        err.to_string(),
+        "read version: edge answered HTTP 200 \"an answer larger than 32 MiB; not a NeuronEX answer\""
+    );
+}
