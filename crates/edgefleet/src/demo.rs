@@ -98,6 +98,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("try it from another terminal:");
     println!("  edgefleet login --server {base} --username admin --password {password}");
     println!("  edgefleet edge list --project {project} --tag zone-a");
+    println!(
+        "  edgefleet deliver --project {project} --template {rules} --tag zone-a --plan   # what would change; writes nothing"
+    );
     println!("  edgefleet deliver --project {project} --template {rules} --edge-version 3.7 --watch");
     println!("  edgefleet deliver --project {project} --plugin {plugin} --tag zone-b --watch");
     if !args.exit {
