@@ -191,6 +191,40 @@ pub struct Delivery {
     pub finished_at: Option<Millis>,
     /// The stored counts.
     pub counts: Counts,
+    /// The rollout as asked for; absent for a delivery to every target at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<domain::rollout::Rollout>,
+    /// The wave targets are taken from now (1-based; 0 without a rollout).
+    pub wave: u32,
+    /// How many waves the rollout has (0 without a rollout).
+    pub waves: u32,
+    /// Where each wave ends in the delivery's target order (`[10, 110, 1000]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wave_ends: Vec<u64>,
+    /// When a scheduled delivery starts (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// Approvals by other project admins it needed (the project's setting when it was made).
+    pub approvals_required: i64,
+    /// Who approved it, and when; an approval counts for 24 hours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+    /// Why the rollout was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
+    /// The rollback delivery of this one (started by `on_abort: rollback`, or the first by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_id: Option<String>,
+}
+
+/// One approval of a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Approval {
+    pub user_id: String,
+    pub username: String,
+    pub at: Millis,
+    /// Whether it still counts (younger than 24 hours).
+    pub valid: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -216,6 +250,9 @@ pub struct DeliveryTarget {
     /// Why a failed target could not be put back as it was (also at the end of `reason`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_failed: Option<String>,
+    /// The rollout wave it belongs to (1-based; 0 without a rollout).
+    #[serde(default)]
+    pub wave: i64,
 }
 
 /// A live `target` event.
@@ -228,6 +265,69 @@ pub struct TargetEvent {
     pub version: Option<String>,
     pub status: TargetStatus,
     pub reason: String,
+}
+
+/// A rollout's live events: `wave_started`, `wave_finished`, `paused`, `resumed`, `aborted`,
+/// `approved` (the SSE event name is the `event` field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RolloutEvent {
+    WaveStarted {
+        wave: u32,
+        waves: u32,
+    },
+    WaveFinished {
+        wave: u32,
+        waves: u32,
+        counts: Counts,
+    },
+    /// `by` is a user, or `gate` for a manual gate between waves.
+    Paused {
+        wave: u32,
+        by: String,
+        reason: String,
+    },
+    Resumed {
+        wave: u32,
+        by: String,
+    },
+    Aborted {
+        wave: u32,
+        reason: String,
+        by: String,
+    },
+    Approved {
+        by: String,
+        approvals: i64,
+        required: i64,
+        state: DeliveryState,
+    },
+}
+
+impl RolloutEvent {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RolloutEvent::WaveStarted { .. } => "wave_started",
+            RolloutEvent::WaveFinished { .. } => "wave_finished",
+            RolloutEvent::Paused { .. } => "paused",
+            RolloutEvent::Resumed { .. } => "resumed",
+            RolloutEvent::Aborted { .. } => "aborted",
+            RolloutEvent::Approved { .. } => "approved",
+        }
+    }
+}
+
+/// The `state` event that starts every stream (after the counts): where the delivery stands, so
+/// a watcher that arrives while it is paused, scheduled or awaiting approval knows without a read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StateEvent {
+    pub state: DeliveryState,
+    /// 1-based; 0 without a rollout.
+    pub wave: u32,
+    pub waves: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
 }
 
 /// The live `final` event.
@@ -401,6 +501,23 @@ pub struct NewDelivery {
     /// change, writing nothing (`GET .../deliveries/{id}/plan`).
     #[serde(default)]
     pub mode: Option<DeliveryMode>,
+    /// Waves, gate and abort rule (`apply` deliveries only).
+    #[serde(default)]
+    pub rollout: Option<domain::rollout::Rollout>,
+    /// When to start (RFC 3339); the delivery is `scheduled` until then.
+    #[serde(default)]
+    pub start_at: Option<String>,
+}
+
+/// `PATCH /api/v1/projects/{id}`: a new name, the number of approvals deliveries need, or both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Other project admins who must approve each new delivery (0: none, at most 10).
+    #[serde(default)]
+    pub approvals_required: Option<i64>,
 }
 
 /// `GET .../deliveries/{id}/targets/{edge_id}`: one target with what it read before writing
@@ -480,6 +597,9 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<Login>();
     generator.subschema_for::<NewToken>();
     generator.subschema_for::<NewName>();
+    generator.subschema_for::<ProjectPatch>();
+    generator.subschema_for::<RolloutEvent>();
+    generator.subschema_for::<StateEvent>();
     generator.subschema_for::<Membership>();
     generator.subschema_for::<NewUser>();
     generator.subschema_for::<UserPatch>();

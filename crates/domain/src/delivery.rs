@@ -30,6 +30,12 @@ crate::wire_enum! {
     /// The delivery as a whole.
     pub enum DeliveryState ("delivery state") {
         Running = "running",
+        /// Waits until enough other project admins approve it (`approvals_required`).
+        AwaitingApproval = "awaiting_approval",
+        /// Waits for its `start_at`.
+        Scheduled = "scheduled",
+        /// A rollout stopped between waves (manual gate) or by a user; `resume` goes on.
+        Paused = "paused",
         /// Asked to stop: edge calls are being abandoned; `canceled` once every target is final.
         Canceling = "canceling",
         Succeeded = "succeeded",
@@ -37,6 +43,8 @@ crate::wire_enum! {
         Partial = "partial",
         Failed = "failed",
         Canceled = "canceled",
+        /// A rollout stopped by its abort rule or by a user: targets never started were canceled.
+        Aborted = "aborted",
     }
 }
 
@@ -45,8 +53,16 @@ impl DeliveryState {
     /// named, so a new one (a rollout's `paused`, `awaiting_approval`) must be placed here.
     pub fn is_final(self) -> bool {
         match self {
-            DeliveryState::Running | DeliveryState::Canceling => false,
-            DeliveryState::Succeeded | DeliveryState::Partial | DeliveryState::Failed | DeliveryState::Canceled => true,
+            DeliveryState::Running
+            | DeliveryState::AwaitingApproval
+            | DeliveryState::Scheduled
+            | DeliveryState::Paused
+            | DeliveryState::Canceling => false,
+            DeliveryState::Succeeded
+            | DeliveryState::Partial
+            | DeliveryState::Failed
+            | DeliveryState::Canceled
+            | DeliveryState::Aborted => true,
         }
     }
 }

@@ -39,9 +39,25 @@ pub fn utc_text(epoch_ms: i64) -> String {
         .unwrap_or_else(|_| format!("{epoch_ms} ms after the Unix epoch"))
 }
 
+/// An RFC 3339 time (`2026-12-05T02:00:00+08:00`) in milliseconds since the Unix epoch.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        let shown: String = text.chars().take(64).collect();
+        format!("`{shown}` is not an RFC 3339 time like 2026-12-05T02:00:00+08:00: {e}")
+    })?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("`{text}` is too far away"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_parse_from_rfc3339() {
+        assert_eq!(parse_time("2026-12-04T13:02:11Z"), Ok(1_796_389_331_000));
+        assert_eq!(parse_time("2026-12-04T21:02:11+08:00"), Ok(1_796_389_331_000));
+        assert!(parse_time("tomorrow").expect_err("refused").contains("not an RFC 3339 time"));
+    }
 
     #[test]
     fn times_read_as_rfc3339_in_utc() {

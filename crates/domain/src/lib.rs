@@ -14,6 +14,7 @@ pub mod network;
 pub mod params;
 pub mod patch;
 pub mod plan;
+pub mod rollout;
 pub mod rule;
 pub mod secrets;
 pub mod template;

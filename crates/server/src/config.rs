@@ -54,6 +54,8 @@ pub struct Config {
     pub max_event_streams: u64,
     /// The first wait of an account past its free sign-in attempts (doubling after).
     pub sign_in_backoff: Duration,
+    /// The time schedules, approvals and deadlines are measured by (tests hold a manual one).
+    pub clock: crate::clock::Clock,
 }
 
 impl Config {
@@ -83,6 +85,7 @@ impl Config {
             max_running_deliveries: 50,
             max_event_streams: 2000,
             sign_in_backoff: Duration::from_secs(1),
+            clock: crate::clock::Clock::system(),
         }
     }
 

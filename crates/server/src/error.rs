@@ -109,6 +109,9 @@ impl From<StoreError> for ApiError {
                     Clash::ProjectNotEmpty => {
                         (ErrorCode::ProjectNotEmpty, format!("the project still holds {name}; delete them first"))
                     }
+                    Clash::AlreadyRolledBack => {
+                        (ErrorCode::AlreadyRolledBack, format!("delivery {name} already has its rollback"))
+                    }
                 };
                 ApiError::new(code, message).with_details(json!({"name": name}))
             }

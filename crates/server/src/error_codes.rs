@@ -59,6 +59,7 @@ error_codes! {
     WrongCurrentPassword = ("wrong_current_password", FORBIDDEN, "A password change gave the wrong current password."),
     TooManyAttempts = ("too_many_attempts", TOO_MANY_REQUESTS, "Sign-in back-off: wait `retry_after_secs`."),
     // Names and fields.
+    EmptyPatch = ("empty_patch", UNPROCESSABLE_ENTITY, "A change names no field to change."),
     InvalidName = ("invalid_name", UNPROCESSABLE_ENTITY, "A name is empty, too long or holds hidden characters."),
     InvalidDescription = ("invalid_description", UNPROCESSABLE_ENTITY, "A description is too long or holds control characters."),
     InvalidUsername = ("invalid_username", UNPROCESSABLE_ENTITY, "A user name breaks its rules."),
@@ -119,6 +120,14 @@ error_codes! {
     NotAPlan = ("not_a_plan", CONFLICT, "The delivery is not a plan (`mode: plan`): it has no plan to show or apply."),
     CannotRollBack = ("cannot_roll_back", CONFLICT, "A plan wrote nothing, so there is nothing to roll back."),
     NothingToRollBack = ("nothing_to_roll_back", CONFLICT, "No chosen target of the delivery recorded a snapshot (none got as far as writing)."),
+    InvalidApprovals = ("invalid_approvals", UNPROCESSABLE_ENTITY, "`approvals_required` is out of range (0 to 10)."),
+    InvalidRollout = ("invalid_rollout", UNPROCESSABLE_ENTITY, "`rollout` or `start_at` is malformed or out of range."),
+    NotAwaitingApproval = ("not_awaiting_approval", CONFLICT, "The delivery does not wait for approvals."),
+    CreatorCannotApprove = ("creator_cannot_approve", FORBIDDEN, "The creator of a delivery cannot approve it; another project admin must."),
+    AlreadyApproved = ("already_approved", CONFLICT, "This user's approval of the delivery already counts."),
+    NotPaused = ("not_paused", CONFLICT, "Only a paused or scheduled delivery can be resumed."),
+    CannotPause = ("cannot_pause", CONFLICT, "Only a running delivery can be paused."),
+    AlreadyRolledBack = ("already_rolled_back", CONFLICT, "The delivery already has its rollback."),
     TooManyRunningDeliveries = ("too_many_running_deliveries", TOO_MANY_REQUESTS, "The project runs as many deliveries as allowed; retry later."),
     TooManyEventStreams = ("too_many_event_streams", SERVICE_UNAVAILABLE, "The server holds as many live streams as allowed; retry later."),
     // Things that exist, or do not.

@@ -3,6 +3,7 @@
 
 mod access;
 mod blobs;
+pub mod clock;
 pub mod config;
 mod crypto;
 mod engine;
@@ -118,7 +119,7 @@ impl App {
             Arc::clone(&jwt_keys),
             Arc::clone(&metrics),
             Arc::clone(&links),
-            config.worker,
+            engine::EngineSettings { works: config.worker, clock: config.clock.clone() },
         );
         let throttle =
             Arc::new(throttle::Throttle { first_wait: config.sign_in_backoff, ..throttle::Throttle::default() });

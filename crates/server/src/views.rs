@@ -105,7 +105,9 @@ pub fn plugin(row: &store::Plugin) -> api::Plugin {
 }
 
 /// A delivery with its stored counts; secret parameter values are masked.
-pub fn delivery(row: &store::Delivery, counts: &Counts) -> api::Delivery {
+/// A delivery as the API shows it; `approvals` (with `now`, to say which still count) only where
+/// one delivery is shown.
+pub fn delivery(row: &store::Delivery, counts: &Counts, approvals: &[store::Approval], now: i64) -> api::Delivery {
     api::Delivery {
         id: row.id.clone(),
         project_id: row.project_id.clone(),
@@ -131,6 +133,23 @@ pub fn delivery(row: &store::Delivery, counts: &Counts) -> api::Delivery {
         created_at: row.created_at,
         finished_at: row.finished_at,
         counts: *counts,
+        rollout: row.rollout.clone(),
+        wave: if row.rollout.is_some() { row.wave as u32 + 1 } else { 0 },
+        waves: if row.rollout.is_some() { row.wave_ends.len() as u32 } else { 0 },
+        wave_ends: row.wave_ends.clone(),
+        start_at: row.start_at.map(domain::edge::utc_text),
+        approvals_required: row.approvals_required,
+        approvals: approvals
+            .iter()
+            .map(|a| api::Approval {
+                user_id: a.user_id.clone(),
+                username: a.username.clone(),
+                at: a.at,
+                valid: a.at > now - store::APPROVAL_LIFETIME_MS,
+            })
+            .collect(),
+        abort_reason: row.abort_reason.clone(),
+        rollback_id: row.rollback_id.clone(),
     }
 }
 
@@ -151,6 +170,7 @@ pub fn target(row: &store::DeliveryTarget) -> api::DeliveryTarget {
         result_seq: row.result_seq,
         restored: row.restore == Some(RestoreOutcome::Restored),
         restore_failed: (row.restore == Some(RestoreOutcome::RestoreFailed)).then(|| restore_failure(&row.reason)),
+        wave: row.wave,
     }
 }
 

@@ -26,6 +26,7 @@ const TABLES: &[(&str, &str)] = &[
     ("plugins", "id"),
     ("deliveries", "id"),
     ("delivery_targets", "delivery_id, seq"),
+    ("delivery_approvals", "delivery_id, user_id"),
     ("audit_events", "id"),
     ("settings", "key"),
     ("singletons", "name"),

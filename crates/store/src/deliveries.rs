@@ -7,6 +7,7 @@
 use std::str::FromStr;
 
 use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, RestoreOutcome, TargetStatus};
+use domain::rollout::Rollout;
 use domain::template::TemplateKind;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -41,6 +42,16 @@ pub struct NewDelivery {
     /// Apply or roll back over objects changed since the plan or delivery.
     pub force: bool,
     pub created_by: String,
+    /// `Running`, `AwaitingApproval` or `Scheduled`.
+    pub state: DeliveryState,
+    pub rollout: Option<Rollout>,
+    /// Where each wave ends in target order (`[total]` without a rollout).
+    pub wave_ends: Vec<u64>,
+    pub start_at: Option<i64>,
+    pub approvals_required: i64,
+    /// A rollback that must be its source's first (an abort's own): refused with
+    /// `AlreadyRolledBack` when another rollback was started first, so a retried abort makes one.
+    pub first_rollback_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +62,8 @@ pub struct NewTarget {
     pub edge_version: Option<String>,
     pub tags: Vec<String>,
     pub auth: EdgeAuthRow,
+    /// 1-based; 0 without a rollout.
+    pub wave: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +93,36 @@ pub struct Delivery {
     pub created_by: String,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    pub rollout: Option<Rollout>,
+    pub wave_ends: Vec<u64>,
+    /// The wave targets are claimed from (0-based index into `wave_ends`).
+    pub wave: i64,
+    pub start_at: Option<i64>,
+    pub approvals_required: i64,
+    /// Why the rollout was aborted; `None` unless it was.
+    pub abort_reason: Option<String>,
+    /// The rollback delivery an abort (or the first rollback) started.
+    pub rollback_id: Option<String>,
+}
+
+impl Delivery {
+    /// Targets at positions below this may be claimed now (the current wave's end).
+    pub fn claim_limit(&self) -> i64 {
+        self.wave_ends.get(self.wave as usize).map_or(i64::MAX, |end| *end as i64)
+    }
+
+    /// Whether a wave follows the current one.
+    pub fn has_next_wave(&self) -> bool {
+        (self.wave as usize + 1) < self.wave_ends.len()
+    }
+}
+
+/// An approval of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub user_id: String,
+    pub username: String,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +144,8 @@ pub struct DeliveryTarget {
     /// What it held before the first write (`[{ref, live}]`), for `apply` targets that got there.
     pub snapshot: Option<Value>,
     pub restore: Option<RestoreOutcome>,
+    /// 1-based; 0 without a rollout.
+    pub wave: i64,
 }
 
 /// A delivery's counts and the number of its latest result, read together.
@@ -168,6 +213,19 @@ fn delivery(row: &AnyRow) -> Result<Delivery> {
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
         finished_at: row.get("finished_at"),
+        rollout: match row.get::<String, _>("rollout").as_str() {
+            "" => None,
+            text => {
+                Some(serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("deliveries.rollout: {e}")))?)
+            }
+        },
+        wave_ends: serde_json::from_str(&row.get::<String, _>("wave_ends"))
+            .map_err(|e| StoreError::Corrupt(format!("deliveries.wave_ends: {e}")))?,
+        wave: row.get::<i32, _>("wave").into(),
+        start_at: row.get("start_at"),
+        approvals_required: row.get::<i32, _>("approvals_required").into(),
+        abort_reason: Some(row.get::<String, _>("abort_reason")).filter(|r| !r.is_empty()),
+        rollback_id: row.get("rollback_id"),
     })
 }
 
@@ -188,6 +246,7 @@ fn target(row: &AnyRow) -> Result<DeliveryTarget> {
         result_seq: row.get("result_seq"),
         snapshot: optional_json(row, "snapshot")?,
         restore: restore_of(row)?,
+        wave: row.get::<i32, _>("wave").into(),
     })
 }
 
@@ -224,6 +283,31 @@ fn claimed(row: &AnyRow) -> Result<ClaimedTarget> {
 
 const TARGET_BATCH: usize = 2000;
 
+/// Cancels the delivery's targets not started yet with `reason`; answers how many. Each canceled
+/// target is a result too: numbers for all of them at once, from a block as large as the delivery
+/// (`seq` is below its total).
+async fn cancel_pending(tx: &mut sqlx::Transaction<'_, sqlx::Any>, delivery_id: &str, reason: &str) -> Result<u64> {
+    let block = sqlx::query(
+        "UPDATE deliveries SET results_written = results_written + total WHERE id = $1 RETURNING results_written, total",
+    )
+    .bind(delivery_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let base = block.get::<i64, _>("results_written") - block.get::<i64, _>("total");
+    let done = sqlx::query(
+        "UPDATE delivery_targets SET status = 'canceled', reason = $4, finished_at = $1, result_seq = $3 + seq + 1,
+                not_before = NULL
+         WHERE delivery_id = $2 AND status = 'pending'",
+    )
+    .bind(now_ms())
+    .bind(delivery_id)
+    .bind(base)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 impl Store {
     /// Stores the delivery, all its targets as pending, and its audit record, in one transaction.
     pub async fn create_delivery(
@@ -237,9 +321,10 @@ impl Store {
         sqlx::query(
             "INSERT INTO deliveries (id, project_id, kind, template_id, template_name, template_version, template_kind,
                                      plugin_id, content, content_sha256, content_edited, params, options, dry_run,
-                                     state, total, created_by, created_at, mode, plan_id, rollback_of, force)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17, $18, $19,
-                     $20, $21)",
+                                     state, total, created_by, created_at, mode, plan_id, rollback_of, force,
+                                     rollout, wave_ends, start_at, approvals_required)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $22, $15, $16, $17, $18, $19,
+                     $20, $21, $23, $24, $25, $26)",
         )
         .bind(&new.id)
         .bind(&new.project_id)
@@ -262,6 +347,11 @@ impl Store {
         .bind(new.plan_id.clone())
         .bind(new.rollback_of.clone())
         .bind(i32::from(new.force))
+        .bind(new.state.as_str())
+        .bind(new.rollout.as_ref().map(|r| json!(r).to_string()).unwrap_or_default())
+        .bind(json!(new.wave_ends).to_string())
+        .bind(new.start_at)
+        .bind(new.approvals_required as i32)
         .execute(&mut *tx)
         .await?;
         // Targets go in as one JSON array per batch: a statement with thousands of bind
@@ -269,16 +359,16 @@ impl Store {
         let insert = match self.backend {
             Backend::Sqlite => {
                 "INSERT INTO delivery_targets (delivery_id, seq, edge_id, edge_name, endpoint, edge_version, tags,
-                                               auth_kind, auth_username, auth_secret, status)
+                                               auth_kind, auth_username, auth_secret, status, wave)
                  SELECT $1, t.value ->> 0, t.value ->> 1, t.value ->> 2, t.value ->> 3, t.value ->> 4, t.value ->> 5,
-                        t.value ->> 6, t.value ->> 7, t.value ->> 8, 'pending'
+                        t.value ->> 6, t.value ->> 7, t.value ->> 8, 'pending', t.value ->> 9
                  FROM json_each($2) AS t"
             }
             Backend::Postgres => {
                 "INSERT INTO delivery_targets (delivery_id, seq, edge_id, edge_name, endpoint, edge_version, tags,
-                                               auth_kind, auth_username, auth_secret, status)
+                                               auth_kind, auth_username, auth_secret, status, wave)
                  SELECT $1, (t ->> 0)::bigint, t ->> 1, t ->> 2, t ->> 3, t ->> 4, t ->> 5, t ->> 6, t ->> 7, t ->> 8,
-                        'pending'
+                        'pending', (t ->> 9)::integer
                  FROM jsonb_array_elements($2::jsonb) AS t"
             }
         };
@@ -297,10 +387,22 @@ impl Store {
                         t.auth.kind,
                         t.auth.username,
                         t.auth.secret,
+                        t.wave,
                     ])
                 })
                 .collect();
             sqlx::query(insert).bind(&new.id).bind(Value::Array(rows).to_string()).execute(&mut *tx).await?;
+        }
+        // The first rollback of a delivery is the one it names (an abort's own rollback, once).
+        if let Some(of) = &new.rollback_of {
+            let linked = sqlx::query("UPDATE deliveries SET rollback_id = $1 WHERE id = $2 AND rollback_id IS NULL")
+                .bind(&new.id)
+                .bind(of)
+                .execute(&mut *tx)
+                .await?;
+            if linked.rows_affected() == 0 && new.first_rollback_only {
+                return Err(StoreError::Conflict { clash: crate::Clash::AlreadyRolledBack, name: of.clone() });
+            }
         }
         audit::insert(&mut *tx, audit_entry).await?;
         tx.commit().await?;
@@ -325,7 +427,7 @@ impl Store {
     /// Deliveries of the project that have not ended.
     pub async fn running_deliveries(&self, project_id: &str) -> Result<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1 AND state IN ('running', 'canceling')",
+            "SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1 AND state IN ('running', 'canceling', 'paused')",
         )
         .bind(project_id)
         .fetch_one(&self.read)
@@ -455,14 +557,17 @@ impl Store {
         Ok((rows.iter().map(target).collect::<Result<_>>()?, total))
     }
 
-    /// Claims up to `limit` pending targets (or running ones whose lease ran out, whose holder
-    /// is presumed dead) for `worker`.
+    /// Claims up to `limit` pending targets at positions below `below` (the current wave's end)
+    /// that do not wait (`not_before`), or running ones whose lease ran out (their holder is
+    /// presumed dead), for `worker`; nothing while the delivery is not running (paused, aborted
+    /// and the like), whatever the caller last knew.
     pub async fn claim_targets(
         &self,
         delivery_id: &str,
         worker: &str,
         lease_ms: i64,
         limit: i64,
+        below: i64,
     ) -> Result<Vec<ClaimedTarget>> {
         let now = now_ms();
         // Pending targets and expired leases are looked up apart, each on the (delivery, status,
@@ -470,10 +575,13 @@ impl Store {
         let sql = match self.backend {
             Backend::Sqlite => {
                 "UPDATE delivery_targets SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2,
-                        started_at = COALESCE(started_at, $3)
-                 WHERE delivery_id = $4 AND seq IN (
+                        started_at = COALESCE(started_at, $3), not_before = NULL
+                 WHERE delivery_id = $4
+                   AND EXISTS (SELECT 1 FROM deliveries WHERE id = $4 AND state IN ('running', 'canceling'))
+                   AND seq IN (
                      SELECT seq FROM (
                          SELECT seq FROM (SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'pending'
+                                          AND seq < $6 AND (not_before IS NULL OR not_before <= $3)
                                           ORDER BY seq LIMIT $5)
                          UNION ALL
                          SELECT seq FROM delivery_targets
@@ -483,17 +591,20 @@ impl Store {
             }
             // CTEs, so LIMIT holds: PostgreSQL may re-run an `IN (subquery)` and pick more rows.
             Backend::Postgres => {
-                "WITH pending AS (
-                     SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'pending'
+                "WITH live AS (SELECT 1 FROM deliveries WHERE id = $4 AND state IN ('running', 'canceling')),
+                 pending AS (
+                     SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'pending' AND seq < $6
+                       AND (not_before IS NULL OR not_before <= $3) AND EXISTS (SELECT 1 FROM live)
                      ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED),
                  expired AS (
                      SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'running' AND lease_until < $3
+                       AND EXISTS (SELECT 1 FROM live)
                      ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED),
                  picked AS (
                      SELECT seq FROM (SELECT seq FROM pending UNION ALL SELECT seq FROM expired) AS both_kinds
                      ORDER BY seq LIMIT $5)
                  UPDATE delivery_targets t SET status = 'running', attempts = t.attempts + 1, lease_until = $1, worker = $2,
-                        started_at = COALESCE(t.started_at, $3)
+                        started_at = COALESCE(t.started_at, $3), not_before = NULL
                  FROM picked WHERE t.delivery_id = $4 AND t.seq = picked.seq
                  RETURNING t.*"
             }
@@ -504,6 +615,7 @@ impl Store {
             .bind(now)
             .bind(delivery_id)
             .bind(limit)
+            .bind(below)
             .fetch_all(&self.write)
             .await?;
         let mut claimed: Vec<ClaimedTarget> = rows.iter().map(claimed).collect::<Result<_>>()?;
@@ -525,42 +637,58 @@ impl Store {
         Ok(written.first().copied().flatten().is_some())
     }
 
-    /// Marks the delivery as canceling and cancels every target not started yet; answers how many.
     /// Asks for a delivery to stop and cancels its targets that never started, with its audit
     /// record (`details.canceled_targets` is filled in); answers how many were canceled.
     pub async fn cancel_delivery(&self, delivery_id: &str, audit_entry: &AuditEntry) -> Result<u64> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
-            "UPDATE deliveries SET cancel_requested = 1, state = CASE WHEN state = 'running' THEN 'canceling' ELSE state END
+            "UPDATE deliveries SET cancel_requested = 1,
+                    state = CASE WHEN state IN ('running', 'paused', 'scheduled', 'awaiting_approval') THEN 'canceling'
+                                 ELSE state END
              WHERE id = $1",
         )
-            .bind(delivery_id)
-            .execute(&mut *tx)
-            .await?;
-        // Each canceled target is a result too: numbers for all of them at once, from a block as
-        // large as the delivery (`seq` is below its total).
-        let block = sqlx::query(
-            "UPDATE deliveries SET results_written = results_written + total WHERE id = $1 RETURNING results_written, total",
-        )
         .bind(delivery_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let base = block.get::<i64, _>("results_written") - block.get::<i64, _>("total");
-        let done = sqlx::query(
-            "UPDATE delivery_targets SET status = 'canceled', reason = 'canceled before it started', finished_at = $1,
-                    result_seq = $3 + seq + 1
-             WHERE delivery_id = $2 AND status = 'pending'",
-        )
-        .bind(now_ms())
-        .bind(delivery_id)
-        .bind(base)
         .execute(&mut *tx)
         .await?;
+        let canceled = cancel_pending(&mut tx, delivery_id, "canceled before it started").await?;
         let mut entry = audit_entry.clone();
-        entry.details["canceled_targets"] = done.rows_affected().into();
+        entry.details["canceled_targets"] = canceled.into();
         audit::insert(&mut *tx, &entry).await?;
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok(canceled)
+    }
+
+    /// Aborts a rollout: records `reason` (the delivery ends `aborted`), cancels every target not
+    /// started with it, and lets the targets under way finish (a paused, scheduled or unapproved
+    /// delivery runs again only to close). Answers how many targets were canceled, or `None` when
+    /// the delivery had already ended or been aborted. The audit record gets
+    /// `details.canceled_targets`.
+    pub async fn abort_delivery(
+        &self,
+        delivery_id: &str,
+        reason: &str,
+        audit_entry: &AuditEntry,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.write.begin().await?;
+        let marked = sqlx::query(
+            "UPDATE deliveries SET abort_reason = $1,
+                    state = CASE WHEN state = 'canceling' THEN state ELSE 'running' END
+             WHERE id = $2 AND abort_reason = ''
+               AND state IN ('running', 'paused', 'scheduled', 'awaiting_approval', 'canceling')",
+        )
+        .bind(reason)
+        .bind(delivery_id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let canceled = cancel_pending(&mut tx, delivery_id, reason).await?;
+        let mut entry = audit_entry.clone();
+        entry.details["canceled_targets"] = canceled.into();
+        audit::insert(&mut *tx, &entry).await?;
+        tx.commit().await?;
+        Ok(Some(canceled))
     }
 
     /// Puts failed targets back to pending and the delivery back to running; answers how many.
@@ -678,7 +806,7 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Deliveries that are not finished, oldest first: work to resume after a restart.
+    /// Deliveries a runner should work on, oldest first: work to resume after a restart.
     pub async fn unfinished_deliveries(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT id FROM deliveries WHERE state IN ('running', 'canceling') ORDER BY created_at")
             .fetch_all(&self.read)
@@ -688,13 +816,15 @@ impl Store {
 }
 
 impl Store {
-    /// Running deliveries that have work a runner could take now: targets not started, targets
-    /// whose lease ran out, or no unfinished target left (the delivery needs closing).
+    /// Running deliveries that have work a runner could take now: targets not started that do
+    /// not wait, targets whose lease ran out, or no unfinished target left (the delivery needs
+    /// closing). A rollout's later waves count too: the runner moves on to them.
     pub async fn claimable_deliveries(&self) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT d.id FROM deliveries d WHERE d.state IN ('running', 'canceling') AND (
                  EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
-                         AND (t.status = 'pending' OR (t.status = 'running' AND t.lease_until < $1)))
+                         AND ((t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= $1))
+                              OR (t.status = 'running' AND t.lease_until < $1)))
                  OR NOT EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
                          AND t.status IN ('pending', 'running')))
              ORDER BY d.created_at",

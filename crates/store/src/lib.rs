@@ -12,6 +12,7 @@ mod deliveries;
 mod edges;
 mod members;
 mod plugins;
+mod rollouts;
 mod security;
 mod sql;
 mod templates;
@@ -27,10 +28,13 @@ use sqlx::{AnyPool, Executor, Row};
 pub use accounts::{NewToken, Org, Project, ProjectScope, User};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use copy::{TableCopy, copied_tables};
-pub use deliveries::{ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, Progress, TargetOutcome};
+pub use deliveries::{
+    Approval, ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, Progress, TargetOutcome,
+};
 pub use edges::{EdgeAuthRow, EdgeHealth, EdgeService, NewEdge, ProbeResult, ProbeTarget};
 pub use members::{Member, Roles, TokenInfo};
 pub use plugins::{NewPlugin, Plugin};
+pub use rollouts::{APPROVAL_LIFETIME_MS, ApprovalOutcome};
 pub use security::{AttemptCount, JwtKeyRow};
 pub use templates::{Template, TemplateChange, TemplateVersion};
 
@@ -88,6 +92,8 @@ pub enum Clash {
     OrgHasProjects,
     /// The project still holds things (`name` says what).
     ProjectNotEmpty,
+    /// The delivery (`name`) already has a rollback.
+    AlreadyRolledBack,
 }
 
 #[derive(Debug, thiserror::Error)]

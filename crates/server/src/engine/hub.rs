@@ -10,10 +10,27 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum DeliveryEvent {
-    Counts { counts: Counts },
-    Target { target: TargetEvent },
-    Final { state: DeliveryState, counts: Counts },
+    Counts {
+        counts: Counts,
+    },
+    Target {
+        target: TargetEvent,
+    },
+    Final {
+        state: DeliveryState,
+        counts: Counts,
+    },
+    /// Where the delivery stands (the start of every stream).
+    State {
+        state: api_types::StateEvent,
+    },
+    /// Waves, pauses, aborts and approvals.
+    Rollout {
+        rollout: RolloutEvent,
+    },
 }
+
+pub use api_types::RolloutEvent;
 
 /// A live `target` event, as clients read it.
 pub use api_types::TargetEvent;
@@ -40,6 +57,8 @@ impl DeliveryEvent {
             DeliveryEvent::Final { state, counts } => {
                 ("final", serde_json::json!(api_types::FinalEvent { state: *state, counts: *counts }))
             }
+            DeliveryEvent::State { state } => ("state", serde_json::json!(state)),
+            DeliveryEvent::Rollout { rollout } => (rollout.name(), serde_json::json!(rollout)),
         };
         (name, data.to_string())
     }

@@ -4,8 +4,10 @@
 //! picks up where the last one stopped; a target is sent again only if its result was never
 //! written.
 
+pub mod derive;
 pub mod hub;
 pub mod probe;
+mod rollout;
 mod snapshots;
 pub mod target;
 
@@ -59,6 +61,14 @@ pub struct Engine {
     works: bool,
     /// Runners of this process by delivery: cancelling stops their claims and their edge calls.
     cancels: Mutex<BTreeMap<String, CancellationToken>>,
+    clock: crate::clock::Clock,
+}
+
+/// How this process's engine works.
+pub struct EngineSettings {
+    /// API-only replicas leave deliveries to the workers.
+    pub works: bool,
+    pub clock: crate::clock::Clock,
 }
 
 impl Engine {
@@ -69,7 +79,7 @@ impl Engine {
         jwt_keys: Arc<ProjectKeys>,
         metrics: Arc<Metrics>,
         links: Arc<PackageLinks>,
-        works: bool,
+        settings: EngineSettings,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
@@ -82,8 +92,9 @@ impl Engine {
             probe_slots: tokio::sync::Semaphore::new(probe::CONCURRENCY),
             worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             running: Mutex::new(HashSet::new()),
-            works,
+            works: settings.works,
             cancels: Mutex::new(BTreeMap::new()),
+            clock: settings.clock,
         })
     }
 
@@ -97,9 +108,14 @@ impl Engine {
 
     /// Starts runners for deliveries with work nobody holds: new ones on other replicas, and the
     /// targets of a replica that died. Runners on several replicas share a delivery safely.
+    /// Scheduled deliveries start here too, when their time comes.
     pub async fn sweep_forever(self: Arc<Self>) {
         loop {
-            tokio::time::sleep(SWEEP_INTERVAL).await;
+            tokio::select! {
+                () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+                () = self.clock.moved() => {}
+            }
+            self.start_due().await;
             match self.store.claimable_deliveries().await {
                 Ok(ids) => ids.iter().for_each(|id| self.start(id)),
                 Err(err) => tracing::warn!(error = %err, "cannot look for deliveries to work on"),
@@ -150,6 +166,9 @@ impl Engine {
                     self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
                 }
                 ReplicaEvent::Cancel => self.cancel_here(delivery_id),
+                ReplicaEvent::Rollout { event } => {
+                    self.hub.publish(delivery_id, DeliveryEvent::Rollout { rollout: event })
+                }
                 ReplicaEvent::Final { state, counts } => {
                     self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
                     self.hub.publish(delivery_id, DeliveryEvent::Final { state, counts });
@@ -268,6 +287,11 @@ impl Engine {
         let (snapshots, snapshot_queue) = tokio::sync::mpsc::channel::<SnapshotWrite>(WRITE_QUEUE);
         let snapshot_writer = tokio::spawn(write_snapshots(self.store.clone(), snapshot_queue));
         let mut tasks: JoinSet<()> = JoinSet::new();
+        // A rollout's runner claims only the current wave; an aborted one claims nothing new.
+        let rollout = delivery.rollout.clone();
+        let mut wave = delivery.wave;
+        let mut below = delivery.claim_limit();
+        let mut aborted = delivery.abort_reason.is_some();
         loop {
             if shared && refreshed.elapsed() >= COUNTS_REFRESH {
                 *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
@@ -275,7 +299,8 @@ impl Engine {
             }
             let room = concurrency.saturating_sub(tasks.len());
             if !canceled && (room >= refill_at || tasks.is_empty()) {
-                let claimed = self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64).await?;
+                let claimed =
+                    self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64, below).await?;
                 let ids: Vec<String> = claimed.iter().map(|t| t.edge_id.clone()).collect();
                 let mut health = self.store.edge_health(&ids).await?;
                 for target in claimed {
@@ -297,6 +322,15 @@ impl Engine {
                 }
             }
             if tasks.is_empty() {
+                if rollout.is_some()
+                    && !canceled
+                    && !aborted
+                    && let rollout::Between::Claim { wave: next, below: end } =
+                        self.between_waves(delivery_id, wave).await?
+                {
+                    (wave, below) = (next, end);
+                    continue;
+                }
                 break;
             }
             tokio::select! {
@@ -304,6 +338,15 @@ impl Engine {
                     if counts_sent.elapsed() >= COUNTS_EVERY {
                         self.publish_counts(delivery_id, &counts);
                         counts_sent = std::time::Instant::now();
+                    }
+                    if let Some(rollout) = rollout.as_ref().filter(|_| !aborted) {
+                        let now = *lock(&counts);
+                        if self.check_abort(&delivery, rollout, &now, wave).await? {
+                            aborted = true;
+                            // The abort canceled the targets not started: count them.
+                            *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
+                            self.publish_counts(delivery_id, &counts);
+                        }
                     }
                 }
                 // Counts that changed after the last tick go out even when no target finishes
@@ -455,14 +498,21 @@ impl Engine {
     }
 
     /// Closes the delivery from the stored counts (the source of truth) and tells watchers.
-    async fn finish(&self, delivery_id: &str, canceled: bool) -> anyhow::Result<()> {
+    /// An aborted rollout ends `aborted` (after starting its rollback, when it asks for one).
+    async fn finish(self: &Arc<Self>, delivery_id: &str, canceled: bool) -> anyhow::Result<()> {
         let counts = self.store.delivery_counts(delivery_id).await?;
         if counts.pending > 0 {
-            // Targets held by another worker are still running; that worker finishes the delivery.
+            // Targets held by another worker are still running, or a rollout waits between waves
+            // or for targets that wait; whoever moves the last of them finishes the delivery.
             return Ok(());
         }
         let delivery = self.store.delivery_by_id(delivery_id).await?;
-        let state = counts.state(canceled || delivery.cancel_requested);
+        let state = if delivery.abort_reason.is_some() && !delivery.cancel_requested {
+            self.roll_back_aborted(&delivery).await?;
+            DeliveryState::Aborted
+        } else {
+            counts.state(canceled || delivery.cancel_requested)
+        };
         let entry = finish_audit(&self.store, &delivery, state, &counts).await;
         if self.store.finish_delivery(delivery_id, state, &entry).await? {
             Metrics::inc(&self.metrics.deliveries_finished);
@@ -477,9 +527,10 @@ impl Engine {
     }
 
     /// A delivery whose stored content cannot be read any more fails every target with the reason.
-    async fn fail_everything(&self, delivery: &Delivery, reason: &str) -> anyhow::Result<()> {
+    async fn fail_everything(self: &Arc<Self>, delivery: &Delivery, reason: &str) -> anyhow::Result<()> {
         loop {
-            let claimed = self.store.claim_targets(&delivery.id, &self.worker_id, LEASE_MARGIN_MS, 500).await?;
+            let claimed =
+                self.store.claim_targets(&delivery.id, &self.worker_id, LEASE_MARGIN_MS, 500, i64::MAX).await?;
             if claimed.is_empty() {
                 break;
             }
@@ -519,6 +570,8 @@ enum ReplicaEvent {
     Target { target: TargetEvent, counts: Counts },
     /// The delivery was canceled: abandon its edge calls.
     Cancel,
+    /// A rollout event (wave, pause, abort, approval).
+    Rollout { event: hub::RolloutEvent },
     /// The delivery ended.
     Final { state: DeliveryState, counts: Counts },
 }
@@ -644,25 +697,17 @@ pub fn split_params(params: &Value) -> (BTreeMap<String, Value>, TargetParams) {
 }
 
 async fn finish_audit(store: &Store, delivery: &Delivery, state: DeliveryState, counts: &Counts) -> AuditEntry {
-    let scope = store.project_scope(&delivery.project_id).await.ok();
-    AuditEntry {
-        actor_id: String::new(),
-        actor_name: delivery.created_by.clone(),
-        org_id: scope.as_ref().map(|s| s.org_id.clone()).unwrap_or_default(),
-        org_name: scope.as_ref().map(|s| s.org_name.clone()).unwrap_or_default(),
-        project_id: delivery.project_id.clone(),
-        project_name: scope.as_ref().map(|s| s.project_name.clone()).unwrap_or_default(),
-        action: "delivery.finish".into(),
-        resource_type: "delivery".into(),
-        resource_id: delivery.id.clone(),
-        resource_name: delivery.template_name.clone(),
-        outcome: Outcome::Ended(state),
-        details: json!({
-            "content_sha256": delivery.content_sha256,
-            "template_id": delivery.template_id,
-            "template_version": delivery.template_version,
-            "plugin_id": delivery.plugin_id,
-            "counts": counts,
-        }),
-    }
+    let details = json!({
+        "content_sha256": delivery.content_sha256,
+        "template_id": delivery.template_id,
+        "template_version": delivery.template_version,
+        "plugin_id": delivery.plugin_id,
+        "counts": counts,
+        "abort_reason": delivery.abort_reason,
+        "rollback_id": delivery.rollback_id,
+    });
+    let mut entry = rollout::system_entry(store, delivery, "delivery.finish", details).await;
+    entry.actor_name = delivery.created_by.clone();
+    entry.outcome = Outcome::Ended(state);
+    entry
 }

@@ -16,7 +16,9 @@ use domain::params::{self, ParamValues};
 use domain::template::{self, TemplateKind};
 use futures::Stream;
 use serde_json::{Value, json};
-use store::{Delivery, EdgeService, NewDelivery, NewTarget, Store};
+use store::{Delivery, EdgeService, NewDelivery, Store};
+
+use crate::engine::derive::new_targets;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
@@ -38,8 +40,11 @@ const MISSING_EXAMPLES: usize = 20;
 
 use api_types::NewDelivery as NewDeliveryRequest;
 
-pub(super) fn delivery_json(delivery: &Delivery, counts: &domain::delivery::Counts) -> Value {
-    json!(views::delivery(delivery, counts))
+/// A delivery as answered: its stored counts and, when it has any, its approvals.
+pub(super) async fn delivery_body(state: &AppState, delivery: &Delivery) -> Result<Value, ApiError> {
+    let counts = state.store.delivery_counts(&delivery.id).await?;
+    let approvals = state.store.approvals_of(&delivery.id).await?;
+    Ok(json!(views::delivery(delivery, &counts, &approvals, state.config.clock.now_ms())))
 }
 
 pub async fn create(
@@ -90,6 +95,16 @@ pub async fn create(
             "a plan writes nothing already and reads every target; dry_run (which contacts no edge) is for apply",
         ));
     }
+    let start_at = checked_start_at(request.start_at.as_deref())?;
+    if let Some(rollout) = &request.rollout {
+        if mode != DeliveryMode::Apply {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRollout,
+                "rollout: waves are for `apply` deliveries (a plan reads every target at once and writes nothing)",
+            ));
+        }
+        rollout.check().map_err(|m| ApiError::new(ErrorCode::InvalidRollout, m))?;
+    }
     ensure_room(&state, &project_id).await?;
     let params = checked_params(request.params.as_ref())?;
     let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
@@ -113,8 +128,21 @@ pub async fn create(
     // Values of `${secret:...}` parameters are stored sealed and never shown again.
     let secret_names = payload.normalized.as_ref().map(params::secret_names).unwrap_or_default();
     let params = crate::secret_params::seal(&params, &secret_names, &state.secrets);
+    let id = store::new_id();
+    let mut targets = new_targets(&edges);
+    let wave_ends = match &request.rollout {
+        Some(rollout) => into_waves(&id, rollout, &mut targets),
+        None => Vec::new(),
+    };
+    let approvals_required =
+        if mode == DeliveryMode::Plan { 0 } else { state.store.project_approvals(&project_id).await? };
+    let first_state = match start_at {
+        _ if approvals_required > 0 => DeliveryState::AwaitingApproval,
+        Some(at) if at > state.config.clock.now_ms() => DeliveryState::Scheduled,
+        _ => DeliveryState::Running,
+    };
     let new = NewDelivery {
-        id: store::new_id(),
+        id,
         project_id: project_id.clone(),
         kind: payload.kind,
         template_id: payload.template_id.clone(),
@@ -133,8 +161,13 @@ pub async fn create(
         rollback_of: None,
         force: false,
         created_by: user.username.clone(),
+        state: first_state,
+        rollout: request.rollout.clone(),
+        wave_ends: wave_ends.clone(),
+        start_at,
+        approvals_required,
+        first_rollback_only: false,
     };
-    let targets = new_targets(&edges);
     let details = json!({
         "template_id": payload.template_id, "template_version": payload.version, "plugin_id": payload.plugin_id,
         "kind": match (payload.kind, payload.template_kind) {
@@ -142,15 +175,45 @@ pub async fn create(
             (kind, _) => kind.as_str(),
         },
         "content_sha256": payload.content_sha256, "content_edited": payload.content_edited, "targets": targets.len(),
-        "dry_run": request.dry_run, "mode": mode, "options": options,
+        "dry_run": request.dry_run, "mode": mode, "options": options, "rollout": request.rollout,
+        "wave_ends": wave_ends, "start_at": request.start_at, "approvals_required": approvals_required,
+        "state": first_state,
     });
     let mut entry = audit_entry(&user, Some(&scope.scope), "delivery.start", "delivery", &payload.name, details);
     entry.resource_id = new.id.clone();
     let delivery = state.store.create_delivery(&new, &targets, &entry).await?;
     Metrics::inc(&state.metrics.deliveries_started);
-    state.engine.start(&delivery.id);
-    let counts = state.store.delivery_counts(&delivery.id).await?;
-    Ok((StatusCode::ACCEPTED, Json(delivery_json(&delivery, &counts))))
+    if delivery.state == DeliveryState::Running {
+        state.engine.start(&delivery.id);
+    }
+    Ok((StatusCode::ACCEPTED, Json(delivery_body(&state, &delivery).await?)))
+}
+
+/// How far ahead a delivery may be scheduled.
+const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
+
+/// `start_at` (RFC 3339) in milliseconds; a time already past means "now".
+fn checked_start_at(start_at: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(text) = start_at else {
+        return Ok(None);
+    };
+    let bad = |m: String| ApiError::new(ErrorCode::InvalidRollout, m);
+    let ms = domain::edge::parse_time(text).map_err(|m| bad(format!("start_at: {m}")))?;
+    if ms > store::now_ms() + MAX_SCHEDULE_AHEAD_MS {
+        return Err(bad("start_at: at most a year ahead".into()));
+    }
+    Ok(Some(ms))
+}
+
+/// Puts the targets in a random order fixed by the delivery (each wave samples the fleet, and the
+/// same delivery always cuts the same waves) and numbers their waves; answers where waves end.
+fn into_waves(delivery_id: &str, rollout: &domain::rollout::Rollout, targets: &mut [store::NewTarget]) -> Vec<u64> {
+    targets.sort_by_cached_key(|t| sha256_hex(format!("{delivery_id}/{}", t.edge_id).as_bytes()));
+    let ends = rollout.wave_ends(targets.len() as u64);
+    for (position, target) in targets.iter_mut().enumerate() {
+        target.wave = domain::rollout::wave_of(&ends, position as u64) as i64;
+    }
+    ends
 }
 
 /// Refuses a new delivery while the project runs as many as it may at once.
@@ -165,21 +228,6 @@ pub(super) async fn ensure_room(state: &AppState, project_id: &str) -> Result<()
         format!("{running} deliveries of this project are running; wait for one to end (at most {limit} at once)"),
     )
     .with_details(json!({"limit": limit, "retry_after_secs": 5})))
-}
-
-/// The targets of a new delivery: the edge services as they are now, credentials included.
-pub(super) fn new_targets(edges: &[EdgeService]) -> Vec<NewTarget> {
-    edges
-        .iter()
-        .map(|e| NewTarget {
-            edge_id: e.id.clone(),
-            edge_name: e.name.clone(),
-            endpoint: e.endpoint.clone(),
-            edge_version: e.version.clone(),
-            tags: e.tags.clone(),
-            auth: e.auth.clone(),
-        })
-        .collect()
 }
 
 /// What a delivery sends, read and checked at its start.
@@ -383,7 +431,9 @@ pub async fn list(
     // One counts query for the page, not one per delivery.
     let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
     let counts = state.store.counts_of(&ids).await?;
-    let page = views::list(&deliveries, total, |d| views::delivery(d, &counts.get(&d.id).copied().unwrap_or_default()));
+    let page = views::list(&deliveries, total, |d| {
+        views::delivery(d, &counts.get(&d.id).copied().unwrap_or_default(), &[], 0)
+    });
     Ok(Json(json!(page)))
 }
 
@@ -393,8 +443,7 @@ pub async fn get_one(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    let counts = state.store.delivery_counts(&id).await?;
-    let mut body = delivery_json(&delivery, &counts);
+    let mut body = delivery_body(&state, &delivery).await?;
     let content: Value = serde_json::from_str(&delivery.content).unwrap_or(Value::Null);
     body["content"] = if access.role == Role::Admin { content } else { domain::secrets::mask_credentials(&content) };
     Ok(Json(body))
@@ -440,7 +489,7 @@ pub async fn cancel(
     // A runner that is not in this process (or already gone) still closes the delivery.
     state.engine.start(&id);
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    Ok(Json(delivery_json(&delivery, &state.store.delivery_counts(&id).await?)))
+    Ok(Json(delivery_body(&state, &delivery).await?))
 }
 
 pub async fn retry(
@@ -472,7 +521,7 @@ pub async fn retry(
     }
     state.engine.start(&id);
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(delivery_json(&delivery, &state.store.delivery_counts(&id).await?))))
+    Ok((StatusCode::ACCEPTED, Json(delivery_body(&state, &delivery).await?)))
 }
 
 /// Server-Sent Events. A new stream starts with a consistent snapshot (the stored counts, with the
@@ -527,6 +576,14 @@ pub async fn events(
         watch.catch_up(Some(progress.last_result)).await?;
     }
     watch.push(DeliveryEvent::Counts { counts: progress.counts });
+    let shown = views::delivery(&delivery, &progress.counts, &[], 0);
+    let standing = api_types::StateEvent {
+        state: delivery.state,
+        wave: shown.wave,
+        waves: shown.waves,
+        abort_reason: shown.abort_reason,
+    };
+    watch.push(DeliveryEvent::State { state: standing });
     if delivery.state.is_final() {
         watch.finish(delivery.state).await?;
     }
@@ -643,7 +700,7 @@ impl Watch {
                 Ok(())
             }
             DeliveryEvent::Target { .. } => self.catch_up(None).await,
-            DeliveryEvent::Counts { .. } => {
+            DeliveryEvent::Counts { .. } | DeliveryEvent::Rollout { .. } | DeliveryEvent::State { .. } => {
                 self.pending.push_back((published, self.sent));
                 Ok(())
             }

@@ -13,6 +13,7 @@ mod ops;
 mod orgs;
 mod plans;
 mod plugins;
+mod rollouts;
 mod templates;
 mod users;
 
@@ -141,7 +142,14 @@ fn table() -> Vec<Entry> {
         ("PUT", "/api/v1/orgs/{id}/members/{user_id}", put(orgs::set_member), OrgAdmin, Json("Membership"), Other),
         ("DELETE", "/api/v1/orgs/{id}/members/{user_id}", delete(orgs::remove_member), OrgAdmin, NoBody, Empty),
         ("GET", "/api/v1/projects/{project_id}", get(orgs::get_project), ProjectView, NoBody, Other),
-        ("PATCH", "/api/v1/projects/{project_id}", patch(orgs::rename_project), ProjectAdmin, Json("NewName"), Other),
+        (
+            "PATCH",
+            "/api/v1/projects/{project_id}",
+            patch(orgs::update_project),
+            ProjectAdmin,
+            Json("ProjectPatch"),
+            Other,
+        ),
         ("DELETE", "/api/v1/projects/{project_id}", delete(orgs::delete_project), ProjectOrgAdmin, NoBody, Empty),
         ("GET", p!("/members"), get(orgs::list_project_members), ProjectView, NoBody, List("Member")),
         ("PUT", p!("/members/{user_id}"), put(orgs::set_project_member), ProjectAdmin, Json("Membership"), Other),
@@ -219,6 +227,10 @@ fn table() -> Vec<Entry> {
         ("GET", p!("/deliveries/{id}/events"), get(deliveries::events), ProjectView, NoBody, Other),
         ("POST", p!("/deliveries/{id}/cancel"), post(deliveries::cancel), ProjectAdmin, NoBody, One("Delivery")),
         ("POST", p!("/deliveries/{id}/retry"), post(deliveries::retry), ProjectAdmin, NoBody, One("Delivery")),
+        ("POST", p!("/deliveries/{id}/approve"), post(rollouts::approve), ProjectAdmin, NoBody, One("Delivery")),
+        ("POST", p!("/deliveries/{id}/pause"), post(rollouts::pause), ProjectAdmin, NoBody, One("Delivery")),
+        ("POST", p!("/deliveries/{id}/resume"), post(rollouts::resume), ProjectAdmin, NoBody, One("Delivery")),
+        ("POST", p!("/deliveries/{id}/abort"), post(rollouts::abort), ProjectAdmin, NoBody, One("Delivery")),
         ("GET", "/api/v1/audit", get(audit::list), AnyAdmin, NoBody, List("AuditEvent")),
     ]
 }

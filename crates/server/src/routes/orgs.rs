@@ -14,7 +14,7 @@ use crate::extract::{ApiJson, CurrentUser, OrgOf, Project, Query};
 use crate::routes::{audit_entry, created};
 use crate::views;
 
-use api_types::{Membership, NewName};
+use api_types::{Membership, NewName, ProjectPatch};
 
 fn checked_name(name: &str, what: &str) -> Result<String, ApiError> {
     domain::text::check_name(&format!("name: the {what} name"), name, 100)
@@ -112,38 +112,68 @@ pub async fn create_project(
     Ok(created(views::project(&project)))
 }
 
-pub async fn get_project(Project(access): Project) -> ApiResult<Json<Value>> {
-    Ok(Json(project_json(&access)))
+pub async fn get_project(State(state): State<AppState>, Project(access): Project) -> ApiResult<Json<Value>> {
+    let approvals = state.store.project_approvals(&access.scope.project_id).await?;
+    Ok(Json(project_json(&access, approvals)))
 }
 
-/// A project as the caller sees it, with their role in it.
-fn project_json(access: &ProjectAccess) -> Value {
+/// A project as the caller sees it, with their role in it and its approval rule.
+fn project_json(access: &ProjectAccess, approvals_required: i64) -> Value {
     let scope = &access.scope;
     json!({"id": scope.project_id, "name": scope.project_name, "org_id": scope.org_id, "org_name": scope.org_name,
-           "role": access.role.as_str()})
+           "role": access.role.as_str(), "approvals_required": approvals_required})
 }
 
-pub async fn rename_project(
+/// The most approvals a project may require of each delivery.
+const MAX_APPROVALS: i64 = 10;
+
+/// `PATCH /api/v1/projects/{id}`: rename it, set `approvals_required`, or both.
+pub async fn update_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Project(access): Project,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<NewName>,
+    ApiJson(body): ApiJson<ProjectPatch>,
 ) -> ApiResult<Json<Value>> {
-    let name = checked_name(&body.name, "project")?;
-    let mut entry = audit_entry(
-        &user,
-        Some(&access.scope),
-        "project.update",
-        "project",
-        &name,
-        json!({"renamed_from": access.scope.project_name}),
-    );
-    entry.resource_id = id.clone();
-    state.store.rename_project(&id, &name, &entry).await?;
-    let mut renamed = access;
-    renamed.scope.project_name = name;
-    Ok(Json(project_json(&renamed)))
+    if body.name.is_none() && body.approvals_required.is_none() {
+        return Err(ApiError::new(ErrorCode::EmptyPatch, "give `name`, `approvals_required`, or both"));
+    }
+    let mut updated = access.clone();
+    if let Some(name) = &body.name {
+        let name = checked_name(name, "project")?;
+        let mut entry = audit_entry(
+            &user,
+            Some(&access.scope),
+            "project.update",
+            "project",
+            &name,
+            json!({"renamed_from": access.scope.project_name}),
+        );
+        entry.resource_id = id.clone();
+        state.store.rename_project(&id, &name, &entry).await?;
+        updated.scope.project_name = name;
+    }
+    if let Some(required) = body.approvals_required {
+        if !(0..=MAX_APPROVALS).contains(&required) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidApprovals,
+                format!("approvals_required must be between 0 and {MAX_APPROVALS}, got {required}"),
+            ));
+        }
+        let before = state.store.project_approvals(&id).await?;
+        let mut entry = audit_entry(
+            &user,
+            Some(&updated.scope),
+            "project.approvals",
+            "project",
+            &updated.scope.project_name,
+            json!({"approvals_required": required, "before": before}),
+        );
+        entry.resource_id = id.clone();
+        state.store.set_project_approvals(&id, required, &entry).await?;
+    }
+    let approvals = state.store.project_approvals(&id).await?;
+    Ok(Json(project_json(&updated, approvals)))
 }
 
 pub async fn delete_project(

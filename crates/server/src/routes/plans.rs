@@ -8,14 +8,15 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use domain::delivery::{DeliveryMode, TargetStatus};
 use serde_json::{Value, json};
-use store::{Delivery, NewDelivery};
+use store::NewDelivery;
 
 use crate::AppState;
+use crate::engine::derive::{derived_delivery, new_targets};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Project};
 use crate::metrics::Metrics;
 use crate::routes::audit_entry;
-use crate::routes::deliveries::{checked_options, delivery_json, ensure_room, new_targets, resolve_targets};
+use crate::routes::deliveries::{checked_options, delivery_body, ensure_room, resolve_targets};
 use crate::views;
 
 /// `POST .../deliveries/{plan_id}/apply`: a new `apply` delivery of the plan's content to the plan's
@@ -115,39 +116,6 @@ pub async fn rollback(
     start_derived(&state, &user, &scope, new, &chosen, "delivery.rollback", details).await
 }
 
-/// A delivery made from another one: the same content and parameters, another mode.
-fn derived_delivery(
-    source: &Delivery,
-    mode: DeliveryMode,
-    options: Value,
-    plan_id: Option<String>,
-    rollback_of: Option<String>,
-    force: bool,
-    created_by: &str,
-) -> NewDelivery {
-    NewDelivery {
-        id: store::new_id(),
-        project_id: source.project_id.clone(),
-        kind: source.kind,
-        template_id: source.template_id.clone(),
-        template_name: source.template_name.clone(),
-        template_version: source.template_version,
-        template_kind: source.template_kind,
-        plugin_id: source.plugin_id.clone(),
-        content: source.content.clone(),
-        content_sha256: source.content_sha256.clone(),
-        content_edited: source.content_edited,
-        params: source.params.clone(),
-        options,
-        dry_run: false,
-        mode,
-        plan_id,
-        rollback_of,
-        force,
-        created_by: created_by.to_owned(),
-    }
-}
-
 /// Stores and starts a derived delivery to the edge services `edge_ids` (as they are now).
 async fn start_derived(
     state: &AppState,
@@ -166,8 +134,7 @@ async fn start_derived(
     let delivery = state.store.create_delivery(&new, &targets, &entry).await?;
     Metrics::inc(&state.metrics.deliveries_started);
     state.engine.start(&delivery.id);
-    let counts = state.store.delivery_counts(&delivery.id).await?;
-    Ok((StatusCode::ACCEPTED, Json(delivery_json(&delivery, &counts))))
+    Ok((StatusCode::ACCEPTED, Json(delivery_body(state, &delivery).await?)))
 }
 
 /// Targets read per page while a plan is summarized: the summary holds only groups, so a plan of

@@ -8,6 +8,7 @@ mod events;
 mod limits;
 mod plans;
 mod plugins;
+mod rollouts;
 mod security;
 mod support;
 mod templates;

@@ -1,0 +1,197 @@
+//! Controlling a delivery while it runs: approve, pause, resume, abort. Each is one conditional
+//! change in the store with its audit record; the engine then does what the new state says.
+
+use api_types::RolloutEvent;
+use axum::Json;
+use axum::extract::{Path, State};
+use domain::access::Outcome;
+use domain::delivery::DeliveryState;
+use serde_json::{Value, json};
+use store::Delivery;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{CurrentUser, Project};
+use crate::routes::audit_entry;
+use crate::routes::deliveries::delivery_body;
+
+/// The delivery's current wave as people count it (1-based; 0 without a rollout).
+fn shown_wave(delivery: &Delivery) -> u32 {
+    if delivery.rollout.is_some() { delivery.wave as u32 + 1 } else { 0 }
+}
+
+/// `POST .../deliveries/{id}/approve`: one more project admin approves; once the project's number
+/// of approvals (each valid 24 hours) is reached the delivery starts, or waits for its `start_at`.
+/// The creator cannot approve their own delivery; refusals are audited.
+pub async fn approve(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Project(scope): Project,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    let entry = |outcome: Outcome, details: Value| {
+        let mut entry =
+            audit_entry(&user, Some(&scope.scope), "delivery.approve", "delivery", &delivery.template_name, details);
+        entry.resource_id = id.clone();
+        entry.outcome = outcome;
+        entry
+    };
+    let refuse = |code: ErrorCode, message: String| {
+        let record = entry(Outcome::Denied, json!({"reason": message}));
+        let state = state.clone();
+        async move {
+            if let Err(err) = state.store.append_audit(&record).await {
+                tracing::warn!(error = %err, "cannot audit a refused approval");
+            }
+            Err::<Json<Value>, ApiError>(ApiError::new(code, message))
+        }
+    };
+    if delivery.state != DeliveryState::AwaitingApproval {
+        return refuse(
+            ErrorCode::NotAwaitingApproval,
+            format!("the delivery is {}; only a delivery awaiting approval can be approved", delivery.state),
+        )
+        .await;
+    }
+    if delivery.created_by == user.username {
+        return refuse(
+            ErrorCode::CreatorCannotApprove,
+            "you created this delivery; another project admin must approve it".into(),
+        )
+        .await;
+    }
+    let now = state.config.clock.now_ms();
+    let approvals = state.store.approvals_of(&id).await?;
+    if approvals.iter().any(|a| a.user_id == user.id && a.at > now - store::APPROVAL_LIFETIME_MS) {
+        return refuse(ErrorCode::AlreadyApproved, "your approval of this delivery already counts".into()).await;
+    }
+    let record = entry(Outcome::Success, json!({}));
+    let Some(outcome) = state.store.approve_delivery(&id, &user.id, &user.username, now, &record).await? else {
+        return refuse(ErrorCode::NotAwaitingApproval, "the delivery no longer awaits approval".into()).await;
+    };
+    let event = RolloutEvent::Approved {
+        by: user.username.clone(),
+        approvals: outcome.approvals,
+        required: delivery.approvals_required,
+        state: outcome.state,
+    };
+    state.engine.announce(&id, event).await;
+    if outcome.state == DeliveryState::Running {
+        state.engine.start(&id);
+    }
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    Ok(Json(delivery_body(&state, &delivery).await?))
+}
+
+/// `POST .../deliveries/{id}/pause`: no target starts until it is resumed; targets under way finish.
+pub async fn pause(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Project(scope): Project,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    let wave = shown_wave(&delivery);
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope.scope),
+        "delivery.pause",
+        "delivery",
+        &delivery.template_name,
+        json!({"wave": wave}),
+    );
+    entry.resource_id = id.clone();
+    if delivery.abort_reason.is_some() || !state.store.pause_delivery(&id, None, Some(&entry)).await? {
+        return Err(ApiError::new(
+            ErrorCode::CannotPause,
+            format!("the delivery is {}; only a running delivery can be paused", shown_state(&delivery)),
+        ));
+    }
+    let reason = format!("paused by {}", user.username);
+    state.engine.announce(&id, RolloutEvent::Paused { wave, by: user.username.clone(), reason }).await;
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    Ok(Json(delivery_body(&state, &delivery).await?))
+}
+
+/// `POST .../deliveries/{id}/resume`: a paused delivery goes on (with the next wave when the
+/// current one is done: a manual gate's release); a scheduled one starts now.
+pub async fn resume(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Project(scope): Project,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope.scope),
+        "delivery.resume",
+        "delivery",
+        &delivery.template_name,
+        json!({"from": delivery.state, "wave": shown_wave(&delivery)}),
+    );
+    entry.resource_id = id.clone();
+    let Some(wave) = state.store.resume_delivery(&id, &entry).await? else {
+        return Err(ApiError::new(
+            ErrorCode::NotPaused,
+            format!("the delivery is {}; only a paused or scheduled delivery can be resumed", delivery.state),
+        ));
+    };
+    let resumed = state.store.get_delivery(&project_id, &id).await?;
+    let shown = shown_wave(&resumed);
+    state.engine.announce(&id, RolloutEvent::Resumed { wave: shown, by: user.username.clone() }).await;
+    if resumed.rollout.is_some() && (wave != delivery.wave || delivery.state == DeliveryState::Scheduled) {
+        let waves = resumed.wave_ends.len() as u32;
+        state.engine.announce(&id, RolloutEvent::WaveStarted { wave: shown, waves }).await;
+    }
+    state.engine.start(&id);
+    Ok(Json(delivery_body(&state, &resumed).await?))
+}
+
+/// `POST .../deliveries/{id}/abort`: targets not started end `canceled`, targets under way finish,
+/// and the delivery ends `aborted` (with its rollback when its rollout says `on_abort: rollback`).
+pub async fn abort(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Project(scope): Project,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    if delivery.state.is_final() {
+        return Err(ApiError::new(
+            ErrorCode::DeliveryFinished,
+            format!("the delivery already ended ({})", delivery.state),
+        ));
+    }
+    let wave = shown_wave(&delivery);
+    let reason = match wave {
+        0 => format!("aborted by {}", user.username),
+        n => format!("rollout aborted at wave {n} by {}", user.username),
+    };
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope.scope),
+        "delivery.abort",
+        "delivery",
+        &delivery.template_name,
+        json!({"reason": reason, "wave": wave}),
+    );
+    entry.resource_id = id.clone();
+    if state.store.abort_delivery(&id, &reason, &entry).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::DeliveryFinished, "the delivery already ended or was aborted"));
+    }
+    state.engine.announce(&id, RolloutEvent::Aborted { wave, reason, by: user.username.clone() }).await;
+    // A runner closes it (at once when nothing is under way), on this replica or another.
+    state.engine.start(&id);
+    let delivery = state.store.get_delivery(&project_id, &id).await?;
+    Ok(Json(delivery_body(&state, &delivery).await?))
+}
+
+/// `running (being aborted)` reads better than a bare state in a refusal.
+fn shown_state(delivery: &Delivery) -> String {
+    match &delivery.abort_reason {
+        Some(_) => format!("{} (being aborted)", delivery.state),
+        None => delivery.state.to_string(),
+    }
+}

@@ -1,0 +1,284 @@
+//! Rollouts: waves, the abort rule and its rollback, gates, pause and resume, approvals,
+//! schedules. Waits follow the event stream or a clock the test moves, never the wall clock.
+
+use std::time::Duration;
+
+use neuronex_sim::Faults;
+use reqwest::Method;
+use serde_json::{Value, json};
+use server::clock::Clock;
+
+use crate::support::{PASSWORD, TestApp, code, rule_doc, sim};
+
+/// Whether instance `k` holds rule `r1`.
+fn holds_rule(sim: &neuronex_sim::RunningSim, k: u32) -> bool {
+    sim.sim.snapshot(k).expect("instance")["ekuiper"]["rules"].get("r1").is_some()
+}
+
+/// Edge ids in instance order → instance numbers.
+fn instance_of(ids: &[String]) -> std::collections::HashMap<String, u32> {
+    ids.iter().enumerate().map(|(k, id)| (id.clone(), k as u32)).collect()
+}
+
+async fn all_targets(app: &TestApp, id: &str) -> Vec<Value> {
+    let answer = app.get(&app.p(&format!("/deliveries/{id}/targets?limit=1000"))).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.body["items"].as_array().expect("items").clone()
+}
+
+async fn require_approvals(app: &TestApp, n: i64) {
+    let answer = app.call(Method::PATCH, &app.p(""), Some(json!({"approvals_required": n}))).await;
+    assert_eq!((answer.status, answer.body["approvals_required"].as_i64()), (200, Some(n)), "{}", answer.text);
+}
+
+#[tokio::test]
+async fn a_rollout_aborts_in_wave_two_touches_no_later_wave_and_rolls_back_what_it_changed() {
+    const COUNT: u32 = 1000;
+    let app = TestApp::spawn().await;
+    let sim = sim(COUNT, &["3.6.0"]).await;
+    let ids = app.register(&sim, COUNT).await;
+    let instance = instance_of(&ids);
+    let template = app.template("canary", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    // Held for approval, so the test can see the waves before anything is sent.
+    require_approvals(&app, 1).await;
+    let (_, bob) = app.user("bob", PASSWORD, Some("admin")).await;
+    let body = json!({"template_id": template, "targets": {"all": true},
+        "options": {"retries": 0, "concurrency": 16},
+        "rollout": {"waves": [{"percent": 1}, {"percent": 10}, {"percent": 100}], "gate": "auto",
+                    "abort": {"failed_percent": 5, "min_results": 20}, "on_abort": "rollback"}});
+    let started = app.post(&app.p("/deliveries"), body).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    assert_eq!(started.body["state"], "awaiting_approval");
+    assert_eq!((started.body["wave"].as_u64(), started.body["waves"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(started.body["wave_ends"], json!([10, 110, 1000]));
+    let id = started.body["id"].as_str().expect("id").to_owned();
+    let targets = all_targets(&app, &id).await;
+    let waves: Vec<i64> = targets.iter().map(|t| t["wave"].as_i64().expect("wave")).collect();
+    assert_eq!(
+        [1, 2, 3].map(|w| waves.iter().filter(|x| **x == w).count()),
+        [10, 100, 890],
+        "targets listed in wave order"
+    );
+    // Every tenth target in the delivery's order fails: 1 of wave 1 (below the 20-result sample),
+    // 10% of wave 2.
+    let failing: Vec<u32> =
+        targets.iter().skip(9).step_by(10).map(|t| instance[t["edge_id"].as_str().expect("id")]).collect();
+    for k in &failing {
+        sim.sim.set_faults(Some(*k), Some(Faults { error_rate: 1.0, ..Faults::default() }));
+    }
+    assert!((0..COUNT).all(|k| !holds_rule(&sim, k)), "an unapproved delivery sends nothing");
+
+    let (events, approved) = tokio::join!(app.events(&id), async {
+        app.call_as(&bob, Method::POST, &app.p(&format!("/deliveries/{id}/approve")), None).await
+    });
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(names.contains(&"wave_finished") && names.contains(&"wave_started"), "{names:?}");
+    let aborted = events.iter().find(|(name, _)| name == "aborted").expect("an aborted event");
+    assert_eq!((aborted.1["wave"].as_u64(), aborted.1["by"].as_str()), (Some(2), Some("abort rule")));
+
+    let delivery = app.get(&app.p(&format!("/deliveries/{id}"))).await.body;
+    assert_eq!(delivery["state"], "aborted", "{delivery}");
+    let reason = delivery["abort_reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("rollout aborted at wave 2: ") && reason.ends_with("% failed (threshold 5%)"),
+        "{reason}"
+    );
+    let targets = all_targets(&app, &id).await;
+    for target in targets.iter().filter(|t| t["wave"] == 3) {
+        assert_eq!(
+            (target["status"].as_str(), target["reason"].as_str()),
+            (Some("canceled"), Some(reason)),
+            "{target}"
+        );
+        assert!(target["started_at"].is_null(), "wave 3 was never touched: {target}");
+        let k = instance[target["edge_id"].as_str().expect("id")];
+        let requests = sim.sim.snapshot(k).expect("instance")["requests"].clone();
+        let delivered: Vec<&String> =
+            requests.as_object().expect("requests").keys().filter(|r| *r != "GET /api/version").collect();
+        assert!(delivered.is_empty(), "instance {k} got {delivered:?} (probes aside)");
+    }
+    // The rollback puts back every gateway the rollout changed.
+    let rollback_id = delivery["rollback_id"].as_str().expect("rollback_id").to_owned();
+    let changed: Vec<u32> = targets
+        .iter()
+        .filter(|t| t["status"] == "succeeded")
+        .map(|t| instance[t["edge_id"].as_str().expect("id")])
+        .collect();
+    assert!(!changed.is_empty());
+    app.events(&rollback_id).await;
+    let rollback = app.get(&app.p(&format!("/deliveries/{rollback_id}"))).await.body;
+    assert_eq!((rollback["mode"].as_str(), rollback["of"].as_str()), (Some("rollback"), Some(id.as_str())));
+    assert_eq!(rollback["state"], "succeeded", "{rollback}");
+    for k in changed {
+        assert!(!holds_rule(&sim, k), "instance {k} was put back");
+    }
+    let audit = app.get("/api/v1/audit?action=delivery.abort").await;
+    assert_eq!(audit.body["items"][0]["actor_name"], "edgefleet (rollout)", "{}", audit.text);
+}
+
+#[tokio::test]
+async fn a_manual_gate_pauses_after_each_wave_until_resumed() {
+    let app = TestApp::spawn().await;
+    let sim = sim(10, &["3.6.0"]).await;
+    let ids = app.register(&sim, 10).await;
+    let instance = instance_of(&ids);
+    let template = app.template("gated", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let body = json!({"template_id": template, "targets": {"all": true},
+                      "rollout": {"waves": [{"count": 3}, {"count": 100}], "gate": "manual"}});
+    let started = app.post(&app.p("/deliveries"), body).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.body["id"].as_str().expect("id").to_owned();
+    app.events_until(&id, |event| {
+        event.name == "paused" || (event.name == "state" && event.data.contains("\"paused\""))
+    })
+    .await;
+    let paused = app.get(&app.p(&format!("/deliveries/{id}"))).await.body;
+    assert_eq!((paused["state"].as_str(), paused["wave"].as_u64()), (Some("paused"), Some(1)), "{paused}");
+    assert_eq!((paused["counts"]["succeeded"].as_u64(), paused["counts"]["pending"].as_u64()), (Some(3), Some(7)));
+    for target in all_targets(&app, &id).await.iter().filter(|t| t["wave"] == 2) {
+        assert!(!holds_rule(&sim, instance[target["edge_id"].as_str().expect("id")]), "wave 2 waits for the gate");
+    }
+    // Controls answer with stable codes where they do not apply.
+    let pause = app.post(&app.p(&format!("/deliveries/{id}/pause")), json!({})).await;
+    assert_eq!((pause.status, code(&pause)), (409, "cannot_pause"));
+    let approve = app.post(&app.p(&format!("/deliveries/{id}/approve")), json!({})).await;
+    assert_eq!((approve.status, code(&approve)), (409, "not_awaiting_approval"));
+
+    let resumed = app.post(&app.p(&format!("/deliveries/{id}/resume")), json!({})).await;
+    assert_eq!((resumed.status, resumed.body["wave"].as_u64()), (200, Some(2)), "{}", resumed.text);
+    app.events(&id).await;
+    let done = app.get(&app.p(&format!("/deliveries/{id}"))).await.body;
+    assert_eq!((done["state"].as_str(), done["counts"]["succeeded"].as_u64()), (Some("succeeded"), Some(10)));
+    assert!((0..10).all(|k| holds_rule(&sim, k)));
+    let again = app.post(&app.p(&format!("/deliveries/{id}/resume")), json!({})).await;
+    assert_eq!((again.status, code(&again)), (409, "not_paused"));
+    let abort = app.post(&app.p(&format!("/deliveries/{id}/abort")), json!({})).await;
+    assert_eq!((abort.status, code(&abort)), (409, "delivery_finished"));
+}
+
+#[tokio::test]
+async fn a_paused_delivery_can_be_aborted_and_its_waiting_targets_are_canceled() {
+    let app = TestApp::spawn().await;
+    let sim = sim(6, &["3.6.0"]).await;
+    app.register(&sim, 6).await;
+    let template = app.template("gated", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let body = json!({"template_id": template, "targets": {"all": true},
+                      "rollout": {"waves": [{"count": 2}, {"percent": 50}], "gate": "manual", "on_abort": "rollback"}});
+    let id = app.post(&app.p("/deliveries"), body).await.body["id"].as_str().expect("id").to_owned();
+    app.events_until(&id, |event| {
+        event.name == "paused" || (event.name == "state" && event.data.contains("\"paused\""))
+    })
+    .await;
+    let aborted = app.post(&app.p(&format!("/deliveries/{id}/abort")), json!({})).await;
+    assert_eq!(aborted.status, 200, "{}", aborted.text);
+    app.events(&id).await;
+    let delivery = app.get(&app.p(&format!("/deliveries/{id}"))).await.body;
+    assert_eq!(delivery["state"], "aborted");
+    assert_eq!(delivery["abort_reason"], "rollout aborted at wave 1 by admin");
+    assert_eq!((delivery["counts"]["succeeded"].as_u64(), delivery["counts"]["canceled"].as_u64()), (Some(2), Some(4)));
+    let rollback_id = delivery["rollback_id"].as_str().expect("an abort's rollback").to_owned();
+    app.events(&rollback_id).await;
+    assert!((0..6).all(|k| !holds_rule(&sim, k)), "the two changed gateways were put back");
+}
+
+#[tokio::test]
+async fn approvals_need_other_admins_are_audited_and_expire_after_a_day() {
+    let clock = Clock::manual(store::now_ms());
+    let held = clock.clone();
+    let app = TestApp::spawn_with(move |config| config.clock = held).await;
+    let sim = sim(2, &["3.6.0"]).await;
+    app.register(&sim, 2).await;
+    let template = app.template("approved", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    require_approvals(&app, 2).await;
+    let (_, bob) = app.user("bob", PASSWORD, Some("admin")).await;
+    let (_, carol) = app.user("carol", PASSWORD, Some("admin")).await;
+    let (_, victor) = app.user("victor", PASSWORD, Some("viewer")).await;
+    let body = json!({"template_id": template, "targets": {"all": true}});
+    let id = app.post(&app.p("/deliveries"), body).await.body["id"].as_str().expect("id").to_owned();
+    let approve = app.p(&format!("/deliveries/{id}/approve"));
+
+    let own = app.post(&approve, json!({})).await;
+    assert_eq!((own.status, code(&own)), (403, "creator_cannot_approve"), "{}", own.text);
+    let viewer = app.call_as(&victor, Method::POST, &approve, None).await;
+    assert_eq!((viewer.status, code(&viewer)), (403, "forbidden"));
+    let first = app.call_as(&bob, Method::POST, &approve, None).await;
+    assert_eq!((first.status, first.body["state"].as_str()), (200, Some("awaiting_approval")), "{}", first.text);
+    let twice = app.call_as(&bob, Method::POST, &approve, None).await;
+    assert_eq!((twice.status, code(&twice)), (409, "already_approved"));
+    // A day later bob's approval no longer counts: carol's alone is not enough.
+    clock.advance(Duration::from_secs(25 * 3600));
+    let second = app.call_as(&carol, Method::POST, &approve, None).await;
+    assert_eq!((second.status, second.body["state"].as_str()), (200, Some("awaiting_approval")), "{}", second.text);
+    let approvals = &second.body["approvals"];
+    assert_eq!(
+        (approvals[0]["username"].as_str(), approvals[0]["valid"].as_bool()),
+        (Some("bob"), Some(false)),
+        "{approvals}"
+    );
+    assert!(!holds_rule(&sim, 0) && !holds_rule(&sim, 1), "an unapproved delivery sends nothing");
+    let renewed = app.call_as(&bob, Method::POST, &approve, None).await;
+    assert_eq!((renewed.status, renewed.body["state"].as_str()), (200, Some("running")), "{}", renewed.text);
+    app.events(&id).await;
+    assert!(holds_rule(&sim, 0) && holds_rule(&sim, 1));
+
+    let audit = app.get("/api/v1/audit?action=delivery.approve&limit=10").await;
+    let outcomes: Vec<(&str, &str)> = audit.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| (e["actor_name"].as_str().unwrap_or(""), e["outcome"].as_str().unwrap_or("")))
+        .collect();
+    for expected in [("admin", "denied"), ("bob", "denied"), ("bob", "success"), ("carol", "success")] {
+        assert!(outcomes.contains(&expected), "{expected:?} in {outcomes:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_delivery_waits_for_its_time_and_can_be_started_early() {
+    let clock = Clock::manual(store::now_ms());
+    let held = clock.clone();
+    let app = TestApp::spawn_with(move |config| config.clock = held).await;
+    let sim = sim(2, &["3.6.0"]).await;
+    let ids = app.register(&sim, 2).await;
+    let template = app.template("later", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let in_an_hour = domain::edge::utc_text(clock.now_ms() + 3600 * 1000);
+    let scheduled = |edge: &str| json!({"template_id": template, "targets": {"ids": [edge]}, "start_at": in_an_hour});
+    let first = app.post(&app.p("/deliveries"), scheduled(&ids[0])).await;
+    assert_eq!((first.status, first.body["state"].as_str()), (202, Some("scheduled")), "{}", first.text);
+    assert_eq!(first.body["start_at"].as_str(), Some(in_an_hour.as_str()));
+    let second = app.post(&app.p("/deliveries"), scheduled(&ids[1])).await;
+    let (first, second) = (first.body["id"].as_str().expect("id"), second.body["id"].as_str().expect("id"));
+    assert!(!holds_rule(&sim, 0), "nothing is sent before its time");
+
+    // Started early by hand.
+    let now = app.post(&app.p(&format!("/deliveries/{second}/resume")), json!({})).await;
+    assert_eq!(now.status, 200, "{}", now.text);
+    app.events(second).await;
+    assert!(holds_rule(&sim, 1) && !holds_rule(&sim, 0));
+    // The other starts when the clock reaches its time.
+    clock.advance(Duration::from_secs(3601));
+    app.events(first).await;
+    assert!(holds_rule(&sim, 0));
+
+    for (body, expected) in [
+        (json!({"start_at": "tomorrow"}), "not an RFC 3339 time"),
+        (json!({"start_at": "2099-01-01T00:00:00Z"}), "at most a year ahead"),
+        (json!({"rollout": {"waves": []}}), "at least one wave"),
+        (json!({"rollout": {"waves": [{"count": 1}]}, "mode": "plan"}), "waves are for `apply` deliveries"),
+    ] {
+        let mut request = json!({"template_id": template, "targets": {"all": true}});
+        request.as_object_mut().expect("object").extend(body.as_object().expect("object").clone());
+        let refused = app.post(&app.p("/deliveries"), request).await;
+        assert_eq!((refused.status, code(&refused)), (422, "invalid_rollout"), "{}", refused.text);
+        assert!(refused.text.contains(expected), "{expected}: {}", refused.text);
+    }
+    let bad = app
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "targets": {"all": true},
+        "rollout": {"waves": [{"count": 1}], "gate": "sometimes"}}),
+        )
+        .await;
+    assert_eq!((bad.status, code(&bad)), (400, "malformed_json"), "{}", bad.text);
+}

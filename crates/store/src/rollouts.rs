@@ -1,0 +1,225 @@
+//! A delivery's control between waves: gates, pause and resume, schedules, approvals. Every change
+//! is one conditional statement (or transaction), so replicas racing to make it make it once.
+
+use domain::delivery::DeliveryState;
+use sqlx::Row;
+
+use crate::audit::{self, AuditEntry};
+use crate::deliveries::Approval;
+use crate::{Result, Store};
+
+/// An approval counts for this long (24 hours).
+pub const APPROVAL_LIFETIME_MS: i64 = 24 * 3600 * 1000;
+
+/// What an approval changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalOutcome {
+    /// Approvals that count now (younger than 24 hours), this one included.
+    pub approvals: i64,
+    /// The delivery's state after the approval (`running` or `scheduled` once enough approved).
+    pub state: DeliveryState,
+}
+
+impl Store {
+    /// How many targets of the delivery at positions below `below` have not ended.
+    pub async fn unfinished_below(&self, delivery_id: &str, below: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM delivery_targets
+             WHERE delivery_id = $1 AND status IN ('pending', 'running') AND seq < $2",
+        )
+        .bind(delivery_id)
+        .bind(below)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(row.get("n"))
+    }
+
+    /// Moves a running delivery from wave `from` (0-based) to the next; `false` when it is not
+    /// running at that wave any more (another replica moved it, or someone paused it).
+    pub async fn next_wave(&self, delivery_id: &str, from: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE deliveries SET wave = $1 WHERE id = $2 AND wave = $3 AND state = 'running'")
+            .bind((from + 1) as i32)
+            .bind(delivery_id)
+            .bind(from as i32)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Pauses a running delivery (not being aborted); with `at_wave`, only while it is at that
+    /// wave (a manual gate). The audit record, when given, goes with the change.
+    pub async fn pause_delivery(
+        &self,
+        delivery_id: &str,
+        at_wave: Option<i64>,
+        audit_entry: Option<&AuditEntry>,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'paused'
+             WHERE id = $1 AND state = 'running' AND abort_reason = '' AND ($2 < 0 OR wave = $2)",
+        )
+        .bind(delivery_id)
+        .bind(at_wave.map_or(-1, |w| w as i32))
+        .execute(&mut *tx)
+        .await?;
+        let paused = done.rows_affected() == 1;
+        if let (true, Some(entry)) = (paused, audit_entry) {
+            audit::insert(&mut *tx, entry).await?;
+        }
+        tx.commit().await?;
+        Ok(paused)
+    }
+
+    /// Resumes a paused delivery (opening the next wave when the current one is done) or starts a
+    /// scheduled one now; answers the wave it runs (0-based), `None` when it was neither.
+    pub async fn resume_delivery(&self, delivery_id: &str, audit_entry: &AuditEntry) -> Result<Option<i64>> {
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query("SELECT state, wave, wave_ends FROM deliveries WHERE id = $1")
+            .bind(delivery_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let state: DeliveryState = crate::parsed(&row, "state")?;
+        let mut wave: i64 = row.get::<i32, _>("wave").into();
+        let ends: Vec<i64> = serde_json::from_str(&row.get::<String, _>("wave_ends"))
+            .map_err(|e| crate::StoreError::Corrupt(format!("deliveries.wave_ends: {e}")))?;
+        match state {
+            DeliveryState::Scheduled => {}
+            DeliveryState::Paused => {
+                let end = ends.get(wave as usize).copied().unwrap_or(i64::MAX);
+                let unfinished: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM delivery_targets
+                     WHERE delivery_id = $1 AND status IN ('pending', 'running') AND seq < $2",
+                )
+                .bind(delivery_id)
+                .bind(end)
+                .fetch_one(&mut *tx)
+                .await?
+                .get("n");
+                if unfinished == 0 && (wave as usize + 1) < ends.len() {
+                    wave += 1;
+                }
+            }
+            _ => return Ok(None),
+        }
+        sqlx::query("UPDATE deliveries SET state = 'running', wave = $1 WHERE id = $2")
+            .bind(wave as i32)
+            .bind(delivery_id)
+            .execute(&mut *tx)
+            .await?;
+        audit::insert(&mut *tx, audit_entry).await?;
+        tx.commit().await?;
+        Ok(Some(wave))
+    }
+
+    /// Scheduled deliveries whose start time came (by `now`), now running: ids to start.
+    pub async fn start_due(&self, now: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "UPDATE deliveries SET state = 'running' WHERE state = 'scheduled' AND start_at <= $1 RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&self.write)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("id")).collect())
+    }
+
+    /// Records `user`'s approval at `now` (an earlier one of theirs is renewed) and, once enough
+    /// approvals younger than 24 hours count, lets the delivery go: `scheduled` while its start
+    /// time is ahead, else `running`. `None` when the delivery does not await approval.
+    pub async fn approve_delivery(
+        &self,
+        delivery_id: &str,
+        user_id: &str,
+        username: &str,
+        now: i64,
+        audit_entry: &AuditEntry,
+    ) -> Result<Option<ApprovalOutcome>> {
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
+            "SELECT approvals_required, start_at FROM deliveries WHERE id = $1 AND state = 'awaiting_approval'",
+        )
+        .bind(delivery_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let required: i64 = row.get::<i32, _>("approvals_required").into();
+        let start_at: Option<i64> = row.get("start_at");
+        sqlx::query(
+            "INSERT INTO delivery_approvals (delivery_id, user_id, username, at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (delivery_id, user_id) DO UPDATE SET at = excluded.at, username = excluded.username",
+        )
+        .bind(delivery_id)
+        .bind(user_id)
+        .bind(username)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let approvals: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM delivery_approvals WHERE delivery_id = $1 AND at > $2")
+                .bind(delivery_id)
+                .bind(now - APPROVAL_LIFETIME_MS)
+                .fetch_one(&mut *tx)
+                .await?
+                .get("n");
+        let mut state = DeliveryState::AwaitingApproval;
+        if approvals >= required {
+            state = match start_at {
+                Some(at) if at > now => DeliveryState::Scheduled,
+                _ => DeliveryState::Running,
+            };
+            sqlx::query("UPDATE deliveries SET state = $1 WHERE id = $2")
+                .bind(state.as_str())
+                .bind(delivery_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut entry = audit_entry.clone();
+        entry.details["approvals"] = approvals.into();
+        entry.details["approvals_required"] = required.into();
+        audit::insert(&mut *tx, &entry).await?;
+        tx.commit().await?;
+        Ok(Some(ApprovalOutcome { approvals, state }))
+    }
+
+    /// Approvals of the delivery, oldest first, with when each was given (expired ones included).
+    pub async fn approvals_of(&self, delivery_id: &str) -> Result<Vec<Approval>> {
+        let rows = sqlx::query(
+            "SELECT user_id, username, at FROM delivery_approvals WHERE delivery_id = $1 ORDER BY at, user_id",
+        )
+        .bind(delivery_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Approval { user_id: r.get("user_id"), username: r.get("username"), at: r.get("at") })
+            .collect())
+    }
+
+    /// The project's `approvals_required`.
+    pub async fn project_approvals(&self, project_id: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT approvals_required FROM projects WHERE id = $1")
+            .bind(project_id)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(crate::StoreError::NotFound(crate::Resource::Project))?;
+        Ok(row.get::<i32, _>("approvals_required").into())
+    }
+
+    /// Sets the project's `approvals_required` (deliveries already waiting keep theirs).
+    pub async fn set_project_approvals(&self, project_id: &str, required: i64, audit_entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("UPDATE projects SET approvals_required = $1 WHERE id = $2")
+            .bind(required as i32)
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        audit::insert(&mut *tx, audit_entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
