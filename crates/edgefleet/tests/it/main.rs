@@ -51,6 +51,43 @@ async fn a_killed_server_resumes_its_delivery_without_sending_finished_targets_a
 }
 
 #[tokio::test]
+async fn a_rollout_paused_between_waves_survives_a_kill_and_resumes_where_it_stood() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let sim = neuronex_sim::start(SimConfig { count: 20, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    let (project, template) = api.rule_setup(&sim).await;
+    let deliveries = format!("/api/v1/projects/{project}/deliveries");
+    let body = json!({"template_id": template["id"], "targets": {"all": true},
+                      "rollout": {"waves": [{"count": 5}, {"count": 5}, {"percent": 100}], "gate": "manual"}});
+    let id = api.post(&deliveries, body).await["id"].as_str().expect("id").to_owned();
+    let events = format!("{deliveries}/{id}/events");
+    let paused = |name: &str, data: &str| name == "paused" || (name == "state" && data.contains("\"paused\""));
+    assert!(api.watch_for(&events, paused).await, "wave 1 ends paused at the gate");
+    server.kill();
+
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    let stood = api.get(&format!("{deliveries}/{id}")).await;
+    assert_eq!((stood["state"].as_str(), stood["wave"].as_u64()), (Some("paused"), Some(1)), "{stood}");
+    assert_eq!(stood["counts"]["succeeded"].as_u64(), Some(5));
+    api.post(&format!("{deliveries}/{id}/resume"), json!({})).await;
+    assert!(api.watch_for(&events, paused).await, "wave 2 ends paused at the gate");
+    let resumed = api.post(&format!("{deliveries}/{id}/resume"), json!({})).await;
+    assert_eq!(resumed["wave"].as_u64(), Some(3));
+    api.watch(&events, usize::MAX).await;
+    let finished = api.get(&format!("{deliveries}/{id}")).await;
+    assert_eq!((finished["state"].as_str(), finished["counts"]["succeeded"].as_u64()), (Some("succeeded"), Some(20)));
+    for k in 0..20 {
+        let puts =
+            sim.sim.snapshot(k).expect("instance")["requests"]["PUT /api/ekuiper/rules/r1"].as_u64().unwrap_or(0)
+                + sim.sim.snapshot(k).expect("instance")["requests"]["POST /api/ekuiper/rules"].as_u64().unwrap_or(0);
+        assert_eq!(puts, 1, "instance {k} got its rule once");
+    }
+}
+
+#[tokio::test]
 async fn a_second_process_on_the_same_sqlite_database_is_refused() {
     let data = tempfile::tempdir().expect("temp dir");
     let _first = Server::start(data.path());

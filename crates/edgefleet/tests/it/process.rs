@@ -107,6 +107,19 @@ impl Api {
         project["id"].as_str().expect("id").to_owned()
     }
 
+    /// Reads delivery events until one satisfies `enough` (name, data); `false` when the stream
+    /// ended first.
+    pub async fn watch_for(&self, path: &str, enough: impl Fn(&str, &str) -> bool) -> bool {
+        let mut events = self.client.events(path, None).await.expect("events");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        while let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, events.next()).await {
+            if enough(&event.name, &event.data) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Reads delivery events until `stop_after` target events or the final event; answers how
     /// many target events came.
     pub async fn watch(&self, path: &str, stop_after: usize) -> usize {
