@@ -162,6 +162,31 @@ fn round_percent(value: f64) -> String {
     if rounded.fract() == 0.0 { format!("{}", rounded as i64) } else { format!("{rounded:.1}") }
 }
 
+/// `1%,10%,rest` or `5,50,rest`: waves as the command line takes them (`rest` is the last wave,
+/// which takes the rest anyway).
+pub fn parse_waves(text: &str) -> Result<Vec<Wave>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            if part == "rest" || part == "all" {
+                Ok(Wave::Percent(100.0))
+            } else if let Some(percent) = part.strip_suffix('%') {
+                percent.trim().parse::<f64>().map(Wave::Percent).map_err(|_| format!("`{part}` is not a percentage"))
+            } else {
+                part.parse::<u64>()
+                    .map(Wave::Count)
+                    .map_err(|_| format!("`{part}` is not a wave: give a count (50), a percentage (10%) or `rest`"))
+            }
+        })
+        .collect()
+}
+
+/// The canary preset: 1% of the targets, then 10%, then the rest.
+pub fn canary() -> Vec<Wave> {
+    vec![Wave::Percent(1.0), Wave::Percent(10.0), Wave::Percent(100.0)]
+}
+
 /// The wave (1-based) of the target at `position` (0-based) in the delivery's order.
 pub fn wave_of(ends: &[u64], position: u64) -> usize {
     ends.iter().position(|end| position < *end).map_or(ends.len(), |i| i + 1)
@@ -189,6 +214,14 @@ mod tests {
         assert_eq!(wave_of(&[10, 110, 1000], 0), 1);
         assert_eq!(wave_of(&[10, 110, 1000], 10), 2);
         assert_eq!(wave_of(&[10, 110, 1000], 999), 3);
+    }
+
+    #[test]
+    fn waves_parse_from_the_command_line() {
+        assert_eq!(parse_waves("1%, 10%,rest"), Ok(canary()));
+        assert_eq!(parse_waves("5,50,all"), Ok(vec![Wave::Count(5), Wave::Count(50), Wave::Percent(100.0)]));
+        assert!(parse_waves("five").expect_err("refused").contains("give a count"));
+        assert!(parse_waves("x%").is_err());
     }
 
     #[test]

@@ -432,9 +432,59 @@ pub struct DeliverArgs {
     /// write nothing. Waits for the plan and exits non-zero when some target could not be read.
     #[arg(long, conflicts_with = "dry_run")]
     plan: bool,
+    /// Deliver in waves: counts and percentages of all targets, the last taking the rest
+    /// (`1%,10%,rest`, `5,50,rest`).
+    #[arg(long, conflicts_with = "canary")]
+    waves: Option<String>,
+    /// Waves 1%, 10%, then the rest.
+    #[arg(long)]
+    canary: bool,
+    /// auto: the next wave starts when one is done; manual: pause after each wave until
+    /// `delivery resume`.
+    #[arg(long, value_parser = ["auto", "manual"])]
+    gate: Option<String>,
+    /// Abort the rollout when this share of results failed (with --abort-min-results).
+    #[arg(long)]
+    abort_failed_percent: Option<f64>,
+    /// Results needed before the abort rule is checked [default: 1].
+    #[arg(long, requires = "abort_failed_percent")]
+    abort_min_results: Option<u64>,
+    /// stop: cancel targets not started; rollback: also put back every target changed.
+    #[arg(long, value_parser = ["stop", "rollback"])]
+    on_abort: Option<String>,
+    /// Start at this time (RFC 3339, e.g. 2026-12-05T02:00:00+08:00).
+    #[arg(long)]
+    start_at: Option<String>,
     /// Follow the results live and exit non-zero unless every target succeeded.
     #[arg(long)]
     watch: bool,
+}
+
+/// The `rollout` of a delivery from the command line, if any flag asks for one.
+fn rollout_of(args: &DeliverArgs) -> anyhow::Result<Option<domain::rollout::Rollout>> {
+    let waves = match (&args.waves, args.canary) {
+        (Some(text), _) => domain::rollout::parse_waves(text).map_err(anyhow::Error::msg)?,
+        (None, true) => domain::rollout::canary(),
+        (None, false) => {
+            if args.gate.is_some() || args.abort_failed_percent.is_some() || args.on_abort.is_some() {
+                bail!("--gate, --abort-failed-percent and --on-abort go with --waves or --canary");
+            }
+            return Ok(None);
+        }
+    };
+    let gate = match args.gate.as_deref() {
+        Some("manual") => domain::rollout::Gate::Manual,
+        _ => domain::rollout::Gate::Auto,
+    };
+    let abort = args.abort_failed_percent.map(|failed_percent| domain::rollout::AbortRule {
+        failed_percent,
+        min_results: args.abort_min_results.unwrap_or(1),
+    });
+    let on_abort = match args.on_abort.as_deref() {
+        Some("rollback") => domain::rollout::OnAbort::Rollback,
+        _ => domain::rollout::OnAbort::Stop,
+    };
+    Ok(Some(domain::rollout::Rollout { waves, gate, abort, on_abort }))
 }
 
 pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
@@ -463,7 +513,7 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
         ("concurrency", args.concurrency.map(|v| json!(v))),
         ("timeout_secs", args.timeout_secs.map(|v| json!(v))),
         ("retries", args.retries.map(|v| json!(v))),
-        ("on_conflict", args.on_conflict.map(|v| json!(v))),
+        ("on_conflict", args.on_conflict.as_ref().map(|v| json!(v))),
     ] {
         if let Some(value) = value {
             options.insert(key.into(), value);
@@ -481,6 +531,8 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     if args.plan {
         request.mode = Some(domain::delivery::DeliveryMode::Plan);
     }
+    request.rollout = rollout_of(&args)?;
+    request.start_at = args.start_at.clone();
     match (&args.template, &args.plugin) {
         (Some(template), _) => {
             request.template_id = Some(template.clone());
@@ -493,6 +545,9 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/api/v1/projects/{}/deliveries", args.project);
     let delivery: Delivery = client.api.call(reqwest::Method::POST, &path, Some(&request)).await?;
     println!("delivery {}: {} targets", delivery.id, delivery.counts.total);
+    if let Some(note) = waiting_note(&delivery) {
+        println!("{note}");
+    }
     if !args.watch && !args.plan {
         return Ok(ExitCode::SUCCESS);
     }
@@ -518,6 +573,19 @@ async fn follow(client: &Client, project: &str, id: &str, plan: bool) -> anyhow:
                 progress(&data["counts"]);
                 final_state = data["state"].as_str().unwrap_or_default().to_owned();
             }
+            "state" if data["waves"].as_u64().unwrap_or(0) > 0 || data["state"] != "running" => {
+                eprint!("\r\x1b[K");
+                eprintln!(
+                    "  {} (wave {} of {})",
+                    data["state"].as_str().unwrap_or_default(),
+                    data["wave"],
+                    data["waves"]
+                );
+            }
+            "wave_started" | "wave_finished" | "paused" | "resumed" | "aborted" | "approved" => {
+                eprint!("\r\x1b[K");
+                eprintln!("  {}", rollout_line(name, data));
+            }
             _ => {}
         })
         .await?;
@@ -527,6 +595,47 @@ async fn follow(client: &Client, project: &str, id: &str, plan: bool) -> anyhow:
         print_plan(&client.get(&format!("/api/v1/projects/{project}/deliveries/{id}/plan")).await?);
     }
     Ok(if final_state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// A rollout event as one line.
+fn rollout_line(name: &str, data: &Value) -> String {
+    let text = |key: &str| data[key].as_str().unwrap_or_default().to_owned();
+    match name {
+        "wave_started" => format!("▶ wave {} of {} started", data["wave"], data["waves"]),
+        "wave_finished" => format!(
+            "■ wave {} of {} done: ✓ {} ✗ {}",
+            data["wave"], data["waves"], data["counts"]["succeeded"], data["counts"]["failed"]
+        ),
+        "paused" => format!("⏸ paused at wave {} by {}: {}", data["wave"], text("by"), text("reason")),
+        "resumed" => format!("▶ resumed at wave {} by {}", data["wave"], text("by")),
+        "aborted" => format!("✗ {} ({})", text("reason"), text("by")),
+        "approved" => format!(
+            "✓ approved by {} ({} of {}); now {}",
+            text("by"),
+            data["approvals"],
+            data["required"],
+            text("state")
+        ),
+        other => other.to_owned(),
+    }
+}
+
+/// What a delivery that does not start at once waits for.
+fn waiting_note(delivery: &Delivery) -> Option<String> {
+    use domain::delivery::DeliveryState;
+    match delivery.state {
+        DeliveryState::AwaitingApproval => Some(format!(
+            "awaiting {} approval(s) by other project admins: edgefleet delivery approve --project {} {}",
+            delivery.approvals_required, delivery.project_id, delivery.id
+        )),
+        DeliveryState::Scheduled => Some(format!(
+            "scheduled for {}; start it now with: edgefleet delivery resume --project {} {}",
+            delivery.start_at.as_deref().unwrap_or("later"),
+            delivery.project_id,
+            delivery.id
+        )),
+        _ => None,
+    }
 }
 
 /// Plans, applying them, and rollbacks of earlier deliveries.
@@ -565,6 +674,43 @@ pub enum DeliveryCommand {
         #[arg(long)]
         watch: bool,
     },
+    /// Approve a delivery awaiting approval (you cannot approve your own).
+    Approve {
+        #[arg(long)]
+        project: String,
+        id: String,
+    },
+    /// Pause a running delivery: no target starts until it is resumed.
+    Pause {
+        #[arg(long)]
+        project: String,
+        id: String,
+    },
+    /// Resume a paused delivery (the next wave, after a manual gate), or start a scheduled one now.
+    Resume {
+        #[arg(long)]
+        project: String,
+        id: String,
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Abort a delivery: targets not started are canceled (and, with on_abort rollback, changed
+    /// ones put back).
+    Abort {
+        #[arg(long)]
+        project: String,
+        id: String,
+    },
+}
+
+/// approve, pause, resume, abort: a control, then the delivery's state.
+async fn control(client: &Client, project: &str, id: &str, action: &str) -> anyhow::Result<Delivery> {
+    let path = format!("/api/v1/projects/{project}/deliveries/{id}/{action}");
+    let delivery: Delivery = client.api.call(reqwest::Method::POST, &path, Some(&json!({}))).await?;
+    let wave =
+        if delivery.waves > 0 { format!(", wave {} of {}", delivery.wave, delivery.waves) } else { String::new() };
+    println!("delivery {id}: {}{wave}", delivery.state);
+    Ok(delivery)
 }
 
 pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
@@ -573,6 +719,28 @@ pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
         DeliveryCommand::Plan { project, id } => {
             print_plan(&client.get(&format!("/api/v1/projects/{project}/deliveries/{id}/plan")).await?);
             return Ok(ExitCode::SUCCESS);
+        }
+        DeliveryCommand::Approve { project, id } => {
+            let delivery = control(&client, &project, &id, "approve").await?;
+            if let Some(note) = waiting_note(&delivery) {
+                println!("{note}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        DeliveryCommand::Pause { project, id } => {
+            control(&client, &project, &id, "pause").await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DeliveryCommand::Abort { project, id } => {
+            control(&client, &project, &id, "abort").await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DeliveryCommand::Resume { project, id, watch } => {
+            control(&client, &project, &id, "resume").await?;
+            if !watch {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return follow(&client, &project, &id, false).await;
         }
         DeliveryCommand::Apply { project, plan, force, watch } => {
             let path = format!("/api/v1/projects/{project}/deliveries/{plan}/apply");

@@ -290,6 +290,52 @@ async fn the_cli_prints_a_plan_grouped_by_change_set() {
     assert_eq!(rules().await, Some(0), "the rollback removed what the apply created");
 }
 
+// Two workers: the simulator answers while the test thread waits for the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_a_gated_rollout_and_shows_its_waves() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let sim = neuronex_sim::start(SimConfig { count: 4, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    let (project, template) = api.rule_setup(&sim).await;
+    let template_id = template["id"].as_str().expect("id");
+    let config = tempfile::tempdir().expect("config dir");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+            .args(args)
+            .env("EDGEFLEET_CONFIG_DIR", config.path())
+            .env("EDGEFLEET_PASSWORD", process::PASSWORD)
+            .output()
+            .expect("runs")
+    };
+    assert!(cli(&["login", "--server", &server.base, "--username", "admin"]).status.success());
+    let bad = cli(&["deliver", "--project", &project, "--template", template_id, "--all", "--waves", "five"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("give a count (50), a percentage (10%) or `rest`"));
+    let args = ["deliver", "--project", &project, "--template", template_id, "--all", "--waves", "1,rest"];
+    let output =
+        cli(&[&args[..], &["--gate", "manual", "--abort-failed-percent", "50", "--on-abort", "rollback"]].concat());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let id = stdout.split_whitespace().nth(1).unwrap_or_default().trim_end_matches(':').to_owned();
+    let events = format!("/api/v1/projects/{project}/deliveries/{id}/events");
+    let paused = |name: &str, data: &str| name == "paused" || (name == "state" && data.contains("\"paused\""));
+    assert!(api.watch_for(&events, paused).await);
+    let resumed = cli(&["delivery", "resume", "--project", &project, &id, "--watch"]);
+    let (out, err) = (String::from_utf8_lossy(&resumed.stdout), String::from_utf8_lossy(&resumed.stderr));
+    assert!(resumed.status.success(), "{out}\n{err}");
+    assert!(out.contains(&format!("delivery {id}: running, wave 2 of 2")), "{out}");
+    assert!(out.contains(": succeeded"), "{out}");
+    let again = cli(&["delivery", "pause", "--project", &project, &id]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("cannot_pause"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
 /// What gateway `k` holds of the stream and rules, as edgefleet reads it back.
 async fn held(sim: &neuronex_sim::RunningSim, k: u32) -> Vec<Option<Value>> {
     use domain::plan::ObjectRef;
