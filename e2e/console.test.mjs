@@ -235,6 +235,38 @@ test("preview a plan, carry it out, then roll it back", async () => {
   await shot("history-with-plan-and-rollback");
 });
 
+test("a canary rollout with a manual gate: the wave bar, Resume, and the waves in the history", async () => {
+  await page.click('a[href="#/config"]');
+  await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
+  await page.click("#wiz-next");
+  await page.click("#wiz-next");
+  await page.fill('#target-filters input[name="tag"]', "zone-a");
+  await page.click('#target-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length > 3);
+  await page.click("#select-all");
+  await page.click("#wiz-next");
+  await page.selectOption('select[name="rollout"]', "custom");
+  await page.fill('input[name="waves"]', "2,rest");
+  await page.selectOption('select[name="gate"]', "manual");
+  await shot("wizard-rollout");
+  await page.click("#wiz-next");
+  await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "paused", null, { timeout: 60000 });
+  assert.equal(await page.locator(".wave-bar .wave").count(), 2);
+  assert.match(await page.textContent(".wave-bar .current"), /^Wave 1 \(2\)$/);
+  assert.equal(await page.textContent("#c-ok"), "2", "only the first wave ran");
+  await page.waitForFunction(() => document.querySelectorAll('#result-table tr[data-status="succeeded"]').length === 2);
+  assert.equal(await page.locator('[data-control="resume"]').isVisible(), true);
+  await shot("rollout-paused-at-gate");
+  await page.click('[data-control="resume"]');
+  await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "succeeded", null, { timeout: 60000 });
+  assert.match(await page.textContent(".wave-bar .current"), /^Wave 2 /);
+  assert.equal(await page.locator("[data-control]").count(), 0, "no controls once it ended");
+  await shot("rollout-done");
+  await page.click(".dialog [data-close]");
+  await page.click('a[href="#/deliveries"]');
+  await page.waitForFunction(() => [...document.querySelectorAll("main tbody .tag")].some((t) => t.textContent === "wave 2 of 2"));
+});
+
 test("switch to Chinese; the choice is remembered for the user", async () => {
   await page.click("#lang");
   await page.waitForSelector("text=操作审计");

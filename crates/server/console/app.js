@@ -326,7 +326,7 @@
     const name = template ? template.name : plugin.name;
     const steps = template ? ["wiz.step1", "wiz.step2", "wiz.step3", "wiz.step4"] : ["wiz.step3", "wiz.step4"];
     const parameters = (template?.parameters || []).filter((p) => !p.startsWith("edge."));
-    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: "{}", selected: new Map(), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" } };
+    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: "{}", selected: new Map(), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
     const d = dialog(`<header><h2>${esc(t("wiz.title", { name }))}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
       <div class="steps">${steps.map((s) => `<span>${esc(t(s))}</span>`).join("")}</div><div id="wizard-body"></div>
       <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`);
@@ -350,6 +350,14 @@
           <label>${esc(t("wiz.concurrency"))}<input name="concurrency" type="number" min="1" value="${wizard.options.concurrency}"></label>
           <label>${esc(t("wiz.on_conflict"))}<select name="on_conflict">${["overwrite", "skip", "fail"].map((o) => `<option value="${o}" ${wizard.options.on_conflict === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label>
           <label>${esc(t("wiz.on_failure"))}<select name="on_failure">${["restore", "leave"].map((o) => `<option value="${o}" ${(wizard.options.on_failure || "restore") === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label></div>
+          <fieldset id="rollout"><legend>${esc(t("roll.title"))}</legend><div class="row">
+          <label>${esc(t("roll.waves"))}<select name="rollout">${["none", "canary", "custom"].map((o) => `<option value="${o}" ${wizard.rollout.kind === o ? "selected" : ""}>${esc(t("roll." + o))}</option>`).join("")}</select></label>
+          <label>${esc(t("roll.custom"))}<input name="waves" placeholder="1%,10%,rest" value="${esc(wizard.rollout.waves)}"></label>
+          <label>${esc(t("roll.gate"))}<select name="gate">${["auto", "manual"].map((o) => `<option value="${o}" ${wizard.rollout.gate === o ? "selected" : ""}>${esc(t("roll.gate_" + o))}</option>`).join("")}</select></label>
+          <label>${esc(t("roll.abort_percent"))}<input name="abort_percent" type="number" min="0" max="100" step="0.1" value="${esc(wizard.rollout.abortPercent)}"></label>
+          <label>${esc(t("roll.abort_min"))}<input name="abort_min" type="number" min="1" value="${esc(wizard.rollout.abortMin)}"></label>
+          <label>${esc(t("roll.on_abort"))}<select name="on_abort">${["stop", "rollback"].map((o) => `<option value="${o}" ${wizard.rollout.onAbort === o ? "selected" : ""}>${esc(t("roll.on_abort_" + o))}</option>`).join("")}</select></label>
+          <label>${esc(t("roll.start_at"))}<input name="start_at" type="datetime-local" value="${esc(wizard.rollout.startAt)}"></label></div></fieldset>
           <div class="row"><button type="button" class="secondary" id="wiz-plan">${esc(t("plan.preview"))}</button>
           <label style="flex-direction:row;gap:6px;align-items:center"><input type="checkbox" name="dry_run" ${wizard.dryRun ? "checked" : ""}> ${esc(t("wiz.dry_run"))}</label></div><div id="plan-view"></div>`;
         $("#wiz-plan", body).addEventListener("click", () => { collect(); previewPlan(); });
@@ -367,6 +375,8 @@
       if (step === "wiz.step4") {
         wizard.options = { timeout_secs: Number($('[name="timeout_secs"]', body).value), concurrency: Number($('[name="concurrency"]', body).value), on_conflict: $('[name="on_conflict"]', body).value, on_failure: $('[name="on_failure"]', body).value };
         wizard.dryRun = $('[name="dry_run"]', body).checked;
+        const value = (n) => $(`[name="${n}"]`, body).value;
+        wizard.rollout = { kind: value("rollout"), waves: value("waves"), gate: value("gate"), abortPercent: value("abort_percent"), abortMin: value("abort_min"), onAbort: value("on_abort"), startAt: value("start_at") };
       }
       // Anything changed before the last step makes an earlier plan stale.
       if (step !== "wiz.step4") wizard.plan = null;
@@ -387,6 +397,18 @@
         request.plugin_id = plugin.id;
       }
       return request;
+    };
+    // Waves, gate, abort rule and start time as the API takes them (none when nothing is chosen).
+    const rolloutPart = () => {
+      const r = wizard.rollout;
+      const part = {};
+      if (r.startAt) part.start_at = new Date(r.startAt).toISOString();
+      if (r.kind === "none") return part;
+      const text = r.kind === "canary" ? "1%,10%,rest" : r.waves;
+      const waves = text.split(",").map((w) => w.trim()).filter(Boolean).map((w) => (w === "rest" || w === "all" ? { percent: 100 } : w.endsWith("%") ? { percent: Number(w.slice(0, -1)) } : { count: Number(w) }));
+      part.rollout = { waves, gate: r.gate, on_abort: r.onAbort };
+      if (r.abortPercent !== "") part.rollout.abort = { failed_percent: Number(r.abortPercent), min_results: Number(r.abortMin) || 1 };
+      return part;
     };
     // Starts a plan, waits for it to end, and shows it grouped; Execute then carries it out.
     const previewPlan = async () => {
@@ -413,9 +435,11 @@
       if (wizard.step < steps.length - 1) { wizard.step += 1; return show(); }
       try {
         // With a plan on screen, Execute carries that plan out (gateways changed since are not written).
-        const delivery = wizard.plan && !wizard.dryRun
+        // A rollout or a start time makes a delivery of its own (a plan is applied at once).
+        const staged = rolloutPart();
+        const delivery = wizard.plan && !wizard.dryRun && Object.keys(staged).length === 0
           ? await api("POST", P(`/deliveries/${wizard.plan.delivery_id}/apply`), { options: wizard.options })
-          : await api("POST", P("/deliveries"), { ...buildRequest(), dry_run: !!wizard.dryRun });
+          : await api("POST", P("/deliveries"), { ...buildRequest(), ...staged, dry_run: !!wizard.dryRun });
         d.close();
         openResult(delivery);
       } catch (error) { showError(body, error); }
@@ -484,11 +508,42 @@
       <div>${esc(t("res.failed"))}<b id="c-failed">0</b></div><div>${esc(t("res.pending"))}<b id="c-pending">0</b></div><div>${esc(t("res.state"))}<b id="c-state"></b></div></div>
       <div class="row"><label style="flex-direction:row;gap:6px;align-items:center"><input type="checkbox" id="only-failures"> ${esc(t("res.only_failures"))}</label>
       <button type="button" class="secondary" id="retry">${esc(t("res.retry"))}</button><button type="button" class="secondary" id="rollback">${esc(t("res.rollback"))}</button><button type="button" class="danger" id="cancel">${esc(t("res.cancel"))}</button></div>
-      <div id="result-table"></div>`, () => { events?.close(); clearTimeout(refreshTimer); });
+      <div id="rollout-box"></div><div id="result-table"></div>`, () => { events?.close(); clearTimeout(refreshTimer); });
     let current = delivery.state;
+    let shown = delivery;
+    let canAdmin = false;
+    api("GET", P("")).then((p) => { canAdmin = p.role === "admin"; renderRollout(); }).catch(() => {});
+    // Waves as a bar (done, current, waiting), what the delivery waits for, and the controls its
+    // state allows to project admins.
+    const renderRollout = () => {
+      const box = $("#rollout-box", d.el);
+      const x = shown;
+      const ends = x.wave_ends || [];
+      const bar = ends.length ? `<div class="wave-bar" role="img" aria-label="${esc(t("roll.at_wave", { wave: x.wave, waves: x.waves }))}">${ends.map((end, i) => {
+        const size = end - (i ? ends[i - 1] : 0);
+        const place = i + 1 < x.wave ? "done" : i + 1 === x.wave ? "current" : "waiting";
+        return `<span class="wave ${place}" style="flex:${Math.max(size, 1)}" title="${esc(t("roll.wave_n", { n: i + 1, size }))}">${esc(t("roll.wave_n", { n: i + 1, size }))}</span>`;
+      }).join("")}</div>` : "";
+      const notes = [];
+      if (x.state === "awaiting_approval") notes.push(t("roll.awaiting", { n: (x.approvals || []).filter((a) => a.valid).length, required: x.approvals_required }));
+      if (x.state === "scheduled" && x.start_at) notes.push(t("roll.scheduled", { at: new Date(x.start_at).toLocaleString() }));
+      if (x.abort_reason) notes.push(x.abort_reason);
+      const buttons = canAdmin ? [
+        ["approve", x.state === "awaiting_approval"], ["pause", x.state === "running" && !x.abort_reason],
+        ["resume", ["paused", "scheduled"].includes(x.state)], ["abort", !FINAL.includes(x.state) && !x.abort_reason],
+      ].filter(([, on]) => on).map(([a]) => `<button type="button" class="${a === "abort" ? "danger" : "secondary"}" data-control="${a}">${esc(t("roll." + a))}</button>`).join("") : "";
+      const rollback = x.rollback_id ? `<button type="button" class="link" id="open-rollback">${esc(t("roll.open_rollback"))}</button>` : "";
+      box.innerHTML = `${bar}${notes.map((n) => `<p class="notice" role="status">${esc(n)}</p>`).join("")}<div class="row">${buttons}${rollback}</div>`;
+      $$("[data-control]", box).forEach((b) => b.addEventListener("click", async () => {
+        if (b.dataset.control === "abort" && !confirm(t("roll.abort_confirm"))) return;
+        try { shown = await api("POST", P(`/deliveries/${delivery.id}/${b.dataset.control}`)); setCounts(shown.counts, shown.state); renderRollout(); watch(); } catch (error) { showError(box, error); }
+      }));
+      $("#open-rollback", box)?.addEventListener("click", async () => { const back = await api("GET", P(`/deliveries/${x.rollback_id}`)); d.close(); openResult(back); });
+    };
+    const reloadDelivery = async () => { shown = await api("GET", P(`/deliveries/${delivery.id}`)); current = shown.state; setCounts(shown.counts, shown.state); renderRollout(); scheduleTable(); };
     // Cancel only while it runs; Retry only once it ended with failures.
     const controls = (c) => {
-      const finished = !["running", "canceling"].includes(current);
+      const finished = FINAL.includes(current);
       $("#cancel", d.el).hidden = finished;
       $("#cancel", d.el).disabled = current === "canceling";
       $("#retry", d.el).hidden = !finished || !(c.failed > 0);
@@ -506,17 +561,18 @@
       if (failuresOnly) params.set("status", "failed");
       const data = await api("GET", P(`/deliveries/${delivery.id}/targets?${params}`));
       const box = $("#result-table", d.el);
-      box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th><th>${esc(t("res.reason"))}</th></tr></thead>
-        <tbody>${data.items.map((x) => `<tr data-status="${esc(x.status)}"><td>${marker(x.status)}</td><td>${esc(x.name)}</td><td>${esc(x.endpoint)}</td><td>${esc(x.version || "")}</td><td>${x.restored ? `<span class="tag">${esc(t("res.restored"))}</span> ` : ""}${esc(x.reason)}</td></tr>`).join("")}</tbody></table>`;
+      box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th>${shown.waves ? `<th>${esc(t("roll.wave"))}</th>` : ""}<th>${esc(t("res.reason"))}</th></tr></thead>
+        <tbody>${data.items.map((x) => `<tr data-status="${esc(x.status)}"><td>${marker(x.status)}</td><td>${esc(x.name)}</td><td>${esc(x.endpoint)}</td><td>${esc(x.version || "")}</td>${shown.waves ? `<td>${x.wave}</td>` : ""}<td>${x.restored ? `<span class="tag">${esc(t("res.restored"))}</span> ` : ""}${esc(x.reason)}</td></tr>`).join("")}</tbody></table>`;
       box.append(pager(data.total, offset, 50, (o) => { offset = o; loadTable(); }));
     };
     const scheduleTable = () => { if (!refreshTimer) refreshTimer = setTimeout(() => { refreshTimer = null; loadTable(); }, 700); };
     const watch = () => {
       events?.close();
       events = new EventSource(P(`/deliveries/${delivery.id}/events`));
-      events.addEventListener("counts", (e) => setCounts(JSON.parse(e.data), current === "canceling" ? "canceling" : "running"));
+      events.addEventListener("counts", (e) => setCounts(JSON.parse(e.data), current));
       events.addEventListener("target", scheduleTable);
-      events.addEventListener("final", (e) => { const data = JSON.parse(e.data); setCounts(data.counts, data.state); events.close(); loadTable(); });
+      ["state", "wave_started", "wave_finished", "paused", "resumed", "aborted", "approved"].forEach((name) => events.addEventListener(name, () => reloadDelivery().catch(() => {})));
+      events.addEventListener("final", (e) => { const data = JSON.parse(e.data); setCounts(data.counts, data.state); events.close(); loadTable(); reloadDelivery().catch(() => {}); });
     };
     $("#only-failures", d.el).addEventListener("change", (e) => { failuresOnly = e.target.checked; offset = 0; loadTable(); });
     $("#retry", d.el).addEventListener("click", async () => { try { const again = await api("POST", P(`/deliveries/${delivery.id}/retry`)); setCounts(again.counts, again.state); loadTable(); watch(); } catch (error) { showError(d.el, error); } });
@@ -526,17 +582,21 @@
     });
     $("#cancel", d.el).addEventListener("click", async () => { try { const now = await api("POST", P(`/deliveries/${delivery.id}/cancel`)); setCounts(now.counts, now.state); } catch (error) { showError(d.el, error); } });
     setCounts(delivery.counts, delivery.state);
+    renderRollout();
     loadTable();
     watch();
   }
+
+  // Delivery states after which nothing changes without a retry.
+  const FINAL = ["succeeded", "partial", "failed", "canceled", "aborted"];
 
   // ----- history, audit, administration -----
 
   async function renderHistory(main, offset = 0) {
     const data = await api("GET", P(`/deliveries?limit=50&offset=${offset}`));
     main.innerHTML = `<h1>${esc(t("hist.title"))}</h1><table><thead><tr><th>${esc(t("res.state"))}</th><th>${esc(t("hist.what"))}</th><th>${esc(t("res.total"))}</th><th>${esc(t("res.succeeded"))}</th><th>${esc(t("res.failed"))}</th><th>${esc(t("hist.by"))}</th><th>${esc(t("hist.when"))}</th><th></th></tr></thead>
-      <tbody>${data.items.map((x) => `<tr data-id="${esc(x.id)}"><td>${esc(t("state." + x.state))}</td><td>${esc(x.template_name)} ${x.kind === "plugin" ? `(${esc(t("config.plugins"))})` : `v${x.template_version}`}${x.content_edited ? " *" : ""}${x.mode && x.mode !== "apply" ? ` <span class="tag">${esc(t("mode." + x.mode))}</span>` : ""}</td>
-        <td>${x.counts.total}</td><td>${x.counts.succeeded}</td><td>${x.counts.failed}</td><td>${esc(x.created_by)}</td><td>${esc(when(x.created_at))}</td><td><button type="button" class="link" data-open>${esc(t("hist.open"))}</button>${x.mode !== "plan" && !["running", "canceling"].includes(x.state) ? `<button type="button" class="link" data-rollback>${esc(t("res.rollback"))}</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
+      <tbody>${data.items.map((x) => `<tr data-id="${esc(x.id)}"><td data-state="${esc(x.state)}">${esc(t("state." + x.state))}${x.waves ? ` <span class="tag">${esc(t("roll.at_wave", { wave: x.wave, waves: x.waves }))}</span>` : ""}</td><td>${esc(x.template_name)} ${x.kind === "plugin" ? `(${esc(t("config.plugins"))})` : `v${x.template_version}`}${x.content_edited ? " *" : ""}${x.mode && x.mode !== "apply" ? ` <span class="tag">${esc(t("mode." + x.mode))}</span>` : ""}</td>
+        <td>${x.counts.total}</td><td>${x.counts.succeeded}</td><td>${x.counts.failed}</td><td>${esc(x.created_by)}</td><td>${esc(when(x.created_at))}</td><td><button type="button" class="link" data-open>${esc(t("hist.open"))}</button>${x.mode !== "plan" && FINAL.includes(x.state) ? `<button type="button" class="link" data-rollback>${esc(t("res.rollback"))}</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
     main.append(pager(data.total, offset, 50, (o) => renderHistory(main, o)));
     const row = (b) => data.items.find((x) => x.id === b.closest("tr").dataset.id);
     $$("tbody button[data-open]", main).forEach((b) => b.addEventListener("click", () => openResult(row(b))));

@@ -39,7 +39,15 @@ window.I18N = {
     "admin.title": "Administration", "admin.orgs": "Organizations", "admin.projects": "Projects", "admin.users": "Users", "admin.members": "Members",
     "admin.new_org": "New organization", "admin.new_project": "New project", "admin.new_user": "New user", "admin.add_member": "Add member",
     "admin.system_admin": "System admin", "admin.no_access": "Your role does not include administration.",
-    "state.succeeded": "succeeded", "state.failed": "failed", "state.pending": "pending", "state.running": "running", "state.canceling": "canceling", "state.canceled": "canceled", "state.skipped": "skipped", "state.partial": "partial"
+    "state.succeeded": "succeeded", "state.failed": "failed", "state.pending": "pending", "state.running": "running", "state.canceling": "canceling", "state.canceled": "canceled", "state.skipped": "skipped", "state.partial": "partial",
+    "state.awaiting_approval": "awaiting approval", "state.scheduled": "scheduled", "state.paused": "paused", "state.aborted": "aborted",
+    "roll.title": "Rollout", "roll.wave": "Wave", "roll.waves": "Waves", "roll.none": "All at once", "roll.canary": "Canary: 1%, then 10%, then the rest", "roll.custom": "Custom waves",
+    "roll.gate": "Between waves", "roll.gate_auto": "Go on by itself", "roll.gate_manual": "Pause until resumed",
+    "roll.abort_percent": "Abort at failed %", "roll.abort_min": "after results", "roll.on_abort": "On abort", "roll.on_abort_stop": "Stop", "roll.on_abort_rollback": "Stop and roll back",
+    "roll.start_at": "Start at (empty: now)", "roll.at_wave": "wave {wave} of {waves}", "roll.wave_n": "Wave {n} ({size})",
+    "roll.awaiting": "Awaiting approval: {n} of {required} other project admins approved.", "roll.scheduled": "Starts at {at}.",
+    "roll.approve": "Approve", "roll.pause": "Pause", "roll.resume": "Resume", "roll.abort": "Abort", "roll.open_rollback": "Open its rollback",
+    "roll.abort_confirm": "Abort: targets not started are canceled (and, if the rollout says so, changed ones put back). Go on?"
   },
   zh: {
     "app.signin": "登录", "app.username": "用户名", "app.password": "密码", "app.signout": "退出登录",
@@ -80,6 +88,14 @@ window.I18N = {
     "admin.title": "系统管理", "admin.orgs": "组织", "admin.projects": "项目", "admin.users": "用户", "admin.members": "成员",
     "admin.new_org": "新建组织", "admin.new_project": "新建项目", "admin.new_user": "新建用户", "admin.add_member": "添加成员",
     "admin.system_admin": "系统管理员", "admin.no_access": "您的角色不包含管理权限。",
-    "state.succeeded": "成功", "state.failed": "失败", "state.pending": "等待", "state.running": "进行中", "state.canceling": "正在取消", "state.canceled": "已取消", "state.skipped": "已跳过", "state.partial": "部分成功"
+    "state.succeeded": "成功", "state.failed": "失败", "state.pending": "等待", "state.running": "进行中", "state.canceling": "正在取消", "state.canceled": "已取消", "state.skipped": "已跳过", "state.partial": "部分成功",
+    "state.awaiting_approval": "待审批", "state.scheduled": "已排期", "state.paused": "已暂停", "state.aborted": "已中止",
+    "roll.title": "分批下发", "roll.wave": "批次", "roll.waves": "批次", "roll.none": "一次全部下发", "roll.canary": "金丝雀：1%，再 10%，再其余", "roll.custom": "自定义批次",
+    "roll.gate": "批次之间", "roll.gate_auto": "自动继续", "roll.gate_manual": "暂停，等待继续",
+    "roll.abort_percent": "失败率达到 % 时中止", "roll.abort_min": "最少结果数", "roll.on_abort": "中止时", "roll.on_abort_stop": "停止", "roll.on_abort_rollback": "停止并回滚",
+    "roll.start_at": "开始时间（空：立即）", "roll.at_wave": "第 {wave}/{waves} 批", "roll.wave_n": "第 {n} 批（{size}）",
+    "roll.awaiting": "待审批：已有 {n}/{required} 位其他项目管理员批准。", "roll.scheduled": "将于 {at} 开始。",
+    "roll.approve": "批准", "roll.pause": "暂停", "roll.resume": "继续", "roll.abort": "中止", "roll.open_rollback": "打开其回滚",
+    "roll.abort_confirm": "中止：未开始的目标将被取消（若设置了回滚，已变更的目标将被恢复）。继续吗？"
   }
 };
