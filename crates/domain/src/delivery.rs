@@ -185,7 +185,30 @@ pub struct DeliveryOptions {
     /// What a target that fails after its first write does: put back what it held (`restore`,
     /// the default) or stay as the failure left it (`leave`).
     pub on_failure: OnFailure,
+    /// What a target whose edge the prober sees offline does: fail at once (`fail`, the default)
+    /// or wait until it is seen online (`wait`), at most until `deadline`.
+    pub offline: Offline,
+    /// RFC 3339; with `offline: wait`, when a target still offline gives up (default: 7 days after
+    /// the delivery was made).
+    pub deadline: Option<String>,
 }
+
+/// What a delivery does with a target whose edge is offline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Offline {
+    /// One quick check; the target fails when it still does not answer.
+    #[default]
+    Fail,
+    /// The target waits (`pending`, `waiting: offline since ...`) and runs once the edge is seen
+    /// online, or tries a last time at the deadline.
+    Wait,
+}
+
+/// How long `offline: wait` waits without a deadline.
+pub const DEFAULT_OFFLINE_WAIT_MS: i64 = 7 * 24 * 3600 * 1000;
+/// How far ahead a deadline may be.
+pub const MAX_OFFLINE_WAIT_MS: i64 = 90 * 24 * 3600 * 1000;
 
 impl Default for DeliveryOptions {
     fn default() -> DeliveryOptions {
@@ -195,6 +218,8 @@ impl Default for DeliveryOptions {
             retries: 2,
             on_conflict: OnConflict::Overwrite,
             on_failure: OnFailure::Restore,
+            offline: Offline::Fail,
+            deadline: None,
         }
     }
 }
@@ -241,7 +266,22 @@ impl DeliveryOptions {
         if self.retries > MAX_RETRIES {
             return Err(format!("options.retries must be at most {MAX_RETRIES}, got {}", self.retries));
         }
+        if let Some(deadline) = &self.deadline {
+            if self.offline != Offline::Wait {
+                return Err("options.deadline goes with options.offline: wait".into());
+            }
+            crate::edge::parse_time(deadline).map_err(|m| format!("options.deadline: {m}"))?;
+        }
         Ok(())
+    }
+
+    /// With `offline: wait`, when waiting ends (ms), for a delivery made at `created_at`.
+    pub fn offline_deadline(&self, created_at: i64) -> Option<i64> {
+        if self.offline != Offline::Wait {
+            return None;
+        }
+        let asked = self.deadline.as_deref().and_then(|d| crate::edge::parse_time(d).ok());
+        Some(asked.unwrap_or(created_at + DEFAULT_OFFLINE_WAIT_MS).min(created_at + MAX_OFFLINE_WAIT_MS))
     }
 
     pub fn timeout(&self) -> Duration {

@@ -568,6 +568,7 @@ impl Store {
         lease_ms: i64,
         limit: i64,
         below: i64,
+        waiting_now: i64,
     ) -> Result<Vec<ClaimedTarget>> {
         let now = now_ms();
         // Pending targets and expired leases are looked up apart, each on the (delivery, status,
@@ -581,7 +582,7 @@ impl Store {
                    AND seq IN (
                      SELECT seq FROM (
                          SELECT seq FROM (SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'pending'
-                                          AND seq < $6 AND (not_before IS NULL OR not_before <= $3)
+                                          AND seq < $6 AND (not_before IS NULL OR not_before <= $7)
                                           ORDER BY seq LIMIT $5)
                          UNION ALL
                          SELECT seq FROM delivery_targets
@@ -594,7 +595,7 @@ impl Store {
                 "WITH live AS (SELECT 1 FROM deliveries WHERE id = $4 AND state IN ('running', 'canceling')),
                  pending AS (
                      SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'pending' AND seq < $6
-                       AND (not_before IS NULL OR not_before <= $3) AND EXISTS (SELECT 1 FROM live)
+                       AND (not_before IS NULL OR not_before <= $7) AND EXISTS (SELECT 1 FROM live)
                      ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED),
                  expired AS (
                      SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'running' AND lease_until < $3
@@ -616,6 +617,7 @@ impl Store {
             .bind(delivery_id)
             .bind(limit)
             .bind(below)
+            .bind(waiting_now)
             .fetch_all(&self.write)
             .await?;
         let mut claimed: Vec<ClaimedTarget> = rows.iter().map(claimed).collect::<Result<_>>()?;
@@ -819,17 +821,19 @@ impl Store {
     /// Running deliveries that have work a runner could take now: targets not started that do
     /// not wait, targets whose lease ran out, or no unfinished target left (the delivery needs
     /// closing). A rollout's later waves count too: the runner moves on to them.
-    pub async fn claimable_deliveries(&self) -> Result<Vec<String>> {
+    /// `waiting_now` is the time waiting targets compare their `not_before` with (the engine's clock).
+    pub async fn claimable_deliveries(&self, waiting_now: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT d.id FROM deliveries d WHERE d.state IN ('running', 'canceling') AND (
                  EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
-                         AND ((t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= $1))
+                         AND ((t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= $2))
                               OR (t.status = 'running' AND t.lease_until < $1)))
                  OR NOT EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
                          AND t.status IN ('pending', 'running')))
              ORDER BY d.created_at",
         )
         .bind(now_ms())
+        .bind(waiting_now)
         .fetch_all(&self.read)
         .await?;
         Ok(rows.iter().map(|r| r.get("id")).collect())

@@ -407,6 +407,16 @@ impl Store {
     /// Records many probes in one transaction (a failed probe keeps the last known version).
     pub async fn record_probes(&self, results: &[(String, ProbeResult)]) -> Result<()> {
         let now = now_ms();
+        // Edges seen online that were not: their waiting targets may run now.
+        let mut came_online: Vec<String> = Vec::new();
+        let online: Vec<String> =
+            results.iter().filter(|(_, r)| r.status == EdgeStatus::Online).map(|(id, _)| id.clone()).collect();
+        if !online.is_empty() {
+            let before = self.edge_health(&online).await?;
+            came_online.extend(
+                online.iter().filter(|id| before.get(*id).is_some_and(|h| h.status != EdgeStatus::Online)).cloned(),
+            );
+        }
         let mut tx = self.write.begin().await?;
         let mut versions_changed = 0;
         for (id, result) in results {
@@ -432,6 +442,9 @@ impl Store {
                         .await?;
                 versions_changed += done.rows_affected();
             }
+        }
+        if !came_online.is_empty() {
+            Store::wake_waiting(&mut tx, &came_online).await?;
         }
         tx.commit().await?;
         self.note_search_writes(versions_changed);

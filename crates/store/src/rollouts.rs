@@ -222,4 +222,61 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Puts a claimed target back to wait until `not_before` (ms) with `reason` (`waiting: ...`),
+    /// if `attempt` still holds it; `false` when another claim took it over.
+    pub async fn defer_target(
+        &self,
+        delivery_id: &str,
+        edge_id: &str,
+        attempt: i64,
+        not_before: i64,
+        reason: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE delivery_targets SET status = 'pending', not_before = $1, reason = $2, lease_until = NULL
+             WHERE delivery_id = $3 AND edge_id = $4 AND attempts = $5 AND status = 'running'",
+        )
+        .bind(not_before)
+        .bind(reason)
+        .bind(delivery_id)
+        .bind(edge_id)
+        .bind(attempt as i32)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Targets waiting for these edges may run now (they were seen online).
+    pub(crate) async fn wake_waiting(tx: &mut sqlx::Transaction<'_, sqlx::Any>, edge_ids: &[String]) -> Result<()> {
+        for chunk in edge_ids.chunks(500) {
+            let mut sql = crate::sql::Sql::new(
+                "UPDATE delivery_targets SET not_before = NULL WHERE not_before IS NOT NULL AND status = 'pending' AND edge_id IN (",
+            );
+            sql.text_list(chunk).push(")");
+            sql.query().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// A newer `apply` delivery of the same template (or plugin) to this edge that has not given
+    /// the edge up (its target is not canceled): the one that supersedes `delivery`'s target.
+    pub async fn superseding_delivery(&self, delivery: &crate::Delivery, edge_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT d.id FROM deliveries d JOIN delivery_targets t ON t.delivery_id = d.id AND t.edge_id = $1
+             WHERE d.project_id = $2 AND d.created_at > $3 AND d.id <> $4 AND d.mode = 'apply' AND d.dry_run = 0
+               AND ((d.template_id IS NOT NULL AND d.template_id = $5) OR (d.plugin_id IS NOT NULL AND d.plugin_id = $6))
+               AND d.state NOT IN ('canceled', 'aborted') AND t.status <> 'canceled'
+             ORDER BY d.created_at DESC LIMIT 1",
+        )
+        .bind(edge_id)
+        .bind(&delivery.project_id)
+        .bind(delivery.created_at)
+        .bind(&delivery.id)
+        .bind(delivery.template_id.clone().unwrap_or_default())
+        .bind(delivery.plugin_id.clone().unwrap_or_default())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|r| r.get("id")))
+    }
 }

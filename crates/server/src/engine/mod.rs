@@ -116,7 +116,7 @@ impl Engine {
                 () = self.clock.moved() => {}
             }
             self.start_due().await;
-            match self.store.claimable_deliveries().await {
+            match self.store.claimable_deliveries(self.clock.now_ms()).await {
                 Ok(ids) => ids.iter().for_each(|id| self.start(id)),
                 Err(err) => tracing::warn!(error = %err, "cannot look for deliveries to work on"),
             }
@@ -299,12 +299,17 @@ impl Engine {
             }
             let room = concurrency.saturating_sub(tasks.len());
             if !canceled && (room >= refill_at || tasks.is_empty()) {
-                let claimed =
-                    self.store.claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64, below).await?;
+                let claimed = self
+                    .store
+                    .claim_targets(delivery_id, &self.worker_id, lease_ms, room as i64, below, self.clock.now_ms())
+                    .await?;
                 let ids: Vec<String> = claimed.iter().map(|t| t.edge_id.clone()).collect();
                 let mut health = self.store.edge_health(&ids).await?;
                 for target in claimed {
                     let health = health.remove(&target.edge_id);
+                    if self.waits_offline(&plan, &target, health.as_ref()).await? {
+                        continue;
+                    }
                     // With several replicas the stored counts are read instead: a claim may take
                     // over a running target whose holder died, and another runner moves targets
                     // too, so moving them here would count some twice.
@@ -399,7 +404,17 @@ impl Engine {
             jwt_keys: &self.jwt_keys,
             metrics: &self.metrics,
         };
-        let outcome = runner.run(&target, health.as_ref(), &cancel).await;
+        let outcome = match self.superseded(&plan, &target).await {
+            Some(newer) => store::TargetOutcome {
+                status: TargetStatus::Canceled,
+                reason: format!("superseded by delivery {newer}"),
+                items: json!([]),
+                tries: 0,
+                edge_version: None,
+                restore: None,
+            },
+            None => runner.run(&target, health.as_ref(), &cancel).await,
+        };
         Metrics::dec(&self.metrics.targets_in_flight);
         let (reply, written) = tokio::sync::oneshot::channel();
         let event = TargetEvent {
@@ -504,6 +519,8 @@ impl Engine {
         if counts.pending > 0 {
             // Targets held by another worker are still running, or a rollout waits between waves
             // or for targets that wait; whoever moves the last of them finishes the delivery.
+            // Watchers get the counts this runner leaves (its last tick may not have sent them).
+            self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
             return Ok(());
         }
         let delivery = self.store.delivery_by_id(delivery_id).await?;
@@ -529,8 +546,10 @@ impl Engine {
     /// A delivery whose stored content cannot be read any more fails every target with the reason.
     async fn fail_everything(self: &Arc<Self>, delivery: &Delivery, reason: &str) -> anyhow::Result<()> {
         loop {
-            let claimed =
-                self.store.claim_targets(&delivery.id, &self.worker_id, LEASE_MARGIN_MS, 500, i64::MAX).await?;
+            let claimed = self
+                .store
+                .claim_targets(&delivery.id, &self.worker_id, LEASE_MARGIN_MS, 500, i64::MAX, i64::MAX)
+                .await?;
             if claimed.is_empty() {
                 break;
             }
@@ -547,6 +566,59 @@ impl Engine {
             }
         }
         self.finish(&delivery.id, false).await
+    }
+}
+
+/// How long a target waiting for an offline edge waits before it is claimed again to look (an
+/// edge the prober sees online wakes it sooner).
+const OFFLINE_RECHECK_MS: i64 = 60_000;
+
+impl Engine {
+    /// With `offline: wait`, a claimed target whose edge the prober sees offline goes back to wait
+    /// (before its deadline; at the deadline it runs, with one quick check); `true` when it did.
+    async fn waits_offline(
+        &self,
+        plan: &Plan,
+        target: &ClaimedTarget,
+        health: Option<&store::EdgeHealth>,
+    ) -> anyhow::Result<bool> {
+        let Some((deadline, _)) = &plan.waiting else {
+            return Ok(false);
+        };
+        let Some(health) = health.filter(|h| h.status == domain::edge::EdgeStatus::Offline) else {
+            return Ok(false);
+        };
+        let left = deadline - self.clock.now_ms();
+        if left <= 0 {
+            return Ok(false);
+        }
+        let since = health.since.map_or_else(|| "the last probe".to_owned(), domain::edge::utc_text);
+        let reason = format!(
+            "waiting: offline since {since}; runs when it is seen online (until {})",
+            domain::edge::utc_text(*deadline)
+        );
+        let not_before = self.clock.now_ms() + left.min(OFFLINE_RECHECK_MS);
+        // A target another claim took over meanwhile is that claim's to run.
+        let deferred =
+            self.store.defer_target(&target.delivery_id, &target.edge_id, target.attempt, not_before, &reason).await?;
+        tracing::debug!(delivery.id = %target.delivery_id, edge.id = %target.edge_id, deferred, "waiting for an offline edge");
+        Ok(true)
+    }
+
+    /// A target that waited for its edge gives way to a newer delivery of the same template (or
+    /// plugin) to that edge: answers its id.
+    async fn superseded(&self, plan: &Plan, target: &ClaimedTarget) -> Option<String> {
+        let (_, delivery) = plan.waiting.as_ref()?;
+        if target.attempt <= 1 {
+            return None;
+        }
+        match self.store.superseding_delivery(delivery, &target.edge_id).await {
+            Ok(newer) => newer,
+            Err(err) => {
+                tracing::warn!(delivery.id = %delivery.id, error = %err, "cannot look for a newer delivery; running the target");
+                None
+            }
+        }
     }
 }
 
@@ -673,6 +745,7 @@ pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String>
     };
     let options: DeliveryOptions =
         serde_json::from_value(delivery.options.clone()).map_err(|e| format!("stored options unreadable: {e}"))?;
+    let waiting = options.offline_deadline(delivery.created_at).map(|deadline| (deadline, delivery.clone()));
     Ok(Plan {
         project_id: delivery.project_id.clone(),
         payload,
@@ -684,6 +757,7 @@ pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String>
         plan_id: delivery.plan_id.clone(),
         force: delivery.force,
         rollback: None,
+        waiting,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct Plan {
     pub force: bool,
     /// For a `rollback`: the delivery it puts back.
     pub rollback: Option<RollbackSource>,
+    /// With `offline: wait`: when waiting ends (ms), and the delivery, which a newer delivery of
+    /// the same template supersedes for a target that waited.
+    pub waiting: Option<(i64, store::Delivery)>,
 }
 
 /// The delivery a rollback puts back, and what that delivery was.

@@ -282,3 +282,101 @@ async fn a_scheduled_delivery_waits_for_its_time_and_can_be_started_early() {
         .await;
     assert_eq!((bad.status, code(&bad)), (400, "malformed_json"), "{}", bad.text);
 }
+
+/// Marks instance `k` offline (or back online) and lets the server's prober see it.
+async fn set_offline(app: &TestApp, sim: &neuronex_sim::RunningSim, ids: &[String], k: u32, offline: bool) {
+    let faults = offline.then(|| Faults { offline: true, ..Faults::default() });
+    sim.sim.set_faults(Some(k), faults);
+    let probed = app.post(&app.p(&format!("/edge-services/{}/probe", ids[k as usize])), json!({})).await;
+    let expected = if offline { "offline" } else { "online" };
+    assert_eq!(probed.body["status"], expected, "{}", probed.text);
+}
+
+async fn target_of(app: &TestApp, delivery: &str, edge: &str) -> Value {
+    app.get(&app.p(&format!("/deliveries/{delivery}/targets/{edge}"))).await.body
+}
+
+#[tokio::test]
+async fn an_offline_target_waits_and_runs_when_its_edge_is_seen_online_and_the_newest_delivery_wins() {
+    let app = TestApp::spawn().await;
+    let sim = sim(3, &["3.6.0"]).await;
+    let ids = app.register(&sim, 3).await;
+    set_offline(&app, &sim, &ids, 2, true).await;
+    let template = app.template("patient", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let body = json!({"template_id": template, "targets": {"all": true},
+                      "options": {"offline": "wait", "deadline": domain::edge::utc_text(store::now_ms() + 3600 * 1000)}});
+    let first = app.post(&app.p("/deliveries"), body.clone()).await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    let first = first.body["id"].as_str().expect("id").to_owned();
+    let waiting = |event: &sse::Event| {
+        event.name == "counts" && event.data.contains("\"succeeded\":2") && event.data.contains("\"pending\":1")
+    };
+    app.events_until(&first, waiting).await;
+    let held = target_of(&app, &first, &ids[2]).await;
+    assert_eq!(held["status"], "pending", "{held}");
+    assert!(held["reason"].as_str().expect("reason").starts_with("waiting: offline since "), "{held}");
+    assert_eq!(app.get(&app.p(&format!("/deliveries/{first}"))).await.body["state"], "running");
+    // A newer delivery of the same template to the same gateway supersedes the waiting one.
+    let second = app
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "targets": {"ids": [ids[2]]},
+        "options": {"offline": "wait"}}),
+        )
+        .await;
+    let second = second.body["id"].as_str().expect("id").to_owned();
+    app.events_until(&second, |event| event.name == "counts" && event.data.contains("\"pending\":1")).await;
+
+    set_offline(&app, &sim, &ids, 2, false).await;
+    app.events(&first).await;
+    app.events(&second).await;
+    let superseded = target_of(&app, &first, &ids[2]).await;
+    assert_eq!(
+        (superseded["status"].as_str(), superseded["reason"].as_str()),
+        (Some("canceled"), Some(format!("superseded by delivery {second}").as_str())),
+        "{superseded}"
+    );
+    let ran = target_of(&app, &second, &ids[2]).await;
+    assert_eq!(ran["status"], "succeeded", "{ran}");
+    assert!(holds_rule(&sim, 2));
+    let rules_put = sim.sim.snapshot(2).expect("instance")["requests"]["PUT /api/ekuiper/rules/r1"].as_u64();
+    assert_eq!(rules_put, Some(1), "only the newest delivery wrote");
+
+    let bad = app
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "targets": {"all": true},
+        "options": {"deadline": "2030-01-01T00:00:00Z"}}),
+        )
+        .await;
+    assert_eq!((bad.status, code(&bad)), (422, "invalid_options"), "{}", bad.text);
+}
+
+#[tokio::test]
+async fn a_waiting_target_tries_once_more_at_its_deadline_and_fails_with_the_reason() {
+    let clock = Clock::manual(store::now_ms());
+    let held = clock.clone();
+    let app = TestApp::spawn_with(move |config| config.clock = held).await;
+    let sim = sim(1, &["3.6.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    set_offline(&app, &sim, &ids, 0, true).await;
+    let template = app.template("patient", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let deadline = domain::edge::utc_text(clock.now_ms() + 3600 * 1000);
+    let body = json!({"template_id": template, "targets": {"all": true}, "options": {"offline": "wait", "deadline": deadline}});
+    let id = app.post(&app.p("/deliveries"), body).await.body["id"].as_str().expect("id").to_owned();
+    app.events_until(&id, |event| {
+        event.name == "counts" && event.data.contains("\"pending\":1") && event.data.contains("\"running\":0")
+    })
+    .await;
+    assert!(
+        target_of(&app, &id, &ids[0]).await["reason"]
+            .as_str()
+            .expect("reason")
+            .contains(&format!("(until {deadline})"))
+    );
+    clock.advance(Duration::from_secs(2 * 3600));
+    app.events(&id).await;
+    let failed = target_of(&app, &id, &ids[0]).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["reason"].as_str().expect("reason").contains("offline"), "{failed}");
+}

@@ -15,6 +15,8 @@ ALTER TABLE deliveries ADD COLUMN rollback_id TEXT;
 ALTER TABLE delivery_targets ADD COLUMN wave INTEGER NOT NULL DEFAULT 0;
 -- A target that waits (offline, outside its maintenance windows) is not claimed before `not_before` (ms).
 ALTER TABLE delivery_targets ADD COLUMN not_before BIGINT;
+-- Waiting targets by edge, so an edge seen online again wakes its targets at once.
+CREATE INDEX delivery_targets_waiting ON delivery_targets (edge_id) WHERE not_before IS NOT NULL;
 -- Deliveries wait in `awaiting_approval` until this many other project admins approve them.
 ALTER TABLE projects ADD COLUMN approvals_required INTEGER NOT NULL DEFAULT 0;
 -- One row per approval; an approval counts for 24 hours after `at`.
