@@ -509,6 +509,39 @@ pub struct NewDelivery {
     pub start_at: Option<String>,
 }
 
+/// A maintenance window: from each `cron` opening (civil time in `timezone`) for
+/// `duration_minutes`, targets with `tag` (every target when empty) may start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MaintenanceWindow {
+    pub id: String,
+    pub name: String,
+    pub tag: String,
+    pub cron: String,
+    pub duration_minutes: i64,
+    pub timezone: String,
+    pub created_by: String,
+    pub created_at: Millis,
+    /// The next opening (RFC 3339, UTC), or when the current one closes if it is open now.
+    pub next_opening: Option<String>,
+    pub open_until: Option<String>,
+}
+
+/// `POST .../maintenance-windows`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMaintenanceWindow {
+    pub name: String,
+    /// Targets with this tag; every target when absent.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Five fields: minute hour day-of-month month day-of-week (`0 2 * * 6`).
+    pub cron: String,
+    pub duration_minutes: i64,
+    /// IANA time zone, e.g. `Asia/Shanghai`; `UTC` when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
 /// `PATCH /api/v1/projects/{id}`: a new name, the number of approvals deliveries need, or both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -598,6 +631,8 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<NewToken>();
     generator.subschema_for::<NewName>();
     generator.subschema_for::<ProjectPatch>();
+    generator.subschema_for::<MaintenanceWindow>();
+    generator.subschema_for::<NewMaintenanceWindow>();
     generator.subschema_for::<RolloutEvent>();
     generator.subschema_for::<StateEvent>();
     generator.subschema_for::<Membership>();

@@ -191,6 +191,8 @@ pub struct DeliveryOptions {
     /// RFC 3339; with `offline: wait`, when a target still offline gives up (default: 7 days after
     /// the delivery was made).
     pub deadline: Option<String>,
+    /// Start a target only while one of its maintenance windows is open.
+    pub respect_windows: bool,
 }
 
 /// What a delivery does with a target whose edge is offline.
@@ -220,6 +222,7 @@ impl Default for DeliveryOptions {
             on_failure: OnFailure::Restore,
             offline: Offline::Fail,
             deadline: None,
+            respect_windows: false,
         }
     }
 }

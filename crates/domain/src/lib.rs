@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod template;
 pub mod text;
 pub mod version;
+pub mod window;
 pub mod wire;
 
 /// One problem in a document: where it is and what is wrong, in words a person can act on.

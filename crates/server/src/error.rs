@@ -46,6 +46,7 @@ impl ApiError {
             Resource::Plugin => ErrorCode::PluginNotFound,
             Resource::Member => ErrorCode::MemberNotFound,
             Resource::Token => ErrorCode::TokenNotFound,
+            Resource::MaintenanceWindow => ErrorCode::MaintenanceWindowNotFound,
         };
         ApiError::new(code, format!("{what} not found"))
     }
@@ -85,6 +86,7 @@ impl From<StoreError> for ApiError {
                             Resource::Project => ErrorCode::ProjectNameTaken,
                             Resource::User => ErrorCode::UsernameTaken,
                             Resource::Plugin => ErrorCode::PluginNameTaken,
+                            Resource::MaintenanceWindow => ErrorCode::MaintenanceWindowNameTaken,
                             other => return ApiError::internal(format!("unexpected name clash of a {other}")),
                         };
                         (code, format!("{what} `{name}` already exists"))

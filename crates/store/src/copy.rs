@@ -27,6 +27,7 @@ const TABLES: &[(&str, &str)] = &[
     ("deliveries", "id"),
     ("delivery_targets", "delivery_id, seq"),
     ("delivery_approvals", "delivery_id, user_id"),
+    ("maintenance_windows", "id"),
     ("audit_events", "id"),
     ("settings", "key"),
     ("singletons", "name"),

@@ -34,7 +34,7 @@ pub use deliveries::{
 pub use edges::{EdgeAuthRow, EdgeHealth, EdgeService, NewEdge, ProbeResult, ProbeTarget};
 pub use members::{Member, Roles, TokenInfo};
 pub use plugins::{NewPlugin, Plugin};
-pub use rollouts::{APPROVAL_LIFETIME_MS, ApprovalOutcome};
+pub use rollouts::{APPROVAL_LIFETIME_MS, ApprovalOutcome, MaintenanceWindow};
 pub use security::{AttemptCount, JwtKeyRow};
 pub use templates::{Template, TemplateChange, TemplateVersion};
 
@@ -52,6 +52,7 @@ pub enum Resource {
     /// A user's membership of an organization or project.
     Member,
     Token,
+    MaintenanceWindow,
 }
 
 impl Resource {
@@ -66,6 +67,7 @@ impl Resource {
             Resource::Delivery => "delivery",
             Resource::Plugin => "plugin",
             Resource::Member => "member",
+            Resource::MaintenanceWindow => "maintenance window",
             Resource::Token => "token",
         }
     }

@@ -279,4 +279,82 @@ impl Store {
         .await?;
         Ok(row.map(|r| r.get("id")))
     }
+
+    /// Stores a maintenance window with its audit record; `NameTaken` when the project has one of
+    /// that name.
+    pub async fn create_window(&self, window: &MaintenanceWindow, audit_entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO maintenance_windows (id, project_id, name, tag, cron, duration_minutes, timezone, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&window.id)
+        .bind(&window.project_id)
+        .bind(&window.name)
+        .bind(&window.tag)
+        .bind(&window.cron)
+        .bind(window.duration_minutes as i32)
+        .bind(&window.timezone)
+        .bind(&window.created_by)
+        .bind(window.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| crate::conflict(e, crate::Resource::MaintenanceWindow, &window.name))?;
+        audit::insert(&mut *tx, audit_entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The project's maintenance windows by name.
+    pub async fn windows(&self, project_id: &str) -> Result<Vec<MaintenanceWindow>> {
+        let rows = sqlx::query("SELECT * FROM maintenance_windows WHERE project_id = $1 ORDER BY name")
+            .bind(project_id)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| MaintenanceWindow {
+                id: r.get("id"),
+                project_id: r.get("project_id"),
+                name: r.get("name"),
+                tag: r.get("tag"),
+                cron: r.get("cron"),
+                duration_minutes: r.get::<i32, _>("duration_minutes").into(),
+                timezone: r.get("timezone"),
+                created_by: r.get("created_by"),
+                created_at: r.get("created_at"),
+            })
+            .collect())
+    }
+
+    /// Deletes a window with its audit record; `NotFound` when the project has no such window.
+    pub async fn delete_window(&self, project_id: &str, id: &str, audit_entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query("DELETE FROM maintenance_windows WHERE project_id = $1 AND id = $2")
+            .bind(project_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(crate::StoreError::NotFound(crate::Resource::MaintenanceWindow));
+        }
+        audit::insert(&mut *tx, audit_entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A maintenance window as stored (its schedule is checked before it is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    /// Targets with this tag; '' for every target.
+    pub tag: String,
+    pub cron: String,
+    pub duration_minutes: i64,
+    pub timezone: String,
+    pub created_by: String,
+    pub created_at: i64,
 }

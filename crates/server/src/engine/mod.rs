@@ -263,6 +263,9 @@ impl Engine {
             let source = self.store.delivery_by_id(of).await?;
             plan.rollback = Some(RollbackSource { of: of.clone(), mode: source.mode, rollback_of: source.rollback_of });
         }
+        if plan.options.respect_windows {
+            plan.windows = self.windows_of(&delivery.project_id).await?;
+        }
         let plan = Arc::new(plan);
         let cancel = CancellationToken::new();
         self.cancels
@@ -307,7 +310,9 @@ impl Engine {
                 let mut health = self.store.edge_health(&ids).await?;
                 for target in claimed {
                     let health = health.remove(&target.edge_id);
-                    if self.waits_offline(&plan, &target, health.as_ref()).await? {
+                    if self.waits_for_window(&plan, &target).await?
+                        || self.waits_offline(&plan, &target, health.as_ref()).await?
+                    {
                         continue;
                     }
                     // With several replicas the stored counts are read instead: a claim may take
@@ -404,15 +409,10 @@ impl Engine {
             jwt_keys: &self.jwt_keys,
             metrics: &self.metrics,
         };
-        let outcome = match self.superseded(&plan, &target).await {
-            Some(newer) => store::TargetOutcome {
-                status: TargetStatus::Canceled,
-                reason: format!("superseded by delivery {newer}"),
-                items: json!([]),
-                tries: 0,
-                edge_version: None,
-                restore: None,
-            },
+        let outcome = match self.before_running(&plan, &target).await {
+            Some((status, reason)) => {
+                store::TargetOutcome { status, reason, items: json!([]), tries: 0, edge_version: None, restore: None }
+            }
             None => runner.run(&target, health.as_ref(), &cancel).await,
         };
         Metrics::dec(&self.metrics.targets_in_flight);
@@ -569,6 +569,14 @@ impl Engine {
     }
 }
 
+/// The windows that apply to a target: those without a tag and those of one of its tags.
+fn windows_for<'a>(
+    plan: &'a Plan,
+    target: &'a ClaimedTarget,
+) -> impl Iterator<Item = &'a (String, String, domain::window::Window)> {
+    plan.windows.iter().filter(|(tag, _, _)| tag.is_empty() || target.tags.contains(tag))
+}
+
 /// How long a target waiting for an offline edge waits before it is claimed again to look (an
 /// edge the prober sees online wakes it sooner).
 const OFFLINE_RECHECK_MS: i64 = 60_000;
@@ -605,20 +613,71 @@ impl Engine {
         Ok(true)
     }
 
-    /// A target that waited for its edge gives way to a newer delivery of the same template (or
-    /// plugin) to that edge: answers its id.
-    async fn superseded(&self, plan: &Plan, target: &ClaimedTarget) -> Option<String> {
+    /// What ends a target before it contacts its edge: no maintenance window for it (failed), or
+    /// a newer delivery of the same template (or plugin) to that edge, which a target that waited
+    /// for its edge gives way to (canceled).
+    async fn before_running(&self, plan: &Plan, target: &ClaimedTarget) -> Option<(TargetStatus, String)> {
+        if plan.options.respect_windows && windows_for(plan, target).next().is_none() {
+            let reason = format!(
+                "no maintenance window applies to this edge (tags: {}); add one, or deliver without respect_windows; nothing was sent",
+                if target.tags.is_empty() { "none".to_owned() } else { target.tags.join(", ") }
+            );
+            return Some((TargetStatus::Failed, reason));
+        }
         let (_, delivery) = plan.waiting.as_ref()?;
         if target.attempt <= 1 {
             return None;
         }
         match self.store.superseding_delivery(delivery, &target.edge_id).await {
-            Ok(newer) => newer,
+            Ok(newer) => newer.map(|id| (TargetStatus::Canceled, format!("superseded by delivery {id}"))),
             Err(err) => {
                 tracing::warn!(delivery.id = %delivery.id, error = %err, "cannot look for a newer delivery; running the target");
                 None
             }
         }
+    }
+
+    /// The project's maintenance windows, parsed (a stored window that no longer parses is left
+    /// out, with a warning).
+    async fn windows_of(&self, project_id: &str) -> anyhow::Result<Vec<(String, String, domain::window::Window)>> {
+        let mut windows = Vec::new();
+        for stored in self.store.windows(project_id).await? {
+            match domain::window::Window::parse(&stored.cron, stored.duration_minutes, &stored.timezone) {
+                Ok(window) => windows.push((stored.tag, stored.name, window)),
+                Err(err) => tracing::warn!(window = %stored.name, error = %err, "ignoring a maintenance window"),
+            }
+        }
+        Ok(windows)
+    }
+
+    /// With `respect_windows`, a target outside all of its windows goes back to wait for the next
+    /// opening; `true` when it did.
+    async fn waits_for_window(&self, plan: &Plan, target: &ClaimedTarget) -> anyhow::Result<bool> {
+        if !plan.options.respect_windows {
+            return Ok(false);
+        }
+        let now = self.clock.now_ms();
+        let mut next: Option<(i64, &str)> = None;
+        for (_, name, window) in windows_for(plan, target) {
+            if window.open_until(now).is_some() {
+                return Ok(false);
+            }
+            if let Some(at) = window.next_opening(now)
+                && next.is_none_or(|(best, _)| at < best)
+            {
+                next = Some((at, name));
+            }
+        }
+        // No window at all fails before running; none opening within a year waits a day at a time.
+        let Some((at, name)) =
+            next.or(windows_for(plan, target).next().map(|(_, n, _)| (now + 86_400_000, n.as_str())))
+        else {
+            return Ok(false);
+        };
+        let reason =
+            format!("waiting: outside its maintenance windows; `{name}` opens at {}", domain::edge::utc_text(at));
+        self.store.defer_target(&target.delivery_id, &target.edge_id, target.attempt, at, &reason).await?;
+        Ok(true)
     }
 }
 
@@ -758,6 +817,7 @@ pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String>
         force: delivery.force,
         rollback: None,
         waiting,
+        windows: Vec::new(),
     })
 }
 

@@ -56,6 +56,9 @@ pub struct Plan {
     /// With `offline: wait`: when waiting ends (ms), and the delivery, which a newer delivery of
     /// the same template supersedes for a target that waited.
     pub waiting: Option<(i64, store::Delivery)>,
+    /// With `options.respect_windows`: the project's maintenance windows (tag, name, schedule),
+    /// read when the runner started.
+    pub windows: Vec<(String, String, domain::window::Window)>,
 }
 
 /// The delivery a rollback puts back, and what that delivery was.

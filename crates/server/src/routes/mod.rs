@@ -231,6 +231,23 @@ fn table() -> Vec<Entry> {
         ("POST", p!("/deliveries/{id}/pause"), post(rollouts::pause), ProjectAdmin, NoBody, One("Delivery")),
         ("POST", p!("/deliveries/{id}/resume"), post(rollouts::resume), ProjectAdmin, NoBody, One("Delivery")),
         ("POST", p!("/deliveries/{id}/abort"), post(rollouts::abort), ProjectAdmin, NoBody, One("Delivery")),
+        (
+            "GET",
+            p!("/maintenance-windows"),
+            get(rollouts::list_windows),
+            ProjectView,
+            NoBody,
+            List("MaintenanceWindow"),
+        ),
+        (
+            "POST",
+            p!("/maintenance-windows"),
+            post(rollouts::create_window),
+            ProjectAdmin,
+            Json("NewMaintenanceWindow"),
+            One("MaintenanceWindow"),
+        ),
+        ("DELETE", p!("/maintenance-windows/{id}"), delete(rollouts::delete_window), ProjectAdmin, NoBody, Empty),
         ("GET", "/api/v1/audit", get(audit::list), AnyAdmin, NoBody, List("AuditEvent")),
     ]
 }

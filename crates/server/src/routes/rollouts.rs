@@ -195,3 +195,99 @@ fn shown_state(delivery: &Delivery) -> String {
         None => delivery.state.to_string(),
     }
 }
+
+/// The most maintenance windows one project holds.
+const MAX_WINDOWS: usize = 100;
+
+/// A stored window as the API shows it, with its next opening (or the current one's end) as of `now`.
+fn window_view(window: &store::MaintenanceWindow, now: i64) -> api_types::MaintenanceWindow {
+    let parsed = domain::window::Window::parse(&window.cron, window.duration_minutes, &window.timezone).ok();
+    let open_until = parsed.as_ref().and_then(|w| w.open_until(now));
+    let next_opening = parsed.as_ref().and_then(|w| w.next_opening(now));
+    api_types::MaintenanceWindow {
+        id: window.id.clone(),
+        name: window.name.clone(),
+        tag: window.tag.clone(),
+        cron: window.cron.clone(),
+        duration_minutes: window.duration_minutes,
+        timezone: window.timezone.clone(),
+        created_by: window.created_by.clone(),
+        created_at: window.created_at,
+        next_opening: next_opening.map(domain::edge::utc_text),
+        open_until: open_until.map(domain::edge::utc_text),
+    }
+}
+
+/// `GET .../maintenance-windows`.
+pub async fn list_windows(State(state): State<AppState>, Path(project_id): Path<String>) -> ApiResult<Json<Value>> {
+    let windows = state.store.windows(&project_id).await?;
+    let now = state.config.clock.now_ms();
+    let items: Vec<api_types::MaintenanceWindow> = windows.iter().map(|w| window_view(w, now)).collect();
+    Ok(Json(json!({"items": items, "total": items.len()})))
+}
+
+/// `POST .../maintenance-windows`: checked (cron, duration, time zone, name, tag) before it is stored.
+pub async fn create_window(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Project(scope): Project,
+    Path(project_id): Path<String>,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<api_types::NewMaintenanceWindow>,
+) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
+    let invalid = |m: String| ApiError::new(ErrorCode::InvalidWindow, m);
+    let name = domain::text::check_name("name: a window name", &body.name, 100).map_err(invalid)?;
+    let tag = match body.tag.as_deref().filter(|t| !t.is_empty()) {
+        Some(tag) => domain::import::checked_tags(&[tag.to_owned()]).map_err(invalid)?.remove(0),
+        None => String::new(),
+    };
+    let timezone = body.timezone.clone().unwrap_or_else(|| "UTC".into());
+    if body.cron.len() > 100 {
+        return Err(invalid("cron: at most 100 characters".into()));
+    }
+    domain::window::Window::parse(&body.cron, body.duration_minutes, &timezone).map_err(invalid)?;
+    if state.store.windows(&project_id).await?.len() >= MAX_WINDOWS {
+        return Err(ApiError::new(
+            ErrorCode::TooManyWindows,
+            format!("a project holds at most {MAX_WINDOWS} maintenance windows"),
+        ));
+    }
+    let window = store::MaintenanceWindow {
+        id: store::new_id(),
+        project_id: project_id.clone(),
+        name,
+        tag,
+        cron: body.cron.split_whitespace().collect::<Vec<_>>().join(" "),
+        duration_minutes: body.duration_minutes,
+        timezone,
+        created_by: user.username.clone(),
+        created_at: state.config.clock.now_ms(),
+    };
+    let details = json!({"tag": window.tag, "cron": window.cron, "duration_minutes": window.duration_minutes,
+                         "timezone": window.timezone});
+    let mut entry =
+        audit_entry(&user, Some(&scope.scope), "window.create", "maintenance_window", &window.name, details);
+    entry.resource_id = window.id.clone();
+    state.store.create_window(&window, &entry).await?;
+    Ok(crate::routes::created(json!(window_view(&window, state.config.clock.now_ms()))))
+}
+
+/// `DELETE .../maintenance-windows/{id}`.
+pub async fn delete_window(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Project(scope): Project,
+    Path((project_id, id)): Path<(String, String)>,
+) -> ApiResult<axum::http::StatusCode> {
+    let name = state.store.windows(&project_id).await?.into_iter().find(|w| w.id == id).map(|w| w.name);
+    let mut entry = audit_entry(
+        &user,
+        Some(&scope.scope),
+        "window.delete",
+        "maintenance_window",
+        name.as_deref().unwrap_or(""),
+        json!({}),
+    );
+    entry.resource_id = id.clone();
+    state.store.delete_window(&project_id, &id, &entry).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

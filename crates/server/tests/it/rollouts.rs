@@ -380,3 +380,61 @@ async fn a_waiting_target_tries_once_more_at_its_deadline_and_fails_with_the_rea
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(failed["reason"].as_str().expect("reason").contains("offline"), "{failed}");
 }
+
+#[tokio::test]
+async fn a_window_that_opens_later_holds_its_targets_until_it_opens() {
+    let clock = Clock::manual(domain::edge::parse_time("2026-12-05T01:00:00Z").expect("time"));
+    let held = clock.clone();
+    let app = TestApp::spawn_with(move |config| config.clock = held).await;
+    let sim = sim(4, &["3.6.0"]).await;
+    let ids = app.register(&sim, 4).await;
+    let zone = sim.sim.tags_of(0).into_iter().find(|t| t.starts_with("zone-")).expect("a zone tag");
+    let windows = app.p("/maintenance-windows");
+    let nightly =
+        json!({"name": "nightly", "tag": zone, "cron": "0 2 * * *", "duration_minutes": 60, "timezone": "UTC"});
+    let created = app.post(&windows, nightly.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["next_opening"], "2026-12-05T02:00:00Z");
+    let twice = app.post(&windows, nightly).await;
+    assert_eq!((twice.status, code(&twice)), (409, "maintenance_window_name_taken"));
+    for (bad, expected) in [
+        (json!({"name": "w", "cron": "0 25 * * *", "duration_minutes": 60}), "cron hour"),
+        (json!({"name": "w", "cron": "0 2 * * *", "duration_minutes": 60, "timezone": "Moon/Base"}), "IANA"),
+        (json!({"name": "w", "cron": "0 2 * * *", "duration_minutes": 0}), "duration_minutes"),
+    ] {
+        let refused = app.post(&windows, bad).await;
+        assert_eq!((refused.status, code(&refused)), (422, "invalid_window"), "{}", refused.text);
+        assert!(refused.text.contains(expected), "{expected}: {}", refused.text);
+    }
+
+    let template = app.template("windowed", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let body = json!({"template_id": template, "targets": {"all": true}, "options": {"respect_windows": true}});
+    let id = app.post(&app.p("/deliveries"), body).await.body["id"].as_str().expect("id").to_owned();
+    let zoned: Vec<usize> = (0..4).filter(|k| sim.sim.tags_of(*k as u32).contains(&zone)).collect();
+    let settled = format!("\"pending\":{},\"running\":0", zoned.len());
+    app.events_until(&id, |event| event.name == "counts" && event.data.contains(&settled)).await;
+    for k in 0..4usize {
+        let target = target_of(&app, &id, &ids[k]).await;
+        let reason = target["reason"].as_str().expect("reason");
+        if zoned.contains(&k) {
+            assert_eq!(target["status"], "pending", "{target}");
+            assert_eq!(reason, "waiting: outside its maintenance windows; `nightly` opens at 2026-12-05T02:00:00Z");
+        } else {
+            assert_eq!(target["status"], "failed", "{target}");
+            assert!(reason.starts_with("no maintenance window applies to this edge"), "{reason}");
+        }
+        assert!(!holds_rule(&sim, k as u32));
+    }
+    clock.advance(Duration::from_secs(3600));
+    app.events(&id).await;
+    for k in &zoned {
+        assert!(holds_rule(&sim, *k as u32), "instance {k} got its rule once its window opened");
+    }
+    let listed = app.get(&windows).await.body;
+    assert_eq!(listed["items"][0]["open_until"], "2026-12-05T03:00:00Z", "{listed}");
+    let window_id = listed["items"][0]["id"].as_str().expect("id").to_owned();
+    let deleted = app.call(Method::DELETE, &app.p(&format!("/maintenance-windows/{window_id}")), None).await;
+    assert_eq!(deleted.status, 204);
+    let again = app.call(Method::DELETE, &app.p(&format!("/maintenance-windows/{window_id}")), None).await;
+    assert_eq!((again.status, code(&again)), (404, "maintenance_window_not_found"));
+}

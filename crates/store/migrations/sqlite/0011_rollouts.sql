@@ -27,3 +27,18 @@ CREATE TABLE delivery_approvals (
     at BIGINT NOT NULL,
     PRIMARY KEY (delivery_id, user_id)
 );
+-- Maintenance windows: a delivery with `options.respect_windows` starts a target only while one of
+-- the windows for its tags (or a window without a tag) is open: from each `cron` opening (five
+-- fields, civil time in `timezone`) for `duration_minutes`.
+CREATE TABLE maintenance_windows (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    tag TEXT NOT NULL DEFAULT '',
+    cron TEXT NOT NULL,
+    duration_minutes INTEGER NOT NULL,
+    timezone TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (project_id, name)
+);
