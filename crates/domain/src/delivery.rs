@@ -193,6 +193,46 @@ pub struct DeliveryOptions {
     pub deadline: Option<String>,
     /// Start a target only while one of its maintenance windows is open.
     pub respect_windows: bool,
+    /// Watch each delivered rule for a while before the target counts as succeeded.
+    pub verify: Option<Verify>,
+}
+
+/// `{secs, max_exceptions, min_records_in}`: after delivering, each rule of the template is
+/// watched for `secs`; it is healthy when it still runs, its operators counted at most
+/// `max_exceptions` exceptions and its sources took in at least `min_records_in` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    pub secs: u64,
+    #[serde(default)]
+    pub max_exceptions: u64,
+    #[serde(default)]
+    pub min_records_in: u64,
+}
+
+/// Verification watches a rule for at most an hour.
+pub const MAX_VERIFY_SECS: u64 = 3600;
+
+impl Verify {
+    /// Why a rule that reports these is unhealthy; `None` when it is healthy.
+    pub fn judge(&self, rule: &str, running: bool, status: &str, exceptions: u64, records_in: u64) -> Option<String> {
+        if !running {
+            return Some(format!("verify: rule {rule} is not running after {} s ({status})", self.secs));
+        }
+        if exceptions > self.max_exceptions {
+            return Some(format!(
+                "verify: rule {rule} raised {exceptions} exceptions in {} s (at most {} allowed)",
+                self.secs, self.max_exceptions
+            ));
+        }
+        if records_in < self.min_records_in {
+            return Some(format!(
+                "verify: rule {rule} read {records_in} records in {} s (at least {} needed)",
+                self.secs, self.min_records_in
+            ));
+        }
+        None
+    }
 }
 
 /// What a delivery does with a target whose edge is offline.
@@ -223,6 +263,7 @@ impl Default for DeliveryOptions {
             offline: Offline::Fail,
             deadline: None,
             respect_windows: false,
+            verify: None,
         }
     }
 }
@@ -268,6 +309,11 @@ impl DeliveryOptions {
         }
         if self.retries > MAX_RETRIES {
             return Err(format!("options.retries must be at most {MAX_RETRIES}, got {}", self.retries));
+        }
+        if let Some(verify) = &self.verify
+            && !(1..=MAX_VERIFY_SECS).contains(&verify.secs)
+        {
+            return Err(format!("options.verify.secs must be between 1 and {MAX_VERIFY_SECS}, got {}", verify.secs));
         }
         if let Some(deadline) = &self.deadline {
             if self.offline != Offline::Wait {

@@ -83,6 +83,12 @@ pub struct RuleStatus {
     pub status: String,
     /// Why it stopped, when the edge says.
     pub message: String,
+    /// Exceptions counted by all its operators (`*_exceptions_total`), summed.
+    pub exceptions: u64,
+    /// Records its sources took in (`source_*_records_in_total`), summed.
+    pub records_in: u64,
+    /// The latest `*_last_exception` text it reports, if any.
+    pub last_exception: String,
 }
 
 /// One installed portable plugin, as `GET /plugins/portables` lists it.
@@ -361,7 +367,27 @@ impl Edge<'_> {
         let value = expect_json("status", &object, answer, &[200])?;
         let status = value.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
         let message = value.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
-        Ok(RuleStatus { running: status.eq_ignore_ascii_case("running"), status, message })
+        let metrics = value.as_object().into_iter().flatten();
+        let (mut exceptions, mut records_in, mut last_exception) = (0u64, 0u64, String::new());
+        for (key, metric) in metrics {
+            if key.ends_with("_exceptions_total") {
+                exceptions += metric.as_u64().unwrap_or(0);
+            } else if key.starts_with("source_") && key.ends_with("_records_in_total") {
+                records_in += metric.as_u64().unwrap_or(0);
+            } else if key.ends_with("_last_exception")
+                && let Some(text) = metric.as_str().filter(|t| !t.is_empty())
+            {
+                last_exception = text.chars().take(500).collect();
+            }
+        }
+        Ok(RuleStatus {
+            running: status.eq_ignore_ascii_case("running"),
+            status,
+            message,
+            exceptions,
+            records_in,
+            last_exception,
+        })
     }
 
     /// `action` is `start`, `stop` or `restart`.
@@ -837,6 +863,9 @@ mod rule_state_tests {
                 running: status.eq_ignore_ascii_case("running"),
                 status: status.into(),
                 message: String::new(),
+                exceptions: 0,
+                records_in: 0,
+                last_exception: String::new(),
             };
             assert_eq!(rule.state(), state, "{status}");
         }

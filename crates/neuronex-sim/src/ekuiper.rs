@@ -72,6 +72,25 @@ pub struct Ekuiper {
     /// Everything else a data import carries (sourceConfig, sinkConfig, ...), stored as given.
     other_sections: BTreeMap<String, BTreeMap<String, Value>>,
     last_import_status: Option<Value>,
+    /// How running rules' metrics grow with each status read (the instance's rule faults).
+    pub health: RuleHealth,
+}
+
+/// Records a healthy rule's source takes in per status read.
+pub const RECORDS_PER_READ: u64 = 10;
+
+/// How a running rule's metrics move: each status read adds these, so a test sees the same numbers
+/// however fast it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleHealth {
+    pub exceptions_per_read: u64,
+    pub records_per_read: u64,
+}
+
+impl Default for RuleHealth {
+    fn default() -> RuleHealth {
+        RuleHealth { exceptions_per_read: 0, records_per_read: RECORDS_PER_READ }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +115,9 @@ struct RuleState {
     run: RuleRun,
     last_start_ms: u64,
     last_stop_ms: u64,
+    /// Counted by its status reads (see `RuleHealth`).
+    exceptions: u64,
+    records_in: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -458,7 +480,10 @@ impl Ekuiper {
             other => other,
         };
         let last_start_ms = if run == RuleRun::Running { now_ms } else { 0 };
-        self.rules.insert(id, RuleState { definition: rule, text, run, last_start_ms, last_stop_ms: 0 });
+        self.rules.insert(
+            id,
+            RuleState { definition: rule, text, run, last_start_ms, last_stop_ms: 0, exceptions: 0, records_in: 0 },
+        );
     }
 
     /// What planning the rule does: streams and tables must exist, their source types and the
@@ -552,10 +577,16 @@ impl Ekuiper {
         }
     }
 
-    fn rule_status(&self, e: &Engines, id: &str) -> Reply {
-        let Some(rule) = self.rules.get(id) else {
+    fn rule_status(&mut self, e: &Engines, id: &str) -> Reply {
+        let health = self.health;
+        let Some(rule) = self.rules.get_mut(id) else {
             return ekuiper_error(e, 1002, &format!("get rule status error: Rule {id} is not found"));
         };
+        if rule.run == RuleRun::Running {
+            rule.exceptions += health.exceptions_per_read;
+            rule.records_in += health.records_per_read;
+        }
+        let rule = &*rule;
         let sources = rule_sources(&rule.definition);
         let mut body = serde_json::Map::new();
         if e.ekuiper_v2() {
@@ -584,10 +615,19 @@ impl Ekuiper {
                 }
             }
         }
-        for source in sources {
-            body.insert(format!("source_{source}_0_records_in_total"), json!(0));
-            body.insert(format!("source_{source}_0_records_out_total"), json!(0));
+        // Metrics as eKuiper names them: per source, per operator, per sink, each instance `_0`.
+        for source in &sources {
+            body.insert(format!("source_{source}_0_records_in_total"), json!(rule.records_in));
+            body.insert(format!("source_{source}_0_records_out_total"), json!(rule.records_in));
+            body.insert(format!("source_{source}_0_exceptions_total"), json!(0));
         }
+        body.insert("op_2_project_0_records_in_total".into(), json!(rule.records_in));
+        body.insert("op_2_project_0_exceptions_total".into(), json!(rule.exceptions));
+        let last_exception =
+            if rule.exceptions > 0 { "run Select error: invalid operation string(abc) * int64(2)" } else { "" };
+        body.insert("op_2_project_0_last_exception".into(), json!(last_exception));
+        body.insert("sink_log_0_0_records_in_total".into(), json!(rule.records_in));
+        body.insert("sink_log_0_0_exceptions_total".into(), json!(0));
         let text = serde_json::to_string_pretty(&Value::Object(body)).unwrap_or_default();
         Reply::Http { status: 200, content_type: crate::reply::JSON, body: text }
     }

@@ -83,6 +83,10 @@ pub struct Faults {
     pub jitter_ms: u64,
     /// Every request is reset: the gateway is unreachable.
     pub offline: bool,
+    /// Each status read of a running rule adds this many exceptions to it (a rule that throws).
+    pub rule_exceptions: u64,
+    /// Rules' sources receive nothing (by default each status read adds 10 records).
+    pub silent_sources: bool,
 }
 
 /// Parses `3.6.0=90,2.9.0=10` (a bare `3.6.0` weighs 1).
@@ -436,6 +440,11 @@ impl Instance {
     /// back as `Err` because it must download its zip without holding the instance lock.
     fn route(&mut self, sim: &Sim, req: &Request<'_>) -> Result<Reply, ekuiper::PendingInstall> {
         let engines = self.engines;
+        let faults = self.faults.clone().unwrap_or_else(|| lock(&sim.default_faults).clone());
+        self.ekuiper.health = ekuiper::RuleHealth {
+            exceptions_per_read: faults.rule_exceptions,
+            records_per_read: if faults.silent_sources { 0 } else { ekuiper::RECORDS_PER_READ },
+        };
         if let Some(rest) = req.path.strip_prefix("/api/ekuiper") {
             let inner = Request { path: rest, ..*req };
             return match self.ekuiper.handle(&engines, &inner, now_ms()) {

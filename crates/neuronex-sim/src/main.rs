@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
             garbage_rate: 0.0,
             latency_ms: args.latency_ms,
             jitter_ms: args.jitter_ms,
-            offline: false,
+            ..Faults::default()
         },
         enable_private_net: args.enable_private_net,
     };

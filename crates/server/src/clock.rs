@@ -11,15 +11,15 @@ pub struct Clock(Arc<Kind>);
 
 enum Kind {
     System,
-    /// Milliseconds since the Unix epoch, moved only by `set` and `advance`.
-    Manual(watch::Sender<i64>),
+    /// Milliseconds since the Unix epoch, moved only by `advance`, and how many tasks wait on it.
+    Manual(watch::Sender<i64>, watch::Sender<usize>),
 }
 
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &*self.0 {
             Kind::System => f.write_str("Clock::System"),
-            Kind::Manual(now) => write!(f, "Clock::Manual({})", *now.borrow()),
+            Kind::Manual(now, _) => write!(f, "Clock::Manual({})", *now.borrow()),
         }
     }
 }
@@ -37,21 +37,43 @@ impl Clock {
 
     /// A clock that stands at `start_ms` until moved.
     pub fn manual(start_ms: i64) -> Clock {
-        Clock(Arc::new(Kind::Manual(watch::channel(start_ms).0)))
+        Clock(Arc::new(Kind::Manual(watch::channel(start_ms).0, watch::channel(0).0)))
     }
 
     /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
         match &*self.0 {
             Kind::System => store::now_ms(),
-            Kind::Manual(now) => *now.borrow(),
+            Kind::Manual(now, _) => *now.borrow(),
         }
     }
 
     /// Moves a manual clock forward (a system clock moves by itself; this does nothing to it).
     pub fn advance(&self, by: std::time::Duration) {
-        if let Kind::Manual(now) = &*self.0 {
+        if let Kind::Manual(now, _) = &*self.0 {
             now.send_modify(|now| *now += by.as_millis() as i64);
+        }
+    }
+
+    /// Resolves once the clock reads `at_ms` or later.
+    pub async fn sleep_until(&self, at_ms: i64) {
+        match &*self.0 {
+            Kind::System => {
+                let left = at_ms - store::now_ms();
+                if left > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(left as u64)).await;
+                }
+            }
+            Kind::Manual(now, sleepers) => {
+                sleepers.send_modify(|n| *n += 1);
+                let _awake = Awake(sleepers);
+                let mut watcher = now.subscribe();
+                while *watcher.borrow_and_update() < at_ms {
+                    if watcher.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
         }
     }
 
@@ -59,13 +81,33 @@ impl Clock {
     pub async fn moved(&self) {
         match &*self.0 {
             Kind::System => std::future::pending().await,
-            Kind::Manual(now) => {
+            Kind::Manual(now, _) => {
                 let mut watcher = now.subscribe();
                 watcher.borrow_and_update();
                 if watcher.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
             }
+        }
+    }
+}
+
+/// Counts a task out of a manual clock's sleepers, however its wait ends.
+struct Awake<'a>(&'a watch::Sender<usize>);
+
+impl Drop for Awake<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Clock {
+    /// Resolves once `count` tasks wait on a manual clock (tests move it only then, so nothing
+    /// depends on how fast the waiting tasks got there); at once for the system clock.
+    pub async fn sleepers(&self, count: usize) {
+        if let Kind::Manual(_, sleepers) = &*self.0 {
+            let mut watcher = sleepers.subscribe();
+            let _ = watcher.wait_for(|n| *n >= count).await;
         }
     }
 }

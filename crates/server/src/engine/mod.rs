@@ -408,6 +408,7 @@ impl Engine {
             secrets: &self.secrets,
             jwt_keys: &self.jwt_keys,
             metrics: &self.metrics,
+            clock: &self.clock,
         };
         let outcome = match self.before_running(&plan, &target).await {
             Some((status, reason)) => {

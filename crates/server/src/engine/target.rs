@@ -148,6 +148,8 @@ pub(super) struct Progress {
     tries: i64,
     pub(super) step: String,
     pub(super) version: Option<String>,
+    /// The rules this target delivered, for `options.verify`.
+    verify_rules: Vec<String>,
 }
 
 pub struct Runner<'a> {
@@ -160,6 +162,8 @@ pub struct Runner<'a> {
     pub secrets: &'a SecretBox,
     pub jwt_keys: &'a ProjectKeys,
     pub metrics: &'a Metrics,
+    /// What `options.verify` waits on.
+    pub clock: &'a crate::clock::Clock,
 }
 
 pub(super) enum Failure {
@@ -194,6 +198,7 @@ impl Runner<'_> {
             tries: 0,
             step: "start".into(),
             version: None,
+            verify_rules: Vec::new(),
         }));
         let timeout = self.plan.options.timeout();
         let started = Instant::now();
@@ -201,7 +206,7 @@ impl Runner<'_> {
             result = tokio::time::timeout(timeout, self.apply(target, health, &progress)) => Some(result),
             () = cancel.cancelled() => None,
         };
-        let (status, mut reason, snapshot) = {
+        let (mut status, mut reason, snapshot, verify_rules) = {
             let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let (status, reason) = match result {
                 Some(Ok(Ok(status))) => (status, String::new()),
@@ -210,8 +215,14 @@ impl Runner<'_> {
                 Some(Err(_)) => (TargetStatus::Failed, timed_out_reason(&progress, timeout, started.elapsed())),
                 None => (TargetStatus::Canceled, canceled_reason(&progress)),
             };
-            (status, reason, progress.snapshot.clone())
+            (status, reason, progress.snapshot.clone(), progress.verify_rules.clone())
         };
+        if status == TargetStatus::Succeeded
+            && let Some(verify) = self.plan.options.verify.filter(|_| !verify_rules.is_empty())
+            && let Some(unhealthy) = self.verify(target, &verify, &verify_rules, cancel).await
+        {
+            (status, reason) = unhealthy;
+        }
         let mut restore = None;
         if status == TargetStatus::Failed
             && self.plan.options.on_failure == OnFailure::Restore
@@ -307,13 +318,62 @@ impl Runner<'_> {
             }
         }
         let skipped_any = match (document, &self.plan.payload) {
-            (Some(Document::Rule(doc)), _) => self.apply_rules(&edge, doc, &step).await?,
+            (Some(Document::Rule(doc)), _) => {
+                let skipped = self.apply_rules(&edge, doc, &step).await?;
+                if self.plan.mode == DeliveryMode::Apply {
+                    step.with(|p| p.verify_rules = doc.rules.iter().map(|r| r.id.clone()).collect());
+                }
+                skipped
+            }
             (Some(Document::Driver(doc)), _) => self.apply_drivers(&edge, doc, &step).await?,
             (None, Payload::Plugin { name, sha256, .. }) => self.apply_plugin(&edge, name, sha256, &step).await?,
             (None, Payload::Template { .. }) => return Err(Failure::Other("nothing to deliver".into())),
         };
         let all_skipped = skipped_any && step.all_items_skipped();
         Ok(if all_skipped { TargetStatus::Skipped } else { TargetStatus::Succeeded })
+    }
+
+    /// `options.verify`: waits `secs` (on the engine's clock) and reads each delivered rule's
+    /// status and metrics; answers the failure when one is unhealthy (a canceled delivery stops
+    /// the watch and the target is canceled).
+    async fn verify(
+        &self,
+        target: &ClaimedTarget,
+        verify: &domain::delivery::Verify,
+        rules: &[String],
+        cancel: &CancellationToken,
+    ) -> Option<(TargetStatus, String)> {
+        let until = self.clock.now_ms() + verify.secs as i64 * 1000;
+        tokio::select! {
+            () = self.clock.sleep_until(until) => {}
+            () = cancel.cancelled() => {
+                return Some((TargetStatus::Canceled, "canceled while verifying its rules".into()));
+            }
+        }
+        let edge_target = match self.edge_target(target).await {
+            Ok(edge_target) => edge_target,
+            Err(Failure::Edge(err)) => return Some((TargetStatus::Failed, format!("verify: {err}"))),
+            Err(Failure::Other(reason)) => return Some((TargetStatus::Failed, format!("verify: {reason}"))),
+        };
+        let edge = self.client.edge(&edge_target);
+        for rule in rules {
+            let status = match tokio::time::timeout(self.plan.options.timeout(), edge.rule_status(rule)).await {
+                Ok(Ok(status)) => status,
+                Ok(Err(err)) => return Some((TargetStatus::Failed, format!("verify: {err}"))),
+                Err(_) => {
+                    let secs = self.plan.options.timeout_secs;
+                    return Some((TargetStatus::Failed, format!("verify: rule {rule}: no status within {secs} s")));
+                }
+            };
+            let shown = if status.message.is_empty() { status.status.clone() } else { status.message.clone() };
+            if let Some(mut why) = verify.judge(rule, status.running, &shown, status.exceptions, status.records_in) {
+                if !status.last_exception.is_empty() {
+                    why = format!("{why}; last exception: {}", status.last_exception);
+                }
+                return Some((TargetStatus::Failed, why));
+            }
+        }
+        None
     }
 
     fn render(&self, kind: TemplateKind, normalized: &Value, target: &ClaimedTarget) -> Result<Document, Failure> {

@@ -438,3 +438,38 @@ async fn a_window_that_opens_later_holds_its_targets_until_it_opens() {
     let again = app.call(Method::DELETE, &app.p(&format!("/maintenance-windows/{window_id}")), None).await;
     assert_eq!((again.status, code(&again)), (404, "maintenance_window_not_found"));
 }
+
+#[tokio::test]
+async fn verification_fails_a_rule_that_throws_or_reads_nothing_and_restores_its_gateway() {
+    let clock = Clock::manual(store::now_ms());
+    let held = clock.clone();
+    let app = TestApp::spawn_with(move |config| config.clock = held).await;
+    let sim = sim(3, &["3.6.0"]).await;
+    let ids = app.register(&sim, 3).await;
+    sim.sim.set_faults(Some(1), Some(Faults { rule_exceptions: 2, ..Faults::default() }));
+    sim.sim.set_faults(Some(2), Some(Faults { silent_sources: true, ..Faults::default() }));
+    let template = app.template("watched", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let body = json!({"template_id": template, "targets": {"all": true},
+                      "options": {"verify": {"secs": 300, "max_exceptions": 0, "min_records_in": 1}}});
+    let id = app.post(&app.p("/deliveries"), body).await.body["id"].as_str().expect("id").to_owned();
+    // All three wrote their rule and watch it now; five minutes pass.
+    clock.sleepers(3).await;
+    assert!((0..3).all(|k| holds_rule(&sim, k)));
+    clock.advance(Duration::from_secs(300));
+    app.events(&id).await;
+    let healthy = target_of(&app, &id, &ids[0]).await;
+    assert_eq!(healthy["status"], "succeeded", "{healthy}");
+    let throwing = target_of(&app, &id, &ids[1]).await;
+    assert_eq!(throwing["status"], "failed");
+    let reason = throwing["reason"].as_str().expect("reason");
+    // Each status read adds two (the delivery's own read after starting the rule, then the watch's).
+    assert!(reason.starts_with("verify: rule r1 raised 4 exceptions in 300 s (at most 0 allowed); last exception: run Select error"), "{reason}");
+    assert_eq!(throwing["restored"], true, "{throwing}");
+    let silent = target_of(&app, &id, &ids[2]).await;
+    assert!(silent["reason"].as_str().expect("reason").starts_with("verify: rule r1 read 0 records in 300 s (at least 1 needed)"), "{silent}");
+    assert!(holds_rule(&sim, 0) && !holds_rule(&sim, 1) && !holds_rule(&sim, 2), "the unhealthy gateways were put back");
+
+    let bad = app.post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"all": true},
+        "options": {"verify": {"secs": 0}}})).await;
+    assert_eq!((bad.status, code(&bad)), (422, "invalid_options"), "{}", bad.text);
+}
