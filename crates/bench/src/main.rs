@@ -56,6 +56,10 @@ struct Args {
     /// Targets of the plan measurement: a plan, its summary, and the plan applied (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     plan_targets: u32,
+    /// Targets of the rollout measurement: the clean delivery again in three waves (1%, 10%, the
+    /// rest; auto gate; an abort rule that never trips), for what waves cost (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    rollout_targets: u32,
     /// Run only the hostile-load part (sign-ins and a hostile template), nothing else.
     #[arg(long)]
     hostile_only: bool,
@@ -86,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
             let raw = raw_limit(n, args.concurrency).await?;
             println!("N={n} raw: {:.2} s, {:.0} targets/s", raw.as_secs_f64(), f64::from(n) / raw.as_secs_f64());
             raws.push(raw);
-            let clean = delivery_on(&args, n, Faults::default(), None).await?;
+            let clean = delivery_on(&args, n, Faults::default(), None, None).await?;
             println!("N={n} edgefleet: {clean}");
             cleans.push(clean);
         }
@@ -99,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
             Some(base) => {
                 let mut runs = Vec::new();
                 for _ in 0..args.repeat.max(1) {
-                    let run = delivery_on(&args, n, Faults::default(), Some(base)).await?;
+                    let run = delivery_on(&args, n, Faults::default(), Some(base), None).await?;
                     println!("N={n} edgefleet on PostgreSQL: {run}");
                     runs.push(run);
                 }
@@ -111,7 +115,8 @@ async fn main() -> anyhow::Result<()> {
             None => None,
         };
         let faulty =
-            delivery_on(&args, n, Faults { error_rate: 0.10, timeout_rate: 0.02, ..Faults::default() }, None).await?;
+            delivery_on(&args, n, Faults { error_rate: 0.10, timeout_rate: 0.02, ..Faults::default() }, None, None)
+                .await?;
         println!("N={n} edgefleet with 10% errors, 2% timeouts: {faulty}");
         results.push(json!({
             "targets": n,
@@ -141,12 +146,21 @@ async fn main() -> anyhow::Result<()> {
     println!("cancel: {}", cancel.clone().unwrap_or(Value::Null));
     let plan = if args.plan_targets > 0 { Some(plan_and_apply(&args, args.plan_targets).await?) } else { None };
     println!("plan: {}", plan.clone().unwrap_or(Value::Null));
+    let rollout = match args.rollout_targets {
+        0 => None,
+        n => {
+            let canary = json!({"waves": [{"percent": 1}, {"percent": 10}, {"percent": 100}], "gate": "auto",
+                                "abort": {"failed_percent": 50, "min_results": 20}});
+            Some(delivery_on(&args, n, Faults::default(), None, Some(canary)).await?)
+        }
+    };
+    println!("rollout: {}", rollout.clone().unwrap_or(Value::Null));
     if let Some(base) = &args.postgres {
         store::testing::drop_test_databases(base).await?;
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan});
+    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
@@ -682,7 +696,13 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 /// One rule delivery to `n` targets, on SQLite or on a fresh database of the PostgreSQL server.
-async fn delivery_on(args: &Args, n: u32, faults: Faults, postgres: Option<&str>) -> anyhow::Result<Value> {
+async fn delivery_on(
+    args: &Args,
+    n: u32,
+    faults: Faults,
+    postgres: Option<&str>,
+    rollout: Option<Value>,
+) -> anyhow::Result<Value> {
     let Fleet { sim, _data: data, server, session, project } =
         Fleet::start(args, start_sim(n, Faults::default()).await?, postgres).await?;
     let template = session.rule_template(&project).await?;
@@ -690,7 +710,10 @@ async fn delivery_on(args: &Args, n: u32, faults: Faults, postgres: Option<&str>
     // On PostgreSQL the database is not in the data folder; its growth is not measured.
     let on_sqlite = postgres.is_none();
     let db_before = dir_size(data.path());
-    let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
+    let mut body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
+    if let Some(rollout) = rollout {
+        body["rollout"] = rollout;
+    }
     let cpu_before = cpu_seconds(server.child.id());
     eprintln!("N={n}: {} services registered; delivering", sim.manifest.len());
     let started = Instant::now();

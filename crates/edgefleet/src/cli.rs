@@ -455,6 +455,24 @@ pub struct DeliverArgs {
     /// Start at this time (RFC 3339, e.g. 2026-12-05T02:00:00+08:00).
     #[arg(long)]
     start_at: Option<String>,
+    /// Start each target only inside one of its maintenance windows (`edgefleet window`).
+    #[arg(long)]
+    respect_windows: bool,
+    /// Targets of offline gateways wait until the gateway is seen online (instead of failing).
+    #[arg(long)]
+    offline_wait: bool,
+    /// With --offline-wait: when waiting targets give up (RFC 3339) [default: 7 days].
+    #[arg(long, requires = "offline_wait")]
+    deadline: Option<String>,
+    /// Watch each delivered rule this long before the target counts as succeeded.
+    #[arg(long)]
+    verify_secs: Option<u64>,
+    /// With --verify-secs: exceptions a healthy rule may raise [default: 0].
+    #[arg(long, requires = "verify_secs")]
+    verify_max_exceptions: Option<u64>,
+    /// With --verify-secs: records a healthy rule's sources must read [default: 0].
+    #[arg(long, requires = "verify_secs")]
+    verify_min_records_in: Option<u64>,
     /// Follow the results live and exit non-zero unless every target succeeded.
     #[arg(long)]
     watch: bool,
@@ -514,6 +532,16 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
         ("timeout_secs", args.timeout_secs.map(|v| json!(v))),
         ("retries", args.retries.map(|v| json!(v))),
         ("on_conflict", args.on_conflict.as_ref().map(|v| json!(v))),
+        ("respect_windows", args.respect_windows.then_some(json!(true))),
+        ("offline", args.offline_wait.then_some(json!("wait"))),
+        ("deadline", args.deadline.as_ref().map(|v| json!(v))),
+        (
+            "verify",
+            args.verify_secs.map(|secs| {
+                json!({"secs": secs, "max_exceptions": args.verify_max_exceptions.unwrap_or(0),
+                       "min_records_in": args.verify_min_records_in.unwrap_or(0)})
+            }),
+        ),
     ] {
         if let Some(value) = value {
             options.insert(key.into(), value);
@@ -827,6 +855,110 @@ fn progress(counts: &Value) {
         counts["failed"]
     );
     let _ = std::io::stderr().flush();
+}
+
+/// Maintenance windows of a project.
+#[derive(clap::Subcommand)]
+pub enum WindowCommand {
+    /// List the windows with their next opening.
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    /// Add a window: from each cron opening (civil time in --timezone) for --minutes.
+    Add {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        /// Five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * 6".
+        #[arg(long)]
+        cron: String,
+        #[arg(long)]
+        minutes: i64,
+        /// IANA time zone [default: UTC].
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Only for edge services with this tag [default: every edge service].
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Delete a window.
+    Delete {
+        #[arg(long)]
+        project: String,
+        id: String,
+    },
+}
+
+pub async fn window(command: WindowCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    match command {
+        WindowCommand::List { project } => {
+            let listed = client.get(&format!("/api/v1/projects/{project}/maintenance-windows")).await?;
+            for w in listed["items"].as_array().into_iter().flatten() {
+                let text = |key: &str| w[key].as_str().unwrap_or_default().to_owned();
+                let tag = if text("tag").is_empty() { "every edge".to_owned() } else { format!("tag {}", text("tag")) };
+                let state = match w["open_until"].as_str() {
+                    Some(until) => format!("open until {until}"),
+                    None => format!("next opens {}", w["next_opening"].as_str().unwrap_or("never")),
+                };
+                println!(
+                    "{}  {}  \"{}\" {} min {}  ({tag}; {state})",
+                    text("id"),
+                    text("name"),
+                    text("cron"),
+                    w["duration_minutes"],
+                    text("timezone")
+                );
+            }
+        }
+        WindowCommand::Add { project, name, cron, minutes, timezone, tag } => {
+            let body =
+                json!({"name": name, "cron": cron, "duration_minutes": minutes, "timezone": timezone, "tag": tag});
+            let path = format!("/api/v1/projects/{project}/maintenance-windows");
+            let created: Value = client.api.call(reqwest::Method::POST, &path, Some(&body)).await?;
+            println!(
+                "window {}: next opens {}",
+                created["id"].as_str().unwrap_or_default(),
+                created["next_opening"].as_str().unwrap_or("never")
+            );
+        }
+        WindowCommand::Delete { project, id } => {
+            let path = format!("/api/v1/projects/{project}/maintenance-windows/{id}");
+            client.api.send(reqwest::Method::DELETE, &path, None).await?.into_result()?;
+            println!("window {id} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `edgefleet project approvals --project P N`: other project admins who must approve each delivery.
+#[derive(clap::Subcommand)]
+pub enum ProjectCommand {
+    /// Set how many other project admins must approve each new delivery (0: none).
+    Approvals {
+        #[arg(long)]
+        project: String,
+        required: i64,
+    },
+}
+
+pub async fn project(command: ProjectCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    match command {
+        ProjectCommand::Approvals { project, required } => {
+            let path = format!("/api/v1/projects/{project}");
+            let body = json!({"approvals_required": required});
+            let updated: Value = client.api.call(reqwest::Method::PATCH, &path, Some(&body)).await?;
+            println!(
+                "project {}: {} approvals required",
+                updated["name"].as_str().unwrap_or(&project),
+                updated["approvals_required"]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]

@@ -46,6 +46,12 @@ enum Command {
     Delivery(cli::DeliveryCommand),
     /// Read the operation audit.
     Audit(cli::AuditArgs),
+    /// Maintenance windows: when deliveries with --respect-windows may start a target.
+    #[command(subcommand)]
+    Window(cli::WindowCommand),
+    /// Project settings (approvals).
+    #[command(subcommand)]
+    Project(cli::ProjectCommand),
 }
 
 #[tokio::main]
@@ -68,6 +74,8 @@ async fn main() -> std::process::ExitCode {
         Command::Deliver(args) => cli::deliver(args).await,
         Command::Delivery(command) => cli::delivery(command).await,
         Command::Audit(args) => cli::audit(args).await,
+        Command::Window(command) => cli::window(command).await,
+        Command::Project(command) => cli::project(command).await,
     };
     match outcome {
         Ok(code) => code,

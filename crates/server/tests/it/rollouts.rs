@@ -463,13 +463,32 @@ async fn verification_fails_a_rule_that_throws_or_reads_nothing_and_restores_its
     assert_eq!(throwing["status"], "failed");
     let reason = throwing["reason"].as_str().expect("reason");
     // Each status read adds two (the delivery's own read after starting the rule, then the watch's).
-    assert!(reason.starts_with("verify: rule r1 raised 4 exceptions in 300 s (at most 0 allowed); last exception: run Select error"), "{reason}");
+    assert!(
+        reason.starts_with(
+            "verify: rule r1 raised 4 exceptions in 300 s (at most 0 allowed); last exception: run Select error"
+        ),
+        "{reason}"
+    );
     assert_eq!(throwing["restored"], true, "{throwing}");
     let silent = target_of(&app, &id, &ids[2]).await;
-    assert!(silent["reason"].as_str().expect("reason").starts_with("verify: rule r1 read 0 records in 300 s (at least 1 needed)"), "{silent}");
-    assert!(holds_rule(&sim, 0) && !holds_rule(&sim, 1) && !holds_rule(&sim, 2), "the unhealthy gateways were put back");
+    assert!(
+        silent["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("verify: rule r1 read 0 records in 300 s (at least 1 needed)"),
+        "{silent}"
+    );
+    assert!(
+        holds_rule(&sim, 0) && !holds_rule(&sim, 1) && !holds_rule(&sim, 2),
+        "the unhealthy gateways were put back"
+    );
 
-    let bad = app.post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"all": true},
-        "options": {"verify": {"secs": 0}}})).await;
+    let bad = app
+        .post(
+            &app.p("/deliveries"),
+            json!({"template_id": template, "targets": {"all": true},
+        "options": {"verify": {"secs": 0}}}),
+        )
+        .await;
     assert_eq!((bad.status, code(&bad)), (422, "invalid_options"), "{}", bad.text);
 }
