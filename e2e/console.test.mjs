@@ -267,6 +267,31 @@ test("a canary rollout with a manual gate: the wave bar, Resume, and the waves i
   await page.waitForFunction(() => [...document.querySelectorAll("main tbody .tag")].some((t) => t.textContent === "wave 2 of 2"));
 });
 
+test("maintenance windows and the project's approvals on the rollouts page", async () => {
+  await page.click('a[href="#/rollouts"]');
+  await page.waitForSelector("#new-window");
+  await page.fill('#new-window input[name="name"]', "saturday-night");
+  await page.fill('#new-window input[name="tag"]', "zone-a");
+  await page.fill('#new-window input[name="cron"]', "0 2 * * 6");
+  await page.fill('#new-window input[name="timezone"]', "Asia/Shanghai");
+  await page.click('#new-window button[type="submit"]');
+  await page.waitForSelector('#windows tr:has-text("saturday-night")');
+  assert.match(await page.textContent('#windows tr:has-text("saturday-night")'), /zone-a.*0 2 \* \* 6.*120.*Asia\/Shanghai/);
+  await page.fill('#new-window input[name="name"]', "broken");
+  await page.fill('#new-window input[name="cron"]', "0 25 * * *");
+  await page.click('#new-window button[type="submit"]');
+  await page.waitForSelector("#new-window [role=alert]");
+  assert.match(await page.textContent("#new-window [role=alert]"), /cron hour/);
+  await page.fill('#approvals input[name="required"]', "2");
+  await page.click('#approvals button[type="submit"]');
+  await page.waitForFunction(() => document.querySelector('#approvals input[name="required"]')?.value === "2");
+  assert.equal((await api(`/api/v1/projects/${await page.evaluate(() => localStorage.getItem("project"))}`)).approvals_required, 2);
+  await shot("rollouts-page");
+  await page.fill('#approvals input[name="required"]', "0");
+  await page.click('#approvals button[type="submit"]');
+  await page.waitForFunction(() => document.querySelector('#approvals input[name="required"]')?.value === "0");
+});
+
 test("switch to Chinese; the choice is remembered for the user", async () => {
   await page.click("#lang");
   await page.waitForSelector("text=操作审计");

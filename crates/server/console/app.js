@@ -109,7 +109,7 @@
     top.hidden = !state.me;
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
     if (!state.me) return;
-    const pages = [["edges", "nav.edges"], ["config", "nav.config"], ["deliveries", "nav.deliveries"], ["audit", "nav.audit"], ["admin", "nav.admin"]];
+    const pages = [["edges", "nav.edges"], ["config", "nav.config"], ["deliveries", "nav.deliveries"], ["rollouts", "nav.rollouts"], ["audit", "nav.audit"], ["admin", "nav.admin"]];
     $("#nav").innerHTML = pages.map(([id, key]) => `<a href="#/${id}" class="${page === id ? "active" : ""}">${esc(t(key))}</a>`).join("");
     $("#project-label").textContent = t("app.project");
     $("#project").innerHTML = state.projects.map((p) => `<option value="${esc(p.id)}" ${p.id === state.project ? "selected" : ""}>${esc(p.label)}</option>`).join("");
@@ -135,7 +135,7 @@
       main.innerHTML = `<p class="notice">${esc(t("app.noproject"))}</p>`;
       return;
     }
-    const render = { edges: renderEdges, config: renderConfig, deliveries: renderHistory, audit: renderAudit, admin: renderAdmin }[page] || renderEdges;
+    const render = { edges: renderEdges, config: renderConfig, deliveries: renderHistory, rollouts: renderRollouts, audit: renderAudit, admin: renderAdmin }[page] || renderEdges;
     try { await render(main); } catch (error) { showError(main, error); }
   }
 
@@ -589,6 +589,45 @@
 
   // Delivery states after which nothing changes without a retry.
   const FINAL = ["succeeded", "partial", "failed", "canceled", "aborted"];
+
+  // ----- rollout settings: scheduled and waiting deliveries, maintenance windows, approvals -----
+
+  async function renderRollouts(main) {
+    const project = await api("GET", P(""));
+    const admin = project.role === "admin";
+    const windows = await api("GET", P("/maintenance-windows"));
+    const recent = await api("GET", P("/deliveries?limit=200"));
+    const waiting = recent.items.filter((x) => ["scheduled", "awaiting_approval", "paused"].includes(x.state));
+    main.innerHTML = `<h1>${esc(t("nav.rollouts"))}</h1>
+      <h2>${esc(t("roll.waiting_title"))}</h2>
+      ${waiting.length ? `<table id="waiting"><thead><tr><th>${esc(t("res.state"))}</th><th>${esc(t("hist.what"))}</th><th>${esc(t("res.total"))}</th><th>${esc(t("roll.start_at"))}</th><th>${esc(t("hist.by"))}</th><th></th></tr></thead>
+        <tbody>${waiting.map((x) => `<tr data-id="${esc(x.id)}"><td data-state="${esc(x.state)}">${esc(t("state." + x.state))}${x.waves ? ` <span class="tag">${esc(t("roll.at_wave", { wave: x.wave, waves: x.waves }))}</span>` : ""}</td><td>${esc(x.template_name)}</td><td>${x.counts.total}</td><td>${x.start_at ? esc(new Date(x.start_at).toLocaleString()) : ""}</td><td>${esc(x.created_by)}</td><td><button type="button" class="link" data-open>${esc(t("hist.open"))}</button></td></tr>`).join("")}</tbody></table>` : `<p class="muted">${esc(t("roll.none_waiting"))}</p>`}
+      <h2>${esc(t("win.title"))}</h2>
+      <table id="windows"><thead><tr><th>${esc(t("common.name"))}</th><th>${esc(t("win.tag"))}</th><th>${esc(t("win.cron"))}</th><th>${esc(t("win.minutes"))}</th><th>${esc(t("win.zone"))}</th><th>${esc(t("win.next"))}</th><th></th></tr></thead>
+        <tbody>${windows.items.map((w) => `<tr data-id="${esc(w.id)}"><td>${esc(w.name)}</td><td>${esc(w.tag || t("win.every"))}</td><td><code>${esc(w.cron)}</code></td><td>${w.duration_minutes}</td><td>${esc(w.timezone)}</td>
+          <td>${w.open_until ? esc(t("win.open_until", { at: new Date(w.open_until).toLocaleString() })) : w.next_opening ? esc(new Date(w.next_opening).toLocaleString()) : ""}</td><td>${admin ? `<button type="button" class="link" data-delete>${esc(t("common.delete"))}</button>` : ""}</td></tr>`).join("")}</tbody></table>
+      ${admin ? `<form class="row" id="new-window"><label>${esc(t("common.name"))}<input name="name" required></label><label>${esc(t("win.tag"))}<input name="tag" placeholder="${esc(t("win.every"))}"></label>
+        <label>${esc(t("win.cron"))}<input name="cron" required placeholder="0 2 * * 6"></label><label>${esc(t("win.minutes"))}<input name="minutes" type="number" min="1" value="120" required></label>
+        <label>${esc(t("win.zone"))}<input name="timezone" value="${esc(Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC")}"></label><button type="submit">${esc(t("common.add"))}</button></form>
+      <h2>${esc(t("roll.approvals_title"))}</h2><form class="row" id="approvals"><label>${esc(t("roll.approvals_required"))}<input name="required" type="number" min="0" max="10" value="${project.approvals_required}"></label><button type="submit" class="secondary">${esc(t("common.save"))}</button></form>` : `<p class="muted">${esc(t("roll.approvals_now", { n: project.approvals_required }))}</p>`}`;
+    $$("#waiting button[data-open]", main).forEach((b) => b.addEventListener("click", () => openResult(waiting.find((x) => x.id === b.closest("tr").dataset.id))));
+    $$("#windows button[data-delete]", main).forEach((b) => b.addEventListener("click", async () => {
+      if (!confirm(t("win.delete_confirm"))) return;
+      try { await api("DELETE", P(`/maintenance-windows/${b.closest("tr").dataset.id}`)); renderRollouts(main); } catch (error) { showError(main, error); }
+    }));
+    $("#new-window", main)?.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const f = e.target;
+      try {
+        await api("POST", P("/maintenance-windows"), { name: f.name.value, tag: f.tag.value || undefined, cron: f.cron.value, duration_minutes: Number(f.minutes.value), timezone: f.timezone.value || undefined });
+        renderRollouts(main);
+      } catch (error) { showError(f, error); }
+    });
+    $("#approvals", main)?.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try { await api("PATCH", P(""), { approvals_required: Number(e.target.required.value) }); renderRollouts(main); } catch (error) { showError(e.target, error); }
+    });
+  }
 
   // ----- history, audit, administration -----
 
