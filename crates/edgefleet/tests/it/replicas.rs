@@ -265,3 +265,54 @@ async fn sign_in_attempts_count_across_replicas() {
     assert_eq!(attempt(&first.base).await, 429);
     assert_eq!(attempt(&second.base).await, 429);
 }
+
+#[tokio::test]
+async fn two_replicas_run_a_rollout_wave_by_wave_and_either_releases_its_gate() {
+    const TARGETS: u32 = 90;
+    let cluster = Cluster::new(2).await;
+    let sim = neuronex_sim::start(
+        SimConfig { count: TARGETS, ..SimConfig::default() },
+        "127.0.0.1:0".parse().expect("addr"),
+        false,
+    )
+    .await
+    .expect("sim");
+    sim.sim.set_faults(None, Some(Faults { latency_ms: 15, ..Faults::default() }));
+    let a = cluster.start(0, &[]);
+    let b = cluster.start(1, &[]);
+    let (api_a, api_b) = (a.api().await, b.api().await);
+    let (project, template) = api_a.rule_setup(&sim).await;
+    let deliveries = format!("/api/v1/projects/{project}/deliveries");
+    let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": 4},
+                      "rollout": {"waves": [{"count": 20}, {"count": 30}, {"percent": 100}], "gate": "manual",
+                                  "abort": {"failed_percent": 50, "min_results": 10}}});
+    let id = api_b.post(&deliveries, body).await["id"].as_str().expect("id").to_owned();
+    let events = format!("{deliveries}/{id}/events");
+    let paused_at = |wave: u32| {
+        move |name: &str, data: &str| {
+            let at = format!("\"wave\":{wave}");
+            (name == "paused" || (name == "state" && data.contains("\"paused\""))) && data.contains(&at)
+        }
+    };
+    assert!(api_a.watch_for(&events, paused_at(1)).await);
+    // The gate is released on the replica that did not start the delivery, then on the other.
+    api_a.post(&format!("{deliveries}/{id}/resume"), json!({})).await;
+    assert!(api_b.watch_for(&events, paused_at(2)).await);
+    api_b.post(&format!("{deliveries}/{id}/resume"), json!({})).await;
+    api_a.watch(&events, usize::MAX).await;
+    let finished = api_a.get(&format!("{deliveries}/{id}")).await;
+    assert_eq!((finished["state"].as_str(), finished["counts"]["succeeded"].as_u64()), (Some("succeeded"), Some(90)));
+    // No target of a wave started before every target of the wave before it had finished.
+    let targets = api_a.get(&format!("{deliveries}/{id}/targets?limit=1000")).await;
+    let items = targets["items"].as_array().expect("items");
+    for wave in 1..3 {
+        let last_end = items.iter().filter(|t| t["wave"] == wave).filter_map(|t| t["finished_at"].as_i64()).max();
+        let next_start = items.iter().filter(|t| t["wave"] == wave + 1).filter_map(|t| t["started_at"].as_i64()).min();
+        assert!(
+            last_end.expect("finished") <= next_start.expect("started"),
+            "wave {} started before wave {wave} ended",
+            wave + 1
+        );
+    }
+    assert!(rule_puts(&sim, TARGETS).await.iter().all(|&n| n == 1), "every target got its rule once");
+}
