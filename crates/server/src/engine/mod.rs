@@ -279,7 +279,7 @@ impl Engine {
         self.publish_counts(delivery_id, &counts);
         let concurrency = plan.options.concurrency as usize;
         let refill_at = (concurrency / 8).max(1);
-        let lease_ms = plan.options.timeout_secs as i64 * 1000 + LEASE_MARGIN_MS;
+        let lease_ms = lease_ms(&plan.options);
         let mut canceled = delivery.cancel_requested;
         let shared = self.shared();
         let mut refreshed = std::time::Instant::now();
@@ -576,6 +576,17 @@ fn windows_for<'a>(
     target: &'a ClaimedTarget,
 ) -> impl Iterator<Item = &'a (String, String, domain::window::Window)> {
     plan.windows.iter().filter(|(tag, _, _)| tag.is_empty() || target.tags.contains(tag))
+}
+
+/// How long a claim holds a target: everything a live worker may spend on it (the target's time,
+/// a restore after a failure, which has a time of its own, and a verification's watch) and a
+/// margin for writing the result. A shorter lease let another claim take over a target whose
+/// restore was still running, and its result was dropped.
+fn lease_ms(options: &domain::delivery::DeliveryOptions) -> i64 {
+    let timeout = options.timeout_secs as i64 * 1000;
+    let restore = if options.on_failure == domain::delivery::OnFailure::Restore { timeout } else { 0 };
+    let verify = options.verify.map_or(0, |v| (v.secs as i64 + options.timeout_secs as i64) * 1000);
+    timeout + restore + verify + LEASE_MARGIN_MS
 }
 
 /// How long a target waiting for an offline edge waits before it is claimed again to look (an

@@ -356,24 +356,33 @@ impl Runner<'_> {
             Err(Failure::Other(reason)) => return Some((TargetStatus::Failed, format!("verify: {reason}"))),
         };
         let edge = self.client.edge(&edge_target);
-        for rule in rules {
-            let status = match tokio::time::timeout(self.plan.options.timeout(), edge.rule_status(rule)).await {
-                Ok(Ok(status)) => status,
-                Ok(Err(err)) => return Some((TargetStatus::Failed, format!("verify: {err}"))),
-                Err(_) => {
-                    let secs = self.plan.options.timeout_secs;
-                    return Some((TargetStatus::Failed, format!("verify: rule {rule}: no status within {secs} s")));
+        // One target timeout for reading every rule, so the claim's lease covers the watch.
+        let judged = tokio::time::timeout(self.plan.options.timeout(), async {
+            for rule in rules {
+                let status = match edge.rule_status(rule).await {
+                    Ok(status) => status,
+                    Err(err) => return Some(format!("verify: {err}")),
+                };
+                let shown = if status.message.is_empty() { status.status.clone() } else { status.message.clone() };
+                if let Some(mut why) = verify.judge(rule, status.running, &shown, status.exceptions, status.records_in)
+                {
+                    if !status.last_exception.is_empty() {
+                        why = format!("{why}; last exception: {}", status.last_exception);
+                    }
+                    return Some(why);
                 }
-            };
-            let shown = if status.message.is_empty() { status.status.clone() } else { status.message.clone() };
-            if let Some(mut why) = verify.judge(rule, status.running, &shown, status.exceptions, status.records_in) {
-                if !status.last_exception.is_empty() {
-                    why = format!("{why}; last exception: {}", status.last_exception);
-                }
-                return Some((TargetStatus::Failed, why));
             }
+            None
+        })
+        .await;
+        match judged {
+            Ok(None) => None,
+            Ok(Some(why)) => Some((TargetStatus::Failed, why)),
+            Err(_) => Some((
+                TargetStatus::Failed,
+                format!("verify: the rules' status did not come within {} s", self.plan.options.timeout_secs),
+            )),
         }
-        None
     }
 
     fn render(&self, kind: TemplateKind, normalized: &Value, target: &ClaimedTarget) -> Result<Document, Failure> {
