@@ -413,8 +413,8 @@ async fn a_window_that_opens_later_holds_its_targets_until_it_opens() {
     let zoned: Vec<usize> = (0..4).filter(|k| sim.sim.tags_of(*k as u32).contains(&zone)).collect();
     let settled = format!("\"pending\":{},\"running\":0", zoned.len());
     app.events_until(&id, |event| event.name == "counts" && event.data.contains(&settled)).await;
-    for k in 0..4usize {
-        let target = target_of(&app, &id, &ids[k]).await;
+    for (k, edge) in ids.iter().enumerate() {
+        let target = target_of(&app, &id, edge).await;
         let reason = target["reason"].as_str().expect("reason");
         if zoned.contains(&k) {
             assert_eq!(target["status"], "pending", "{target}");
