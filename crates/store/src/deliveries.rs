@@ -818,24 +818,29 @@ impl Store {
 }
 
 impl Store {
-    /// Running deliveries that have work a runner could take now: targets not started that do
-    /// not wait, targets whose lease ran out, or no unfinished target left (the delivery needs
-    /// closing). A rollout's later waves count too: the runner moves on to them.
-    /// `waiting_now` is the time waiting targets compare their `not_before` with (the engine's clock).
+    /// Running deliveries that have work a runner could take now: targets of the current wave not
+    /// started that do not wait, targets whose lease ran out, a rollout whose current wave is done
+    /// (the next one needs opening), or no unfinished target left (the delivery needs closing). A
+    /// rollout held up by waiting targets of its current wave is not offered again until they can
+    /// run, however many targets later waves hold.
     pub async fn claimable_deliveries(&self, waiting_now: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(
+        // Where the current wave ends (every target, without a rollout).
+        let wave_end = match self.backend {
+            Backend::Sqlite => "COALESCE(json_extract(d.wave_ends, '$[' || d.wave || ']'), 9223372036854775807)",
+            Backend::Postgres => "COALESCE((d.wave_ends::jsonb ->> d.wave)::bigint, 9223372036854775807)",
+        };
+        let sql = format!(
             "SELECT d.id FROM deliveries d WHERE d.state IN ('running', 'canceling') AND (
                  EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
-                         AND ((t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= $2))
+                         AND ((t.status = 'pending' AND t.seq < {wave_end}
+                               AND (t.not_before IS NULL OR t.not_before <= $2))
                               OR (t.status = 'running' AND t.lease_until < $1)))
                  OR NOT EXISTS (SELECT 1 FROM delivery_targets t WHERE t.delivery_id = d.id
-                         AND t.status IN ('pending', 'running')))
-             ORDER BY d.created_at",
-        )
-        .bind(now_ms())
-        .bind(waiting_now)
-        .fetch_all(&self.read)
-        .await?;
+                         AND t.status IN ('pending', 'running') AND t.seq < {wave_end}))
+             ORDER BY d.created_at"
+        );
+        // Only the backend's own constant text is put in; no value is.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms()).bind(waiting_now).fetch_all(&self.read).await?;
         Ok(rows.iter().map(|r| r.get("id")).collect())
     }
 
