@@ -576,6 +576,12 @@ pub struct ApplyPlan {
     /// Write even to targets whose objects changed since the plan read them.
     #[serde(default)]
     pub force: bool,
+    /// Carry the plan out in waves (as `POST .../deliveries` takes it).
+    #[serde(default)]
+    pub rollout: Option<domain::rollout::Rollout>,
+    /// When to start (RFC 3339).
+    #[serde(default)]
+    pub start_at: Option<String>,
 }
 
 /// `POST .../deliveries/{id}/rollback`: puts targets back as the delivery found them, as a new

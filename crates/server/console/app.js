@@ -435,10 +435,10 @@
       if (wizard.step < steps.length - 1) { wizard.step += 1; return show(); }
       try {
         // With a plan on screen, Execute carries that plan out (gateways changed since are not written).
-        // A rollout or a start time makes a delivery of its own (a plan is applied at once).
+        // A plan on screen is carried out with the chosen waves and start time.
         const staged = rolloutPart();
-        const delivery = wizard.plan && !wizard.dryRun && Object.keys(staged).length === 0
-          ? await api("POST", P(`/deliveries/${wizard.plan.delivery_id}/apply`), { options: wizard.options })
+        const delivery = wizard.plan && !wizard.dryRun
+          ? await api("POST", P(`/deliveries/${wizard.plan.delivery_id}/apply`), { options: wizard.options, ...staged })
           : await api("POST", P("/deliveries"), { ...buildRequest(), ...staged, dry_run: !!wizard.dryRun });
         d.close();
         openResult(delivery);

@@ -96,15 +96,7 @@ pub async fn create(
         ));
     }
     let start_at = checked_start_at(request.start_at.as_deref())?;
-    if let Some(rollout) = &request.rollout {
-        if mode != DeliveryMode::Apply {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRollout,
-                "rollout: waves are for `apply` deliveries (a plan reads every target at once and writes nothing)",
-            ));
-        }
-        rollout.check().map_err(|m| ApiError::new(ErrorCode::InvalidRollout, m))?;
-    }
+    checked_rollout(request.rollout.as_ref(), mode)?;
     ensure_room(&state, &project_id).await?;
     let params = checked_params(request.params.as_ref())?;
     let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
@@ -189,11 +181,34 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(delivery_body(&state, &delivery).await?)))
 }
 
+/// Where a new delivery begins: waiting for approvals, for its start time, or running.
+pub(super) fn first_state(state: &AppState, approvals_required: i64, start_at: Option<i64>) -> DeliveryState {
+    match start_at {
+        _ if approvals_required > 0 => DeliveryState::AwaitingApproval,
+        Some(at) if at > state.config.clock.now_ms() => DeliveryState::Scheduled,
+        _ => DeliveryState::Running,
+    }
+}
+
+/// `rollout` checked for a delivery of `mode`: waves are for `apply` deliveries only.
+pub(super) fn checked_rollout(rollout: Option<&domain::rollout::Rollout>, mode: DeliveryMode) -> Result<(), ApiError> {
+    let Some(rollout) = rollout else {
+        return Ok(());
+    };
+    if mode != DeliveryMode::Apply {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRollout,
+            "rollout: waves are for `apply` deliveries (a plan reads every target at once and writes nothing)",
+        ));
+    }
+    rollout.check().map_err(|m| ApiError::new(ErrorCode::InvalidRollout, m))
+}
+
 /// How far ahead a delivery may be scheduled.
 const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 
 /// `start_at` (RFC 3339) in milliseconds; a time already past means "now".
-fn checked_start_at(start_at: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(super) fn checked_start_at(start_at: Option<&str>) -> Result<Option<i64>, ApiError> {
     let Some(text) = start_at else {
         return Ok(None);
     };
@@ -207,7 +222,11 @@ fn checked_start_at(start_at: Option<&str>) -> Result<Option<i64>, ApiError> {
 
 /// Puts the targets in a random order fixed by the delivery (each wave samples the fleet, and the
 /// same delivery always cuts the same waves) and numbers their waves; answers where waves end.
-fn into_waves(delivery_id: &str, rollout: &domain::rollout::Rollout, targets: &mut [store::NewTarget]) -> Vec<u64> {
+pub(super) fn into_waves(
+    delivery_id: &str,
+    rollout: &domain::rollout::Rollout,
+    targets: &mut [store::NewTarget],
+) -> Vec<u64> {
     targets.sort_by_cached_key(|t| sha256_hex(format!("{delivery_id}/{}", t.edge_id).as_bytes()));
     let ends = rollout.wave_ends(targets.len() as u64);
     for (position, target) in targets.iter_mut().enumerate() {

@@ -16,7 +16,10 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Project};
 use crate::metrics::Metrics;
 use crate::routes::audit_entry;
-use crate::routes::deliveries::{checked_options, delivery_body, ensure_room, resolve_targets};
+use crate::routes::deliveries::{
+    checked_options, checked_rollout, checked_start_at, delivery_body, ensure_room, first_state, into_waves,
+    resolve_targets,
+};
 use crate::views;
 
 /// `POST .../deliveries/{plan_id}/apply`: a new `apply` delivery of the plan's content to the plan's
@@ -48,9 +51,17 @@ pub async fn apply_plan(
     };
     let (targets, _) = state.store.list_targets(&id, None, i64::MAX, 0).await?;
     let ids: Vec<String> = targets.into_iter().map(|t| t.edge_id).collect();
-    let details = json!({"plan_id": id, "force": request.force, "options": options});
-    let new =
+    checked_rollout(request.rollout.as_ref(), DeliveryMode::Apply)?;
+    let start_at = checked_start_at(request.start_at.as_deref())?;
+    let details = json!({"plan_id": id, "force": request.force, "options": options, "rollout": request.rollout,
+                         "start_at": request.start_at});
+    let mut new =
         derived_delivery(&plan, DeliveryMode::Apply, options, Some(id.clone()), None, request.force, &user.username);
+    // Carrying a plan out is an apply like any other: the project's approvals, a schedule, waves.
+    new.approvals_required = state.store.project_approvals(&project_id).await?;
+    new.start_at = start_at;
+    new.state = first_state(&state, new.approvals_required, start_at);
+    new.rollout = request.rollout.clone();
     start_derived(&state, &user, &scope, new, &ids, "delivery.apply_plan", details).await
 }
 
@@ -128,12 +139,18 @@ async fn start_derived(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ensure_room(state, &new.project_id).await?;
     let edges = resolve_targets(&state.store, &new.project_id, &json!({"ids": edge_ids})).await?;
-    let targets = new_targets(&edges);
+    let mut targets = new_targets(&edges);
+    let mut new = new;
+    if let Some(rollout) = &new.rollout {
+        new.wave_ends = into_waves(&new.id, rollout, &mut targets);
+    }
     let mut entry = audit_entry(user, Some(&scope.scope), action, "delivery", &new.template_name, details);
     entry.resource_id = new.id.clone();
     let delivery = state.store.create_delivery(&new, &targets, &entry).await?;
     Metrics::inc(&state.metrics.deliveries_started);
-    state.engine.start(&delivery.id);
+    if delivery.state == domain::delivery::DeliveryState::Running {
+        state.engine.start(&delivery.id);
+    }
     Ok((StatusCode::ACCEPTED, Json(delivery_body(state, &delivery).await?)))
 }
 

@@ -492,3 +492,36 @@ async fn verification_fails_a_rule_that_throws_or_reads_nothing_and_restores_its
         .await;
     assert_eq!((bad.status, code(&bad)), (422, "invalid_options"), "{}", bad.text);
 }
+
+#[tokio::test]
+async fn a_plan_is_carried_out_in_waves_and_waits_for_approval_like_any_apply() {
+    let app = TestApp::spawn().await;
+    let sim = sim(6, &["3.6.0"]).await;
+    app.register(&sim, 6).await;
+    let template = app.template("planned", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let plan = app
+        .post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"all": true}, "mode": "plan"}))
+        .await;
+    let plan_id = plan.body["id"].as_str().expect("id").to_owned();
+    app.events(&plan_id).await;
+    require_approvals(&app, 1).await;
+    let (_, bob) = app.user("bob", PASSWORD, Some("admin")).await;
+    let body = json!({"rollout": {"waves": [{"count": 2}, {"percent": 100}], "gate": "manual"}});
+    let applied = app.post(&app.p(&format!("/deliveries/{plan_id}/apply")), body).await;
+    assert_eq!((applied.status, applied.body["state"].as_str()), (202, Some("awaiting_approval")), "{}", applied.text);
+    assert_eq!(applied.body["wave_ends"], json!([2, 6]));
+    let id = applied.body["id"].as_str().expect("id").to_owned();
+    assert!((0..6).all(|k| !holds_rule(&sim, k)), "nothing is sent before the approval");
+    let approved = app.call_as(&bob, Method::POST, &app.p(&format!("/deliveries/{id}/approve")), None).await;
+    assert_eq!(approved.body["state"], "running", "{}", approved.text);
+    app.events_until(&id, |event| {
+        event.name == "paused" || (event.name == "state" && event.data.contains("\"paused\""))
+    })
+    .await;
+    assert_eq!((0..6).filter(|k| holds_rule(&sim, *k)).count(), 2, "only the first wave ran");
+    app.post(&app.p(&format!("/deliveries/{id}/resume")), json!({})).await;
+    app.events(&id).await;
+    assert!((0..6).all(|k| holds_rule(&sim, k)));
+    let bad = app.post(&app.p(&format!("/deliveries/{plan_id}/apply")), json!({"rollout": {"waves": []}})).await;
+    assert_eq!((bad.status, code(&bad)), (422, "invalid_rollout"));
+}
