@@ -432,29 +432,8 @@ pub struct DeliverArgs {
     /// write nothing. Waits for the plan and exits non-zero when some target could not be read.
     #[arg(long, conflicts_with = "dry_run")]
     plan: bool,
-    /// Deliver in waves: counts and percentages of all targets, the last taking the rest
-    /// (`1%,10%,rest`, `5,50,rest`).
-    #[arg(long, conflicts_with = "canary")]
-    waves: Option<String>,
-    /// Waves 1%, 10%, then the rest.
-    #[arg(long)]
-    canary: bool,
-    /// auto: the next wave starts when one is done; manual: pause after each wave until
-    /// `delivery resume`.
-    #[arg(long, value_parser = ["auto", "manual"])]
-    gate: Option<String>,
-    /// Abort the rollout when this share of results failed (with --abort-min-results).
-    #[arg(long)]
-    abort_failed_percent: Option<f64>,
-    /// Results needed before the abort rule is checked [default: 1].
-    #[arg(long, requires = "abort_failed_percent")]
-    abort_min_results: Option<u64>,
-    /// stop: cancel targets not started; rollback: also put back every target changed.
-    #[arg(long, value_parser = ["stop", "rollback"])]
-    on_abort: Option<String>,
-    /// Start at this time (RFC 3339, e.g. 2026-12-05T02:00:00+08:00).
-    #[arg(long)]
-    start_at: Option<String>,
+    #[command(flatten)]
+    rollout: RolloutArgs,
     /// Start each target only inside one of its maintenance windows (`edgefleet window`).
     #[arg(long)]
     respect_windows: bool,
@@ -478,8 +457,36 @@ pub struct DeliverArgs {
     watch: bool,
 }
 
+/// Waves, gate, abort rule and start time, for `deliver` and `delivery apply`.
+#[derive(clap::Args)]
+pub struct RolloutArgs {
+    /// Deliver in waves: counts and percentages of all targets, the last taking the rest
+    /// (`1%,10%,rest`, `5,50,rest`).
+    #[arg(long, conflicts_with = "canary")]
+    waves: Option<String>,
+    /// Waves 1%, 10%, then the rest.
+    #[arg(long)]
+    canary: bool,
+    /// auto: the next wave starts when one is done; manual: pause after each wave until
+    /// `delivery resume`.
+    #[arg(long, value_parser = ["auto", "manual"])]
+    gate: Option<String>,
+    /// Abort the rollout when this share of results failed (with --abort-min-results).
+    #[arg(long)]
+    abort_failed_percent: Option<f64>,
+    /// Results needed before the abort rule is checked [default: 1].
+    #[arg(long, requires = "abort_failed_percent")]
+    abort_min_results: Option<u64>,
+    /// stop: cancel targets not started; rollback: also put back every target changed.
+    #[arg(long, value_parser = ["stop", "rollback"])]
+    on_abort: Option<String>,
+    /// Start at this time (RFC 3339, e.g. 2026-12-05T02:00:00+08:00).
+    #[arg(long)]
+    start_at: Option<String>,
+}
+
 /// The `rollout` of a delivery from the command line, if any flag asks for one.
-fn rollout_of(args: &DeliverArgs) -> anyhow::Result<Option<domain::rollout::Rollout>> {
+fn rollout_of(args: &RolloutArgs) -> anyhow::Result<Option<domain::rollout::Rollout>> {
     let waves = match (&args.waves, args.canary) {
         (Some(text), _) => domain::rollout::parse_waves(text).map_err(anyhow::Error::msg)?,
         (None, true) => domain::rollout::canary(),
@@ -559,8 +566,8 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     if args.plan {
         request.mode = Some(domain::delivery::DeliveryMode::Plan);
     }
-    request.rollout = rollout_of(&args)?;
-    request.start_at = args.start_at.clone();
+    request.rollout = rollout_of(&args.rollout)?;
+    request.start_at = args.rollout.start_at.clone();
     match (&args.template, &args.plugin) {
         (Some(template), _) => {
             request.template_id = Some(template.clone());
@@ -684,6 +691,8 @@ pub enum DeliveryCommand {
         plan: String,
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        rollout: RolloutArgs,
         /// Follow the results live and exit non-zero unless every target succeeded.
         #[arg(long)]
         watch: bool,
@@ -770,9 +779,10 @@ pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
             }
             return follow(&client, &project, &id, false).await;
         }
-        DeliveryCommand::Apply { project, plan, force, watch } => {
+        DeliveryCommand::Apply { project, plan, force, rollout, watch } => {
             let path = format!("/api/v1/projects/{project}/deliveries/{plan}/apply");
-            (project, path, json!({"force": force}), watch)
+            let body = json!({"force": force, "rollout": rollout_of(&rollout)?, "start_at": rollout.start_at});
+            (project, path, body, watch)
         }
         DeliveryCommand::Rollback { project, id, targets, force, watch } => {
             let targets = match targets.as_str() {

@@ -279,10 +279,11 @@ async fn the_cli_prints_a_plan_grouped_by_change_set() {
     // The plan carried out, then rolled back.
     let id_of = |stdout: &str| stdout.split_whitespace().nth(1).unwrap_or_default().trim_end_matches(':').to_owned();
     let plan_id = id_of(&stdout);
-    let applied = cli(&["delivery", "apply", "--project", &project, &plan_id, "--watch"]);
+    let applied = cli(&["delivery", "apply", "--project", &project, &plan_id, "--waves", "1,rest", "--watch"]);
     let applied_out = String::from_utf8_lossy(&applied.stdout).into_owned();
     assert!(applied.status.success(), "{applied_out}");
     assert!(applied_out.contains("(apply): 3 targets") && applied_out.contains(": succeeded"), "{applied_out}");
+    assert!(String::from_utf8_lossy(&applied.stderr).contains("wave 2 of 2 started"), "the plan went out in waves");
     assert_eq!(rules().await, Some(1));
     let rolled = cli(&["delivery", "rollback", "--project", &project, &id_of(&applied_out), "--watch"]);
     let rolled_out = String::from_utf8_lossy(&rolled.stdout);

@@ -525,3 +525,33 @@ async fn a_plan_is_carried_out_in_waves_and_waits_for_approval_like_any_apply() 
     let bad = app.post(&app.p(&format!("/deliveries/{plan_id}/apply")), json!({"rollout": {"waves": []}})).await;
     assert_eq!((bad.status, code(&bad)), (422, "invalid_rollout"));
 }
+
+#[tokio::test]
+async fn a_delivery_waiting_for_approval_or_its_time_can_be_canceled_and_sends_nothing() {
+    let clock = Clock::manual(store::now_ms());
+    let held = clock.clone();
+    let app = TestApp::spawn_with(move |config| config.clock = held).await;
+    let sim = sim(2, &["3.6.0"]).await;
+    app.register(&sim, 2).await;
+    let template = app.template("called-off", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let later = domain::edge::utc_text(clock.now_ms() + 3600 * 1000);
+    let scheduled = app
+        .post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"all": true}, "start_at": later}))
+        .await;
+    require_approvals(&app, 1).await;
+    let unapproved = app.post(&app.p("/deliveries"), json!({"template_id": template, "targets": {"all": true}})).await;
+    for waiting in [scheduled, unapproved] {
+        let id = waiting.body["id"].as_str().expect("id").to_owned();
+        let canceled = app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
+        assert_eq!(canceled.status, 200, "{}", canceled.text);
+        app.events(&id).await;
+        let ended = app.get(&app.p(&format!("/deliveries/{id}"))).await.body;
+        assert_eq!(
+            (ended["state"].as_str(), ended["counts"]["canceled"].as_u64()),
+            (Some("canceled"), Some(2)),
+            "{ended}"
+        );
+    }
+    clock.advance(Duration::from_secs(7200));
+    assert!((0..2).all(|k| !holds_rule(&sim, k)), "nothing was sent");
+}
