@@ -81,7 +81,8 @@ impl Client {
     /// Follows a delivery's live events to its `final` event; `on_event(name, data)` sees each
     /// one. A stream that breaks off is opened again with `Last-Event-ID`, so no result is missed
     /// or shown twice.
-    pub async fn watch(&self, path: &str, mut on_event: impl FnMut(&str, &Value)) -> anyhow::Result<()> {
+    /// Reads a delivery's events until its `final` event, or until `on_event` answers `false`.
+    pub async fn watch(&self, path: &str, mut on_event: impl FnMut(&str, &Value) -> bool) -> anyhow::Result<()> {
         let mut last_id: Option<String> = None;
         for attempt in 0..RECONNECTS {
             if attempt > 0 {
@@ -95,8 +96,7 @@ impl Client {
             while let Some(Ok(event)) = events.next().await {
                 last_id = event.id.clone().or(last_id);
                 let Ok(value) = serde_json::from_str::<Value>(&event.data) else { continue };
-                on_event(&event.name, &value);
-                if event.name == "final" {
+                if !on_event(&event.name, &value) || event.name == "final" {
                     return Ok(());
                 }
             }
@@ -591,40 +591,60 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
 
 /// Follows a delivery's results live to its end; prints its plan when it is one. Exits non-zero
 /// unless it succeeded.
+/// A delivery that stops for people (a pause, approvals, its start time) ends the watch with the
+/// command that goes on, and exit code 3.
 async fn follow(client: &Client, project: &str, id: &str, plan: bool) -> anyhow::Result<ExitCode> {
     let mut final_state = String::new();
+    let mut waiting: Option<String> = None;
     client
-        .watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), |name, data| match name {
-            "counts" => progress(data),
-            "target" if data["status"] == "failed" => {
-                eprint!("\r\x1b[K");
-                eprintln!(
-                    "  ✗ {}: {}",
-                    data["name"].as_str().unwrap_or_default(),
-                    data["reason"].as_str().unwrap_or_default()
-                );
+        .watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), |name, data| {
+            if let Some(state @ ("paused" | "awaiting_approval" | "scheduled")) =
+                data["state"].as_str().filter(|_| name == "state").or((name == "paused").then_some("paused"))
+            {
+                waiting = Some(state.to_owned());
             }
-            "final" => {
-                progress(&data["counts"]);
-                final_state = data["state"].as_str().unwrap_or_default().to_owned();
+            match name {
+                "counts" => progress(data),
+                "target" if data["status"] == "failed" => {
+                    eprint!("\r\x1b[K");
+                    eprintln!(
+                        "  ✗ {}: {}",
+                        data["name"].as_str().unwrap_or_default(),
+                        data["reason"].as_str().unwrap_or_default()
+                    );
+                }
+                "final" => {
+                    progress(&data["counts"]);
+                    final_state = data["state"].as_str().unwrap_or_default().to_owned();
+                }
+                "state" if data["waves"].as_u64().unwrap_or(0) > 0 || data["state"] != "running" => {
+                    eprint!("\r\x1b[K");
+                    eprintln!(
+                        "  {} (wave {} of {})",
+                        data["state"].as_str().unwrap_or_default(),
+                        data["wave"],
+                        data["waves"]
+                    );
+                }
+                "wave_started" | "wave_finished" | "paused" | "resumed" | "aborted" | "approved" => {
+                    eprint!("\r\x1b[K");
+                    eprintln!("  {}", rollout_line(name, data));
+                }
+                _ => {}
             }
-            "state" if data["waves"].as_u64().unwrap_or(0) > 0 || data["state"] != "running" => {
-                eprint!("\r\x1b[K");
-                eprintln!(
-                    "  {} (wave {} of {})",
-                    data["state"].as_str().unwrap_or_default(),
-                    data["wave"],
-                    data["waves"]
-                );
-            }
-            "wave_started" | "wave_finished" | "paused" | "resumed" | "aborted" | "approved" => {
-                eprint!("\r\x1b[K");
-                eprintln!("  {}", rollout_line(name, data));
-            }
-            _ => {}
+            waiting.is_none()
         })
         .await?;
     eprintln!();
+    if let Some(state) = waiting {
+        let next = match state.as_str() {
+            "awaiting_approval" => "another project admin approves it: edgefleet delivery approve",
+            "scheduled" => "its start time, or start it now: edgefleet delivery resume",
+            _ => "someone resumes it: edgefleet delivery resume",
+        };
+        println!("delivery {id}: {state}; it goes on when {next} --project {project} {id} --watch");
+        return Ok(ExitCode::from(3));
+    }
     println!("delivery {id}: {final_state}");
     if plan {
         print_plan(&client.get(&format!("/api/v1/projects/{project}/deliveries/{id}/plan")).await?);

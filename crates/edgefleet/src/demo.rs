@@ -287,6 +287,7 @@ async fn first_delivery(client: &Client, project: &str, template: &str) -> anyho
             if name == "final" {
                 last = data.clone();
             }
+            true
         })
         .await?;
     let counts = &last["counts"];

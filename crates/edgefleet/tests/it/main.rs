@@ -328,6 +328,14 @@ async fn the_cli_runs_a_gated_rollout_and_shows_its_waves() {
     assert!(resumed.status.success(), "{out}\n{err}");
     assert!(out.contains(&format!("delivery {id}: running, wave 2 of 2")), "{out}");
     assert!(out.contains(": succeeded"), "{out}");
+    // `--watch` stops at a gate and says how to go on.
+    let gated = cli(&[&args[..], &["--gate", "manual", "--watch"]].concat());
+    let out = String::from_utf8_lossy(&gated.stdout);
+    assert_eq!(gated.status.code(), Some(3), "{out}");
+    assert!(out.contains("paused; it goes on when someone resumes it: edgefleet delivery resume --project"), "{out}");
+    let gated_id = out.split_whitespace().nth(1).unwrap_or_default().trim_end_matches(':').to_owned();
+    let abort = cli(&["delivery", "abort", "--project", &project, &gated_id]);
+    assert!(String::from_utf8_lossy(&abort.stdout).contains(": running, wave 1 of 2"));
     let again = cli(&["delivery", "pause", "--project", &project, &id]);
     assert!(!again.status.success());
     assert!(
