@@ -62,6 +62,9 @@ pub struct ProbeResult {
     pub version: Option<String>,
     pub status: EdgeStatus,
     pub reason: String,
+    /// When the probe began (ms): a probe that began before the one already recorded is stale
+    /// (a slow round must not overwrite a fresher probe) and is not recorded.
+    pub started_at: i64,
 }
 
 /// What the prober last found of an edge, for a delivery deciding whether to try it.
@@ -406,7 +409,6 @@ impl Store {
 
     /// Records many probes in one transaction (a failed probe keeps the last known version).
     pub async fn record_probes(&self, results: &[(String, ProbeResult)]) -> Result<()> {
-        let now = now_ms();
         // Edges seen online that were not: their waiting targets may run now.
         let mut came_online: Vec<String> = Vec::new();
         let online: Vec<String> =
@@ -421,17 +423,22 @@ impl Store {
         let mut versions_changed = 0;
         for (id, result) in results {
             // `status` on the right is the old one: `status_since` moves only when it changes.
-            sqlx::query(
+            let done = sqlx::query(
                 "UPDATE edge_services SET status = $1, status_reason = $2, probed_at = $3,
                         status_since = CASE WHEN status = $1 THEN COALESCE(status_since, $3) ELSE $3 END
-                 WHERE id = $4",
+                 WHERE id = $4 AND (probed_at IS NULL OR probed_at <= $3)",
             )
             .bind(result.status.as_str())
             .bind(&result.reason)
-            .bind(now)
+            .bind(result.started_at)
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 0 {
+                // Stale: a probe that began later is recorded already.
+                came_online.retain(|edge| edge != id);
+                continue;
+            }
             // Apart, so only a version that changed rewrites the service in the search index.
             if let Some(version) = &result.version {
                 let done =

@@ -72,7 +72,8 @@ pub async fn probe_and_record(state: &AppState, target: &ProbeTarget) -> store::
 }
 
 pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
-    let offline = |reason: String| ProbeResult { version: None, status: EdgeStatus::Offline, reason };
+    let started_at = store::now_ms();
+    let offline = |reason: String| ProbeResult { version: None, status: EdgeStatus::Offline, reason, started_at };
     let Ok(_slot) = state.engine.probe_slots.acquire().await else {
         return offline("the server is shutting down".into());
     };
@@ -85,7 +86,9 @@ pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
     };
     let edge_target = edge_client::EdgeTarget { endpoint: target.endpoint.clone(), auth: edge_auth };
     match state.engine.client().edge(&edge_target).version().await {
-        Ok(version) => ProbeResult { version: Some(version), status: EdgeStatus::Online, reason: String::new() },
+        Ok(version) => {
+            ProbeResult { version: Some(version), status: EdgeStatus::Online, reason: String::new(), started_at }
+        }
         Err(err) => {
             Metrics::inc(&state.metrics.probes_failed);
             offline(err.to_string())

@@ -68,22 +68,36 @@ async fn an_edge_status_keeps_the_time_it_began() {
         let project = store.create_project(&org.id, "line", &AuditEntry::default()).await.expect("project");
         let edge = NewEdge { name: "gw".into(), endpoint: "http://10.0.0.1:7081".into(), ..NewEdge::default() };
         let id = store.insert_edges(&project.id, &[edge], &AuditEntry::default()).await.expect("insert")[0].id.clone();
-        let offline = ProbeResult { version: None, status: EdgeStatus::Offline, reason: "down".into() };
-        let online = ProbeResult { version: Some("3.6.0".into()), status: EdgeStatus::Online, reason: String::new() };
+        let base = store::now_ms();
+        let offline = |started_at: i64| ProbeResult {
+            version: None,
+            status: EdgeStatus::Offline,
+            reason: "down".into(),
+            started_at: base + started_at,
+        };
+        let online = |started_at: i64| ProbeResult {
+            version: Some("3.6.0".into()),
+            status: EdgeStatus::Online,
+            reason: String::new(),
+            started_at: base + started_at,
+        };
         let since = |ids: Vec<String>| {
             let store = store.clone();
             async move { store.edge_health(&ids).await.expect("health").remove(&ids[0]).expect("found") }
         };
-        store.record_probe(&id, &offline).await.expect("probe");
+        store.record_probe(&id, &offline(0)).await.expect("probe");
         let first = since(vec![id.clone()]).await;
         assert_eq!(first.status, EdgeStatus::Offline);
         let began = first.since.expect("since");
-        store.record_probe(&id, &offline).await.expect("probe again");
+        store.record_probe(&id, &offline(1000)).await.expect("probe again");
         assert_eq!(since(vec![id.clone()]).await.since, Some(began), "still offline since then");
-        store.record_probe(&id, &online).await.expect("back");
+        store.record_probe(&id, &online(2000)).await.expect("back");
         let back = since(vec![id.clone()]).await;
         assert_eq!(back.status, EdgeStatus::Online);
         assert!(back.since >= Some(began));
+        // A probe that began before the one recorded (a slow round) changes nothing.
+        store.record_probe(&id, &offline(1500)).await.expect("stale");
+        assert_eq!(since(vec![id.clone()]).await.status, EdgeStatus::Online, "a stale probe is not recorded");
         assert_eq!(store.get_edge(&project.id, &id).await.expect("edge").version.as_deref(), Some("3.6.0"));
         assert!(store.edge_health(&["no-such-edge".to_owned()]).await.expect("health").is_empty());
     }
