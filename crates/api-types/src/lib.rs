@@ -328,6 +328,16 @@ pub struct StateEvent {
     pub waves: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,
+    /// Targets waiting (`pending` until their edge is seen online or a window opens).
+    pub waiting: u64,
+}
+
+/// The live `waiting` event: a target went back to wait, and why (`waiting: offline since ...`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WaitingEvent {
+    pub edge_id: String,
+    pub name: String,
+    pub reason: String,
 }
 
 /// The live `final` event.
@@ -641,6 +651,7 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<NewMaintenanceWindow>();
     generator.subschema_for::<RolloutEvent>();
     generator.subschema_for::<StateEvent>();
+    generator.subschema_for::<WaitingEvent>();
     generator.subschema_for::<Membership>();
     generator.subschema_for::<NewUser>();
     generator.subschema_for::<UserPatch>();

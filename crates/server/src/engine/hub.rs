@@ -24,6 +24,10 @@ pub enum DeliveryEvent {
     State {
         state: api_types::StateEvent,
     },
+    /// A target went back to wait.
+    Waiting {
+        waiting: api_types::WaitingEvent,
+    },
     /// Waves, pauses, aborts and approvals.
     Rollout {
         rollout: RolloutEvent,
@@ -58,6 +62,7 @@ impl DeliveryEvent {
                 ("final", serde_json::json!(api_types::FinalEvent { state: *state, counts: *counts }))
             }
             DeliveryEvent::State { state } => ("state", serde_json::json!(state)),
+            DeliveryEvent::Waiting { waiting } => ("waiting", serde_json::json!(waiting)),
             DeliveryEvent::Rollout { rollout } => (rollout.name(), serde_json::json!(rollout)),
         };
         (name, data.to_string())

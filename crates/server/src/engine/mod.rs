@@ -618,11 +618,19 @@ impl Engine {
             domain::edge::utc_text(*deadline)
         );
         let not_before = self.clock.now_ms() + left.min(OFFLINE_RECHECK_MS);
-        // A target another claim took over meanwhile is that claim's to run.
-        let deferred =
-            self.store.defer_target(&target.delivery_id, &target.edge_id, target.attempt, not_before, &reason).await?;
-        tracing::debug!(delivery.id = %target.delivery_id, edge.id = %target.edge_id, deferred, "waiting for an offline edge");
+        self.defer(target, not_before, reason).await?;
         Ok(true)
+    }
+
+    /// Puts a claimed target back to wait until `not_before` and tells watchers why (a target
+    /// another claim took over meanwhile is that claim's to run).
+    async fn defer(&self, target: &ClaimedTarget, not_before: i64, reason: String) -> anyhow::Result<()> {
+        let (delivery_id, edge_id) = (&target.delivery_id, &target.edge_id);
+        if self.store.defer_target(delivery_id, edge_id, target.attempt, not_before, &reason).await? {
+            let waiting = api_types::WaitingEvent { edge_id: edge_id.clone(), name: target.edge_name.clone(), reason };
+            self.hub.publish(delivery_id, DeliveryEvent::Waiting { waiting });
+        }
+        Ok(())
     }
 
     /// What ends a target before it contacts its edge: no maintenance window for it (failed), or
@@ -688,7 +696,7 @@ impl Engine {
         };
         let reason =
             format!("waiting: outside its maintenance windows; `{name}` opens at {}", domain::edge::utc_text(at));
-        self.store.defer_target(&target.delivery_id, &target.edge_id, target.attempt, at, &reason).await?;
+        self.defer(target, at, reason).await?;
         Ok(true)
     }
 }

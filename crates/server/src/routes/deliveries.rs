@@ -596,11 +596,13 @@ pub async fn events(
     }
     watch.push(DeliveryEvent::Counts { counts: progress.counts });
     let shown = views::delivery(&delivery, &progress.counts, &[], 0);
+    let waiting = state.store.waiting_targets(&delivery.id).await? as u64;
     let standing = api_types::StateEvent {
         state: delivery.state,
         wave: shown.wave,
         waves: shown.waves,
         abort_reason: shown.abort_reason,
+        waiting,
     };
     watch.push(DeliveryEvent::State { state: standing });
     if delivery.state.is_final() {
@@ -719,7 +721,10 @@ impl Watch {
                 Ok(())
             }
             DeliveryEvent::Target { .. } => self.catch_up(None).await,
-            DeliveryEvent::Counts { .. } | DeliveryEvent::Rollout { .. } | DeliveryEvent::State { .. } => {
+            DeliveryEvent::Counts { .. }
+            | DeliveryEvent::Rollout { .. }
+            | DeliveryEvent::State { .. }
+            | DeliveryEvent::Waiting { .. } => {
                 self.pending.push_back((published, self.sent));
                 Ok(())
             }
