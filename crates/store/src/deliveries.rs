@@ -115,6 +115,15 @@ impl Delivery {
     pub fn has_next_wave(&self) -> bool {
         (self.wave as usize + 1) < self.wave_ends.len()
     }
+
+    /// The current wave and the number of waves as people count them (1-based), `(0, 0)` without
+    /// a rollout.
+    pub fn shown_waves(&self) -> (u32, u32) {
+        match self.rollout {
+            Some(_) => (self.wave as u32 + 1, self.wave_ends.len() as u32),
+            None => (0, 0),
+        }
+    }
 }
 
 /// An approval of a delivery.
@@ -184,7 +193,7 @@ pub struct TargetOutcome {
     pub restore: Option<RestoreOutcome>,
 }
 
-fn delivery(row: &AnyRow) -> Result<Delivery> {
+pub(crate) fn delivery(row: &AnyRow) -> Result<Delivery> {
     Ok(Delivery {
         id: row.get("id"),
         project_id: row.get("project_id"),

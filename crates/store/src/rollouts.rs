@@ -8,6 +8,24 @@ use crate::audit::{self, AuditEntry};
 use crate::deliveries::Approval;
 use crate::{Result, Store};
 
+/// How many targets of the delivery at positions below `below` have not ended, read through
+/// `executor` (the read pool, or a transaction that decides on it).
+async fn count_unfinished_below<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    delivery_id: &str,
+    below: i64,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM delivery_targets
+         WHERE delivery_id = $1 AND status IN ('pending', 'running') AND seq < $2",
+    )
+    .bind(delivery_id)
+    .bind(below)
+    .fetch_one(executor)
+    .await?;
+    Ok(row.get("n"))
+}
+
 /// An approval counts for this long (24 hours).
 pub const APPROVAL_LIFETIME_MS: i64 = 24 * 3600 * 1000;
 
@@ -23,15 +41,7 @@ pub struct ApprovalOutcome {
 impl Store {
     /// How many targets of the delivery at positions below `below` have not ended.
     pub async fn unfinished_below(&self, delivery_id: &str, below: i64) -> Result<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM delivery_targets
-             WHERE delivery_id = $1 AND status IN ('pending', 'running') AND seq < $2",
-        )
-        .bind(delivery_id)
-        .bind(below)
-        .fetch_one(&self.read)
-        .await?;
-        Ok(row.get("n"))
+        count_unfinished_below(&self.read, delivery_id, below).await
     }
 
     /// Moves a running delivery from wave `from` (0-based) to the next; `false` when it is not
@@ -75,31 +85,19 @@ impl Store {
     /// scheduled one now; answers the wave it runs (0-based), `None` when it was neither.
     pub async fn resume_delivery(&self, delivery_id: &str, audit_entry: &AuditEntry) -> Result<Option<i64>> {
         let mut tx = self.write.begin().await?;
-        let row = sqlx::query("SELECT state, wave, wave_ends FROM deliveries WHERE id = $1")
-            .bind(delivery_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM deliveries WHERE id = $1").bind(delivery_id).fetch_optional(&mut *tx).await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let state: DeliveryState = crate::parsed(&row, "state")?;
-        let mut wave: i64 = row.get::<i32, _>("wave").into();
-        let ends: Vec<i64> = serde_json::from_str(&row.get::<String, _>("wave_ends"))
-            .map_err(|e| crate::StoreError::Corrupt(format!("deliveries.wave_ends: {e}")))?;
-        match state {
+        let delivery = crate::deliveries::delivery(&row)?;
+        let mut wave = delivery.wave;
+        match delivery.state {
             DeliveryState::Scheduled => {}
             DeliveryState::Paused => {
-                let end = ends.get(wave as usize).copied().unwrap_or(i64::MAX);
-                let unfinished: i64 = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM delivery_targets
-                     WHERE delivery_id = $1 AND status IN ('pending', 'running') AND seq < $2",
-                )
-                .bind(delivery_id)
-                .bind(end)
-                .fetch_one(&mut *tx)
-                .await?
-                .get("n");
-                if unfinished == 0 && (wave as usize + 1) < ends.len() {
+                // A manual gate's release: the current wave is done, so the next one opens.
+                let unfinished = count_unfinished_below(&mut *tx, delivery_id, delivery.claim_limit()).await?;
+                if unfinished == 0 && delivery.has_next_wave() {
                     wave += 1;
                 }
             }

@@ -165,8 +165,8 @@ impl Engine {
                     if let Ok(delivery) = self.store.delivery_by_id(&id).await
                         && delivery.rollout.is_some()
                     {
-                        let waves = delivery.wave_ends.len() as u32;
-                        self.announce(&id, RolloutEvent::WaveStarted { wave: delivery.wave as u32 + 1, waves }).await;
+                        let (wave, waves) = delivery.shown_waves();
+                        self.announce(&id, RolloutEvent::WaveStarted { wave, waves }).await;
                     }
                     self.start(&id);
                 }

@@ -40,6 +40,19 @@ const MISSING_EXAMPLES: usize = 20;
 
 use api_types::NewDelivery as NewDeliveryRequest;
 
+/// The audit record of `user` acting on `delivery` (cancel, retry, approve, pause, ...).
+pub(super) fn control_entry(
+    user: &store::User,
+    scope: &crate::access::ProjectAccess,
+    action: &str,
+    delivery: &Delivery,
+    details: Value,
+) -> store::AuditEntry {
+    let mut entry = audit_entry(user, Some(&scope.scope), action, "delivery", &delivery.template_name, details);
+    entry.resource_id = delivery.id.clone();
+    entry
+}
+
 /// A delivery as answered: its stored counts and, when it has any, its approvals.
 pub(super) async fn delivery_body(state: &AppState, delivery: &Delivery) -> Result<Value, ApiError> {
     let counts = state.store.delivery_counts(&delivery.id).await?;
@@ -499,9 +512,7 @@ pub async fn cancel(
         ));
     }
     if delivery.state != DeliveryState::Canceling {
-        let mut entry =
-            audit_entry(&user, Some(&scope.scope), "delivery.cancel", "delivery", &delivery.template_name, json!({}));
-        entry.resource_id = id.clone();
+        let entry = control_entry(&user, &scope, "delivery.cancel", &delivery, json!({}));
         state.store.cancel_delivery(&id, &entry).await?;
     }
     state.engine.cancel(&id).await;
@@ -525,15 +536,7 @@ pub async fn retry(
         ));
     }
     let counts = state.store.delivery_counts(&id).await?;
-    let mut entry = audit_entry(
-        &user,
-        Some(&scope.scope),
-        "delivery.retry",
-        "delivery",
-        &delivery.template_name,
-        json!({"targets": counts.failed}),
-    );
-    entry.resource_id = id.clone();
+    let entry = control_entry(&user, &scope, "delivery.retry", &delivery, json!({"targets": counts.failed}));
     let retried = state.store.retry_failed(&id, &entry).await?;
     if retried == 0 {
         return Err(ApiError::new(ErrorCode::NothingToRetry, "no target of this delivery failed"));

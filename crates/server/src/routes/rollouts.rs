@@ -13,12 +13,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{CurrentUser, Project};
 use crate::routes::audit_entry;
-use crate::routes::deliveries::delivery_body;
-
-/// The delivery's current wave as people count it (1-based; 0 without a rollout).
-fn shown_wave(delivery: &Delivery) -> u32 {
-    if delivery.rollout.is_some() { delivery.wave as u32 + 1 } else { 0 }
-}
+use crate::routes::deliveries::{control_entry, delivery_body};
 
 /// `POST .../deliveries/{id}/approve`: one more project admin approves; once the project's number
 /// of approvals (each valid 24 hours) is reached the delivery starts, or waits for its `start_at`.
@@ -31,9 +26,7 @@ pub async fn approve(
 ) -> ApiResult<Json<Value>> {
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     let entry = |outcome: Outcome, details: Value| {
-        let mut entry =
-            audit_entry(&user, Some(&scope.scope), "delivery.approve", "delivery", &delivery.template_name, details);
-        entry.resource_id = id.clone();
+        let mut entry = control_entry(&user, &scope, "delivery.approve", &delivery, details);
         entry.outcome = outcome;
         entry
     };
@@ -92,16 +85,8 @@ pub async fn pause(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    let wave = shown_wave(&delivery);
-    let mut entry = audit_entry(
-        &user,
-        Some(&scope.scope),
-        "delivery.pause",
-        "delivery",
-        &delivery.template_name,
-        json!({"wave": wave}),
-    );
-    entry.resource_id = id.clone();
+    let wave = delivery.shown_waves().0;
+    let entry = control_entry(&user, &scope, "delivery.pause", &delivery, json!({"wave": wave}));
     if delivery.abort_reason.is_some() || !state.store.pause_delivery(&id, None, Some(&entry)).await? {
         return Err(ApiError::new(
             ErrorCode::CannotPause,
@@ -123,15 +108,13 @@ pub async fn resume(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let delivery = state.store.get_delivery(&project_id, &id).await?;
-    let mut entry = audit_entry(
+    let entry = control_entry(
         &user,
-        Some(&scope.scope),
+        &scope,
         "delivery.resume",
-        "delivery",
-        &delivery.template_name,
-        json!({"from": delivery.state, "wave": shown_wave(&delivery)}),
+        &delivery,
+        json!({"from": delivery.state, "wave": delivery.shown_waves().0}),
     );
-    entry.resource_id = id.clone();
     let Some(wave) = state.store.resume_delivery(&id, &entry).await? else {
         return Err(ApiError::new(
             ErrorCode::NotPaused,
@@ -139,7 +122,7 @@ pub async fn resume(
         ));
     };
     let resumed = state.store.get_delivery(&project_id, &id).await?;
-    let shown = shown_wave(&resumed);
+    let shown = resumed.shown_waves().0;
     state.engine.announce(&id, RolloutEvent::Resumed { wave: shown, by: user.username.clone() }).await;
     if resumed.rollout.is_some() && (wave != delivery.wave || delivery.state == DeliveryState::Scheduled) {
         let waves = resumed.wave_ends.len() as u32;
@@ -164,20 +147,12 @@ pub async fn abort(
             format!("the delivery already ended ({})", delivery.state),
         ));
     }
-    let wave = shown_wave(&delivery);
+    let wave = delivery.shown_waves().0;
     let reason = match wave {
         0 => format!("aborted by {}", user.username),
         n => format!("rollout aborted at wave {n} by {}", user.username),
     };
-    let mut entry = audit_entry(
-        &user,
-        Some(&scope.scope),
-        "delivery.abort",
-        "delivery",
-        &delivery.template_name,
-        json!({"reason": reason, "wave": wave}),
-    );
-    entry.resource_id = id.clone();
+    let entry = control_entry(&user, &scope, "delivery.abort", &delivery, json!({"reason": reason, "wave": wave}));
     if state.store.abort_delivery(&id, &reason, &entry).await?.is_none() {
         return Err(ApiError::new(ErrorCode::DeliveryFinished, "the delivery already ended or was aborted"));
     }
