@@ -198,6 +198,14 @@ async fn approvals_need_other_admins_are_audited_and_expire_after_a_day() {
     let id = app.post(&app.p("/deliveries"), body).await.body["id"].as_str().expect("id").to_owned();
     let approve = app.p(&format!("/deliveries/{id}/approve"));
 
+    for (body, expected) in [
+        (json!({"approvals_required": 11}), "invalid_approvals"),
+        (json!({"approvals_required": -1}), "invalid_approvals"),
+        (json!({}), "empty_patch"),
+    ] {
+        let refused = app.call(Method::PATCH, &app.p(""), Some(body)).await;
+        assert_eq!((refused.status, code(&refused)), (422, expected), "{}", refused.text);
+    }
     let own = app.post(&approve, json!({})).await;
     assert_eq!((own.status, code(&own)), (403, "creator_cannot_approve"), "{}", own.text);
     let viewer = app.call_as(&victor, Method::POST, &approve, None).await;
@@ -347,14 +355,11 @@ async fn an_offline_target_waits_and_runs_when_its_edge_is_seen_online_and_the_n
     let rules_put = sim.sim.snapshot(2).expect("instance")["requests"]["PUT /api/ekuiper/rules/r1"].as_u64();
     assert_eq!(rules_put, Some(1), "only the newest delivery wrote");
 
-    let bad = app
-        .post(
-            &app.p("/deliveries"),
-            json!({"template_id": template, "targets": {"all": true},
-        "options": {"deadline": "2030-01-01T00:00:00Z"}}),
-        )
-        .await;
-    assert_eq!((bad.status, code(&bad)), (422, "invalid_options"), "{}", bad.text);
+    for options in [json!({"deadline": "2030-01-01T00:00:00Z"}), json!({"offline": "wait", "deadline": "soon"})] {
+        let body = json!({"template_id": template, "targets": {"all": true}, "options": options});
+        let bad = app.post(&app.p("/deliveries"), body).await;
+        assert_eq!((bad.status, code(&bad)), (422, "invalid_options"), "{}", bad.text);
+    }
 }
 
 #[tokio::test]
@@ -403,6 +408,9 @@ async fn a_window_that_opens_later_holds_its_targets_until_it_opens() {
         (json!({"name": "w", "cron": "0 25 * * *", "duration_minutes": 60}), "cron hour"),
         (json!({"name": "w", "cron": "0 2 * * *", "duration_minutes": 60, "timezone": "Moon/Base"}), "IANA"),
         (json!({"name": "w", "cron": "0 2 * * *", "duration_minutes": 0}), "duration_minutes"),
+        (json!({"name": "w", "cron": format!("0 2 * * {}", "1,".repeat(60)), "duration_minutes": 60}), "at most 100"),
+        (json!({"name": "w".repeat(101), "cron": "0 2 * * *", "duration_minutes": 60}), "name"),
+        (json!({"name": "w", "cron": "0 2 * * *", "duration_minutes": 60, "timezone": "x".repeat(10_000)}), "IANA"),
     ] {
         let refused = app.post(&windows, bad).await;
         assert_eq!((refused.status, code(&refused)), (422, "invalid_window"), "{}", refused.text);
