@@ -245,16 +245,8 @@ async fn the_cli_prints_a_plan_grouped_by_change_set() {
     let created =
         reqwest::Client::new().post(format!("{}/api/ekuiper/streams", sim.endpoint(2))).json(&stream).send().await;
     assert_eq!(created.expect("sim").status(), 201);
-    let config = tempfile::tempdir().expect("config dir");
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
-            .args(args)
-            .env("EDGEFLEET_CONFIG_DIR", config.path())
-            .env("EDGEFLEET_PASSWORD", process::PASSWORD)
-            .output()
-            .expect("runs")
-    };
-    assert!(cli(&["login", "--server", &server.base, "--username", "admin"]).status.success());
+    let cli = process::Cli::signed_in(&server);
+    let cli = |args: &[&str]| cli.run(args);
     let output = cli(&["deliver", "--project", &project, "--template", template_id, "--all", "--plan"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
@@ -301,16 +293,8 @@ async fn the_cli_runs_a_gated_rollout_and_shows_its_waves() {
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
     let template_id = template["id"].as_str().expect("id");
-    let config = tempfile::tempdir().expect("config dir");
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
-            .args(args)
-            .env("EDGEFLEET_CONFIG_DIR", config.path())
-            .env("EDGEFLEET_PASSWORD", process::PASSWORD)
-            .output()
-            .expect("runs")
-    };
-    assert!(cli(&["login", "--server", &server.base, "--username", "admin"]).status.success());
+    let cli = process::Cli::signed_in(&server);
+    let cli = |args: &[&str]| cli.run(args);
     let bad = cli(&["deliver", "--project", &project, "--template", template_id, "--all", "--waves", "five"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("give a count (50), a percentage (10%) or `rest`"));

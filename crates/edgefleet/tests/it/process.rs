@@ -64,6 +64,30 @@ impl Drop for Server {
     }
 }
 
+/// The `edgefleet` command line signed in to a server, with its own config folder.
+pub struct Cli {
+    config: tempfile::TempDir,
+}
+
+impl Cli {
+    /// Runs `edgefleet login` as the admin; fails the test if it does not succeed.
+    pub fn signed_in(server: &Server) -> Cli {
+        let cli = Cli { config: tempfile::tempdir().expect("config dir") };
+        let login = cli.run(&["login", "--server", &server.base, "--username", "admin"]);
+        assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+        cli
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+            .args(args)
+            .env("EDGEFLEET_CONFIG_DIR", self.config.path())
+            .env("EDGEFLEET_PASSWORD", PASSWORD)
+            .output()
+            .expect("runs")
+    }
+}
+
 /// The shared API client, with test helpers that fail the test on an error answer.
 pub struct Api {
     client: ApiClient,
