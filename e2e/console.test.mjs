@@ -259,8 +259,8 @@ test("a canary rollout with a manual gate: the wave bar, Resume, and the waves i
   await shot("rollout-paused-at-gate");
   await page.click('[data-control="resume"]');
   await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "succeeded", null, { timeout: 60000 });
-  assert.match(await page.textContent(".wave-bar .current"), /^Wave 2 /);
   assert.equal(await page.locator("[data-control]").count(), 0, "no controls once it ended");
+  await page.waitForFunction(() => /^Wave 2 /.test(document.querySelector(".wave-bar .current")?.textContent ?? ""));
   await shot("rollout-done");
   await page.click(".dialog [data-close]");
   await page.click('a[href="#/deliveries"]');

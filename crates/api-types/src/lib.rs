@@ -4,6 +4,7 @@
 //! here too.
 
 use domain::access::{Outcome, Role};
+use domain::drift::{ConfigState, InventoryKind};
 use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
 use domain::edge::{AuthKind, EdgeStatus};
 use domain::template::TemplateKind;
@@ -105,9 +106,109 @@ pub struct EdgeService {
     pub probed_at: Option<Millis>,
     /// When the status last changed.
     pub status_since: Option<Millis>,
+    /// Whether it holds what was last delivered to it (`none`: nothing was).
+    pub config_state: ConfigState,
+    /// The last drift check.
+    pub config_checked_at: Option<Millis>,
+    /// Why the last drift check could not read it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_reason: String,
     pub auth: EdgeAuth,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+/// `GET .../edge-services/{id}/drift`: every object last delivered to the edge and what the last
+/// check found of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DriftReport {
+    pub state: ConfigState,
+    pub checked_at: Option<Millis>,
+    /// Why the last check could not read the edge.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    pub objects: Vec<ObjectDrift>,
+}
+
+/// One delivered object: what was delivered, what the edge held at the last check, and the JSON
+/// Patch from the first to the second (credentials masked in all three).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ObjectDrift {
+    /// `rule r1`, `tags plc/fast`: named as plans name objects.
+    pub object: String,
+    #[serde(rename = "ref")]
+    pub object_ref: domain::plan::ObjectRef,
+    pub expected: Value,
+    /// `null` when the object is gone (or not checked since it was delivered: see `checked`).
+    pub live: Option<Value>,
+    pub diff: Vec<Value>,
+    pub drifted: bool,
+    /// Whether a check read it since it was delivered.
+    pub checked: bool,
+    /// The delivery that left it, and its template or plugin.
+    pub delivery_id: String,
+    pub template_id: Option<String>,
+    pub plugin_id: Option<String>,
+    pub delivered_at: Millis,
+}
+
+/// `POST .../edge-services/{id}/reapply` (the body is optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReapplyRequest {
+    /// `apply` (the default) or `plan`, to see first what re-applying would change.
+    #[serde(default)]
+    pub mode: Option<DeliveryMode>,
+    /// Delivery options, as for a new delivery.
+    #[serde(default)]
+    pub options: Option<Value>,
+}
+
+/// The delivery a re-apply started; when the edge's drifted objects came from several templates
+/// or plugins, one delivery each, the others named in `also`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Reapplied {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+}
+
+/// Objects of a live edge, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeObjects {
+    pub streams: Vec<String>,
+    pub tables: Vec<String>,
+    pub rules: Vec<String>,
+    /// Southbound driver nodes, each with its settings, groups, tags and the subscriptions to it.
+    pub nodes: Vec<String>,
+}
+
+/// `POST .../templates/from-edge`: a new template (`name`) or a new version of `template_id`
+/// holding these objects as the edge holds them now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateFromEdge {
+    pub edge_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub template_id: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub objects: EdgeObjects,
+}
+
+/// `GET .../inventory`: an object and the edges that held it at their last check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InventoryItem {
+    pub name: String,
+    pub kind: InventoryKind,
+    /// How many edges hold it.
+    pub edges: i64,
+    /// The first 50 of them, by id.
+    pub edge_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -662,6 +763,11 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<TemplateEdit>();
     generator.subschema_for::<PreviewRequest>();
     generator.subschema_for::<NewDelivery>();
+    generator.subschema_for::<DriftReport>();
+    generator.subschema_for::<ReapplyRequest>();
+    generator.subschema_for::<Reapplied>();
+    generator.subschema_for::<TemplateFromEdge>();
+    generator.subschema_for::<InventoryItem>();
     let mut schemas = generator.take_definitions(true);
     schemas.insert("Error".into(), serde_json::json!({"$ref": "#/components/schemas/ErrorAnswer"}));
     schemas

@@ -14,6 +14,8 @@ pub struct EdgeFilter {
     pub version: Option<String>,
     pub tag: Vec<String>,
     pub status: Option<String>,
+    /// Whether the edge holds what was last delivered to it.
+    pub config_state: Option<crate::drift::ConfigState>,
 }
 
 /// Longest text filter (`q`, `name`, `endpoint`, `version`).

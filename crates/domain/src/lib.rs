@@ -5,6 +5,7 @@
 pub mod access;
 pub mod compat;
 pub mod delivery;
+pub mod drift;
 pub mod driver;
 pub mod edge;
 pub mod endpoint;

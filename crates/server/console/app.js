@@ -555,6 +555,8 @@
       $("#c-failed", d.el).textContent = c.failed; $("#c-pending", d.el).textContent = c.pending;
       if (stateName) { current = stateName; $("#c-state", d.el).textContent = t("state." + stateName); $("#c-state", d.el).dataset.state = stateName; }
       controls(c);
+      // The rollout controls follow the state shown at once, not when the reload after an event answers.
+      if (stateName && stateName !== shown.state) { shown = { ...shown, state: stateName }; renderRollout(); }
     };
     const loadTable = async () => {
       const params = new URLSearchParams({ limit: 50, offset });

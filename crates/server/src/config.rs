@@ -20,6 +20,9 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// How often every edge service's version and reachability are read.
     pub probe_interval: Duration,
+    /// How often every edge's last delivered objects are read back and compared (one round across
+    /// all replicas).
+    pub drift_interval: Duration,
     pub edge_connect_timeout: Duration,
     pub edge_request_timeout: Duration,
     /// Largest JSON request body.
@@ -68,6 +71,7 @@ impl Config {
             admin_password: None,
             secret_key: None,
             probe_interval: Duration::from_secs(30),
+            drift_interval: Duration::from_secs(300),
             edge_connect_timeout: Duration::from_secs(5),
             edge_request_timeout: Duration::from_secs(15),
             max_body_bytes: 16 * 1024 * 1024,

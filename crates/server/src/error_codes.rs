@@ -131,6 +131,11 @@ error_codes! {
     TooManyWindows = ("too_many_windows", UNPROCESSABLE_ENTITY, "The project has as many maintenance windows as allowed (100)."),
     AlreadyRolledBack = ("already_rolled_back", CONFLICT, "The delivery already has its rollback."),
     TooManyRunningDeliveries = ("too_many_running_deliveries", TOO_MANY_REQUESTS, "The project runs as many deliveries as allowed; retry later."),
+    NothingDelivered = ("nothing_delivered", CONFLICT, "Nothing was delivered to the edge service yet, so there is nothing to re-apply."),
+    ReapplyAfterRollback = ("reapply_after_rollback", CONFLICT, "The last delivery of these objects to the edge was a rollback; deliver the template or roll back again."),
+    EdgeUnreadable = ("edge_unreadable", BAD_GATEWAY, "The edge service could not be read; the message says why."),
+    InvalidFromEdge = ("invalid_from_edge", UNPROCESSABLE_ENTITY, "A template from an edge names no objects, both rule and driver objects, or neither `name` nor `template_id`."),
+    ObjectNotOnEdge = ("object_not_on_edge", UNPROCESSABLE_ENTITY, "An object named for a template from an edge is not on the edge; `details.objects` lists them."),
     TooManyEventStreams = ("too_many_event_streams", SERVICE_UNAVAILABLE, "The server holds as many live streams as allowed; retry later."),
     // Things that exist, or do not.
     NotFound = ("not_found", NOT_FOUND, "Not found (a file or asset)."),

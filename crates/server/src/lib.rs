@@ -149,6 +149,7 @@ impl App {
         if state.config.worker {
             state.engine.resume_unfinished().await.context("cannot resume unfinished deliveries")?;
             background.push(tokio::spawn(engine::probe::run_forever(state.clone())));
+            background.push(tokio::spawn(engine::drift::run_forever(state.clone())));
             background.push(tokio::spawn(Arc::clone(&state.engine).sweep_forever()));
         }
         let router = routes::router(state.clone());

@@ -15,6 +15,11 @@ pub struct Metrics {
     pub probes: AtomicU64,
     pub probes_failed: AtomicU64,
     pub sse_clients: AtomicU64,
+    pub drift_rounds: AtomicU64,
+    pub drift_checks: AtomicU64,
+    pub drift_checks_failed: AtomicU64,
+    /// How long the last drift round took, in milliseconds.
+    pub drift_last_round_ms: AtomicU64,
 }
 
 impl Metrics {
@@ -26,7 +31,13 @@ impl Metrics {
         counter.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self) -> String {
+    pub fn set_last_drift_round(&self, took: std::time::Duration) {
+        self.drift_last_round_ms.store(took.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The exposition; `drifted_edges` is read from the store by the caller (it is the fleet's,
+    /// not this process's).
+    pub fn render(&self, drifted_edges: i64) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
             let _ =
@@ -62,6 +73,25 @@ impl Metrics {
             &self.probes_failed,
         );
         line("edgefleet_sse_clients", "gauge", "Clients watching delivery events.", &self.sse_clients);
+        line("edgefleet_drift_rounds_total", "counter", "Drift check rounds this process ran.", &self.drift_rounds);
+        line("edgefleet_drift_checks_total", "counter", "Edges read back by drift checks.", &self.drift_checks);
+        line(
+            "edgefleet_drift_checks_failed_total",
+            "counter",
+            "Drift checks that could not read the edge.",
+            &self.drift_checks_failed,
+        );
+        let last_round = self.drift_last_round_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "# HELP edgefleet_drift_last_round_seconds How long this process's last drift round took.\n\
+             # TYPE edgefleet_drift_last_round_seconds gauge\nedgefleet_drift_last_round_seconds {last_round}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgefleet_edges_drifted Edge services that no longer hold what was last delivered to them.\n\
+             # TYPE edgefleet_edges_drifted gauge\nedgefleet_edges_drifted {drifted_edges}"
+        );
         out
     }
 }

@@ -52,10 +52,17 @@ pub fn edge(row: &store::EdgeService) -> api::EdgeService {
         status_reason: row.status_reason.clone(),
         probed_at: row.probed_at,
         status_since: row.status_since,
+        config_state: row.config_state,
+        config_checked_at: row.config_checked_at,
+        config_reason: row.config_reason.clone(),
         auth: api::EdgeAuth { kind: row.auth.kind, username: row.auth.username.clone() },
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
+}
+
+pub fn inventory_item(row: &store::InventoryItem) -> api::InventoryItem {
+    api::InventoryItem { name: row.name.clone(), kind: row.kind, edges: row.edges, edge_ids: row.edge_ids.clone() }
 }
 
 pub fn template_summary(row: &store::Template) -> api::TemplateSummary {

@@ -21,6 +21,8 @@ const TABLES: &[(&str, &str)] = &[
     ("auth_tokens", "token_hash"),
     ("edge_services", "id"),
     ("edge_service_tags", "edge_id, tag"),
+    ("edge_objects", "edge_id, object"),
+    ("edge_inventory", "edge_id, kind, name"),
     ("templates", "id"),
     ("template_versions", "template_id, version"),
     ("plugins", "id"),

@@ -191,6 +191,8 @@ pub struct TargetOutcome {
     /// The version the edge reported during the delivery, when it did.
     pub edge_version: Option<String>,
     pub restore: Option<RestoreOutcome>,
+    /// What a successful target left on its edge (none for plans, dry runs and failures).
+    pub delivered: Option<crate::Delivered>,
 }
 
 pub(crate) fn delivery(row: &AnyRow) -> Result<Delivery> {
@@ -926,7 +928,11 @@ impl Store {
             .bind(outcome.restore.map(RestoreOutcome::as_str).unwrap_or(""))
             .execute(&mut *tx)
             .await?;
-            written.push((done.rows_affected() == 1).then_some(number));
+            let recorded = done.rows_affected() == 1;
+            if recorded && let Some(delivered) = &outcome.delivered {
+                crate::drift::record_delivered(&mut tx, delivery_id, edge_id, delivered, now).await?;
+            }
+            written.push(recorded.then_some(number));
         }
         tx.commit().await?;
         Ok(written)

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use domain::drift::ConfigState;
 use domain::edge::{AuthKind, EdgeStatus};
 use domain::filter::EdgeFilter;
 use sqlx::any::AnyRow;
@@ -34,6 +35,11 @@ pub struct EdgeService {
     pub probed_at: Option<i64>,
     /// When the status last changed (the first probe that found it so).
     pub status_since: Option<i64>,
+    /// Whether it holds what was last delivered to it, as the last check (or delivery) found.
+    pub config_state: ConfigState,
+    pub config_checked_at: Option<i64>,
+    /// Why the last check could not read it.
+    pub config_reason: String,
     pub auth: EdgeAuthRow,
     pub created_at: i64,
     pub updated_at: i64,
@@ -89,6 +95,9 @@ fn edge(row: &AnyRow) -> Result<EdgeService> {
         status_reason: row.get("status_reason"),
         probed_at: row.get("probed_at"),
         status_since: row.get("status_since"),
+        config_state: parsed(row, "config_state")?,
+        config_checked_at: row.get("config_checked_at"),
+        config_reason: row.get("config_reason"),
         auth: auth_of(row)?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
@@ -151,6 +160,9 @@ impl Store {
                 status_reason: String::new(),
                 probed_at: None,
                 status_since: None,
+                config_state: ConfigState::None,
+                config_checked_at: None,
+                config_reason: String::new(),
                 auth: new.auth.clone(),
                 created_at: now,
                 updated_at: now,
@@ -207,6 +219,8 @@ impl Store {
     pub async fn delete_edge(&self, project_id: &str, id: &str, audit_entry: &AuditEntry) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM edge_service_tags WHERE edge_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM edge_objects WHERE edge_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM edge_inventory WHERE edge_id = $1").bind(id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM edge_services WHERE project_id = $1 AND id = $2")
             .bind(project_id)
             .bind(id)
@@ -271,7 +285,7 @@ impl Store {
     /// answer it.
     fn single_search<'f>(&self, filter: &'f EdgeFilter) -> Option<(Option<&'static str>, &'f str)> {
         let given: Vec<_> = substring_filters(filter).into_iter().filter_map(|(c, v)| Some((c, v?))).collect();
-        let alone = given.len() == 1 && filter.version.is_none() && filter.tag.is_empty() && filter.status.is_none();
+        let alone = given.len() == 1 && filter.version.is_none() && filter.tag.is_empty() && filter.status.is_none() && filter.config_state.is_none();
         let (column, needle) = *given.first()?;
         (alone && self.searchable(needle)).then_some((column, needle))
     }
@@ -369,6 +383,9 @@ impl Store {
         }
         if let Some(status) = &filter.status {
             sql.push(" AND e.status = ").text(status);
+        }
+        if let Some(config_state) = filter.config_state {
+            sql.push(" AND e.config_state = ").text(config_state.as_str());
         }
     }
 

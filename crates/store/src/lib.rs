@@ -9,6 +9,7 @@ mod accounts;
 mod audit;
 mod copy;
 mod deliveries;
+mod drift;
 mod edges;
 mod members;
 mod plugins;
@@ -30,6 +31,10 @@ pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use copy::{TableCopy, copied_tables};
 pub use deliveries::{
     Approval, ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, Progress, TargetOutcome,
+};
+pub use drift::{
+    CheckResult, CheckTarget, Delivered, DeliveredObject, ExpectedObject, Finding, INVENTORY_EDGE_IDS, InventoryItem,
+    ObjectFinding,
 };
 pub use edges::{EdgeAuthRow, EdgeHealth, EdgeService, NewEdge, ProbeResult, ProbeTarget};
 pub use members::{Member, Roles, TokenInfo};

@@ -448,6 +448,8 @@ async fn delete_project_in(
         "DELETE FROM template_versions WHERE template_id IN (SELECT id FROM templates WHERE project_id = $1)",
         "DELETE FROM templates WHERE project_id = $1",
         "DELETE FROM edge_service_tags WHERE edge_id IN (SELECT id FROM edge_services WHERE project_id = $1)",
+        "DELETE FROM edge_objects WHERE edge_id IN (SELECT id FROM edge_services WHERE project_id = $1)",
+        "DELETE FROM edge_inventory WHERE edge_id IN (SELECT id FROM edge_services WHERE project_id = $1)",
         "DELETE FROM edge_services WHERE project_id = $1",
         "DELETE FROM project_members WHERE project_id = $1",
         "DELETE FROM project_jwt_keys WHERE project_id = $1",

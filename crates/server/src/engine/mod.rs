@@ -5,6 +5,7 @@
 //! written.
 
 pub mod derive;
+pub mod drift;
 pub mod hub;
 pub mod probe;
 mod rollout;
@@ -55,6 +56,8 @@ pub struct Engine {
     pub hub: Hub,
     /// Bounds the probes in flight in this process (see `probe::CONCURRENCY`).
     pub probe_slots: tokio::sync::Semaphore,
+    /// Bounds the drift checks in flight in this process (see `drift::CONCURRENCY`).
+    pub drift_slots: tokio::sync::Semaphore,
     worker_id: String,
     running: Mutex<HashSet<String>>,
     /// API-only replicas leave deliveries to the workers.
@@ -90,6 +93,7 @@ impl Engine {
             metrics,
             hub: Hub::default(),
             probe_slots: tokio::sync::Semaphore::new(probe::CONCURRENCY),
+            drift_slots: tokio::sync::Semaphore::new(drift::CONCURRENCY),
             worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             running: Mutex::new(HashSet::new()),
             works: settings.works,
@@ -412,7 +416,15 @@ impl Engine {
         };
         let outcome = match self.before_running(&plan, &target).await {
             Some((status, reason)) => {
-                store::TargetOutcome { status, reason, items: json!([]), tries: 0, edge_version: None, restore: None }
+                store::TargetOutcome {
+                    status,
+                    reason,
+                    items: json!([]),
+                    tries: 0,
+                    edge_version: None,
+                    restore: None,
+                    delivered: None,
+                }
             }
             None => runner.run(&target, health.as_ref(), &cancel).await,
         };
@@ -562,6 +574,7 @@ impl Engine {
                     tries: 0,
                     edge_version: None,
                     restore: None,
+                    delivered: None,
                 };
                 self.store.finish_target(&delivery.id, &target.edge_id, target.attempt, &outcome).await?;
             }
@@ -836,6 +849,11 @@ pub fn plan_of(delivery: &Delivery, secrets: &SecretBox) -> Result<Plan, String>
         plan_id: delivery.plan_id.clone(),
         force: delivery.force,
         rollback: None,
+        source: store::Delivered {
+            template_id: delivery.template_id.clone(),
+            plugin_id: delivery.plugin_id.clone(),
+            objects: Vec::new(),
+        },
         waiting,
         windows: Vec::new(),
     })

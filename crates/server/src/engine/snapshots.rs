@@ -133,6 +133,7 @@ impl Runner<'_> {
         }
         self.snapshot(edge, target, &objects, step).await?;
         step.with(|p| p.step = "roll back".into());
+        step.with(|p| p.delivered = Some(rolled_back_objects(&snapshot, desired)));
         match edge.restore(&snapshot).await {
             Ok(0) => step.note("delivery", "unchanged", "already as the snapshot holds it"),
             Ok(count) => step.note(
@@ -251,4 +252,16 @@ impl Runner<'_> {
         step.with(|p| p.changes = Some(changes));
         Ok(TargetStatus::Succeeded)
     }
+}
+
+/// What a rollback leaves: the snapshot's objects as they were, and every other object of the
+/// rolled-back delivery gone (it did not exist before it).
+fn rolled_back_objects(snapshot: &[SnapshotEntry], desired: &[(ObjectRef, Value)]) -> Vec<(ObjectRef, Option<Value>)> {
+    let mut objects = domain::drift::restored_objects(snapshot);
+    for (object, _) in desired {
+        if !objects.iter().any(|(restored, _)| restored == object) {
+            objects.push((object.clone(), None));
+        }
+    }
+    objects
 }

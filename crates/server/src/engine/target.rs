@@ -53,6 +53,8 @@ pub struct Plan {
     pub force: bool,
     /// For a `rollback`: the delivery it puts back.
     pub rollback: Option<RollbackSource>,
+    /// The template or plugin delivered, recorded with what each target left.
+    pub source: store::Delivered,
     /// With `offline: wait`: when waiting ends (ms), and the delivery, which a newer delivery of
     /// the same template supersedes for a target that waited.
     pub waiting: Option<(i64, store::Delivery)>,
@@ -130,6 +132,18 @@ fn canceled_reason(progress: &Progress) -> String {
     }
 }
 
+/// The desired objects an apply wrote: all but those it skipped because they existed (a skipped
+/// node keeps its groups and tags as they were too).
+fn written_objects(desired: Vec<(ObjectRef, Value)>, items: &[Item]) -> Vec<(ObjectRef, Option<Value>)> {
+    let skipped: std::collections::HashSet<&str> =
+        items.iter().filter(|item| item.action == "skipped").map(|item| item.object.as_str()).collect();
+    let was_skipped = |object: &ObjectRef| match object {
+        ObjectRef::Group { node, .. } | ObjectRef::Tags { node, .. } => skipped.contains(format!("node {node}").as_str()),
+        other => skipped.contains(other.to_string().as_str()),
+    };
+    desired.into_iter().filter(|(object, _)| !was_skipped(object)).map(|(object, value)| (object, Some(value))).collect()
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct Item {
     object: String,
@@ -148,6 +162,9 @@ pub(super) struct Progress {
     tries: i64,
     pub(super) step: String,
     pub(super) version: Option<String>,
+    /// What the edge holds of each object once the target succeeds (`None`: the object is gone),
+    /// kept per edge for drift checks; unset when nothing was written.
+    pub(super) delivered: Option<Vec<(ObjectRef, Option<Value>)>>,
     /// The rules this target delivered, for `options.verify`.
     verify_rules: Vec<String>,
 }
@@ -198,6 +215,7 @@ impl Runner<'_> {
             tries: 0,
             step: "start".into(),
             version: None,
+            delivered: None,
             verify_rules: Vec::new(),
         }));
         let timeout = self.plan.options.timeout();
@@ -233,7 +251,9 @@ impl Runner<'_> {
             reason = format!("{reason}; {said}");
         }
         let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let delivered = progress.delivered.as_ref().filter(|_| status == TargetStatus::Succeeded);
         TargetOutcome {
+            delivered: delivered.map(|objects| self.delivered(objects)),
             restore,
             status,
             reason,
@@ -330,7 +350,24 @@ impl Runner<'_> {
             (None, Payload::Template { .. }) => return Err(Failure::Other("nothing to deliver".into())),
         };
         let all_skipped = skipped_any && step.all_items_skipped();
+        step.with(|p| p.delivered = Some(written_objects(desired, &p.items)));
         Ok(if all_skipped { TargetStatus::Skipped } else { TargetStatus::Succeeded })
+    }
+
+    /// What a target left, sealed (node settings hold gateway passwords), as the store keeps it.
+    fn delivered(&self, objects: &[(ObjectRef, Option<Value>)]) -> store::Delivered {
+        let objects = objects
+            .iter()
+            .map(|(object, held)| store::DeliveredObject {
+                object: serde_json::to_string(object).unwrap_or_default(),
+                expected: held.as_ref().map(|value| self.secrets.seal(&value.to_string())),
+            })
+            .collect();
+        store::Delivered {
+            template_id: self.plan.source.template_id.clone(),
+            plugin_id: self.plan.source.plugin_id.clone(),
+            objects,
+        }
     }
 
     /// `options.verify`: waits `secs` (on the engine's clock) and reads each delivered rule's

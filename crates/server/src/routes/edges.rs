@@ -216,6 +216,12 @@ pub fn filter_from(query: &Query) -> Result<EdgeFilter, ApiError> {
         version: query.one("version"),
         tag: query.all("tag"),
         status: query.one("status"),
+        config_state: query
+            .one("config_state")
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| text.parse())
+            .transpose()
+            .map_err(|m: String| ApiError::new(ErrorCode::BadQuery, format!("config_state: {m}")))?,
     }
     .cleaned();
     filter.check().map_err(|m| ApiError::new(ErrorCode::BadQuery, m))?;
@@ -227,7 +233,8 @@ pub async fn list(
     Path(project_id): Path<String>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
-    let query = query.only(&["q", "name", "endpoint", "version", "tag", "status", "limit", "offset"])?;
+    let query =
+        query.only(&["q", "name", "endpoint", "version", "tag", "status", "config_state", "limit", "offset"])?;
     let filter = filter_from(query)?;
     let page = query.page()?;
     let (items, total) = state.store.list_edges(&project_id, &filter, page.limit, page.offset).await?;

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod console;
 mod deliveries;
+mod drift;
 mod edges;
 mod ops;
 mod orgs;
@@ -174,8 +175,27 @@ fn table() -> Vec<Entry> {
         ("PATCH", p!("/edge-services/{id}"), patch(edges::update), ProjectAdmin, Json("EdgePatch"), One("EdgeService")),
         ("DELETE", p!("/edge-services/{id}"), delete(edges::delete), ProjectAdmin, NoBody, Empty),
         ("POST", p!("/edge-services/{id}/probe"), post(edges::probe), ProjectAdmin, NoBody, One("EdgeService")),
+        ("GET", p!("/edge-services/{id}/drift"), get(drift::report), ProjectView, NoBody, One("DriftReport")),
+        ("POST", p!("/edge-services/{id}/check"), post(drift::check), ProjectAdmin, NoBody, One("DriftReport")),
+        (
+            "POST",
+            p!("/edge-services/{id}/reapply"),
+            post(drift::reapply),
+            ProjectAdmin,
+            Json("ReapplyRequest"),
+            One("Reapplied"),
+        ),
+        ("GET", p!("/inventory"), get(drift::inventory), ProjectView, NoBody, List("InventoryItem")),
         ("GET", p!("/templates"), get(templates::list), ProjectView, NoBody, List("TemplateSummary")),
         ("POST", p!("/templates"), post(templates::create), ProjectAdmin, Json("NewTemplate"), One("Template")),
+        (
+            "POST",
+            p!("/templates/from-edge"),
+            post(drift::from_edge),
+            ProjectAdmin,
+            Json("TemplateFromEdge"),
+            One("Template"),
+        ),
         ("GET", p!("/templates/{id}"), get(templates::get_one), ProjectView, NoBody, One("Template")),
         ("PUT", p!("/templates/{id}"), put(templates::update), ProjectAdmin, Json("TemplateEdit"), One("Template")),
         ("DELETE", p!("/templates/{id}"), delete(templates::delete), ProjectAdmin, NoBody, Empty),

@@ -128,7 +128,7 @@ pub async fn rollback(
 }
 
 /// Stores and starts a derived delivery to the edge services `edge_ids` (as they are now).
-async fn start_derived(
+pub(super) async fn start_derived(
     state: &AppState,
     user: &store::User,
     scope: &crate::access::ProjectAccess,

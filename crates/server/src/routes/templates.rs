@@ -22,11 +22,11 @@ use crate::views;
 
 use api_types::{NewTemplate, PreviewRequest, TemplateEdit};
 
-fn checked_name(name: &str) -> Result<String, ApiError> {
+pub(super) fn checked_name(name: &str) -> Result<String, ApiError> {
     domain::text::check_name("name: a template name", name, 100).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))
 }
 
-fn checked_description(description: &str) -> Result<String, ApiError> {
+pub(super) fn checked_description(description: &str) -> Result<String, ApiError> {
     domain::import::checked_description(description)
         .map_err(|m| ApiError::new(ErrorCode::InvalidDescription, format!("description: {m}")))
 }
@@ -88,7 +88,7 @@ fn check_blocking(
 
 /// A template as the API shows it. `reveal` is for project admins (who edit it); everyone else
 /// gets credentials written into the content masked.
-fn template_json(template: &Template, content_text: &str, reveal: bool) -> Value {
+pub(super) fn template_json(template: &Template, content_text: &str, reveal: bool) -> Value {
     let content: Value = serde_json::from_str(content_text).unwrap_or(Value::Null);
     let checked = template::check_content(template.kind, &content).ok();
     let shown = if reveal { content } else { domain::secrets::mask_credentials(&content) };
