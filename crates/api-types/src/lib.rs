@@ -4,8 +4,8 @@
 //! here too.
 
 use domain::access::{Outcome, Role};
-use domain::drift::{ConfigState, InventoryKind};
 use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
+use domain::drift::{ConfigState, InventoryKind};
 use domain::edge::{AuthKind, EdgeStatus};
 use domain::template::TemplateKind;
 use schemars::JsonSchema;

@@ -127,9 +127,8 @@ pub fn documents_of(objects: &[(ObjectRef, Value)]) -> Documents {
             ObjectRef::Plugin { .. } => {}
         }
     }
-    let rule = (!rules.is_empty()).then(|| {
-        json!({"streams": rules.streams, "tables": rules.tables, "rules": rules.rules})
-    });
+    let rule =
+        (!rules.is_empty()).then(|| json!({"streams": rules.streams, "tables": rules.tables, "rules": rules.rules}));
     let driver_nodes: Vec<Value> = nodes.into_iter().filter_map(|(name, parts)| parts.document(&name)).collect();
     let driver = (!driver_nodes.is_empty() || !subscriptions.is_empty())
         .then(|| json!({"nodes": driver_nodes, "subscriptions": subscriptions}));
@@ -265,11 +264,15 @@ mod tests {
         let node = json!({"plugin": "Modbus TCP", "params": {"port": 502},
                           "groups": [{"name": "g", "interval": 500, "tags": [{"name": "t", "type": 3, "precision": 0}]}],
                           "subscriptions": []});
-        let restored = restored_objects(&[SnapshotEntry { object: ObjectRef::Node { name: "plc".into() }, live: Some(node) }]);
+        let restored =
+            restored_objects(&[SnapshotEntry { object: ObjectRef::Node { name: "plc".into() }, live: Some(node) }]);
         assert_eq!(
             restored,
             [
-                (ObjectRef::Node { name: "plc".into() }, Some(json!({"plugin": "Modbus TCP", "params": {"port": 502}}))),
+                (
+                    ObjectRef::Node { name: "plc".into() },
+                    Some(json!({"plugin": "Modbus TCP", "params": {"port": 502}}))
+                ),
                 (ObjectRef::Group { node: "plc".into(), group: "g".into() }, Some(json!({"interval": 500}))),
                 (ObjectRef::Tags { node: "plc".into(), group: "g".into() }, Some(json!({"tags": {"t": {"type": 3}}}))),
             ]

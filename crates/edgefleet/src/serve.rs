@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Seconds between probes of every edge service [default: 30].
     #[arg(long, env = "EDGEFLEET_PROBE_INTERVAL_SECS")]
     pub probe_interval_secs: Option<u64>,
+    /// Seconds between drift checks of every edge service (one round across replicas) [default: 300].
+    #[arg(long, env = "EDGEFLEET_DRIFT_INTERVAL_SECS")]
+    pub drift_interval_secs: Option<u64>,
     /// The URL edges download plugin packages from [default: http://<listen address>].
     #[arg(long, env = "EDGEFLEET_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -117,6 +120,7 @@ struct FileSettings {
     database_url: Option<String>,
     blob_dir: Option<PathBuf>,
     probe_interval_secs: Option<u64>,
+    drift_interval_secs: Option<u64>,
     secret_key: Option<String>,
     public_url: Option<String>,
     no_worker: Option<bool>,
@@ -140,6 +144,10 @@ pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(secs) = args.probe_interval_secs.or(file.probe_interval_secs) {
         anyhow::ensure!(secs > 0, "the probe interval must be at least 1 second");
         config.probe_interval = Duration::from_secs(secs);
+    }
+    if let Some(secs) = args.drift_interval_secs.or(file.drift_interval_secs) {
+        anyhow::ensure!(secs > 0, "the drift interval must be at least 1 second");
+        config.drift_interval = Duration::from_secs(secs);
     }
     config.public_url = args.public_url.clone().or(file.public_url);
     config.worker = !(args.no_worker || file.no_worker.unwrap_or(false));

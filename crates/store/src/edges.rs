@@ -285,7 +285,11 @@ impl Store {
     /// answer it.
     fn single_search<'f>(&self, filter: &'f EdgeFilter) -> Option<(Option<&'static str>, &'f str)> {
         let given: Vec<_> = substring_filters(filter).into_iter().filter_map(|(c, v)| Some((c, v?))).collect();
-        let alone = given.len() == 1 && filter.version.is_none() && filter.tag.is_empty() && filter.status.is_none() && filter.config_state.is_none();
+        let alone = given.len() == 1
+            && filter.version.is_none()
+            && filter.tag.is_empty()
+            && filter.status.is_none()
+            && filter.config_state.is_none();
         let (column, needle) = *given.first()?;
         (alone && self.searchable(needle)).then_some((column, needle))
     }

@@ -128,7 +128,8 @@ async fn read(state: &AppState, target: &CheckTarget, reach: Reach) -> Result<Fi
 /// Every rule, stream, table, node and portable plugin the edge holds.
 pub async fn inventory(edge: &Edge<'_>) -> Result<Vec<(InventoryKind, String)>, EdgeError> {
     let mut found = Vec::new();
-    for (kind, stream_kind) in [(InventoryKind::Stream, StreamKind::Stream), (InventoryKind::Table, StreamKind::Table)] {
+    for (kind, stream_kind) in [(InventoryKind::Stream, StreamKind::Stream), (InventoryKind::Table, StreamKind::Table)]
+    {
         found.extend(edge.list_streams(stream_kind).await?.into_iter().map(|name| (kind, name)));
     }
     let rules = edge.list_rules().await?;

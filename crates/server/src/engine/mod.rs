@@ -415,17 +415,15 @@ impl Engine {
             clock: &self.clock,
         };
         let outcome = match self.before_running(&plan, &target).await {
-            Some((status, reason)) => {
-                store::TargetOutcome {
-                    status,
-                    reason,
-                    items: json!([]),
-                    tries: 0,
-                    edge_version: None,
-                    restore: None,
-                    delivered: None,
-                }
-            }
+            Some((status, reason)) => store::TargetOutcome {
+                status,
+                reason,
+                items: json!([]),
+                tries: 0,
+                edge_version: None,
+                restore: None,
+                delivered: None,
+            },
             None => runner.run(&target, health.as_ref(), &cancel).await,
         };
         Metrics::dec(&self.metrics.targets_in_flight);

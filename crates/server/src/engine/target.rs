@@ -138,10 +138,16 @@ fn written_objects(desired: Vec<(ObjectRef, Value)>, items: &[Item]) -> Vec<(Obj
     let skipped: std::collections::HashSet<&str> =
         items.iter().filter(|item| item.action == "skipped").map(|item| item.object.as_str()).collect();
     let was_skipped = |object: &ObjectRef| match object {
-        ObjectRef::Group { node, .. } | ObjectRef::Tags { node, .. } => skipped.contains(format!("node {node}").as_str()),
+        ObjectRef::Group { node, .. } | ObjectRef::Tags { node, .. } => {
+            skipped.contains(format!("node {node}").as_str())
+        }
         other => skipped.contains(other.to_string().as_str()),
     };
-    desired.into_iter().filter(|(object, _)| !was_skipped(object)).map(|(object, value)| (object, Some(value))).collect()
+    desired
+        .into_iter()
+        .filter(|(object, _)| !was_skipped(object))
+        .map(|(object, value)| (object, Some(value)))
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -78,8 +78,8 @@ async fn drift_report(state: &AppState, edge: &EdgeService) -> Result<DriftRepor
 /// patch were stored masked).
 fn object_drift(state: &AppState, row: &ExpectedObject) -> Result<ObjectDrift, ApiError> {
     let object_ref: ObjectRef = serde_json::from_str(&row.object).map_err(ApiError::internal)?;
-    let expected: Value =
-        serde_json::from_str(&state.secrets.open(&row.expected).map_err(ApiError::internal)?).map_err(ApiError::internal)?;
+    let expected: Value = serde_json::from_str(&state.secrets.open(&row.expected).map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)?;
     let live: Option<Value> = match &row.live {
         Some(text) => serde_json::from_str(text).map_err(ApiError::internal)?,
         None => None,
@@ -203,7 +203,10 @@ pub async fn from_edge(
         (_, Some(name)) => Some(checked_name(name)?),
         (Some(_), None) => None,
         (None, None) => {
-            return Err(ApiError::new(ErrorCode::InvalidFromEdge, "name: a new template needs a name (or give template_id)"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidFromEdge,
+                "name: a new template needs a name (or give template_id)",
+            ));
         }
     };
     let description = request.description.as_deref().map(checked_description).transpose()?;
@@ -258,8 +261,10 @@ fn from_edge_kind(request: &TemplateFromEdge) -> Result<TemplateKind, ApiError> 
         if name.is_empty() || name.chars().count() > MAX_OBJECT_NAME || name.chars().any(char::is_control) {
             return Err(ApiError::new(
                 ErrorCode::InvalidFromEdge,
-                format!("objects: `{}` is not an object name (1 to {MAX_OBJECT_NAME} characters, no control characters)",
-                        name.chars().take(40).collect::<String>()),
+                format!(
+                    "objects: `{}` is not an object name (1 to {MAX_OBJECT_NAME} characters, no control characters)",
+                    name.chars().take(40).collect::<String>()
+                ),
             ));
         }
     }
@@ -282,12 +287,14 @@ async fn read_live(
     edge: &EdgeService,
     named: &api_types::EdgeObjects,
 ) -> Result<Vec<(ObjectRef, Value)>, ApiError> {
-    let auth = crate::engine::edge_auth(&state.secrets, &state.jwt_keys, &edge.project_id, &edge.id, &edge.auth, "read")
-        .await
-        .map_err(|m| ApiError::new(ErrorCode::EdgeUnreadable, m))?;
+    let auth =
+        crate::engine::edge_auth(&state.secrets, &state.jwt_keys, &edge.project_id, &edge.id, &edge.auth, "read")
+            .await
+            .map_err(|m| ApiError::new(ErrorCode::EdgeUnreadable, m))?;
     let target = EdgeTarget { endpoint: edge.endpoint.clone(), auth };
     let client = state.engine.client().edge(&target);
-    let unreadable = |e: edge_client::EdgeError| ApiError::new(ErrorCode::EdgeUnreadable, format!("{}: {e}", edge.name));
+    let unreadable =
+        |e: edge_client::EdgeError| ApiError::new(ErrorCode::EdgeUnreadable, format!("{}: {e}", edge.name));
     let mut refs: Vec<ObjectRef> = Vec::new();
     refs.extend(named.streams.iter().map(|name| ObjectRef::Stream { name: name.clone() }));
     refs.extend(named.tables.iter().map(|name| ObjectRef::Table { name: name.clone() }));

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod deliveries;
+mod drift;
 mod edges;
 mod events;
 mod limits;
