@@ -48,7 +48,7 @@ pub fn drift_patch(expected: &Value, live: Option<&Value>) -> Vec<Value> {
     match live {
         None => vec![json!({"op": "remove", "path": ""})],
         Some(live) if live == expected => Vec::new(),
-        Some(live) => patch::diff(expected, live).into_iter().map(|op| masked_op(op)).collect(),
+        Some(live) => patch::diff(expected, live).into_iter().map(masked_op).collect(),
     }
 }
 
