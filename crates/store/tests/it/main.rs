@@ -102,3 +102,115 @@ async fn an_edge_status_keeps_the_time_it_began() {
         assert!(store.edge_health(&["no-such-edge".to_owned()]).await.expect("health").is_empty());
     }
 }
+
+/// Delivers `expected` as object `rule r` to the edge through a whole target (claim, result);
+/// answers the delivery's id.
+async fn deliver_object(store: &Store, project_id: &str, edge: &store::EdgeService, expected: &str) -> String {
+    use domain::delivery::{DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
+    let new = store::NewDelivery {
+        id: store::new_id(),
+        project_id: project_id.to_owned(),
+        kind: DeliveryKind::Template,
+        template_id: Some("template-1".into()),
+        template_name: "rules".into(),
+        template_version: Some(1),
+        template_kind: Some(domain::template::TemplateKind::Rule),
+        plugin_id: None,
+        content: "{}".into(),
+        content_sha256: String::new(),
+        content_edited: false,
+        params: serde_json::json!({}),
+        options: serde_json::json!({}),
+        dry_run: false,
+        mode: DeliveryMode::Apply,
+        plan_id: None,
+        rollback_of: None,
+        force: false,
+        created_by: "admin".into(),
+        state: DeliveryState::Running,
+        rollout: None,
+        wave_ends: Vec::new(),
+        start_at: None,
+        approvals_required: 0,
+        first_rollback_only: false,
+    };
+    let target = store::NewTarget {
+        edge_id: edge.id.clone(),
+        edge_name: edge.name.clone(),
+        endpoint: edge.endpoint.clone(),
+        edge_version: None,
+        tags: Vec::new(),
+        auth: edge.auth.clone(),
+        wave: 0,
+    };
+    let delivery = store.create_delivery(&new, &[target], &AuditEntry::default()).await.expect("delivery");
+    let claimed = store.claim_targets(&delivery.id, "w", 60_000, 10, i64::MAX, i64::MAX).await.expect("claim");
+    let outcome = store::TargetOutcome {
+        status: TargetStatus::Succeeded,
+        reason: String::new(),
+        items: serde_json::json!([]),
+        tries: 1,
+        edge_version: None,
+        restore: None,
+        delivered: Some(store::Delivered {
+            template_id: Some("template-1".into()),
+            plugin_id: None,
+            objects: vec![store::DeliveredObject { object: "rule r".into(), expected: Some(expected.into()) }],
+        }),
+    };
+    let written = store
+        .finish_targets(&[(delivery.id.clone(), edge.id.clone(), claimed[0].attempt, outcome)])
+        .await
+        .expect("result");
+    assert!(written[0].is_some());
+    delivery.id
+}
+
+/// A check that read the edge against one delivery does not mark the objects of a delivery that
+/// landed meanwhile drifted; an unreadable edge is `unknown` only once something was delivered.
+#[tokio::test]
+async fn a_check_is_fenced_by_the_delivery_it_compared_against() {
+    use domain::drift::{ConfigState, InventoryKind};
+    use store::{CheckResult, Finding, ObjectFinding};
+    for (store, _dir) in stores().await {
+        let org = store.create_org("plant", &AuditEntry::default()).await.expect("org");
+        let project = store.create_project(&org.id, "line", &AuditEntry::default()).await.expect("project");
+        let new = NewEdge { name: "gw".into(), endpoint: "http://10.0.0.1:7081".into(), ..NewEdge::default() };
+        let edge = store.insert_edges(&project.id, &[new], &AuditEntry::default()).await.expect("insert").remove(0);
+        let state = |store: Store, project: String, id: String| async move {
+            store.get_edge(&project, &id).await.expect("edge").config_state
+        };
+        let unreadable =
+            CheckResult { edge_id: edge.id.clone(), checked_at: 1, finding: Finding::Unreadable("down".into()) };
+        store.record_checks(std::slice::from_ref(&unreadable)).await.expect("check");
+        assert_eq!(state(store.clone(), project.id.clone(), edge.id.clone()).await, ConfigState::None);
+        let first = deliver_object(&store, &project.id, &edge, "sealed-1").await;
+        assert_eq!(state(store.clone(), project.id.clone(), edge.id.clone()).await, ConfigState::InSync);
+        // A check reads the edge against the first delivery; the second lands before it is recorded.
+        let second = deliver_object(&store, &project.id, &edge, "sealed-2").await;
+        let stale = CheckResult {
+            edge_id: edge.id.clone(),
+            checked_at: 2,
+            finding: Finding::Read {
+                objects: vec![ObjectFinding {
+                    object: "rule r".into(),
+                    delivery_id: first,
+                    drifted: true,
+                    live: "{}".into(),
+                    diff: "[]".into(),
+                }],
+                inventory: vec![(InventoryKind::Rule, "r".into())],
+            },
+        };
+        store.record_checks(&[stale]).await.expect("check");
+        assert_eq!(state(store.clone(), project.id.clone(), edge.id.clone()).await, ConfigState::InSync);
+        let kept = store.expected_objects(&edge.id).await.expect("kept");
+        assert_eq!((kept[0].delivery_id.as_str(), kept[0].drifted), (second.as_str(), false));
+        let (items, total) =
+            store.inventory(&project.id, Some(InventoryKind::Rule), Some("r"), 10, 0).await.expect("inv");
+        assert_eq!((total, items[0].edge_ids.clone()), (1, vec![edge.id.clone()]));
+        store.record_checks(&[unreadable]).await.expect("check");
+        assert_eq!(state(store.clone(), project.id.clone(), edge.id.clone()).await, ConfigState::Unknown);
+        assert_eq!(store.edges_in_config_state(ConfigState::Unknown).await.expect("count"), 1);
+    }
+}
