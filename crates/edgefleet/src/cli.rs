@@ -186,6 +186,9 @@ pub enum EdgeCommand {
         version: Option<String>,
         #[arg(long)]
         status: Option<String>,
+        /// in_sync, drifted, unknown or none (never delivered to).
+        #[arg(long)]
+        config_state: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -195,16 +198,47 @@ pub enum EdgeCommand {
         project: String,
         file: PathBuf,
     },
+    /// What the last check found of the objects last delivered to an edge service. Exit code 2
+    /// when it drifted, 3 when it could not be read.
+    Drift {
+        #[arg(long)]
+        project: String,
+        id: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an edge service for drift now (exit codes as `edge drift`).
+    Check {
+        #[arg(long)]
+        project: String,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver the last delivered objects again to an edge service that drifted.
+    Reapply {
+        #[arg(long)]
+        project: String,
+        id: String,
+        /// Only show what re-applying would change.
+        #[arg(long)]
+        plan: bool,
+        /// Follow the delivery to its end.
+        #[arg(long)]
+        watch: bool,
+    },
 }
 
 pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     match command {
-        EdgeCommand::List { project, q, tag, version, status, limit } => {
+        EdgeCommand::List { project, q, tag, version, status, config_state, limit } => {
             let mut query: Vec<(String, String)> = vec![("limit".into(), limit.to_string())];
             query.extend(q.map(|v| ("q".into(), v)));
             query.extend(version.map(|v| ("version".into(), v)));
             query.extend(status.map(|v| ("status".into(), v)));
+            query.extend(config_state.map(|v| ("config_state".into(), v)));
             query.extend(tag.into_iter().map(|t| ("tag".into(), t)));
             let qs = serde_urlencoded_pairs(&query);
             let answer = client.get(&format!("/api/v1/projects/{project}/edge-services?{qs}")).await?;
@@ -233,7 +267,101 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("imported {} edge services", answer["total"]);
         }
+        EdgeCommand::Drift { project, id, json } => {
+            let report = client.get(&format!("/api/v1/projects/{project}/edge-services/{id}/drift")).await?;
+            return Ok(print_drift(&report, json));
+        }
+        EdgeCommand::Check { project, id, json } => {
+            let path = format!("/api/v1/projects/{project}/edge-services/{id}/check");
+            let report = client.post(&path, &json!({})).await?;
+            return Ok(print_drift(&report, json));
+        }
+        EdgeCommand::Reapply { project, id, plan, watch } => {
+            let mode = if plan { "plan" } else { "apply" };
+            let path = format!("/api/v1/projects/{project}/edge-services/{id}/reapply");
+            let started = client.post(&path, &json!({"mode": mode})).await?;
+            let delivery = started["id"].as_str().unwrap_or_default().to_owned();
+            println!("delivery {delivery} ({mode}) of {}", started["template_name"].as_str().unwrap_or_default());
+            for also in started["also"].as_array().into_iter().flatten() {
+                println!("also delivery {}", also.as_str().unwrap_or_default());
+            }
+            if watch || plan {
+                return follow(&client, &project, &delivery, plan).await;
+            }
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A drift report as people read it (or as JSON): the state, then each drifted object with its
+/// patch. Exit code 2 when drifted, 3 when the edge could not be read.
+fn print_drift(report: &Value, as_json: bool) -> ExitCode {
+    let state = report["state"].as_str().unwrap_or_default();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(report).unwrap_or_default());
+    } else {
+        let reason = report["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+        println!("{state}{reason}");
+        for object in report["objects"].as_array().into_iter().flatten() {
+            let mark = if object["drifted"] == true {
+                "✗"
+            } else if object["checked"] == true {
+                "✓"
+            } else {
+                "·"
+            };
+            println!("  {mark} {}", object["object"].as_str().unwrap_or_default());
+            for op in object["diff"].as_array().into_iter().flatten() {
+                let value = op.get("value").map(|v| format!(" {v}")).unwrap_or_default();
+                println!(
+                    "      {} {}{value}",
+                    op["op"].as_str().unwrap_or_default(),
+                    op["path"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    match state {
+        "drifted" => ExitCode::from(2),
+        "unknown" => ExitCode::from(3),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Which objects the project's edge services held at their last check.
+#[derive(clap::Args)]
+pub struct InventoryArgs {
+    #[arg(long)]
+    project: String,
+    /// rule, stream, table, node or plugin.
+    #[arg(long)]
+    kind: Option<String>,
+    /// An exact object name ("which gateways run rule overheat?").
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+pub async fn inventory(args: InventoryArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    let mut query: Vec<(String, String)> = vec![("limit".into(), args.limit.to_string())];
+    query.extend(args.kind.map(|v| ("kind".into(), v)));
+    query.extend(args.name.map(|v| ("name".into(), v)));
+    let qs = serde_urlencoded_pairs(&query);
+    let answer = client.get(&format!("/api/v1/projects/{}/inventory?{qs}", args.project)).await?;
+    println!("{:<8} {:<32} {:>6}  EDGE IDS (first 50)", "KIND", "NAME", "EDGES");
+    for item in answer["items"].as_array().into_iter().flatten() {
+        let ids: Vec<&str> = item["edge_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        println!(
+            "{:<8} {:<32} {:>6}  {}",
+            item["kind"].as_str().unwrap_or_default(),
+            item["name"].as_str().unwrap_or_default(),
+            item["edges"],
+            ids.join(",")
+        );
+    }
+    println!("{} of {} objects shown", answer["items"].as_array().map(Vec::len).unwrap_or(0), answer["total"]);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -271,6 +399,30 @@ pub enum TemplateCommand {
         #[arg(long, default_value = "")]
         description: String,
         file: PathBuf,
+    },
+    /// A template (or, with --template, a new version of one) holding objects as a live edge
+    /// service holds them now: rule objects (--stream, --table, --rule) or driver nodes (--node).
+    FromEdge {
+        #[arg(long)]
+        project: String,
+        /// The edge service to read.
+        #[arg(long)]
+        edge: String,
+        /// The new template's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Adopt into this template as its next version instead.
+        #[arg(long)]
+        template: Option<String>,
+        #[arg(long)]
+        stream: Vec<String>,
+        #[arg(long)]
+        table: Vec<String>,
+        #[arg(long)]
+        rule: Vec<String>,
+        /// A southbound driver node, with its settings, groups, tags and the subscriptions to it.
+        #[arg(long)]
+        node: Vec<String>,
     },
     /// Write a template's content (current or given version) to standard output or a file.
     Export {
@@ -317,6 +469,17 @@ pub async fn template(command: TemplateCommand) -> anyhow::Result<ExitCode> {
                     warning["message"].as_str().unwrap_or_default()
                 );
             }
+        }
+        TemplateCommand::FromEdge { project, edge, name, template, stream, table, rule, node } => {
+            let body = json!({"edge_id": edge, "name": name, "template_id": template,
+                              "objects": {"streams": stream, "tables": table, "rules": rule, "nodes": node}});
+            let answer = client.post(&format!("/api/v1/projects/{project}/templates/from-edge"), &body).await?;
+            println!(
+                "template {} ({}) version {} holds the objects as the edge holds them",
+                answer["name"].as_str().unwrap_or_default(),
+                answer["id"].as_str().unwrap_or_default(),
+                answer["current_version"]
+            );
         }
         TemplateCommand::Export { project, id, version, output } => {
             let query = version.map(|v| format!("?version={v}")).unwrap_or_default();

@@ -49,6 +49,8 @@ enum Command {
     /// Maintenance windows: when deliveries with --respect-windows may start a target.
     #[command(subcommand)]
     Window(cli::WindowCommand),
+    /// Which objects the project's edge services hold (as their last drift check found).
+    Inventory(cli::InventoryArgs),
     /// Project settings (approvals).
     #[command(subcommand)]
     Project(cli::ProjectCommand),
@@ -75,6 +77,7 @@ async fn main() -> std::process::ExitCode {
         Command::Delivery(command) => cli::delivery(command).await,
         Command::Audit(args) => cli::audit(args).await,
         Command::Window(command) => cli::window(command).await,
+        Command::Inventory(args) => cli::inventory(args).await,
         Command::Project(command) => cli::project(command).await,
     };
     match outcome {

@@ -397,3 +397,64 @@ async fn after_a_kill_failed_targets_are_restored_to_what_they_held_before_the_d
         assert_eq!(held(&sim, k).await, before[k as usize], "gateway {k} holds what it held before the delivery");
     }
 }
+
+/// `edge check` finds a rule changed by hand (exit code 2, the patch printed), `edge reapply`
+/// puts it back, `inventory` lists it, `template from-edge` takes it into a template.
+/// (Several threads: the simulator answers while the test waits for the command.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_finds_drift_puts_it_back_and_lists_the_inventory() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let sim = neuronex_sim::start(SimConfig { count: 2, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let server = Server::start(data.path());
+    let api = server.api().await;
+    let (project, template) = api.rule_setup(&sim).await;
+    let edges = api.get(&format!("/api/v1/projects/{project}/edge-services")).await;
+    let edge = edges["items"][0]["id"].as_str().expect("id").to_owned();
+    let index = sim.manifest.iter().position(|e| edges["items"][0]["name"] == e.name.as_str()).expect("instance");
+    let body = json!({"template_id": template["id"], "targets": {"ids": [edge]}});
+    let started = api.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
+    let events = format!("/api/v1/projects/{project}/deliveries/{}/events", started["id"].as_str().expect("id"));
+    assert!(api.watch_for(&events, |name, _| name == "final").await);
+    let edited = json!({"id": "r1", "sql": "SELECT a FROM demo", "actions": [{"log": {}}]});
+    let put = reqwest::Client::new()
+        .put(format!("{}/api/ekuiper/rules/r1", sim.endpoint(index as u32)))
+        .json(&edited)
+        .send()
+        .await;
+    assert_eq!(put.expect("sim").status(), 200);
+    let cli = process::Cli::signed_in(&server);
+    let check = cli.run(&["edge", "check", "--project", &project, &edge]);
+    let out = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert_eq!(check.status.code(), Some(2), "{out}");
+    assert!(
+        out.starts_with("drifted") && out.contains("✗ rule r1") && out.contains("replace /sql \"SELECT a FROM demo\""),
+        "{out}"
+    );
+    let reapply = cli.run(&["edge", "reapply", "--project", &project, &edge, "--watch"]);
+    assert!(reapply.status.success(), "{}", String::from_utf8_lossy(&reapply.stdout));
+    let check = cli.run(&["edge", "check", "--project", &project, &edge]);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("in_sync"));
+    let listed = cli.run(&["edge", "list", "--project", &project, "--config-state", "in_sync"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("1 of 1 shown"));
+    let inventory = cli.run(&["inventory", "--project", &project, "--kind", "rule", "--name", "r1"]);
+    let out = String::from_utf8_lossy(&inventory.stdout).into_owned();
+    assert!(out.contains("rule     r1") && out.contains(&edge), "{out}");
+    let made = cli.run(&[
+        "template",
+        "from-edge",
+        "--project",
+        &project,
+        "--edge",
+        &edge,
+        "--name",
+        "copied",
+        "--stream",
+        "demo",
+        "--rule",
+        "r1",
+    ]);
+    let out = String::from_utf8_lossy(&made.stdout).into_owned();
+    assert!(made.status.success() && out.contains("template copied") && out.contains("version 1"), "{out}");
+}
