@@ -292,6 +292,53 @@ test("maintenance windows and the project's approvals on the rollouts page", asy
   await page.waitForFunction(() => document.querySelector('#approvals input[name="required"]')?.value === "0");
 });
 
+test("drift: a rule changed on a gateway is found, shown as a patch and put back; inventory; a template from a gateway", async () => {
+  const project = await page.evaluate(() => localStorage.getItem("project"));
+  const P = (path) => `/api/v1/projects/${project}${path}`;
+  const synced = await api(P("/edge-services?config_state=in_sync&limit=1"));
+  const edge = synced.items[0];
+  const report = await api(P(`/edge-services/${edge.id}/drift`));
+  const rule = report.objects.find((o) => o.ref.kind === "rule").ref.id;
+  // By hand on the gateway's own API: the rule reads something else.
+  const live = await (await fetch(`${edge.endpoint}/api/ekuiper/rules/${rule}`)).json();
+  const put = await fetch(`${edge.endpoint}/api/ekuiper/rules/${rule}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...live, sql: `${live.sql} WHERE 1 = 1` }) });
+  assert.equal(put.status, 200);
+  await page.click('a[href="#/edges"]');
+  await page.fill('#edge-filters input[name="name"]', edge.name);
+  await page.click('#edge-filters button[type="submit"]');
+  await page.waitForSelector(`#edge-table tr[data-id="${edge.id}"] [data-drift]`);
+  await page.click(`#edge-table tr[data-id="${edge.id}"] [data-drift]`);
+  await page.click("#drift-check");
+  await page.waitForFunction(() => document.querySelector("#drift-state")?.dataset.state === "drifted");
+  assert.match(await page.textContent('#drift-objects tr[data-drifted="true"]'), /replace \/sql/);
+  await shot("drift-view");
+  await page.click("#drift-reapply");
+  await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "succeeded", null, { timeout: 60000 });
+  await page.click(".dialog [data-close]");
+  assert.equal((await api(P(`/edge-services/${edge.id}/check`), { method: "POST", headers: { "x-edgefleet-csrf": "1" } })).state, "in_sync");
+  await page.selectOption('#edge-filters select[name="config_state"]', "in_sync");
+  await page.click('#edge-filters button[type="submit"]');
+  await page.waitForSelector(`#edge-table tr[data-id="${edge.id}"] .badge.in_sync`);
+  await shot("edges-in-sync-after-reapply");
+  await page.click('a[href="#/inventory"]');
+  await page.selectOption('#inventory-filters select[name="kind"]', "rule");
+  await page.fill('#inventory-filters input[name="name"]', rule);
+  await page.click('#inventory-filters button[type="submit"]');
+  await page.waitForSelector(`#inventory tr[data-name="${rule}"]`);
+  await page.click(`#inventory tr[data-name="${rule}"] [data-show]`);
+  await page.waitForFunction((name) => [...document.querySelectorAll("#inventory-edges li")].some((li) => li.textContent === name), edge.name);
+  await shot("inventory");
+  await page.click(".dialog [data-close]");
+  await page.click('a[href="#/config"]');
+  await page.click("#from-edge-button");
+  await page.fill('#from-edge-form input[name="name"]', "taken-from-a-gateway");
+  await page.fill('#from-edge-form input[name="edge"]', edge.name);
+  await page.fill('#from-edge-form input[name="rules"]', rule);
+  await page.click('#from-edge-form button[type="submit"]');
+  await page.waitForFunction(() => [...document.querySelectorAll("#tab tbody td")].some((td) => td.textContent === "taken-from-a-gateway"));
+  await shot("template-from-a-gateway");
+});
+
 test("switch to Chinese; the choice is remembered for the user", async () => {
   await page.click("#lang");
   await page.waitForSelector("text=操作审计");

@@ -109,7 +109,7 @@
     top.hidden = !state.me;
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
     if (!state.me) return;
-    const pages = [["edges", "nav.edges"], ["config", "nav.config"], ["deliveries", "nav.deliveries"], ["rollouts", "nav.rollouts"], ["audit", "nav.audit"], ["admin", "nav.admin"]];
+    const pages = [["edges", "nav.edges"], ["config", "nav.config"], ["deliveries", "nav.deliveries"], ["rollouts", "nav.rollouts"], ["inventory", "nav.inventory"], ["audit", "nav.audit"], ["admin", "nav.admin"]];
     $("#nav").innerHTML = pages.map(([id, key]) => `<a href="#/${id}" class="${page === id ? "active" : ""}">${esc(t(key))}</a>`).join("");
     $("#project-label").textContent = t("app.project");
     $("#project").innerHTML = state.projects.map((p) => `<option value="${esc(p.id)}" ${p.id === state.project ? "selected" : ""}>${esc(p.label)}</option>`).join("");
@@ -135,7 +135,7 @@
       main.innerHTML = `<p class="notice">${esc(t("app.noproject"))}</p>`;
       return;
     }
-    const render = { edges: renderEdges, config: renderConfig, deliveries: renderHistory, rollouts: renderRollouts, audit: renderAudit, admin: renderAdmin }[page] || renderEdges;
+    const render = { edges: renderEdges, config: renderConfig, deliveries: renderHistory, rollouts: renderRollouts, inventory: renderInventory, audit: renderAudit, admin: renderAdmin }[page] || renderEdges;
     try { await render(main); } catch (error) { showError(main, error); }
   }
 
@@ -173,6 +173,8 @@
         <label>${esc(t("common.tag"))}<input name="tag" value="${esc(filters.tag)}"></label>
         <label>${esc(t("common.status"))}<select name="status"><option value="">${esc(t("common.all"))}</option>
           ${["online", "offline", "unknown"].map((s) => `<option value="${s}" ${filters.status === s ? "selected" : ""}>${esc(t("edges." + s))}</option>`).join("")}</select></label>
+        <label>${esc(t("drift.config"))}<select name="config_state"><option value="">${esc(t("common.all"))}</option>
+          ${DRIFT_STATES.map((s) => `<option value="${s}" ${filters.config_state === s ? "selected" : ""}>${esc(t("drift." + s))}</option>`).join("")}</select></label>
         <button type="submit">${esc(t("common.search"))}</button>
       </form>
       <div class="row"><label>${esc(t("edges.import"))}<input type="file" name="import" accept=".csv,.json"></label></div>
@@ -199,12 +201,104 @@
     const data = await api("GET", P(`/edge-services?${params}`));
     const box = $("#edge-table", main);
     box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th>
-      <th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th><th>${esc(t("edges.reason"))}</th></tr></thead><tbody>
-      ${data.items.map((e) => `<tr><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")} ${esc(t("edges." + e.status))}</td>
+      <th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th><th>${esc(t("drift.config"))}</th><th>${esc(t("edges.reason"))}</th></tr></thead><tbody>
+      ${data.items.map((e) => `<tr data-id="${esc(e.id)}"><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")} ${esc(t("edges." + e.status))}</td>
         <td>${esc(e.name)}</td><td>${esc(e.endpoint)}</td><td>${esc(e.version || "")}</td>
-        <td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td><td class="muted">${esc(e.status_reason)}</td></tr>`).join("")}
+        <td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td>
+        <td>${e.config_state === "none" ? `<span class="muted">${esc(t("drift.none"))}</span>` : `<button type="button" class="badge ${esc(e.config_state)}" data-drift title="${esc(e.config_reason || "")}">${esc(t("drift." + e.config_state))}</button>`}</td>
+        <td class="muted">${esc(e.status_reason)}</td></tr>`).join("")}
       </tbody></table>`;
     box.append(pager(data.total, offset, 50, (o) => renderEdgeTable(main, o, filters)));
+    $$("[data-drift]", box).forEach((b) => b.addEventListener("click", () => {
+      const edge = data.items.find((x) => x.id === b.closest("tr").dataset.id);
+      openDrift(edge, () => renderEdgeTable(main, offset, filters)).catch((error) => showError(main, error));
+    }));
+  }
+
+  // ----- drift: what an edge holds of what was delivered, putting it back or keeping it -----
+
+  const DRIFT_STATES = ["in_sync", "drifted", "unknown", "none"];
+
+  // One JSON Patch operation as a line people read.
+  const patchLine = (op) => `${op.op} ${op.path || "/"}${"value" in op ? " " + JSON.stringify(op.value) : ""}`;
+
+  // The names of the objects of one template in a drift report, as `templates/from-edge` takes them.
+  function objectsOf(report, templateId) {
+    const objects = { streams: [], tables: [], rules: [], nodes: [] };
+    const add = (list, name) => { if (!objects[list].includes(name)) objects[list].push(name); };
+    report.objects.filter((o) => o.template_id === templateId).forEach(({ ref }) => {
+      if (ref.kind === "stream") add("streams", ref.name);
+      else if (ref.kind === "table") add("tables", ref.name);
+      else if (ref.kind === "rule") add("rules", ref.id);
+      else if (ref.kind === "node") add("nodes", ref.name);
+      else if (ref.node) add("nodes", ref.node);
+      else if (ref.driver) add("nodes", ref.driver);
+    });
+    return objects;
+  }
+
+  async function openDrift(edge, changed) {
+    const project = await api("GET", P(""));
+    const admin = project.role === "admin";
+    let report = await api("GET", P(`/edge-services/${edge.id}/drift`));
+    const templates = await api("GET", P("/templates?limit=1000"));
+    const templateName = (id) => templates.items.find((x) => x.id === id)?.name || id || "";
+    const d = dialog(`<header><h2>${esc(t("drift.title"))}: ${esc(edge.name)}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
+      <div id="drift-body"></div>`, changed);
+    const render = () => {
+      const drifted = report.objects.filter((o) => o.drifted);
+      const sources = [...new Set(drifted.map((o) => o.template_id).filter(Boolean))];
+      $("#drift-body", d.el).innerHTML = `<p role="status"><span class="badge ${esc(report.state)}" id="drift-state" data-state="${esc(report.state)}">${esc(t("drift." + report.state))}</span>
+        ${report.checked_at ? esc(t("drift.checked_at", { at: when(report.checked_at) })) : esc(t("drift.never_checked"))}${report.reason ? ` <span class="muted">${esc(report.reason)}</span>` : ""}</p>
+        ${admin ? `<div class="row"><button type="button" class="secondary" id="drift-check">${esc(t("drift.check"))}</button>
+          ${report.objects.length ? `<button type="button" id="drift-reapply">${esc(t("drift.reapply"))}</button>` : ""}
+          ${sources.map((id) => `<button type="button" class="secondary" data-adopt="${esc(id)}">${esc(t("drift.adopt", { name: templateName(id) }))}</button>`).join("")}</div>` : ""}
+        ${report.objects.length ? `<table id="drift-objects"><thead><tr><th>${esc(t("drift.object"))}</th><th>${esc(t("common.status"))}</th><th>${esc(t("drift.template"))}</th><th>${esc(t("drift.diff"))}</th></tr></thead>
+          <tbody>${report.objects.map((o) => `<tr data-drifted="${o.drifted}"><td>${esc(o.object)}</td>
+            <td>${o.drifted ? marker("failed") + " " + esc(t("drift.drifted")) : o.checked ? marker("succeeded") + " " + esc(t("drift.in_sync")) : `<span class="muted">${esc(t("drift.not_checked"))}</span>`}</td>
+            <td>${esc(templateName(o.template_id) || o.plugin_id || "")}</td>
+            <td>${o.diff.length ? `<pre class="diff">${o.diff.map((op) => esc(patchLine(op))).join("\n")}</pre>` : ""}</td></tr>`).join("")}</tbody></table>`
+          : `<p class="muted">${esc(t("drift.nothing_delivered"))}</p>`}`;
+      $("#drift-check", d.el)?.addEventListener("click", async () => {
+        try { report = await api("POST", P(`/edge-services/${edge.id}/check`)); render(); } catch (error) { showError(d.el, error); }
+      });
+      $("#drift-reapply", d.el)?.addEventListener("click", async () => {
+        if (!confirm(t("drift.reapply_confirm", { name: edge.name }))) return;
+        try { const started = await api("POST", P(`/edge-services/${edge.id}/reapply`), {}); d.close(); openResult(started); } catch (error) { showError(d.el, error); }
+      });
+      $$("[data-adopt]", d.el).forEach((b) => b.addEventListener("click", async () => {
+        const id = b.dataset.adopt;
+        if (!confirm(t("drift.adopt_confirm", { name: templateName(id) }))) return;
+        try {
+          const saved = await api("POST", P("/templates/from-edge"), { edge_id: edge.id, template_id: id, objects: objectsOf(report, id) });
+          $("#drift-body", d.el).insertAdjacentHTML("afterbegin", `<p class="notice" role="status" id="adopted">${esc(t("drift.adopted", { name: saved.name, v: saved.current_version }))}</p>`);
+        } catch (error) { showError(d.el, error); }
+      }));
+    };
+    render();
+  }
+
+  // Which objects the project's edges held at their last check.
+  async function renderInventory(main, filters = {}, offset = 0) {
+    const params = new URLSearchParams({ limit: 50, offset });
+    Object.entries(filters).forEach(([k, v]) => v && params.append(k, v));
+    const data = await api("GET", P(`/inventory?${params}`));
+    main.innerHTML = `<h1>${esc(t("nav.inventory"))}</h1><p class="muted">${esc(t("inv.note"))}</p>
+      <form class="row" id="inventory-filters"><label>${esc(t("common.kind"))}<select name="kind"><option value="">${esc(t("common.all"))}</option>
+        ${["rule", "stream", "table", "node", "plugin"].map((k) => `<option value="${k}" ${filters.kind === k ? "selected" : ""}>${esc(t("inv." + k))}</option>`).join("")}</select></label>
+        <label>${esc(t("inv.exact_name"))}<input name="name" value="${esc(filters.name)}"></label><button type="submit">${esc(t("common.search"))}</button></form>
+      <table id="inventory"><thead><tr><th>${esc(t("common.name"))}</th><th>${esc(t("common.kind"))}</th><th>${esc(t("inv.edges"))}</th><th></th></tr></thead>
+      <tbody>${data.items.map((x) => `<tr data-name="${esc(x.name)}" data-kind="${esc(x.kind)}"><td>${esc(x.name)}</td><td>${esc(t("inv." + x.kind))}</td><td>${x.edges}</td>
+        <td><button type="button" class="link" data-show>${esc(t("inv.show_edges"))}</button></td></tr>`).join("")}</tbody></table>`;
+    main.append(pager(data.total, offset, 50, (o) => renderInventory(main, filters, o)));
+    $("#inventory-filters", main).addEventListener("submit", (e) => { e.preventDefault(); renderInventory(main, Object.fromEntries(new FormData(e.target))); });
+    $$("[data-show]", main).forEach((b) => b.addEventListener("click", async () => {
+      const item = data.items.find((x) => x.name === b.closest("tr").dataset.name && x.kind === b.closest("tr").dataset.kind);
+      const names = [];
+      for (const id of item.edge_ids) names.push((await api("GET", P(`/edge-services/${id}`)).catch(() => ({ name: id }))).name);
+      dialog(`<header><h2>${esc(t("inv." + item.kind))} ${esc(item.name)}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
+        <p>${esc(t("inv.held_by", { n: item.edges }))}</p><ul id="inventory-edges">${names.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);
+    }));
   }
 
   // ----- configuration templates and plugins -----
@@ -227,12 +321,38 @@
         <label>${esc(t("tpl.upload_file"))}<input type="file" name="file" accept=".json"></label></div>
         <label>${esc(t("tpl.content"))}<textarea name="content" required></textarea></label>
         <div class="row"><button type="submit">${esc(t("common.save"))}</button></div></form></details>
+      <details id="from-edge"><summary><button type="button" class="secondary" id="from-edge-button">${esc(t("tpl.from_edge"))}</button></summary>
+      <form id="from-edge-form"><p class="muted">${esc(t("tpl.from_edge_note"))}</p>
+        <div class="row"><label>${esc(t("common.name"))}<input name="name" required></label>
+        <label>${esc(t("tpl.from_edge_gateway"))}<input name="edge" list="from-edge-edges" required></label><datalist id="from-edge-edges"></datalist></div>
+        <div class="row"><label>${esc(t("tpl.streams"))}<input name="streams" placeholder="s1, s2"></label><label>${esc(t("tpl.tables"))}<input name="tables"></label>
+        <label>${esc(t("tpl.rules"))}<input name="rules"></label><label>${esc(t("tpl.nodes"))}<input name="nodes"></label></div>
+        <div class="row"><button type="submit">${esc(t("tpl.from_edge_create"))}</button></div></form></details>
       <table><thead><tr><th>${esc(t("common.name"))}</th><th>${esc(t("common.kind"))}</th><th>${esc(t("tpl.version"))}</th><th>${esc(t("common.description"))}</th><th>${esc(t("common.actions"))}</th></tr></thead>
       <tbody>${data.items.map((tpl) => `<tr data-id="${esc(tpl.id)}"><td>${esc(tpl.name)}</td><td>${esc(t(tpl.kind === "rule" ? "tpl.rule" : "tpl.driver"))}</td><td>v${tpl.current_version}</td><td>${esc(tpl.description)}</td>
         <td><button type="button" class="link" data-act="deliver">${esc(t("tpl.deliver"))}</button> · <button type="button" class="link" data-act="edit">${esc(t("tpl.edit"))}</button> ·
         <button type="button" class="link" data-act="versions">${esc(t("tpl.versions"))}</button> · <button type="button" class="link" data-act="export">${esc(t("tpl.export"))}</button> ·
         <button type="button" class="link" data-act="delete">${esc(t("common.delete"))}</button></td></tr>`).join("")}</tbody></table>`;
     $("#new-template-button", box).addEventListener("click", () => { const d = $("#new-template", box); d.open = !d.open; });
+    $("#from-edge-button", box).addEventListener("click", async () => {
+      const d = $("#from-edge", box);
+      d.open = !d.open;
+      const edges = await api("GET", P("/edge-services?limit=200")).catch(() => ({ items: [] }));
+      $("#from-edge-edges", box).innerHTML = edges.items.map((e) => `<option value="${esc(e.name)}">`).join("");
+      d.edges = edges.items;
+    });
+    $("#from-edge-form", box).addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const f = e.target;
+      const names = (text) => text.split(",").map((x) => x.trim()).filter(Boolean);
+      const edge = ($("#from-edge", box).edges || []).find((x) => x.name === f.edge.value);
+      try {
+        if (!edge) throw Object.assign(new Error(t("tpl.from_edge_unknown", { name: f.edge.value })), { details: { field: "edge" } });
+        await api("POST", P("/templates/from-edge"), { edge_id: edge.id, name: f.name.value,
+          objects: { streams: names(f.streams.value), tables: names(f.tables.value), rules: names(f.rules.value), nodes: names(f.nodes.value) } });
+        renderTemplates(box);
+      } catch (error) { showError(f, error); }
+    });
     const form = $("#template-form", box);
     $('[name="file"]', form).addEventListener("change", async (e) => { const f = e.target.files[0]; if (f) { form.content.value = await f.text(); if (!form.name.value) form.name.value = f.name.replace(/\.json$/, ""); } });
     form.addEventListener("submit", async (e) => {
