@@ -60,6 +60,13 @@ struct Args {
     /// rest; auto gate; an abort rule that never trips), for what waves cost (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     rollout_targets: u32,
+    /// Edges of the drift measurement: one check round over all of them after a delivery, with
+    /// 1% changed by hand (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    drift_edges: u32,
+    /// Seconds between the drift measurement's rounds (long enough for the delivery before it).
+    #[arg(long, default_value_t = 30)]
+    drift_interval_secs: u64,
     /// Run only the hostile-load part (sign-ins and a hostile template), nothing else.
     #[arg(long)]
     hostile_only: bool,
@@ -155,12 +162,14 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     println!("rollout: {}", rollout.clone().unwrap_or(Value::Null));
+    let drift = if args.drift_edges > 0 { Some(drift_round(&args, args.drift_edges).await?) } else { None };
+    println!("drift: {}", drift.clone().unwrap_or(Value::Null));
     if let Some(base) = &args.postgres {
         store::testing::drop_test_databases(base).await?;
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout});
+    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout, "drift": drift});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
@@ -173,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
 async fn hostile_load(args: &Args, logins: u32) -> anyhow::Result<Value> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let data = tempfile::tempdir()?;
-    let server = start_server_on(&args.edgefleet, data.path(), None).await?;
+    let server = start_server_on(&args.edgefleet, data.path(), None, NO_DRIFT_ROUNDS).await?;
     let session = Session::start(&server).await?;
     let project = session.project().await?;
     for k in 0..logins {
@@ -308,8 +317,17 @@ struct Fleet {
 
 impl Fleet {
     async fn start(args: &Args, sim: neuronex_sim::RunningSim, postgres: Option<&str>) -> anyhow::Result<Fleet> {
+        Fleet::start_with_drift(args, sim, postgres, NO_DRIFT_ROUNDS).await
+    }
+
+    async fn start_with_drift(
+        args: &Args,
+        sim: neuronex_sim::RunningSim,
+        postgres: Option<&str>,
+        drift_interval_secs: u64,
+    ) -> anyhow::Result<Fleet> {
         let data = tempfile::tempdir()?;
-        let server = start_server_on(&args.edgefleet, data.path(), postgres).await?;
+        let server = start_server_on(&args.edgefleet, data.path(), postgres, drift_interval_secs).await?;
         let session = Session::start(&server).await?;
         let project = session.project().await?;
         session.register(&project, &sim).await?;
@@ -630,7 +648,15 @@ impl Drop for ServerProcess {
 
 /// `edgefleet serve` on SQLite in `data`, or on a fresh database of the PostgreSQL server at
 /// `postgres` (`postgres://user@host:port`).
-async fn start_server_on(binary: &Path, data: &Path, postgres: Option<&str>) -> anyhow::Result<ServerProcess> {
+/// A drift round every day: no round disturbs the other measurements.
+const NO_DRIFT_ROUNDS: u64 = 86_400;
+
+async fn start_server_on(
+    binary: &Path,
+    data: &Path,
+    postgres: Option<&str>,
+    drift_interval_secs: u64,
+) -> anyhow::Result<ServerProcess> {
     let database_url = match postgres {
         Some(base) => Some(store::testing::fresh_postgres_database(base).await?),
         None => None,
@@ -639,6 +665,7 @@ async fn start_server_on(binary: &Path, data: &Path, postgres: Option<&str>) -> 
     let mut command = Command::new(binary);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--probe-interval-secs", "3600", "--edge-networks", "127.0.0.0/8"])
+        .args(["--drift-interval-secs", &drift_interval_secs.to_string()])
         .arg("--data-dir")
         .arg(data);
     if let Some(url) = &database_url {
@@ -693,6 +720,72 @@ fn dir_size(path: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// One drift check round over `n` edges: a rule delivered to all, the rule changed by hand on 1%
+/// of them, then the first round that starts after that, timed by the server (its
+/// `edgefleet_drift_last_round_seconds`), with the server's CPU over that round and its memory.
+async fn drift_round(args: &Args, n: u32) -> anyhow::Result<Value> {
+    let Fleet { sim, _data, server, session, project } =
+        Fleet::start_with_drift(args, start_sim(n, Faults::default()).await?, None, args.drift_interval_secs).await?;
+    let template = session.rule_template(&project).await?;
+    let body = json!({"template_id": template["id"], "targets": {"all": true},
+                      "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
+    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
+    session.watch(&project, delivery["id"].as_str().context("delivery id")?).await?;
+    let changed = (n / 100).max(1);
+    let edited = json!({"id": "r1", "sql": "SELECT a FROM demo", "actions": [{"log": {}}]});
+    let http = reqwest::Client::new();
+    for k in 0..changed {
+        http.put(format!("{}/api/ekuiper/rules/r1", sim.endpoint(k * 100))).json(&edited).send().await?.error_for_status()?;
+    }
+    let metric = |text: &str, name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let rounds = || async {
+        let text = session.api.http().get(session.api.url("/metrics")).send().await?.text().await?;
+        anyhow::Ok((metric(&text, "edgefleet_drift_rounds_total "), text))
+    };
+    // A round under way now may have read some edges before the changes: the measured round is
+    // the one after it.
+    let (at_start, _) = rounds().await?;
+    let mut cpu_before = None;
+    let (round_seconds, drifted_gauge) = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (done, text) = rounds().await?;
+        if done >= at_start + 1.0 && cpu_before.is_none() {
+            cpu_before = Some((done, cpu_seconds(server.child.id())));
+        }
+        if let Some((first, _)) = cpu_before
+            && done >= first + 1.0
+        {
+            break (metric(&text, "edgefleet_drift_last_round_seconds "), metric(&text, "edgefleet_edges_drifted "));
+        }
+    };
+    let cpu = cpu_seconds(server.child.id()) - cpu_before.map(|(_, cpu)| cpu).unwrap_or(0.0);
+    let drifted = session.get(&format!("/api/v1/projects/{project}/edge-services?config_state=drifted&limit=1")).await?;
+    anyhow::ensure!(drifted["total"].as_u64() == Some(u64::from(changed)), "drifted edges: {}", drifted["total"]);
+    Ok(json!({
+        "edges": n,
+        "changed_by_hand": changed,
+        "drifted_found": drifted["total"],
+        "drifted_gauge": drifted_gauge,
+        "round_seconds": round_seconds,
+        "edges_per_second": f64::from(n) / round_seconds.max(0.001),
+        "server_cpu_seconds_over_the_round": cpu,
+        "server_rss_mib": current_rss_mib(server.child.id()),
+        "server_peak_rss_mib": peak_rss_mib(server.child.id()),
+    }))
+}
+
+fn current_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 /// One rule delivery to `n` targets, on SQLite or on a fresh database of the PostgreSQL server.

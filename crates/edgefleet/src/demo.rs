@@ -55,6 +55,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::new(args.data_dir.clone());
     config.listen = args.listen;
     config.admin_password = Some(password.clone());
+    // A demo shows drift within a minute of a change on a simulated gateway.
+    config.drift_interval = std::time::Duration::from_secs(60);
     // The simulated gateways are on this machine; real ones never are (the default refuses loopback).
     config.edge_networks = domain::network::NetworkPolicy::parse_list("127.0.0.0/8").map_err(anyhow::Error::msg)?;
     let app = App::build(config).await?;
@@ -103,6 +105,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  edgefleet deliver --project {project} --template {rules} --edge-version 3.7 --watch");
     println!("  edgefleet deliver --project {project} --plugin {plugin} --tag zone-b --watch");
+    println!("  edgefleet edge list --project {project} --config-state drifted   # checked every minute in the demo");
+    println!("  edgefleet inventory --project {project} --kind rule");
     if !args.exit {
         println!("\nCtrl-C stops the demo (the data stays in {}).", args.data_dir.display());
         crate::serve::shutdown_signal().await;
