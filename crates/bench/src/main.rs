@@ -737,7 +737,11 @@ async fn drift_round(args: &Args, n: u32) -> anyhow::Result<Value> {
     let edited = json!({"id": "r1", "sql": "SELECT a FROM demo", "actions": [{"log": {}}]});
     let http = reqwest::Client::new();
     for k in 0..changed {
-        http.put(format!("{}/api/ekuiper/rules/r1", sim.endpoint(k * 100))).json(&edited).send().await?.error_for_status()?;
+        http.put(format!("{}/api/ekuiper/rules/r1", sim.endpoint(k * 100)))
+            .json(&edited)
+            .send()
+            .await?
+            .error_for_status()?;
     }
     let metric = |text: &str, name: &str| {
         text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
@@ -763,7 +767,8 @@ async fn drift_round(args: &Args, n: u32) -> anyhow::Result<Value> {
         }
     };
     let cpu = cpu_seconds(server.child.id()) - cpu_before.map(|(_, cpu)| cpu).unwrap_or(0.0);
-    let drifted = session.get(&format!("/api/v1/projects/{project}/edge-services?config_state=drifted&limit=1")).await?;
+    let drifted =
+        session.get(&format!("/api/v1/projects/{project}/edge-services?config_state=drifted&limit=1")).await?;
     anyhow::ensure!(drifted["total"].as_u64() == Some(u64::from(changed)), "drifted edges: {}", drifted["total"]);
     Ok(json!({
         "edges": n,

@@ -905,6 +905,7 @@ impl Store {
             next.insert(delivery_id, end - count + 1);
         }
         let mut written = Vec::with_capacity(results.len());
+        let mut delivered = Vec::new();
         for (delivery_id, edge_id, attempt, outcome) in results {
             let number = next.get_mut(delivery_id.as_str()).map_or(0, |n| {
                 *n += 1;
@@ -929,11 +930,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let recorded = done.rows_affected() == 1;
-            if recorded && let Some(delivered) = &outcome.delivered {
-                crate::drift::record_delivered(&mut tx, delivery_id, edge_id, delivered, now).await?;
+            if recorded && let Some(objects) = &outcome.delivered {
+                delivered.push((delivery_id.as_str(), edge_id.as_str(), objects));
             }
             written.push(recorded.then_some(number));
         }
+        crate::drift::record_delivered(&mut tx, &delivered, now).await?;
         tx.commit().await?;
         Ok(written)
     }

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
 use crate::edges::auth_of;
-use crate::sql::Sql;
+use crate::sql::{Arg, Sql};
 use crate::{Result, Store, parsed};
 
 /// Most edge ids listed per inventory item.
@@ -111,63 +111,80 @@ fn expected_object(row: &AnyRow) -> ExpectedObject {
     }
 }
 
-/// The edge's state from its objects: `none` without any, `drifted` with a drifted one, else
-/// `in_sync` (or `unknown` when `unknown_stays` and it was unknown: a delivery to some objects
-/// says nothing of the others).
-fn state_from_objects(unknown_stays: bool) -> &'static str {
-    if unknown_stays {
-        "CASE WHEN NOT EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = $1) THEN 'none'
-              WHEN EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = $1 AND o.drifted = 1) THEN 'drifted'
-              WHEN config_state = 'unknown' THEN 'unknown' ELSE 'in_sync' END"
-    } else {
-        "CASE WHEN NOT EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = $1) THEN 'none'
-              WHEN EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = $1 AND o.drifted = 1) THEN 'drifted'
-              ELSE 'in_sync' END"
-    }
-}
+/// Rows of one multi-row upsert of kept objects (7 values each).
+const UPSERT_ROWS: usize = 500;
 
-/// Records what a successful target left on its edge, inside the result's transaction.
+/// Records what successful targets (delivery, edge, what it left) left on their edges, inside their
+/// results' transaction: a few statements per batch of results, not per object, since a result
+/// batch holds up to hundreds of targets and SQLite has one writer.
 pub(crate) async fn record_delivered(
     tx: &mut sqlx::Transaction<'_, Any>,
-    delivery_id: &str,
-    edge_id: &str,
-    delivered: &Delivered,
+    delivered: &[(&str, &str, &Delivered)],
     now: i64,
 ) -> Result<()> {
-    for object in &delivered.objects {
-        match &object.expected {
-            Some(expected) => {
-                sqlx::query(
-                    "INSERT INTO edge_objects (edge_id, object, expected, delivery_id, template_id, plugin_id, delivered_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (edge_id, object) DO UPDATE SET expected = excluded.expected,
-                        delivery_id = excluded.delivery_id, template_id = excluded.template_id,
-                        plugin_id = excluded.plugin_id, delivered_at = excluded.delivered_at,
-                        drifted = 0, live = NULL, diff = '[]'",
-                )
-                .bind(edge_id)
-                .bind(&object.object)
-                .bind(expected)
-                .bind(delivery_id)
-                .bind(delivered.template_id.clone())
-                .bind(delivered.plugin_id.clone())
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM edge_objects WHERE edge_id = $1 AND object = $2")
-                    .bind(edge_id)
-                    .bind(&object.object)
-                    .execute(&mut **tx)
-                    .await?;
-            }
+    if delivered.is_empty() {
+        return Ok(());
+    }
+    // The last word on an object wins (PostgreSQL refuses one statement touching a row twice).
+    let mut kept: std::collections::BTreeMap<(&str, &str), (&str, &Delivered, Option<&str>)> =
+        std::collections::BTreeMap::new();
+    for (delivery_id, edge_id, what) in delivered {
+        for object in &what.objects {
+            kept.insert((edge_id, object.object.as_str()), (delivery_id, what, object.expected.as_deref()));
         }
     }
-    let update = format!("UPDATE edge_services SET config_state = {} WHERE id = $1", state_from_objects(true));
-    sqlx::query(sqlx::AssertSqlSafe(update)).bind(edge_id).execute(&mut **tx).await?;
+    let (upserts, deletes): (Vec<_>, Vec<_>) = kept.into_iter().partition(|(_, (_, _, expected))| expected.is_some());
+    let upserts: Vec<_> = upserts.into_iter().collect();
+    for chunk in upserts.chunks(UPSERT_ROWS) {
+        let mut sql = Sql::new(
+            "INSERT INTO edge_objects (edge_id, object, expected, delivery_id, template_id, plugin_id, delivered_at) VALUES ",
+        );
+        for (k, ((edge_id, object), (delivery_id, what, expected))) in chunk.iter().enumerate() {
+            sql.push(if k == 0 { "(" } else { ", (" });
+            sql.text(*edge_id).push(", ").text(*object).push(", ").text(expected.unwrap_or_default());
+            sql.push(", ").text(*delivery_id).push(", ");
+            sql.bind(Arg::OptText(what.template_id.clone())).push(", ").bind(Arg::OptText(what.plugin_id.clone()));
+            sql.push(", ").int(now).push(")");
+        }
+        sql.push(
+            " ON CONFLICT (edge_id, object) DO UPDATE SET expected = excluded.expected,
+                delivery_id = excluded.delivery_id, template_id = excluded.template_id,
+                plugin_id = excluded.plugin_id, delivered_at = excluded.delivered_at,
+                drifted = 0, live = NULL, diff = '[]'",
+        );
+        sql.query().execute(&mut **tx).await?;
+    }
+    for ((edge_id, object), _) in deletes {
+        sqlx::query("DELETE FROM edge_objects WHERE edge_id = $1 AND object = $2")
+            .bind(edge_id)
+            .bind(object)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut edges: Vec<String> = delivered.iter().map(|(_, edge_id, _)| (*edge_id).to_owned()).collect();
+    edges.sort_unstable();
+    edges.dedup();
+    for chunk in edges.chunks(UPSERT_ROWS) {
+        let mut sql = Sql::new("UPDATE edge_services SET config_state = ");
+        sql.push(STATE_AFTER_DELIVERY).push(" WHERE id IN (").text_list(chunk).push(")");
+        sql.query().execute(&mut **tx).await?;
+    }
     Ok(())
 }
+
+/// An edge's state once objects were delivered to it: `none` without kept objects, `drifted`
+/// with a drifted one, else `in_sync`, except that `unknown` stays (a delivery to some objects
+/// says nothing of the others).
+const STATE_AFTER_DELIVERY: &str =
+    "CASE WHEN NOT EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = edge_services.id) THEN 'none'
+          WHEN EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = edge_services.id AND o.drifted = 1) THEN 'drifted'
+          WHEN config_state = 'unknown' THEN 'unknown' ELSE 'in_sync' END";
+
+/// The same after a check that read the edge.
+const STATE_AFTER_CHECK: &str =
+    "CASE WHEN NOT EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = edge_services.id) THEN 'none'
+          WHEN EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = edge_services.id AND o.drifted = 1) THEN 'drifted'
+          ELSE 'in_sync' END";
 
 impl Store {
     /// Edges to check, across projects, by id after `after`.
@@ -238,8 +255,7 @@ impl Store {
                         .await?;
                     }
                     let update = format!(
-                        "UPDATE edge_services SET config_state = {}, config_checked_at = $2, config_reason = '' WHERE id = $1",
-                        state_from_objects(false)
+                        "UPDATE edge_services SET config_state = {STATE_AFTER_CHECK}, config_checked_at = $2, config_reason = '' WHERE id = $1"
                     );
                     sqlx::query(sqlx::AssertSqlSafe(update))
                         .bind(&result.edge_id)
