@@ -10,7 +10,7 @@ CREATE INDEX edge_services_config_state ON edge_services (project_id, config_sta
 -- delivered it. The last check's finding: `drifted` (0/1), `live` (masked JSON, 'null' when the
 -- object is gone; NULL before the first check) and `diff` (masked JSON Patch from expected to live).
 CREATE TABLE edge_objects (
-    edge_id TEXT NOT NULL REFERENCES edge_services(id) ON DELETE CASCADE,
+    edge_id TEXT NOT NULL,
     object TEXT NOT NULL,
     expected TEXT NOT NULL,
     delivery_id TEXT NOT NULL,
@@ -23,8 +23,11 @@ CREATE TABLE edge_objects (
     PRIMARY KEY (edge_id, object)
 );
 -- Which objects each edge held at its last check, whoever put them there.
+-- Neither table references edge_services, like delivery_targets: a result or check that lands for
+-- an edge deleted meanwhile must not fail its whole batch. Deleting an edge or a project deletes
+-- their rows; the inventory and counts join edge_services, so a row left by that race is not seen.
 CREATE TABLE edge_inventory (
-    edge_id TEXT NOT NULL REFERENCES edge_services(id) ON DELETE CASCADE,
+    edge_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     name TEXT NOT NULL,
     PRIMARY KEY (edge_id, kind, name)

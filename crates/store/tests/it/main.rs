@@ -212,5 +212,16 @@ async fn a_check_is_fenced_by_the_delivery_it_compared_against() {
         store.record_checks(&[unreadable]).await.expect("check");
         assert_eq!(state(store.clone(), project.id.clone(), edge.id.clone()).await, ConfigState::Unknown);
         assert_eq!(store.edges_in_config_state(ConfigState::Unknown).await.expect("count"), 1);
+        // The edge is deleted while a delivery to it runs and a check reads it: both still land.
+        store.delete_edge(&project.id, &edge.id, &AuditEntry::default()).await.expect("delete");
+        deliver_object(&store, &project.id, &edge, "sealed-3").await;
+        let late = CheckResult {
+            edge_id: edge.id.clone(),
+            checked_at: 3,
+            finding: Finding::Read { objects: Vec::new(), inventory: vec![(InventoryKind::Rule, "r".into())] },
+        };
+        store.record_checks(&[late]).await.expect("a check of a deleted edge is written without error");
+        let (_, total) = store.inventory(&project.id, None, None, 10, 0).await.expect("inventory");
+        assert_eq!(total, 0, "a deleted edge is not in the inventory");
     }
 }
