@@ -618,7 +618,7 @@ async fn raw_limit(n: u32, concurrency: u32) -> anyhow::Result<Duration> {
             let client = Arc::clone(&client);
             let rule = rule.clone();
             async move {
-                let target = EdgeTarget { endpoint, auth: EdgeAuth::None };
+                let target = EdgeTarget::http(endpoint, EdgeAuth::None);
                 let edge = client.edge(&target);
                 let _ = edge.version().await;
                 let _ = edge

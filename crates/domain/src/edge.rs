@@ -66,3 +66,57 @@ mod tests {
         assert_eq!(utc_text(i64::MAX), "9223372036854775807 ms after the Unix epoch");
     }
 }
+
+crate::wire_enum! {
+    /// How edgefleet reaches an edge service.
+    pub enum Transport ("transport") {
+        /// edgefleet calls the endpoint over HTTP.
+        Http = "http",
+        /// An `edgefleet agent` next to the gateway connects out to an MQTT broker and makes the
+        /// calls on its local NeuronEX (edges behind NAT and firewalls).
+        Agent = "agent",
+    }
+}
+
+#[allow(clippy::derivable_impls, reason = "wire_enum! holds the derives; a default is not wanted for every enum")]
+impl Default for Transport {
+    fn default() -> Transport {
+        Transport::Http
+    }
+}
+
+/// The local NeuronEX an agent-mode edge has when none is given: NeuronEX's own port on the
+/// agent's machine.
+pub const AGENT_DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8085";
+
+/// Longest agent id: it is an MQTT user name and a topic level.
+pub const AGENT_ID_MAX: usize = 64;
+
+/// An agent id is a topic level and a broker user name: letters, digits, `.`, `_` and `-` only, so
+/// it can hold no MQTT wildcard (`+`, `#`), level separator or ACL placeholder.
+pub fn check_agent_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > AGENT_ID_MAX {
+        return Err(format!("an agent id has 1 to {AGENT_ID_MAX} characters"));
+    }
+    match id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        Some(c) => Err(format!("an agent id holds letters, digits, '.', '_' and '-' only, not {c:?}")),
+        None if id.starts_with('.') => Err("an agent id cannot start with '.'".into()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod agent_id_tests {
+    use super::check_agent_id;
+
+    #[test]
+    fn agent_ids_cannot_reach_other_topics() {
+        for good in ["sim-0", "plant_7.line-2", "A"] {
+            assert_eq!(check_agent_id(good), Ok(()), "{good}");
+        }
+        let long = "a".repeat(65);
+        for bad in ["", "a/b", "+", "#", "a b", "..", "%u", "é", long.as_str()] {
+            assert!(check_agent_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Whether trying again can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Retry {
     /// Timeouts, resets, refused connections, 5xx, 429 and "busy" codes.
@@ -15,7 +15,7 @@ pub enum Retry {
 }
 
 /// How the failure showed itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Failure {
     /// The edge answered with an error status or an error code in its body.
@@ -38,9 +38,19 @@ pub enum Failure {
     Refused {
         detail: String,
     },
+    /// Agent mode: the agent did not answer in time (offline, slow, or the broker lost the command).
+    AgentSilent {
+        agent_id: String,
+        after_ms: u64,
+    },
+    /// Agent mode: the agent refused the command (bad signature, expired, already run, ...).
+    AgentRefused {
+        agent_id: String,
+        detail: String,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub struct EdgeError {
     /// What was being done: `create`, `update`, `start`, `status`, `login`, ...
     pub step: String,
@@ -82,7 +92,7 @@ impl EdgeError {
 
     pub(crate) fn transport(step: &str, object: &str, failure: Failure) -> EdgeError {
         let retry = match failure {
-            Failure::Decode { .. } | Failure::Refused { .. } => Retry::Permanent,
+            Failure::Decode { .. } | Failure::Refused { .. } | Failure::AgentRefused { .. } => Retry::Permanent,
             _ => Retry::Transient,
         };
         EdgeError {
@@ -190,6 +200,10 @@ impl fmt::Display for EdgeError {
             Failure::Reset { detail } => write!(f, "connection closed without an answer: {detail}"),
             Failure::Decode { detail } => write!(f, "unreadable answer: {detail}"),
             Failure::Refused { detail } => write!(f, "{detail}"),
+            Failure::AgentSilent { agent_id, after_ms } => {
+                write!(f, "the agent {agent_id} did not answer within {}", human_duration(*after_ms))
+            }
+            Failure::AgentRefused { agent_id, detail } => write!(f, "the agent {agent_id} refused the command: {detail}"),
         }?;
         // Tries and time matter where trying again could help; a refusal is the edge's answer.
         match self.spent_ms {

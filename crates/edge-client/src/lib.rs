@@ -6,6 +6,7 @@ mod error;
 mod jwt;
 mod policy;
 mod readback;
+mod relay;
 mod restore;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 pub use error::{EdgeError, Failure, Retry, VersionClash, human_duration, neuron_code_text, tries_word};
 pub use jwt::{JwtError, JwtGrant, JwtSigner, TOKEN_LIFETIME, generate_rsa_keypair, public_pem_of};
 pub use readback::is_absent;
+pub use relay::{AgentRoute, Relay, RelayAnswer, RelayFuture, RelayRequest, Via};
 pub use restore::RestoreError;
 
 /// How edgefleet proves itself to an edge.
@@ -38,9 +40,18 @@ pub enum EdgeAuth {
 /// One edge to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeTarget {
-    /// Base URL, `http(s)://host:port[/prefix]`, without a trailing slash.
+    /// Base URL, `http(s)://host:port[/prefix]`, without a trailing slash. Through an agent, the
+    /// agent's own `--neuronex` is used and this is only shown.
     pub endpoint: String,
     pub auth: EdgeAuth,
+    pub via: Via,
+}
+
+impl EdgeTarget {
+    /// An edge edgefleet calls itself.
+    pub fn http(endpoint: impl Into<String>, auth: EdgeAuth) -> EdgeTarget {
+        EdgeTarget { endpoint: endpoint.into(), auth, via: Via::Http }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +217,38 @@ impl EdgeClient {
             .build()
             .map_err(|e| BuildError(error_chain(&e)))?;
         Ok(EdgeClient { http, config, tokens: Arc::new(Mutex::new(HashMap::new())) })
+    }
+
+    /// Downloads a file (an agent bringing a plugin package over from edgefleet's signed link),
+    /// under the network policy, refusing more than `max_bytes`.
+    pub async fn download(&self, url: &str, max_bytes: usize) -> Result<Vec<u8>, EdgeError> {
+        let object = "package";
+        let parsed = reqwest::Url::parse(url).map_err(|e| EdgeError::refused("download", object, format!("invalid URL: {e}")))?;
+        policy::check_literal(&self.config.policy, &parsed)
+            .map_err(|denied| EdgeError::refused("download", object, format!("edge_network_denied: {denied}")))?;
+        let transport = |e: reqwest::Error| {
+            let failure = if e.is_timeout() {
+                Failure::Timeout { after_ms: self.config.request_timeout.as_millis() as u64 }
+            } else if e.is_connect() {
+                Failure::Connect { detail: error_chain(&e) }
+            } else {
+                Failure::Reset { detail: error_chain(&e) }
+            };
+            EdgeError::transport("download", object, failure)
+        };
+        let mut response = self.http.get(parsed).send().await.map_err(transport)?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err(EdgeError::edge("download", object, status.as_u16(), None, format!("HTTP {status}")));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(EdgeError::refused("download", object, format!("larger than {max_bytes} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     pub fn policy(&self) -> &NetworkPolicy {
@@ -437,6 +480,22 @@ impl Edge<'_> {
     /// used, which installs whether or not the plugin exists.
     pub async fn install_portable(&self, name: &str, url: &str, replace: bool) -> Result<(), EdgeError> {
         let object = format!("plugin {name}");
+        // Behind an agent the edge may not reach edgefleet: the agent brings the package over
+        // first and NeuronEX installs it from the agent's disk.
+        let local;
+        let url = match &self.target.via {
+            Via::Http => url,
+            Via::Agent(route) => {
+                let fetch = RelayRequest::Fetch { url: url.to_owned() };
+                match self.relay(route, "fetch", &object, fetch).await? {
+                    RelayAnswer::Fetched { url } => {
+                        local = url;
+                        local.as_str()
+                    }
+                    other => return Err(decode_error("fetch", &object, &format!("the agent answered {other:?}"))),
+                }
+            }
+        };
         let body = json!({"name": name, "file": url});
         let (step, method, path, ok) = if replace {
             ("update", Method::PUT, format!("/api/ekuiper/plugins/portables/{}", encode(name)), 200)
@@ -651,6 +710,18 @@ impl Edge<'_> {
         body: Option<&Value>,
     ) -> Result<Answer, EdgeError> {
         let started = std::time::Instant::now();
+        if let Via::Agent(route) = &self.target.via {
+            let request = RelayRequest::Call { method: method.to_string(), path: path.to_owned(), body: body.cloned() };
+            return match self.relay(route, step, object, request).await {
+                Ok(RelayAnswer::Answer { status, body }) => {
+                    let status = StatusCode::from_u16(status)
+                        .map_err(|_| decode_error(step, object, &format!("the agent relayed HTTP status {status}")))?;
+                    Ok(Answer { status, body })
+                }
+                Ok(other) => Err(decode_error(step, object, &format!("the agent answered {other:?} to a call"))),
+                Err(err) => Err(err.with_tries(1, started.elapsed())),
+            };
+        }
         let answer = async {
             let token = self.credentials(step, object).await?;
             let answer = self.send_raw(step, object, method.clone(), path, body, token.as_deref()).await?;
@@ -663,6 +734,31 @@ impl Edge<'_> {
         }
         .await;
         answer.map_err(|err| err.with_tries(1, started.elapsed()))
+    }
+
+    /// One exchange with the agent; its report of a failed call becomes this call's error.
+    async fn relay(
+        &self,
+        route: &AgentRoute,
+        step: &str,
+        object: &str,
+        request: RelayRequest,
+    ) -> Result<RelayAnswer, EdgeError> {
+        let wait = relay::relay_wait(self.client.config.request_timeout);
+        match route.relay.exchange(&route.agent_id, request, wait).await {
+            Ok(RelayAnswer::Failed { error }) => Err(error.relabeled(step, object)),
+            Ok(answer) => Ok(answer),
+            Err(failure) => Err(EdgeError::transport(step, object, failure)),
+        }
+    }
+
+    /// The agent's side of agent mode: one call as the server asked for it, with this client's
+    /// credentials for the local NeuronEX; the answer whatever its status.
+    pub async fn forward(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), EdgeError> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| EdgeError::refused("relay", "call", format!("unknown HTTP method {method:?}")))?;
+        let answer = self.call("relay", path, method, path, body).await?;
+        Ok((answer.status.as_u16(), answer.body))
     }
 
     async fn credentials(&self, step: &str, object: &str) -> Result<Option<String>, EdgeError> {

@@ -8,10 +8,10 @@ use serde_json::json;
 use crate::support::{client, request_count, sim_with};
 
 fn basic(sim: &neuronex_sim::RunningSim, password: &str) -> EdgeTarget {
-    EdgeTarget {
-        endpoint: sim.endpoint(0).to_owned(),
-        auth: EdgeAuth::Basic { username: "admin".into(), password: password.into() },
-    }
+    EdgeTarget::http(
+        sim.endpoint(0).to_owned(),
+        EdgeAuth::Basic { username: "admin".into(), password: password.into() },
+    )
 }
 
 #[tokio::test]
@@ -72,10 +72,10 @@ async fn jwt_sim() -> JwtSetup {
 /// A target whose tokens are signed by `private_pem` under `key_name`, for edge `gw-1`.
 fn jwt_target(setup: &JwtSetup, key_name: &str, private_pem: &str) -> EdgeTarget {
     let signer = Arc::new(JwtSigner::from_pem(key_name, private_pem.as_bytes()).expect("signer"));
-    EdgeTarget {
-        endpoint: setup.sim.endpoint(0).to_owned(),
-        auth: EdgeAuth::Jwt(JwtGrant::new(signer, "gw-1", "delivery:d1")),
-    }
+    EdgeTarget::http(
+        setup.sim.endpoint(0).to_owned(),
+        EdgeAuth::Jwt(JwtGrant::new(signer, "gw-1", "delivery:d1")),
+    )
 }
 
 #[tokio::test]

@@ -49,7 +49,7 @@ async fn reset_connections_are_transient() {
 
 #[tokio::test]
 async fn unreachable_edges_are_connect_failures() {
-    let target = edge_client::EdgeTarget { endpoint: "http://127.0.0.1:1".into(), auth: edge_client::EdgeAuth::None };
+    let target = edge_client::EdgeTarget::http("http://127.0.0.1:1", edge_client::EdgeAuth::None);
     let err = quick_client().edge(&target).version().await.expect_err("refused");
     assert!(matches!(err.failure, Failure::Connect { .. }), "{err:?}");
     assert!(err.is_transient());

@@ -13,7 +13,7 @@ fn default_policy_client() -> EdgeClient {
 }
 
 fn at(endpoint: String) -> EdgeTarget {
-    EdgeTarget { endpoint, auth: EdgeAuth::None }
+    EdgeTarget::http(endpoint, EdgeAuth::None)
 }
 
 #[tokio::test]
@@ -82,7 +82,7 @@ async fn a_reason_never_quotes_a_page_that_is_not_a_neuronex_answer() {
 async fn an_oversized_answer_is_refused_while_it_is_read() {
     let files = crate::support::FileServer::start().await;
     files.put("/api/version", vec![b'x'; edge_client::MAX_ANSWER_BYTES + 1]);
-    let target = edge_client::EdgeTarget { endpoint: files.base_url.clone(), auth: edge_client::EdgeAuth::None };
+    let target = edge_client::EdgeTarget::http(files.base_url.clone(), edge_client::EdgeAuth::None);
     let err = crate::support::client().edge(&target).version().await.expect_err("too large");
     assert_eq!(
         err.to_string(),

@@ -35,7 +35,7 @@ pub fn client() -> EdgeClient {
 }
 
 pub fn target(sim: &RunningSim, k: u32) -> EdgeTarget {
-    EdgeTarget { endpoint: sim.endpoint(k).to_owned(), auth: EdgeAuth::None }
+    EdgeTarget::http(sim.endpoint(k).to_owned(), EdgeAuth::None)
 }
 
 /// `GET /__sim/instances/{k}`.

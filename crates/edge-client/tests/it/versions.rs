@@ -139,10 +139,10 @@ async fn a_restart_invalidates_login_tokens_from_3_7_1() {
         let version = Version::parse(version).expect("version");
         let sim =
             sim_with(SimConfig { versions: vec![(version, 1)], auth: AuthMode::Basic, ..SimConfig::default() }).await;
-        let target = EdgeTarget {
-            endpoint: sim.endpoint(0).to_owned(),
-            auth: EdgeAuth::Basic { username: "admin".into(), password: "0000".into() },
-        };
+        let target = EdgeTarget::http(
+            sim.endpoint(0).to_owned(),
+            EdgeAuth::Basic { username: "admin".into(), password: "0000".into() },
+        );
         let client = client();
         client.edge(&target).version().await.expect("before the restart");
         control(&sim, Method::POST, "instances/0/restart", json!({})).await;

@@ -134,7 +134,7 @@ async fn held(sim: &neuronex_sim::RunningSim, k: u32, objects: &[domain::plan::O
         policy,
     };
     let client = edge_client::EdgeClient::new(config).expect("client");
-    let target = edge_client::EdgeTarget { endpoint: sim.endpoint(k).to_owned(), auth: edge_client::EdgeAuth::None };
+    let target = edge_client::EdgeTarget::http(sim.endpoint(k).to_owned(), edge_client::EdgeAuth::None);
     client.edge(&target).read_objects(objects).await.expect("read back")
 }
 

@@ -1,0 +1,186 @@
+//! What travels over the broker. Every payload is JSON; commands are signed as the exact text the
+//! agent verifies (`SignedCommand.command`), so no re-encoding can change what was signed.
+
+use edge_client::EdgeError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Agent ids are checked by `domain::edge::check_agent_id`, so they hold no wildcard or `/`.
+pub fn commands_topic(agent_id: &str) -> String {
+    format!("edgefleet/v1/agents/{agent_id}/commands")
+}
+
+pub fn results_topic(agent_id: &str) -> String {
+    format!("edgefleet/v1/agents/{agent_id}/results")
+}
+
+pub fn status_topic(agent_id: &str) -> String {
+    format!("edgefleet/v1/agents/{agent_id}/status")
+}
+
+/// What the server subscribes to: every agent's results and status.
+pub const ALL_RESULTS: &str = "edgefleet/v1/agents/+/results";
+pub const ALL_STATUS: &str = "edgefleet/v1/agents/+/status";
+
+/// `edgefleet/v1/agents/{agent_id}/{leaf}` → `(agent_id, leaf)`.
+pub fn split_topic(topic: &str) -> Option<(&str, &str)> {
+    let rest = topic.strip_prefix("edgefleet/v1/agents/")?;
+    let (agent_id, leaf) = rest.split_once('/')?;
+    (!agent_id.is_empty() && !leaf.contains('/')).then_some((agent_id, leaf))
+}
+
+/// The largest package piece sent in one command when the agent cannot download it.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The largest MQTT packet either side accepts: a NeuronEX answer is at most 8 MiB, and JSON
+/// escaping can make it longer.
+pub const MAX_PACKET_BYTES: usize = 24 * 1024 * 1024;
+
+/// The payload on the commands topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedCommand {
+    /// A [`Command`] as JSON text.
+    pub command: String,
+    /// Base64 of the Ed25519 signature of `command`'s bytes.
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unique per command; an agent never runs the same id twice.
+    pub id: String,
+    /// The agent it is for: a command published to another agent's topic is refused.
+    pub agent_id: String,
+    pub issued_at: i64,
+    /// After this (by the agent's clock, with its allowed skew) the server has stopped waiting, so
+    /// running it would change a gateway behind a result already written.
+    pub expires_at: i64,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// One NeuronEX API call.
+    Call {
+        method: String,
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<Value>,
+    },
+    /// Download a package from a signed link (outbound HTTPS from the plant) and keep it.
+    Fetch { url: String, sha256: String, name: String },
+    /// One piece of a package, when the agent cannot download it.
+    Chunk { sha256: String, name: String, offset: u64, total: u64, data: String },
+}
+
+impl Op {
+    pub fn describe(&self) -> String {
+        match self {
+            Op::Call { method, path, .. } => format!("{method} {path}"),
+            Op::Fetch { name, .. } => format!("fetch {name}"),
+            Op::Chunk { name, offset, total, .. } => format!("chunk {name} {offset}/{total}"),
+        }
+    }
+}
+
+/// The payload on the results topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub id: String,
+    pub agent_id: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// NeuronEX answered (any status).
+    Answer { status: u16, body: String },
+    /// The package is on the agent's disk; NeuronEX can install it from `url` (`file://...`).
+    Fetched { url: String },
+    /// The download failed; the server may send the package in chunks instead.
+    FetchFailed { detail: String },
+    /// A piece was stored; `complete` once every byte came and the SHA-256 matched.
+    Stored { received: u64, complete: Option<String> },
+    /// The call could not be made (NeuronEX unreachable, sign-in refused, ...).
+    Failed { error: EdgeError },
+    /// Not run.
+    Refused { reason: Refusal, detail: String },
+}
+
+/// Why an agent did not run a command. Reported on the results topic and in its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The signature does not verify with the agent's command key (forged or altered).
+    BadSignature,
+    /// The command names another agent.
+    WrongAgent,
+    /// Past its `expires_at` (or issued in the future) by more than the allowed clock skew.
+    Expired,
+    /// This id was run before (a replay or a redelivery); its answer was sent then.
+    AlreadyRun,
+    /// Unreadable, or asks for something an agent never does (a path outside `/api/`, ...).
+    Malformed,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::BadSignature => "bad_signature",
+            Refusal::WrongAgent => "wrong_agent",
+            Refusal::Expired => "expired",
+            Refusal::AlreadyRun => "already_run",
+            Refusal::Malformed => "malformed",
+        }
+    }
+}
+
+/// The retained document on the status topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub status: AgentState,
+    /// The agent's own version.
+    pub version: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Online,
+    Offline,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_split_back_into_agent_and_leaf() {
+        assert_eq!(split_topic(&results_topic("sim-3")), Some(("sim-3", "results")));
+        assert_eq!(split_topic(&status_topic("a.b")), Some(("a.b", "status")));
+        assert_eq!(split_topic("edgefleet/v1/agents//results"), None);
+        assert_eq!(split_topic("edgefleet/v1/agents/a/b/results"), None);
+        assert_eq!(split_topic("other/topic"), None);
+    }
+
+    #[test]
+    fn commands_keep_their_op_at_the_top_level() {
+        let command = Command {
+            id: "c1".into(),
+            agent_id: "sim-0".into(),
+            issued_at: 1,
+            expires_at: 2,
+            op: Op::Call { method: "GET".into(), path: "/api/version".into(), body: None },
+        };
+        let text = serde_json::to_string(&command).expect("json");
+        assert_eq!(
+            text,
+            r#"{"id":"c1","agent_id":"sim-0","issued_at":1,"expires_at":2,"op":"call","method":"GET","path":"/api/version"}"#
+        );
+        assert_eq!(serde_json::from_str::<Command>(&text).expect("back"), command);
+    }
+}

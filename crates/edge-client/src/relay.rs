@@ -1,0 +1,102 @@
+//! The second way to reach an edge: through an agent beside it (agent mode). The edge client keeps
+//! every rule of talking to NeuronEX (paths, answers, errors, retries); only the carriage of one
+//! request and its answer is handed to a [`Relay`], which the server implements over MQTT. An edge
+//! behind a relay is reached with the agent's own NeuronEX credentials, so the server sends none.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{EdgeError, Failure};
+
+/// One request carried to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RelayRequest {
+    /// One NeuronEX API call (`path` starts with `/api/`).
+    Call {
+        method: String,
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<Value>,
+    },
+    /// Bring a package within the edge's reach; the answer is a URL its NeuronEX can read.
+    Fetch { url: String },
+}
+
+/// What came back for a [`RelayRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RelayAnswer {
+    /// NeuronEX answered (any status).
+    Answer { status: u16, body: String },
+    /// The package is on the edge, at this URL (`file://...`).
+    Fetched { url: String },
+    /// The agent could not reach its NeuronEX (or sign in to it): the same error an HTTP call would
+    /// have had, so reasons read alike in both transports.
+    Failed { error: EdgeError },
+}
+
+pub type RelayFuture<'a> = Pin<Box<dyn Future<Output = Result<RelayAnswer, Failure>> + Send + 'a>>;
+
+/// Carries requests to agents and brings their answers back within `wait`.
+pub trait Relay: Send + Sync {
+    fn exchange<'a>(&'a self, agent_id: &'a str, request: RelayRequest, wait: Duration) -> RelayFuture<'a>;
+}
+
+/// How an edge is reached.
+#[derive(Clone, Default)]
+pub enum Via {
+    /// edgefleet calls the endpoint.
+    #[default]
+    Http,
+    /// An agent next to the edge makes the calls.
+    Agent(AgentRoute),
+}
+
+#[derive(Clone)]
+pub struct AgentRoute {
+    pub agent_id: String,
+    pub relay: Arc<dyn Relay>,
+}
+
+impl fmt::Debug for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Via::Http => f.write_str("Http"),
+            Via::Agent(route) => write!(f, "Agent({})", route.agent_id),
+        }
+    }
+}
+
+impl PartialEq for Via {
+    fn eq(&self, other: &Via) -> bool {
+        match (self, other) {
+            (Via::Http, Via::Http) => true,
+            (Via::Agent(a), Via::Agent(b)) => a.agent_id == b.agent_id,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Via {}
+
+/// The answer to wait for: an agent's own call to NeuronEX may take the full request timeout, and
+/// its report of that must arrive before the relay gives up on it.
+pub(crate) fn relay_wait(request_timeout: Duration) -> Duration {
+    request_timeout + Duration::from_secs(5)
+}
+
+impl EdgeError {
+    /// An agent's report of a failed call, told as this call's own step and object.
+    pub(crate) fn relabeled(mut self, step: &str, object: &str) -> EdgeError {
+        step.clone_into(&mut self.step);
+        object.clone_into(&mut self.object);
+        self
+    }
+}
