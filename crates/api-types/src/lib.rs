@@ -114,8 +114,35 @@ pub struct EdgeService {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub config_reason: String,
     pub auth: EdgeAuth,
+    /// `http`: edgefleet calls `endpoint`; `agent`: the agent `agent_id` makes the calls.
+    pub transport: domain::edge::Transport,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Whether broker credentials were issued to its agent (`POST .../agent-credentials`).
+    #[serde(default)]
+    pub agent_credentials_issued: bool,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+/// `POST P/edge-services/{id}/agent-credentials`: what an agent needs, shown once (calling again
+/// issues a new password, and the old one stops working once the broker's user list is updated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentCredentials {
+    pub agent_id: String,
+    /// The broker URL for `--broker`, without credentials.
+    pub mqtt_url: Option<String>,
+    pub username: String,
+    pub password: String,
+    /// The project's command-signing public key (PEM) for `--command-key`.
+    pub command_key: String,
+}
+
+/// `GET P/agents/command-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CommandKey {
+    /// Ed25519 public key, PEM (SubjectPublicKeyInfo).
+    pub command_key: String,
 }
 
 /// `GET .../edge-services/{id}/drift`: every object last delivered to the edge and what the last
@@ -544,6 +571,9 @@ pub struct EdgePatch {
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
     pub auth: Option<AuthInput>,
+    /// Moving a service between `http` and `agent`; `agent` needs `agent_id` (given or kept).
+    pub transport: Option<domain::edge::Transport>,
+    pub agent_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

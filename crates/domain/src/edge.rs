@@ -120,3 +120,40 @@ mod agent_id_tests {
         }
     }
 }
+
+/// How one edge service is reached, with what that needs: an agent-mode edge always has its
+/// agent id, an HTTP one never.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Reach {
+    #[default]
+    Http,
+    Agent {
+        agent_id: String,
+    },
+}
+
+impl Reach {
+    pub fn transport(&self) -> Transport {
+        match self {
+            Reach::Http => Transport::Http,
+            Reach::Agent { .. } => Transport::Agent,
+        }
+    }
+
+    pub fn agent_id(&self) -> Option<&str> {
+        match self {
+            Reach::Http => None,
+            Reach::Agent { agent_id } => Some(agent_id),
+        }
+    }
+
+    /// From the two columns (or fields) that hold it.
+    pub fn from_parts(transport: Transport, agent_id: Option<String>) -> Result<Reach, String> {
+        match (transport, agent_id) {
+            (Transport::Http, None) => Ok(Reach::Http),
+            (Transport::Http, Some(_)) => Err("an agent id is only for transport \"agent\"".into()),
+            (Transport::Agent, Some(agent_id)) => check_agent_id(&agent_id).map(|()| Reach::Agent { agent_id }),
+            (Transport::Agent, None) => Err("transport \"agent\" needs an agent_id".into()),
+        }
+    }
+}

@@ -29,6 +29,9 @@ pub struct AuthInput {
 #[serde(deny_unknown_fields)]
 pub struct EdgeInput {
     pub name: String,
+    /// Required over HTTP; through an agent, the NeuronEX URL as the agent sees it (shown only;
+    /// default `http://127.0.0.1:8085`).
+    #[serde(default)]
     pub endpoint: String,
     #[serde(default)]
     pub description: String,
@@ -36,6 +39,12 @@ pub struct EdgeInput {
     pub tags: Vec<String>,
     #[serde(default)]
     pub auth: Option<AuthInput>,
+    /// `http` (default) or `agent`.
+    #[serde(default)]
+    pub transport: Option<crate::edge::Transport>,
+    /// Required with `transport: agent`.
+    #[serde(default)]
+    pub agent_id: Option<String>,
 }
 
 /// An edge service's fields after their checks (auth is the server's to seal).
@@ -45,6 +54,7 @@ pub struct CheckedEdge {
     pub endpoint: String,
     pub description: String,
     pub tags: Vec<String>,
+    pub reach: crate::edge::Reach,
 }
 
 pub fn checked_name(name: &str) -> Result<String, String> {
@@ -73,11 +83,23 @@ pub fn checked_description(description: &str) -> Result<String, String> {
 
 /// Checks one edge service; the error names the field.
 pub fn check_edge(input: &EdgeInput) -> Result<CheckedEdge, (&'static str, String)> {
+    let transport = input.transport.unwrap_or_default();
+    let reach = crate::edge::Reach::from_parts(transport, input.agent_id.clone().filter(|id| !id.is_empty()))
+        .map_err(|m| ("agent_id", m))?;
+    let endpoint = match (&reach, input.endpoint.trim()) {
+        (crate::edge::Reach::Agent { .. }, "") => crate::edge::AGENT_DEFAULT_ENDPOINT.to_owned(),
+        _ => normalize_endpoint(&input.endpoint).map_err(|m| ("endpoint", m))?,
+    };
+    if reach != crate::edge::Reach::Http && input.auth.as_ref().is_some_and(|a| a.kind != "none") {
+        let why = "an agent-mode service signs in to NeuronEX with the agent's own credentials (edgefleet agent --auth); leave auth out";
+        return Err(("auth", why.to_owned()));
+    }
     Ok(CheckedEdge {
         name: checked_name(&input.name).map_err(|m| ("name", m))?,
-        endpoint: normalize_endpoint(&input.endpoint).map_err(|m| ("endpoint", m))?,
+        endpoint,
         description: checked_description(&input.description).map_err(|m| ("description", m))?,
         tags: checked_tags(&input.tags).map_err(|m| ("tags", m))?,
+        reach,
     })
 }
 
@@ -90,7 +112,7 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<EdgeInput>, String> {
     let (Some(name_at), Some(endpoint_at)) = (column("name"), column("endpoint")) else {
         return Err("the CSV header must name at least the columns name and endpoint".into());
     };
-    let known = ["name", "endpoint", "tags", "description", "auth", "username", "password"];
+    let known = ["name", "endpoint", "tags", "description", "auth", "username", "password", "transport", "agent_id"];
     if let Some(unknown) = headers.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
         return Err(format!("unknown CSV column `{unknown}`; columns are {}", known.join(", ")));
     }
@@ -118,6 +140,11 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<EdgeInput>, String> {
                 .filter(|t| !t.is_empty())
                 .collect(),
             auth,
+            transport: match field(column("transport")).as_str() {
+                "" => None,
+                text => Some(text.parse().map_err(|e| format!("CSV row {}: transport: {e}", index + 1))?),
+            },
+            agent_id: Some(field(column("agent_id"))).filter(|id| !id.is_empty()),
         });
     }
     Ok(inputs)

@@ -59,6 +59,14 @@ pub struct Config {
     pub sign_in_backoff: Duration,
     /// The time schedules, approvals and deadlines are measured by (tests hold a manual one).
     pub clock: crate::clock::Clock,
+    /// The MQTT broker agents are reached through (`mqtt://user:password@host:1883`,
+    /// `mqtts://...`, `?version=5`); agent mode is off without it.
+    pub mqtt_url: Option<String>,
+    /// The broker's CA certificate (PEM) for `mqtts://`; the system's roots otherwise.
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// The broker URL agents are told to use, when they reach it under another name than the
+    /// server does; default `mqtt_url` without its credentials.
+    pub agent_mqtt_url: Option<String>,
 }
 
 impl Config {
@@ -72,6 +80,9 @@ impl Config {
             secret_key: None,
             probe_interval: Duration::from_secs(30),
             drift_interval: Duration::from_secs(300),
+            mqtt_url: None,
+            mqtt_ca_file: None,
+            agent_mqtt_url: None,
             edge_connect_timeout: Duration::from_secs(5),
             edge_request_timeout: Duration::from_secs(15),
             max_body_bytes: 16 * 1024 * 1024,

@@ -114,6 +114,10 @@ impl From<StoreError> for ApiError {
                     Clash::AlreadyRolledBack => {
                         (ErrorCode::AlreadyRolledBack, format!("delivery {name} already has its rollback"))
                     }
+                    Clash::AgentIdTaken => (
+                        ErrorCode::AgentIdTaken,
+                        format!("agent id `{name}` is taken: agent ids are unique on the server"),
+                    ),
                 };
                 ApiError::new(code, message).with_details(json!({"name": name}))
             }

@@ -2,6 +2,7 @@
 //! engine that works through targets, and the prober that keeps edge versions and status fresh.
 
 mod access;
+mod agents;
 mod blobs;
 pub mod clock;
 pub mod config;
@@ -54,6 +55,7 @@ pub struct AppState {
     links: Arc<blobs::PackageLinks>,
     throttle: Arc<throttle::Throttle>,
     passwords: Arc<passwords::Passwords>,
+    agents: Arc<agents::Agents>,
 }
 
 /// A server that is bound and ready to run.
@@ -64,6 +66,10 @@ pub struct App {
     _sqlite_lock: Option<std::fs::File>,
     /// Set when this start created the first admin with a generated password.
     pub generated_admin_password: Option<String>,
+    /// Agents' status as it comes from the broker, written by a task of `run`.
+    agent_statuses: Option<tokio::sync::mpsc::UnboundedReceiver<agent::link::StatusUpdate>>,
+    /// Stops the broker link with the server.
+    shutdown_link: tokio_util::sync::CancellationToken,
 }
 
 const LEGACY_JWT_KEY_NAME: &str = "edgefleet.pub";
@@ -112,11 +118,33 @@ impl App {
             blobs::BlobStore::open(&blob_dir)
                 .with_context(|| format!("cannot use the blob folder {}", blob_dir.display()))?,
         );
+        let shutdown_link = tokio_util::sync::CancellationToken::new();
+        let packages = Arc::new(agents::Packages { links: Arc::clone(&links), blobs: Arc::clone(&blobs) });
+        let (link, agent_statuses) = match &config.mqtt_url {
+            None => (None, None),
+            Some(url) => {
+                let broker = agent::mqtt::BrokerUrl::parse(url).context("--mqtt-url")?;
+                let client_id = format!("edgefleet-server-{}", uuid::Uuid::now_v7().simple());
+                let (link, statuses) = agent::link::AgentLink::start(
+                    broker,
+                    client_id,
+                    config.mqtt_ca_file.clone(),
+                    Some(packages),
+                    shutdown_link.clone(),
+                )
+                .context("cannot set up the MQTT link to agents")?;
+                (Some(link), Some(statuses))
+            }
+        };
+        let agent_broker_url = config.agent_mqtt_url.clone().or_else(|| link.as_ref().map(|l| l.broker().display()));
+        let agents =
+            Arc::new(agents::Agents::new(store.clone(), Arc::clone(&secrets), link, agent_broker_url));
         let engine = Engine::new(
             store.clone(),
             client,
             Arc::clone(&secrets),
             Arc::clone(&jwt_keys),
+            Arc::clone(&agents),
             Arc::clone(&metrics),
             Arc::clone(&links),
             engine::EngineSettings { works: config.worker, clock: config.clock.clone() },
@@ -134,8 +162,9 @@ impl App {
             links,
             throttle,
             passwords,
+            agents,
         };
-        Ok(App { state, listener, _sqlite_lock: sqlite_lock, generated_admin_password })
+        Ok(App { state, listener, _sqlite_lock: sqlite_lock, generated_admin_password, agent_statuses, shutdown_link })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -144,8 +173,12 @@ impl App {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let App { state, listener, .. } = self;
+        let App { state, listener, agent_statuses, shutdown_link, .. } = self;
+        let _stop_link = shutdown_link.drop_guard();
         let mut background = vec![tokio::spawn(Arc::clone(&state.engine).relay_forever())];
+        if let Some(statuses) = agent_statuses {
+            background.push(tokio::spawn(agents::record_statuses_forever(state.store.clone(), statuses)));
+        }
         if state.config.worker {
             state.engine.resume_unfinished().await.context("cannot resume unfinished deliveries")?;
             background.push(tokio::spawn(engine::probe::run_forever(state.clone())));

@@ -37,7 +37,7 @@ impl Metrics {
 
     /// The exposition; `drifted_edges` is read from the store by the caller (it is the fleet's,
     /// not this process's).
-    pub fn render(&self, drifted_edges: i64) -> String {
+    pub fn render(&self, drifted_edges: i64, agents: Option<&agent::link::Counters>) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
             let _ =
@@ -81,6 +81,22 @@ impl Metrics {
             "Drift checks that could not read the edge.",
             &self.drift_checks_failed,
         );
+        if let Some(agents) = agents {
+            line("edgefleet_agent_commands_total", "counter", "Commands published to agents.", &agents.commands);
+            line(
+                "edgefleet_agent_commands_unanswered_total",
+                "counter",
+                "Agent commands with no reply within their wait.",
+                &agents.silent,
+            );
+            line("edgefleet_agent_commands_refused_total", "counter", "Agent commands the agent refused.", &agents.refused);
+            line(
+                "edgefleet_agent_replies_unmatched_total",
+                "counter",
+                "Agent replies no call here waited for (another replica's, late, or repeated).",
+                &agents.unmatched_replies,
+            );
+        }
         let last_round = self.drift_last_round_ms.load(Ordering::Relaxed) as f64 / 1000.0;
         let _ = writeln!(
             out,

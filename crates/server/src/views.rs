@@ -56,6 +56,9 @@ pub fn edge(row: &store::EdgeService) -> api::EdgeService {
         config_checked_at: row.config_checked_at,
         config_reason: row.config_reason.clone(),
         auth: api::EdgeAuth { kind: row.auth.kind, username: row.auth.username.clone() },
+        transport: row.reach.transport(),
+        agent_id: row.reach.agent_id().map(str::to_owned),
+        agent_credentials_issued: row.agent_credentials_issued,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }

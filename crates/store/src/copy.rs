@@ -17,6 +17,7 @@ const TABLES: &[(&str, &str)] = &[
     ("org_members", "org_id, user_id"),
     ("project_members", "project_id, user_id"),
     ("project_jwt_keys", "project_id, seq"),
+    ("project_command_keys", "project_id"),
     ("login_throttle", "subject"),
     ("auth_tokens", "token_hash"),
     ("edge_services", "id"),

@@ -62,6 +62,7 @@ pub struct NewTarget {
     pub edge_version: Option<String>,
     pub tags: Vec<String>,
     pub auth: EdgeAuthRow,
+    pub reach: domain::edge::Reach,
     /// 1-based; 0 without a rollout.
     pub wave: i64,
 }
@@ -139,6 +140,7 @@ pub struct DeliveryTarget {
     pub edge_id: String,
     pub name: String,
     pub endpoint: String,
+    pub reach: domain::edge::Reach,
     pub version: Option<String>,
     pub tags: Vec<String>,
     pub status: TargetStatus,
@@ -175,6 +177,7 @@ pub struct ClaimedTarget {
     pub edge_version: Option<String>,
     pub tags: Vec<String>,
     pub auth: EdgeAuthRow,
+    pub reach: domain::edge::Reach,
     /// The fencing token of this claim.
     pub attempt: i64,
     /// The snapshot an earlier claim recorded before writing: a resumed target restores to it,
@@ -245,6 +248,7 @@ fn target(row: &AnyRow) -> Result<DeliveryTarget> {
         edge_id: row.get("edge_id"),
         name: row.get("edge_name"),
         endpoint: row.get("endpoint"),
+        reach: crate::edges::reach_of(row)?,
         version: row.get("edge_version"),
         tags: json_list(row, "tags")?,
         status: parsed(row, "status")?,
@@ -287,6 +291,7 @@ fn claimed(row: &AnyRow) -> Result<ClaimedTarget> {
         edge_version: row.get("edge_version"),
         tags: json_list(row, "tags")?,
         auth: crate::edges::auth_of(row)?,
+        reach: crate::edges::reach_of(row)?,
         attempt: row.get::<i32, _>("attempts").into(),
         snapshot: optional_json(row, "snapshot")?,
     })
@@ -370,16 +375,17 @@ impl Store {
         let insert = match self.backend {
             Backend::Sqlite => {
                 "INSERT INTO delivery_targets (delivery_id, seq, edge_id, edge_name, endpoint, edge_version, tags,
-                                               auth_kind, auth_username, auth_secret, status, wave)
+                                               auth_kind, auth_username, auth_secret, status, wave, transport, agent_id)
                  SELECT $1, t.value ->> 0, t.value ->> 1, t.value ->> 2, t.value ->> 3, t.value ->> 4, t.value ->> 5,
-                        t.value ->> 6, t.value ->> 7, t.value ->> 8, 'pending', t.value ->> 9
+                        t.value ->> 6, t.value ->> 7, t.value ->> 8, 'pending', t.value ->> 9, t.value ->> 10,
+                        t.value ->> 11
                  FROM json_each($2) AS t"
             }
             Backend::Postgres => {
                 "INSERT INTO delivery_targets (delivery_id, seq, edge_id, edge_name, endpoint, edge_version, tags,
-                                               auth_kind, auth_username, auth_secret, status, wave)
+                                               auth_kind, auth_username, auth_secret, status, wave, transport, agent_id)
                  SELECT $1, (t ->> 0)::bigint, t ->> 1, t ->> 2, t ->> 3, t ->> 4, t ->> 5, t ->> 6, t ->> 7, t ->> 8,
-                        'pending', (t ->> 9)::integer
+                        'pending', (t ->> 9)::integer, t ->> 10, t ->> 11
                  FROM jsonb_array_elements($2::jsonb) AS t"
             }
         };
@@ -399,6 +405,8 @@ impl Store {
                         t.auth.username,
                         t.auth.secret,
                         t.wave,
+                        t.reach.transport(),
+                        t.reach.agent_id(),
                     ])
                 })
                 .collect();

@@ -58,6 +58,7 @@ pub struct CheckTarget {
     pub project_id: String,
     pub endpoint: String,
     pub auth: crate::EdgeAuthRow,
+    pub reach: domain::edge::Reach,
     pub status: EdgeStatus,
 }
 
@@ -190,7 +191,7 @@ impl Store {
     /// Edges to check, across projects, by id after `after`.
     pub async fn check_targets(&self, after: &str, limit: i64) -> Result<Vec<CheckTarget>> {
         let rows = sqlx::query(
-            "SELECT id, project_id, endpoint, auth_kind, auth_username, auth_secret, status FROM edge_services
+            "SELECT id, project_id, endpoint, auth_kind, auth_username, auth_secret, transport, agent_id, status FROM edge_services
              WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
@@ -204,6 +205,7 @@ impl Store {
                     project_id: row.get("project_id"),
                     endpoint: row.get("endpoint"),
                     auth: auth_of(row)?,
+                    reach: crate::edges::reach_of(row)?,
                     status: parsed(row, "status")?,
                 })
             })

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use domain::drift::ConfigState;
-use domain::edge::{AuthKind, EdgeStatus};
+use domain::edge::{AuthKind, EdgeStatus, Reach};
 use domain::filter::EdgeFilter;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
@@ -41,6 +41,10 @@ pub struct EdgeService {
     /// Why the last check could not read it.
     pub config_reason: String,
     pub auth: EdgeAuthRow,
+    /// HTTP, or through which agent.
+    pub reach: Reach,
+    /// Whether its agent has broker credentials.
+    pub agent_credentials_issued: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -52,6 +56,7 @@ pub struct NewEdge {
     pub description: String,
     pub tags: Vec<String>,
     pub auth: EdgeAuthRow,
+    pub reach: Reach,
 }
 
 /// What the periodic probe needs of an edge.
@@ -61,6 +66,7 @@ pub struct ProbeTarget {
     pub project_id: String,
     pub endpoint: String,
     pub auth: EdgeAuthRow,
+    pub reach: Reach,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +105,8 @@ fn edge(row: &AnyRow) -> Result<EdgeService> {
         config_checked_at: row.get("config_checked_at"),
         config_reason: row.get("config_reason"),
         auth: auth_of(row)?,
+        reach: reach_of(row)?,
+        agent_credentials_issued: row.get::<Option<String>, _>("agent_secret").is_some(),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
@@ -111,6 +119,22 @@ pub(crate) fn auth_of(row: &AnyRow) -> Result<EdgeAuthRow> {
         username: row.get("auth_username"),
         secret: row.get("auth_secret"),
     })
+}
+
+/// The `transport` and `agent_id` columns.
+pub(crate) fn reach_of(row: &AnyRow) -> Result<Reach> {
+    Reach::from_parts(parsed(row, "transport")?, row.get("agent_id")).map_err(|e| StoreError::Corrupt(format!("column agent_id: {e}")))
+}
+
+/// A unique violation on a service: its name in the project, or its agent id on the server.
+fn edge_conflict(err: sqlx::Error, name: &str, reach: &Reach) -> StoreError {
+    if let (sqlx::Error::Database(db), Some(agent_id)) = (&err, reach.agent_id())
+        && db.is_unique_violation()
+        && db.message().contains("agent_id")
+    {
+        return StoreError::Conflict { clash: crate::Clash::AgentIdTaken, name: agent_id.to_owned() };
+    }
+    conflict(err, crate::Resource::EdgeService, name)
 }
 
 impl Store {
@@ -129,8 +153,8 @@ impl Store {
             let tags = serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into());
             sqlx::query(
                 "INSERT INTO edge_services (id, project_id, name, endpoint, description, tags, auth_kind, auth_username,
-                                            auth_secret, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                                            auth_secret, transport, agent_id, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
             )
             .bind(&id)
             .bind(project_id)
@@ -141,10 +165,12 @@ impl Store {
             .bind(new.auth.kind.as_str())
             .bind(&new.auth.username)
             .bind(&new.auth.secret)
+            .bind(new.reach.transport().as_str())
+            .bind(new.reach.agent_id())
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(|e| conflict(e, crate::Resource::EdgeService, &new.name))?;
+            .map_err(|e| edge_conflict(e, &new.name, &new.reach))?;
             insert_tags(&mut tx, project_id, &id, &new.tags).await?;
             let entry = AuditEntry { resource_id: id.clone(), resource_name: new.name.clone(), ..audit_base.clone() };
             audit::insert(&mut *tx, &entry).await?;
@@ -164,6 +190,8 @@ impl Store {
                 config_checked_at: None,
                 config_reason: String::new(),
                 auth: new.auth.clone(),
+                reach: new.reach.clone(),
+                agent_credentials_issued: false,
                 created_at: now,
                 updated_at: now,
             });
@@ -189,7 +217,8 @@ impl Store {
         let tags = serde_json::to_string(&updated.tags).unwrap_or_else(|_| "[]".into());
         let done = sqlx::query(
             "UPDATE edge_services SET name = $1, endpoint = $2, description = $3, tags = $4, auth_kind = $5,
-                    auth_username = $6, auth_secret = $7, updated_at = $8
+                    auth_username = $6, auth_secret = $7, updated_at = $8, transport = $11, agent_id = $12,
+                    agent_secret = CASE WHEN agent_id = $12 THEN agent_secret END
              WHERE project_id = $9 AND id = $10",
         )
         .bind(&updated.name)
@@ -202,9 +231,11 @@ impl Store {
         .bind(now)
         .bind(&updated.project_id)
         .bind(&updated.id)
+        .bind(updated.reach.transport().as_str())
+        .bind(updated.reach.agent_id())
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict(e, crate::Resource::EdgeService, &updated.name))?;
+        .map_err(|e| edge_conflict(e, &updated.name, &updated.reach))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(crate::Resource::EdgeService));
         }
@@ -406,7 +437,7 @@ impl Store {
 
     /// A page of all services (every project) for the prober, ordered by id.
     pub async fn probe_targets(&self, after_id: &str, limit: i64) -> Result<Vec<ProbeTarget>> {
-        let rows = sqlx::query("SELECT id, project_id, endpoint, auth_kind, auth_username, auth_secret FROM edge_services WHERE id > $1 ORDER BY id LIMIT $2")
+        let rows = sqlx::query("SELECT id, project_id, endpoint, auth_kind, auth_username, auth_secret, transport, agent_id FROM edge_services WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(after_id)
             .bind(limit)
             .fetch_all(&self.read)
@@ -418,6 +449,7 @@ impl Store {
                     project_id: row.get("project_id"),
                     endpoint: row.get("endpoint"),
                     auth: auth_of(row)?,
+                    reach: reach_of(row)?,
                 })
             })
             .collect()

@@ -6,6 +6,7 @@
 //! writer anyway) beside a read pool.
 
 mod accounts;
+mod agents;
 mod audit;
 mod copy;
 mod deliveries;
@@ -27,6 +28,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use accounts::{NewToken, Org, Project, ProjectScope, User};
+pub use agents::{AgentSecret, CommandKeyRow};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use copy::{TableCopy, copied_tables};
 pub use deliveries::{
@@ -101,6 +103,8 @@ pub enum Clash {
     ProjectNotEmpty,
     /// The delivery (`name`) already has a rollback.
     AlreadyRolledBack,
+    /// Another edge service (in any project) has this agent id (`name`).
+    AgentIdTaken,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -57,6 +57,7 @@ pub fn new_targets(edges: &[EdgeService]) -> Vec<NewTarget> {
             edge_version: e.version.clone(),
             tags: e.tags.clone(),
             auth: e.auth.clone(),
+            reach: e.reach.clone(),
             wave: 0,
         })
         .collect()

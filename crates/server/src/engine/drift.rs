@@ -9,7 +9,7 @@ use domain::drift::{InventoryKind, drift_patch};
 use domain::edge::EdgeStatus;
 use domain::plan::ObjectRef;
 use domain::secrets::mask_credentials;
-use edge_client::{Edge, EdgeError, EdgeTarget, StreamKind};
+use edge_client::{Edge, EdgeError, StreamKind};
 use futures::StreamExt;
 use serde_json::Value;
 use store::{CheckResult, CheckTarget, Finding, ObjectFinding};
@@ -107,9 +107,14 @@ async fn read(state: &AppState, target: &CheckTarget, reach: Reach) -> Result<Fi
         return Err("the server is shutting down".into());
     };
     Metrics::inc(&state.metrics.drift_checks);
-    let auth = super::edge_auth(&state.secrets, &state.jwt_keys, &target.project_id, &target.id, &target.auth, "drift")
-        .await?;
-    let edge_target = EdgeTarget { endpoint: target.endpoint.clone(), auth };
+    let address = super::EdgeAddress {
+        project_id: &target.project_id,
+        edge_id: &target.id,
+        endpoint: &target.endpoint,
+        auth: &target.auth,
+        reach: &target.reach,
+    };
+    let edge_target = state.engine.edge_target(address, "drift").await?;
     let edge = state.engine.client().edge(&edge_target);
     let refs: Vec<ObjectRef> = delivered.iter().map(|(object, ..)| object.clone()).collect();
     let live = edge.read_objects(&refs).await.map_err(|e| e.to_string())?;

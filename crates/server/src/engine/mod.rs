@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use domain::access::Outcome;
 use domain::delivery::{Counts, DeliveryKind, DeliveryOptions, DeliveryState, TargetStatus};
-use domain::edge::AuthKind;
+use domain::edge::{AuthKind, Reach};
 use domain::template;
 use edge_client::EdgeClient;
 use serde_json::{Value, json};
@@ -52,6 +52,7 @@ pub struct Engine {
     client: EdgeClient,
     secrets: Arc<SecretBox>,
     jwt_keys: Arc<ProjectKeys>,
+    agents: Arc<crate::agents::Agents>,
     metrics: Arc<Metrics>,
     pub hub: Hub,
     /// Bounds the probes in flight in this process (see `probe::CONCURRENCY`).
@@ -80,6 +81,7 @@ impl Engine {
         client: EdgeClient,
         secrets: Arc<SecretBox>,
         jwt_keys: Arc<ProjectKeys>,
+        agents: Arc<crate::agents::Agents>,
         metrics: Arc<Metrics>,
         links: Arc<PackageLinks>,
         settings: EngineSettings,
@@ -90,6 +92,7 @@ impl Engine {
             client,
             secrets,
             jwt_keys,
+            agents,
             metrics,
             hub: Hub::default(),
             probe_slots: tokio::sync::Semaphore::new(probe::CONCURRENCY),
@@ -104,6 +107,11 @@ impl Engine {
 
     pub fn client(&self) -> &EdgeClient {
         &self.client
+    }
+
+    /// See [`edge_target`].
+    pub async fn edge_target(&self, edge: EdgeAddress<'_>, purpose: &str) -> Result<edge_client::EdgeTarget, String> {
+        edge_target(&self.secrets, &self.jwt_keys, &self.agents, edge, purpose).await
     }
 
     pub fn worker_id(&self) -> &str {
@@ -411,6 +419,7 @@ impl Engine {
             client: &self.client,
             secrets: &self.secrets,
             jwt_keys: &self.jwt_keys,
+            agents: &self.agents,
             metrics: &self.metrics,
             clock: &self.clock,
         };
@@ -792,7 +801,41 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// How to sign in to an edge, for deliveries and probes alike: the stored password opened, or a
 /// JWT grant from the edge's own project key for this edge and this `purpose` only.
-pub async fn edge_auth(
+/// What [`edge_target`] needs of an edge service, from whichever row holds it.
+pub struct EdgeAddress<'a> {
+    pub project_id: &'a str,
+    pub edge_id: &'a str,
+    pub endpoint: &'a str,
+    pub auth: &'a store::EdgeAuthRow,
+    pub reach: &'a Reach,
+}
+
+/// How to reach one edge for one piece of work (`purpose` names it in JWTs): its credentials over
+/// HTTP, or its agent (which holds NeuronEX credentials of its own) through the broker.
+pub async fn edge_target(
+    secrets: &SecretBox,
+    jwt_keys: &ProjectKeys,
+    agents: &crate::agents::Agents,
+    edge: EdgeAddress<'_>,
+    purpose: &str,
+) -> Result<edge_client::EdgeTarget, String> {
+    match edge.reach {
+        Reach::Http => {
+            let auth = edge_auth(secrets, jwt_keys, edge.project_id, edge.edge_id, edge.auth, purpose).await?;
+            Ok(edge_client::EdgeTarget::http(edge.endpoint, auth))
+        }
+        Reach::Agent { agent_id } => {
+            let relay = agents.relay(edge.project_id).await.map_err(|e| e.to_string())?;
+            Ok(edge_client::EdgeTarget {
+                endpoint: edge.endpoint.to_owned(),
+                auth: edge_client::EdgeAuth::None,
+                via: edge_client::Via::Agent(edge_client::AgentRoute { agent_id: agent_id.clone(), relay }),
+            })
+        }
+    }
+}
+
+async fn edge_auth(
     secrets: &SecretBox,
     jwt_keys: &ProjectKeys,
     project_id: &str,

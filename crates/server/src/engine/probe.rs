@@ -78,13 +78,17 @@ pub async fn probe(state: &AppState, target: &ProbeTarget) -> ProbeResult {
         return offline("the server is shutting down".into());
     };
     Metrics::inc(&state.metrics.probes);
-    let (secrets, keys) = (&state.secrets, &state.jwt_keys);
-    let opened = super::edge_auth(secrets, keys, &target.project_id, &target.id, &target.auth, "probe").await;
-    let edge_auth = match opened {
-        Ok(auth) => auth,
+    let address = super::EdgeAddress {
+        project_id: &target.project_id,
+        edge_id: &target.id,
+        endpoint: &target.endpoint,
+        auth: &target.auth,
+        reach: &target.reach,
+    };
+    let edge_target = match state.engine.edge_target(address, "probe").await {
+        Ok(edge_target) => edge_target,
         Err(reason) => return offline(reason),
     };
-    let edge_target = edge_client::EdgeTarget { endpoint: target.endpoint.clone(), auth: edge_auth };
     match state.engine.client().edge(&edge_target).version().await {
         Ok(version) => {
             ProbeResult { version: Some(version), status: EdgeStatus::Online, reason: String::new(), started_at }

@@ -184,6 +184,7 @@ pub struct Runner<'a> {
     pub client: &'a EdgeClient,
     pub secrets: &'a SecretBox,
     pub jwt_keys: &'a ProjectKeys,
+    pub agents: &'a crate::agents::Agents,
     pub metrics: &'a Metrics,
     /// What `options.verify` waits on.
     pub clock: &'a crate::clock::Clock,
@@ -441,17 +442,14 @@ impl Runner<'_> {
     pub(super) async fn edge_target(&self, target: &ClaimedTarget) -> Result<EdgeTarget, Failure> {
         // JWTs for this edge and this delivery only, signed by the project's own key.
         let purpose = format!("delivery:{}", target.delivery_id);
-        let auth = super::edge_auth(
-            self.secrets,
-            self.jwt_keys,
-            &self.plan.project_id,
-            &target.edge_id,
-            &target.auth,
-            &purpose,
-        )
-        .await
-        .map_err(Failure::Other)?;
-        Ok(EdgeTarget { endpoint: target.endpoint.clone(), auth })
+        let address = super::EdgeAddress {
+            project_id: &self.plan.project_id,
+            edge_id: &target.edge_id,
+            endpoint: &target.endpoint,
+            auth: &target.auth,
+            reach: &target.reach,
+        };
+        super::edge_target(self.secrets, self.jwt_keys, self.agents, address, &purpose).await.map_err(Failure::Other)
     }
 
     /// Streams, tables, rules in that order, then a check that each rule runs as asked. Answers

@@ -14,7 +14,7 @@ use domain::drift::{InventoryKind, documents_of};
 use domain::plan::ObjectRef;
 use domain::secrets::mask_credentials;
 use domain::template::TemplateKind;
-use edge_client::{Edge, EdgeTarget};
+use edge_client::Edge;
 use serde_json::{Value, json};
 use store::{CheckTarget, EdgeService, ExpectedObject, TemplateChange};
 
@@ -56,6 +56,7 @@ pub async fn check(
         project_id: edge.project_id.clone(),
         endpoint: edge.endpoint.clone(),
         auth: edge.auth.clone(),
+        reach: edge.reach.clone(),
         status: edge.status,
     };
     drift::check_and_record(&state, &target).await?;
@@ -287,11 +288,14 @@ async fn read_live(
     edge: &EdgeService,
     named: &api_types::EdgeObjects,
 ) -> Result<Vec<(ObjectRef, Value)>, ApiError> {
-    let auth =
-        crate::engine::edge_auth(&state.secrets, &state.jwt_keys, &edge.project_id, &edge.id, &edge.auth, "read")
-            .await
-            .map_err(|m| ApiError::new(ErrorCode::EdgeUnreadable, m))?;
-    let target = EdgeTarget { endpoint: edge.endpoint.clone(), auth };
+    let address = crate::engine::EdgeAddress {
+        project_id: &edge.project_id,
+        edge_id: &edge.id,
+        endpoint: &edge.endpoint,
+        auth: &edge.auth,
+        reach: &edge.reach,
+    };
+    let target = state.engine.edge_target(address, "read").await.map_err(|m| ApiError::new(ErrorCode::EdgeUnreadable, m))?;
     let client = state.engine.client().edge(&target);
     let unreadable =
         |e: edge_client::EdgeError| ApiError::new(ErrorCode::EdgeUnreadable, format!("{}: {e}", edge.name));

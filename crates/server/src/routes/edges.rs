@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use domain::edge::AuthKind;
+use domain::edge::{AuthKind, Reach, Transport};
 use domain::endpoint::normalize_endpoint;
 use domain::filter::EdgeFilter;
 use domain::import::{self, AuthInput, EdgeInput};
@@ -65,6 +65,7 @@ fn new_edge(state: &AppState, input: &EdgeInput) -> Result<NewEdge, (String, Str
         description: checked.description,
         tags: checked.tags,
         auth,
+        reach: checked.reach,
     })
 }
 
@@ -76,7 +77,10 @@ pub async fn create(
     ApiJson(input): ApiJson<EdgeInput>,
 ) -> ApiResult<impl IntoResponse> {
     let edge = new_edge(&state, &input).map_err(|(field, message)| field_error(&field, message))?;
-    check_endpoint(state.engine.client().policy(), &edge.endpoint).await?;
+    // An agent's endpoint is where the agent finds NeuronEX; the server never connects to it.
+    if edge.reach == Reach::Http {
+        check_endpoint(state.engine.client().policy(), &edge.endpoint).await?;
+    }
     let entry = audit_entry(
         &user,
         Some(&scope.scope),
@@ -105,6 +109,7 @@ fn probe_in_background(state: &AppState, edges: &[EdgeService]) {
             project_id: e.project_id.clone(),
             endpoint: e.endpoint.clone(),
             auth: e.auth.clone(),
+            reach: e.reach.clone(),
         })
         .collect();
     let state = state.clone();
@@ -182,7 +187,8 @@ pub async fn import(
 /// a time, so an import of many gateways behind one name costs one lookup.
 async fn network_problems(state: &AppState, edges: &[NewEdge], rows: &[usize]) -> Vec<Value> {
     use futures::StreamExt;
-    let mut endpoints: Vec<String> = edges.iter().map(|e| e.endpoint.clone()).collect();
+    let mut endpoints: Vec<String> =
+        edges.iter().filter(|e| e.reach == Reach::Http).map(|e| e.endpoint.clone()).collect();
     endpoints.sort_unstable();
     endpoints.dedup();
     let checks = endpoints.into_iter().map(|endpoint| refusal(state, endpoint));
@@ -194,6 +200,7 @@ async fn network_problems(state: &AppState, edges: &[NewEdge], rows: &[usize]) -
     edges
         .iter()
         .zip(rows)
+        .filter(|(edge, _)| edge.reach == Reach::Http)
         .filter_map(|(edge, row)| {
             let message = refused.get(&edge.endpoint)?;
             let message = message.strip_prefix("endpoint: ").unwrap_or(message);
@@ -259,9 +266,18 @@ pub async fn update(
     if let Some(name) = &patch.name {
         edge.name = import::checked_name(name).map_err(|m| field_error("name", m))?;
     }
+    if patch.transport.is_some() || patch.agent_id.is_some() {
+        edge.reach = patched_reach(&edge, &patch).map_err(|m| field_error("agent_id", m))?;
+        if edge.reach != Reach::Http && edge.auth.kind != AuthKind::None {
+            // The agent signs in with its own NeuronEX credentials; the stored ones would go unused.
+            edge.auth = EdgeAuthRow::default();
+        }
+    }
     if let Some(endpoint) = &patch.endpoint {
         let endpoint = normalize_endpoint(endpoint).map_err(|m| field_error("endpoint", m))?;
-        check_endpoint(state.engine.client().policy(), &endpoint).await?;
+        if edge.reach == Reach::Http {
+            check_endpoint(state.engine.client().policy(), &endpoint).await?;
+        }
         // A stored password goes only where it was given for: moving the endpoint needs it again,
         // or anyone with the admin role could send it to a server of their own and read it.
         let password_given = patch.auth.as_ref().is_some_and(|a| a.password.as_deref().is_some_and(|p| !p.is_empty()));
@@ -282,6 +298,10 @@ pub async fn update(
     }
     if patch.auth.is_some() {
         edge.auth = checked_auth(&state, patch.auth.as_ref(), Some(&edge.auth)).map_err(|(f, m)| field_error(&f, m))?;
+        if edge.reach != Reach::Http && edge.auth.kind != AuthKind::None {
+            let why = "an agent-mode service signs in to NeuronEX with the agent's own credentials (edgefleet agent --auth)";
+            return Err(field_error("auth", why.to_owned()));
+        }
     }
     let changed: Vec<&str> = [
         ("name", patch.name.is_some()),
@@ -289,6 +309,8 @@ pub async fn update(
         ("description", patch.description.is_some()),
         ("tags", patch.tags.is_some()),
         ("auth", patch.auth.is_some()),
+        ("transport", patch.transport.is_some()),
+        ("agent_id", patch.agent_id.is_some()),
     ]
     .into_iter()
     .filter_map(|(f, set)| set.then_some(f))
@@ -304,6 +326,17 @@ pub async fn update(
     entry.resource_id = edge.id.clone();
     let updated = state.store.update_edge(&edge, &entry).await?;
     Ok(Json(json!(views::edge(&updated))))
+}
+
+/// The service's transport after a patch: `transport` and `agent_id` as given, the rest kept.
+fn patched_reach(edge: &EdgeService, patch: &EdgePatch) -> Result<Reach, String> {
+    let transport = patch.transport.unwrap_or(edge.reach.transport());
+    let agent_id = match (transport, &patch.agent_id) {
+        (Transport::Http, _) => None,
+        (Transport::Agent, Some(given)) => Some(given.clone()),
+        (Transport::Agent, None) => edge.reach.agent_id().map(str::to_owned),
+    };
+    Reach::from_parts(transport, agent_id)
 }
 
 pub async fn delete(
@@ -336,6 +369,7 @@ pub async fn probe(
         project_id: edge.project_id.clone(),
         endpoint: edge.endpoint.clone(),
         auth: edge.auth.clone(),
+        reach: edge.reach.clone(),
     };
     probe::probe_and_record(&state, &target).await?;
     Ok(Json(json!(views::edge(&state.store.get_edge(&project_id, &id).await?))))

@@ -4,6 +4,7 @@
 //! from that table, and the authorization test walks the same table, so a route cannot exist
 //! without a rule that is tested.
 
+mod agents;
 mod audit;
 mod auth;
 mod console;
@@ -132,6 +133,7 @@ fn table() -> Vec<Entry> {
         ("POST", "/api/v1/me/tokens", post(auth::create_token), User, Json("NewToken"), Other),
         ("DELETE", "/api/v1/me/tokens/{id}", delete(auth::revoke_token), User, NoBody, Empty),
         ("GET", "/api/v1/jwt/public-key", get(ops::jwt_public_key), User, NoBody, Other),
+        ("GET", "/api/v1/agents/mosquitto-passwd", get(agents::mosquitto_passwd), SystemAdmin, NoBody, Other),
         ("GET", "/api/v1/orgs", get(orgs::list), User, NoBody, List("Org")),
         ("POST", "/api/v1/orgs", post(orgs::create), SystemAdmin, Json("NewName"), One("Org")),
         ("GET", "/api/v1/orgs/{id}", get(orgs::get_one), OrgView, NoBody, Other),
@@ -175,6 +177,15 @@ fn table() -> Vec<Entry> {
         ("PATCH", p!("/edge-services/{id}"), patch(edges::update), ProjectAdmin, Json("EdgePatch"), One("EdgeService")),
         ("DELETE", p!("/edge-services/{id}"), delete(edges::delete), ProjectAdmin, NoBody, Empty),
         ("POST", p!("/edge-services/{id}/probe"), post(edges::probe), ProjectAdmin, NoBody, One("EdgeService")),
+        (
+            "POST",
+            p!("/edge-services/{id}/agent-credentials"),
+            post(agents::issue_credentials),
+            ProjectAdmin,
+            NoBody,
+            One("AgentCredentials"),
+        ),
+        ("GET", p!("/agents/command-key"), get(agents::command_key), ProjectView, NoBody, One("CommandKey")),
         ("GET", p!("/edge-services/{id}/drift"), get(drift::report), ProjectView, NoBody, One("DriftReport")),
         ("POST", p!("/edge-services/{id}/check"), post(drift::check), ProjectAdmin, NoBody, One("DriftReport")),
         (
