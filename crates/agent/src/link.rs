@@ -52,6 +52,9 @@ pub struct AgentLink {
     statuses: Mutex<HashMap<String, AgentStatus>>,
     packages: Option<Arc<dyn PackageSource>>,
     counters: Counters,
+    /// Whether both subscriptions (results, status) are in place: a command published before
+    /// would have its reply lost.
+    subscribed: tokio::sync::watch::Sender<bool>,
 }
 
 /// Totals for `/metrics`.
@@ -91,11 +94,13 @@ impl AgentLink {
             statuses: Mutex::default(),
             packages,
             counters: Counters::default(),
+            subscribed: tokio::sync::watch::Sender::new(false),
         });
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         let pump = link.clone();
         tokio::spawn(async move {
             let mut backoff = Backoff::default();
+            let mut acks = 0;
             loop {
                 let event = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -104,6 +109,7 @@ impl AgentLink {
                 match event {
                     Ok(Incoming::Connected { .. }) => {
                         backoff.reset();
+                        acks = 0;
                         tracing::info!(broker = %pump.broker.display(), "connected to the agents' broker");
                         let publisher = pump.publisher.clone();
                         tokio::spawn(async move {
@@ -112,11 +118,18 @@ impl AgentLink {
                         });
                     }
                     Ok(Incoming::Message { topic, payload }) => pump.incoming(&topic, &payload, &status_tx),
+                    Ok(Incoming::Subscribed) => {
+                        acks += 1;
+                        if acks == 2 {
+                            pump.subscribed.send_replace(true);
+                        }
+                    }
                     Ok(Incoming::SubscriptionRefused) => {
                         tracing::error!(broker = %pump.broker.display(), "the broker refused edgefleet's subscription to agents' results or status; check its ACL");
                     }
                     Ok(Incoming::Other) => {}
                     Err(err) => {
+                        pump.subscribed.send_replace(false);
                         let wait = backoff.next_wait();
                         tracing::warn!(broker = %pump.broker.display(), "{err}; reconnecting in {} ms", wait.as_millis());
                         tokio::select! {
@@ -184,6 +197,14 @@ impl AgentLink {
             let detail = format!("the agent {agent_id} is offline (its status since {})", domain::edge::utc_text(status.at));
             return Err(Failure::Connect { detail });
         }
+        let total_wait = wait;
+        let started = tokio::time::Instant::now();
+        let mut subscribed = self.subscribed.subscribe();
+        if tokio::time::timeout(wait, subscribed.wait_for(|ready| *ready)).await.is_err() {
+            let detail = format!("no connection to the broker {} within {} s", self.broker.display(), wait.as_secs());
+            return Err(Failure::Connect { detail });
+        }
+        let wait = wait.saturating_sub(started.elapsed());
         let now = crate::now_ms();
         let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
         let command =
@@ -209,7 +230,7 @@ impl AgentLink {
             Ok(Ok(outcome)) => Ok(outcome),
             _ => {
                 self.counters.silent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                let after_ms = u64::try_from(total_wait.as_millis()).unwrap_or(u64::MAX);
                 Err(Failure::AgentSilent { agent_id: agent_id.to_owned(), after_ms })
             }
         }

@@ -91,6 +91,8 @@ pub struct SessionOptions {
 pub enum Incoming {
     Connected { session_present: bool },
     Message { topic: String, payload: Vec<u8> },
+    /// The broker accepted a subscription.
+    Subscribed,
     /// The broker refused a subscription (its ACL).
     SubscriptionRefused,
     /// Anything else (acks, pings).
@@ -214,10 +216,12 @@ impl Events {
                 match events.poll().await.map_err(|e| SessionError::Connection(e.to_string()))? {
                     Event::Incoming(Packet::ConnAck(ack)) => Ok(Incoming::Connected { session_present: ack.session_present }),
                     Event::Incoming(Packet::Publish(p)) => Ok(Incoming::Message { topic: p.topic, payload: p.payload.to_vec() }),
-                    Event::Incoming(Packet::SubAck(ack))
-                        if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
-                    {
-                        Ok(Incoming::SubscriptionRefused)
+                    Event::Incoming(Packet::SubAck(ack)) => {
+                        if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                            Ok(Incoming::SubscriptionRefused)
+                        } else {
+                            Ok(Incoming::Subscribed)
+                        }
                     }
                     _ => Ok(Incoming::Other),
                 }
@@ -231,10 +235,12 @@ impl Events {
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),
                         payload: p.payload.to_vec(),
                     }),
-                    Event::Incoming(Packet::SubAck(ack))
-                        if ack.return_codes.iter().any(|c| !matches!(c, v5bytes::SubscribeReasonCode::Success(_))) =>
-                    {
-                        Ok(Incoming::SubscriptionRefused)
+                    Event::Incoming(Packet::SubAck(ack)) => {
+                        if ack.return_codes.iter().any(|c| !matches!(c, v5bytes::SubscribeReasonCode::Success(_))) {
+                            Ok(Incoming::SubscriptionRefused)
+                        } else {
+                            Ok(Incoming::Subscribed)
+                        }
                     }
                     _ => Ok(Incoming::Other),
                 }

@@ -39,6 +39,9 @@ pub struct AgentConfig {
     /// How far the agent's clock may be from the server's.
     pub max_clock_skew: Duration,
     pub version: String,
+    /// Set to true once the agent listens for commands (false while disconnected); tests and the
+    /// simulator wait on it instead of on time.
+    pub ready: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,18 +77,25 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     let agent = Arc::new(Agent { config, record: Mutex::new(record), publisher });
     let commands = commands_topic(&agent.config.agent_id);
     let mut backoff = Backoff::default();
+    // Commands run in tasks owned here: a killed agent stops them where they are, as a crashed
+    // process would.
+    let mut work = tokio::task::JoinSet::new();
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(_) = work.join_next(), if !work.is_empty() => continue,
             event = events.next() => event,
         };
         match event {
             Ok(Incoming::Connected { session_present }) => {
                 backoff.reset();
+                if session_present {
+                    mark_ready(&agent.config, true);
+                }
                 tracing::info!(agent.id = %agent.config.agent_id, broker = %agent.config.broker.display(), "connected");
                 let agent = agent.clone();
                 let commands = commands.clone();
-                tokio::spawn(async move {
+                work.spawn(async move {
                     if !session_present {
                         let _ = agent.publisher.subscribe(&commands).await;
                     }
@@ -95,13 +105,15 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
             }
             Ok(Incoming::Message { topic, payload }) if topic == commands => {
                 let agent = agent.clone();
-                tokio::spawn(async move { agent.handle(&payload).await });
+                work.spawn(async move { agent.handle(&payload).await });
             }
+            Ok(Incoming::Subscribed) => mark_ready(&agent.config, true),
             Ok(Incoming::SubscriptionRefused) => {
                 tracing::error!(agent.id = %agent.config.agent_id, "the broker refused the subscription to {commands}; check its ACL");
             }
             Ok(_) => {}
             Err(err) => {
+                mark_ready(&agent.config, false);
                 let wait = backoff.next_wait();
                 tracing::warn!(agent.id = %agent.config.agent_id, "{err}; reconnecting in {} ms", wait.as_millis());
                 tokio::select! {
@@ -117,6 +129,12 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     let drain = async { while let Ok(event) = events.next().await { if event == Incoming::Other { continue } } };
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     Ok(())
+}
+
+fn mark_ready(config: &AgentConfig, ready: bool) {
+    if let Some(sender) = &config.ready {
+        sender.send_replace(ready);
+    }
 }
 
 fn status_payload(config: &AgentConfig, status: AgentState) -> Vec<u8> {

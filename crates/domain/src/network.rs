@@ -95,6 +95,13 @@ impl NetworkPolicy {
         NetworkPolicy { allowed: networks, own }
     }
 
+    /// Every address, loopback included: an agent's own NeuronEX is usually on its loopback, and
+    /// the agent calls nothing it was not configured with.
+    pub fn allow_all() -> NetworkPolicy {
+        let everything = NetworkPolicy::parse_list("0.0.0.0/0,::/0").unwrap_or_default();
+        NetworkPolicy { allowed: everything, own: None }
+    }
+
     /// Parses `10.0.0.0/8,192.168.1.0/24` (blank means the default policy).
     pub fn parse_list(text: &str) -> Result<Vec<Cidr>, String> {
         text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Cidr::from_str).collect()

@@ -1,6 +1,7 @@
 //! `edgefleet`: the server (`serve`), a one-command demonstration (`demo`), and client commands
 //! that drive a running server through its REST API.
 
+mod agent_cmd;
 mod cli;
 mod db;
 mod demo;
@@ -25,6 +26,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Start a server, a simulated fleet and sample templates on this machine, with no setup.
     Demo(demo::DemoArgs),
+    /// Run the agent beside a NeuronEX that edgefleet cannot reach: it connects out to the MQTT
+    /// broker and makes edgefleet's calls on the local NeuronEX.
+    Agent(agent_cmd::AgentArgs),
     /// Database maintenance.
     #[command(subcommand)]
     Db(db::DbCommand),
@@ -68,6 +72,7 @@ async fn main() -> std::process::ExitCode {
     let outcome = match args.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Agent(args) => agent_cmd::run(args).await,
         Command::Db(command) => db::run(command).await,
         Command::Login(args) => cli::login(args).await,
         Command::Edge(command) => cli::edge(command).await,

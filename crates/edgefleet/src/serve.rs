@@ -45,6 +45,17 @@ pub struct ServeArgs {
     /// Seconds an account waits after its free sign-in attempts, doubling each time [default: 1].
     #[arg(long, env = "EDGEFLEET_SIGN_IN_BACKOFF_SECS")]
     pub sign_in_backoff_secs: Option<u64>,
+    /// The MQTT broker that agent-mode edges are reached through: `mqtt://user:password@host:1883`,
+    /// `mqtts://...`, `?version=5` for MQTT 5 [default: none; agent mode off].
+    #[arg(long, env = "EDGEFLEET_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// The broker's CA certificate (PEM) for `mqtts://` [default: the system's roots].
+    #[arg(long, env = "EDGEFLEET_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// The broker URL given to agents with their credentials, when they reach the broker under
+    /// another name [default: --mqtt-url without its credentials].
+    #[arg(long, env = "EDGEFLEET_AGENT_MQTT_URL")]
+    pub agent_mqtt_url: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// A TOML file with the same settings (keys as the flags, with underscores).
@@ -127,6 +138,9 @@ struct FileSettings {
     edge_networks: Option<String>,
     jwt_overlap_hours: Option<u64>,
     sign_in_backoff_secs: Option<u64>,
+    mqtt_url: Option<String>,
+    mqtt_ca_file: Option<PathBuf>,
+    agent_mqtt_url: Option<String>,
 }
 
 pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -163,6 +177,12 @@ pub fn config_from(args: &ServeArgs) -> anyhow::Result<Config> {
         anyhow::ensure!((1..=300).contains(&secs), "the sign-in back-off is 1 to 300 seconds");
         config.sign_in_backoff = Duration::from_secs(secs);
     }
+    config.mqtt_url = args.mqtt_url.clone().or(file.mqtt_url).filter(|url| !url.is_empty());
+    if let Some(url) = &config.mqtt_url {
+        agent::mqtt::BrokerUrl::parse(url).map_err(|e| anyhow::anyhow!("--mqtt-url: {e}"))?;
+    }
+    config.mqtt_ca_file = args.mqtt_ca_file.clone().or(file.mqtt_ca_file);
+    config.agent_mqtt_url = args.agent_mqtt_url.clone().or(file.agent_mqtt_url);
     args.limits.apply(&file.limits, &mut config)?;
     config.admin_password = std::env::var("EDGEFLEET_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     config.secret_key = std::env::var("EDGEFLEET_SECRET_KEY").ok().filter(|k| !k.is_empty()).or(file.secret_key);

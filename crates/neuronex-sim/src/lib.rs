@@ -5,6 +5,7 @@
 //! engine versions its NeuronEX version bundles, and can be told to fail: errors, hangs, resets and
 //! latency, reproducible with a seed. Tests steer and inspect instances through `/__sim/`.
 
+pub mod agents;
 mod auth;
 mod ekuiper;
 mod neuron;

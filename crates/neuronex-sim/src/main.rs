@@ -65,6 +65,25 @@ struct Args {
     /// Write the instance list `[{name, endpoint, version, tags}]` to this file.
     #[arg(long)]
     manifest: Option<PathBuf>,
+    /// Start one embedded edgefleet agent per instance (agent ids `sim-<k>`) connected to this
+    /// MQTT broker, e.g. `mqtt://127.0.0.1:1883`.
+    #[arg(long)]
+    agents: Option<String>,
+    /// The project's command key (PEM file) the embedded agents verify commands with.
+    #[arg(long)]
+    agent_command_key: Option<PathBuf>,
+    /// Broker user name for the embedded agents [default: anonymous].
+    #[arg(long)]
+    agent_username: Option<String>,
+    #[arg(long)]
+    agent_password: Option<String>,
+    /// Keep the embedded agents' records of run commands here (`<dir>/sim-<k>/`), so they
+    /// survive a restart [default: in memory].
+    #[arg(long)]
+    agent_state_dir: Option<PathBuf>,
+    /// Agent `k` is `<prefix><k>`.
+    #[arg(long, default_value = "sim-")]
+    agent_id_prefix: String,
 }
 
 #[tokio::main]
@@ -111,6 +130,24 @@ async fn main() -> anyhow::Result<()> {
         "neuronex-sim: {} instances at {}/i/<k> (control API {}/__sim/)",
         args.count, running.base_url, running.base_url
     );
+    let _agents = match &args.agents {
+        None => None,
+        Some(broker) => {
+            let key_file = args.agent_command_key.as_ref().context("--agents needs --agent-command-key")?;
+            let command_key = std::fs::read_to_string(key_file)
+                .with_context(|| format!("cannot read the command key {}", key_file.display()))?;
+            let options = neuronex_sim::agents::SimAgents {
+                username: args.agent_username.clone(),
+                password: args.agent_password.clone(),
+                state_dir: args.agent_state_dir.clone(),
+                id_prefix: args.agent_id_prefix.clone(),
+                ..neuronex_sim::agents::SimAgents::new(broker, &command_key)
+            };
+            let fleet = neuronex_sim::agents::AgentFleet::start(&running, options).context("--agents")?;
+            println!("neuronex-sim: {} embedded agents (sim-0 ...) connected to {broker}", fleet.len());
+            Some(fleet)
+        }
+    };
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

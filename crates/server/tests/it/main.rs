@@ -1,6 +1,7 @@
 //! The server through its HTTP interface, against neuronex-sim on loopback. One binary.
 
 mod access;
+mod agents;
 mod audit;
 mod deliveries;
 mod drift;
