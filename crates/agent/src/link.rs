@@ -48,7 +48,7 @@ pub struct StatusUpdate {
 pub struct AgentLink {
     publisher: Publisher,
     broker: BrokerUrl,
-    pending: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    pending: Mutex<HashMap<String, Waiter>>,
     statuses: Mutex<HashMap<String, AgentStatus>>,
     packages: Option<Arc<dyn PackageSource>>,
     counters: Counters,
@@ -169,10 +169,16 @@ impl AgentLink {
                     tracing::warn!(topic, "an unreadable reply on the results topic");
                     return;
                 };
-                let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(&reply.id));
-                match waiter {
+                let Ok(mut pending) = self.pending.lock() else { return };
+                if reply.outcome == Outcome::Accepted {
+                    if let Some(waiter) = pending.get(&reply.id) {
+                        waiter.accepted.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return;
+                }
+                match pending.remove(&reply.id) {
                     Some(waiter) => {
-                        let _ = waiter.send(reply.outcome);
+                        let _ = waiter.reply.send(reply.outcome);
                     }
                     None => {
                         self.counters.unmatched_replies.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -211,9 +217,10 @@ impl AgentLink {
             Command { id: uuid::Uuid::now_v7().to_string(), agent_id: agent_id.to_owned(), issued_at: now, expires_at: now + wait_ms, op };
         let signed: SignedCommand = signer.sign(&command);
         let (tx, rx) = oneshot::channel();
+        let accepted = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let guard = Waiting { link: self, id: command.id.clone() };
         if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(command.id.clone(), tx);
+            pending.insert(command.id.clone(), Waiter { reply: tx, accepted: accepted.clone() });
         }
         self.counters.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let payload = serde_json::to_vec(&signed).unwrap_or_default();
@@ -231,7 +238,8 @@ impl AgentLink {
             _ => {
                 self.counters.silent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let after_ms = u64::try_from(total_wait.as_millis()).unwrap_or(u64::MAX);
-                Err(Failure::AgentSilent { agent_id: agent_id.to_owned(), after_ms })
+                let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed);
+                Err(Failure::AgentSilent { agent_id: agent_id.to_owned(), after_ms, accepted })
             }
         }
     }
@@ -270,6 +278,12 @@ impl AgentLink {
 
 fn unexpected(outcome: &Outcome) -> Failure {
     Failure::Decode { detail: format!("the agent answered {outcome:?}") }
+}
+
+/// A call waiting for its reply, and whether the agent said it took the command.
+struct Waiter {
+    reply: oneshot::Sender<Outcome>,
+    accepted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Forgets a waiter however its wait ends (answered, timed out, or the caller gave up).

@@ -24,6 +24,12 @@ pub enum Seen {
     Ran,
 }
 
+/// The time before which commands are refused as expired, given the allowed clock skew: ids of
+/// commands that expired before it can be forgotten.
+pub fn horizon(max_clock_skew: std::time::Duration) -> i64 {
+    crate::now_ms().saturating_sub(i64::try_from(max_clock_skew.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[derive(Serialize, Deserialize)]
 struct Line {
     id: String,
@@ -46,8 +52,10 @@ impl Record {
     }
 
     /// The record in `path`, created when missing; unreadable lines (a write cut by a crash) are
-    /// skipped.
-    pub fn open(path: &Path, now: i64) -> std::io::Result<Record> {
+    /// skipped. Ids of commands that expired before `horizon` are dropped: pass the time before
+    /// which a command is refused as expired anyway (now minus the allowed clock skew), never
+    /// later, or an expired command still inside the skew could run again.
+    pub fn open(path: &Path, horizon: i64) -> std::io::Result<Record> {
         let mut record = Record::in_memory();
         if let Ok(file) = File::open(path) {
             for line in BufReader::new(file).lines() {
@@ -57,7 +65,7 @@ impl Record {
             }
         }
         record.file = Some((path.to_owned(), File::open(path).or_else(|_| File::create(path))?));
-        record.compact(now)?;
+        record.compact(horizon)?;
         Ok(record)
     }
 

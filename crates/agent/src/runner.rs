@@ -67,7 +67,10 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         client_id: format!("edgefleet-agent-{}", config.agent_id),
         username: config.username.clone(),
         password: config.password.clone(),
-        keep_session: true,
+        // A command published while the agent was away is not kept for it: by the time it came back
+        // the server would have stopped waiting, and running it then would change the gateway
+        // behind a result already written. The server's timeout reports the miss instead.
+        keep_session: false,
         last_will: Some((status_topic(&config.agent_id), offline.clone())),
         ca_file: config.ca_file.clone(),
         keep_alive: Duration::from_secs(30),
@@ -146,6 +149,8 @@ impl Agent {
     async fn handle(&self, payload: &[u8]) {
         let reply = match self.admit(payload) {
             Ok(command) => {
+                self.publish(&Reply { id: command.id.clone(), agent_id: self.config.agent_id.clone(), outcome: Outcome::Accepted })
+                    .await;
                 let outcome = self.execute(&command).await;
                 let reply = Reply { id: command.id, agent_id: self.config.agent_id.clone(), outcome };
                 if let Ok(mut record) = self.record.lock() {
@@ -158,7 +163,11 @@ impl Agent {
         if let Outcome::Refused { reason, detail } = &reply.outcome {
             tracing::warn!(agent.id = %self.config.agent_id, command.id = %reply.id, "refused a command ({}): {detail}", reason.as_str());
         }
-        let Ok(bytes) = serde_json::to_vec(&reply) else { return };
+        self.publish(&reply).await;
+    }
+
+    async fn publish(&self, reply: &Reply) {
+        let Ok(bytes) = serde_json::to_vec(reply) else { return };
         let _ = self.publisher.publish(&results_topic(&self.config.agent_id), bytes, false).await;
     }
 
@@ -207,7 +216,7 @@ impl Agent {
             let error = EdgeError::refused("record", "command", format!("the agent cannot write its command record: {err}"));
             return Err(Reply { id: command.id, agent_id: self.config.agent_id.clone(), outcome: Outcome::Failed { error } });
         }
-        let _ = record.forget_before(now.saturating_sub(skew));
+        let _ = record.forget_before(crate::record::horizon(self.config.max_clock_skew));
         Ok(command)
     }
 

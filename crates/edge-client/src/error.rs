@@ -42,6 +42,8 @@ pub enum Failure {
     AgentSilent {
         agent_id: String,
         after_ms: u64,
+        /// The agent said it took the command (it then died, hung, or lost its connection).
+        accepted: bool,
     },
     /// Agent mode: the agent refused the command (bad signature, expired, already run, ...).
     AgentRefused {
@@ -200,8 +202,11 @@ impl fmt::Display for EdgeError {
             Failure::Reset { detail } => write!(f, "connection closed without an answer: {detail}"),
             Failure::Decode { detail } => write!(f, "unreadable answer: {detail}"),
             Failure::Refused { detail } => write!(f, "{detail}"),
-            Failure::AgentSilent { agent_id, after_ms } => {
+            Failure::AgentSilent { agent_id, after_ms, accepted: false } => {
                 write!(f, "the agent {agent_id} did not answer within {}", human_duration(*after_ms))
+            }
+            Failure::AgentSilent { agent_id, after_ms, accepted: true } => {
+                write!(f, "the agent {agent_id} took the command but did not answer within {}", human_duration(*after_ms))
             }
             Failure::AgentRefused { agent_id, detail } => write!(f, "the agent {agent_id} refused the command: {detail}"),
         }?;

@@ -54,7 +54,7 @@ pub struct AgentArgs {
     #[arg(long, env = "EDGEFLEET_AGENT_STATE_DIR", default_value = "/var/lib/edgefleet-agent")]
     state_dir: PathBuf,
     /// How far this machine's clock may be from edgefleet's, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 10)]
     max_clock_skew_secs: u64,
 }
 
@@ -73,7 +73,7 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let username = args.username.clone().or_else(|| password.as_ref().map(|_| args.agent_id.clone()));
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create the state folder {}", args.state_dir.display()))?;
-    let record = Record::open(&args.state_dir.join("commands.log"), agent::now_ms())
+    let record = Record::open(&args.state_dir.join("commands.log"), agent::record::horizon(Duration::from_secs(args.max_clock_skew_secs)))
         .with_context(|| format!("cannot open the command record in {}", args.state_dir.display()))?;
     let client = EdgeClient::new(ClientConfig { policy: domain::network::NetworkPolicy::allow_all(), ..ClientConfig::default() })?;
     let config = AgentConfig {

@@ -40,7 +40,7 @@ impl SimAgents {
             username: None,
             password: None,
             state_dir: None,
-            max_clock_skew: Duration::from_secs(30),
+            max_clock_skew: Duration::from_secs(10),
             id_prefix: "sim-".to_owned(),
         }
     }
@@ -127,7 +127,7 @@ impl AgentFleet {
             Some(dir) => {
                 let own = dir.join(&id);
                 std::fs::create_dir_all(&own)?;
-                Record::open(&own.join("commands.log"), agent::now_ms())?
+                Record::open(&own.join("commands.log"), agent::record::horizon(self.options.max_clock_skew))?
             }
             None => Record::in_memory(),
         };
