@@ -66,9 +66,10 @@ pub async fn command_key(State(state): State<AppState>, Path(project_id): Path<S
 }
 
 /// `GET /api/v1/agents/mosquitto-passwd`: every agent's user for Mosquitto's `password_file`
-/// (hashes only), to which the operator adds edgefleet's own user.
+/// (hashes only), to which the operator adds edgefleet's own user (`mosquitto_passwd -b`).
+/// Mosquitto reads no comments in that file, so there are none.
 pub async fn mosquitto_passwd(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let mut text = String::from("# Agents' broker users, written by edgefleet. Add edgefleet's own user with\n# mosquitto_passwd -b <file> <user> <password>, then reload Mosquitto (SIGHUP).\n");
+    let mut text = String::new();
     for secret in state.store.agent_secrets().await? {
         text.push_str(&format!("{}:{}\n", secret.agent_id, secret.secret_hash));
     }

@@ -12,10 +12,9 @@ use agent::mqtt::{BrokerUrl, Incoming, SessionOptions};
 use agent::protocol::{Command, Op, Outcome, Refusal, Reply, SignedCommand, commands_topic, results_topic};
 use neuronex_sim::RunningSim;
 use neuronex_sim::agents::{AgentFleet, SimAgents};
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, code, rule_doc, sim, sim_state};
+use crate::support::{TestApp, rule_doc, sim, sim_state};
 
 pub const SHARED_BROKER: &str = "mqtt://127.0.0.1:1883";
 
@@ -327,4 +326,299 @@ async fn an_agent_killed_mid_command_fails_its_target_with_the_reason_and_does_n
     listener.publisher.publish(&commands_topic(&agent_id), command, false).await.expect("replay");
     let reply = listener.answer().await;
     assert_eq!(refusal(&reply), Some(Refusal::AlreadyRun), "{reply:?}");
+}
+
+/// A Mosquitto of the test's own on a free port (the machine's shared broker is never restarted).
+struct OwnBroker {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+    log: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+}
+
+impl OwnBroker {
+    /// Starts Mosquitto with `extra` configuration lines (files it names go in `dir`).
+    async fn start(extra: &str) -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("dir");
+        let config = format!(
+            "listener {port} 127.0.0.1\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n{extra}\n"
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), config).expect("config");
+        let mut broker = OwnBroker { port, dir, child: None, log: None };
+        broker.run().await;
+        broker
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn url(&self, credentials: Option<(&str, &str)>) -> String {
+        match credentials {
+            Some((user, password)) => format!("mqtt://{user}:{password}@127.0.0.1:{}", self.port),
+            None => format!("mqtt://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// (Re)starts the process and waits for its "running" line.
+    async fn run(&mut self) {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(mosquitto())
+            .arg("-c")
+            .arg(self.path("mosquitto.conf"))
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("mosquitto starts (scripts/ensure-services installs it)");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        self.child = Some(child);
+        self.log = Some(rx);
+        self.wait_for_log("running").await;
+    }
+
+    async fn wait_for_log(&mut self, needle: &str) {
+        let log = self.log.as_mut().expect("running");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = tokio::time::timeout_at(deadline, log.recv()).await.expect("the broker logs in time").expect("log");
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+
+    /// Killed as a crash (or a power cut) would: sessions and queued messages are gone.
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// SIGHUP: Mosquitto reads its password and ACL files again.
+    async fn reload(&mut self) {
+        let pid = self.child.as_ref().and_then(|c| c.id()).expect("running");
+        let status = std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status().expect("kill");
+        assert!(status.success());
+        self.wait_for_log("Reloading config").await;
+    }
+}
+
+fn mosquitto() -> &'static str {
+    if std::path::Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" }
+}
+
+#[tokio::test]
+async fn every_target_reaches_a_final_state_when_the_broker_restarts_under_a_delivery() {
+    let mut broker = OwnBroker::start("allow_anonymous true").await;
+    let url = broker.url(None);
+    let app = with_broker(&url).await;
+    let setup = app.agent_fleet(&url, 12, "restart").await;
+    // Each call takes 200 ms, so the delivery is under way when the broker goes.
+    setup.sim.sim.set_faults(None, Some(neuronex_sim::Faults { latency_ms: 200, ..neuronex_sim::Faults::default() }));
+    let template = app.template("restart", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let body = json!({"template_id": template, "targets": {"ids": setup.edges},
+                      "options": {"concurrency": 4, "retries": 3, "timeout_secs": 90}});
+    let started = app.post(&app.p("/deliveries"), body).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.body["id"].as_str().expect("id").to_owned();
+    app.events_until(&id, |event| event.name == "target").await;
+
+    broker.kill().await;
+    broker.run().await;
+
+    app.events(&id).await;
+    let delivery = app.get(&app.p(&format!("/deliveries/{id}"))).await.body;
+    let counts = &delivery["counts"];
+    assert_eq!(counts["pending"], 0, "{delivery}");
+    assert_eq!(counts["running"], 0, "{delivery}");
+    assert_eq!(counts["succeeded"].as_u64().unwrap_or(0) + counts["failed"].as_u64().unwrap_or(0), 12, "{delivery}");
+    // Retries over the reconnected broker bring every gateway there.
+    assert_eq!(delivery["state"], "succeeded", "{:?}", app.targets(&delivery).await);
+}
+
+const ACL: &str = "user edgefleet\ntopic readwrite edgefleet/v1/agents/#\n\n\
+pattern read edgefleet/v1/agents/%u/commands\npattern write edgefleet/v1/agents/%u/results\n\
+pattern write edgefleet/v1/agents/%u/status\n";
+
+/// Writes the broker's password file from the server's list plus edgefleet's own user.
+async fn write_password_file(app: &TestApp, broker: &OwnBroker) {
+    let answer = app.get("/api/v1/agents/mosquitto-passwd").await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let file = broker.path("passwd");
+    std::fs::write(&file, &answer.text).expect("passwd");
+    let status = std::process::Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg(&file)
+        .args(["edgefleet", "server-secret"])
+        .status()
+        .expect("mosquitto_passwd");
+    assert!(status.success());
+}
+
+/// Connects as `user` and answers whether the broker let it in.
+async fn can_sign_in(broker: &OwnBroker, user: &str, password: &str) -> bool {
+    let options = SessionOptions {
+        client_id: format!("probe-{:016x}", rand::random::<u64>()),
+        username: Some(user.to_owned()),
+        password: Some(password.to_owned()),
+        keep_session: false,
+        last_will: None,
+        ca_file: None,
+        keep_alive: Duration::from_secs(30),
+    };
+    let (publisher, mut events) = agent::mqtt::connect(&BrokerUrl::parse(&broker.url(None)).expect("url"), &options).expect("session");
+    let outcome = loop {
+        match tokio::time::timeout(Duration::from_secs(30), events.next()).await.expect("the broker answers") {
+            Ok(Incoming::Connected { .. }) => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    publisher.disconnect().await;
+    outcome
+}
+
+#[tokio::test]
+async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topics() {
+    let mut broker = OwnBroker::start("").await;
+    std::fs::write(broker.path("acl"), ACL).expect("acl");
+    let app = with_broker(&broker.url(Some(("edgefleet", "server-secret")))).await;
+    let key = app.command_key().await;
+    let prefixes = [unique_prefix("acl-a"), unique_prefix("acl-b")];
+    let mut edges = Vec::new();
+    let mut credentials = Vec::new();
+    for prefix in &prefixes {
+        let agent_id = format!("{prefix}0");
+        let created = app
+            .post(&app.p("/edge-services"), json!({"name": agent_id, "transport": "agent", "agent_id": agent_id}))
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.body["id"].as_str().expect("id").to_owned();
+        let issued = app.post(&app.p(&format!("/edge-services/{id}/agent-credentials")), json!({})).await;
+        assert_eq!(issued.status, 200, "{}", issued.text);
+        assert_eq!(issued.body["username"], agent_id.as_str());
+        assert_eq!(issued.body["command_key"], key.as_str());
+        assert_eq!(issued.body["mqtt_url"], broker.url(None).as_str(), "without the server's credentials");
+        let listed = app.get(&app.p(&format!("/edge-services/{id}"))).await;
+        assert_eq!(listed.body["agent_credentials_issued"], true);
+        assert!(!listed.text.contains(issued.body["password"].as_str().expect("password")), "never shown again");
+        edges.push(id);
+        credentials.push((agent_id, issued.body["password"].as_str().expect("password").to_owned()));
+    }
+    write_password_file(&app, &broker).await;
+    std::fs::OpenOptions::new().append(true).open(broker.path("mosquitto.conf")).and_then(|mut f| {
+        use std::io::Write;
+        writeln!(f, "allow_anonymous false\npassword_file {}\nacl_file {}", broker.path("passwd").display(), broker.path("acl").display())
+    }).expect("config");
+    broker.kill().await;
+    broker.run().await;
+
+    // Each agent signs in with its own credentials and works.
+    let mut fleets = Vec::new();
+    let mut sims = Vec::new();
+    for (prefix, (user, password)) in prefixes.iter().zip(&credentials) {
+        let sim = sim(1, &["3.6.0"]).await;
+        let options = SimAgents {
+            id_prefix: prefix.clone(),
+            username: Some(user.clone()),
+            password: Some(password.clone()),
+            ..SimAgents::new(&broker.url(None), &key)
+        };
+        let fleet = AgentFleet::start(&sim, options).expect("agent");
+        fleet.ready().await;
+        fleets.push(fleet);
+        sims.push(sim);
+    }
+    let template = app.template("acl", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": edges}})).await;
+    assert_eq!(delivery["state"], "succeeded", "{:?}", app.targets(&delivery).await);
+
+    // Without a password, or with another's, nobody gets in.
+    let (a, a_password) = &credentials[0];
+    let (b, b_password) = &credentials[1];
+    assert!(!can_sign_in(&broker, a, b_password).await);
+    assert!(!can_sign_in(&broker, a, "").await);
+    assert!(can_sign_in(&broker, a, a_password).await);
+
+    // Agent A cannot read B's commands, nor write B's results.
+    let options = SessionOptions {
+        client_id: format!("spy-{:016x}", rand::random::<u64>()),
+        username: Some(a.clone()),
+        password: Some(a_password.clone()),
+        keep_session: false,
+        last_will: None,
+        ca_file: None,
+        keep_alive: Duration::from_secs(30),
+    };
+    let (spy, mut spy_events) = agent::mqtt::connect(&BrokerUrl::parse(&broker.url(None)).expect("url"), &options).expect("session");
+    // Mosquitto acknowledges a denied subscription under MQTT 3.1.1 and then delivers nothing on it.
+    let mut acks = 0;
+    while acks < 2 {
+        match tokio::time::timeout(Duration::from_secs(30), spy_events.next()).await.expect("broker") {
+            Ok(Incoming::Connected { .. }) => {
+                spy.subscribe(&commands_topic(b)).await.expect("subscribe");
+                spy.subscribe(&commands_topic(a)).await.expect("subscribe");
+            }
+            Ok(Incoming::Subscribed | Incoming::SubscriptionRefused) => acks += 1,
+            Ok(_) => {}
+            Err(err) => panic!("{err}"),
+        }
+    }
+    let mut server = Listener::on(&broker.url(Some(("edgefleet", "server-secret"))), &[agent::protocol::ALL_RESULTS.to_owned()]).await;
+    server.publisher.publish(&commands_topic(b), b"for B".to_vec(), false).await.expect("publish");
+    server.publisher.publish(&commands_topic(a), b"for A".to_vec(), false).await.expect("publish");
+    // Both are in order on one connection: had A been let read B's topic, B's would come first.
+    // (A session sends only while its events are read: both are read here.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let event = tokio::select! {
+            event = spy_events.next() => event,
+            _ = server.events.next() => continue,
+            () = tokio::time::sleep_until(deadline) => panic!("A got nothing in time"),
+        };
+        match event {
+            Ok(Incoming::Message { topic, payload }) => break (topic, payload),
+            Ok(_) => {}
+            Err(err) => panic!("{err}"),
+        }
+    };
+    assert_eq!(first, (commands_topic(a), b"for A".to_vec()), "A read B's commands");
+
+    let mut observer = server;
+    let forged = Reply { id: "forged".into(), agent_id: b.clone(), outcome: Outcome::Answer { status: 200, body: "{}".into() } };
+    let marker = Reply { id: "marker".into(), agent_id: a.clone(), outcome: Outcome::Accepted };
+    spy.publish(&results_topic(b), serde_json::to_vec(&forged).expect("json"), false).await.expect("publish");
+    spy.publish(&results_topic(a), serde_json::to_vec(&marker).expect("json"), false).await.expect("publish");
+    let pump = tokio::spawn(async move { while spy_events.next().await.is_ok() {} });
+    // (Agent A's own refusal of the "for A" garbage may come in between.)
+    loop {
+        let reply = observer.reply().await;
+        assert_ne!(reply.id, "forged", "B's results topic took A's message");
+        if reply.id == "marker" {
+            break;
+        }
+    }
+    pump.abort();
+
+    // Rotating A's credentials: the old password stops working once the broker reloads its users.
+    let issued = app.post(&app.p(&format!("/edge-services/{}/agent-credentials", edges[0])), json!({})).await;
+    assert_eq!(issued.status, 200, "{}", issued.text);
+    let new_password = issued.body["password"].as_str().expect("password").to_owned();
+    assert_ne!(&new_password, a_password);
+    write_password_file(&app, &broker).await;
+    broker.reload().await;
+    assert!(!can_sign_in(&broker, a, a_password).await);
+    assert!(can_sign_in(&broker, a, &new_password).await);
+    let _ = b;
+    let audit = app.get("/api/v1/audit?action=edge_service.agent_credentials").await;
+    assert_eq!(audit.body["total"], 3, "{}", audit.text);
+    assert!(!audit.text.contains(&new_password));
 }
