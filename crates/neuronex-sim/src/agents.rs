@@ -141,7 +141,7 @@ impl AgentFleet {
             neuronex: EdgeTarget::http(self.endpoints[k].clone(), self.auth.clone()),
             client: self.client.clone(),
             record,
-            package_dir: self.packages.clone(),
+            package_dir: self.packages.join(self.options.agent_id(k)),
             max_clock_skew: self.options.max_clock_skew,
             version: format!("sim-{}", env!("CARGO_PKG_VERSION")),
             ready: Some(self.ready[k].clone()),

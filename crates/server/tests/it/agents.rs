@@ -622,3 +622,37 @@ async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topi
     assert_eq!(audit.body["total"], 3, "{}", audit.text);
     assert!(!audit.text.contains(&new_password));
 }
+
+/// A plugin package over several chunks: the Python plugin with a large, incompressible model file.
+fn large_plugin(name: &str) -> Vec<u8> {
+    let meta = format!(r#"{{"version":"v1.0.0","language":"python","executable":"{name}.py","sources":["pyjson"]}}"#);
+    let model: Vec<u8> = (0..700_000u32).map(|_| rand::random::<u8>()).collect();
+    crate::support::zip_of(&[
+        (&format!("{name}.json"), meta.as_bytes()),
+        (&format!("{name}.py"), b"print('plugin')\n"),
+        ("sources/pyjson.yaml", b"default: {}\n"),
+        ("model.bin", &model),
+    ])
+}
+
+#[tokio::test]
+async fn plugins_reach_agents_by_their_signed_link_or_in_chunks_when_the_server_is_out_of_reach() {
+    for (case, public_url) in [("by link", None), ("in chunks", Some("http://127.0.0.1:9"))] {
+        let app = TestApp::spawn_with(|config| {
+            config.mqtt_url = Some(SHARED_BROKER.into());
+            config.public_url = public_url.map(str::to_owned);
+        })
+        .await;
+        let setup = app.agent_fleet(SHARED_BROKER, 2, "plugins").await;
+        let package = large_plugin("pysam");
+        let uploaded = app.upload(Some("pysam"), Some(package)).await;
+        assert_eq!(uploaded.status, 201, "{case}: {}", uploaded.text);
+        let plugin = uploaded.body["id"].as_str().expect("id");
+        let (delivery, _) = app.deliver(json!({"plugin_id": plugin, "targets": {"ids": setup.edges}})).await;
+        assert_eq!(delivery["state"], "succeeded", "{case}: {:?}", app.targets(&delivery).await);
+        for k in 0..2 {
+            let state = sim_state(&setup.sim, k).await;
+            assert_eq!(state["ekuiper"]["plugins"]["pysam"]["language"], "python", "{case}: {state}");
+        }
+    }
+}
