@@ -24,7 +24,7 @@ async function shot(name) {
 before(async () => {
   mkdirSync(shots, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), "edgefleet-e2e-"));
-  demo = spawn(binary, ["demo", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--jwt-sim-listen", "127.0.0.1:0", "--no-delivery", "--data-dir", join(dataDir, "demo")], {
+  demo = spawn(binary, ["demo", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--jwt-sim-listen", "127.0.0.1:0", "--agent-sim-listen", "127.0.0.1:0", "--no-delivery", "--data-dir", join(dataDir, "demo")], {
     env: { ...process.env, EDGEFLEET_ADMIN_PASSWORD: password, RUST_LOG: "warn" },
     stdio: ["ignore", "pipe", "inherit"],
   });

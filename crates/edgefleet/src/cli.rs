@@ -192,7 +192,37 @@ pub enum EdgeCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-    /// Import edge services from a CSV (name,endpoint,tags,...) or JSON file.
+    /// Register one edge service: over HTTP (`--endpoint`) or through an agent (`--transport
+    /// agent --agent-id ID`).
+    Add {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        /// NeuronEX's URL; through an agent, as the agent sees it [default there: http://127.0.0.1:8085].
+        #[arg(long, default_value = "")]
+        endpoint: String,
+        /// http or agent.
+        #[arg(long, default_value = "http")]
+        transport: String,
+        #[arg(long)]
+        agent_id: Option<String>,
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// Issue (or rotate) the broker credentials of an agent-mode service's agent; prints them once.
+    AgentCredentials {
+        #[arg(long)]
+        project: String,
+        id: String,
+        /// Write the password to this file (mode 600) instead of printing it.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Write the project's command key (PEM) to this file.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Import edge services from a CSV (name,endpoint,tags,...,transport,agent_id) or JSON file.
     Import {
         #[arg(long)]
         project: String,
@@ -258,6 +288,36 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
             }
             println!("{} of {} shown", answer["items"].as_array().map(Vec::len).unwrap_or(0), answer["total"]);
         }
+        EdgeCommand::Add { project, name, endpoint, transport, agent_id, tag } => {
+            let mut body = json!({"name": name, "endpoint": endpoint, "transport": transport, "tags": tag});
+            if let Some(agent_id) = agent_id {
+                body["agent_id"] = json!(agent_id);
+            }
+            let created = client.post(&format!("/api/v1/projects/{project}/edge-services"), &body).await?;
+            println!("{} {}", created["id"].as_str().unwrap_or_default(), created["name"].as_str().unwrap_or_default());
+        }
+        EdgeCommand::AgentCredentials { project, id, password_file, key_file } => {
+            let path = format!("/api/v1/projects/{project}/edge-services/{id}/agent-credentials");
+            let issued = client.post(&path, &json!({})).await?;
+            let text = |key: &str| issued[key].as_str().unwrap_or_default().to_owned();
+            println!("agent id:  {}", text("agent_id"));
+            println!("broker:    {}", issued["mqtt_url"].as_str().unwrap_or("(the server runs without --mqtt-url)"));
+            println!("username:  {}", text("username"));
+            match &password_file {
+                Some(file) => {
+                    write_private_file(file, &text("password"))?;
+                    println!("password:  written to {} (shown nowhere else)", file.display());
+                }
+                None => println!("password:  {} (shown once)", text("password")),
+            }
+            match &key_file {
+                Some(file) => {
+                    std::fs::write(file, text("command_key")).with_context(|| format!("cannot write {}", file.display()))?;
+                    println!("command key: written to {}", file.display());
+                }
+                None => print!("command key:\n{}", text("command_key")),
+            }
+        }
         EdgeCommand::Import { project, file } => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let content_type =
@@ -291,6 +351,17 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `path` readable by its owner only and writes `text` to it.
+fn write_private_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A drift report as people read it (or as JSON): the state, then each drifted object with its

@@ -33,6 +33,12 @@ pub struct DemoArgs {
     /// Where the simulated gateways that sign in with the project's JWT key listen.
     #[arg(long, default_value = "127.0.0.1:9701")]
     jwt_sim_listen: SocketAddr,
+    /// The MQTT broker for the agent-mode gateways (skipped when none answers there).
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    mqtt_url: String,
+    /// Where the simulated gateways reached through agents listen.
+    #[arg(long, default_value = "127.0.0.1:9702")]
+    agent_sim_listen: SocketAddr,
     /// The demo's data folder (SQLite database, keys).
     #[arg(long, default_value = "edgefleet-demo")]
     data_dir: PathBuf,
@@ -59,6 +65,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     config.drift_interval = std::time::Duration::from_secs(60);
     // The simulated gateways are on this machine; real ones never are (the default refuses loopback).
     config.edge_networks = domain::network::NetworkPolicy::parse_list("127.0.0.0/8").map_err(anyhow::Error::msg)?;
+    let broker = broker_answers(&args.mqtt_url).await;
+    if broker {
+        config.mqtt_url = Some(args.mqtt_url.clone());
+    }
     let app = App::build(config).await?;
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -82,6 +92,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let plugin = ensure_plugin(&client, &project).await?;
+    let agents = match broker {
+        true => {
+            let prefix = agent_prefix(&args.data_dir)?;
+            Some(start_agent_fleet(&client, &project, args.agent_sim_listen, &args.mqtt_url, &prefix).await?)
+        }
+        false => None,
+    };
     println!();
     println!("edgefleet demo is running");
     println!("  console and API  {base}/   (REST under {base}/api/v1)");
@@ -93,6 +110,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         jwt_fleet.base_url,
         neuronex_etc.display()
     );
+    match &agents {
+        Some((sim, agents)) => println!(
+            "                   {AGENT_FLEET_SIZE} more at {}/i/<k> behind agents ({}) on {}",
+            sim.base_url,
+            agents.agent_id(0),
+            args.mqtt_url
+        ),
+        None => println!("  agent mode       off: no MQTT broker answers at {} (start Mosquitto to see it)", args.mqtt_url),
+    }
     if !args.no_delivery {
         first_delivery(&client, &project, &rules).await?;
     }
@@ -107,6 +133,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  edgefleet deliver --project {project} --plugin {plugin} --tag zone-b --watch");
     println!("  edgefleet edge list --project {project} --config-state drifted   # checked every minute in the demo");
     println!("  edgefleet inventory --project {project} --kind rule");
+    if agents.is_some() {
+        println!("  edgefleet deliver --project {project} --template {rules} --tag zone-agent --watch   # through agents");
+    }
     if !args.exit {
         println!("\nCtrl-C stops the demo (the data stays in {}).", args.data_dir.display());
         crate::serve::shutdown_signal().await;
@@ -115,7 +144,54 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     server.await.context("server task")??;
     fleet.abort();
     jwt_fleet.abort();
+    if let Some((sim, agents)) = agents {
+        drop(agents);
+        sim.abort();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Gateways reached only through agents and the broker, as plants behind NAT are.
+const AGENT_FLEET_SIZE: u32 = 3;
+
+/// Whether something accepts connections at the broker URL's address.
+async fn broker_answers(url: &str) -> bool {
+    let Ok(broker) = agent::mqtt::BrokerUrl::parse(url) else { return false };
+    let connect = tokio::net::TcpStream::connect((broker.host.as_str(), broker.port));
+    matches!(tokio::time::timeout(std::time::Duration::from_secs(2), connect).await, Ok(Ok(_)))
+}
+
+/// Starts simulated gateways with an embedded agent each and registers them as agent-mode
+/// services (`demo-agent-<k>`).
+async fn start_agent_fleet(
+    client: &Client,
+    project: &str,
+    listen: SocketAddr,
+    broker: &str,
+    prefix: &str,
+) -> anyhow::Result<(neuronex_sim::RunningSim, neuronex_sim::agents::AgentFleet)> {
+    let config = SimConfig { count: AGENT_FLEET_SIZE, seed: 7, ..SimConfig::default() };
+    let sim = neuronex_sim::start(config, listen, false)
+        .await
+        .with_context(|| format!("cannot start the agents' gateways on {listen} (use --agent-sim-listen)"))?;
+    let key = client.get(&format!("/api/v1/projects/{project}/agents/command-key")).await?;
+    let options = neuronex_sim::agents::SimAgents {
+        id_prefix: prefix.to_owned(),
+        ..neuronex_sim::agents::SimAgents::new(broker, key["command_key"].as_str().unwrap_or_default())
+    };
+    let agents = neuronex_sim::agents::AgentFleet::start(&sim, options)?;
+    tokio::time::timeout(std::time::Duration::from_secs(20), agents.ready())
+        .await
+        .with_context(|| format!("the demo's agents could not subscribe on {broker}"))?;
+    let registered = client.get(&format!("/api/v1/projects/{project}/edge-services?name=agent-gw&limit=1")).await?;
+    if registered["total"].as_i64().unwrap_or(0) == 0 {
+        let rows: Vec<Value> = (0..AGENT_FLEET_SIZE as usize)
+            .map(|k| json!({"name": format!("agent-gw-{k}"), "transport": "agent", "agent_id": format!("{prefix}{k}"), "tags": ["zone-agent"], "description": "simulated NeuronEX behind NAT, reached through its agent"}))
+            .collect();
+        let body = serde_json::to_vec(&rows)?;
+        client.post_raw(&format!("/api/v1/projects/{project}/edge-services/import"), "application/json", body).await?;
+    }
+    Ok((sim, agents))
 }
 
 /// 48 instances across seven NeuronEX versions (three of them 2.9.0, below the 3.0 gate), with
@@ -176,6 +252,18 @@ async fn register_jwt_fleet(
         client.post_raw(&format!("/api/v1/projects/{project}/edge-services/import"), "application/json", body).await?;
     println!("registered {} edge services that sign in with the project's JWT key {file_name}", answer["total"]);
     Ok(())
+}
+
+/// Agent ids name broker topics, so two demos on one broker must not share them: each data folder
+/// keeps a prefix of its own.
+fn agent_prefix(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("demo-agent-prefix.txt");
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        return Ok(saved.trim().to_owned());
+    }
+    let prefix = format!("demo-{:08x}-", rand::random::<u32>());
+    std::fs::write(&path, &prefix).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(prefix)
 }
 
 /// The password comes from `EDGEFLEET_ADMIN_PASSWORD`, or is made once and kept in the data folder

@@ -116,6 +116,8 @@ fn the_demo_runs_end_to_end_with_successes_and_reasoned_failures() {
             "127.0.0.1:0",
             "--jwt-sim-listen",
             "127.0.0.1:0",
+            "--agent-sim-listen",
+            "127.0.0.1:0",
             "--exit",
             "--data-dir",
         ])
@@ -131,7 +133,9 @@ fn the_demo_runs_end_to_end_with_successes_and_reasoned_failures() {
         "{stdout}"
     );
     assert!(stdout.contains("loaded plugin vibration"), "{stdout}");
-    assert!(stdout.contains("result: partial  total 52  succeeded 46  failed 6"), "{stdout}");
+    // Three more gateways behind agents, on the machine's broker (scripts/ensure-services).
+    assert!(stdout.contains("3 more at") && stdout.contains("behind agents (demo-"), "{stdout}");
+    assert!(stdout.contains("result: partial  total 55  succeeded 49  failed 6"), "{stdout}");
     assert!(stdout.contains("version gate: NeuronEX 2.9.0 is older than 3.0.0"), "{stdout}");
     assert!(stdout.contains("version gate: no answer within the target's 8 s (options.timeout_secs)"), "{stdout}");
     // The gateway that drops connections is known offline from its first probe: one quick check.
