@@ -200,7 +200,8 @@ impl AgentLink {
     /// Publishes one command and waits for its reply.
     async fn send(&self, signer: &CommandSigner, agent_id: &str, op: Op, wait: Duration) -> Result<Outcome, Failure> {
         if let Some(status) = self.status_of(agent_id).filter(|s| s.status == AgentState::Offline) {
-            let detail = format!("the agent {agent_id} is offline (its status since {})", domain::edge::utc_text(status.at));
+            let detail =
+                format!("the agent {agent_id} is offline (its status since {})", domain::edge::utc_text(status.at));
             return Err(Failure::Connect { detail });
         }
         let total_wait = wait;
@@ -213,8 +214,13 @@ impl AgentLink {
         let wait = wait.saturating_sub(started.elapsed());
         let now = crate::now_ms();
         let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-        let command =
-            Command { id: uuid::Uuid::now_v7().to_string(), agent_id: agent_id.to_owned(), issued_at: now, expires_at: now + wait_ms, op };
+        let command = Command {
+            id: uuid::Uuid::now_v7().to_string(),
+            agent_id: agent_id.to_owned(),
+            issued_at: now,
+            expires_at: now + wait_ms,
+            op,
+        };
         let signed: SignedCommand = signer.sign(&command);
         let (tx, rx) = oneshot::channel();
         let accepted = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -232,7 +238,10 @@ impl AgentLink {
         match outcome {
             Ok(Ok(Outcome::Refused { reason, detail })) => {
                 self.counters.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(Failure::AgentRefused { agent_id: agent_id.to_owned(), detail: format!("{}: {detail}", reason.as_str()) })
+                Err(Failure::AgentRefused {
+                    agent_id: agent_id.to_owned(),
+                    detail: format!("{}: {detail}", reason.as_str()),
+                })
             }
             Ok(Ok(outcome)) => Ok(outcome),
             _ => {
@@ -246,22 +255,35 @@ impl AgentLink {
 
     /// Brings a package to the agent: it downloads the signed link itself, or, when it cannot
     /// reach edgefleet, gets the package in chunks over the broker.
-    async fn fetch(&self, signer: &CommandSigner, agent_id: &str, url: String, wait: Duration) -> Result<RelayAnswer, Failure> {
+    async fn fetch(
+        &self,
+        signer: &CommandSigner,
+        agent_id: &str,
+        url: String,
+        wait: Duration,
+    ) -> Result<RelayAnswer, Failure> {
         let source = self.packages.as_ref().ok_or_else(|| Failure::Refused { detail: "no package store".into() })?;
-        let (sha256, name) =
-            source.identify(&url).ok_or_else(|| Failure::Refused { detail: "not a package link of this server".into() })?;
+        let (sha256, name) = source
+            .identify(&url)
+            .ok_or_else(|| Failure::Refused { detail: "not a package link of this server".into() })?;
         let op = Op::Fetch { url, sha256: sha256.clone(), name: name.clone() };
         let download_failed = match self.send(signer, agent_id, op, wait).await? {
             Outcome::Fetched { url } => return Ok(RelayAnswer::Fetched { url }),
             Outcome::FetchFailed { detail } => detail,
             other => return Err(unexpected(&other)),
         };
-        tracing::info!(agent.id = agent_id, "the agent could not download {name} ({download_failed}); sending it in chunks");
-        let package = source.read(&sha256, &name).ok_or_else(|| Failure::Refused { detail: format!("package {name} is gone") })?;
+        tracing::info!(
+            agent.id = agent_id,
+            "the agent could not download {name} ({download_failed}); sending it in chunks"
+        );
+        let package = source
+            .read(&sha256, &name)
+            .ok_or_else(|| Failure::Refused { detail: format!("package {name} is gone") })?;
         let total = package.bytes.len() as u64;
         let mut offset = 0u64;
         for piece in package.bytes.chunks(CHUNK_BYTES) {
-            let op = Op::Chunk { sha256: sha256.clone(), name: name.clone(), offset, total, data: STANDARD.encode(piece) };
+            let op =
+                Op::Chunk { sha256: sha256.clone(), name: name.clone(), offset, total, data: STANDARD.encode(piece) };
             offset += piece.len() as u64;
             match self.send(signer, agent_id, op, wait).await? {
                 Outcome::Stored { complete: Some(url), .. } => return Ok(RelayAnswer::Fetched { url }),

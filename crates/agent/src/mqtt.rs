@@ -58,10 +58,18 @@ impl BrokerUrl {
                 };
             }
         }
-        let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        let decode =
+            |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
         let username = Some(url.username()).filter(|u| !u.is_empty()).and_then(decode);
         let password = url.password().and_then(decode);
-        Ok(BrokerUrl { host, port: url.port().unwrap_or(if tls { 8883 } else { 1883 }), tls, version, username, password })
+        Ok(BrokerUrl {
+            host,
+            port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
+            tls,
+            version,
+            username,
+            password,
+        })
     }
 
     /// The URL without credentials, for logs and answers.
@@ -89,8 +97,13 @@ pub struct SessionOptions {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    Connected { session_present: bool },
-    Message { topic: String, payload: Vec<u8> },
+    Connected {
+        session_present: bool,
+    },
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
     /// The broker accepted a subscription.
     Subscribed,
     /// The broker refused a subscription (its ACL).
@@ -160,7 +173,13 @@ pub fn connect(broker: &BrokerUrl, options: &SessionOptions) -> Result<(Publishe
                 mqtt.set_credentials(user, password.unwrap_or_default());
             }
             if let Some((topic, payload)) = &options.last_will {
-                let will = v5bytes::LastWill::new(topic, payload.clone(), rumqttc::v5::mqttbytes::QoS::AtLeastOnce, true, None);
+                let will = v5bytes::LastWill::new(
+                    topic,
+                    payload.clone(),
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    true,
+                    None,
+                );
                 mqtt.set_last_will(will);
             }
             let (client, events) = rumqttc::v5::AsyncClient::new(mqtt, CHANNEL);
@@ -183,8 +202,13 @@ impl Publisher {
     /// QoS 1.
     pub async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), SessionError> {
         let sent = match self {
-            Publisher::V311(c) => c.publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload).await.map_err(|e| e.to_string()),
-            Publisher::V5(c) => c.publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, retain, payload).await.map_err(|e| e.to_string()),
+            Publisher::V311(c) => {
+                c.publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload).await.map_err(|e| e.to_string())
+            }
+            Publisher::V5(c) => c
+                .publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, retain, payload)
+                .await
+                .map_err(|e| e.to_string()),
         };
         sent.map_err(|_| SessionError::Closed)
     }
@@ -193,7 +217,9 @@ impl Publisher {
     pub async fn subscribe(&self, topic: &str) -> Result<(), SessionError> {
         let sent = match self {
             Publisher::V311(c) => c.subscribe(topic, rumqttc::QoS::AtLeastOnce).await.map_err(|e| e.to_string()),
-            Publisher::V5(c) => c.subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await.map_err(|e| e.to_string()),
+            Publisher::V5(c) => {
+                c.subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await.map_err(|e| e.to_string())
+            }
         };
         sent.map_err(|_| SessionError::Closed)
     }
@@ -214,8 +240,12 @@ impl Events {
             Events::V311(events) => {
                 use rumqttc::{Event, Packet};
                 match events.poll().await.map_err(|e| SessionError::Connection(e.to_string()))? {
-                    Event::Incoming(Packet::ConnAck(ack)) => Ok(Incoming::Connected { session_present: ack.session_present }),
-                    Event::Incoming(Packet::Publish(p)) => Ok(Incoming::Message { topic: p.topic, payload: p.payload.to_vec() }),
+                    Event::Incoming(Packet::ConnAck(ack)) => {
+                        Ok(Incoming::Connected { session_present: ack.session_present })
+                    }
+                    Event::Incoming(Packet::Publish(p)) => {
+                        Ok(Incoming::Message { topic: p.topic, payload: p.payload.to_vec() })
+                    }
                     Event::Incoming(Packet::SubAck(ack)) => {
                         if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
                             Ok(Incoming::SubscriptionRefused)
@@ -230,7 +260,9 @@ impl Events {
                 use rumqttc::v5::Event;
                 use v5bytes::Packet;
                 match events.poll().await.map_err(|e| SessionError::Connection(e.to_string()))? {
-                    Event::Incoming(Packet::ConnAck(ack)) => Ok(Incoming::Connected { session_present: ack.session_present }),
+                    Event::Incoming(Packet::ConnAck(ack)) => {
+                        Ok(Incoming::Connected { session_present: ack.session_present })
+                    }
                     Event::Incoming(Packet::Publish(p)) => Ok(Incoming::Message {
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),
                         payload: p.payload.to_vec(),

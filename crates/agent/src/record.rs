@@ -79,7 +79,8 @@ impl Record {
     /// Notes that `id` starts now; on disk before it runs.
     pub fn start(&mut self, id: &str, expires_at: i64) -> std::io::Result<()> {
         if let Some((_, file)) = &mut self.file {
-            let mut line = serde_json::to_vec(&Line { id: id.to_owned(), expires_at }).map_err(std::io::Error::other)?;
+            let mut line =
+                serde_json::to_vec(&Line { id: id.to_owned(), expires_at }).map_err(std::io::Error::other)?;
             line.push(b'\n');
             file.write_all(&line)?;
             file.sync_data()?;
@@ -122,7 +123,8 @@ impl Record {
         let temp = path.with_extension("new");
         let mut out = File::create(&temp)?;
         for (id, expires_at) in &self.ids {
-            let mut line = serde_json::to_vec(&Line { id: id.clone(), expires_at: *expires_at }).map_err(std::io::Error::other)?;
+            let mut line =
+                serde_json::to_vec(&Line { id: id.clone(), expires_at: *expires_at }).map_err(std::io::Error::other)?;
             line.push(b'\n');
             out.write_all(&line)?;
         }
@@ -147,7 +149,8 @@ mod tests {
         let mut record = Record::open(&path, 1_000).expect("open");
         record.start("c1", 5_000).expect("start");
         record.start("c2", 2_000).expect("start");
-        let reply = Reply { id: "c1".into(), agent_id: "a".into(), outcome: Outcome::Fetched { url: "file:///x".into() } };
+        let reply =
+            Reply { id: "c1".into(), agent_id: "a".into(), outcome: Outcome::Fetched { url: "file:///x".into() } };
         record.answered(&reply);
         assert_eq!(record.seen("c1"), Some(Seen::Answered(Box::new(reply))));
         drop(record);
@@ -161,7 +164,11 @@ mod tests {
         assert_eq!(record.seen("c2"), None);
         drop(record);
         // A torn last line does not lose the rest.
-        std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| f.write_all(b"{\"id\":\"c4\",")).expect("tear");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"{\"id\":\"c4\","))
+            .expect("tear");
         let record = Record::open(&path, 3_000).expect("reopen torn");
         assert_eq!(record.seen("c1"), Some(Seen::Ran));
         assert_eq!(record.len(), 1);

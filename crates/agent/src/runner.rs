@@ -129,7 +129,13 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     // A clean stop says so at once rather than after the broker's keep-alive runs out.
     let _ = agent.publisher.publish(&status_topic(&agent.config.agent_id), offline, true).await;
     agent.publisher.disconnect().await;
-    let drain = async { while let Ok(event) = events.next().await { if event == Incoming::Other { continue } } };
+    let drain = async {
+        while let Ok(event) = events.next().await {
+            if event == Incoming::Other {
+                continue;
+            }
+        }
+    };
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     Ok(())
 }
@@ -149,8 +155,12 @@ impl Agent {
     async fn handle(&self, payload: &[u8]) {
         let reply = match self.admit(payload) {
             Ok(command) => {
-                self.publish(&Reply { id: command.id.clone(), agent_id: self.config.agent_id.clone(), outcome: Outcome::Accepted })
-                    .await;
+                self.publish(&Reply {
+                    id: command.id.clone(),
+                    agent_id: self.config.agent_id.clone(),
+                    outcome: Outcome::Accepted,
+                })
+                .await;
                 let outcome = self.execute(&command).await;
                 let reply = Reply { id: command.id, agent_id: self.config.agent_id.clone(), outcome };
                 if let Ok(mut record) = self.record.lock() {
@@ -186,10 +196,18 @@ impl Agent {
                 .ok()
                 .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
                 .unwrap_or_default();
-            return Err(refuse(&id, Refusal::BadSignature, "the signature does not verify with this agent's command key".into()));
+            return Err(refuse(
+                &id,
+                Refusal::BadSignature,
+                "the signature does not verify with this agent's command key".into(),
+            ));
         };
         if command.agent_id != self.config.agent_id {
-            return Err(refuse(&command.id, Refusal::WrongAgent, format!("the command is for agent {}", command.agent_id)));
+            return Err(refuse(
+                &command.id,
+                Refusal::WrongAgent,
+                format!("the command is for agent {}", command.agent_id),
+            ));
         }
         let now = crate::now_ms();
         let skew = i64::try_from(self.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
@@ -203,7 +221,8 @@ impl Agent {
             );
             return Err(refuse(&command.id, Refusal::Expired, detail));
         }
-        let mut record = self.record.lock().map_err(|_| refuse(&command.id, Refusal::Malformed, "record lock".into()))?;
+        let mut record =
+            self.record.lock().map_err(|_| refuse(&command.id, Refusal::Malformed, "record lock".into()))?;
         match record.seen(&command.id) {
             Some(Seen::Answered(reply)) => return Err(*reply),
             Some(Seen::Ran) => {
@@ -213,8 +232,13 @@ impl Agent {
             None => {}
         }
         if let Err(err) = record.start(&command.id, command.expires_at) {
-            let error = EdgeError::refused("record", "command", format!("the agent cannot write its command record: {err}"));
-            return Err(Reply { id: command.id, agent_id: self.config.agent_id.clone(), outcome: Outcome::Failed { error } });
+            let error =
+                EdgeError::refused("record", "command", format!("the agent cannot write its command record: {err}"));
+            return Err(Reply {
+                id: command.id,
+                agent_id: self.config.agent_id.clone(),
+                outcome: Outcome::Failed { error },
+            });
         }
         let _ = record.forget_before(crate::record::horizon(self.config.max_clock_skew));
         Ok(command)
@@ -258,7 +282,9 @@ impl Agent {
     }
 
     fn chunk(&self, sha256: &str, name: &str, offset: u64, total: u64, data: &str) -> Outcome {
-        let (Some(part), Some(done)) = (self.package_path(sha256, name, "part"), self.package_path(sha256, name, "zip")) else {
+        let (Some(part), Some(done)) =
+            (self.package_path(sha256, name, "part"), self.package_path(sha256, name, "zip"))
+        else {
             return Outcome::Refused { reason: Refusal::Malformed, detail: "bad package name or hash".into() };
         };
         let Ok(bytes) = STANDARD.decode(data) else {
@@ -266,7 +292,10 @@ impl Agent {
         };
         let end = offset.saturating_add(bytes.len() as u64);
         if total > MAX_PACKAGE_BYTES || end > total {
-            return Outcome::Refused { reason: Refusal::Malformed, detail: format!("a chunk past the package's {total} bytes") };
+            return Outcome::Refused {
+                reason: Refusal::Malformed,
+                detail: format!("a chunk past the package's {total} bytes"),
+            };
         }
         if let Err(err) = write_at(&part, offset, &bytes) {
             return Outcome::FetchFailed { detail: format!("cannot keep the package: {err}") };
@@ -276,7 +305,9 @@ impl Agent {
         }
         if !file_matches(&part, sha256) {
             let _ = std::fs::remove_file(&part);
-            return Outcome::FetchFailed { detail: "the package put together from chunks does not have the expected SHA-256".into() };
+            return Outcome::FetchFailed {
+                detail: "the package put together from chunks does not have the expected SHA-256".into(),
+            };
         }
         match std::fs::rename(&part, &done) {
             Ok(()) => Outcome::Stored { received: end, complete: Some(file_url(&done)) },
@@ -287,7 +318,9 @@ impl Agent {
     /// `<package_dir>/<sha256>-<name>.<ext>`, for a hex hash and a plain name only.
     fn package_path(&self, sha256: &str, name: &str, ext: &str) -> Option<PathBuf> {
         let hash_ok = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        let name_ok = !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let name_ok = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         (hash_ok && name_ok).then(|| self.config.package_dir.join(format!("{sha256}-{name}.{ext}")))
     }
 }
@@ -330,7 +363,9 @@ mod tests {
     fn an_agent_calls_nothing_but_the_neuronex_api() {
         assert_eq!(refused_call("GET", "/api/version"), None);
         assert_eq!(refused_call("DELETE", "/api/ekuiper/rules/r%2F1"), None);
-        for (method, path) in [("GET", "/etc/passwd"), ("GET", "/api/../x"), ("CONNECT", "/api/x"), ("GET", "/api//x"), ("GET", "api/x")] {
+        for (method, path) in
+            [("GET", "/etc/passwd"), ("GET", "/api/../x"), ("CONNECT", "/api/x"), ("GET", "/api//x"), ("GET", "api/x")]
+        {
             assert!(refused_call(method, path).is_some(), "{method} {path}");
         }
     }

@@ -796,6 +796,8 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<DriftReport>();
     generator.subschema_for::<ReapplyRequest>();
     generator.subschema_for::<Reapplied>();
+    generator.subschema_for::<AgentCredentials>();
+    generator.subschema_for::<CommandKey>();
     generator.subschema_for::<TemplateFromEdge>();
     generator.subschema_for::<InventoryItem>();
     let mut schemas = generator.take_definitions(true);

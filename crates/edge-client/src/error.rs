@@ -206,9 +206,15 @@ impl fmt::Display for EdgeError {
                 write!(f, "the agent {agent_id} did not answer within {}", human_duration(*after_ms))
             }
             Failure::AgentSilent { agent_id, after_ms, accepted: true } => {
-                write!(f, "the agent {agent_id} took the command but did not answer within {}", human_duration(*after_ms))
+                write!(
+                    f,
+                    "the agent {agent_id} took the command but did not answer within {}",
+                    human_duration(*after_ms)
+                )
             }
-            Failure::AgentRefused { agent_id, detail } => write!(f, "the agent {agent_id} refused the command: {detail}"),
+            Failure::AgentRefused { agent_id, detail } => {
+                write!(f, "the agent {agent_id} refused the command: {detail}")
+            }
         }?;
         // Tries and time matter where trying again could help; a refusal is the edge's answer.
         match self.spent_ms {

@@ -223,7 +223,8 @@ impl EdgeClient {
     /// under the network policy, refusing more than `max_bytes`.
     pub async fn download(&self, url: &str, max_bytes: usize) -> Result<Vec<u8>, EdgeError> {
         let object = "package";
-        let parsed = reqwest::Url::parse(url).map_err(|e| EdgeError::refused("download", object, format!("invalid URL: {e}")))?;
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| EdgeError::refused("download", object, format!("invalid URL: {e}")))?;
         policy::check_literal(&self.config.policy, &parsed)
             .map_err(|denied| EdgeError::refused("download", object, format!("edge_network_denied: {denied}")))?;
         let transport = |e: reqwest::Error| {

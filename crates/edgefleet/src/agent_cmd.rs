@@ -73,9 +73,15 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let username = args.username.clone().or_else(|| password.as_ref().map(|_| args.agent_id.clone()));
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create the state folder {}", args.state_dir.display()))?;
-    let record = Record::open(&args.state_dir.join("commands.log"), agent::record::horizon(Duration::from_secs(args.max_clock_skew_secs)))
-        .with_context(|| format!("cannot open the command record in {}", args.state_dir.display()))?;
-    let client = EdgeClient::new(ClientConfig { policy: domain::network::NetworkPolicy::allow_all(), ..ClientConfig::default() })?;
+    let record = Record::open(
+        &args.state_dir.join("commands.log"),
+        agent::record::horizon(Duration::from_secs(args.max_clock_skew_secs)),
+    )
+    .with_context(|| format!("cannot open the command record in {}", args.state_dir.display()))?;
+    let client = EdgeClient::new(ClientConfig {
+        policy: domain::network::NetworkPolicy::allow_all(),
+        ..ClientConfig::default()
+    })?;
     let config = AgentConfig {
         broker,
         agent_id: args.agent_id.clone(),
@@ -107,8 +113,10 @@ fn neuronex_auth(args: &AgentArgs) -> anyhow::Result<EdgeAuth> {
         "none" => Ok(EdgeAuth::None),
         "basic" => {
             let path = args.neuronex_password_file.as_ref().context("--auth basic needs --neuronex-password-file")?;
-            let password =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_owned();
+            let password = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .trim()
+                .to_owned();
             Ok(EdgeAuth::Basic { username: args.neuronex_username.clone(), password })
         }
         "jwt" => {

@@ -312,7 +312,8 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
             }
             match &key_file {
                 Some(file) => {
-                    std::fs::write(file, text("command_key")).with_context(|| format!("cannot write {}", file.display()))?;
+                    std::fs::write(file, text("command_key"))
+                        .with_context(|| format!("cannot write {}", file.display()))?;
                     println!("command key: written to {}", file.display());
                 }
                 None => print!("command key:\n{}", text("command_key")),

@@ -117,7 +117,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             agents.agent_id(0),
             args.mqtt_url
         ),
-        None => println!("  agent mode       off: no MQTT broker answers at {} (start Mosquitto to see it)", args.mqtt_url),
+        None => {
+            println!("  agent mode       off: no MQTT broker answers at {} (start Mosquitto to see it)", args.mqtt_url)
+        }
     }
     if !args.no_delivery {
         first_delivery(&client, &project, &rules).await?;
@@ -134,7 +136,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  edgefleet edge list --project {project} --config-state drifted   # checked every minute in the demo");
     println!("  edgefleet inventory --project {project} --kind rule");
     if agents.is_some() {
-        println!("  edgefleet deliver --project {project} --template {rules} --tag zone-agent --watch   # through agents");
+        println!(
+            "  edgefleet deliver --project {project} --template {rules} --tag zone-agent --watch   # through agents"
+        );
     }
     if !args.exit {
         println!("\nCtrl-C stops the demo (the data stays in {}).", args.data_dir.display());

@@ -86,13 +86,15 @@ impl AgentFleet {
             }
         };
         let auth = match sim.sim.config.auth {
-            AuthMode::Basic => EdgeAuth::Basic {
-                username: sim.sim.config.username.clone(),
-                password: sim.sim.config.password.clone(),
-            },
+            AuthMode::Basic => {
+                EdgeAuth::Basic { username: sim.sim.config.username.clone(), password: sim.sim.config.password.clone() }
+            }
             _ => EdgeAuth::None,
         };
-        let client = EdgeClient::new(ClientConfig { policy: domain::network::NetworkPolicy::allow_all(), ..ClientConfig::default() })?;
+        let client = EdgeClient::new(ClientConfig {
+            policy: domain::network::NetworkPolicy::allow_all(),
+            ..ClientConfig::default()
+        })?;
         let endpoints: Vec<String> = sim.manifest.iter().map(|m| m.endpoint.clone()).collect();
         let fleet = AgentFleet {
             options,

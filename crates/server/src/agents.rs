@@ -120,7 +120,11 @@ pub async fn record_statuses_forever(store: Store, mut updates: mpsc::UnboundedR
                     AgentState::Online => (EdgeStatus::Online, String::new()),
                     AgentState::Offline => (
                         EdgeStatus::Offline,
-                        format!("the agent {} is offline (status topic, {})", update.agent_id, domain::edge::utc_text(update.status.at)),
+                        format!(
+                            "the agent {} is offline (status topic, {})",
+                            update.agent_id,
+                            domain::edge::utc_text(update.status.at)
+                        ),
                     ),
                 };
                 (update.agent_id, ProbeResult { version: None, status, reason, started_at: now })

@@ -137,8 +137,7 @@ impl App {
             }
         };
         let agent_broker_url = config.agent_mqtt_url.clone().or_else(|| link.as_ref().map(|l| l.broker().display()));
-        let agents =
-            Arc::new(agents::Agents::new(store.clone(), Arc::clone(&secrets), link, agent_broker_url));
+        let agents = Arc::new(agents::Agents::new(store.clone(), Arc::clone(&secrets), link, agent_broker_url));
         let engine = Engine::new(
             store.clone(),
             client,

@@ -89,7 +89,12 @@ impl Metrics {
                 "Agent commands with no reply within their wait.",
                 &agents.silent,
             );
-            line("edgefleet_agent_commands_refused_total", "counter", "Agent commands the agent refused.", &agents.refused);
+            line(
+                "edgefleet_agent_commands_refused_total",
+                "counter",
+                "Agent commands the agent refused.",
+                &agents.refused,
+            );
             line(
                 "edgefleet_agent_replies_unmatched_total",
                 "counter",

@@ -92,7 +92,10 @@ impl Store {
         )
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(|r| AgentSecret { agent_id: r.get("agent_id"), secret_hash: r.get("agent_secret") }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| AgentSecret { agent_id: r.get("agent_id"), secret_hash: r.get("agent_secret") })
+            .collect())
     }
 
     /// Records what agents' status topics said, as probes of their services (a status that came
@@ -101,7 +104,9 @@ impl Store {
         let mut by_edge = Vec::with_capacity(statuses.len());
         for chunk in statuses.chunks(500) {
             let ids: Vec<String> = chunk.iter().map(|(agent_id, _)| agent_id.clone()).collect();
-            let mut sql = crate::sql::Sql::new("SELECT id, agent_id FROM edge_services WHERE transport = 'agent' AND agent_id IN (");
+            let mut sql = crate::sql::Sql::new(
+                "SELECT id, agent_id FROM edge_services WHERE transport = 'agent' AND agent_id IN (",
+            );
             sql.text_list(&ids).push(")");
             let edges: std::collections::HashMap<String, String> = sql
                 .query()
@@ -111,7 +116,9 @@ impl Store {
                 .map(|r| (r.get::<String, _>("agent_id"), r.get::<String, _>("id")))
                 .collect();
             by_edge.extend(
-                chunk.iter().filter_map(|(agent_id, result)| edges.get(agent_id).map(|id| (id.clone(), result.clone()))),
+                chunk
+                    .iter()
+                    .filter_map(|(agent_id, result)| edges.get(agent_id).map(|id| (id.clone(), result.clone()))),
             );
         }
         if by_edge.is_empty() {

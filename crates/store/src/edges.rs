@@ -123,7 +123,8 @@ pub(crate) fn auth_of(row: &AnyRow) -> Result<EdgeAuthRow> {
 
 /// The `transport` and `agent_id` columns.
 pub(crate) fn reach_of(row: &AnyRow) -> Result<Reach> {
-    Reach::from_parts(parsed(row, "transport")?, row.get("agent_id")).map_err(|e| StoreError::Corrupt(format!("column agent_id: {e}")))
+    Reach::from_parts(parsed(row, "transport")?, row.get("agent_id"))
+        .map_err(|e| StoreError::Corrupt(format!("column agent_id: {e}")))
 }
 
 /// A unique violation on a service: its name in the project, or its agent id on the server.

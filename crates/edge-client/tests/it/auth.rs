@@ -72,10 +72,7 @@ async fn jwt_sim() -> JwtSetup {
 /// A target whose tokens are signed by `private_pem` under `key_name`, for edge `gw-1`.
 fn jwt_target(setup: &JwtSetup, key_name: &str, private_pem: &str) -> EdgeTarget {
     let signer = Arc::new(JwtSigner::from_pem(key_name, private_pem.as_bytes()).expect("signer"));
-    EdgeTarget::http(
-        setup.sim.endpoint(0).to_owned(),
-        EdgeAuth::Jwt(JwtGrant::new(signer, "gw-1", "delivery:d1")),
-    )
+    EdgeTarget::http(setup.sim.endpoint(0).to_owned(), EdgeAuth::Jwt(JwtGrant::new(signer, "gw-1", "delivery:d1")))
 }
 
 #[tokio::test]

@@ -1,10 +1,10 @@
 //! Agent mode: agents' broker credentials, the project's command key, and the broker's user list.
 
+use api_types::{AgentCredentials, CommandKey};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use api_types::{AgentCredentials, CommandKey};
 use serde_json::json;
 
 use crate::AppState;

@@ -295,7 +295,8 @@ async fn read_live(
         auth: &edge.auth,
         reach: &edge.reach,
     };
-    let target = state.engine.edge_target(address, "read").await.map_err(|m| ApiError::new(ErrorCode::EdgeUnreadable, m))?;
+    let target =
+        state.engine.edge_target(address, "read").await.map_err(|m| ApiError::new(ErrorCode::EdgeUnreadable, m))?;
     let client = state.engine.client().edge(&target);
     let unreadable =
         |e: edge_client::EdgeError| ApiError::new(ErrorCode::EdgeUnreadable, format!("{}: {e}", edge.name));

@@ -299,7 +299,8 @@ pub async fn update(
     if patch.auth.is_some() {
         edge.auth = checked_auth(&state, patch.auth.as_ref(), Some(&edge.auth)).map_err(|(f, m)| field_error(&f, m))?;
         if edge.reach != Reach::Http && edge.auth.kind != AuthKind::None {
-            let why = "an agent-mode service signs in to NeuronEX with the agent's own credentials (edgefleet agent --auth)";
+            let why =
+                "an agent-mode service signs in to NeuronEX with the agent's own credentials (edgefleet agent --auth)";
             return Err(field_error("auth", why.to_owned()));
         }
     }

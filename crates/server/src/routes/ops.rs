@@ -19,7 +19,10 @@ pub async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // A store that cannot answer leaves the gauge out rather than failing the whole scrape.
     let drifted = state.store.edges_in_config_state(domain::drift::ConfigState::Drifted).await.unwrap_or(-1);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(drifted, state.agents.link().map(|link| link.counters())))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(drifted, state.agents.link().map(|link| link.counters())),
+    )
 }
 
 /// The first release's system key, kept for one release. It signs nothing now: every project

@@ -52,8 +52,12 @@ impl TestApp {
         fleet.ready().await;
         let answer = self.post(&self.p("/edge-services/import"), json!(rows)).await;
         assert_eq!(answer.status, 201, "{}", answer.text);
-        let edges: Vec<String> =
-            answer.body["items"].as_array().expect("items").iter().map(|e| e["id"].as_str().expect("id").to_owned()).collect();
+        let edges: Vec<String> = answer.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_owned())
+            .collect();
         AgentSetup { sim, fleet, edges }
     }
 }
@@ -71,7 +75,12 @@ async fn deliveries_plans_rollbacks_drift_checks_and_probes_work_through_agents(
     // Probes go through the agent: version and status as over HTTP.
     let probed = app.post(&app.p(&format!("/edge-services/{}/probe", setup.edges[0])), json!({})).await;
     assert_eq!(probed.status, 200, "{}", probed.text);
-    assert_eq!((probed.body["status"].as_str(), probed.body["version"].as_str()), (Some("online"), Some("3.6.0")), "{}", probed.text);
+    assert_eq!(
+        (probed.body["status"].as_str(), probed.body["version"].as_str()),
+        (Some("online"), Some("3.6.0")),
+        "{}",
+        probed.text
+    );
     assert_eq!(probed.body["transport"], "agent");
     assert!(probed.body["agent_id"].as_str().is_some_and(|id| id.starts_with("flow-")));
 
@@ -85,7 +94,8 @@ async fn deliveries_plans_rollbacks_drift_checks_and_probes_work_through_agents(
     }
 
     // A plan reads through the agent and finds nothing to change.
-    let planned = app.post(&app.p("/deliveries"), json!({"template_id": template, "targets": targets, "mode": "plan"})).await;
+    let planned =
+        app.post(&app.p("/deliveries"), json!({"template_id": template, "targets": targets, "mode": "plan"})).await;
     assert_eq!(planned.status, 202, "{}", planned.text);
     let id = planned.body["id"].as_str().expect("id");
     app.events(id).await;
@@ -140,7 +150,8 @@ impl Listener {
             ca_file: None,
             keep_alive: Duration::from_secs(30),
         };
-        let (publisher, mut events) = agent::mqtt::connect(&BrokerUrl::parse(broker).expect("url"), &options).expect("session");
+        let (publisher, mut events) =
+            agent::mqtt::connect(&BrokerUrl::parse(broker).expect("url"), &options).expect("session");
         let mut acks = 0;
         while acks < topics.len() {
             match tokio::time::timeout(Duration::from_secs(30), events.next()).await.expect("broker answers") {
@@ -240,15 +251,30 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
     assert_eq!(listener.answer().await, reply);
 
     let cases = [
-        ("signed by another key", CommandSigner::generate().sign(&version_call(&agent_id, "c-forged", now, now + 60_000)), Refusal::BadSignature),
         (
-            "altered after signing",
-            SignedCommand { command: genuine.command.replace("c-genuine", "c-altered"), signature: genuine.signature.clone() },
+            "signed by another key",
+            CommandSigner::generate().sign(&version_call(&agent_id, "c-forged", now, now + 60_000)),
             Refusal::BadSignature,
         ),
-        ("for another agent", signer.sign(&version_call("someone-else", "c-other", now, now + 60_000)), Refusal::WrongAgent),
+        (
+            "altered after signing",
+            SignedCommand {
+                command: genuine.command.replace("c-genuine", "c-altered"),
+                signature: genuine.signature.clone(),
+            },
+            Refusal::BadSignature,
+        ),
+        (
+            "for another agent",
+            signer.sign(&version_call("someone-else", "c-other", now, now + 60_000)),
+            Refusal::WrongAgent,
+        ),
         ("expired", signer.sign(&version_call(&agent_id, "c-old", now - 600_000, now - 300_000)), Refusal::Expired),
-        ("from the future", signer.sign(&version_call(&agent_id, "c-future", now + 600_000, now + 660_000)), Refusal::Expired),
+        (
+            "from the future",
+            signer.sign(&version_call(&agent_id, "c-future", now + 600_000, now + 660_000)),
+            Refusal::Expired,
+        ),
         (
             "outside the NeuronEX API",
             signer.sign(&Command {
@@ -285,7 +311,10 @@ async fn an_agent_killed_mid_command_fails_its_target_with_the_reason_and_does_n
     let setup = app.agent_fleet_with(1, options).await;
     let agent_id = setup.fleet.agent_id(0);
     // Every call on the gateway takes 10 s: the agent is still in its first call when it dies.
-    setup.sim.sim.set_faults(Some(0), Some(neuronex_sim::Faults { latency_ms: 10_000, ..neuronex_sim::Faults::default() }));
+    setup
+        .sim
+        .sim
+        .set_faults(Some(0), Some(neuronex_sim::Faults { latency_ms: 10_000, ..neuronex_sim::Faults::default() }));
     let mut listener = Listener::on(SHARED_BROKER, &[commands_topic(&agent_id), results_topic(&agent_id)]).await;
 
     let template = app.template("killed", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
@@ -316,7 +345,10 @@ async fn an_agent_killed_mid_command_fails_its_target_with_the_reason_and_does_n
     // "took the command but did not answer" when the delivery's own call was the one it died in;
     // plain "did not answer" when it died in the registration's probe and the delivery's call
     // reached a dead agent.
-    assert!(reason.contains(&format!("the agent {agent_id} ")) && reason.contains("did not answer within 7 s"), "{reason}");
+    assert!(
+        reason.contains(&format!("the agent {agent_id} ")) && reason.contains("did not answer within 7 s"),
+        "{reason}"
+    );
     assert!(sim_state(&setup.sim, 0).await["ekuiper"]["rules"].get("r1").is_none());
 
     // Started again, the agent refuses the command it was killed in (redelivered or replayed).
@@ -388,7 +420,8 @@ impl OwnBroker {
         let log = self.log.as_mut().expect("running");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let line = tokio::time::timeout_at(deadline, log.recv()).await.expect("the broker logs in time").expect("log");
+            let line =
+                tokio::time::timeout_at(deadline, log.recv()).await.expect("the broker logs in time").expect("log");
             if line.contains(needle) {
                 return;
             }
@@ -474,7 +507,8 @@ async fn can_sign_in(broker: &OwnBroker, user: &str, password: &str) -> bool {
         ca_file: None,
         keep_alive: Duration::from_secs(30),
     };
-    let (publisher, mut events) = agent::mqtt::connect(&BrokerUrl::parse(&broker.url(None)).expect("url"), &options).expect("session");
+    let (publisher, mut events) =
+        agent::mqtt::connect(&BrokerUrl::parse(&broker.url(None)).expect("url"), &options).expect("session");
     let outcome = loop {
         match tokio::time::timeout(Duration::from_secs(30), events.next()).await.expect("the broker answers") {
             Ok(Incoming::Connected { .. }) => break true,
@@ -514,10 +548,19 @@ async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topi
         credentials.push((agent_id, issued.body["password"].as_str().expect("password").to_owned()));
     }
     write_password_file(&app, &broker).await;
-    std::fs::OpenOptions::new().append(true).open(broker.path("mosquitto.conf")).and_then(|mut f| {
-        use std::io::Write;
-        writeln!(f, "allow_anonymous false\npassword_file {}\nacl_file {}", broker.path("passwd").display(), broker.path("acl").display())
-    }).expect("config");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(broker.path("mosquitto.conf"))
+        .and_then(|mut f| {
+            use std::io::Write;
+            writeln!(
+                f,
+                "allow_anonymous false\npassword_file {}\nacl_file {}",
+                broker.path("passwd").display(),
+                broker.path("acl").display()
+            )
+        })
+        .expect("config");
     broker.kill().await;
     broker.run().await;
 
@@ -558,7 +601,8 @@ async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topi
         ca_file: None,
         keep_alive: Duration::from_secs(30),
     };
-    let (spy, mut spy_events) = agent::mqtt::connect(&BrokerUrl::parse(&broker.url(None)).expect("url"), &options).expect("session");
+    let (spy, mut spy_events) =
+        agent::mqtt::connect(&BrokerUrl::parse(&broker.url(None)).expect("url"), &options).expect("session");
     // Mosquitto acknowledges a denied subscription under MQTT 3.1.1 and then delivers nothing on it.
     let mut acks = 0;
     while acks < 2 {
@@ -572,7 +616,9 @@ async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topi
             Err(err) => panic!("{err}"),
         }
     }
-    let mut server = Listener::on(&broker.url(Some(("edgefleet", "server-secret"))), &[agent::protocol::ALL_RESULTS.to_owned()]).await;
+    let mut server =
+        Listener::on(&broker.url(Some(("edgefleet", "server-secret"))), &[agent::protocol::ALL_RESULTS.to_owned()])
+            .await;
     server.publisher.publish(&commands_topic(b), b"for B".to_vec(), false).await.expect("publish");
     server.publisher.publish(&commands_topic(a), b"for A".to_vec(), false).await.expect("publish");
     // Both are in order on one connection: had A been let read B's topic, B's would come first.
@@ -593,7 +639,8 @@ async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topi
     assert_eq!(first, (commands_topic(a), b"for A".to_vec()), "A read B's commands");
 
     let mut observer = server;
-    let forged = Reply { id: "forged".into(), agent_id: b.clone(), outcome: Outcome::Answer { status: 200, body: "{}".into() } };
+    let forged =
+        Reply { id: "forged".into(), agent_id: b.clone(), outcome: Outcome::Answer { status: 200, body: "{}".into() } };
     let marker = Reply { id: "marker".into(), agent_id: a.clone(), outcome: Outcome::Accepted };
     spy.publish(&results_topic(b), serde_json::to_vec(&forged).expect("json"), false).await.expect("publish");
     spy.publish(&results_topic(a), serde_json::to_vec(&marker).expect("json"), false).await.expect("publish");
@@ -655,4 +702,75 @@ async fn plugins_reach_agents_by_their_signed_link_or_in_chunks_when_the_server_
             assert_eq!(state["ekuiper"]["plugins"]["pysam"]["language"], "python", "{case}: {state}");
         }
     }
+}
+
+#[tokio::test]
+async fn agent_mode_registrations_are_checked_and_a_server_without_a_broker_says_so() {
+    let app = TestApp::spawn().await;
+    let edges = app.p("/edge-services");
+    let cases = [
+        (json!({"name": "a", "transport": "agent"}), 422, "invalid_edge_service", "needs an agent_id"),
+        (json!({"name": "a", "transport": "agent", "agent_id": "a/b"}), 422, "invalid_edge_service", "not '/'"),
+        (json!({"name": "a", "transport": "agent", "agent_id": "+"}), 422, "invalid_edge_service", "not '+'"),
+        (
+            json!({"name": "a", "transport": "agent", "agent_id": "x".repeat(65)}),
+            422,
+            "invalid_edge_service",
+            "1 to 64",
+        ),
+        (
+            json!({"name": "a", "endpoint": "http://127.0.0.1:1", "agent_id": "x"}),
+            422,
+            "invalid_edge_service",
+            "only for transport",
+        ),
+        (
+            json!({"name": "a", "transport": "carrier-pigeon", "agent_id": "x"}),
+            400,
+            "malformed_json",
+            "unknown variant",
+        ),
+        (
+            json!({"name": "a", "transport": "agent", "agent_id": "x", "auth": {"kind": "basic", "username": "u", "password": "p"}}),
+            422,
+            "invalid_edge_service",
+            "the agent's own credentials",
+        ),
+    ];
+    for (body, status, code_expected, words) in cases {
+        let answer = app.post(&edges, body.clone()).await;
+        assert_eq!((answer.status, crate::support::code(&answer)), (status, code_expected), "{body}: {}", answer.text);
+        assert!(answer.text.contains(words), "{body}: {}", answer.text);
+    }
+    let first = app.post(&edges, json!({"name": "a", "transport": "agent", "agent_id": "gw.1"})).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.body["endpoint"], "http://127.0.0.1:8085");
+    let taken = app.post(&edges, json!({"name": "b", "transport": "agent", "agent_id": "gw.1"})).await;
+    assert_eq!((taken.status, crate::support::code(&taken)), (409, "agent_id_taken"), "{}", taken.text);
+    let http = app.post(&edges, json!({"name": "c", "endpoint": "http://127.0.0.1:1"})).await;
+    let id = http.body["id"].as_str().expect("id");
+    let refused = app.post(&app.p(&format!("/edge-services/{id}/agent-credentials")), json!({})).await;
+    assert_eq!((refused.status, crate::support::code(&refused)), (409, "not_agent_mode"), "{}", refused.text);
+    // Moved to agent mode by a patch (its stored credentials are dropped), and back.
+    let moved = app
+        .call(
+            reqwest::Method::PATCH,
+            &app.p(&format!("/edge-services/{id}")),
+            Some(json!({"transport": "agent", "agent_id": "gw.2"})),
+        )
+        .await;
+    assert_eq!(
+        (moved.body["transport"].as_str(), moved.body["agent_id"].as_str()),
+        (Some("agent"), Some("gw.2")),
+        "{}",
+        moved.text
+    );
+
+    // Without --mqtt-url, a delivery to an agent-mode service fails with the reason.
+    let agent_edge = first.body["id"].as_str().expect("id");
+    let template = app.template("nobroker", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": [agent_edge]}})).await;
+    assert_eq!(delivery["state"], "failed", "{delivery}");
+    let reason = app.targets(&delivery).await[0]["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("agent mode needs a broker: start edgefleet with --mqtt-url"), "{reason}");
 }
