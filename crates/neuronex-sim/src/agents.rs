@@ -51,6 +51,9 @@ impl SimAgents {
 }
 
 /// The running agents; each can be stopped (cleanly or killed) and started again.
+/// One agent's stop switch and task.
+type RunningAgent = (CancellationToken, JoinHandle<()>);
+
 pub struct AgentFleet {
     options: SimAgents,
     verifier: CommandVerifier,
@@ -59,7 +62,7 @@ pub struct AgentFleet {
     client: EdgeClient,
     packages: PathBuf,
     _temp: Option<tempfile_dir::TempDir>,
-    running: Mutex<Vec<Option<(CancellationToken, JoinHandle<()>)>>>,
+    running: Mutex<Vec<Option<RunningAgent>>>,
     ready: Vec<tokio::sync::watch::Sender<bool>>,
 }
 

@@ -143,10 +143,9 @@ impl App {
             client,
             Arc::clone(&secrets),
             Arc::clone(&jwt_keys),
-            Arc::clone(&agents),
             Arc::clone(&metrics),
             Arc::clone(&links),
-            engine::EngineSettings { works: config.worker, clock: config.clock.clone() },
+            engine::EngineSettings { works: config.worker, clock: config.clock.clone(), agents: Arc::clone(&agents) },
         );
         let throttle =
             Arc::new(throttle::Throttle { first_wait: config.sign_in_backoff, ..throttle::Throttle::default() });

@@ -72,6 +72,8 @@ pub struct Engine {
 pub struct EngineSettings {
     /// API-only replicas leave deliveries to the workers.
     pub works: bool,
+    /// How agent-mode edges are reached (the broker link and the projects' command keys).
+    pub agents: Arc<crate::agents::Agents>,
     pub clock: crate::clock::Clock,
 }
 
@@ -81,7 +83,6 @@ impl Engine {
         client: EdgeClient,
         secrets: Arc<SecretBox>,
         jwt_keys: Arc<ProjectKeys>,
-        agents: Arc<crate::agents::Agents>,
         metrics: Arc<Metrics>,
         links: Arc<PackageLinks>,
         settings: EngineSettings,
@@ -92,7 +93,7 @@ impl Engine {
             client,
             secrets,
             jwt_keys,
-            agents,
+            agents: settings.agents,
             metrics,
             hub: Hub::default(),
             probe_slots: tokio::sync::Semaphore::new(probe::CONCURRENCY),

@@ -141,6 +141,7 @@ async fn deliver_object(store: &Store, project_id: &str, edge: &store::EdgeServi
         edge_version: None,
         tags: Vec::new(),
         auth: edge.auth.clone(),
+        reach: edge.reach.clone(),
         wave: 0,
     };
     let delivery = store.create_delivery(&new, &[target], &AuditEntry::default()).await.expect("delivery");
