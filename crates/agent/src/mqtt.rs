@@ -156,7 +156,8 @@ pub fn connect(broker: &BrokerUrl, options: &SessionOptions) -> Result<(Publishe
             if let Some((topic, payload)) = &options.last_will {
                 mqtt.set_last_will(rumqttc::LastWill::new(topic, payload.clone(), rumqttc::QoS::AtLeastOnce, true));
             }
-            let (client, events) = rumqttc::AsyncClient::new(mqtt, CHANNEL);
+            let (client, mut events) = rumqttc::AsyncClient::new(mqtt, CHANNEL);
+            events.set_network_options(network_options());
             Ok((Publisher::V311(client), Events::V311(Box::new(events))))
         }
         MqttVersion::V5 => {
@@ -182,10 +183,19 @@ pub fn connect(broker: &BrokerUrl, options: &SessionOptions) -> Result<(Publishe
                 );
                 mqtt.set_last_will(will);
             }
+            mqtt.set_network_options(network_options());
             let (client, events) = rumqttc::v5::AsyncClient::new(mqtt, CHANNEL);
             Ok((Publisher::V5(client), Events::V5(Box::new(events))))
         }
     }
+}
+
+/// Commands and answers are small and each waits for the other: Nagle's algorithm would hold
+/// each back until the peer's delayed acknowledgement (tens of milliseconds per exchange).
+fn network_options() -> rumqttc::NetworkOptions {
+    let mut options = rumqttc::NetworkOptions::new();
+    options.set_tcp_nodelay(true);
+    options
 }
 
 fn transport(broker: &BrokerUrl, options: &SessionOptions) -> Result<rumqttc::Transport, SessionError> {

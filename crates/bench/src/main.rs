@@ -67,6 +67,14 @@ struct Args {
     /// Seconds between the drift measurement's rounds (long enough for the delivery before it).
     #[arg(long, default_value_t = 30)]
     drift_interval_secs: u64,
+    /// Agent-mode targets: simulator instances with an embedded agent each, reached through a
+    /// Mosquitto of the bench's own (0 skips it). Compared with the clean HTTP delivery of the same
+    /// size when `--sizes` has it.
+    #[arg(long, default_value_t = 10_000)]
+    agent_targets: u32,
+    /// Run only the agent-mode measurement (and the clean HTTP delivery of its size to compare).
+    #[arg(long)]
+    agents_only: bool,
     /// Run only the hostile-load part (sign-ins and a hostile template), nothing else.
     #[arg(long)]
     hostile_only: bool,
@@ -82,6 +90,9 @@ async fn main() -> anyhow::Result<()> {
         "{} is missing: run `cargo build --release -p edgefleet` first",
         args.edgefleet.display()
     );
+    if args.agents_only {
+        return agents_only(&args).await;
+    }
     let hostile = if args.logins > 0 { Some(hostile_load(&args, args.logins).await?) } else { None };
     println!("hostile load: {}", hostile.clone().unwrap_or(Value::Null));
     if args.hostile_only {
@@ -164,12 +175,20 @@ async fn main() -> anyhow::Result<()> {
     println!("rollout: {}", rollout.clone().unwrap_or(Value::Null));
     let drift = if args.drift_edges > 0 { Some(drift_round(&args, args.drift_edges).await?) } else { None };
     println!("drift: {}", drift.clone().unwrap_or(Value::Null));
+    let agents = match args.agent_targets {
+        0 => None,
+        n => {
+            let http = results.iter().find(|r| r["targets"] == n).and_then(|r| r["delivery"]["seconds"].as_f64());
+            Some(agent_delivery(&args, n, http).await?)
+        }
+    };
+    println!("agents: {}", agents.clone().unwrap_or(Value::Null));
     if let Some(base) = &args.postgres {
         store::testing::drop_test_databases(base).await?;
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout, "drift": drift});
+    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout, "drift": drift, "agent_mode": agents});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
@@ -182,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
 async fn hostile_load(args: &Args, logins: u32) -> anyhow::Result<Value> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let data = tempfile::tempdir()?;
-    let server = start_server_on(&args.edgefleet, data.path(), None, NO_DRIFT_ROUNDS).await?;
+    let server = start_server_on(&args.edgefleet, data.path(), None, NO_DRIFT_ROUNDS, None).await?;
     let session = Session::start(&server).await?;
     let project = session.project().await?;
     for k in 0..logins {
@@ -327,7 +346,7 @@ impl Fleet {
         drift_interval_secs: u64,
     ) -> anyhow::Result<Fleet> {
         let data = tempfile::tempdir()?;
-        let server = start_server_on(&args.edgefleet, data.path(), postgres, drift_interval_secs).await?;
+        let server = start_server_on(&args.edgefleet, data.path(), postgres, drift_interval_secs, None).await?;
         let session = Session::start(&server).await?;
         let project = session.project().await?;
         session.register(&project, &sim).await?;
@@ -656,6 +675,7 @@ async fn start_server_on(
     data: &Path,
     postgres: Option<&str>,
     drift_interval_secs: u64,
+    mqtt_url: Option<&str>,
 ) -> anyhow::Result<ServerProcess> {
     let database_url = match postgres {
         Some(base) => Some(store::testing::fresh_postgres_database(base).await?),
@@ -670,6 +690,9 @@ async fn start_server_on(
         .arg(data);
     if let Some(url) = &database_url {
         command.args(["--database-url", url]);
+    }
+    if let Some(url) = mqtt_url {
+        command.args(["--mqtt-url", url]);
     }
     let mut child = command
         .env("EDGEFLEET_ADMIN_PASSWORD", PASSWORD)
@@ -831,6 +854,131 @@ async fn delivery_on(
         "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before,
         "database_growth_bytes": on_sqlite.then(|| dir_size(data.path()).saturating_sub(db_before)),
     });
+    sim.abort();
+    Ok(result)
+}
+
+
+/// `--agents-only`: the clean HTTP delivery of `--agent-targets` (medians of `--repeat`) and the
+/// agent-mode delivery of the same size, written to `agents.json`.
+async fn agents_only(args: &Args) -> anyhow::Result<()> {
+    let n = args.agent_targets;
+    let mut http = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        let run = delivery_on(args, n, Faults::default(), None, None).await?;
+        println!("N={n} over HTTP: {run}");
+        http.push(run["seconds"].as_f64().unwrap_or(f64::MAX));
+    }
+    http.sort_by(f64::total_cmp);
+    let agents = agent_delivery(args, n, Some(http[http.len() / 2])).await?;
+    println!("agents: {agents}");
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("agents.json"), serde_json::to_string_pretty(&json!({"http_runs_seconds": http, "agent_mode": agents}))?)?;
+    Ok(())
+}
+
+/// A Mosquitto of the bench's own on a free port, allowed as many connections as the fleet needs.
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> anyhow::Result<Broker> {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &config,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type information\n"),
+    )?;
+    let binary = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+    let mut child = Command::new(binary)
+        .arg("-c")
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("start mosquitto (scripts/ensure-services installs it)")?;
+    let mut reader = BufReader::new(child.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 0 && !line.contains("running") {
+        line.clear();
+    }
+    std::thread::spawn(move || for _ in reader.lines() {});
+    Ok(Broker { child, port, _dir: dir })
+}
+
+/// The clean rule delivery to `n` agent-mode instances over the bench's own Mosquitto: time, the
+/// ratio to the HTTP delivery of the same size, and what the server, the broker and the
+/// simulator with its agents (this process) spent.
+async fn agent_delivery(args: &Args, n: u32, http_seconds: Option<f64>) -> anyhow::Result<Value> {
+    let broker = start_broker()?;
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let data = tempfile::tempdir()?;
+    let server = start_server_on(&args.edgefleet, data.path(), None, NO_DRIFT_ROUNDS, Some(&url)).await?;
+    let session = Session::start(&server).await?;
+    let project = session.project().await?;
+    let sim = start_sim(n, Faults::default()).await?;
+    let key = session.get(&format!("/api/v1/projects/{project}/agents/command-key")).await?;
+    let options = neuronex_sim::agents::SimAgents {
+        id_prefix: "bench-".into(),
+        ..neuronex_sim::agents::SimAgents::new(&url, key["command_key"].as_str().unwrap_or_default())
+    };
+    let connecting = Instant::now();
+    let agents = neuronex_sim::agents::AgentFleet::start(&sim, options)?;
+    agents.ready().await;
+    let connect_seconds = connecting.elapsed().as_secs_f64();
+    eprintln!("N={n}: {n} agents connected in {connect_seconds:.1} s; registering");
+    for chunk in (0..n as usize).collect::<Vec<_>>().chunks(20_000) {
+        let rows: Vec<Value> = chunk
+            .iter()
+            .map(|k| json!({"name": format!("agent-gw-{k}"), "transport": "agent", "agent_id": agents.agent_id(*k)}))
+            .collect();
+        session.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await?;
+    }
+    loop {
+        let unknown = session.get(&format!("/api/v1/projects/{project}/edge-services?status=unknown&limit=1")).await?;
+        if unknown["total"].as_i64() == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let template = session.rule_template(&project).await?;
+    let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": args.concurrency, "timeout_secs": 30, "retries": 1}});
+    let own = std::process::id();
+    let (server_cpu, broker_cpu, sim_cpu) = (cpu_seconds(server.child.id()), cpu_seconds(broker.child.id()), cpu_seconds(own));
+    eprintln!("N={n}: delivering through agents");
+    let started = Instant::now();
+    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
+    let id = delivery["id"].as_str().context("delivery id")?.to_owned();
+    session.watch(&project, &id).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let finished = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+    let result = json!({
+        "targets": n,
+        "seconds": seconds,
+        "targets_per_second": f64::from(n) / seconds,
+        "http_seconds": http_seconds,
+        "ratio_to_http": http_seconds.map(|http| http / seconds),
+        "agents_connect_seconds": connect_seconds,
+        "state": finished["state"],
+        "counts": finished["counts"],
+        "server_cpu_seconds": cpu_seconds(server.child.id()) - server_cpu,
+        "server_peak_rss_mib": peak_rss_mib(server.child.id()),
+        "broker_cpu_seconds": cpu_seconds(broker.child.id()) - broker_cpu,
+        "broker_peak_rss_mib": peak_rss_mib(broker.child.id()),
+        "sim_and_agents_cpu_seconds": cpu_seconds(own) - sim_cpu,
+        "sim_and_agents_peak_rss_mib": peak_rss_mib(own),
+    });
+    drop(agents);
     sim.abort();
     Ok(result)
 }
