@@ -32,9 +32,10 @@ pub fn split_topic(topic: &str) -> Option<(&str, &str)> {
 /// The largest package piece sent in one command when the agent cannot download it.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-/// The largest MQTT packet either side accepts: a NeuronEX answer is at most 8 MiB, and JSON
-/// escaping can make it longer.
-pub const MAX_PACKET_BYTES: usize = 24 * 1024 * 1024;
+/// The largest MQTT packet either side accepts: a NeuronEX answer is at most 32 MiB (the edge
+/// client's limit), and JSON escaping can make it longer. Mosquitto's own limit
+/// (`message_size_limit`) is larger by default.
+pub const MAX_PACKET_BYTES: usize = 72 * 1024 * 1024;
 
 /// The payload on the commands topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]

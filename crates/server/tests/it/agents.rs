@@ -374,7 +374,7 @@ impl OwnBroker {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
         let dir = tempfile::tempdir().expect("dir");
         let config = format!(
-            "listener {port} 127.0.0.1\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n{extra}\n"
+            "listener {port} 127.0.0.1\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n{extra}\n"
         );
         std::fs::write(dir.path().join("mosquitto.conf"), config).expect("config");
         let mut broker = OwnBroker { port, dir, child: None, log: None };
