@@ -110,7 +110,10 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
                 let agent = agent.clone();
                 work.spawn(async move { agent.handle(&payload).await });
             }
-            Ok(Incoming::Subscribed) => mark_ready(&agent.config, true),
+            Ok(Incoming::Subscribed) => {
+                tracing::info!(agent.id = %agent.config.agent_id, "listening for commands on {commands}");
+                mark_ready(&agent.config, true);
+            }
             Ok(Incoming::SubscriptionRefused) => {
                 tracing::error!(agent.id = %agent.config.agent_id, "the broker refused the subscription to {commands}; check its ACL");
             }

@@ -858,7 +858,6 @@ async fn delivery_on(
     Ok(result)
 }
 
-
 /// `--agents-only`: the clean HTTP delivery of `--agent-targets` (medians of `--repeat`) and the
 /// agent-mode delivery of the same size, written to `agents.json`.
 async fn agents_only(args: &Args) -> anyhow::Result<()> {
@@ -873,7 +872,10 @@ async fn agents_only(args: &Args) -> anyhow::Result<()> {
     let agents = agent_delivery(args, n, Some(http[http.len() / 2])).await?;
     println!("agents: {agents}");
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("agents.json"), serde_json::to_string_pretty(&json!({"http_runs_seconds": http, "agent_mode": agents}))?)?;
+    std::fs::write(
+        args.out.join("agents.json"),
+        serde_json::to_string_pretty(&json!({"http_runs_seconds": http, "agent_mode": agents}))?,
+    )?;
     Ok(())
 }
 
@@ -898,7 +900,9 @@ fn start_broker() -> anyhow::Result<Broker> {
     let config = dir.path().join("mosquitto.conf");
     std::fs::write(
         &config,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type information\n"),
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type information\n"
+        ),
     )?;
     let binary = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
     let mut child = Command::new(binary)
@@ -954,7 +958,8 @@ async fn agent_delivery(args: &Args, n: u32, http_seconds: Option<f64>) -> anyho
     let template = session.rule_template(&project).await?;
     let body = json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": args.concurrency, "timeout_secs": 30, "retries": 1}});
     let own = std::process::id();
-    let (server_cpu, broker_cpu, sim_cpu) = (cpu_seconds(server.child.id()), cpu_seconds(broker.child.id()), cpu_seconds(own));
+    let (server_cpu, broker_cpu, sim_cpu) =
+        (cpu_seconds(server.child.id()), cpu_seconds(broker.child.id()), cpu_seconds(own));
     eprintln!("N={n}: delivering through agents");
     let started = Instant::now();
     let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;

@@ -462,3 +462,96 @@ async fn the_cli_finds_drift_puts_it_back_and_lists_the_inventory() {
     let out = String::from_utf8_lossy(&made.stdout).into_owned();
     assert!(made.status.success() && out.contains("template copied") && out.contains("version 1"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_command_delivers_to_a_gateway_the_server_cannot_reach() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().expect("temp dir");
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let sim = neuronex_sim::start(SimConfig { count: 1, ..SimConfig::default() }, listen, false).await.expect("sim");
+    // The machine's broker (scripts/ensure-services): anonymous, so any credentials pass.
+    let server = Server::start_with(data.path(), &["--mqtt-url", "mqtt://127.0.0.1:1883"]);
+    let api = server.api().await;
+    let project = api.project().await;
+    let cli = process::Cli::signed_in(&server);
+    let agent_id = format!("process-{:08x}", rand::random::<u32>());
+    let added = cli.run(&[
+        "edge",
+        "add",
+        "--project",
+        &project,
+        "--name",
+        "press-7",
+        "--transport",
+        "agent",
+        "--agent-id",
+        &agent_id,
+    ]);
+    let out = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(added.status.success(), "{out}{}", String::from_utf8_lossy(&added.stderr));
+    let edge = out.split_whitespace().next().expect("id").to_owned();
+    let (password, key) = (data.path().join("agent.pw"), data.path().join("command-key.pem"));
+    let issued = cli.run(&[
+        "edge",
+        "agent-credentials",
+        "--project",
+        &project,
+        &edge,
+        "--password-file",
+        password.to_str().expect("path"),
+        "--key-file",
+        key.to_str().expect("path"),
+    ]);
+    let out = String::from_utf8_lossy(&issued.stdout).into_owned();
+    assert!(issued.status.success() && out.contains(&format!("username:  {agent_id}")), "{out}");
+    assert!(
+        !out.contains(std::fs::read_to_string(&password).expect("password").trim()),
+        "the password stays in its file"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&password).expect("file").permissions().mode() & 0o777, 0o600);
+
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["agent", "--broker", "mqtt://127.0.0.1:1883", "--agent-id", &agent_id, "--password-file"])
+        .arg(&password)
+        .arg("--command-key")
+        .arg(&key)
+        .args(["--neuronex", sim.endpoint(0), "--state-dir"])
+        .arg(data.path().join("agent-state"))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    let mut log = std::io::BufReader::new(agent.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("listening for commands") {
+        line.clear();
+        assert!(log.read_line(&mut line).expect("log") > 0, "the agent stopped before listening");
+    }
+    std::thread::spawn(move || for _ in log.lines() {});
+
+    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
+    let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
+    let template = api
+        .post(&format!("/api/v1/projects/{project}/templates"), json!({"name": "t", "kind": "rule", "content": doc}))
+        .await;
+    let deliver = cli.run(&[
+        "deliver",
+        "--project",
+        &project,
+        "--template",
+        template["id"].as_str().expect("id"),
+        "--all",
+        "--watch",
+    ]);
+    let out = String::from_utf8_lossy(&deliver.stdout).into_owned();
+    assert!(deliver.status.success() && out.contains("succeeded"), "{out}{}", String::from_utf8_lossy(&deliver.stderr));
+    assert!(held(&sim, 0).await[1].is_some(), "the rule is on the gateway");
+    assert!(std::fs::read_to_string(data.path().join("agent-state/commands.log")).expect("record").lines().count() > 0);
+
+    // SIGTERM: the agent says it goes offline and exits cleanly.
+    let status = std::process::Command::new("kill").arg(agent.id().to_string()).status().expect("kill");
+    assert!(status.success());
+    assert!(agent.wait().expect("exit").success());
+}
