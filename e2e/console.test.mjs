@@ -68,6 +68,14 @@ test("log in and see the fleet with status, versions and tags", async () => {
   await page.click('#edge-filters button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll("#edge-table tbody tr").length === 12);
   await shot("edge-services-filtered-by-tag");
+  // The demo's gateways behind NAT, reached through their agents (the machine's broker).
+  await page.fill('#edge-filters input[name="tag"]', "zone-agent");
+  await page.click('#edge-filters button[type="submit"]');
+  await page.waitForFunction(() => [...document.querySelectorAll("#edge-table tbody tr")].filter((row) => row.textContent.includes("via agent")).length === 3);
+  await shot("edge-services-behind-agents");
+  await page.fill('#edge-filters input[name="tag"]', "zone-a");
+  await page.click('#edge-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#edge-table tbody tr").length === 12);
 });
 
 test("upload a rule template from an upstream file, then edit it (a new version)", async () => {

@@ -4,6 +4,10 @@
   const $ = (selector, root = document) => root.querySelector(selector);
   const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
   let lang = localStorage.getItem("lang") === "zh" ? "zh" : "en";
+  // An agent-mode service is reached through its agent; its endpoint is only where the agent finds NeuronEX.
+  const reachOf = (e) => e.transport === "agent"
+    ? `<span class="tag" title="${esc(t("edges.agent_hint"))}">${esc(t("edges.via_agent", { id: e.agent_id }))}</span> ${esc(e.endpoint)}`
+    : esc(e.endpoint);
   const t = (key, vars = {}) => (window.I18N[lang][key] ?? key).replace(/\{(\w+)\}/g, (_, k) => (vars[k] ?? ""));
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB") : "");
@@ -203,7 +207,7 @@
     box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th>
       <th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th><th>${esc(t("drift.config"))}</th><th>${esc(t("edges.reason"))}</th></tr></thead><tbody>
       ${data.items.map((e) => `<tr data-id="${esc(e.id)}"><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")} ${esc(t("edges." + e.status))}</td>
-        <td>${esc(e.name)}</td><td>${esc(e.endpoint)}</td><td>${esc(e.version || "")}</td>
+        <td>${esc(e.name)}</td><td>${reachOf(e)}</td><td>${esc(e.version || "")}</td>
         <td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td>
         <td>${e.config_state === "none" ? `<span class="muted">${esc(t("drift.none"))}</span>` : `<button type="button" class="badge ${esc(e.config_state)}" data-drift title="${esc(e.config_reason || "")}">${esc(t("drift." + e.config_state))}</button>`}</td>
         <td class="muted">${esc(e.status_reason)}</td></tr>`).join("")}
@@ -608,7 +612,7 @@
     const table = $("#targets", body);
     table.innerHTML = `<table><thead><tr><th></th><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th></tr></thead>
       <tbody>${data.items.map((e) => `<tr><td><input type="checkbox" data-id="${esc(e.id)}" aria-label="${esc(e.name)}"></td><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")}</td>
-        <td>${esc(e.name)}</td><td>${esc(e.endpoint)}</td><td>${esc(e.version || "")}</td><td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td></tr>`).join("")}</tbody></table>`;
+        <td>${esc(e.name)}</td><td>${reachOf(e)}</td><td>${esc(e.version || "")}</td><td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td></tr>`).join("")}</tbody></table>`;
     table.append(pager(data.total, offset, 20, (o) => showTargets(body, wizard, o)));
     $$('input[type="checkbox"][data-id]', body).forEach((c) => c.addEventListener("change", () => { if (c.checked) wizard.selected.set(c.dataset.id, true); else wizard.selected.delete(c.dataset.id); update(); }));
     $("#select-all", body).addEventListener("click", () => { wizard.allMatching = true; update(); });
