@@ -30,6 +30,8 @@ pub struct SimAgents {
     pub max_clock_skew: Duration,
     /// Agent `k` is `<id_prefix><k>` (`sim-` by default); tests sharing a broker use their own.
     pub id_prefix: String,
+    /// The broker's CA (PEM) for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl SimAgents {
@@ -42,6 +44,7 @@ impl SimAgents {
             state_dir: None,
             max_clock_skew: Duration::from_secs(10),
             id_prefix: "sim-".to_owned(),
+            ca_file: None,
         }
     }
 
@@ -141,7 +144,7 @@ impl AgentFleet {
             agent_id: id,
             username: self.options.username.clone(),
             password: self.options.password.clone(),
-            ca_file: None,
+            ca_file: self.options.ca_file.clone(),
             verifier: self.verifier.clone(),
             neuronex: EdgeTarget::http(self.endpoints[k].clone(), self.auth.clone()),
             client: self.client.clone(),

@@ -419,12 +419,14 @@ impl OwnBroker {
     async fn wait_for_log(&mut self, needle: &str) {
         let log = self.log.as_mut().expect("running");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
         loop {
-            let line =
-                tokio::time::timeout_at(deadline, log.recv()).await.expect("the broker logs in time").expect("log");
+            let line = tokio::time::timeout_at(deadline, log.recv()).await.expect("the broker logs in time");
+            let Some(line) = line else { panic!("the broker stopped before logging {needle:?}: {seen:#?}") };
             if line.contains(needle) {
                 return;
             }
+            seen.push(line);
         }
     }
 
@@ -773,4 +775,104 @@ async fn agent_mode_registrations_are_checked_and_a_server_without_a_broker_says
     assert_eq!(delivery["state"], "failed", "{delivery}");
     let reason = app.targets(&delivery).await[0]["reason"].as_str().unwrap_or_default().to_owned();
     assert!(reason.contains("agent mode needs a broker: start edgefleet with --mqtt-url"), "{reason}");
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl command.
+fn tls_files(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(status.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&status.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgefleet test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "broker.key",
+        "-out",
+        "broker.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "broker.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "broker.pem",
+    ]);
+    // Mosquitto started as root reads its files as the `mosquitto` user (a throwaway test key).
+    use std::os::unix::fs::PermissionsExt;
+    for (name, mode) in [("", 0o755), ("broker.pem", 0o644), ("broker.key", 0o644)] {
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+}
+
+#[tokio::test]
+async fn agents_and_the_server_work_over_tls_with_mqtt_5() {
+    let certs = tempfile::tempdir().expect("dir");
+    tls_files(certs.path());
+    let path = |name: &str| certs.path().join(name).display().to_string();
+    let broker = OwnBroker::start(&format!(
+        "allow_anonymous true\ncertfile {}\nkeyfile {}",
+        path("broker.pem"),
+        path("broker.key")
+    ))
+    .await;
+    let url = format!("mqtts://127.0.0.1:{}?version=5", broker.port);
+    let ca = certs.path().join("ca.pem");
+    let server_url = url.clone();
+    let server_ca = ca.clone();
+    let app = TestApp::spawn_with(move |config| {
+        config.mqtt_url = Some(server_url);
+        config.mqtt_ca_file = Some(server_ca);
+    })
+    .await;
+    let options = SimAgents { id_prefix: unique_prefix("tls"), ca_file: Some(ca.clone()), ..SimAgents::new(&url, "") };
+    let setup = app.agent_fleet_with(2, options).await;
+    let template = app.template("tls", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": setup.edges}})).await;
+    assert_eq!(delivery["state"], "succeeded", "{:?}", app.targets(&delivery).await);
+
+    // Without the CA, the broker's certificate is not trusted: an agent never connects.
+    let options = SessionOptions {
+        client_id: format!("untrusting-{:016x}", rand::random::<u64>()),
+        username: None,
+        password: None,
+        keep_session: false,
+        last_will: None,
+        ca_file: Some(certs.path().join("broker.pem")),
+        keep_alive: Duration::from_secs(30),
+    };
+    let (_publisher, mut events) =
+        agent::mqtt::connect(&BrokerUrl::parse(&url).expect("url"), &options).expect("session");
+    let refused = tokio::time::timeout(Duration::from_secs(30), events.next()).await.expect("an answer");
+    assert!(refused.is_err(), "{refused:?}");
 }
