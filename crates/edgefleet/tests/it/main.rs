@@ -555,3 +555,29 @@ async fn the_agent_command_delivers_to_a_gateway_the_server_cannot_reach() {
     assert!(status.success());
     assert!(agent.wait().expect("exit").success());
 }
+
+#[test]
+fn logs_can_be_one_json_object_per_line() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().expect("temp dir");
+    // A broker that is not there: the server logs its reconnect attempts, with their fields.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgefleet"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--mqtt-url", "mqtt://127.0.0.1:1", "--data-dir"])
+        .arg(data.path())
+        .env("EDGEFLEET_LOG_FORMAT", "json")
+        .env("EDGEFLEET_ADMIN_PASSWORD", process::PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut log = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    assert!(log.read_line(&mut line).expect("a log line") > 0);
+    let _ = child.kill();
+    let _ = child.wait();
+    let entry: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(entry["level"], "WARN", "{line}");
+    assert_eq!(entry["broker"], "mqtt://127.0.0.1:1", "{line}");
+    assert!(entry["message"].as_str().is_some_and(|m| m.contains("reconnecting in")), "{line}");
+}
