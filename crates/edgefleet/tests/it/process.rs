@@ -112,15 +112,19 @@ impl Api {
         let project = self.project().await;
         let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
         self.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
+        let template = self.rule_setup_template(&project).await;
+        (project, template)
+    }
+
+    /// The one-stream, one-rule template in `project`.
+    pub async fn rule_setup_template(&self, project: &str) -> Value {
         let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
         let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
-        let template = self
-            .post(
-                &format!("/api/v1/projects/{project}/templates"),
-                json!({"name": "t", "kind": "rule", "content": doc}),
-            )
-            .await;
-        (project, template)
+        self.post(
+            &format!("/api/v1/projects/{project}/templates"),
+            json!({"name": "t", "kind": "rule", "content": doc}),
+        )
+        .await
     }
 
     pub async fn project(&self) -> String {

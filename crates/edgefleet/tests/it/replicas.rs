@@ -316,3 +316,117 @@ async fn two_replicas_run_a_rollout_wave_by_wave_and_either_releases_its_gate() 
     }
     assert!(rule_puts(&sim, TARGETS).await.iter().all(|&n| n == 1), "every target got its rule once");
 }
+
+/// One counter of a replica's `/metrics`.
+async fn metric(server: &Server, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.base)).await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_answers() {
+    use agent::mqtt::{BrokerUrl, Incoming, SessionOptions};
+    const TARGETS: u32 = 60;
+    let broker = "mqtt://127.0.0.1:1883";
+    let cluster = Cluster::new(2).await;
+    let a = cluster.start(0, &["--mqtt-url", broker]);
+    let b = cluster.start(1, &["--mqtt-url", broker]);
+    let sim = neuronex_sim::start(
+        SimConfig { count: TARGETS, ..SimConfig::default() },
+        "127.0.0.1:0".parse().expect("addr"),
+        false,
+    )
+    .await
+    .expect("sim");
+    sim.sim.set_faults(None, Some(Faults { latency_ms: 10, ..Faults::default() }));
+    let api = a.api().await;
+    let project = api.project().await;
+    let key = api.get(&format!("/api/v1/projects/{project}/agents/command-key")).await;
+    let prefix = format!("replicas-{:08x}-", rand::random::<u32>());
+    let options = neuronex_sim::agents::SimAgents {
+        id_prefix: prefix.clone(),
+        ..neuronex_sim::agents::SimAgents::new(broker, key["command_key"].as_str().expect("key"))
+    };
+    let agents = neuronex_sim::agents::AgentFleet::start(&sim, options).expect("agents");
+    agents.ready().await;
+    let rows: Vec<Value> = (0..TARGETS as usize)
+        .map(|k| json!({"name": format!("gw-{k}"), "transport": "agent", "agent_id": agents.agent_id(k)}))
+        .collect();
+    let imported = api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
+    let ids: Vec<Value> = imported["items"].as_array().expect("items").iter().map(|e| e["id"].clone()).collect();
+
+    // Every command the replicas publish, as the broker carries it.
+    let session = SessionOptions {
+        client_id: format!("counter-{:016x}", rand::random::<u64>()),
+        username: None,
+        password: None,
+        keep_session: false,
+        last_will: None,
+        ca_file: None,
+        keep_alive: std::time::Duration::from_secs(30),
+    };
+    let (publisher, mut events) =
+        agent::mqtt::connect(&BrokerUrl::parse(broker).expect("url"), &session).expect("session");
+    loop {
+        match events.next().await.expect("broker") {
+            Incoming::Connected { .. } => {
+                publisher.subscribe("edgefleet/v1/agents/+/commands").await.expect("subscribe")
+            }
+            Incoming::Subscribed => break,
+            _ => {}
+        }
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, u32>::new()));
+    let (total_tx, mut total_rx) = tokio::sync::watch::channel(0u64);
+    let counter = {
+        let (seen, prefix) = (seen.clone(), prefix.clone());
+        tokio::spawn(async move {
+            while let Ok(event) = events.next().await {
+                if let Incoming::Message { topic, payload } = event
+                    && topic.contains(&prefix)
+                    && let Ok(signed) = serde_json::from_slice::<agent::protocol::SignedCommand>(&payload)
+                    && let Ok(command) = serde_json::from_str::<Value>(&signed.command)
+                {
+                    let id = command["id"].as_str().unwrap_or_default().to_owned();
+                    *seen.lock().expect("lock").entry(id).or_default() += 1;
+                    total_tx.send_modify(|total| *total += 1);
+                }
+            }
+        })
+    };
+
+    let template = api.rule_setup_template(&project).await;
+    let body =
+        json!({"template_id": template["id"], "targets": {"ids": ids}, "options": {"concurrency": 4, "retries": 0}});
+    let delivery = b.api().await.post(&format!("/api/v1/projects/{project}/deliveries"), body).await;
+    let id = delivery["id"].as_str().expect("id").to_owned();
+    api.watch(&format!("/api/v1/projects/{project}/deliveries/{id}/events"), usize::MAX).await;
+    let finished = api.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await;
+    assert_eq!(finished["state"], "succeeded", "{finished}");
+
+    let published =
+        metric(&a, "edgefleet_agent_commands_total").await + metric(&b, "edgefleet_agent_commands_total").await;
+    // The answers of one replica's commands reach the other too, which has no waiter for them.
+    let (a_unmatched, b_unmatched) = (
+        metric(&a, "edgefleet_agent_replies_unmatched_total").await,
+        metric(&b, "edgefleet_agent_replies_unmatched_total").await,
+    );
+    assert!(a_unmatched + b_unmatched > 0, "every replica hears every answer");
+    // The counter may still be reading the last commands: wait until it has seen as many.
+    let all_seen = total_rx.wait_for(|total| *total >= published);
+    tokio::time::timeout(std::time::Duration::from_secs(30), all_seen)
+        .await
+        .expect("the broker carried them")
+        .expect("counting");
+    counter.abort();
+    let seen = seen.lock().expect("lock");
+    assert_eq!(
+        seen.values().map(|&n| u64::from(n)).sum::<u64>(),
+        published,
+        "the broker carried what the replicas counted"
+    );
+    assert!(seen.values().all(|&n| n == 1), "no command was published twice");
+}
