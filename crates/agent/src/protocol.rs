@@ -97,8 +97,8 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Progress: the command verified and is running now (its answer follows). Tells a command the
-    /// agent never got from one it got and did not finish.
+    /// Progress: the command verified and is still running half a second later (its answer
+    /// follows). Tells a command the agent never got from one it got and did not finish.
     Accepted,
     /// NeuronEX answered (any status).
     Answer { status: u16, body: String },

@@ -19,6 +19,9 @@ use crate::protocol::{
 };
 use crate::record::{Record, Seen};
 
+/// How long a command runs before the agent says it took it (see `Outcome::Accepted`).
+const ACCEPTED_AFTER: Duration = Duration::from_millis(500);
+
 /// The largest package an agent brings over (edgefleet's own upload limit).
 pub const MAX_PACKAGE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -158,14 +161,21 @@ impl Agent {
     async fn handle(&self, payload: &[u8]) {
         let reply = match self.admit(payload) {
             Ok(command) => {
-                self.publish(&Reply {
-                    id: command.id.clone(),
-                    agent_id: self.config.agent_id.clone(),
-                    outcome: Outcome::Accepted,
-                })
-                .await;
-                let outcome = self.execute(&command).await;
-                let reply = Reply { id: command.id, agent_id: self.config.agent_id.clone(), outcome };
+                // A call still running after a moment is reported as taken, so the server can tell
+                // "it got the command and hung or died" from "it never got it"; quick calls (nearly
+                // all) go without the extra message.
+                let work = self.execute(&command);
+                tokio::pin!(work);
+                let outcome = tokio::select! {
+                    outcome = &mut work => outcome,
+                    () = tokio::time::sleep(ACCEPTED_AFTER) => {
+                        let id = command.id.clone();
+                        let accepted = Reply { id, agent_id: self.config.agent_id.clone(), outcome: Outcome::Accepted };
+                        self.publish(&accepted).await;
+                        work.await
+                    }
+                };
+                let reply = Reply { id: command.id.clone(), agent_id: self.config.agent_id.clone(), outcome };
                 if let Ok(mut record) = self.record.lock() {
                     record.answered(&reply);
                 }
