@@ -227,29 +227,35 @@ impl EdgeClient {
             .map_err(|e| EdgeError::refused("download", object, format!("invalid URL: {e}")))?;
         policy::check_literal(&self.config.policy, &parsed)
             .map_err(|denied| EdgeError::refused("download", object, format!("edge_network_denied: {denied}")))?;
-        let transport = |e: reqwest::Error| {
-            let failure = if e.is_timeout() {
-                Failure::Timeout { after_ms: self.config.request_timeout.as_millis() as u64 }
-            } else if e.is_connect() {
-                Failure::Connect { detail: error_chain(&e) }
-            } else {
-                Failure::Reset { detail: error_chain(&e) }
-            };
-            EdgeError::transport("download", object, failure)
-        };
+        let transport = |e: reqwest::Error| self.transport_error("download", object, url, &e);
         let mut response = self.http.get(parsed).send().await.map_err(transport)?;
         let status = response.status();
         if status != StatusCode::OK {
             return Err(EdgeError::edge("download", object, status.as_u16(), None, format!("HTTP {status}")));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > max_bytes {
-                return Err(EdgeError::refused("download", object, format!("larger than {max_bytes} bytes")));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = limited_body(&mut response, max_bytes)
+            .await
+            .map_err(transport)?
+            .ok_or_else(|| EdgeError::refused("download", object, format!("larger than {max_bytes} bytes")))?;
         Ok(body)
+    }
+
+    /// One wording per way a connection fails; `endpoint` is what was called (for a bad URL).
+    fn transport_error(&self, step: &str, object: &str, endpoint: &str, err: &reqwest::Error) -> EdgeError {
+        let detail = error_chain(err);
+        if let Some(denied) = policy::denial_in(err) {
+            return EdgeError::refused(step, object, format!("edge_network_denied: {denied}"));
+        }
+        let failure = if err.is_timeout() {
+            Failure::Timeout { after_ms: self.config.request_timeout.as_millis() as u64 }
+        } else if err.is_connect() {
+            Failure::Connect { detail }
+        } else if err.is_builder() {
+            Failure::Refused { detail: format!("invalid endpoint {endpoint}: {detail}") }
+        } else {
+            Failure::Reset { detail }
+        };
+        EdgeError::transport(step, object, failure)
     }
 
     pub fn policy(&self) -> &NetworkPolicy {
@@ -800,33 +806,30 @@ impl Edge<'_> {
         let response = request.send().await.map_err(|e| self.transport_error(step, object, &e))?;
         let status = response.status();
         let mut response = response;
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(step, object, &e))? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                let what = format!("an answer larger than {} MiB; {NOT_NEURONEX}", MAX_ANSWER_BYTES >> 20);
-                return Err(EdgeError::edge(step, object, status.as_u16(), None, what));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let Some(body) =
+            limited_body(&mut response, MAX_ANSWER_BYTES).await.map_err(|e| self.transport_error(step, object, &e))?
+        else {
+            let what = format!("an answer larger than {} MiB; {NOT_NEURONEX}", MAX_ANSWER_BYTES >> 20);
+            return Err(EdgeError::edge(step, object, status.as_u16(), None, what));
+        };
         Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
     }
 
     fn transport_error(&self, step: &str, object: &str, err: &reqwest::Error) -> EdgeError {
-        let detail = error_chain(err);
-        if let Some(denied) = policy::denial_in(err) {
-            return EdgeError::refused(step, object, format!("edge_network_denied: {denied}"));
-        }
-        let failure = if err.is_timeout() {
-            Failure::Timeout { after_ms: self.client.config.request_timeout.as_millis() as u64 }
-        } else if err.is_connect() {
-            Failure::Connect { detail }
-        } else if err.is_builder() {
-            Failure::Refused { detail: format!("invalid endpoint {}: {detail}", self.target.endpoint) }
-        } else {
-            Failure::Reset { detail }
-        };
-        EdgeError::transport(step, object, failure)
+        self.client.transport_error(step, object, &self.target.endpoint, err)
     }
+}
+
+/// A body of at most `max_bytes`: `None` once it is larger (nothing more is read).
+async fn limited_body(response: &mut reqwest::Response, max_bytes: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max_bytes {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 fn tags_outcome(answer: &Answer, object: &str, name_tag: impl Fn(usize) -> String) -> Result<usize, EdgeError> {
