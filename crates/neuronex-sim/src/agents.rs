@@ -64,19 +64,9 @@ pub struct AgentFleet {
     auth: EdgeAuth,
     client: EdgeClient,
     packages: PathBuf,
-    _temp: Option<tempfile_dir::TempDir>,
+    _temp: Option<tempfile::TempDir>,
     running: Mutex<Vec<Option<RunningAgent>>>,
     ready: Vec<tokio::sync::watch::Sender<bool>>,
-}
-
-mod tempfile_dir {
-    /// A folder removed when dropped.
-    pub struct TempDir(pub std::path::PathBuf);
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 impl AgentFleet {
@@ -87,8 +77,8 @@ impl AgentFleet {
         let (packages, temp) = match &options.state_dir {
             Some(dir) => (dir.join("packages"), None),
             None => {
-                let dir = std::env::temp_dir().join(format!("neuronex-sim-agents-{}", rand::random::<u64>()));
-                (dir.clone(), Some(tempfile_dir::TempDir(dir)))
+                let dir = tempfile::Builder::new().prefix("neuronex-sim-agents-").tempdir()?;
+                (dir.path().to_owned(), Some(dir))
             }
         };
         let auth = match sim.sim.config.auth {
