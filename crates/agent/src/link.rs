@@ -76,16 +76,7 @@ impl AgentLink {
         packages: Option<Arc<dyn PackageSource>>,
         shutdown: CancellationToken,
     ) -> Result<(Arc<AgentLink>, mpsc::UnboundedReceiver<StatusUpdate>), crate::mqtt::SessionError> {
-        let options = SessionOptions {
-            client_id,
-            username: None,
-            password: None,
-            // Waiters do not outlive the process, so neither should its session.
-            keep_session: false,
-            last_will: None,
-            ca_file,
-            keep_alive: Duration::from_secs(30),
-        };
+        let options = SessionOptions { ca_file, ..SessionOptions::new(client_id) };
         let (publisher, mut events) = crate::mqtt::connect(&broker, &options)?;
         let link = Arc::new(AgentLink {
             publisher,

@@ -86,13 +86,26 @@ pub struct SessionOptions {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// Keep the session (subscriptions, queued QoS 1 messages) across reconnects.
-    pub keep_session: bool,
     /// Published by the broker when the connection dies (topic, payload), retained.
     pub last_will: Option<(String, Vec<u8>)>,
     /// PEM file of the broker's CA for `mqtts`; the system's roots otherwise.
     pub ca_file: Option<std::path::PathBuf>,
     pub keep_alive: Duration,
+}
+
+impl SessionOptions {
+    /// A session as `client_id`: the URL's credentials, no last will, the system's roots for TLS,
+    /// a 30 s keep-alive.
+    pub fn new(client_id: impl Into<String>) -> SessionOptions {
+        SessionOptions {
+            client_id: client_id.into(),
+            username: None,
+            password: None,
+            last_will: None,
+            ca_file: None,
+            keep_alive: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +151,10 @@ pub enum Events {
 /// Many commands can be in flight at once (one per target the server works on).
 const CHANNEL: usize = 4096;
 
+/// A clean session, always: neither end keeps one across reconnects. An agent must not get
+/// commands queued while it was away (the server stopped waiting for them; running them then would
+/// change a gateway behind a result already written), and the server's waiters do not outlive its
+/// process. Whoever reconnects subscribes again.
 pub fn connect(broker: &BrokerUrl, options: &SessionOptions) -> Result<(Publisher, Events), SessionError> {
     let transport = transport(broker, options)?;
     let username = options.username.clone().or_else(|| broker.username.clone());
@@ -146,7 +163,7 @@ pub fn connect(broker: &BrokerUrl, options: &SessionOptions) -> Result<(Publishe
         MqttVersion::V311 => {
             let mut mqtt = rumqttc::MqttOptions::new(&options.client_id, &broker.host, broker.port);
             mqtt.set_keep_alive(options.keep_alive)
-                .set_clean_session(!options.keep_session)
+                .set_clean_session(true)
                 .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
                 .set_inflight(1000)
                 .set_transport(transport);
@@ -163,13 +180,9 @@ pub fn connect(broker: &BrokerUrl, options: &SessionOptions) -> Result<(Publishe
         MqttVersion::V5 => {
             let mut mqtt = rumqttc::v5::MqttOptions::new(&options.client_id, &broker.host, broker.port);
             mqtt.set_keep_alive(options.keep_alive)
-                .set_clean_start(!options.keep_session)
+                .set_clean_start(true)
                 .set_max_packet_size(Some(MAX_PACKET_BYTES as u32))
                 .set_transport(transport);
-            if options.keep_session {
-                // MQTT 5 ends a session with its connection unless told to keep it.
-                mqtt.set_session_expiry_interval(Some(24 * 3600));
-            }
             if let Some(user) = username {
                 mqtt.set_credentials(user, password.unwrap_or_default());
             }

@@ -67,16 +67,11 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         .map_err(|e| AgentError::PackageDir { path: config.package_dir.display().to_string(), error: e.to_string() })?;
     let offline = status_payload(&config, AgentState::Offline);
     let options = SessionOptions {
-        client_id: format!("edgefleet-agent-{}", config.agent_id),
         username: config.username.clone(),
         password: config.password.clone(),
-        // A command published while the agent was away is not kept for it: by the time it came back
-        // the server would have stopped waiting, and running it then would change the gateway
-        // behind a result already written. The server's timeout reports the miss instead.
-        keep_session: false,
         last_will: Some((status_topic(&config.agent_id), offline.clone())),
         ca_file: config.ca_file.clone(),
-        keep_alive: Duration::from_secs(30),
+        ..SessionOptions::new(format!("edgefleet-agent-{}", config.agent_id))
     };
     let (publisher, mut events) = crate::mqtt::connect(&config.broker, &options)?;
     let record = std::mem::replace(&mut config.record, Record::in_memory());

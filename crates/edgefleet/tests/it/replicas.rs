@@ -37,6 +37,12 @@ impl Cluster {
     }
 }
 
+/// `count` simulated gateways on a free port.
+async fn sim(count: u32) -> neuronex_sim::RunningSim {
+    let config = SimConfig { count, ..SimConfig::default() };
+    neuronex_sim::start(config, "127.0.0.1:0".parse().expect("addr"), false).await.expect("sim")
+}
+
 async fn rule_puts(sim: &neuronex_sim::RunningSim, count: u32) -> Vec<u64> {
     let mut puts = Vec::new();
     for k in 0..count {
@@ -56,13 +62,7 @@ async fn replicas_share_a_delivery_and_survive_being_killed() {
     const TARGETS: u32 = 400;
     const CONCURRENCY: usize = 8;
     let cluster = Cluster::new(2).await;
-    let sim = neuronex_sim::start(
-        SimConfig { count: TARGETS, ..SimConfig::default() },
-        "127.0.0.1:0".parse().expect("addr"),
-        false,
-    )
-    .await
-    .expect("sim");
+    let sim = sim(TARGETS).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 25, ..Faults::default() }));
     let a = cluster.start(0, &[]);
     let b = cluster.start(1, &[]);
@@ -115,13 +115,7 @@ async fn replicas_share_a_delivery_and_survive_being_killed() {
 #[tokio::test]
 async fn an_api_only_replica_streams_a_delivery_that_another_replica_runs() {
     let cluster = Cluster::new(2).await;
-    let sim = neuronex_sim::start(
-        SimConfig { count: 20, ..SimConfig::default() },
-        "127.0.0.1:0".parse().expect("addr"),
-        false,
-    )
-    .await
-    .expect("sim");
+    let sim = sim(20).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 20, ..Faults::default() }));
     let api_only = cluster.start(0, &["--no-worker"]);
     let _worker = cluster.start(1, &[]);
@@ -139,13 +133,7 @@ async fn an_api_only_replica_streams_a_delivery_that_another_replica_runs() {
 #[tokio::test]
 async fn probe_rounds_run_with_two_replicas_under_one_lease() {
     let cluster = Cluster::new(2).await;
-    let sim = neuronex_sim::start(
-        SimConfig { count: 3, ..SimConfig::default() },
-        "127.0.0.1:0".parse().expect("addr"),
-        false,
-    )
-    .await
-    .expect("sim");
+    let sim = sim(3).await;
     let a = cluster.start(0, &["--probe-interval-secs", "1"]);
     let _b = cluster.start(1, &["--probe-interval-secs", "1"]);
     let api = a.api().await;
@@ -173,13 +161,7 @@ async fn probe_rounds_run_with_two_replicas_under_one_lease() {
 #[tokio::test]
 async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
     let data = tempfile::tempdir().expect("dir");
-    let sim = neuronex_sim::start(
-        SimConfig { count: 5, ..SimConfig::default() },
-        "127.0.0.1:0".parse().expect("addr"),
-        false,
-    )
-    .await
-    .expect("sim");
+    let sim = sim(5).await;
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
@@ -270,13 +252,7 @@ async fn sign_in_attempts_count_across_replicas() {
 async fn two_replicas_run_a_rollout_wave_by_wave_and_either_releases_its_gate() {
     const TARGETS: u32 = 90;
     let cluster = Cluster::new(2).await;
-    let sim = neuronex_sim::start(
-        SimConfig { count: TARGETS, ..SimConfig::default() },
-        "127.0.0.1:0".parse().expect("addr"),
-        false,
-    )
-    .await
-    .expect("sim");
+    let sim = sim(TARGETS).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 15, ..Faults::default() }));
     let a = cluster.start(0, &[]);
     let b = cluster.start(1, &[]);
@@ -334,13 +310,7 @@ async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_ans
     let cluster = Cluster::new(2).await;
     let a = cluster.start(0, &["--mqtt-url", broker]);
     let b = cluster.start(1, &["--mqtt-url", broker]);
-    let sim = neuronex_sim::start(
-        SimConfig { count: TARGETS, ..SimConfig::default() },
-        "127.0.0.1:0".parse().expect("addr"),
-        false,
-    )
-    .await
-    .expect("sim");
+    let sim = sim(TARGETS).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 10, ..Faults::default() }));
     let api = a.api().await;
     let project = api.project().await;
@@ -351,7 +321,7 @@ async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_ans
         ..neuronex_sim::agents::SimAgents::new(broker, key["command_key"].as_str().expect("key"))
     };
     let agents = neuronex_sim::agents::AgentFleet::start(&sim, options).expect("agents");
-    agents.ready().await;
+    agents.ready(std::time::Duration::from_secs(60)).await.expect("agents listen");
     let rows: Vec<Value> = (0..TARGETS as usize)
         .map(|k| json!({"name": format!("gw-{k}"), "transport": "agent", "agent_id": agents.agent_id(k)}))
         .collect();
@@ -359,19 +329,12 @@ async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_ans
     let ids: Vec<Value> = imported["items"].as_array().expect("items").iter().map(|e| e["id"].clone()).collect();
 
     // Every command the replicas publish, as the broker carries it.
-    let session = SessionOptions {
-        client_id: format!("counter-{:016x}", rand::random::<u64>()),
-        username: None,
-        password: None,
-        keep_session: false,
-        last_will: None,
-        ca_file: None,
-        keep_alive: std::time::Duration::from_secs(30),
-    };
+    let session = SessionOptions::new(format!("counter-{:016x}", rand::random::<u64>()));
     let (publisher, mut events) =
         agent::mqtt::connect(&BrokerUrl::parse(broker).expect("url"), &session).expect("session");
     loop {
-        match events.next().await.expect("broker") {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.next()).await;
+        match event.expect("the broker answers in time").expect("broker") {
             Incoming::Connected { .. } => {
                 publisher.subscribe("edgefleet/v1/agents/+/commands").await.expect("subscribe")
             }

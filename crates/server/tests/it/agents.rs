@@ -18,6 +18,9 @@ use crate::support::{TestApp, rule_doc, sim, sim_state};
 
 pub const SHARED_BROKER: &str = "mqtt://127.0.0.1:1883";
 
+/// How long agents may take to connect and subscribe.
+const READY: Duration = Duration::from_secs(60);
+
 /// Agent ids no other test (or run) uses.
 fn unique_prefix(test: &str) -> String {
     format!("{test}-{:08x}-", rand::random::<u32>())
@@ -49,7 +52,7 @@ impl TestApp {
             .map(|k| json!({"name": format!("gw-{k}"), "transport": "agent", "agent_id": options.agent_id(k), "tags": ["agents"]}))
             .collect();
         let fleet = AgentFleet::start(&sim, options).expect("agents");
-        fleet.ready().await;
+        fleet.ready(READY).await.expect("agents listen");
         let answer = self.post(&self.p("/edge-services/import"), json!(rows)).await;
         assert_eq!(answer.status, 201, "{}", answer.text);
         let edges: Vec<String> = answer.body["items"]
@@ -84,6 +87,22 @@ async fn deliveries_plans_rollbacks_drift_checks_and_probes_work_through_agents(
     assert_eq!(probed.body["transport"], "agent");
     assert!(probed.body["agent_id"].as_str().is_some_and(|id| id.starts_with("flow-")));
 
+    // Junk on the results and status topics (anyone on an open broker can publish it) is dropped:
+    // the server neither stops nor loses the agent. (The test reads its own junk back, so it knows
+    // the broker carried it.)
+    let agent_id = setup.fleet.agent_id(0);
+    let status = agent::protocol::status_topic(&agent_id);
+    let mut junk = Listener::on(SHARED_BROKER, &[results_topic(&agent_id), status.clone()]).await;
+    let last = vec![0xff; 100_000];
+    for (topic, payload) in [
+        (results_topic(&agent_id), b"not json".to_vec()),
+        (results_topic(&agent_id), br#"{"id": 7, "outcome": []}"#.to_vec()),
+        (status.clone(), br#"{"status": "sleeping", "version": "x", "at": 0}"#.to_vec()),
+        (status.clone(), last.clone()),
+    ] {
+        junk.publisher.publish(&topic, payload, false).await.expect("publish");
+    }
+    while junk.next().await != (status.clone(), last.clone()) {}
     let template = app.template("agents", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
     let targets = json!({"ids": setup.edges});
     let (delivery, _) = app.deliver(json!({"template_id": template, "targets": targets})).await;
@@ -141,15 +160,7 @@ struct Listener {
 
 impl Listener {
     async fn on(broker: &str, topics: &[String]) -> Listener {
-        let options = SessionOptions {
-            client_id: format!("test-{:016x}", rand::random::<u64>()),
-            username: None,
-            password: None,
-            keep_session: false,
-            last_will: None,
-            ca_file: None,
-            keep_alive: Duration::from_secs(30),
-        };
+        let options = SessionOptions::new(format!("test-{:016x}", rand::random::<u64>()));
         let (publisher, mut events) =
             agent::mqtt::connect(&BrokerUrl::parse(broker).expect("url"), &options).expect("session");
         let mut acks = 0;
@@ -234,7 +245,7 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
         ..SimAgents::new(SHARED_BROKER, &signer.public_pem().expect("pem"))
     };
     let fleet = AgentFleet::start(&sim, options).expect("agents");
-    fleet.ready().await;
+    fleet.ready(READY).await.expect("agents listen");
     let agent_id = fleet.agent_id(0);
     let mut listener = Listener::on(SHARED_BROKER, &[results_topic(&agent_id)]).await;
     let now = agent::now_ms();
@@ -249,6 +260,11 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
     // Replayed at once: the kept answer is sent again, nothing runs twice.
     listener.send(&agent_id, &genuine).await;
     assert_eq!(listener.answer().await, reply);
+
+    // Not a signed command at all.
+    listener.publisher.publish(&commands_topic(&agent_id), b"\x00 not json".to_vec(), false).await.expect("publish");
+    let reply = listener.answer().await;
+    assert_eq!(refusal(&reply), Some(Refusal::Malformed), "{reply:?}");
 
     let cases = [
         (
@@ -293,7 +309,7 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
     // Killed and started again, the agent still knows what it ran: a replay is refused.
     fleet.kill(0).await;
     fleet.start_one(0).expect("restart");
-    fleet.ready_one(0).await;
+    fleet.ready_one(0, READY).await.expect("the agent listens again");
     listener.send(&agent_id, &genuine).await;
     let reply = listener.answer().await;
     assert_eq!((reply.id.as_str(), refusal(&reply)), ("c-genuine", Some(Refusal::AlreadyRun)), "{reply:?}");
@@ -354,7 +370,7 @@ async fn an_agent_killed_mid_command_fails_its_target_with_the_reason_and_does_n
     // Started again, the agent refuses the command it was killed in (redelivered or replayed).
     setup.sim.sim.set_faults(Some(0), None);
     setup.fleet.start_one(0).expect("restart");
-    setup.fleet.ready_one(0).await;
+    setup.fleet.ready_one(0, READY).await.expect("the agent listens again");
     listener.publisher.publish(&commands_topic(&agent_id), command, false).await.expect("replay");
     let reply = listener.answer().await;
     assert_eq!(refusal(&reply), Some(Refusal::AlreadyRun), "{reply:?}");
@@ -501,13 +517,9 @@ async fn write_password_file(app: &TestApp, broker: &OwnBroker) {
 /// Connects as `user` and answers whether the broker let it in.
 async fn can_sign_in(broker: &OwnBroker, user: &str, password: &str) -> bool {
     let options = SessionOptions {
-        client_id: format!("probe-{:016x}", rand::random::<u64>()),
         username: Some(user.to_owned()),
         password: Some(password.to_owned()),
-        keep_session: false,
-        last_will: None,
-        ca_file: None,
-        keep_alive: Duration::from_secs(30),
+        ..SessionOptions::new(format!("probe-{:016x}", rand::random::<u64>()))
     };
     let (publisher, mut events) =
         agent::mqtt::connect(&BrokerUrl::parse(&broker.url(None)).expect("url"), &options).expect("session");
@@ -578,7 +590,7 @@ async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topi
             ..SimAgents::new(&broker.url(None), &key)
         };
         let fleet = AgentFleet::start(&sim, options).expect("agent");
-        fleet.ready().await;
+        fleet.ready(READY).await.expect("agents listen");
         fleets.push(fleet);
         sims.push(sim);
     }
@@ -595,13 +607,9 @@ async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topi
 
     // Agent A cannot read B's commands, nor write B's results.
     let options = SessionOptions {
-        client_id: format!("spy-{:016x}", rand::random::<u64>()),
         username: Some(a.clone()),
         password: Some(a_password.clone()),
-        keep_session: false,
-        last_will: None,
-        ca_file: None,
-        keep_alive: Duration::from_secs(30),
+        ..SessionOptions::new(format!("spy-{:016x}", rand::random::<u64>()))
     };
     let (spy, mut spy_events) =
         agent::mqtt::connect(&BrokerUrl::parse(&broker.url(None)).expect("url"), &options).expect("session");
@@ -863,13 +871,8 @@ async fn agents_and_the_server_work_over_tls_with_mqtt_5() {
 
     // Without the CA, the broker's certificate is not trusted: an agent never connects.
     let options = SessionOptions {
-        client_id: format!("untrusting-{:016x}", rand::random::<u64>()),
-        username: None,
-        password: None,
-        keep_session: false,
-        last_will: None,
         ca_file: Some(certs.path().join("broker.pem")),
-        keep_alive: Duration::from_secs(30),
+        ..SessionOptions::new(format!("untrusting-{:016x}", rand::random::<u64>()))
     };
     let (_publisher, mut events) =
         agent::mqtt::connect(&BrokerUrl::parse(&url).expect("url"), &options).expect("session");
