@@ -938,7 +938,7 @@ async fn agent_delivery(args: &Args, n: u32, http_seconds: Option<f64>) -> anyho
     };
     let connecting = Instant::now();
     let agents = neuronex_sim::agents::AgentFleet::start(&sim, options)?;
-    agents.ready().await;
+    agents.ready(Duration::from_secs(300)).await?;
     let connect_seconds = connecting.elapsed().as_secs_f64();
     eprintln!("N={n}: {n} agents connected in {connect_seconds:.1} s; registering");
     for chunk in (0..n as usize).collect::<Vec<_>>().chunks(20_000) {

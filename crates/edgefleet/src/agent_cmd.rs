@@ -58,9 +58,10 @@ pub struct AgentArgs {
     max_clock_skew_secs: u64,
 }
 
-pub async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     domain::edge::check_agent_id(&args.agent_id).map_err(|e| anyhow::anyhow!("--agent-id: {e}"))?;
     let broker = BrokerUrl::parse(&args.broker).context("--broker")?;
+    let shown = format!("edgefleet agent {} for {} through {}", args.agent_id, args.neuronex, broker.display());
     let key = std::fs::read_to_string(&args.command_key)
         .with_context(|| format!("cannot read the command key {}", args.command_key.display()))?;
     let verifier = CommandVerifier::from_pem(&key).context("--command-key")?;
@@ -103,7 +104,7 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         crate::serve::shutdown_signal().await;
         stop.cancel();
     });
-    println!("edgefleet agent {} for {} through {}", args.agent_id, args.neuronex, args.broker_display());
+    println!("{shown}");
     agent::runner::run(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -128,11 +129,3 @@ fn neuronex_auth(args: &AgentArgs) -> anyhow::Result<EdgeAuth> {
         other => anyhow::bail!("--auth is none, basic or jwt, not {other:?}"),
     }
 }
-
-impl AgentArgs {
-    fn broker_display(&self) -> String {
-        BrokerUrl::parse(&self.broker).map(|b| b.display()).unwrap_or_default()
-    }
-}
-
-pub use run_agent as run;

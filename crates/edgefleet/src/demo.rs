@@ -92,12 +92,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let plugin = ensure_plugin(&client, &project).await?;
-    let agents = match broker {
-        true => {
-            let prefix = agent_prefix(&args.data_dir)?;
-            Some(start_agent_fleet(&client, &project, args.agent_sim_listen, &args.mqtt_url, &prefix).await?)
-        }
-        false => None,
+    let agents = if broker {
+        let prefix = agent_prefix(&args.data_dir)?;
+        Some(start_agent_fleet(&client, &project, args.agent_sim_listen, &args.mqtt_url, &prefix).await?)
+    } else {
+        None
     };
     println!();
     println!("edgefleet demo is running");
@@ -184,7 +183,8 @@ async fn start_agent_fleet(
         ..neuronex_sim::agents::SimAgents::new(broker, key["command_key"].as_str().unwrap_or_default())
     };
     let agents = neuronex_sim::agents::AgentFleet::start(&sim, options)?;
-    tokio::time::timeout(std::time::Duration::from_secs(20), agents.ready())
+    agents
+        .ready(std::time::Duration::from_secs(20))
         .await
         .with_context(|| format!("the demo's agents could not subscribe on {broker}"))?;
     let registered = client.get(&format!("/api/v1/projects/{project}/edge-services?name=agent-gw&limit=1")).await?;

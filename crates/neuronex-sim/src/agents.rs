@@ -160,16 +160,25 @@ impl AgentFleet {
         Ok(())
     }
 
-    /// Waits until every running agent listens for commands.
-    pub async fn ready(&self) {
-        for ready in &self.ready {
-            let _ = ready.subscribe().wait_for(|ready| *ready).await;
-        }
+    /// Waits until every running agent listens for commands, at most `within`.
+    pub async fn ready(&self, within: Duration) -> anyhow::Result<()> {
+        let all = async {
+            for ready in &self.ready {
+                let _ = ready.subscribe().wait_for(|ready| *ready).await;
+            }
+        };
+        tokio::time::timeout(within, all).await.map_err(|_| {
+            anyhow::anyhow!("the agents did not all subscribe to {} within {within:?}", self.options.broker)
+        })
     }
 
-    /// Waits until agent `k` listens for commands.
-    pub async fn ready_one(&self, k: usize) {
-        let _ = self.ready[k].subscribe().wait_for(|ready| *ready).await;
+    /// Waits until agent `k` listens for commands, at most `within`.
+    pub async fn ready_one(&self, k: usize, within: Duration) -> anyhow::Result<()> {
+        let mut ready = self.ready[k].subscribe();
+        tokio::time::timeout(within, ready.wait_for(|ready| *ready))
+            .await
+            .map(drop)
+            .map_err(|_| anyhow::anyhow!("agent {} did not subscribe within {within:?}", self.agent_id(k)))
     }
 
     pub fn agent_id(&self, k: usize) -> String {

@@ -523,13 +523,22 @@ async fn the_agent_command_delivers_to_a_gateway_the_server_cannot_reach() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("agent starts");
-    let mut log = std::io::BufReader::new(agent.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    while !line.contains("listening for commands") {
-        line.clear();
-        assert!(log.read_line(&mut line).expect("log") > 0, "the agent stopped before listening");
+    // Its log lines come through a channel, so the wait for "listening" has a deadline.
+    let log = std::io::BufReader::new(agent.stderr.take().expect("stderr"));
+    let (lines, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in log.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = listening.recv_timeout(left).expect("the agent listens in time (and does not stop)");
+        if line.contains("listening for commands") {
+            break;
+        }
     }
-    std::thread::spawn(move || for _ in log.lines() {});
 
     let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]}).to_string();
     let doc = json!({"streams": {"demo": "CREATE STREAM demo () WITH (TYPE=\"memory\")"}, "rules": {"r1": rule}});
