@@ -42,6 +42,77 @@ impl Client {
         Client { api }
     }
 
+    /// The id of the project `given` names (see [`ProjectRef`]); none given: `EDGEFLEET_PROJECT`,
+    /// then the one `edgefleet use` saved.
+    pub async fn project(&self, given: Option<&str>) -> anyhow::Result<String> {
+        let saved = saved_credentials();
+        let given = given
+            .map(str::to_owned)
+            .or_else(|| std::env::var("EDGEFLEET_PROJECT").ok().filter(|p| !p.is_empty()))
+            .or_else(|| saved["project"].as_str().map(str::to_owned))
+            .context("no project: pass --project (an id or ORGANIZATION/PROJECT), or choose one with `edgefleet use PROJECT`")?;
+        Ok(self.find_project(&given).await?.id)
+    }
+
+    /// A project by id, by `ORGANIZATION/PROJECT`, or by a name only one of the user's
+    /// organizations has. An id is tried first: names are free text and could look like one.
+    async fn find_project(&self, given: &str) -> anyhow::Result<ProjectRef> {
+        let projects = self.projects().await?;
+        if let Some(found) = projects.iter().find(|p| p.id == given || p.full_name() == given) {
+            return Ok(found.clone());
+        }
+        let same_name: Vec<&ProjectRef> = projects.iter().filter(|p| p.name == given).collect();
+        match same_name.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => bail!("no project {given:?} among yours (`edgefleet project list` shows them)"),
+            many => {
+                let names: Vec<String> = many.iter().map(|p| p.full_name()).collect();
+                bail!("{given:?} names several projects; say which: {}", names.join(", "))
+            }
+        }
+    }
+
+    /// Every project the user can open, with its organization's name.
+    async fn projects(&self) -> anyhow::Result<Vec<ProjectRef>> {
+        let orgs: Vec<api_client::types::Org> = self.all("/api/v1/orgs").await?;
+        let mut projects = Vec::new();
+        for org in orgs {
+            let listed: Vec<api_client::types::Project> =
+                self.all(&format!("/api/v1/orgs/{}/projects", org.id)).await?;
+            projects.extend(listed.into_iter().map(|p| ProjectRef { id: p.id, name: p.name, org: org.name.clone() }));
+        }
+        Ok(projects)
+    }
+
+    /// Every item of a list, page by page.
+    async fn all<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<Vec<T>> {
+        const PAGE: usize = 500;
+        let mut items = Vec::new();
+        loop {
+            let page: api_client::types::List<T> = self
+                .api
+                .call(reqwest::Method::GET, &format!("{path}?limit={PAGE}&offset={}", items.len()), None::<&()>)
+                .await?;
+            // Lists that are not paged answer everything at once (and their total says so).
+            let last = page.items.is_empty() || page.items.len() < PAGE;
+            items.extend(page.items);
+            if last || items.len() as i64 >= page.total {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// The id of a project's template or plugin (`kind`: `templates`, `plugins`) given by id or name.
+    pub async fn named(&self, project: &str, kind: &str, given: &str) -> anyhow::Result<String> {
+        let items: Vec<Value> = self.all(&format!("/api/v1/projects/{project}/{kind}")).await?;
+        let by_id = items.iter().find(|item| item["id"] == given);
+        let by_name = || items.iter().find(|item| item["name"] == given);
+        match by_id.or_else(by_name).and_then(|item| item["id"].as_str()) {
+            Some(id) => Ok(id.to_owned()),
+            None => bail!("no {} {given:?} in this project", kind.trim_end_matches('s')),
+        }
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self.api.get(path).await?)
     }
@@ -105,6 +176,20 @@ impl Client {
     }
 }
 
+/// A project as the CLI names it: `ORGANIZATION/PROJECT`.
+#[derive(Debug, Clone)]
+pub struct ProjectRef {
+    pub id: String,
+    pub name: String,
+    pub org: String,
+}
+
+impl ProjectRef {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.org, self.name)
+    }
+}
+
 /// How often `watch` opens a broken stream again.
 const RECONNECTS: u32 = 5;
 
@@ -135,7 +220,12 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         .send_with(reqwest::Method::POST, "/api/v1/auth/login", Some(&body), &headers)
         .await?
         .into_result()?;
-    let saved = json!({"server": args.server, "token": answer["token"], "device_token": answer["device_token"]});
+    // The project chosen with `edgefleet use` stays for a new sign-in to the same server.
+    let project = if saved["server"] == json!(args.server) { saved["project"].clone() } else { Value::Null };
+    let mut saved = json!({"server": args.server, "token": answer["token"], "device_token": answer["device_token"]});
+    if !project.is_null() {
+        saved["project"] = project;
+    }
     let path = credentials_path();
     write_private(&path, &saved.to_string()).with_context(|| format!("cannot save the login to {}", path.display()))?;
     println!("signed in to {} as {}", args.server, args.username);
@@ -151,6 +241,25 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+#[derive(clap::Args)]
+pub struct UseArgs {
+    /// Its id, ORGANIZATION/PROJECT (`"Demo Plant/Line 1"`), or a project name no other
+    /// organization of yours has.
+    project: String,
+}
+
+/// Saves the project the other commands use when they get no --project (beside the login).
+pub async fn use_project(args: UseArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::from_environment()?;
+    let project = client.find_project(&args.project).await?;
+    let mut saved = saved_credentials();
+    saved["project"] = json!(project.id);
+    let path = credentials_path();
+    write_private(&path, &saved.to_string()).with_context(|| format!("cannot save to {}", path.display()))?;
+    println!("using project {} ({})", project.full_name(), project.id);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn saved_credentials() -> Value {
@@ -176,13 +285,17 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 pub enum EdgeCommand {
     /// List edge services, with optional filters.
     List {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         #[arg(long)]
         q: Option<String>,
         #[arg(long)]
         tag: Vec<String>,
-        #[arg(long)]
+        /// NeuronEX version (exact, or a prefix like 3.6), as `deliver --edge-version`.
+        /// (`--version` is the old spelling, still taken.)
+        #[arg(long = "edge-version", alias = "version")]
         version: Option<String>,
         #[arg(long)]
         status: Option<String>,
@@ -195,8 +308,10 @@ pub enum EdgeCommand {
     /// Register one edge service: over HTTP (`--endpoint`) or through an agent (`--transport
     /// agent --agent-id ID`).
     Add {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         #[arg(long)]
         name: String,
         /// NeuronEX's URL; through an agent, as the agent sees it [default there: http://127.0.0.1:8085].
@@ -212,8 +327,10 @@ pub enum EdgeCommand {
     },
     /// Issue (or rotate) the broker credentials of an agent-mode service's agent; prints them once.
     AgentCredentials {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
         /// Write the password to this file (mode 600) instead of printing it.
         #[arg(long)]
@@ -224,15 +341,19 @@ pub enum EdgeCommand {
     },
     /// Import edge services from a CSV (name,endpoint,tags,...,transport,agent_id) or JSON file.
     Import {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         file: PathBuf,
     },
     /// What the last check found of the objects last delivered to an edge service. Exit code 2
     /// when it drifted, 3 when it could not be read.
     Drift {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
         /// Print the report as JSON.
         #[arg(long)]
@@ -240,16 +361,20 @@ pub enum EdgeCommand {
     },
     /// Check an edge service for drift now (exit codes as `edge drift`).
     Check {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
         #[arg(long)]
         json: bool,
     },
     /// Deliver the last delivered objects again to an edge service that drifted.
     Reapply {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
         /// Only show what re-applying would change.
         #[arg(long)]
@@ -264,6 +389,7 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     match command {
         EdgeCommand::List { project, q, tag, version, status, config_state, limit } => {
+            let project = client.project(project.as_deref()).await?;
             let mut query: Vec<(String, String)> = vec![("limit".into(), limit.to_string())];
             query.extend(q.map(|v| ("q".into(), v)));
             query.extend(version.map(|v| ("version".into(), v)));
@@ -289,6 +415,7 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
             println!("{} of {} shown", answer["items"].as_array().map(Vec::len).unwrap_or(0), answer["total"]);
         }
         EdgeCommand::Add { project, name, endpoint, transport, agent_id, tag } => {
+            let project = client.project(project.as_deref()).await?;
             let mut body = json!({"name": name, "endpoint": endpoint, "transport": transport, "tags": tag});
             if let Some(agent_id) = agent_id {
                 body["agent_id"] = json!(agent_id);
@@ -297,6 +424,7 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
             println!("{} {}", created["id"].as_str().unwrap_or_default(), created["name"].as_str().unwrap_or_default());
         }
         EdgeCommand::AgentCredentials { project, id, password_file, key_file } => {
+            let project = client.project(project.as_deref()).await?;
             let path = format!("/api/v1/projects/{project}/edge-services/{id}/agent-credentials");
             let issued = client.post(&path, &json!({})).await?;
             let text = |key: &str| issued[key].as_str().unwrap_or_default().to_owned();
@@ -320,24 +448,41 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
             }
         }
         EdgeCommand::Import { project, file } => {
+            let project = client.project(project.as_deref()).await?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let content_type =
                 if file.extension().is_some_and(|e| e == "csv") { "text/csv" } else { "application/json" };
-            let answer = client
-                .post_raw(&format!("/api/v1/projects/{project}/edge-services/import"), content_type, bytes)
-                .await?;
-            println!("imported {} edge services", answer["total"]);
+            let path = format!("/api/v1/projects/{project}/edge-services/import");
+            let answer = client.api.send_raw(reqwest::Method::POST, &path, content_type, bytes).await?.into_result();
+            if let Err(api_client::ClientError::Api { details, message, .. }) = &answer
+                && let Some(problems) = details["problems"].as_array()
+            {
+                // Every problem at once, so a file is mended in one pass.
+                for problem in problems {
+                    eprintln!(
+                        "row {} {}: {}",
+                        problem["row"],
+                        problem["field"].as_str().unwrap_or_default(),
+                        problem["message"].as_str().unwrap_or_default()
+                    );
+                }
+                bail!("{message}");
+            }
+            println!("imported {} edge services", answer?["total"]);
         }
         EdgeCommand::Drift { project, id, json } => {
+            let project = client.project(project.as_deref()).await?;
             let report = client.get(&format!("/api/v1/projects/{project}/edge-services/{id}/drift")).await?;
             return Ok(print_drift(&report, json));
         }
         EdgeCommand::Check { project, id, json } => {
+            let project = client.project(project.as_deref()).await?;
             let path = format!("/api/v1/projects/{project}/edge-services/{id}/check");
             let report = client.post(&path, &json!({})).await?;
             return Ok(print_drift(&report, json));
         }
         EdgeCommand::Reapply { project, id, plan, watch } => {
+            let project = client.project(project.as_deref()).await?;
             let mode = if plan { "plan" } else { "apply" };
             let path = format!("/api/v1/projects/{project}/edge-services/{id}/reapply");
             let started = client.post(&path, &json!({"mode": mode})).await?;
@@ -403,8 +548,10 @@ fn print_drift(report: &Value, as_json: bool) -> ExitCode {
 /// Which objects the project's edge services held at their last check.
 #[derive(clap::Args)]
 pub struct InventoryArgs {
+    /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+    /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
     #[arg(long)]
-    project: String,
+    project: Option<String>,
     /// rule, stream, table, node or plugin.
     #[arg(long)]
     kind: Option<String>,
@@ -421,7 +568,8 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<ExitCode> {
     query.extend(args.kind.map(|v| ("kind".into(), v)));
     query.extend(args.name.map(|v| ("name".into(), v)));
     let qs = serde_urlencoded_pairs(&query);
-    let answer = client.get(&format!("/api/v1/projects/{}/inventory?{qs}", args.project)).await?;
+    let project = client.project(args.project.as_deref()).await?;
+    let answer = client.get(&format!("/api/v1/projects/{project}/inventory?{qs}")).await?;
     println!("{:<8} {:<32} {:>6}  EDGE IDS (first 50)", "KIND", "NAME", "EDGES");
     for item in answer["items"].as_array().into_iter().flatten() {
         let ids: Vec<&str> = item["edge_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
@@ -456,13 +604,17 @@ fn encode(text: &str) -> String {
 #[derive(clap::Subcommand)]
 pub enum TemplateCommand {
     List {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
     },
     /// Create a template from a file exported by NeuronEX (or edited by hand).
     Create {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         #[arg(long)]
         name: String,
         /// rule or driver
@@ -475,8 +627,10 @@ pub enum TemplateCommand {
     /// A template (or, with --template, a new version of one) holding objects as a live edge
     /// service holds them now: rule objects (--stream, --table, --rule) or driver nodes (--node).
     FromEdge {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         /// The edge service to read.
         #[arg(long)]
         edge: String,
@@ -498,8 +652,10 @@ pub enum TemplateCommand {
     },
     /// Write a template's content (current or given version) to standard output or a file.
     Export {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
         #[arg(long)]
         version: Option<u32>,
@@ -512,6 +668,7 @@ pub async fn template(command: TemplateCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     match command {
         TemplateCommand::List { project } => {
+            let project = client.project(project.as_deref()).await?;
             let answer = client.get(&format!("/api/v1/projects/{project}/templates?limit=1000")).await?;
             println!("{:<38} {:<7} {:<4} NAME", "ID", "KIND", "VER");
             for item in answer["items"].as_array().into_iter().flatten() {
@@ -525,6 +682,7 @@ pub async fn template(command: TemplateCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TemplateCommand::Create { project, name, kind, description, file } => {
+            let project = client.project(project.as_deref()).await?;
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let body = json!({"name": name, "kind": kind, "description": description, "content": text});
             let answer = client.post(&format!("/api/v1/projects/{project}/templates"), &body).await?;
@@ -543,6 +701,7 @@ pub async fn template(command: TemplateCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TemplateCommand::FromEdge { project, edge, name, template, stream, table, rule, node } => {
+            let project = client.project(project.as_deref()).await?;
             let body = json!({"edge_id": edge, "name": name, "template_id": template,
                               "objects": {"streams": stream, "tables": table, "rules": rule, "nodes": node}});
             let answer = client.post(&format!("/api/v1/projects/{project}/templates/from-edge"), &body).await?;
@@ -554,6 +713,7 @@ pub async fn template(command: TemplateCommand) -> anyhow::Result<ExitCode> {
             );
         }
         TemplateCommand::Export { project, id, version, output } => {
+            let project = client.project(project.as_deref()).await?;
             let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
             let text = client.text(&format!("/api/v1/projects/{project}/templates/{id}/export{query}")).await?;
             match output {
@@ -570,13 +730,17 @@ pub async fn template(command: TemplateCommand) -> anyhow::Result<ExitCode> {
 #[derive(clap::Subcommand)]
 pub enum PluginCommand {
     List {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
     },
     /// Upload an eKuiper portable-plugin zip; NAME must match the JSON file inside it.
     Upload {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         #[arg(long)]
         name: String,
         #[arg(long, default_value = "")]
@@ -589,6 +753,7 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     match command {
         PluginCommand::List { project } => {
+            let project = client.project(project.as_deref()).await?;
             let answer = client.get(&format!("/api/v1/projects/{project}/plugins?limit=1000")).await?;
             println!("{:<38} {:<20} {:<8} {:<10} SHA-256", "ID", "NAME", "LANGUAGE", "VERSION");
             for item in answer["items"].as_array().into_iter().flatten() {
@@ -603,6 +768,7 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             }
         }
         PluginCommand::Upload { project, name, description, file } => {
+            let project = client.project(project.as_deref()).await?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let answer = client.upload_plugin(&project, &name, &description, bytes).await?;
             println!(
@@ -618,17 +784,19 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct DeliverArgs {
+    /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+    /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
     #[arg(long)]
-    project: String,
-    /// The template id.
+    project: Option<String>,
+    /// The template: its id or its name.
     #[arg(long, conflicts_with = "plugin")]
     template: Option<String>,
-    /// The plugin id (instead of a template).
+    /// The plugin (instead of a template): its id or its name.
     #[arg(long)]
     plugin: Option<String>,
-    /// Template version [default: current].
-    #[arg(long)]
-    version: Option<i64>,
+    /// Template version [default: current]. (`--version` is the old spelling, still taken.)
+    #[arg(long, alias = "version")]
+    template_version: Option<i64>,
     /// Edge-service ids, comma separated.
     #[arg(long, value_delimiter = ',')]
     ids: Vec<String>,
@@ -749,6 +917,7 @@ fn rollout_of(args: &RolloutArgs) -> anyhow::Result<Option<domain::rollout::Roll
 
 pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
+    let project = client.project(args.project.as_deref()).await?;
     let targets = if !args.ids.is_empty() {
         json!({"ids": args.ids})
     } else {
@@ -805,14 +974,14 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     request.start_at = args.rollout.start_at.clone();
     match (&args.template, &args.plugin) {
         (Some(template), _) => {
-            request.template_id = Some(template.clone());
+            request.template_id = Some(client.named(&project, "templates", template).await?);
             request.params = Some(params);
-            request.version = args.version;
+            request.version = args.template_version;
         }
-        (None, Some(plugin)) => request.plugin_id = Some(plugin.clone()),
-        (None, None) => bail!("say what to deliver: --template ID or --plugin ID"),
+        (None, Some(plugin)) => request.plugin_id = Some(client.named(&project, "plugins", plugin).await?),
+        (None, None) => bail!("say what to deliver: --template ID|NAME or --plugin ID|NAME"),
     }
-    let path = format!("/api/v1/projects/{}/deliveries", args.project);
+    let path = format!("/api/v1/projects/{project}/deliveries");
     let delivery: Delivery = client.api.call(reqwest::Method::POST, &path, Some(&request)).await?;
     println!("delivery {}: {} targets", delivery.id, delivery.counts.total);
     if let Some(note) = waiting_note(&delivery) {
@@ -821,7 +990,7 @@ pub async fn deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     if !args.watch && !args.plan {
         return Ok(ExitCode::SUCCESS);
     }
-    follow(&client, &args.project, &delivery.id, args.plan).await
+    follow(&client, &project, &delivery.id, args.plan).await
 }
 
 /// Follows a delivery's results live to its end; prints its plan when it is one. Exits non-zero
@@ -839,9 +1008,9 @@ async fn follow(client: &Client, project: &str, id: &str, plan: bool) -> anyhow:
                 waiting = Some(state.to_owned());
             }
             match name {
-                "counts" => progress(data),
+                "counts" => progress(data, false),
                 "target" if data["status"] == "failed" => {
-                    eprint!("\r\x1b[K");
+                    clear_progress();
                     eprintln!(
                         "  ✗ {}: {}",
                         data["name"].as_str().unwrap_or_default(),
@@ -849,11 +1018,11 @@ async fn follow(client: &Client, project: &str, id: &str, plan: bool) -> anyhow:
                     );
                 }
                 "final" => {
-                    progress(&data["counts"]);
+                    progress(&data["counts"], true);
                     final_state = data["state"].as_str().unwrap_or_default().to_owned();
                 }
                 "state" if data["waves"].as_u64().unwrap_or(0) > 0 || data["state"] != "running" => {
-                    eprint!("\r\x1b[K");
+                    clear_progress();
                     eprintln!(
                         "  {} (wave {} of {})",
                         data["state"].as_str().unwrap_or_default(),
@@ -862,7 +1031,7 @@ async fn follow(client: &Client, project: &str, id: &str, plan: bool) -> anyhow:
                     );
                 }
                 "wave_started" | "wave_finished" | "paused" | "resumed" | "aborted" | "approved" => {
-                    eprint!("\r\x1b[K");
+                    clear_progress();
                     eprintln!("  {}", rollout_line(name, data));
                 }
                 _ => {}
@@ -933,15 +1102,19 @@ fn waiting_note(delivery: &Delivery) -> Option<String> {
 pub enum DeliveryCommand {
     /// Print a plan (a delivery started with `deliver --plan`).
     Plan {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
     },
     /// Carry a plan out: a new delivery of its content to its targets. Gateways changed since the
     /// plan read them fail with changed_since_plan unless --force.
     Apply {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         /// The plan's delivery id.
         plan: String,
         #[arg(long)]
@@ -955,8 +1128,10 @@ pub enum DeliveryCommand {
     /// Put the targets of a delivery back as it found them. Gateways changed since fail with
     /// changed_since_delivery unless --force.
     Rollback {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
         /// all (default), succeeded, or edge-service ids, comma separated.
         #[arg(long, default_value = "all")]
@@ -968,20 +1143,26 @@ pub enum DeliveryCommand {
     },
     /// Approve a delivery awaiting approval (you cannot approve your own).
     Approve {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
     },
     /// Pause a running delivery: no target starts until it is resumed.
     Pause {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
     },
     /// Resume a paused delivery (the next wave, after a manual gate), or start a scheduled one now.
     Resume {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
         #[arg(long)]
         watch: bool,
@@ -989,9 +1170,55 @@ pub enum DeliveryCommand {
     /// Abort a delivery: targets not started are canceled (and, with on_abort rollback, changed
     /// ones put back).
     Abort {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
+    },
+    /// The project's deliveries, newest first.
+    List {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One delivery: what it sends, its state and counts, and why its failed targets failed.
+    Show {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        id: String,
+    },
+    /// Follow a delivery's results live to its end; exits 0 only when every target succeeded.
+    Watch {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        id: String,
+    },
+    /// Cancel a delivery: the edge calls under way are abandoned, targets not started are canceled.
+    Cancel {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        id: String,
+    },
+    /// Run a finished delivery's failed targets again (the same delivery).
+    Retry {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        id: String,
+        /// Follow the results live and exit non-zero unless every target succeeded.
+        #[arg(long)]
+        watch: bool,
     },
 }
 
@@ -1009,10 +1236,12 @@ pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     let (project, path, body, watch) = match command {
         DeliveryCommand::Plan { project, id } => {
+            let project = client.project(project.as_deref()).await?;
             print_plan(&client.get(&format!("/api/v1/projects/{project}/deliveries/{id}/plan")).await?);
             return Ok(ExitCode::SUCCESS);
         }
         DeliveryCommand::Approve { project, id } => {
+            let project = client.project(project.as_deref()).await?;
             let delivery = control(&client, &project, &id, "approve").await?;
             if let Some(note) = waiting_note(&delivery) {
                 println!("{note}");
@@ -1020,14 +1249,52 @@ pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         DeliveryCommand::Pause { project, id } => {
+            let project = client.project(project.as_deref()).await?;
             control(&client, &project, &id, "pause").await?;
             return Ok(ExitCode::SUCCESS);
         }
         DeliveryCommand::Abort { project, id } => {
+            let project = client.project(project.as_deref()).await?;
             control(&client, &project, &id, "abort").await?;
             return Ok(ExitCode::SUCCESS);
         }
+        DeliveryCommand::Cancel { project, id } => {
+            let project = client.project(project.as_deref()).await?;
+            control(&client, &project, &id, "cancel").await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DeliveryCommand::Retry { project, id, watch } => {
+            let project = client.project(project.as_deref()).await?;
+            control(&client, &project, &id, "retry").await?;
+            if !watch {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return follow(&client, &project, &id, false).await;
+        }
+        DeliveryCommand::Watch { project, id } => {
+            let project = client.project(project.as_deref()).await?;
+            return follow(&client, &project, &id, false).await;
+        }
+        DeliveryCommand::List { project, limit } => {
+            let project = client.project(project.as_deref()).await?;
+            let path = format!("/api/v1/projects/{project}/deliveries?limit={limit}");
+            let list: api_client::types::List<Delivery> =
+                client.api.call(reqwest::Method::GET, &path, None::<&()>).await?;
+            print_deliveries(&list);
+            return Ok(ExitCode::SUCCESS);
+        }
+        DeliveryCommand::Show { project, id } => {
+            let project = client.project(project.as_deref()).await?;
+            let path = format!("/api/v1/projects/{project}/deliveries/{id}");
+            let delivery: Delivery = client.api.call(reqwest::Method::GET, &path, None::<&()>).await?;
+            let failed_path = format!("{path}/targets?status=failed&limit=50");
+            let failed: api_client::types::List<api_client::types::DeliveryTarget> =
+                client.api.call(reqwest::Method::GET, &failed_path, None::<&()>).await?;
+            print_delivery(&delivery, &failed);
+            return Ok(ExitCode::SUCCESS);
+        }
         DeliveryCommand::Resume { project, id, watch } => {
+            let project = client.project(project.as_deref()).await?;
             control(&client, &project, &id, "resume").await?;
             if !watch {
                 return Ok(ExitCode::SUCCESS);
@@ -1035,11 +1302,13 @@ pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
             return follow(&client, &project, &id, false).await;
         }
         DeliveryCommand::Apply { project, plan, force, rollout, watch } => {
+            let project = client.project(project.as_deref()).await?;
             let path = format!("/api/v1/projects/{project}/deliveries/{plan}/apply");
             let body = json!({"force": force, "rollout": rollout_of(&rollout)?, "start_at": rollout.start_at});
             (project, path, body, watch)
         }
         DeliveryCommand::Rollback { project, id, targets, force, watch } => {
+            let project = client.project(project.as_deref()).await?;
             let targets = match targets.as_str() {
                 "all" | "succeeded" => json!(targets),
                 ids => json!(ids.split(',').map(str::trim).filter(|id| !id.is_empty()).collect::<Vec<_>>()),
@@ -1054,6 +1323,68 @@ pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     follow(&client, &project, &started.id, false).await
+}
+
+/// What a delivery sends: `template NAME vN`, or the plugin.
+fn delivered_thing(delivery: &Delivery) -> String {
+    match (&delivery.plugin_id, delivery.template_version) {
+        (Some(_), _) => format!("plugin {}", delivery.template_name),
+        (None, Some(version)) => format!("{} v{version}", delivery.template_name),
+        (None, None) => delivery.template_name.clone(),
+    }
+}
+
+fn print_deliveries(list: &api_client::types::List<Delivery>) {
+    println!(
+        "{:<38} {:<20} {:<18} {:<8} {:<28} {:>7} {:>7} {:>7}",
+        "ID", "CREATED (UTC)", "STATE", "MODE", "WHAT", "TARGETS", "OK", "FAILED"
+    );
+    for delivery in &list.items {
+        println!(
+            "{:<38} {:<20} {:<18} {:<8} {:<28} {:>7} {:>7} {:>7}",
+            delivery.id,
+            short_time(delivery.created_at),
+            delivery.state.to_string(),
+            delivery.mode.to_string(),
+            delivered_thing(delivery),
+            delivery.counts.total,
+            delivery.counts.succeeded,
+            delivery.counts.failed
+        );
+    }
+    println!("{} of {} deliveries shown", list.items.len(), list.total);
+}
+
+fn print_delivery(delivery: &Delivery, failed: &api_client::types::List<api_client::types::DeliveryTarget>) {
+    let counts = &delivery.counts;
+    println!("delivery   {}", delivery.id);
+    println!("sends      {} ({})", delivered_thing(delivery), delivery.mode);
+    println!("state      {}", delivery.state);
+    println!("created    {} by {}", short_time(delivery.created_at), delivery.created_by);
+    if let Some(finished) = delivery.finished_at {
+        println!("finished   {}", short_time(finished));
+    }
+    if delivery.waves > 0 {
+        println!("rollout    wave {} of {}", delivery.wave, delivery.waves);
+    }
+    println!(
+        "targets    {} total: {} succeeded, {} failed, {} skipped, {} canceled, {} pending, {} running",
+        counts.total, counts.succeeded, counts.failed, counts.skipped, counts.canceled, counts.pending, counts.running
+    );
+    if let Some(note) = waiting_note(delivery) {
+        println!("{note}");
+    }
+    if !failed.items.is_empty() {
+        println!("\nfailed ({} of {} shown):", failed.items.len(), failed.total);
+        for target in &failed.items {
+            println!("  ✗ {}: {}", target.name, target.reason);
+        }
+    }
+}
+
+/// `2026-12-05 09:30:12` (UTC), for tables.
+fn short_time(epoch_ms: i64) -> String {
+    domain::edge::utc_text(epoch_ms).replace('T', " ").trim_end_matches('Z').to_owned()
 }
 
 /// A plan as people read it: the totals, each group of targets with its changes and patches, then
@@ -1106,14 +1437,20 @@ fn print_plan(plan: &Value) {
     }
 }
 
-/// `[#########-----------] 450/1000  ✓ 440  ✗ 10`
-fn progress(counts: &Value) {
+/// `[#########-----------] 450/1000  ✓ 440  ✗ 10`, redrawn in place on a terminal; elsewhere (a
+/// log file, a pipe) only the final counts are written, with no control characters.
+fn progress(counts: &Value, last: bool) {
+    let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !live && !last {
+        return;
+    }
     let total = counts["total"].as_u64().unwrap_or(0).max(1);
     let done = total - counts["pending"].as_u64().unwrap_or(0);
     let width = 30;
     let filled = (done * width / total) as usize;
+    clear_progress();
     eprint!(
-        "\r\x1b[K[{}{}] {done}/{total}  ✓ {}  ✗ {}",
+        "[{}{}] {done}/{total}  ✓ {}  ✗ {}",
         "#".repeat(filled),
         "-".repeat(width as usize - filled),
         counts["succeeded"],
@@ -1122,18 +1459,29 @@ fn progress(counts: &Value) {
     let _ = std::io::stderr().flush();
 }
 
+/// Clears the progress line before another line is written, on a terminal only.
+fn clear_progress() {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprint!("\r\x1b[K");
+    }
+}
+
 /// Maintenance windows of a project.
 #[derive(clap::Subcommand)]
 pub enum WindowCommand {
     /// List the windows with their next opening.
     List {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
     },
     /// Add a window: from each cron opening (civil time in --timezone) for --minutes.
     Add {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         #[arg(long)]
         name: String,
         /// Five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * 6".
@@ -1150,8 +1498,10 @@ pub enum WindowCommand {
     },
     /// Delete a window.
     Delete {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         id: String,
     },
 }
@@ -1160,6 +1510,7 @@ pub async fn window(command: WindowCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     match command {
         WindowCommand::List { project } => {
+            let project = client.project(project.as_deref()).await?;
             let listed = client.get(&format!("/api/v1/projects/{project}/maintenance-windows")).await?;
             for w in listed["items"].as_array().into_iter().flatten() {
                 let text = |key: &str| w[key].as_str().unwrap_or_default().to_owned();
@@ -1179,6 +1530,7 @@ pub async fn window(command: WindowCommand) -> anyhow::Result<ExitCode> {
             }
         }
         WindowCommand::Add { project, name, cron, minutes, timezone, tag } => {
+            let project = client.project(project.as_deref()).await?;
             let body =
                 json!({"name": name, "cron": cron, "duration_minutes": minutes, "timezone": timezone, "tag": tag});
             let path = format!("/api/v1/projects/{project}/maintenance-windows");
@@ -1190,6 +1542,7 @@ pub async fn window(command: WindowCommand) -> anyhow::Result<ExitCode> {
             );
         }
         WindowCommand::Delete { project, id } => {
+            let project = client.project(project.as_deref()).await?;
             let path = format!("/api/v1/projects/{project}/maintenance-windows/{id}");
             client.api.send(reqwest::Method::DELETE, &path, None).await?.into_result()?;
             println!("window {id} deleted");
@@ -1201,10 +1554,14 @@ pub async fn window(command: WindowCommand) -> anyhow::Result<ExitCode> {
 /// `edgefleet project approvals --project P N`: other project admins who must approve each delivery.
 #[derive(clap::Subcommand)]
 pub enum ProjectCommand {
+    /// Every project you can open, as ORGANIZATION/PROJECT; `*` marks the one `edgefleet use` chose.
+    List,
     /// Set how many other project admins must approve each new delivery (0: none).
     Approvals {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
         #[arg(long)]
-        project: String,
+        project: Option<String>,
         required: i64,
     },
 }
@@ -1212,7 +1569,18 @@ pub enum ProjectCommand {
 pub async fn project(command: ProjectCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     match command {
+        ProjectCommand::List => {
+            let current = saved_credentials()["project"].as_str().map(str::to_owned);
+            let mut projects = client.projects().await?;
+            projects.sort_by_key(ProjectRef::full_name);
+            println!("  {:<38} PROJECT", "ID");
+            for project in projects {
+                let mark = if current.as_deref() == Some(project.id.as_str()) { "*" } else { " " };
+                println!("{mark} {:<38} {}", project.id, project.full_name());
+            }
+        }
         ProjectCommand::Approvals { project, required } => {
+            let project = client.project(project.as_deref()).await?;
             let path = format!("/api/v1/projects/{project}");
             let body = json!({"approvals_required": required});
             let updated: Value = client.api.call(reqwest::Method::PATCH, &path, Some(&body)).await?;
@@ -1228,10 +1596,14 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
+    /// Only this project's records: its id, ORGANIZATION/PROJECT or a unique name.
     #[arg(long)]
     project: Option<String>,
+    /// One action (`delivery.create`), or every action under a prefix ending in `.`
+    /// (`delivery.` matches delivery.create, delivery.cancel, ...).
     #[arg(long)]
     action: Option<String>,
+    /// Only what this user did (a username).
     #[arg(long)]
     actor: Option<String>,
     #[arg(long, default_value_t = 50)]
@@ -1241,14 +1613,17 @@ pub struct AuditArgs {
 pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     let mut query = vec![("limit".to_owned(), args.limit.to_string())];
-    query.extend(args.project.map(|v| ("project".to_owned(), v)));
+    if let Some(given) = args.project.as_deref() {
+        query.push(("project".to_owned(), client.project(Some(given)).await?));
+    }
     query.extend(args.action.map(|v| ("action".to_owned(), v)));
     query.extend(args.actor.map(|v| ("actor".to_owned(), v)));
     let answer = client.get(&format!("/api/v1/audit?{}", serde_urlencoded_pairs(&query))).await?;
+    println!("{:<19} {:<10} {:<22} {:<10} RESOURCE DETAILS", "AT (UTC)", "ACTOR", "ACTION", "OUTCOME");
     for event in answer["items"].as_array().into_iter().flatten() {
         println!(
-            "{} {:<10} {:<22} {:<10} {} {}",
-            event["at"],
+            "{:<19} {:<10} {:<22} {:<10} {} {}",
+            short_time(event["at"].as_i64().unwrap_or_default()),
             event["actor_name"].as_str().unwrap_or_default(),
             event["action"].as_str().unwrap_or_default(),
             event["outcome"].as_str().unwrap_or_default(),

@@ -65,16 +65,34 @@ enum Command {
     Window(cli::WindowCommand),
     /// Which objects the project's edge services hold (as their last drift check found).
     Inventory(cli::InventoryArgs),
-    /// Project settings (approvals).
+    /// Your projects, and project settings (approvals).
     #[command(subcommand)]
     Project(cli::ProjectCommand),
+    /// Choose the project the other commands use when they get no --project.
+    Use(cli::UseArgs),
+    /// Print a shell completion script: `edgefleet completions bash > /etc/bash_completion.d/edgefleet`.
+    Completions { shell: clap_complete::Shell },
+}
+
+impl Command {
+    /// Commands that print for a person or a pipe and end (not the long-running processes).
+    fn is_client(&self) -> bool {
+        !matches!(self, Command::Serve(_) | Command::Demo(_) | Command::Agent(_))
+    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if args.command.is_client() {
+        // `edgefleet delivery list | head` ends quietly when head has read enough, as other
+        // command-line tools do. The server keeps Rust's default (a closed socket is an error to
+        // handle, not a reason to die).
+        sigpipe::reset();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
@@ -94,6 +112,16 @@ async fn main() -> std::process::ExitCode {
         Command::Window(command) => cli::window(command).await,
         Command::Inventory(args) => cli::inventory(args).await,
         Command::Project(command) => cli::project(command).await,
+        Command::Use(args) => cli::use_project(args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Args as clap::CommandFactory>::command(),
+                "edgefleet",
+                &mut std::io::stdout(),
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(code) => code,

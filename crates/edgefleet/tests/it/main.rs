@@ -1,5 +1,6 @@
 //! The `edgefleet` program as users run it: serve, kill -9 and restart, demo.
 
+mod cli;
 mod process;
 mod replicas;
 

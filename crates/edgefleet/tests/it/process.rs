@@ -70,9 +70,14 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Not signed in anywhere.
+    pub fn new() -> Cli {
+        Cli { config: tempfile::tempdir().expect("config dir") }
+    }
+
     /// Runs `edgefleet login` as the admin; fails the test if it does not succeed.
     pub fn signed_in(server: &Server) -> Cli {
-        let cli = Cli { config: tempfile::tempdir().expect("config dir") };
+        let cli = Cli::new();
         let login = cli.run(&["login", "--server", &server.base, "--username", "admin"]);
         assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
         cli
