@@ -1,9 +1,105 @@
-//! A few Prometheus counters and gauges, rendered by hand in the text exposition format.
+//! Prometheus counters, gauges and histograms, rendered by hand in the text exposition format
+//! (`promtool check metrics` checks the output in the tests). Labels are few and bounded: step
+//! kinds, final statuses, failure codes, route templates; never object names or ids.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+/// Bucket bounds (seconds) for one edge call or one API request.
+const CALL_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Bucket bounds (seconds) for a whole target, every call and retry included.
+const TARGET_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// One histogram: cumulative counts are computed when rendered.
+struct Histogram {
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative); the last is above every bound.
+    buckets: Vec<u64>,
+    sum_seconds: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, buckets: vec![0; bounds.len() + 1], sum_seconds: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = self.bounds.iter().position(|bound| seconds <= *bound).unwrap_or(self.bounds.len());
+        self.buckets[bucket] += 1;
+        self.sum_seconds += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_seconds);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// Histograms by label set (`step="create"`), in a stable order.
+pub struct Histograms {
+    bounds: &'static [f64],
+    by_labels: Mutex<BTreeMap<String, Histogram>>,
+}
+
+impl Histograms {
+    fn new(bounds: &'static [f64]) -> Histograms {
+        Histograms { bounds, by_labels: Mutex::default() }
+    }
+
+    pub fn observe(&self, labels: String, took: Duration) {
+        let mut all = self.by_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.entry(labels).or_insert_with(|| Histogram::new(self.bounds)).observe(took);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let all = self.by_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (labels, histogram) in all.iter() {
+            histogram.render(out, name, labels);
+        }
+    }
+}
+
+/// Counters by label set.
 #[derive(Default)]
+pub struct Counters {
+    by_labels: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    pub fn inc(&self, labels: String) {
+        *self.by_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(labels).or_default() += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (labels, value) in self.by_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// What the scrape reads from the store: the fleet's, not this process's.
+pub struct FleetGauges {
+    /// Edge services that no longer hold what was last delivered to them (-1: unknown).
+    pub drifted_edges: i64,
+    /// Deliveries by state (every state listed, 0 included).
+    pub deliveries: Vec<(domain::delivery::DeliveryState, i64)>,
+}
+
 pub struct Metrics {
     pub deliveries_started: AtomicU64,
     pub deliveries_finished: AtomicU64,
@@ -20,6 +116,58 @@ pub struct Metrics {
     pub drift_checks_failed: AtomicU64,
     /// How long the last drift round took, in milliseconds.
     pub drift_last_round_ms: AtomicU64,
+    /// `status="succeeded"`: each target from its start to its final state.
+    pub target_seconds: Histograms,
+    /// `step="create"`: each call to an edge (each try), by the kind of step.
+    pub edge_call_seconds: Histograms,
+    /// `reason="unreachable"`: targets that failed, by failure code.
+    pub target_failures: Counters,
+    /// `method="GET",route="/api/v1/...",status="200"`.
+    pub http_requests: Counters,
+    /// `method="GET",route="/api/v1/..."`: until the answer's head was sent.
+    pub http_request_seconds: Histograms,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            deliveries_started: AtomicU64::default(),
+            deliveries_finished: AtomicU64::default(),
+            targets_succeeded: AtomicU64::default(),
+            targets_failed: AtomicU64::default(),
+            targets_skipped: AtomicU64::default(),
+            targets_in_flight: AtomicU64::default(),
+            edge_retries: AtomicU64::default(),
+            probes: AtomicU64::default(),
+            probes_failed: AtomicU64::default(),
+            sse_clients: AtomicU64::default(),
+            drift_rounds: AtomicU64::default(),
+            drift_checks: AtomicU64::default(),
+            drift_checks_failed: AtomicU64::default(),
+            drift_last_round_ms: AtomicU64::default(),
+            target_seconds: Histograms::new(TARGET_BUCKETS),
+            edge_call_seconds: Histograms::new(CALL_BUCKETS),
+            target_failures: Counters::default(),
+            http_requests: Counters::default(),
+            http_request_seconds: Histograms::new(CALL_BUCKETS),
+        }
+    }
+}
+
+/// The kind of an engine step, for a label: its first word (`create stream demo` → `create`),
+/// from a fixed list, so object names never become label values.
+pub fn step_kind(step: &str) -> &'static str {
+    const KINDS: &[&str] = &[
+        "add", "apply", "check", "create", "delete", "import", "install", "read", "replace", "restore", "snapshot",
+        "start", "update", "version",
+    ];
+    let first = step.split_whitespace().next().unwrap_or_default();
+    KINDS.iter().find(|kind| **kind == first).copied().unwrap_or("other")
+}
+
+/// A label value, escaped as the exposition format asks.
+pub fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -37,7 +185,7 @@ impl Metrics {
 
     /// The exposition; `drifted_edges` is read from the store by the caller (it is the fleet's,
     /// not this process's).
-    pub fn render(&self, drifted_edges: i64, agents: Option<&agent::link::Counters>) -> String {
+    pub fn render(&self, fleet: &FleetGauges, agents: Option<&agent::link::Counters>) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
             let _ =
@@ -111,7 +259,36 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP edgefleet_edges_drifted Edge services that no longer hold what was last delivered to them.\n\
-             # TYPE edgefleet_edges_drifted gauge\nedgefleet_edges_drifted {drifted_edges}"
+             # TYPE edgefleet_edges_drifted gauge\nedgefleet_edges_drifted {}",
+            fleet.drifted_edges
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgefleet_deliveries Deliveries by state (all replicas').\n# TYPE edgefleet_deliveries gauge"
+        );
+        for (state, count) in &fleet.deliveries {
+            let _ = writeln!(out, "edgefleet_deliveries{{state=\"{state}\"}} {count}");
+        }
+        self.target_seconds.render(
+            &mut out,
+            "edgefleet_target_duration_seconds",
+            "Time from a target's start to its final state, by that state.",
+        );
+        self.edge_call_seconds.render(
+            &mut out,
+            "edgefleet_edge_call_duration_seconds",
+            "Time of each call to an edge (each try), by the kind of step.",
+        );
+        self.target_failures.render(
+            &mut out,
+            "edgefleet_target_failures_total",
+            "Targets that failed, by failure code.",
+        );
+        self.http_requests.render(&mut out, "edgefleet_http_requests_total", "API requests, by route and status.");
+        self.http_request_seconds.render(
+            &mut out,
+            "edgefleet_http_request_duration_seconds",
+            "Time until an API request's answer began, by route.",
         );
         out
     }

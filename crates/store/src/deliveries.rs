@@ -444,6 +444,20 @@ impl Store {
 
     /// Newest first.
     /// Deliveries of the project that have not ended.
+    /// How many deliveries (of every project) are in each state; every state is listed.
+    pub async fn deliveries_by_state(&self) -> Result<Vec<(DeliveryState, i64)>> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state").fetch_all(&self.read).await?;
+        let mut counts: Vec<(DeliveryState, i64)> = DeliveryState::ALL.iter().map(|state| (*state, 0)).collect();
+        for row in &rows {
+            let state: DeliveryState = parsed(row, "state")?;
+            if let Some(entry) = counts.iter_mut().find(|(known, _)| *known == state) {
+                entry.1 = row.get("n");
+            }
+        }
+        Ok(counts)
+    }
+
     pub async fn running_deliveries(&self, project_id: &str) -> Result<i64> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1 AND state IN ('running', 'canceling', 'paused')",

@@ -434,7 +434,13 @@ impl Engine {
                 restore: None,
                 delivered: None,
             },
-            None => runner.run(&target, health.as_ref(), &cancel).await,
+            None => {
+                let began = std::time::Instant::now();
+                let outcome = runner.run(&target, health.as_ref(), &cancel).await;
+                let labels = format!("status=\"{}\"", outcome.status);
+                self.metrics.target_seconds.observe(labels, began.elapsed());
+                outcome
+            }
         };
         Metrics::dec(&self.metrics.targets_in_flight);
         let (reply, written) = tokio::sync::oneshot::channel();

@@ -201,7 +201,25 @@ impl From<EdgeError> for Failure {
     }
 }
 
+/// The failure code of a failed edge call, for `edgefleet_target_failures_total`.
+fn edge_failure_code(failure: &edge_client::Failure) -> &'static str {
+    match failure {
+        edge_client::Failure::Edge => "edge_error",
+        edge_client::Failure::Timeout { .. } => "edge_timeout",
+        edge_client::Failure::Connect { .. } => "unreachable",
+        edge_client::Failure::Reset { .. } => "connection_reset",
+        edge_client::Failure::Decode { .. } => "unreadable_answer",
+        edge_client::Failure::Refused { .. } => "not_sent",
+        edge_client::Failure::AgentSilent { .. } => "agent_silent",
+        edge_client::Failure::AgentRefused { .. } => "agent_refused",
+    }
+}
+
 impl Runner<'_> {
+    fn count_failure(&self, code: &'static str) {
+        self.metrics.target_failures.inc(format!("reason=\"{code}\""));
+    }
+
     /// Runs one target to a final outcome within the delivery's per-target timeout.
     /// Runs one target to a final outcome within the delivery's per-target timeout, or until the
     /// delivery is canceled: then the edge call under way is abandoned at once and the target ends
@@ -235,9 +253,18 @@ impl Runner<'_> {
             let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let (status, reason) = match result {
                 Some(Ok(Ok(status))) => (status, String::new()),
-                Some(Ok(Err(Failure::Edge(err)))) => (TargetStatus::Failed, err.to_string()),
-                Some(Ok(Err(Failure::Other(reason)))) => (TargetStatus::Failed, reason),
-                Some(Err(_)) => (TargetStatus::Failed, timed_out_reason(&progress, timeout, started.elapsed())),
+                Some(Ok(Err(Failure::Edge(err)))) => {
+                    self.count_failure(edge_failure_code(&err.failure));
+                    (TargetStatus::Failed, err.to_string())
+                }
+                Some(Ok(Err(Failure::Other(reason)))) => {
+                    self.count_failure("refused_by_edgefleet");
+                    (TargetStatus::Failed, reason)
+                }
+                Some(Err(_)) => {
+                    self.count_failure("target_timeout");
+                    (TargetStatus::Failed, timed_out_reason(&progress, timeout, started.elapsed()))
+                }
                 None => (TargetStatus::Canceled, canceled_reason(&progress)),
             };
             (status, reason, progress.snapshot.clone(), progress.verify_rules.clone())
@@ -246,6 +273,9 @@ impl Runner<'_> {
             && let Some(verify) = self.plan.options.verify.filter(|_| !verify_rules.is_empty())
             && let Some(unhealthy) = self.verify(target, &verify, &verify_rules, cancel).await
         {
+            if unhealthy.0 == TargetStatus::Failed {
+                self.count_failure("unhealthy_rule");
+            }
             (status, reason) = unhealthy;
         }
         let mut restore = None;
@@ -778,7 +808,11 @@ impl Steps<'_> {
         let mut retry = 0;
         loop {
             self.with(|p| p.tries += 1);
-            match call().await {
+            let began = Instant::now();
+            let answer = call().await;
+            let kind = crate::metrics::step_kind(step);
+            self.metrics.edge_call_seconds.observe(format!("step=\"{kind}\""), began.elapsed());
+            match answer {
                 Err(err) if err.is_transient() && retry < self.options.retries => {
                     retry += 1;
                     Metrics::inc(&self.metrics.edge_retries);

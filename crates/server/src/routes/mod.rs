@@ -306,8 +306,29 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// `edgefleet_http_requests_total` and `_duration_seconds`, by the route's template (never the
+/// path itself: ids would make a series per resource); paths no route matches count as one.
+async fn count_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| crate::metrics::label_value(path.as_str()));
+    let method = crate::metrics::label_value(request.method().as_str());
+    let began = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = format!("method=\"{method}\",route=\"{route}\"");
+    state.metrics.http_request_seconds.observe(labels.clone(), began.elapsed());
+    state.metrics.http_requests.inc(format!("{labels},status=\"{}\"", response.status().as_u16()));
+    response
 }
 
 pub fn audit_entry(

@@ -18,10 +18,13 @@ pub async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // A store that cannot answer leaves the gauge out rather than failing the whole scrape.
-    let drifted = state.store.edges_in_config_state(domain::drift::ConfigState::Drifted).await.unwrap_or(-1);
+    let fleet = crate::metrics::FleetGauges {
+        drifted_edges: state.store.edges_in_config_state(domain::drift::ConfigState::Drifted).await.unwrap_or(-1),
+        deliveries: state.store.deliveries_by_state().await.unwrap_or_default(),
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(drifted, state.agents.link().map(|link| link.counters())),
+        state.metrics.render(&fleet, state.agents.link().map(|link| link.counters())),
     )
 }
 

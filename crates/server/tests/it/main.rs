@@ -8,6 +8,7 @@ mod drift;
 mod edges;
 mod events;
 mod limits;
+mod metrics;
 mod plans;
 mod plugins;
 mod rollouts;
