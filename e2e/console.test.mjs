@@ -362,3 +362,15 @@ test("switch to Chinese; the choice is remembered for the user", async () => {
   const me = await api("/api/v1/me");
   assert.equal(me.language, "zh");
 });
+
+test("a first visit follows the browser's language", async () => {
+  for (const [locale, signIn] of [["zh-CN", "登录"], ["en-US", "Sign in"]]) {
+    const context = await browser.newContext({ locale, viewport: { width: 1360, height: 900 } });
+    const fresh = await context.newPage();
+    await fresh.goto(`${base}/`);
+    await fresh.waitForSelector("#login-form");
+    assert.equal((await fresh.textContent('#login-form button[type="submit"]')).trim(), signIn, locale);
+    if (locale === "zh-CN") await fresh.screenshot({ path: join(shots, "99-first-visit-zh.png"), fullPage: true });
+    await context.close();
+  }
+});

@@ -3,7 +3,10 @@
   "use strict";
   const $ = (selector, root = document) => root.querySelector(selector);
   const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
-  let lang = localStorage.getItem("lang") === "zh" ? "zh" : "en";
+  // A choice made here (or the user's saved language, after sign-in) wins; a first visit follows
+  // the browser's languages (any Chinese first → Chinese).
+  const browserLang = () => ((navigator.languages || [navigator.language || ""]).find((l) => /^(zh|en)\b/i.test(l)) || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
+  let lang = ["zh", "en"].includes(localStorage.getItem("lang")) ? localStorage.getItem("lang") : browserLang();
   // An agent-mode service is reached through its agent; its endpoint is only where the agent finds NeuronEX.
   const reachOf = (e) => e.transport === "agent"
     ? `<span class="tag" title="${esc(t("edges.agent_hint"))}">${esc(t("edges.via_agent", { id: e.agent_id }))}</span> ${esc(e.endpoint)}`
