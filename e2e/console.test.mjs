@@ -354,6 +354,8 @@ test("switch to Chinese; the choice is remembered for the user", async () => {
   for (const [link, title] of [["#/edges", "边缘服务"], ["#/config", "边缘配置管理"], ["#/deliveries", "下发记录"], ["#/admin", "系统管理"]]) {
     await page.click(`a[href="${link}"]`);
     await page.waitForSelector(`h1:has-text("${title}")`);
+    // The pager says "next page" (下一页), not the wizard's "next step" (下一步).
+    if (link === "#/edges") await page.waitForSelector('.pager button:has-text("下一页")');
     await shot(`zh-${link.slice(2)}`);
   }
   await page.evaluate(() => localStorage.removeItem("lang"));

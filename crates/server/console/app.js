@@ -76,7 +76,7 @@
     const to = Math.min(total, offset + limit);
     box.innerHTML = `<button type="button" class="secondary" ${offset === 0 ? "disabled" : ""}>${t("common.previous")}</button>
       <span>${esc(t("common.page", { from: total ? offset + 1 : 0, to, total }))}</span>
-      <button type="button" class="secondary" ${to >= total ? "disabled" : ""}>${t("common.next")}</button>`;
+      <button type="button" class="secondary" ${to >= total ? "disabled" : ""}>${t("common.next_page")}</button>`;
     const [prev, next] = $$("button", box);
     prev.addEventListener("click", () => go(Math.max(0, offset - limit)));
     next.addEventListener("click", () => go(offset + limit));
@@ -455,7 +455,7 @@
     const parameters = (template?.parameters || []).filter((p) => !p.startsWith("edge."));
     const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: "{}", selected: new Map(), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
     const d = dialog(`<header><h2>${esc(t("wiz.title", { name }))}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
-      <div class="steps">${steps.map((s) => `<span>${esc(t(s))}</span>`).join("")}</div><div id="wizard-body"></div>
+      <div class="steps">${steps.map((s, i) => `<span>${i + 1}. ${esc(t(s))}</span>`).join("")}</div><div id="wizard-body"></div>
       <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`);
     const body = $("#wizard-body", d.el);
     const show = async () => {
