@@ -2,7 +2,6 @@
 //! the deliveries of a project, every import problem at once, completions, and output that a
 //! pipe or a log file can take.
 
-use neuronex_sim::SimConfig;
 use serde_json::json;
 
 use crate::process::{Cli, Server};
@@ -29,8 +28,7 @@ fn refused(cli: &Cli, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_takes_names_remembers_a_project_and_lists_its_deliveries() {
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim = neuronex_sim::start(SimConfig { count: 3, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = crate::process::sim(3).await;
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, _template) = api.rule_setup(&sim).await; // organization "o", project "p", template "t"
@@ -107,8 +105,7 @@ async fn the_cli_takes_names_remembers_a_project_and_lists_its_deliveries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_imports_the_simulators_manifest_and_prints_every_import_problem() {
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim = neuronex_sim::start(SimConfig { count: 3, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = crate::process::sim(3).await;
     let server = Server::start(data.path());
     let project = server.api().await.project().await;
     let cli = Cli::signed_in(&server);

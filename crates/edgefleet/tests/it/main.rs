@@ -4,15 +4,14 @@ mod cli;
 mod process;
 mod replicas;
 
-use neuronex_sim::{Faults, SimConfig};
+use neuronex_sim::Faults;
 use process::Server;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_killed_server_resumes_its_delivery_without_sending_finished_targets_again() {
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim = neuronex_sim::start(SimConfig { count: 120, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = process::sim(120).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 20, ..Faults::default() }));
     let server = Server::start(data.path());
     let api = server.api().await;
@@ -54,8 +53,7 @@ async fn a_killed_server_resumes_its_delivery_without_sending_finished_targets_a
 #[tokio::test]
 async fn a_rollout_paused_between_waves_survives_a_kill_and_resumes_where_it_stood() {
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim = neuronex_sim::start(SimConfig { count: 20, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = process::sim(20).await;
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
@@ -239,8 +237,7 @@ fn out_of_range_settings_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_prints_a_plan_grouped_by_change_set() {
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim = neuronex_sim::start(SimConfig { count: 3, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = process::sim(3).await;
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
@@ -292,8 +289,7 @@ async fn the_cli_prints_a_plan_grouped_by_change_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_runs_a_gated_rollout_and_shows_its_waves() {
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim = neuronex_sim::start(SimConfig { count: 4, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = process::sim(4).await;
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
@@ -364,9 +360,7 @@ async fn held(sim: &neuronex_sim::RunningSim, k: u32) -> Vec<Option<Value>> {
 async fn after_a_kill_failed_targets_are_restored_to_what_they_held_before_the_delivery() {
     const COUNT: u32 = 40;
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim =
-        neuronex_sim::start(SimConfig { count: COUNT, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = process::sim(COUNT).await;
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
@@ -409,8 +403,7 @@ async fn after_a_kill_failed_targets_are_restored_to_what_they_held_before_the_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_finds_drift_puts_it_back_and_lists_the_inventory() {
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim = neuronex_sim::start(SimConfig { count: 2, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = process::sim(2).await;
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
@@ -468,8 +461,7 @@ async fn the_cli_finds_drift_puts_it_back_and_lists_the_inventory() {
 async fn the_agent_command_delivers_to_a_gateway_the_server_cannot_reach() {
     use std::io::BufRead;
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let sim = neuronex_sim::start(SimConfig { count: 1, ..SimConfig::default() }, listen, false).await.expect("sim");
+    let sim = process::sim(1).await;
     // The machine's broker (scripts/ensure-services): anonymous, so any credentials pass.
     let server = Server::start_with(data.path(), &["--mqtt-url", "mqtt://127.0.0.1:1883"]);
     let api = server.api().await;

@@ -7,6 +7,13 @@ use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "process-test-pw";
 
+/// A simulator of `count` NeuronEX instances on a free loopback port.
+pub async fn sim(count: u32) -> neuronex_sim::RunningSim {
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let config = neuronex_sim::SimConfig { count, ..neuronex_sim::SimConfig::default() };
+    neuronex_sim::start(config, listen, false).await.expect("sim")
+}
+
 pub struct Server {
     child: Child,
     pub base: String,

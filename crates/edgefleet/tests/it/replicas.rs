@@ -1,6 +1,6 @@
 //! Several replicas on one PostgreSQL database (the machine's, or EDGEFLEET_TEST_POSTGRES).
 
-use neuronex_sim::{Faults, SimConfig};
+use neuronex_sim::Faults;
 use serde_json::{Value, json};
 
 use crate::process::Server;
@@ -37,12 +37,6 @@ impl Cluster {
     }
 }
 
-/// `count` simulated gateways on a free port.
-async fn sim(count: u32) -> neuronex_sim::RunningSim {
-    let config = SimConfig { count, ..SimConfig::default() };
-    neuronex_sim::start(config, "127.0.0.1:0".parse().expect("addr"), false).await.expect("sim")
-}
-
 async fn rule_puts(sim: &neuronex_sim::RunningSim, count: u32) -> Vec<u64> {
     let mut puts = Vec::new();
     for k in 0..count {
@@ -62,7 +56,7 @@ async fn replicas_share_a_delivery_and_survive_being_killed() {
     const TARGETS: u32 = 400;
     const CONCURRENCY: usize = 8;
     let cluster = Cluster::new(2).await;
-    let sim = sim(TARGETS).await;
+    let sim = crate::process::sim(TARGETS).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 25, ..Faults::default() }));
     let a = cluster.start(0, &[]);
     let b = cluster.start(1, &[]);
@@ -115,7 +109,7 @@ async fn replicas_share_a_delivery_and_survive_being_killed() {
 #[tokio::test]
 async fn an_api_only_replica_streams_a_delivery_that_another_replica_runs() {
     let cluster = Cluster::new(2).await;
-    let sim = sim(20).await;
+    let sim = crate::process::sim(20).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 20, ..Faults::default() }));
     let api_only = cluster.start(0, &["--no-worker"]);
     let _worker = cluster.start(1, &[]);
@@ -133,7 +127,7 @@ async fn an_api_only_replica_streams_a_delivery_that_another_replica_runs() {
 #[tokio::test]
 async fn probe_rounds_run_with_two_replicas_under_one_lease() {
     let cluster = Cluster::new(2).await;
-    let sim = sim(3).await;
+    let sim = crate::process::sim(3).await;
     let a = cluster.start(0, &["--probe-interval-secs", "1"]);
     let _b = cluster.start(1, &["--probe-interval-secs", "1"]);
     let api = a.api().await;
@@ -161,7 +155,7 @@ async fn probe_rounds_run_with_two_replicas_under_one_lease() {
 #[tokio::test]
 async fn an_installation_moves_from_sqlite_to_postgresql_with_nothing_lost() {
     let data = tempfile::tempdir().expect("dir");
-    let sim = sim(5).await;
+    let sim = crate::process::sim(5).await;
     let server = Server::start(data.path());
     let api = server.api().await;
     let (project, template) = api.rule_setup(&sim).await;
@@ -252,7 +246,7 @@ async fn sign_in_attempts_count_across_replicas() {
 async fn two_replicas_run_a_rollout_wave_by_wave_and_either_releases_its_gate() {
     const TARGETS: u32 = 90;
     let cluster = Cluster::new(2).await;
-    let sim = sim(TARGETS).await;
+    let sim = crate::process::sim(TARGETS).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 15, ..Faults::default() }));
     let a = cluster.start(0, &[]);
     let b = cluster.start(1, &[]);
@@ -310,7 +304,7 @@ async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_ans
     let cluster = Cluster::new(2).await;
     let a = cluster.start(0, &["--mqtt-url", broker]);
     let b = cluster.start(1, &["--mqtt-url", broker]);
-    let sim = sim(TARGETS).await;
+    let sim = crate::process::sim(TARGETS).await;
     sim.sim.set_faults(None, Some(Faults { latency_ms: 10, ..Faults::default() }));
     let api = a.api().await;
     let project = api.project().await;
