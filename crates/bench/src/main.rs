@@ -354,6 +354,13 @@ impl Fleet {
     }
 }
 
+/// A delivery followed to its end by [`Session::deliver`].
+struct Timed {
+    accepted_seconds: f64,
+    seconds: f64,
+    finished: Value,
+}
+
 impl Session {
     async fn start(server: &ServerProcess) -> anyhow::Result<Session> {
         let (api, _) = ApiClient::new(&server.base).login("admin", PASSWORD).await?;
@@ -405,6 +412,19 @@ impl Session {
             json!({"name": "bench", "kind": "rule", "content": doc}),
         )
         .await
+    }
+
+    /// Starts a delivery and follows it to its end: how long the server took to accept it, how
+    /// long until its `final` event, and the delivery as it ended.
+    async fn deliver(&self, project: &str, body: Value) -> anyhow::Result<Timed> {
+        let started = Instant::now();
+        let delivery = self.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
+        let accepted_seconds = started.elapsed().as_secs_f64();
+        let id = delivery["id"].as_str().context("delivery id")?.to_owned();
+        self.watch(project, &id).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let finished = self.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+        Ok(Timed { accepted_seconds, seconds, finished })
     }
 
     /// Follows a delivery's events to its end.
@@ -606,14 +626,10 @@ async fn plugin_delivery(args: &Args, n: u32) -> anyhow::Result<Value> {
         .part("file", reqwest::multipart::Part::bytes(package).file_name("big.zip"));
     let plugin = session.api.send_form(&format!("/api/v1/projects/{project}/plugins"), form).await?.into_result()?;
     let cpu_before = cpu_seconds(server.child.id());
-    let started = Instant::now();
     let body = json!({"plugin_id": plugin["id"], "targets": {"all": true}, "options": {"concurrency": 64, "timeout_secs": 120}});
-    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
-    let id = delivery["id"].as_str().context("delivery")?.to_owned();
-    session.watch(&project, &id).await?;
-    let finished = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+    let Timed { seconds, finished, .. } = session.deliver(&project, body).await?;
     let result = json!({
-        "targets": n, "package_bytes": size, "seconds": started.elapsed().as_secs_f64(), "state": finished["state"], "counts": finished["counts"],
+        "targets": n, "package_bytes": size, "seconds": seconds, "state": finished["state"], "counts": finished["counts"],
         "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before, "server_peak_rss_mib": peak_rss_mib(server.child.id()),
     });
     sim.abort();
@@ -754,8 +770,7 @@ async fn drift_round(args: &Args, n: u32) -> anyhow::Result<Value> {
     let template = session.rule_template(&project).await?;
     let body = json!({"template_id": template["id"], "targets": {"all": true},
                       "options": {"concurrency": args.concurrency, "timeout_secs": 5, "retries": 1}});
-    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
-    session.watch(&project, delivery["id"].as_str().context("delivery id")?).await?;
+    session.deliver(&project, body).await?;
     let changed = (n / 100).max(1);
     let edited = json!({"id": "r1", "sql": "SELECT a FROM demo", "actions": [{"log": {}}]});
     let http = reqwest::Client::new();
@@ -837,16 +852,10 @@ async fn delivery_on(
     }
     let cpu_before = cpu_seconds(server.child.id());
     eprintln!("N={n}: {} services registered; delivering", sim.manifest.len());
-    let started = Instant::now();
-    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
-    let accepted = started.elapsed().as_secs_f64();
-    let id = delivery["id"].as_str().context("delivery id")?.to_owned();
-    session.watch(&project, &id).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let finished = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+    let Timed { accepted_seconds, seconds, finished } = session.deliver(&project, body).await?;
     let result = json!({
         "seconds": seconds,
-        "accepted_seconds": accepted,
+        "accepted_seconds": accepted_seconds,
         "targets_per_second": f64::from(n) / seconds,
         "state": finished["state"],
         "counts": finished["counts"],
@@ -961,12 +970,7 @@ async fn agent_delivery(args: &Args, n: u32, http_seconds: Option<f64>) -> anyho
     let (server_cpu, broker_cpu, sim_cpu) =
         (cpu_seconds(server.child.id()), cpu_seconds(broker.child.id()), cpu_seconds(own));
     eprintln!("N={n}: delivering through agents");
-    let started = Instant::now();
-    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
-    let id = delivery["id"].as_str().context("delivery id")?.to_owned();
-    session.watch(&project, &id).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let finished = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
+    let Timed { seconds, finished, .. } = session.deliver(&project, body).await?;
     let result = json!({
         "targets": n,
         "seconds": seconds,
