@@ -51,6 +51,11 @@ impl Client {
             .or_else(|| std::env::var("EDGEFLEET_PROJECT").ok().filter(|p| !p.is_empty()))
             .or_else(|| saved["project"].as_str().map(str::to_owned))
             .context("no project: pass --project (an id or ORGANIZATION/PROJECT), or choose one with `edgefleet use PROJECT`")?;
+        // An id (what `edgefleet use` saves) takes one request; only a name needs the lists.
+        let by_id = format!("/api/v1/projects/{}", encode(&given));
+        if let Ok(project) = self.api.call::<(), api_client::types::Project>(reqwest::Method::GET, &by_id, None).await {
+            return Ok(project.id);
+        }
         Ok(self.find_project(&given).await?.id)
     }
 
@@ -1232,6 +1237,21 @@ async fn control(client: &Client, project: &str, id: &str, action: &str) -> anyh
     Ok(delivery)
 }
 
+/// A control (resume, retry, ...), then with `watch` the delivery's results live to its end.
+async fn control_then_follow(
+    client: &Client,
+    project: &str,
+    id: &str,
+    action: &str,
+    watch: bool,
+) -> anyhow::Result<ExitCode> {
+    control(client, project, id, action).await?;
+    if !watch {
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(client, project, id, false).await
+}
+
 pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_environment()?;
     let (project, path, body, watch) = match command {
@@ -1265,11 +1285,7 @@ pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
         }
         DeliveryCommand::Retry { project, id, watch } => {
             let project = client.project(project.as_deref()).await?;
-            control(&client, &project, &id, "retry").await?;
-            if !watch {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return follow(&client, &project, &id, false).await;
+            return control_then_follow(&client, &project, &id, "retry", watch).await;
         }
         DeliveryCommand::Watch { project, id } => {
             let project = client.project(project.as_deref()).await?;
@@ -1295,11 +1311,7 @@ pub async fn delivery(command: DeliveryCommand) -> anyhow::Result<ExitCode> {
         }
         DeliveryCommand::Resume { project, id, watch } => {
             let project = client.project(project.as_deref()).await?;
-            control(&client, &project, &id, "resume").await?;
-            if !watch {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return follow(&client, &project, &id, false).await;
+            return control_then_follow(&client, &project, &id, "resume", watch).await;
         }
         DeliveryCommand::Apply { project, plan, force, rollout, watch } => {
             let project = client.project(project.as_deref()).await?;
