@@ -115,29 +115,6 @@ pub struct ManifestEntry {
     pub tags: Vec<String>,
 }
 
-/// An instance as `--manifest` writes it: a row of edgefleet's edge-service import, so the file
-/// imports as is (`edgefleet edge import FILE`). The version and instance number are in the
-/// description; edgefleet reads the version from the gateway itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportRow {
-    pub name: String,
-    pub endpoint: String,
-    pub description: String,
-    pub tags: Vec<String>,
-}
-
-impl From<&ManifestEntry> for ImportRow {
-    fn from(entry: &ManifestEntry) -> ImportRow {
-        ImportRow {
-            name: entry.name.clone(),
-            endpoint: entry.endpoint.clone(),
-            description: format!("simulated NeuronEX {} (instance {})", entry.version, entry.index),
-            tags: entry.tags.clone(),
-        }
-    }
-}
-
 /// A request as an engine sees it: the path is what follows the instance prefix.
 pub struct Request<'a> {
     pub method: &'a str,

@@ -123,8 +123,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     if let Some(path) = &args.manifest {
-        let rows: Vec<neuronex_sim::ImportRow> = running.manifest.iter().map(Into::into).collect();
-        let text = serde_json::to_string_pretty(&rows)?;
+        let text = serde_json::to_string_pretty(&running.manifest)?;
         std::fs::write(path, text).with_context(|| format!("cannot write the manifest to {}", path.display()))?;
     }
     println!(

@@ -103,7 +103,7 @@ async fn the_cli_takes_names_remembers_a_project_and_lists_its_deliveries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_imports_the_simulators_manifest_and_prints_every_import_problem() {
+async fn the_cli_imports_a_fleet_and_prints_every_import_problem() {
     let data = tempfile::tempdir().expect("temp dir");
     let sim = crate::process::sim(3).await;
     let server = Server::start(data.path());
@@ -111,10 +111,11 @@ async fn the_cli_imports_the_simulators_manifest_and_prints_every_import_problem
     let cli = Cli::signed_in(&server);
     let files = tempfile::tempdir().expect("temp dir");
 
-    let manifest = files.path().join("manifest.json");
-    let rows: Vec<neuronex_sim::ImportRow> = sim.manifest.iter().map(Into::into).collect();
-    std::fs::write(&manifest, serde_json::to_string_pretty(&rows).expect("json")).expect("write");
-    let (imported, _) = ok(&cli, &["edge", "import", "--project", &project, manifest.to_str().expect("path")]);
+    let fleet = files.path().join("fleet.json");
+    let rows: Vec<serde_json::Value> =
+        sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint, "tags": e.tags})).collect();
+    std::fs::write(&fleet, serde_json::to_string_pretty(&rows).expect("json")).expect("write");
+    let (imported, _) = ok(&cli, &["edge", "import", "--project", &project, fleet.to_str().expect("path")]);
     assert_eq!(imported.trim(), "imported 3 edge services");
 
     let bad = files.path().join("bad.csv");

@@ -3,12 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use neuronex_sim::ImportRow;
-
-/// The version a manifest row's description names ("simulated NeuronEX 3.6.0 (instance 7)").
-fn version_of(row: &ImportRow) -> &str {
-    row.description.split_whitespace().nth(2).unwrap_or_default()
-}
+use neuronex_sim::ManifestEntry;
 
 struct Running {
     child: Child,
@@ -66,15 +61,15 @@ fn ten_thousand_instances_answer_and_only_used_ones_cost_memory() {
         "--manifest",
         manifest.to_str().expect("path"),
     ]);
-    let entries: Vec<ImportRow> =
+    let entries: Vec<ManifestEntry> =
         serde_json::from_str(&std::fs::read_to_string(&manifest).expect("manifest")).expect("manifest json");
     assert_eq!(entries.len(), 10000);
-    let old = entries.iter().filter(|e| version_of(e) == "2.9.0").count();
+    let old = entries.iter().filter(|e| e.version == "2.9.0").count();
     assert!((700..1300).contains(&old), "about 10% on 2.9.0, got {old}");
     for k in [0usize, 4242, 9999] {
         let (status, body) = get(&format!("{}/api/version", entries[k].endpoint));
         assert_eq!(status, 200);
-        assert_eq!(body, format!("{{\"version\":\"{}\"}}", version_of(&entries[k])));
+        assert_eq!(body, format!("{{\"version\":\"{}\"}}", entries[k].version));
     }
     let (status, _) = get(&format!("{}/i/10000/api/version", sim.base_url));
     assert_eq!(status, 404, "instances past --count do not exist");
@@ -87,7 +82,7 @@ fn port_per_instance_serves_each_instance_at_its_root() {
     let dir = tempfile::tempdir().expect("temp dir");
     let manifest = dir.path().join("fleet.json");
     let _sim = start(&["--count", "3", "--port-per-instance", "--manifest", manifest.to_str().expect("path")]);
-    let entries: Vec<ImportRow> =
+    let entries: Vec<ManifestEntry> =
         serde_json::from_str(&std::fs::read_to_string(&manifest).expect("manifest")).expect("json");
     let mut ports: Vec<&str> = entries.iter().map(|e| e.endpoint.as_str()).collect();
     ports.dedup();
