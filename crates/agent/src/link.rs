@@ -21,8 +21,11 @@ use crate::keys::CommandSigner;
 use crate::mqtt::{Backoff, BrokerUrl, Incoming, Publisher, SessionOptions};
 use crate::protocol::{
     ALL_RESULTS, ALL_STATUS, AgentState, AgentStatus, CHUNK_BYTES, Command, Op, Outcome, Reply, SignedCommand,
-    commands_topic, split_topic,
+    commands_topic, split_topic, status_topic,
 };
+
+/// How long a command waits for the first status of an agent the link has not heard of.
+const FIRST_STATUS_GRACE: Duration = Duration::from_secs(3);
 
 /// A package the server can send in chunks when an agent cannot download it.
 pub struct Package {
@@ -50,11 +53,17 @@ pub struct AgentLink {
     broker: BrokerUrl,
     pending: Mutex<HashMap<String, Waiter>>,
     statuses: Mutex<HashMap<String, AgentStatus>>,
+    /// Woken whenever a status comes in, for a command waiting on an agent's first status.
+    status_came: tokio::sync::Notify,
     packages: Option<Arc<dyn PackageSource>>,
     counters: Counters,
-    /// Whether both subscriptions (results, status) are in place: a command published before
-    /// would have its reply lost.
-    subscribed: tokio::sync::watch::Sender<bool>,
+    /// Whether both subscriptions (results, status) are in place and the broker has sent every
+    /// retained status: a command published before would have its reply lost, and an agent with
+    /// no status yet could be one whose status is still on its way.
+    ready: tokio::sync::watch::Sender<bool>,
+    /// The topic level of this link's own marker (see [`AgentLink::mark_statuses_loaded`]); it
+    /// starts with `.`, which no agent id may.
+    marker: String,
 }
 
 /// Totals for `/metrics`.
@@ -83,9 +92,11 @@ impl AgentLink {
             broker,
             pending: Mutex::default(),
             statuses: Mutex::default(),
+            status_came: tokio::sync::Notify::new(),
             packages,
             counters: Counters::default(),
-            subscribed: tokio::sync::watch::Sender::new(false),
+            ready: tokio::sync::watch::Sender::new(false),
+            marker: format!(".loaded-{}", uuid::Uuid::now_v7().simple()),
         });
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         let pump = link.clone();
@@ -112,7 +123,7 @@ impl AgentLink {
                     Ok(Incoming::Subscribed) => {
                         acks += 1;
                         if acks == 2 {
-                            pump.subscribed.send_replace(true);
+                            pump.mark_statuses_loaded();
                         }
                     }
                     Ok(Incoming::SubscriptionRefused) => {
@@ -120,7 +131,7 @@ impl AgentLink {
                     }
                     Ok(Incoming::Other) => {}
                     Err(err) => {
-                        pump.subscribed.send_replace(false);
+                        pump.ready.send_replace(false);
                         let wait = backoff.next_wait();
                         tracing::warn!(broker = %pump.broker.display(), "{err}; reconnecting in {} ms", wait.as_millis());
                         tokio::select! {
@@ -146,6 +157,20 @@ impl AgentLink {
     /// A relay that signs with `signer` (the project's command key).
     pub fn relay(self: &Arc<AgentLink>, signer: Arc<CommandSigner>) -> Arc<dyn Relay> {
         Arc::new(SigningRelay { link: self.clone(), signer })
+    }
+
+    /// Publishes an empty message on this link's own marker status topic. The broker sends the
+    /// retained statuses right after the status subscription's acknowledgement and this message
+    /// after them, on the same connection and in order: when it comes back, every agent that
+    /// has ever announced itself is known, and one that is not has never connected (or was
+    /// forgotten with the broker's retained messages).
+    fn mark_statuses_loaded(self: &Arc<AgentLink>) {
+        let link = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = link.publisher.publish(&status_topic(&link.marker), Vec::new(), false).await {
+                tracing::warn!(broker = %link.broker.display(), "cannot publish the status marker: {err}");
+            }
+        });
     }
 
     /// The last status an agent published, if any came since this process started.
@@ -176,12 +201,16 @@ impl AgentLink {
                     }
                 }
             }
+            Some((marker, "status")) if marker == self.marker => {
+                self.ready.send_replace(true);
+            }
             Some((agent_id, "status")) => {
                 // An empty retained message clears the topic; it says nothing about the agent.
                 let Ok(status) = serde_json::from_slice::<AgentStatus>(payload) else { return };
                 if let Ok(mut known) = self.statuses.lock() {
                     known.insert(agent_id.to_owned(), status.clone());
                 }
+                self.status_came.notify_waiters();
                 let _ = statuses.send(StatusUpdate { agent_id: agent_id.to_owned(), status });
             }
             _ => {}
@@ -190,18 +219,14 @@ impl AgentLink {
 
     /// Publishes one command and waits for its reply.
     async fn send(&self, signer: &CommandSigner, agent_id: &str, op: Op, wait: Duration) -> Result<Outcome, Failure> {
-        if let Some(status) = self.status_of(agent_id).filter(|s| s.status == AgentState::Offline) {
-            let detail =
-                format!("the agent {agent_id} is offline (its status since {})", domain::edge::utc_text(status.at));
-            return Err(Failure::Connect { detail });
-        }
         let total_wait = wait;
         let started = tokio::time::Instant::now();
-        let mut subscribed = self.subscribed.subscribe();
-        if tokio::time::timeout(wait, subscribed.wait_for(|ready| *ready)).await.is_err() {
+        let mut ready = self.ready.subscribe();
+        if tokio::time::timeout(wait, ready.wait_for(|ready| *ready)).await.is_err() {
             let detail = format!("no connection to the broker {} within {} s", self.broker.display(), wait.as_secs());
             return Err(Failure::Connect { detail });
         }
+        self.check_present(agent_id).await?;
         let wait = wait.saturating_sub(started.elapsed());
         let now = crate::now_ms();
         let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
@@ -242,6 +267,31 @@ impl AgentLink {
                 Err(Failure::AgentSilent { agent_id: agent_id.to_owned(), after_ms, accepted })
             }
         }
+    }
+
+    /// Fails early, rather than after the whole wait, a command to an agent that is offline or
+    /// has never connected: nobody would take it (agents keep no session, so it would not wait
+    /// for the agent either). An agent with no status yet gets [`FIRST_STATUS_GRACE`] for one to
+    /// come: it may have connected a moment ago, its status still on the way.
+    async fn check_present(&self, agent_id: &str) -> Result<(), Failure> {
+        let deadline = tokio::time::Instant::now() + FIRST_STATUS_GRACE;
+        let status = loop {
+            let came = self.status_came.notified();
+            if let Some(status) = self.status_of(agent_id) {
+                break status;
+            }
+            if tokio::time::timeout_at(deadline, came).await.is_err() {
+                let detail =
+                    format!("the agent {agent_id} has never connected to the broker (it has published no status)");
+                return Err(Failure::Connect { detail });
+            }
+        };
+        if status.status == AgentState::Online {
+            return Ok(());
+        }
+        let detail =
+            format!("the agent {agent_id} is offline (its status since {})", domain::edge::utc_text(status.at));
+        Err(Failure::Connect { detail })
     }
 
     /// Brings a package to the agent: it downloads the signed link itself, or, when it cannot

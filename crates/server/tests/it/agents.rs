@@ -785,6 +785,29 @@ async fn agent_mode_registrations_are_checked_and_a_server_without_a_broker_says
     assert!(reason.contains("agent mode needs a broker: start edgefleet with --mqtt-url"), "{reason}");
 }
 
+/// A command to an agent that has never connected fails at once with that reason, instead of
+/// after the whole reply wait: the probe button answers, and a delivery does not hold the target.
+#[tokio::test]
+async fn an_agent_that_never_connected_is_reported_at_once_by_probes_and_deliveries() {
+    let app = with_broker(SHARED_BROKER).await;
+    let agent_id = format!("{}absent", unique_prefix("never"));
+    let edge =
+        app.post(&app.p("/edge-services"), json!({"name": "absent", "transport": "agent", "agent_id": agent_id})).await;
+    assert_eq!(edge.status, 201, "{}", edge.text);
+    let id = edge.body["id"].as_str().expect("id");
+    let probed = app.post(&app.p(&format!("/edge-services/{id}/probe")), json!({})).await;
+    assert_eq!(probed.status, 200, "{}", probed.text);
+    let never = format!("the agent {agent_id} has never connected to the broker");
+    assert_eq!(probed.body["status"], "offline", "{}", probed.text);
+    assert!(probed.body["status_reason"].as_str().unwrap_or_default().contains(&never), "{}", probed.text);
+
+    let template = app.template("absent", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": [id]}})).await;
+    assert_eq!(delivery["state"], "failed", "{delivery}");
+    let target = &app.targets(&delivery).await[0];
+    assert!(target["reason"].as_str().unwrap_or_default().contains(&never), "{target}");
+}
+
 /// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl command.
 fn tls_files(dir: &std::path::Path) {
     let run = |args: &[&str]| {
