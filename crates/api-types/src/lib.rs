@@ -683,6 +683,53 @@ pub struct NewMaintenanceWindow {
     pub timezone: Option<String>,
 }
 
+/// A project's webhook. Its secret is shown once, in the answer that created it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    /// Event names, or `["*"]` for every event.
+    pub events: Vec<String>,
+    pub created_by: String,
+    pub created_at: Millis,
+    /// The HMAC-SHA256 key calls are signed with: only in the answer to the `POST` that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// `POST .../webhooks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// `http://` or `https://`, allowed by the server's network policy.
+    pub url: String,
+    /// 16 to 256 characters; when absent the server makes one (shown once in the answer).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// `delivery.created`, `delivery.approved`, `delivery.started`, `delivery.wave`,
+    /// `delivery.finished`, `delivery.aborted`, `delivery.rolled_back`, `edge.drifted`, or `["*"]`.
+    pub events: Vec<String>,
+}
+
+/// One event's call to a webhook and how its tries went (`GET .../webhooks/{id}/deliveries`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WebhookCall {
+    /// The `X-Edgefleet-Delivery` header: the same on every try.
+    pub id: String,
+    pub event: domain::webhook::WebhookEvent,
+    pub state: domain::webhook::CallState,
+    pub attempts: i64,
+    /// The receiver's answer code on the last try; absent when none came (the error says why).
+    pub status_code: Option<i64>,
+    pub error: String,
+    pub created_at: Millis,
+    /// When the next try is due (pending calls).
+    pub next_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    /// What was sent (the JSON body).
+    pub body: Value,
+}
+
 /// `PATCH /api/v1/projects/{id}`: a new name, the number of approvals deliveries need, or both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -780,6 +827,9 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     generator.subschema_for::<ProjectPatch>();
     generator.subschema_for::<MaintenanceWindow>();
     generator.subschema_for::<NewMaintenanceWindow>();
+    generator.subschema_for::<Webhook>();
+    generator.subschema_for::<NewWebhook>();
+    generator.subschema_for::<WebhookCall>();
     generator.subschema_for::<RolloutEvent>();
     generator.subschema_for::<StateEvent>();
     generator.subschema_for::<WaitingEvent>();

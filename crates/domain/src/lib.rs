@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod template;
 pub mod text;
 pub mod version;
+pub mod webhook;
 pub mod window;
 pub mod wire;
 

@@ -240,6 +240,29 @@ impl EdgeClient {
         Ok(body)
     }
 
+    /// Posts a JSON body with extra headers (a webhook call) under the network policy, following
+    /// no redirect; answers the receiver's status code, or why no answer came. The answer's body
+    /// is not read.
+    pub async fn post_json(&self, url: &str, headers: &[(&str, String)], body: String) -> Result<u16, String> {
+        let denied = |denied: &dyn std::fmt::Display| format!("not allowed by the network policy: {denied}");
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+        policy::check_literal(&self.config.policy, &parsed).map_err(|d| denied(&d))?;
+        let mut request = self.http.post(parsed).header("content-type", "application/json").body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        match request.send().await {
+            Ok(response) => Ok(response.status().as_u16()),
+            Err(err) => Err(match policy::denial_in(&err) {
+                Some(denial) => denied(&denial),
+                None if err.is_timeout() => {
+                    format!("no answer within {} s", self.config.request_timeout.as_secs())
+                }
+                None => error_chain(&err),
+            }),
+        }
+    }
+
     /// One wording per way a connection fails; `endpoint` is what was called (for a bad URL).
     fn transport_error(&self, step: &str, object: &str, endpoint: &str, err: &reqwest::Error) -> EdgeError {
         let detail = error_chain(err);

@@ -47,6 +47,7 @@ impl ApiError {
             Resource::Member => ErrorCode::MemberNotFound,
             Resource::Token => ErrorCode::TokenNotFound,
             Resource::MaintenanceWindow => ErrorCode::MaintenanceWindowNotFound,
+            Resource::Webhook => ErrorCode::WebhookNotFound,
         };
         ApiError::new(code, format!("{what} not found"))
     }

@@ -19,6 +19,7 @@ pub mod routes;
 mod secret_params;
 mod throttle;
 mod views;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -182,6 +183,7 @@ impl App {
             background.push(tokio::spawn(engine::probe::run_forever(state.clone())));
             background.push(tokio::spawn(engine::drift::run_forever(state.clone())));
             background.push(tokio::spawn(Arc::clone(&state.engine).sweep_forever()));
+            background.push(tokio::spawn(webhooks::run_forever(state.clone())));
         }
         let router = routes::router(state.clone());
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -3,8 +3,8 @@
 
 use domain::access::Outcome;
 use serde_json::Value;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row};
 
 use crate::sql::Sql;
 
@@ -67,13 +67,16 @@ pub struct AuditQuery {
     pub offset: i64,
 }
 
-pub(crate) async fn insert<'e, E: sqlx::Executor<'e, Database = Any>>(executor: E, entry: &AuditEntry) -> Result<()> {
+/// Appends `entry` on `conn` (inside the change's transaction) and enqueues the webhook calls
+/// the change raises there too, so a change and its announcements stand or fall together.
+pub(crate) async fn insert(conn: &mut sqlx::AnyConnection, entry: &AuditEntry) -> Result<()> {
+    let at = now_ms();
     sqlx::query(
         "INSERT INTO audit_events (at, actor_id, actor_name, org_id, org_name, project_id, project_name, action,
                                    resource_type, resource_id, resource_name, outcome, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
-    .bind(now_ms())
+    .bind(at)
     .bind(&entry.actor_id)
     .bind(&entry.actor_name)
     .bind(&entry.org_id)
@@ -86,9 +89,9 @@ pub(crate) async fn insert<'e, E: sqlx::Executor<'e, Database = Any>>(executor: 
     .bind(&entry.resource_name)
     .bind(entry.outcome.as_str())
     .bind(entry.details.to_string())
-    .execute(executor)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    crate::webhooks::enqueue(conn, entry, at).await
 }
 
 fn event(row: &AnyRow) -> Result<AuditEvent> {
@@ -112,7 +115,10 @@ fn event(row: &AnyRow) -> Result<AuditEvent> {
 
 impl Store {
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
-        insert(&self.write, entry).await
+        let mut tx = self.write.begin().await?;
+        insert(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Newest first, with the total that matches.

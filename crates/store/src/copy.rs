@@ -31,6 +31,8 @@ const TABLES: &[(&str, &str)] = &[
     ("delivery_targets", "delivery_id, seq"),
     ("delivery_approvals", "delivery_id, user_id"),
     ("maintenance_windows", "id"),
+    ("webhooks", "id"),
+    ("webhook_calls", "id"),
     ("audit_events", "id"),
     ("settings", "key"),
     ("singletons", "name"),

@@ -423,7 +423,10 @@ impl Store {
                 return Err(StoreError::Conflict { clash: crate::Clash::AlreadyRolledBack, name: of.clone() });
             }
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        // The state it was stored in says whether it started at once (`delivery.started`).
+        let mut entry = audit_entry.clone();
+        entry.details["state"] = new.state.as_str().into();
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         self.get_delivery(&new.project_id, &new.id).await
     }

@@ -12,7 +12,7 @@ use sqlx::{Any, Row};
 
 use crate::edges::auth_of;
 use crate::sql::{Arg, Sql};
-use crate::{Result, Store, parsed};
+use crate::{AuditEntry, Result, Store, parsed};
 
 /// Most edge ids listed per inventory item.
 pub const INVENTORY_EDGE_IDS: usize = 50;
@@ -187,6 +187,42 @@ const STATE_AFTER_CHECK: &str =
           WHEN EXISTS (SELECT 1 FROM edge_objects o WHERE o.edge_id = edge_services.id AND o.drifted = 1) THEN 'drifted'
           ELSE 'in_sync' END";
 
+async fn config_state_of(conn: &mut sqlx::AnyConnection, edge_id: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT config_state FROM edge_services WHERE id = $1")
+        .bind(edge_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| r.get("config_state")))
+}
+
+/// The `edge_service.drift` record of an edge found drifted (it was not before this check): the
+/// source of the `edge.drifted` webhook event.
+async fn audit_drift(conn: &mut sqlx::AnyConnection, edge_id: &str, objects: &[&str]) -> Result<()> {
+    let row = sqlx::query(
+        "SELECT e.name, e.project_id, p.name AS project_name, p.org_id, o.name AS org_name
+         FROM edge_services e JOIN projects p ON p.id = e.project_id JOIN orgs o ON o.id = p.org_id
+         WHERE e.id = $1",
+    )
+    .bind(edge_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let entry = AuditEntry {
+        actor_name: "drift check".into(),
+        org_id: row.get("org_id"),
+        org_name: row.get("org_name"),
+        project_id: row.get("project_id"),
+        project_name: row.get("project_name"),
+        action: "edge_service.drift".into(),
+        resource_type: "edge_service".into(),
+        resource_id: edge_id.to_owned(),
+        resource_name: row.get("name"),
+        // Object keys are stored as the JSON of `domain::plan::ObjectRef` (`{"kind", "id"}`).
+        details: serde_json::json!({"objects": objects.iter().map(|o| serde_json::from_str(o).unwrap_or_else(|_| serde_json::Value::from(*o))).collect::<Vec<serde_json::Value>>()}),
+        ..AuditEntry::default()
+    };
+    crate::audit::insert(conn, &entry).await
+}
+
 impl Store {
     /// Edges to check, across projects, by id after `after`.
     pub async fn check_targets(&self, after: &str, limit: i64) -> Result<Vec<CheckTarget>> {
@@ -256,6 +292,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                     }
+                    let before = config_state_of(&mut tx, &result.edge_id).await?;
                     let update = format!(
                         "UPDATE edge_services SET config_state = {STATE_AFTER_CHECK}, config_checked_at = $2, config_reason = '' WHERE id = $1"
                     );
@@ -264,6 +301,13 @@ impl Store {
                         .bind(result.checked_at)
                         .execute(&mut *tx)
                         .await?;
+                    if before.as_deref() != Some("drifted")
+                        && config_state_of(&mut tx, &result.edge_id).await?.as_deref() == Some("drifted")
+                    {
+                        let drifted: Vec<&str> =
+                            objects.iter().filter(|o| o.drifted).map(|o| o.object.as_str()).collect();
+                        audit_drift(&mut tx, &result.edge_id, &drifted).await?;
+                    }
                 }
                 Finding::Unreadable(reason) => {
                     sqlx::query(

@@ -18,6 +18,7 @@ mod rollouts;
 mod security;
 mod sql;
 mod templates;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use plugins::{NewPlugin, Plugin};
 pub use rollouts::{APPROVAL_LIFETIME_MS, ApprovalOutcome, MaintenanceWindow};
 pub use security::{AttemptCount, JwtKeyRow};
 pub use templates::{Template, TemplateChange, TemplateVersion};
+pub use webhooks::{CallTry, DueCall, Webhook, WebhookCall};
 
 /// What a store error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,7 @@ pub enum Resource {
     Member,
     Token,
     MaintenanceWindow,
+    Webhook,
 }
 
 impl Resource {
@@ -76,6 +79,7 @@ impl Resource {
             Resource::Member => "member",
             Resource::MaintenanceWindow => "maintenance window",
             Resource::Token => "token",
+            Resource::Webhook => "webhook",
         }
     }
 }

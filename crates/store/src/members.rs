@@ -443,6 +443,8 @@ async fn delete_project_in(
         "DELETE FROM delivery_targets WHERE delivery_id IN (SELECT id FROM deliveries WHERE project_id = $1)",
         "DELETE FROM delivery_approvals WHERE delivery_id IN (SELECT id FROM deliveries WHERE project_id = $1)",
         "DELETE FROM maintenance_windows WHERE project_id = $1",
+        "DELETE FROM webhook_calls WHERE webhook_id IN (SELECT id FROM webhooks WHERE project_id = $1)",
+        "DELETE FROM webhooks WHERE project_id = $1",
         "DELETE FROM deliveries WHERE project_id = $1",
         "DELETE FROM plugins WHERE project_id = $1",
         "DELETE FROM template_versions WHERE template_id IN (SELECT id FROM templates WHERE project_id = $1)",

@@ -46,14 +46,20 @@ impl Store {
 
     /// Moves a running delivery from wave `from` (0-based) to the next; `false` when it is not
     /// running at that wave any more (another replica moved it, or someone paused it).
-    pub async fn next_wave(&self, delivery_id: &str, from: i64) -> Result<bool> {
+    pub async fn next_wave(&self, delivery_id: &str, from: i64, audit_entry: &AuditEntry) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query("UPDATE deliveries SET wave = $1 WHERE id = $2 AND wave = $3 AND state = 'running'")
             .bind((from + 1) as i32)
             .bind(delivery_id)
             .bind(from as i32)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        let opened = done.rows_affected() == 1;
+        if opened {
+            audit::insert(&mut tx, audit_entry).await?;
+        }
+        tx.commit().await?;
+        Ok(opened)
     }
 
     /// Pauses a running delivery (not being aborted); with `at_wave`, only while it is at that
@@ -108,20 +114,53 @@ impl Store {
             .bind(delivery_id)
             .execute(&mut *tx)
             .await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        let mut entry = audit_entry.clone();
+        entry.details["from"] = delivery.state.as_str().into();
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(Some(wave))
     }
 
-    /// Scheduled deliveries whose start time came (by `now`), now running: ids to start.
+    /// Scheduled deliveries whose start time came (by `now`), now running, each with its
+    /// `delivery.begin` audit record: ids to start.
     pub async fn start_due(&self, now: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "UPDATE deliveries SET state = 'running' WHERE state = 'scheduled' AND start_at <= $1 RETURNING id",
+        let mut tx = self.write.begin().await?;
+        let due = sqlx::query(
+            "SELECT d.id, d.template_name, d.start_at, d.project_id, p.name AS project_name, p.org_id, o.name AS org_name
+             FROM deliveries d JOIN projects p ON p.id = d.project_id JOIN orgs o ON o.id = p.org_id
+             WHERE d.state = 'scheduled' AND d.start_at <= $1",
         )
         .bind(now)
-        .fetch_all(&self.write)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(rows.iter().map(|r| r.get("id")).collect())
+        let mut started = Vec::with_capacity(due.len());
+        for row in &due {
+            let id: String = row.get("id");
+            let done = sqlx::query("UPDATE deliveries SET state = 'running' WHERE id = $1 AND state = 'scheduled'")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            let entry = AuditEntry {
+                actor_name: "schedule".into(),
+                org_id: row.get("org_id"),
+                org_name: row.get("org_name"),
+                project_id: row.get("project_id"),
+                project_name: row.get("project_name"),
+                action: "delivery.begin".into(),
+                resource_type: "delivery".into(),
+                resource_id: id.clone(),
+                resource_name: row.get("template_name"),
+                details: serde_json::json!({"start_at": row.get::<Option<i64>, _>("start_at"), "state": "running"}),
+                ..AuditEntry::default()
+            };
+            audit::insert(&mut tx, &entry).await?;
+            started.push(id);
+        }
+        tx.commit().await?;
+        Ok(started)
     }
 
     /// Records `user`'s approval at `now` (an earlier one of theirs is renewed) and, once enough
@@ -179,6 +218,7 @@ impl Store {
         let mut entry = audit_entry.clone();
         entry.details["approvals"] = approvals.into();
         entry.details["approvals_required"] = required.into();
+        entry.details["state"] = state.as_str().into();
         audit::insert(&mut *tx, &entry).await?;
         tx.commit().await?;
         Ok(Some(ApprovalOutcome { approvals, state }))

@@ -51,10 +51,12 @@ impl Engine {
             return Ok(Between::Stop);
         }
         let waves = delivery.wave_ends.len() as u32;
+        let details = json!({"wave": wave + 1, "waves": waves, "counts": counts, "gate": rollout.gate});
+        let entry = system_entry(&self.store, &delivery, "delivery.wave", details).await;
         let finished = RolloutEvent::WaveFinished { wave: wave as u32 + 1, waves, counts };
         match rollout.gate {
             domain::rollout::Gate::Auto => {
-                if !self.store.next_wave(delivery_id, wave).await? {
+                if !self.store.next_wave(delivery_id, wave, &entry).await? {
                     let now = self.store.delivery_by_id(delivery_id).await?;
                     return Ok(if now.state == domain::delivery::DeliveryState::Running && now.wave != wave {
                         Between::Claim { wave: now.wave, below: now.claim_limit() }
@@ -68,7 +70,7 @@ impl Engine {
                 Ok(Between::Claim { wave: wave + 1, below })
             }
             domain::rollout::Gate::Manual => {
-                if self.store.pause_delivery(delivery_id, Some(wave), None).await? {
+                if self.store.pause_delivery(delivery_id, Some(wave), Some(&entry)).await? {
                     self.announce(delivery_id, finished).await;
                     let reason = format!("wave {} of {waves} is done; resume to start wave {}", wave + 1, wave + 2);
                     let paused = RolloutEvent::Paused { wave: wave as u32 + 1, by: "gate".into(), reason };

@@ -18,6 +18,7 @@ mod plugins;
 mod rollouts;
 mod templates;
 mod users;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -279,6 +280,11 @@ fn table() -> Vec<Entry> {
             One("MaintenanceWindow"),
         ),
         ("DELETE", p!("/maintenance-windows/{id}"), delete(rollouts::delete_window), ProjectAdmin, NoBody, Empty),
+        ("GET", p!("/webhooks"), get(webhooks::list), ProjectAdmin, NoBody, List("Webhook")),
+        ("POST", p!("/webhooks"), post(webhooks::create), ProjectAdmin, Json("NewWebhook"), One("Webhook")),
+        ("DELETE", p!("/webhooks/{id}"), delete(webhooks::delete), ProjectAdmin, NoBody, Empty),
+        ("POST", p!("/webhooks/{id}/test"), post(webhooks::test), ProjectAdmin, NoBody, One("WebhookCall")),
+        ("GET", p!("/webhooks/{id}/deliveries"), get(webhooks::calls), ProjectAdmin, NoBody, List("WebhookCall")),
         ("GET", "/api/v1/audit", get(audit::list), AnyAdmin, NoBody, List("AuditEvent")),
     ]
 }

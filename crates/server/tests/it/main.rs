@@ -16,3 +16,4 @@ mod security;
 mod support;
 mod templates;
 mod tidy;
+mod webhooks;

@@ -1,0 +1,240 @@
+//! Webhooks: a receiver of the test's own checks every call's signature and headers; a failed
+//! call is tried again when the test moves the server's clock past its back-off.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use server::clock::Clock;
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+use crate::support::{TestApp, code, rule_doc, sim};
+
+const SECRET: &str = "a-receivers-shared-secret";
+
+/// One call as the receiver got it, its signature checked.
+#[derive(Debug)]
+struct Received {
+    event: String,
+    delivery: String,
+    body: Value,
+    signed: bool,
+}
+
+/// An HTTP receiver on loopback that answers 500 to the first try of each call whose event is
+/// in `fail_once`, and 200 to everything else.
+struct Receiver {
+    url: String,
+    calls: mpsc::UnboundedReceiver<Received>,
+}
+
+impl Receiver {
+    async fn start(fail_once: &[&str]) -> Receiver {
+        let (tx, calls) = mpsc::unbounded_channel();
+        let fail_once: HashSet<String> = fail_once.iter().map(|e| (*e).to_owned()).collect();
+        let failed: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (tx, fail_once, failed) = (tx.clone(), fail_once.clone(), failed.clone());
+            async move {
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+                mac.update(&body);
+                let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                let received = Received {
+                    event: header("x-edgefleet-event"),
+                    delivery: header("x-edgefleet-delivery"),
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                    signed: header("x-edgefleet-signature") == expected,
+                };
+                let first_try = failed.lock().expect("lock").insert(received.delivery.clone());
+                let status = if fail_once.contains(&received.event) && first_try {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                };
+                let _ = tx.send(received);
+                status
+            }
+        };
+        let router = axum::Router::new().route("/hook", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Receiver { url, calls }
+    }
+
+    async fn next(&mut self) -> Received {
+        tokio::time::timeout(Duration::from_secs(60), self.calls.recv())
+            .await
+            .expect("a webhook call within a minute")
+            .expect("receiver running")
+    }
+
+    /// The next calls until one of `event` (the others are returned too, in order).
+    async fn until(&mut self, event: &str) -> Vec<Received> {
+        let mut got = Vec::new();
+        loop {
+            let call = self.next().await;
+            let done = call.event == event;
+            got.push(call);
+            if done {
+                return got;
+            }
+        }
+    }
+}
+
+/// The webhook's call log until `ready` holds of it. The sender records a try just after the
+/// receiver answers, so the log is read again until it shows it (bounded).
+async fn log_until(app: &TestApp, hook: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let path = app.p(&format!("/webhooks/{hook}/deliveries"));
+    for _ in 0..600 {
+        let log = app.get(&path).await;
+        assert_eq!(log.status, 200, "{}", log.text);
+        let items = log.body["items"].as_array().cloned().unwrap_or_default();
+        if ready(&items) {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the webhook's log never showed what was expected");
+}
+
+#[tokio::test]
+async fn delivery_and_drift_events_reach_a_webhook_signed_and_a_failed_call_is_retried() {
+    let clock = Clock::manual(store::now_ms());
+    let held = clock.clone();
+    let app = TestApp::spawn_with(move |config| config.clock = held).await;
+    let sim = sim(2, &["3.6.0"]).await;
+    let edges = app.register(&sim, 2).await;
+    let mut receiver = Receiver::start(&["delivery.finished"]).await;
+    let events = ["delivery.created", "delivery.started", "delivery.finished", "edge.drifted"];
+    let made = app.post(&app.p("/webhooks"), json!({"url": receiver.url, "secret": SECRET, "events": events})).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    assert_eq!(made.body["secret"], SECRET, "the secret is shown once, on creation");
+    let hook = made.body["id"].as_str().expect("id").to_owned();
+    let listed = app.get(&app.p("/webhooks")).await;
+    assert_eq!(listed.body["total"], 1, "{}", listed.text);
+    assert!(listed.body["items"][0].get("secret").is_none(), "never listed: {}", listed.text);
+    assert_eq!(listed.body["items"][0]["events"], json!(events), "{}", listed.text);
+
+    // The test button sends a ping now and answers how it went.
+    let ping = app.post(&app.p(&format!("/webhooks/{hook}/test")), json!({})).await;
+    assert_eq!(ping.status, 200, "{}", ping.text);
+    assert_eq!((ping.body["state"].as_str(), ping.body["status_code"].as_i64()), (Some("delivered"), Some(200)));
+    let got = receiver.next().await;
+    assert_eq!((got.event.as_str(), got.signed), ("ping", true), "{got:?}");
+    assert_eq!(got.delivery, ping.body["id"].as_str().expect("id"));
+
+    // A delivery: created and started at once, then finished, whose first try fails.
+    let template = app.template("hooked", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"all": true}})).await;
+    let delivery_id = delivery["id"].as_str().expect("id");
+    let got = receiver.until("delivery.finished").await;
+    let seen: HashSet<&str> = got.iter().map(|c| c.event.as_str()).collect();
+    assert_eq!(seen, HashSet::from(["delivery.created", "delivery.started", "delivery.finished"]), "{got:?}");
+    for call in &got {
+        assert!(call.signed, "{call:?}");
+        assert_eq!(call.body["resource"]["id"], delivery_id, "{call:?}");
+        assert_eq!(call.body["event"], call.event.as_str());
+        assert_eq!(call.body["id"], call.delivery.as_str());
+        assert_eq!(call.body["project"]["id"], app.project.as_str());
+    }
+    let finished = got.last().expect("finished");
+    assert_eq!(finished.body["outcome"], "succeeded", "{finished:?}");
+    assert_eq!(finished.body["details"]["counts"]["succeeded"], 2, "{finished:?}");
+    let log =
+        log_until(&app, &hook, |items| items.iter().any(|c| c["event"] == "delivery.finished" && c["attempts"] == 1))
+            .await;
+    let failed = log.iter().find(|c| c["event"] == "delivery.finished").expect("logged");
+    assert_eq!(
+        (failed["state"].as_str(), failed["status_code"].as_i64(), failed["error"].as_str()),
+        (Some("pending"), Some(500), Some("the receiver answered HTTP 500")),
+        "{failed}"
+    );
+    assert!(failed["next_at"].as_i64().is_some_and(|at| at >= clock.now_ms() + 10_000), "{failed}");
+
+    // Past its back-off the call is tried again, with the same id, and delivered.
+    clock.advance(Duration::from_secs(11));
+    let again = receiver.next().await;
+    assert_eq!(
+        (again.event.as_str(), again.delivery.as_str(), again.signed),
+        ("delivery.finished", finished.delivery.as_str(), true)
+    );
+    let log = log_until(&app, &hook, |items| {
+        items.iter().any(|c| c["event"] == "delivery.finished" && c["state"] == "delivered")
+    })
+    .await;
+    let retried = log.iter().find(|c| c["event"] == "delivery.finished").expect("logged");
+    assert_eq!((retried["attempts"].as_i64(), retried["status_code"].as_i64()), (Some(2), Some(200)), "{retried}");
+
+    // A rule changed on a gateway: the drift check that finds it raises edge.drifted, once.
+    let url = format!("{}/i/1/api/ekuiper/rules/r1", sim.base_url);
+    let changed = json!({"id": "r1", "sql": "SELECT * FROM s WHERE x > 1", "actions": [{"log": {}}]});
+    assert!(reqwest::Client::new().put(url).json(&changed).send().await.expect("sim").status().is_success());
+    let check = app.p(&format!("/edge-services/{}/check", edges[1]));
+    for _ in 0..2 {
+        let checked = app.post(&check, json!({})).await;
+        assert_eq!(checked.body["state"], "drifted", "{}", checked.text);
+    }
+    let drifted = receiver.next().await;
+    assert_eq!((drifted.event.as_str(), drifted.signed), ("edge.drifted", true), "{drifted:?}");
+    assert_eq!(drifted.body["resource"]["id"], edges[1].as_str());
+    assert_eq!(drifted.body["details"]["objects"], json!([{"kind": "rule", "id": "r1"}]), "{drifted:?}");
+    let log = log_until(&app, &hook, |items| items.iter().all(|c| c["state"] == "delivered")).await;
+    assert_eq!(log.iter().filter(|c| c["event"] == "edge.drifted").count(), 1, "the second check found no new drift");
+
+    // Deleting the webhook stops its calls and is audited.
+    let deleted = app.call(reqwest::Method::DELETE, &app.p(&format!("/webhooks/{hook}")), None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let gone = app.get(&app.p(&format!("/webhooks/{hook}/deliveries"))).await;
+    assert_eq!((gone.status, code(&gone)), (404, "webhook_not_found"), "{}", gone.text);
+    let audit = app.get("/api/v1/audit?action=webhook.").await;
+    let actions: Vec<&str> =
+        audit.body["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["webhook.delete", "webhook.create"], "{}", audit.text);
+}
+
+#[tokio::test]
+async fn webhooks_are_checked_before_they_are_stored() {
+    let app = TestApp::spawn().await;
+    let hooks = app.p("/webhooks");
+    let cases = [
+        (json!({"url": "ftp://127.0.0.1/x", "events": ["*"]}), "url: an http:// or https:// address"),
+        (json!({"url": "not a url", "events": ["*"]}), "url: relative URL without a base"),
+        (json!({"url": format!("http://127.0.0.1/{}", "x".repeat(2048)), "events": ["*"]}), "at most 2048"),
+        (json!({"url": "http://192.168.7.7/hook", "events": ["*"]}), "url: 192.168.7.7"),
+        (json!({"url": "http://127.0.0.1/hook", "events": ["*"], "secret": "short"}), "secret: 16 to 256"),
+        (json!({"url": "http://127.0.0.1/hook", "events": []}), "events: name at least one"),
+        (json!({"url": "http://127.0.0.1/hook", "events": ["delivery.done"]}), "unknown webhook event"),
+        (json!({"url": "http://127.0.0.1/hook", "events": ["*", "ping"]}), "stands alone"),
+    ];
+    for (body, words) in cases {
+        let answer = app.post(&hooks, body.clone()).await;
+        assert_eq!((answer.status, code(&answer)), (422, "invalid_webhook"), "{body}: {}", answer.text);
+        assert!(answer.text.contains(words), "{body}: {}", answer.text);
+    }
+    let unknown_field = app.post(&hooks, json!({"url": "http://127.0.0.1/hook", "events": ["*"], "retries": 3})).await;
+    assert_eq!((unknown_field.status, code(&unknown_field)), (400, "malformed_json"), "{}", unknown_field.text);
+    // A secret is made when none is given; twenty webhooks at most.
+    let made = app.post(&hooks, json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]})).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    assert!(made.body["secret"].as_str().is_some_and(|s| s.len() >= 32), "{}", made.text);
+    for k in 1..20 {
+        let answer = app.post(&hooks, json!({"url": format!("http://127.0.0.1:9/{k}"), "events": ["*"]})).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+    }
+    let refused = app.post(&hooks, json!({"url": "http://127.0.0.1:9/21", "events": ["*"]})).await;
+    assert_eq!((refused.status, code(&refused)), (422, "too_many_webhooks"), "{}", refused.text);
+    // A receiver that does not answer: the test button says why, at once.
+    let hook = made.body["id"].as_str().expect("id");
+    let ping = app.post(&app.p(&format!("/webhooks/{hook}/test")), json!({})).await;
+    assert_eq!(ping.status, 200, "{}", ping.text);
+    assert_eq!(ping.body["state"], "failed", "{}", ping.text);
+    assert!(ping.body["status_code"].is_null(), "{}", ping.text);
+    assert!(!ping.body["error"].as_str().unwrap_or_default().is_empty(), "{}", ping.text);
+}
