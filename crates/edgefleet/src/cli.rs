@@ -1645,3 +1645,135 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Webhooks: receivers of delivery and drift events (docs/API.md, "Webhooks").
+#[derive(clap::Subcommand)]
+pub enum WebhookCommand {
+    /// List the project's webhooks.
+    List {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Add a webhook; prints its secret, which is shown this once.
+    Add {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        /// Where the calls go (http:// or https://).
+        url: String,
+        /// Events to send, comma-separated: delivery.created, delivery.approved, delivery.started,
+        /// delivery.wave, delivery.finished, delivery.aborted, delivery.rolled_back, edge.drifted;
+        /// or "*" for all.
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        events: Vec<String>,
+        /// A file holding the secret (16 to 256 characters) [default: the server makes one].
+        #[arg(long)]
+        secret_file: Option<std::path::PathBuf>,
+    },
+    /// Delete a webhook (calls not sent yet are dropped).
+    Delete {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        id: String,
+    },
+    /// Send a ping now and print how the receiver answered (exits non-zero unless 2xx).
+    Test {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        id: String,
+    },
+    /// The webhook's calls, newest first, with their tries.
+    Log {
+        /// The project: its id, ORGANIZATION/PROJECT, or a project name no other organization of yours
+        /// has [default: EDGEFLEET_PROJECT, else the one `edgefleet use` saved].
+        #[arg(long)]
+        project: Option<String>,
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+pub async fn webhook(command: WebhookCommand) -> anyhow::Result<ExitCode> {
+    use api_client::types::{List, Webhook, WebhookCall};
+    let client = Client::from_environment()?;
+    match command {
+        WebhookCommand::List { project } => {
+            let project = client.project(project.as_deref()).await?;
+            let path = format!("/api/v1/projects/{project}/webhooks");
+            let list: List<Webhook> = client.api.call(reqwest::Method::GET, &path, None::<&()>).await?;
+            for hook in &list.items {
+                println!("{}  {}  {}", hook.id, hook.url, hook.events.join(","));
+            }
+        }
+        WebhookCommand::Add { project, url, events, secret_file } => {
+            let project = client.project(project.as_deref()).await?;
+            let secret = match secret_file {
+                Some(file) => Some(
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?
+                        .trim_end()
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            let body = api_client::types::NewWebhook { url, secret, events };
+            let path = format!("/api/v1/projects/{project}/webhooks");
+            let made: Webhook = client.api.call(reqwest::Method::POST, &path, Some(&body)).await?;
+            println!("webhook {} for {}", made.id, made.events.join(","));
+            println!("secret (shown once): {}", made.secret.unwrap_or_default());
+        }
+        WebhookCommand::Delete { project, id } => {
+            let project = client.project(project.as_deref()).await?;
+            let path = format!("/api/v1/projects/{project}/webhooks/{id}");
+            client.api.send(reqwest::Method::DELETE, &path, None).await?.into_result()?;
+            println!("webhook {id} deleted");
+        }
+        WebhookCommand::Test { project, id } => {
+            let project = client.project(project.as_deref()).await?;
+            let path = format!("/api/v1/projects/{project}/webhooks/{id}/test");
+            let call: WebhookCall = client.api.call(reqwest::Method::POST, &path, Some(&json!({}))).await?;
+            println!("{}", call_line(&call));
+            if call.state != domain::webhook::CallState::Delivered {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        WebhookCommand::Log { project, id, limit } => {
+            let project = client.project(project.as_deref()).await?;
+            let path = format!("/api/v1/projects/{project}/webhooks/{id}/deliveries?limit={limit}");
+            let list: List<WebhookCall> = client.api.call(reqwest::Method::GET, &path, None::<&()>).await?;
+            println!(
+                "{} calls{}",
+                list.total,
+                if list.total > list.items.len() as i64 { " (newest shown)" } else { "" }
+            );
+            for call in &list.items {
+                println!("{}", call_line(call));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-12-05 12:00:00  delivery.finished  delivered  1 try  HTTP 200  <id>`, with the error or
+/// the next try when there is one.
+fn call_line(call: &api_client::types::WebhookCall) -> String {
+    let answer = call.status_code.map_or_else(|| "no answer".to_owned(), |code| format!("HTTP {code}"));
+    let tries = if call.attempts == 1 { "1 try".to_owned() } else { format!("{} tries", call.attempts) };
+    let mut line =
+        format!("{}  {}  {}  {tries}  {answer}  {}", short_time(call.created_at), call.event, call.state, call.id);
+    if !call.error.is_empty() {
+        line.push_str(&format!("  ({})", call.error));
+    }
+    if let Some(next) = call.next_at {
+        line.push_str(&format!("  next try {}", short_time(next)));
+    }
+    line
+}

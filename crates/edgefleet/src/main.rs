@@ -63,6 +63,9 @@ enum Command {
     /// Maintenance windows: when deliveries with --respect-windows may start a target.
     #[command(subcommand)]
     Window(cli::WindowCommand),
+    /// Webhooks: receivers of delivery and drift events, their test and their call log.
+    #[command(subcommand)]
+    Webhook(cli::WebhookCommand),
     /// Which objects the project's edge services hold (as their last drift check found).
     Inventory(cli::InventoryArgs),
     /// Your projects, and project settings (approvals).
@@ -108,6 +111,7 @@ async fn main() -> std::process::ExitCode {
         Command::Plugin(command) => cli::plugin(command).await,
         Command::Deliver(args) => cli::deliver(args).await,
         Command::Delivery(command) => cli::delivery(command).await,
+        Command::Webhook(command) => cli::webhook(command).await,
         Command::Audit(args) => cli::audit(args).await,
         Command::Window(command) => cli::window(command).await,
         Command::Inventory(args) => cli::inventory(args).await,

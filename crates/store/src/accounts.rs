@@ -80,7 +80,7 @@ impl Store {
             resource_id: org.id.clone(),
             ..audit_entry.clone()
         };
-        audit::insert(&mut *tx, &entry).await?;
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(org)
     }
@@ -121,7 +121,7 @@ impl Store {
             resource_id: project.id.clone(),
             ..audit_entry.clone()
         };
-        audit::insert(&mut *tx, &entry).await?;
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(project)
     }
@@ -190,7 +190,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict(e, crate::Resource::User, username))?;
-        audit::insert(&mut *tx, &AuditEntry { resource_id: user.id.clone(), ..audit_entry.clone() }).await?;
+        audit::insert(&mut tx, &AuditEntry { resource_id: user.id.clone(), ..audit_entry.clone() }).await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -230,7 +230,7 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -252,7 +252,7 @@ impl Store {
     pub async fn delete_token(&self, token_hash: &str, audit_entry: &AuditEntry) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM auth_tokens WHERE token_hash = $1").bind(token_hash).execute(&mut *tx).await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }

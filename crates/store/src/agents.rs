@@ -54,7 +54,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -79,7 +79,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(crate::Resource::EdgeService));
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         self.get_edge(project_id, edge_id).await
     }

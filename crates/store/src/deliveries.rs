@@ -691,7 +691,7 @@ impl Store {
         let canceled = cancel_pending(&mut tx, delivery_id, "canceled before it started").await?;
         let mut entry = audit_entry.clone();
         entry.details["canceled_targets"] = canceled.into();
-        audit::insert(&mut *tx, &entry).await?;
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(canceled)
     }
@@ -724,7 +724,7 @@ impl Store {
         let canceled = cancel_pending(&mut tx, delivery_id, reason).await?;
         let mut entry = audit_entry.clone();
         entry.details["canceled_targets"] = canceled.into();
-        audit::insert(&mut *tx, &entry).await?;
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(Some(canceled))
     }
@@ -746,7 +746,7 @@ impl Store {
             .bind(delivery_id)
             .execute(&mut *tx)
             .await?;
-            audit::insert(&mut *tx, audit_entry).await?;
+            audit::insert(&mut tx, audit_entry).await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected())
@@ -829,7 +829,7 @@ impl Store {
         .await?;
         let closed = done.rows_affected() == 1;
         if closed {
-            audit::insert(&mut *tx, audit_entry).await?;
+            audit::insert(&mut tx, audit_entry).await?;
         }
         tx.commit().await?;
         Ok(closed)

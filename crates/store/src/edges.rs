@@ -174,7 +174,7 @@ impl Store {
             .map_err(|e| edge_conflict(e, &new.name, &new.reach))?;
             insert_tags(&mut tx, project_id, &id, &new.tags).await?;
             let entry = AuditEntry { resource_id: id.clone(), resource_name: new.name.clone(), ..audit_base.clone() };
-            audit::insert(&mut *tx, &entry).await?;
+            audit::insert(&mut tx, &entry).await?;
             created.push(EdgeService {
                 id,
                 project_id: project_id.to_owned(),
@@ -242,7 +242,7 @@ impl Store {
         }
         sqlx::query("DELETE FROM edge_service_tags WHERE edge_id = $1").bind(&updated.id).execute(&mut *tx).await?;
         insert_tags(&mut tx, &updated.project_id, &updated.id, &updated.tags).await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         self.note_search_writes(1);
         Ok(EdgeService { updated_at: now, ..updated.clone() })
@@ -261,7 +261,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(crate::Resource::EdgeService));
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         self.note_search_writes(1);
         Ok(())

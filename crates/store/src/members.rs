@@ -112,7 +112,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -133,7 +133,7 @@ impl Store {
             .bind(org_id)
             .execute(&mut *tx)
             .await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -156,7 +156,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -171,7 +171,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(crate::Resource::Member));
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -200,7 +200,7 @@ impl Store {
     pub async fn delete_project(&self, project_id: &str, force: bool, audit_entry: &AuditEntry) -> Result<Vec<String>> {
         let mut tx = self.write.begin().await?;
         let shas = delete_project_in(&mut tx, project_id, force).await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(shas)
     }
@@ -228,14 +228,14 @@ impl Store {
                 resource_id: project.clone(),
                 ..audit_entry.clone()
             };
-            audit::insert(&mut *tx, &entry).await?;
+            audit::insert(&mut tx, &entry).await?;
         }
         sqlx::query("DELETE FROM org_members WHERE org_id = $1").bind(org_id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM orgs WHERE id = $1").bind(org_id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(crate::Resource::Organization));
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(shas)
     }
@@ -248,7 +248,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| crate::conflict(e, crate::Resource::Organization, name))?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -261,7 +261,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| crate::conflict(e, crate::Resource::Project, name))?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -332,7 +332,7 @@ impl Store {
         if disabled == Some(true) || password_hash.is_some() {
             sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -350,7 +350,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(crate::Resource::User));
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -383,7 +383,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(crate::Resource::Token));
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }

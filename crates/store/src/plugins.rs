@@ -87,7 +87,7 @@ impl Store {
         .await
         .map_err(|e| crate::conflict(e, crate::Resource::Plugin, &new.name))?;
         let entry = AuditEntry { resource_id: plugin.id.clone(), ..audit_entry.clone() };
-        audit::insert(&mut *tx, &entry).await?;
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(plugin)
     }
@@ -136,7 +136,7 @@ impl Store {
             return Err(StoreError::Conflict { clash: crate::Clash::PluginInUse, name: row.get("name") });
         }
         sqlx::query("DELETE FROM plugins WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         let users: i64 = sqlx::query("SELECT COUNT(*) AS n FROM plugins WHERE sha256 = $1")
             .bind(&sha)
             .fetch_one(&mut *tx)

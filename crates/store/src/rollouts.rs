@@ -81,7 +81,7 @@ impl Store {
         .await?;
         let paused = done.rows_affected() == 1;
         if let (true, Some(entry)) = (paused, audit_entry) {
-            audit::insert(&mut *tx, entry).await?;
+            audit::insert(&mut tx, entry).await?;
         }
         tx.commit().await?;
         Ok(paused)
@@ -219,7 +219,7 @@ impl Store {
         entry.details["approvals"] = approvals.into();
         entry.details["approvals_required"] = required.into();
         entry.details["state"] = state.as_str().into();
-        audit::insert(&mut *tx, &entry).await?;
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(Some(ApprovalOutcome { approvals, state }))
     }
@@ -256,7 +256,7 @@ impl Store {
             .bind(project_id)
             .execute(&mut *tx)
             .await?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -338,7 +338,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| crate::conflict(e, crate::Resource::MaintenanceWindow, &window.name))?;
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -376,7 +376,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(crate::StoreError::NotFound(crate::Resource::MaintenanceWindow));
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -67,7 +67,7 @@ impl Store {
             return Ok(false);
         }
         if let Some(entry) = audit_entry {
-            audit::insert(&mut *tx, entry).await?;
+            audit::insert(&mut tx, entry).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -140,7 +140,7 @@ impl Store {
         let mut entry = entry.clone();
         entry.details["attempts"] = throttled.into();
         entry.details["aggregated_for_secs"] = (window_ms / 1000).into();
-        audit::insert(&mut *tx, &entry).await?;
+        audit::insert(&mut tx, &entry).await?;
         sqlx::query("UPDATE login_throttle SET throttled = 0, throttled_audited_at = $2 WHERE subject = $1")
             .bind(subject)
             .bind(now)

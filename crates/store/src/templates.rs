@@ -103,7 +103,7 @@ impl Store {
         .map_err(|e| conflict(e, crate::Resource::Template, name))?;
         insert_version(&mut tx, &template.id, 1, content, content_sha256, created_by, now).await?;
         let entry = AuditEntry { resource_id: template.id.clone(), ..audit_entry.clone() };
-        audit::insert(&mut *tx, &entry).await?;
+        audit::insert(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(template)
     }
@@ -205,7 +205,7 @@ impl Store {
                 name: current.current_version.to_string(),
             });
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -221,7 +221,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(crate::Resource::Template));
         }
-        audit::insert(&mut *tx, audit_entry).await?;
+        audit::insert(&mut tx, audit_entry).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -147,3 +147,32 @@ fn the_cli_prints_completions_and_ends_quietly_on_a_closed_pipe() {
     assert!(!stderr.contains("panicked") && stderr.is_empty(), "{stderr}");
     assert_ne!(output.status.code(), Some(101), "no panic exit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_added_tested_and_logged_from_the_cli() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(data.path());
+    let project = server.api().await.project().await;
+    let cli = Cli::signed_in(&server);
+    let url = "http://127.0.0.1:9/hook"; // the discard port: nobody answers
+    let (added, _) =
+        ok(&cli, &["webhook", "add", "--project", &project, url, "--events", "delivery.finished,edge.drifted"]);
+    let id = added.split_whitespace().nth(1).expect("webhook id").to_owned();
+    assert!(added.contains("secret (shown once): whsec_"), "{added}");
+    let (listed, _) = ok(&cli, &["webhook", "list", "--project", &project]);
+    assert_eq!(listed.trim(), format!("{id}  {url}  delivery.finished,edge.drifted"));
+
+    let tested = cli.run(&["webhook", "test", "--project", &project, &id]);
+    let said = text(&tested.stdout);
+    assert!(!tested.status.success(), "a ping nobody answered fails the command: {said}");
+    assert!(said.contains("  ping  failed  1 try  no answer  "), "{said}");
+    let (log, _) = ok(&cli, &["webhook", "log", "--project", &project, &id]);
+    assert!(log.starts_with("1 calls\n") && log.contains("  ping  failed  1 try  no answer  "), "{log}");
+
+    let unknown = refused(&cli, &["webhook", "add", "--project", &project, url, "--events", "delivery.done"]);
+    assert!(unknown.contains("unknown webhook event `delivery.done`"), "{unknown}");
+    let (deleted, _) = ok(&cli, &["webhook", "delete", "--project", &project, &id]);
+    assert_eq!(deleted.trim(), format!("webhook {id} deleted"));
+    let (listed, _) = ok(&cli, &["webhook", "list", "--project", &project]);
+    assert!(listed.is_empty(), "{listed}");
+}
