@@ -71,13 +71,12 @@ pub(crate) async fn enqueue(conn: &mut sqlx::AnyConnection, entry: &AuditEntry, 
         .fetch_all(&mut *conn)
         .await?;
     for row in rows {
-        let subscription = Subscription::parse(&json_list(&row, "events")?)
-            .map_err(|e| StoreError::Corrupt(format!("column events: {e}")))?;
+        let subscription = subscription(&row)?;
         let webhook_id: String = row.get("id");
         for event in events.iter().copied().filter(|e| subscription.includes(*e)) {
             let id = new_id();
             let body = event_body(&id, event, entry, at);
-            insert_call(&mut *conn, &id, &webhook_id, event, &body, at).await?;
+            insert_call(&mut *conn, &id, &webhook_id, event, &body, at, Some(0)).await?;
         }
     }
     Ok(())
@@ -100,7 +99,8 @@ fn event_body(id: &str, event: WebhookEvent, entry: &AuditEntry, at: i64) -> Str
     .to_string()
 }
 
-/// A new call is due at once (`next_at` 0, whatever the sender's clock says).
+/// When a new call is due: at once (0, whatever the sender's clock says), or never for the sender
+/// (`None`: the test button sends it itself).
 async fn insert_call(
     conn: &mut sqlx::AnyConnection,
     id: &str,
@@ -108,19 +108,26 @@ async fn insert_call(
     event: WebhookEvent,
     body: &str,
     at: i64,
+    due: Option<i64>,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO webhook_calls (id, webhook_id, event, body, state, attempts, next_at, created_at)
-         VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5)",
+         VALUES ($1, $2, $3, $4, 'pending', 0, $6, $5)",
     )
     .bind(id)
     .bind(webhook_id)
     .bind(event.as_str())
     .bind(body)
     .bind(at)
+    .bind(due)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The `events` column; a list that does not parse is `Corrupt`, never "no events".
+fn subscription(row: &AnyRow) -> Result<Subscription> {
+    Subscription::parse(&json_list(row, "events")?).map_err(|e| StoreError::Corrupt(format!("column events: {e}")))
 }
 
 fn webhook(row: &AnyRow) -> Result<Webhook> {
@@ -129,8 +136,7 @@ fn webhook(row: &AnyRow) -> Result<Webhook> {
         project_id: row.get("project_id"),
         url: row.get("url"),
         secret_sealed: row.get("secret_sealed"),
-        subscription: Subscription::parse(&json_list(row, "events")?)
-            .map_err(|e| StoreError::Corrupt(format!("column events: {e}")))?,
+        subscription: subscription(row)?,
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
     })
@@ -214,12 +220,17 @@ impl Store {
         Ok(())
     }
 
-    /// Enqueues the test button's `ping` to one webhook; answers the call as stored.
-    pub async fn add_ping(&self, hook: &Webhook, body: &str, id: &str, at: i64) -> Result<WebhookCall> {
+    /// Enqueues the test button's `ping` to one webhook, its body made from `entry` as every
+    /// event's is; answers the call as stored.
+    pub async fn add_ping(&self, hook: &Webhook, entry: &AuditEntry) -> Result<WebhookCall> {
+        let (id, at) = (new_id(), crate::now_ms());
+        let body = event_body(&id, WebhookEvent::Ping, entry, at);
         let mut conn = self.write.acquire().await?;
-        insert_call(&mut conn, id, &hook.id, WebhookEvent::Ping, body, at).await?;
+        // Not due for the sender: the test button sends it, once, and a second copy from the
+        // sender would be a second ping.
+        insert_call(&mut conn, &id, &hook.id, WebhookEvent::Ping, &body, at, None).await?;
         drop(conn);
-        self.webhook_call(id).await
+        self.webhook_call(&id).await
     }
 
     pub async fn webhook_call(&self, id: &str) -> Result<WebhookCall> {

@@ -5,7 +5,7 @@ use api_types::{NewWebhook, WebhookCall};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use domain::webhook::{Subscription, WebhookEvent};
+use domain::webhook::Subscription;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -43,8 +43,9 @@ fn call_view(call: &store::WebhookCall) -> WebhookCall {
         status_code: call.last_status,
         error: call.last_error.clone(),
         created_at: call.created_at,
-        // A new call is stored due "at once" (0): it is due from when it was made.
-        next_at: call.next_at.map(|at| at.max(call.created_at)).filter(|_| call.finished_at.is_none()),
+        // A new call is stored due "at once" (0): it is due from when it was made. An ended
+        // call has none.
+        next_at: call.next_at.map(|at| at.max(call.created_at)),
         finished_at: call.finished_at,
         body: serde_json::from_str(&call.body).unwrap_or(Value::Null),
     }
@@ -135,21 +136,12 @@ pub async fn test(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<WebhookCall>> {
     let hook = state.store.webhook(&project_id, &id).await?;
-    let call_id = store::new_id();
-    let at = store::now_ms();
-    let body = json!({
-        "id": call_id,
-        "event": WebhookEvent::Ping,
-        "at": at,
-        "organization": {"id": scope.scope.org_id, "name": scope.scope.org_name},
-        "project": {"id": scope.scope.project_id, "name": scope.scope.project_name},
-        "actor": user.username,
-        "resource": {"type": "webhook", "id": hook.id, "name": hook.url},
-        "outcome": "success",
-        "details": {"events": hook.subscription.names()},
-    })
-    .to_string();
-    let call = state.store.add_ping(&hook, &body, &call_id, at).await?;
+    // Not appended to the audit: the ping's own call log records it.
+    let details = json!({"events": hook.subscription.names()});
+    let mut about = audit_entry(&user, Some(&scope.scope), "webhook.test", "webhook", &hook.url, details);
+    about.resource_id = hook.id.clone();
+    let call = state.store.add_ping(&hook, &about).await?;
+    let call_id = call.id.clone();
     let due = store::DueCall { call, url: hook.url.clone(), secret_sealed: hook.secret_sealed.clone() };
     let done = crate::webhooks::try_call(&state, &due, false).await;
     state.store.record_webhook_try(&call_id, &done).await?;
