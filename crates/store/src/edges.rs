@@ -461,7 +461,9 @@ impl Store {
         self.record_probes(&[(id.to_owned(), result.clone())]).await
     }
 
-    /// Records many probes in one transaction (a failed probe keeps the last known version).
+    /// Records many probes in one transaction (a failed probe keeps the last known version). A
+    /// probe that began before the last record changes no status, but its version is kept: only
+    /// probes read versions, and two that overlap an upgrade are put right by the next round.
     pub async fn record_probes(&self, results: &[(String, ProbeResult)]) -> Result<()> {
         // Edges seen online that were not: their waiting targets may run now.
         let mut came_online: Vec<String> = Vec::new();
@@ -489,9 +491,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
-                // Stale: a probe that began later is recorded already.
+                // Stale: a record that began later is in already (often an agent's status, which
+                // says nothing of the version, so the version read here is still kept).
                 came_online.retain(|edge| edge != id);
-                continue;
             }
             // Apart, so only a version that changed rewrites the service in the search index.
             if let Some(version) = &result.version {
