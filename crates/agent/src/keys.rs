@@ -83,7 +83,12 @@ mod tests {
             agent_id: "sim-0".into(),
             issued_at: 1,
             expires_at: 2,
-            op: Op::Call { method: "DELETE".into(), path: "/api/ekuiper/rules/r1".into(), body: None },
+            op: Op::Call {
+                method: "DELETE".into(),
+                path: "/api/ekuiper/rules/r1".into(),
+                body: None,
+                then: Vec::new(),
+            },
         }
     }
 

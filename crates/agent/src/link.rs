@@ -294,6 +294,25 @@ impl AgentLink {
         Err(Failure::Connect { detail })
     }
 
+    /// Several reads in one command, to an agent that knows the command; none (the edge client
+    /// then reads one by one) to an agent of the first protocol.
+    async fn reads(
+        &self,
+        signer: &CommandSigner,
+        agent_id: &str,
+        paths: Vec<String>,
+        wait: Duration,
+    ) -> Result<RelayAnswer, Failure> {
+        if self.status_of(agent_id).is_some_and(|status| status.protocol < 2) {
+            return Ok(RelayAnswer::Answers { answers: Vec::new() });
+        }
+        match self.send(signer, agent_id, Op::Reads { paths }, wait).await? {
+            Outcome::Answers { answers } => Ok(RelayAnswer::Answers { answers }),
+            Outcome::Failed { error } => Ok(RelayAnswer::Failed { error }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Brings a package to the agent: it downloads the signed link itself, or, when it cannot
     /// reach edgefleet, gets the package in chunks over the broker.
     async fn fetch(
@@ -372,13 +391,14 @@ impl Relay for SigningRelay {
     fn exchange<'a>(&'a self, agent_id: &'a str, request: RelayRequest, wait: Duration) -> RelayFuture<'a> {
         Box::pin(async move {
             match request {
-                RelayRequest::Call { method, path, body } => {
-                    match self.link.send(&self.signer, agent_id, Op::Call { method, path, body }, wait).await? {
-                        Outcome::Answer { status, body } => Ok(RelayAnswer::Answer { status, body }),
+                RelayRequest::Call { method, path, body, then } => {
+                    match self.link.send(&self.signer, agent_id, Op::Call { method, path, body, then }, wait).await? {
+                        Outcome::Answer { status, body, then } => Ok(RelayAnswer::Answer { status, body, then }),
                         Outcome::Failed { error } => Ok(RelayAnswer::Failed { error }),
                         other => Err(unexpected(&other)),
                     }
                 }
+                RelayRequest::Reads { paths } => self.link.reads(&self.signer, agent_id, paths, wait).await,
                 RelayRequest::Fetch { url } => self.link.fetch(&self.signer, agent_id, url, wait).await,
             }
         })

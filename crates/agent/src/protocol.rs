@@ -1,7 +1,7 @@
 //! What travels over the broker. Every payload is JSON; commands are signed as the exact text the
 //! agent verifies (`SignedCommand.command`), so no re-encoding can change what was signed.
 
-use edge_client::EdgeError;
+use edge_client::{CallAnswer, EdgeError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -69,7 +69,14 @@ pub enum Op {
         path: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<Value>,
+        /// `GET`s to make after the call when it succeeds (2xx), answered in its `then`. Agents
+        /// of protocol 1 ignore it (and answer none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<String>,
     },
+    /// Several `GET`s, made one after the other, answered together (at most
+    /// [`edge_client::MAX_READS`]; only agents of [`PROTOCOL`] 2 or later get them).
+    Reads { paths: Vec<String> },
     /// Download a package from a signed link (outbound HTTPS from the plant) and keep it.
     Fetch { url: String, sha256: String, name: String },
     /// One piece of a package, when the agent cannot download it.
@@ -80,6 +87,7 @@ impl Op {
     pub fn describe(&self) -> String {
         match self {
             Op::Call { method, path, .. } => format!("{method} {path}"),
+            Op::Reads { paths } => format!("GET {} paths", paths.len()),
             Op::Fetch { name, .. } => format!("fetch {name}"),
             Op::Chunk { name, offset, total, .. } => format!("chunk {name} {offset}/{total}"),
         }
@@ -100,8 +108,16 @@ pub enum Outcome {
     /// Progress: the command verified and is still running half a second later (its answer
     /// follows). Tells a command the agent never got from one it got and did not finish.
     Accepted,
-    /// NeuronEX answered (any status).
-    Answer { status: u16, body: String },
+    /// NeuronEX answered (any status), and the call's `then` reads when it succeeded.
+    Answer {
+        status: u16,
+        body: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<CallAnswer>,
+    },
+    /// The answers to `reads`, in order; fewer than asked once they grew past
+    /// [`READS_ANSWER_BYTES`] (the server reads the rest one by one).
+    Answers { answers: Vec<CallAnswer> },
     /// The package is on the agent's disk; NeuronEX can install it from `url` (`file://...`).
     Fetched { url: String },
     /// The download failed; the server may send the package in chunks instead.
@@ -142,6 +158,15 @@ impl Refusal {
     }
 }
 
+/// What an agent understands: 1 is every command of the first release; 2 adds `reads`. An agent
+/// announces its number in its status, and the server sends nothing newer than that, so agents
+/// can be upgraded after the server, one plant at a time.
+pub const PROTOCOL: u32 = 2;
+
+/// The answers to one `reads` stop growing past this (each answer may be up to 32 MiB; a packet
+/// must stay under [`MAX_PACKET_BYTES`]).
+pub const READS_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
 /// The retained document on the status topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentStatus {
@@ -149,6 +174,13 @@ pub struct AgentStatus {
     /// The agent's own version.
     pub version: String,
     pub at: i64,
+    /// [`PROTOCOL`] of the agent; absent (1) from agents of the first release.
+    #[serde(default = "first_protocol")]
+    pub protocol: u32,
+}
+
+fn first_protocol() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,7 +210,7 @@ mod tests {
             agent_id: "sim-0".into(),
             issued_at: 1,
             expires_at: 2,
-            op: Op::Call { method: "GET".into(), path: "/api/version".into(), body: None },
+            op: Op::Call { method: "GET".into(), path: "/api/version".into(), body: None, then: Vec::new() },
         };
         let text = serde_json::to_string(&command).expect("json");
         assert_eq!(

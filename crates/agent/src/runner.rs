@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use edge_client::{EdgeClient, EdgeError, EdgeTarget};
+use edge_client::{CallAnswer, EdgeClient, EdgeError, EdgeTarget, MAX_READS};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::keys::CommandVerifier;
 use crate::mqtt::{Backoff, BrokerUrl, Incoming, Publisher, SessionOptions};
 use crate::protocol::{
-    AgentState, AgentStatus, Command, Op, Outcome, Refusal, Reply, SignedCommand, commands_topic, results_topic,
-    status_topic,
+    AgentState, AgentStatus, Command, Op, Outcome, PROTOCOL, READS_ANSWER_BYTES, Refusal, Reply, SignedCommand,
+    commands_topic, results_topic, status_topic,
 };
 use crate::record::{Record, Seen};
 
@@ -148,7 +148,7 @@ fn mark_ready(config: &AgentConfig, ready: bool) {
 }
 
 fn status_payload(config: &AgentConfig, status: AgentState) -> Vec<u8> {
-    let status = AgentStatus { status, version: config.version.clone(), at: crate::now_ms() };
+    let status = AgentStatus { status, version: config.version.clone(), at: crate::now_ms(), protocol: PROTOCOL };
     serde_json::to_vec(&status).unwrap_or_default()
 }
 
@@ -254,19 +254,32 @@ impl Agent {
 
     async fn execute(&self, command: &Command) -> Outcome {
         match &command.op {
-            Op::Call { method, path, body } => {
-                if let Some(why) = refused_call(method, path) {
+            Op::Call { method, path, body, then } => {
+                if let Some(why) = refused_call(method, path).or_else(|| refused_reads(then)) {
                     return Outcome::Refused { reason: Refusal::Malformed, detail: why };
                 }
                 let edge = self.config.client.edge(&self.config.neuronex);
                 match edge.forward(method, path, body.as_ref()).await {
-                    Ok((status, body)) => Outcome::Answer { status, body },
+                    Ok((status, body)) if (200..300).contains(&status) && !then.is_empty() => {
+                        Outcome::Answer { status, body, then: read_all(&edge, then).await }
+                    }
+                    Ok((status, body)) => Outcome::Answer { status, body, then: Vec::new() },
                     Err(error) => Outcome::Failed { error },
                 }
             }
+            Op::Reads { paths } => self.reads(paths).await,
             Op::Fetch { url, sha256, name } => self.fetch(url, sha256, name).await,
             Op::Chunk { sha256, name, offset, total, data } => self.chunk(sha256, name, *offset, *total, data),
         }
+    }
+
+    /// Each `GET` in turn; every path is checked before any is read.
+    async fn reads(&self, paths: &[String]) -> Outcome {
+        if let Some(why) = refused_reads(paths) {
+            return Outcome::Refused { reason: Refusal::Malformed, detail: why };
+        }
+        let edge = self.config.client.edge(&self.config.neuronex);
+        Outcome::Answers { answers: read_all(&edge, paths).await }
     }
 
     async fn fetch(&self, url: &str, sha256: &str, name: &str) -> Outcome {
@@ -340,6 +353,34 @@ fn refused_call(method: &str, path: &str) -> Option<String> {
     }
     let plain = path.starts_with("/api/") && !path.contains("..") && !path.contains('#') && !path.contains("//");
     (!plain).then(|| format!("path {path:?} is not a NeuronEX API path"))
+}
+
+/// Why a list of reads is not run: too many, or a path an agent never reads.
+fn refused_reads(paths: &[String]) -> Option<String> {
+    if paths.len() > MAX_READS {
+        return Some(format!("{} reads in one command; at most {MAX_READS}", paths.len()));
+    }
+    paths.iter().find_map(|path| refused_call("GET", path))
+}
+
+/// The answers to `paths`, read in turn; the list stops once the answers pass
+/// [`READS_ANSWER_BYTES`], so a reply stays within a packet.
+async fn read_all(edge: &edge_client::Edge<'_>, paths: &[String]) -> Vec<CallAnswer> {
+    let mut answers = Vec::with_capacity(paths.len());
+    let mut size = 0;
+    for path in paths {
+        if size > READS_ANSWER_BYTES {
+            break;
+        }
+        answers.push(match edge.forward("GET", path, None).await {
+            Ok((status, body)) => {
+                size += body.len();
+                CallAnswer::Answer { status, body }
+            }
+            Err(error) => CallAnswer::Failed { error },
+        });
+    }
+    answers
 }
 
 fn file_url(path: &std::path::Path) -> String {

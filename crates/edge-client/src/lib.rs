@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 pub use error::{EdgeError, Failure, Retry, VersionClash, human_duration, neuron_code_text, tries_word};
 pub use jwt::{JwtError, JwtGrant, JwtSigner, TOKEN_LIFETIME, generate_rsa_keypair, public_pem_of};
 pub use readback::is_absent;
-pub use relay::{AgentRoute, Relay, RelayAnswer, RelayFuture, RelayRequest, Via};
+pub use relay::{AgentRoute, CallAnswer, MAX_READS, Relay, RelayAnswer, RelayFuture, RelayRequest, Via};
 pub use restore::RestoreError;
 
 /// How edgefleet proves itself to an edge.
@@ -286,7 +286,7 @@ impl EdgeClient {
     }
 
     pub fn edge<'a>(&'a self, target: &'a EdgeTarget) -> Edge<'a> {
-        Edge { client: self, target }
+        Edge { client: self, target, read_ahead: Mutex::default(), after_write: Mutex::default() }
     }
 
     fn cached_token(&self, target: &EdgeTarget) -> Option<String> {
@@ -316,6 +316,11 @@ fn token_key(target: &EdgeTarget) -> String {
 pub struct Edge<'a> {
     client: &'a EdgeClient,
     target: &'a EdgeTarget,
+    /// Answers an agent gave ahead of their calls ([`Edge::read_ahead`]), by path; each is used
+    /// once, and all are dropped at the first call that is not a `GET`, so none outlives a write.
+    read_ahead: Mutex<HashMap<String, CallAnswer>>,
+    /// Reads the next successful write makes right after it ([`Edge::read_rule_status_after_write`]).
+    after_write: Mutex<Vec<String>>,
 }
 
 impl Edge<'_> {
@@ -323,7 +328,7 @@ impl Edge<'_> {
 
     /// `GET /api/version` -> `3.6.0`.
     pub async fn version(&self) -> Result<String, EdgeError> {
-        let answer = self.call("read", "version", Method::GET, "/api/version", None).await?;
+        let answer = self.call("read", "version", Method::GET, VERSION_PATH, None).await?;
         let value = expect_json("read", "version", answer, &[200])?;
         value
             .get("version")
@@ -361,14 +366,14 @@ impl Edge<'_> {
     /// `PUT` creates a missing stream too (eKuiper 1.x and 2.x).
     pub async fn replace_stream(&self, kind: StreamKind, name: &str, sql: &str) -> Result<(), EdgeError> {
         let object = format!("{} {name}", kind.word());
-        let path = format!("/api/ekuiper/{}/{}", kind.path(), encode(name));
+        let path = stream_path(kind, name);
         let answer = self.call("replace", &object, Method::PUT, &path, Some(&json!({"sql": sql}))).await?;
         expect_text("replace", &object, answer, &[200]).map(drop)
     }
 
     pub async fn drop_stream(&self, kind: StreamKind, name: &str, force: bool) -> Result<(), EdgeError> {
         let object = format!("{} {name}", kind.word());
-        let mut path = format!("/api/ekuiper/{}/{}", kind.path(), encode(name));
+        let mut path = stream_path(kind, name);
         if force {
             path.push_str("?force=true");
         }
@@ -384,7 +389,7 @@ impl Edge<'_> {
 
     pub async fn describe_stream(&self, kind: StreamKind, name: &str) -> Result<Value, EdgeError> {
         let object = format!("{} {name}", kind.word());
-        let path = format!("/api/ekuiper/{}/{}", kind.path(), encode(name));
+        let path = stream_path(kind, name);
         let answer = self.call("describe", &object, Method::GET, &path, None).await?;
         expect_json("describe", &object, answer, &[200])
     }
@@ -399,7 +404,7 @@ impl Edge<'_> {
 
     pub async fn update_rule(&self, id: &str, rule: &Value) -> Result<(), EdgeError> {
         let object = format!("rule {id}");
-        let path = format!("/api/ekuiper/rules/{}", encode(id));
+        let path = rule_path(id);
         let answer = self.call("update", &object, Method::PUT, &path, Some(rule)).await?;
         expect_text("update", &object, answer, &[200]).map(drop)
     }
@@ -415,14 +420,14 @@ impl Edge<'_> {
 
     pub async fn get_rule(&self, id: &str) -> Result<Value, EdgeError> {
         let object = format!("rule {id}");
-        let path = format!("/api/ekuiper/rules/{}", encode(id));
+        let path = rule_path(id);
         let answer = self.call("describe", &object, Method::GET, &path, None).await?;
         expect_json("describe", &object, answer, &[200])
     }
 
     pub async fn delete_rule(&self, id: &str) -> Result<(), EdgeError> {
         let object = format!("rule {id}");
-        let path = format!("/api/ekuiper/rules/{}", encode(id));
+        let path = rule_path(id);
         let answer = self.call("delete", &object, Method::DELETE, &path, None).await?;
         expect_text("delete", &object, answer, &[200]).map(drop)
     }
@@ -435,7 +440,7 @@ impl Edge<'_> {
 
     pub async fn rule_status(&self, id: &str) -> Result<RuleStatus, EdgeError> {
         let object = format!("rule {id}");
-        let path = format!("/api/ekuiper/rules/{}/status", encode(id));
+        let path = rule_status_path(id);
         let answer = self.call("status", &object, Method::GET, &path, None).await?;
         let value = expect_json("status", &object, answer, &[200])?;
         let status = value.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -528,7 +533,7 @@ impl Edge<'_> {
         };
         let body = json!({"name": name, "file": url});
         let (step, method, path, ok) = if replace {
-            ("update", Method::PUT, format!("/api/ekuiper/plugins/portables/{}", encode(name)), 200)
+            ("update", Method::PUT, portable_path(name), 200)
         } else {
             ("install", Method::POST, "/api/ekuiper/plugins/portables".to_owned(), 201)
         };
@@ -539,7 +544,7 @@ impl Edge<'_> {
     /// `None` when the plugin is not installed.
     pub async fn get_portable(&self, name: &str) -> Result<Option<Value>, EdgeError> {
         let object = format!("plugin {name}");
-        let path = format!("/api/ekuiper/plugins/portables/{}", encode(name));
+        let path = portable_path(name);
         let answer = self.call("describe", &object, Method::GET, &path, None).await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -556,7 +561,7 @@ impl Edge<'_> {
 
     pub async fn delete_portable(&self, name: &str) -> Result<(), EdgeError> {
         let object = format!("plugin {name}");
-        let path = format!("/api/ekuiper/plugins/portables/{}", encode(name));
+        let path = portable_path(name);
         let answer = self.call("delete", &object, Method::DELETE, &path, None).await?;
         expect_text("delete", &object, answer, &[200]).map(drop)
     }
@@ -741,12 +746,16 @@ impl Edge<'_> {
     ) -> Result<Answer, EdgeError> {
         let started = std::time::Instant::now();
         if let Via::Agent(route) = &self.target.via {
-            let request = RelayRequest::Call { method: method.to_string(), path: path.to_owned(), body: body.cloned() };
+            if let Some(answer) = self.answered_ahead(&method, path) {
+                return relayed(step, object, answer);
+            }
+            let then = if method == Method::GET { Vec::new() } else { self.reads_after_write() };
+            let request =
+                RelayRequest::Call { method: method.to_string(), path: path.to_owned(), body: body.cloned(), then };
             return match self.relay(route, step, object, request).await {
-                Ok(RelayAnswer::Answer { status, body }) => {
-                    let status = StatusCode::from_u16(status)
-                        .map_err(|_| decode_error(step, object, &format!("the agent relayed HTTP status {status}")))?;
-                    Ok(Answer { status, body })
+                Ok(RelayAnswer::Answer { status, body, then }) => {
+                    self.keep_read_after_write(status, then);
+                    relayed(step, object, CallAnswer::Answer { status, body })
                 }
                 Ok(other) => Err(decode_error(step, object, &format!("the agent answered {other:?} to a call"))),
                 Err(err) => Err(err.with_tries(1, started.elapsed())),
@@ -764,6 +773,72 @@ impl Edge<'_> {
         }
         .await;
         answer.map_err(|err| err.with_tries(1, started.elapsed()))
+    }
+
+    /// Through an agent: the version and what reading `objects` back takes (streams, tables, rules,
+    /// plugins), asked for in one exchange, so the calls that follow find their answers here
+    /// instead of crossing the broker one by one. Over HTTP it does nothing (each call is one
+    /// round trip either way). Reads only: nothing on the edge changes, and every answer is
+    /// dropped at the first write. When the exchange fails, the failure is kept as the version
+    /// read's answer, so the target fails (or retries) exactly as that call would have.
+    pub async fn read_ahead(&self, objects: &[domain::plan::ObjectRef]) {
+        let Via::Agent(route) = &self.target.via else { return };
+        let mut paths = vec![VERSION_PATH.to_owned()];
+        paths.extend(readback::read_paths(objects));
+        paths.dedup();
+        paths.truncate(MAX_READS);
+        let wait = relay::relay_wait(self.client.config.request_timeout);
+        let answers =
+            match route.relay.exchange(&route.agent_id, RelayRequest::Reads { paths: paths.clone() }, wait).await {
+                Ok(RelayAnswer::Answers { answers }) => answers,
+                Ok(RelayAnswer::Failed { error }) => vec![CallAnswer::Failed { error }],
+                Ok(other) => vec![CallAnswer::Failed {
+                    error: decode_error("read", "version", &format!("the agent answered {other:?} to reads")),
+                }],
+                Err(failure) => vec![CallAnswer::Failed { error: EdgeError::transport("read", "version", failure) }],
+            };
+        if let Ok(mut ahead) = self.read_ahead.lock() {
+            ahead.extend(paths.into_iter().zip(answers));
+        }
+    }
+
+    /// Through an agent: the next write that succeeds also reads `id`'s status, answered with
+    /// the write (the check that follows a rule's write costs no round trip of its own). Does
+    /// nothing over HTTP.
+    pub fn read_rule_status_after_write(&self, id: &str) {
+        if let (Via::Agent(_), Ok(mut after)) = (&self.target.via, self.after_write.lock()) {
+            after.push(rule_status_path(id));
+        }
+    }
+
+    /// The reads the next write carries (kept until a write succeeds: an upsert's `PUT` that
+    /// finds no rule is followed by its `POST`).
+    fn reads_after_write(&self) -> Vec<String> {
+        self.after_write.lock().map(|after| after.clone()).unwrap_or_default()
+    }
+
+    /// A write's answers to its reads, for the calls that follow it.
+    fn keep_read_after_write(&self, status: u16, answers: Vec<CallAnswer>) {
+        if !(200..300).contains(&status) {
+            return;
+        }
+        let Ok(mut after) = self.after_write.lock() else { return };
+        let paths = std::mem::take(&mut *after);
+        if let Ok(mut ahead) = self.read_ahead.lock() {
+            ahead.extend(paths.into_iter().zip(answers));
+        }
+    }
+
+    /// The answer read ahead for this call, if it is a `GET` that has one; any other call drops
+    /// them all, since what was read may be about to change.
+    fn answered_ahead(&self, method: &Method, path: &str) -> Option<CallAnswer> {
+        let mut ahead = self.read_ahead.lock().ok()?;
+        if *method == Method::GET {
+            ahead.remove(path)
+        } else {
+            ahead.clear();
+            None
+        }
     }
 
     /// One exchange with the agent; its report of a failed call becomes this call's error.
@@ -840,6 +915,36 @@ impl Edge<'_> {
 
     fn transport_error(&self, step: &str, object: &str, err: &reqwest::Error) -> EdgeError {
         self.client.transport_error(step, object, &self.target.endpoint, err)
+    }
+}
+
+const VERSION_PATH: &str = "/api/version";
+
+fn stream_path(kind: StreamKind, name: &str) -> String {
+    format!("/api/ekuiper/{}/{}", kind.path(), encode(name))
+}
+
+fn rule_path(id: &str) -> String {
+    format!("/api/ekuiper/rules/{}", encode(id))
+}
+
+fn rule_status_path(id: &str) -> String {
+    format!("/api/ekuiper/rules/{}/status", encode(id))
+}
+
+fn portable_path(name: &str) -> String {
+    format!("/api/ekuiper/plugins/portables/{}", encode(name))
+}
+
+/// An agent's answer to a call as the call's own answer or error.
+fn relayed(step: &str, object: &str, answer: CallAnswer) -> Result<Answer, EdgeError> {
+    match answer {
+        CallAnswer::Answer { status, body } => {
+            let status = StatusCode::from_u16(status)
+                .map_err(|_| decode_error(step, object, &format!("the agent relayed HTTP status {status}")))?;
+            Ok(Answer { status, body })
+        }
+        CallAnswer::Failed { error } => Err(error.relabeled(step, object)),
     }
 }
 

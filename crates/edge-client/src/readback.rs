@@ -42,6 +42,26 @@ impl Edge<'_> {
     }
 }
 
+/// The `GET`s [`Edge::read_objects`] makes for `objects` whose paths are known without another
+/// answer, in its order, for [`Edge::read_ahead`]: a stream, table or plugin is one read, a rule
+/// two (its definition, and its status when it exists); a driver's parts are found through lists.
+pub(crate) fn read_paths(objects: &[ObjectRef]) -> Vec<String> {
+    let mut paths = Vec::new();
+    for object in objects {
+        match object {
+            ObjectRef::Stream { name } => paths.push(crate::stream_path(StreamKind::Stream, name)),
+            ObjectRef::Table { name } => paths.push(crate::stream_path(StreamKind::Table, name)),
+            ObjectRef::Rule { id } => paths.extend([crate::rule_path(id), crate::rule_status_path(id)]),
+            ObjectRef::Plugin { name } => paths.push(crate::portable_path(name)),
+            ObjectRef::Node { .. }
+            | ObjectRef::Group { .. }
+            | ObjectRef::Tags { .. }
+            | ObjectRef::Subscription { .. } => {}
+        }
+    }
+    paths
+}
+
 /// Whether an error says the object is not there: eKuiper's 404 or "... is not found", Neuron's
 /// node (2003), group (2106) or tag (2201) does not exist, or a subscription that is not (2102).
 pub fn is_absent(err: &EdgeError) -> bool {

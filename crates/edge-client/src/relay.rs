@@ -24,21 +24,53 @@ pub enum RelayRequest {
         path: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<Value>,
+        /// `GET`s to make right after the call when it succeeds (2xx), answered with it: a write
+        /// and the check that follows it cost one round trip
+        /// ([`Edge::read_after_write`](crate::Edge::read_after_write)).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<String>,
     },
+    /// Several `GET`s in one exchange ([`Edge::read_ahead`](crate::Edge::read_ahead)): a target's
+    /// version check and the reads before its first write cost one round trip over the broker
+    /// instead of one each. Answered by [`RelayAnswer::Answers`].
+    Reads { paths: Vec<String> },
     /// Bring a package within the edge's reach; the answer is a URL its NeuronEX can read.
     Fetch { url: String },
 }
+
+/// The most paths one [`RelayRequest::Reads`] carries (an agent refuses more).
+pub const MAX_READS: usize = 32;
 
 /// What came back for a [`RelayRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RelayAnswer {
-    /// NeuronEX answered (any status).
-    Answer { status: u16, body: String },
+    /// NeuronEX answered (any status); `then` holds the answers to the call's `then` reads (none
+    /// when the call did not succeed, or the agent is too old to make them).
+    Answer {
+        status: u16,
+        body: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<CallAnswer>,
+    },
     /// The package is on the edge, at this URL (`file://...`).
     Fetched { url: String },
     /// The agent could not reach its NeuronEX (or sign in to it): the same error an HTTP call would
     /// have had, so reasons read alike in both transports.
+    Failed { error: EdgeError },
+    /// The answers to a [`RelayRequest::Reads`], in its order. There may be fewer than the paths
+    /// (an agent stops once the answers grow large, and an agent too old for reads answers none):
+    /// the rest are read one by one.
+    Answers { answers: Vec<CallAnswer> },
+}
+
+/// What came back for one call of a [`RelayRequest::Reads`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CallAnswer {
+    /// NeuronEX answered (any status).
+    Answer { status: u16, body: String },
+    /// The agent could not make the call.
     Failed { error: EdgeError },
 }
 

@@ -11,6 +11,7 @@ mod fixtures;
 mod network;
 mod neuron;
 mod readback;
+mod relay;
 mod support;
 mod upstream_ekuiper;
 mod upstream_neuron;

@@ -318,12 +318,24 @@ impl Runner<'_> {
             }
             Payload::Plugin { .. } => None,
         };
+        let desired = match (document, &self.plan.payload) {
+            (Some(document), _) => planning::desired(document),
+            (None, Payload::Plugin { name, version, .. }) => {
+                vec![(ObjectRef::Plugin { name: name.clone() }, planning::plugin_shape(version))]
+            }
+            (None, Payload::Template { .. }) => return Err(Failure::Other("nothing to deliver".into())),
+        };
+        let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
         let edge_target = self.edge_target(target).await?;
         let edge = self.client.edge(&edge_target);
         let step = Steps { progress, options: &self.plan.options, metrics: self.metrics };
         let version = match health {
             Some(health) if health.status == EdgeStatus::Offline => quick_check(&edge, health, &step).await?,
-            _ => step.call("version gate", || edge.version()).await?,
+            _ => {
+                let reads = if self.reads_objects(target) { objects.as_slice() } else { &[] };
+                edge.read_ahead(reads).await;
+                step.call("version gate", || edge.version()).await?
+            }
         };
         step.set_version(&version);
         match Version::parse(&version) {
@@ -347,14 +359,6 @@ impl Runner<'_> {
             step.note("delivery", "dry run", "rendered, checked and version-gated; nothing was sent");
             return Ok(TargetStatus::Skipped);
         }
-        let desired = match (document, &self.plan.payload) {
-            (Some(document), _) => planning::desired(document),
-            (None, Payload::Plugin { name, version, .. }) => {
-                vec![(ObjectRef::Plugin { name: name.clone() }, planning::plugin_shape(version))]
-            }
-            (None, Payload::Template { .. }) => return Err(Failure::Other("nothing to deliver".into())),
-        };
-        let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
         match self.plan.mode {
             DeliveryMode::Plan => return self.plan_target(&edge, target, &desired, &objects, &step).await,
             DeliveryMode::Rollback => return self.roll_back(&edge, target, &desired, &step).await,
@@ -389,6 +393,17 @@ impl Runner<'_> {
         let all_skipped = skipped_any && step.all_items_skipped();
         step.with(|p| p.delivered = Some(written_objects(desired, &p.items)));
         Ok(if all_skipped { TargetStatus::Skipped } else { TargetStatus::Succeeded })
+    }
+
+    /// Whether this target reads its objects back before writing: a plan and a rollback always
+    /// do; an apply takes its snapshot (unless a retry finds it recorded) or checks the plan. What
+    /// it reads is asked for with the version gate (`Edge::read_ahead`).
+    fn reads_objects(&self, target: &ClaimedTarget) -> bool {
+        match self.plan.mode {
+            _ if self.plan.dry_run => false,
+            DeliveryMode::Plan | DeliveryMode::Rollback => true,
+            DeliveryMode::Apply => target.snapshot.is_none() || (self.plan.plan_id.is_some() && !self.plan.force),
+        }
     }
 
     /// What a target left, sealed (node settings hold gateway passwords), as the store keeps it.
@@ -520,6 +535,8 @@ impl Runner<'_> {
         let mut applied = Vec::new();
         for rule in &doc.rules {
             let object = format!("rule {}", rule.id);
+            // `verify_rule` reads the status first thing; through an agent it comes with the write.
+            edge.read_rule_status_after_write(&rule.id);
             if on_conflict == OnConflict::Overwrite {
                 match step.call(&format!("apply {object}"), || edge.upsert_rule(&rule.id, &rule.definition)).await {
                     Ok(()) => {

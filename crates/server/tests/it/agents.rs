@@ -223,7 +223,7 @@ fn version_call(agent_id: &str, id: &str, issued_at: i64, expires_at: i64) -> Co
         agent_id: agent_id.to_owned(),
         issued_at,
         expires_at,
-        op: Op::Call { method: "GET".into(), path: "/api/version".into(), body: None },
+        op: Op::Call { method: "GET".into(), path: "/api/version".into(), body: None, then: Vec::new() },
     }
 }
 
@@ -255,7 +255,7 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
     listener.send(&agent_id, &genuine).await;
     let reply = listener.answer().await;
     assert_eq!(reply.id, "c-genuine");
-    assert!(matches!(&reply.outcome, Outcome::Answer { status: 200, body } if body.contains("3.6.0")), "{reply:?}");
+    assert!(matches!(&reply.outcome, Outcome::Answer { status: 200, body, .. } if body.contains("3.6.0")), "{reply:?}");
 
     // Replayed at once: the kept answer is sent again, nothing runs twice.
     listener.send(&agent_id, &genuine).await;
@@ -294,7 +294,7 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
         (
             "outside the NeuronEX API",
             signer.sign(&Command {
-                op: Op::Call { method: "GET".into(), path: "/etc/passwd".into(), body: None },
+                op: Op::Call { method: "GET".into(), path: "/etc/passwd".into(), body: None, then: Vec::new() },
                 ..version_call(&agent_id, "c-path", now, now + 60_000)
             }),
             Refusal::Malformed,
@@ -649,8 +649,11 @@ async fn agents_get_their_own_credentials_and_the_acl_keeps_each_to_its_own_topi
     assert_eq!(first, (commands_topic(a), b"for A".to_vec()), "A read B's commands");
 
     let mut observer = server;
-    let forged =
-        Reply { id: "forged".into(), agent_id: b.clone(), outcome: Outcome::Answer { status: 200, body: "{}".into() } };
+    let forged = Reply {
+        id: "forged".into(),
+        agent_id: b.clone(),
+        outcome: Outcome::Answer { status: 200, body: "{}".into(), then: Vec::new() },
+    };
     let marker = Reply { id: "marker".into(), agent_id: a.clone(), outcome: Outcome::Accepted };
     spy.publish(&results_topic(b), serde_json::to_vec(&forged).expect("json"), false).await.expect("publish");
     spy.publish(&results_topic(a), serde_json::to_vec(&marker).expect("json"), false).await.expect("publish");
