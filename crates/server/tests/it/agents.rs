@@ -257,6 +257,22 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
     assert_eq!(reply.id, "c-genuine");
     assert!(matches!(&reply.outcome, Outcome::Answer { status: 200, body, .. } if body.contains("3.6.0")), "{reply:?}");
 
+    // Several reads in one command, answered in order.
+    let reads = Op::Reads { paths: vec!["/api/version".into(), "/api/ekuiper/rules/none".into()] };
+    listener
+        .send(&agent_id, &signer.sign(&Command { op: reads, ..version_call(&agent_id, "c-reads", now, now + 60_000) }))
+        .await;
+    let read = listener.answer().await;
+    let Outcome::Answers { answers } = &read.outcome else { panic!("{read:?}") };
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|answer| match answer {
+            edge_client::CallAnswer::Answer { status, .. } => *status,
+            edge_client::CallAnswer::Failed { error } => panic!("{error}"),
+        })
+        .collect();
+    assert_eq!(statuses, [200, 404], "{read:?}");
+
     // Replayed at once: the kept answer is sent again, nothing runs twice.
     listener.send(&agent_id, &genuine).await;
     assert_eq!(listener.answer().await, reply);
@@ -296,6 +312,35 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
             signer.sign(&Command {
                 op: Op::Call { method: "GET".into(), path: "/etc/passwd".into(), body: None, then: Vec::new() },
                 ..version_call(&agent_id, "c-path", now, now + 60_000)
+            }),
+            Refusal::Malformed,
+        ),
+        (
+            "reads outside the NeuronEX API",
+            signer.sign(&Command {
+                op: Op::Reads { paths: vec!["/api/version".into(), "/api/../etc/passwd".into()] },
+                ..version_call(&agent_id, "c-reads-path", now, now + 60_000)
+            }),
+            Refusal::Malformed,
+        ),
+        (
+            "more reads than one command may carry",
+            signer.sign(&Command {
+                op: Op::Reads { paths: vec!["/api/version".into(); edge_client::MAX_READS + 1] },
+                ..version_call(&agent_id, "c-reads-many", now, now + 60_000)
+            }),
+            Refusal::Malformed,
+        ),
+        (
+            "a write whose reads leave the NeuronEX API",
+            signer.sign(&Command {
+                op: Op::Call {
+                    method: "DELETE".into(),
+                    path: "/api/ekuiper/rules/r9".into(),
+                    body: None,
+                    then: vec!["/etc/passwd".into()],
+                },
+                ..version_call(&agent_id, "c-then-path", now, now + 60_000)
             }),
             Refusal::Malformed,
         ),
