@@ -347,6 +347,82 @@ test("drift: a rule changed on a gateway is found, shown as a patch and put back
   await shot("template-from-a-gateway");
 });
 
+// Signs in as `username` in a fresh browser context; answers the page and its context.
+async function signInAs(username, secret) {
+  const context = await browser.newContext({ locale: "en-US", viewport: { width: 1360, height: 900 } });
+  const other = await context.newPage();
+  await other.goto(`${base}/`);
+  await other.waitForSelector("#login-form");
+  await other.fill('#login-form input[name="username"]', username);
+  await other.fill('#login-form input[name="password"]', secret);
+  await other.click('#login-form button[type="submit"]');
+  return { context, other };
+}
+
+test("administration: project members, a user disabled and a password reset; hidden from who administers nothing", async () => {
+  const user = "operator-1";
+  await page.click('a[href="#/admin"]');
+  await page.waitForSelector("#new-user");
+  await page.fill('#new-user input[name="username"]', user);
+  await page.fill('#new-user input[name="password"]', "operator-password-1");
+  await page.click('#new-user button[type="submit"]');
+  await page.waitForSelector(`#user-admin tr[data-name="${user}"]`);
+  const operator = (await api("/api/v1/users?limit=1000")).items.find((u) => u.username === user);
+
+  // Only the organization's members can join its projects: the server says so next to the form.
+  await page.selectOption("#add-project-member select[name=user]", operator.id);
+  await page.click('#add-project-member button[type="submit"]');
+  await page.waitForSelector('#project-members [role="alert"]');
+  await shot("admin-member-not-in-org");
+  // A member of the organization (not a viewer of all its projects), then of this project.
+  const orgForm = page.locator('form[data-form="member"]').first();
+  await orgForm.locator("select[name=user]").selectOption(operator.id);
+  await orgForm.locator("select[name=role]").selectOption("member");
+  await orgForm.locator('button[type="submit"]').click();
+  await page.waitForSelector(`td:has-text("${user} (Member)")`);
+  await page.selectOption("#add-project-member select[name=user]", operator.id);
+  await page.click('#add-project-member button[type="submit"]');
+  await page.waitForSelector(`#project-members tr[data-name="${user}"]`);
+  const project = await page.evaluate(() => localStorage.getItem("project"));
+  const roleOf = async () => (await api(`/api/v1/projects/${project}/members`)).items.find((m) => m.username === user)?.role;
+  assert.equal(await roleOf(), "viewer");
+  await page.selectOption(`#project-members tr[data-name="${user}"] select[data-role]`, "admin");
+  await page.waitForFunction((name) => document.querySelector(`#project-members tr[data-name="${name}"] select[data-role]`)?.value === "admin", user);
+  assert.equal(await roleOf(), "admin");
+  await shot("admin-project-members");
+  await page.click(`#project-members tr[data-name="${user}"] [data-remove]`);
+  await page.waitForFunction((name) => !document.querySelector(`#project-members tr[data-name="${name}"]`), user);
+  assert.equal(await roleOf(), undefined);
+  await page.selectOption("#add-project-member select[name=user]", operator.id);
+  await page.click('#add-project-member button[type="submit"]');
+  await page.waitForSelector(`#project-members tr[data-name="${user}"]`);
+
+  // The viewer sees no Administration and only the project they belong to.
+  let { context, other } = await signInAs(user, "operator-password-1");
+  await other.waitForSelector("#nav a");
+  assert.deepEqual(await other.$$eval("#nav a", (links) => links.map((a) => a.getAttribute("href"))).then((hrefs) => hrefs.includes("#/admin")), false);
+  assert.equal(await other.$$eval("#project option", (options) => options.length), 1);
+  await other.goto(`${base}/#/admin`);
+  await other.waitForSelector("text=Your role does not include administration.");
+  await other.screenshot({ path: join(shots, "98-viewer-without-administration.png"), fullPage: true });
+  await context.close();
+
+  // A new password works; a disabled user cannot sign in.
+  const row = page.locator(`#user-admin tr[data-name="${user}"]`);
+  await row.locator('input[name="password"]').fill("operator-password-2");
+  await row.locator('[data-reset] button[type="submit"]').click();
+  await row.locator('[role="status"]').waitFor();
+  ({ context, other } = await signInAs(user, "operator-password-2"));
+  await other.waitForSelector("#nav a");
+  await context.close();
+  await row.locator("[data-toggle]").click();
+  await page.waitForSelector(`#user-admin tr[data-name="${user}"] .badge`);
+  await shot("admin-user-disabled");
+  ({ context, other } = await signInAs(user, "operator-password-2"));
+  await other.waitForSelector('#login-form [role="alert"]');
+  await context.close();
+});
+
 test("switch to Chinese; the choice is remembered for the user", async () => {
   await page.click("#lang");
   await page.waitForSelector("text=操作审计");

@@ -107,6 +107,9 @@
       list.items.forEach((p) => projects.push({ id: p.id, label: `${org.name} / ${p.name}` }));
     }
     state.projects = projects;
+    // Administration shows to users who administer something: the server answers the user list
+    // only to a system, organization or project admin.
+    state.canAdmin = state.me?.is_system_admin || await api("GET", "/api/v1/users?limit=1").then(() => true, () => false);
     if (!projects.some((p) => p.id === state.project)) state.project = projects[0]?.id || "";
     localStorage.setItem("project", state.project);
   }
@@ -116,7 +119,8 @@
     top.hidden = !state.me;
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
     if (!state.me) return;
-    const pages = [["edges", "nav.edges"], ["config", "nav.config"], ["deliveries", "nav.deliveries"], ["rollouts", "nav.rollouts"], ["inventory", "nav.inventory"], ["audit", "nav.audit"], ["admin", "nav.admin"]];
+    const pages = [["edges", "nav.edges"], ["config", "nav.config"], ["deliveries", "nav.deliveries"], ["rollouts", "nav.rollouts"], ["inventory", "nav.inventory"], ["audit", "nav.audit"]];
+    if (state.canAdmin) pages.push(["admin", "nav.admin"]);
     $("#nav").innerHTML = pages.map(([id, key]) => `<a href="#/${id}" class="${page === id ? "active" : ""}">${esc(t(key))}</a>`).join("");
     $("#project-label").textContent = t("app.project");
     $("#project").innerHTML = state.projects.map((p) => `<option value="${esc(p.id)}" ${p.id === state.project ? "selected" : ""}>${esc(p.label)}</option>`).join("");
@@ -795,27 +799,42 @@
     box.append(pager(data.total, offset, 50, (o) => renderAudit(main, o, filters)));
   }
 
+  const ROLES = ["admin", "viewer", "member"];
+  const roleName = (role) => t(`role.${role}`);
+  const roleOptions = (roles, chosen) => roles.map((r) => `<option value="${esc(r)}" ${r === chosen ? "selected" : ""}>${esc(roleName(r))}</option>`).join("");
+
+  // Administration: the chosen project's members (project admins), organizations with their
+  // projects and members (org admins), and users (system admins). Each section shows only to
+  // whom the server lets act on it; the page itself is hidden from users who administer nothing.
   async function renderAdmin(main) {
+    if (!state.canAdmin) {
+      main.innerHTML = `<h1>${esc(t("admin.title"))}</h1><p class="muted">${esc(t("admin.no_access"))}</p>`;
+      return;
+    }
     const orgs = await api("GET", "/api/v1/orgs");
     const users = await api("GET", "/api/v1/users?limit=1000").catch(() => null);
+    const project = state.project ? await api("GET", P("")).catch(() => null) : null;
+    const members = project ? await api("GET", P("/members")).catch(() => null) : null;
+    const projectLabel = state.projects.find((p) => p.id === state.project)?.label || "";
     main.innerHTML = `<h1>${esc(t("admin.title"))}</h1>
+      <section id="project-members"></section>
       <h2>${esc(t("admin.orgs"))}</h2>
       ${state.me.is_system_admin ? `<form class="row" id="new-org"><label>${esc(t("admin.new_org"))}<input name="name" required></label><button type="submit">${esc(t("common.add"))}</button></form>` : ""}
       <table><thead><tr><th>${esc(t("common.name"))}</th><th>${esc(t("admin.projects"))}</th><th>${esc(t("admin.members"))}</th></tr></thead><tbody id="org-rows"></tbody></table>
-      ${users ? `<h2>${esc(t("admin.users"))}</h2><form class="row" id="new-user"><label>${esc(t("app.username"))}<input name="username" required></label>
-        <label>${esc(t("app.password"))}<input name="password" type="password" required></label><button type="submit">${esc(t("admin.new_user"))}</button></form>
-        <table><thead><tr><th>${esc(t("app.username"))}</th><th>${esc(t("admin.system_admin"))}</th><th>${esc(t("common.status"))}</th></tr></thead>
-        <tbody>${users.items.map((u) => `<tr><td>${esc(u.username)}</td><td>${u.is_system_admin ? "✓" : ""}</td><td>${u.disabled ? "disabled" : ""}</td></tr>`).join("")}</tbody></table>` : `<p class="muted">${esc(t("admin.no_access"))}</p>`}`;
+      <section id="user-admin"></section>`;
+    const again = async () => { await loadProjects(); renderShell("admin"); renderAdmin(main); };
+    if (project?.role === "admin" && members) renderProjectMembers($("#project-members", main), projectLabel, members.items, users, again);
+    if (users && state.me.is_system_admin) renderUsers($("#user-admin", main), users.items, again);
     const rows = $("#org-rows", main);
     for (const org of orgs.items) {
       const projects = await api("GET", `/api/v1/orgs/${org.id}/projects`).catch(() => ({ items: [] }));
-      const members = await api("GET", `/api/v1/orgs/${org.id}/members`).catch(() => ({ items: [] }));
+      const orgMembers = await api("GET", `/api/v1/orgs/${org.id}/members`).catch(() => ({ items: [] }));
       const row = document.createElement("tr");
       row.innerHTML = `<td>${esc(org.name)}</td><td>${projects.items.map((p) => esc(p.name)).join(", ")}
         <form class="row" data-org="${esc(org.id)}" data-form="project"><input name="name" aria-label="${esc(t("admin.new_project"))}" placeholder="${esc(t("admin.new_project"))}"><button type="submit" class="secondary">${esc(t("common.add"))}</button></form></td>
-        <td>${members.items.map((m) => `${esc(m.username)} (${esc(m.role)})`).join(", ")}
+        <td>${orgMembers.items.map((m) => `${esc(m.username)} (${esc(roleName(m.role))})`).join(", ")}
         ${users ? `<form class="row" data-org="${esc(org.id)}" data-form="member"><select name="user" aria-label="${esc(t("app.username"))}">${users.items.map((u) => `<option value="${esc(u.id)}">${esc(u.username)}</option>`).join("")}</select>
-        <select name="role" aria-label="${esc(t("common.role"))}"><option>admin</option><option>viewer</option><option>member</option></select><button type="submit" class="secondary">${esc(t("admin.add_member"))}</button></form>` : ""}</td>`;
+        <select name="role" aria-label="${esc(t("common.role"))}">${roleOptions(ROLES, "member")}</select><button type="submit" class="secondary">${esc(t("admin.add_member"))}</button></form>` : ""}</td>`;
       rows.append(row);
     }
     $$("form[data-form]", main).forEach((form) => form.addEventListener("submit", async (e) => {
@@ -823,18 +842,73 @@
       try {
         if (form.dataset.form === "project") await api("POST", `/api/v1/orgs/${form.dataset.org}/projects`, { name: form.name.value });
         else await api("PUT", `/api/v1/orgs/${form.dataset.org}/members/${form.user.value}`, { role: form.role.value });
-        await loadProjects();
-        renderShell("admin");
-        renderAdmin(main);
+        await again();
       } catch (error) { showError(form, error); }
     }));
     $("#new-org", main)?.addEventListener("submit", async (e) => {
       e.preventDefault();
       try { await api("POST", "/api/v1/orgs", { name: e.target.name.value }); renderAdmin(main); } catch (error) { showError(e.target, error); }
     });
-    $("#new-user", main)?.addEventListener("submit", async (e) => {
+  }
+
+  // The project's members: change a role in place, remove, add a member of the organization.
+  function renderProjectMembers(box, label, members, users, again) {
+    const memberIds = new Set(members.map((m) => m.user_id));
+    const candidates = (users?.items || []).filter((u) => !memberIds.has(u.id) && !u.disabled);
+    box.innerHTML = `<h2>${esc(t("admin.project_members", { project: label }))}</h2>
+      <table><thead><tr><th>${esc(t("app.username"))}</th><th>${esc(t("common.role"))}</th><th>${esc(t("common.actions"))}</th></tr></thead>
+      <tbody>${members.map((m) => `<tr data-user="${esc(m.user_id)}" data-name="${esc(m.username)}"><td>${esc(m.username)}</td>
+        <td><select data-role aria-label="${esc(t("common.role"))}">${roleOptions(["admin", "viewer"], m.role)}</select></td>
+        <td><button type="button" class="link" data-remove>${esc(t("admin.remove"))}</button></td></tr>`).join("")}</tbody></table>
+      ${candidates.length ? `<form class="row" id="add-project-member"><select name="user" aria-label="${esc(t("app.username"))}">${candidates.map((u) => `<option value="${esc(u.id)}">${esc(u.username)}</option>`).join("")}</select>
+        <select name="role" aria-label="${esc(t("common.role"))}">${roleOptions(["viewer", "admin"], "viewer")}</select><button type="submit" class="secondary">${esc(t("admin.add_member"))}</button></form>` : ""}
+      <p class="muted">${esc(t("admin.member_hint"))}</p>`;
+    $$("tr[data-user]", box).forEach((row) => {
+      $("[data-role]", row).addEventListener("change", async (e) => {
+        try { await api("PUT", P(`/members/${row.dataset.user}`), { role: e.target.value }); await again(); } catch (error) { showError(box, error); }
+      });
+      $("[data-remove]", row).addEventListener("click", async () => {
+        if (!confirm(t("admin.remove_confirm", { user: row.dataset.name }))) return;
+        try { await api("DELETE", P(`/members/${row.dataset.user}`)); await again(); } catch (error) { showError(box, error); }
+      });
+    });
+    $("#add-project-member", box)?.addEventListener("submit", async (e) => {
       e.preventDefault();
-      try { await api("POST", "/api/v1/users", { username: e.target.username.value, password: e.target.password.value }); renderAdmin(main); } catch (error) { showError(e.target, error); }
+      try { await api("PUT", P(`/members/${e.target.user.value}`), { role: e.target.role.value }); await again(); } catch (error) { showError(e.target, error); }
+    });
+  }
+
+  // Users (system admins): create, disable or enable, reset a password.
+  function renderUsers(box, users, again) {
+    box.innerHTML = `<h2>${esc(t("admin.users"))}</h2><form class="row" id="new-user"><label>${esc(t("app.username"))}<input name="username" required></label>
+      <label>${esc(t("app.password"))}<input name="password" type="password" required></label><button type="submit">${esc(t("admin.new_user"))}</button></form>
+      <table><thead><tr><th>${esc(t("app.username"))}</th><th>${esc(t("admin.system_admin"))}</th><th>${esc(t("common.status"))}</th><th>${esc(t("common.actions"))}</th></tr></thead>
+      <tbody>${users.map((u) => `<tr data-user="${esc(u.id)}" data-name="${esc(u.username)}"><td>${esc(u.username)}</td><td>${u.is_system_admin ? "✓" : ""}</td>
+        <td>${u.disabled ? `<span class="badge">${esc(t("admin.disabled"))}</span>` : esc(t("admin.active"))}</td>
+        <td>${u.id === state.me.id ? "" : `<button type="button" class="link" data-toggle>${esc(t(u.disabled ? "admin.enable" : "admin.disable"))}</button>
+          <form class="row inline" data-reset><input name="password" type="password" autocomplete="new-password" aria-label="${esc(t("admin.new_password"))}" placeholder="${esc(t("admin.new_password"))}" required><button type="submit" class="secondary">${esc(t("admin.reset_password"))}</button></form>`}</td></tr>`).join("")}</tbody></table>`;
+    $$("tr[data-user]", box).forEach((row) => {
+      const user = users.find((u) => u.id === row.dataset.user);
+      $("[data-toggle]", row)?.addEventListener("click", async () => {
+        if (!user.disabled && !confirm(t("admin.disable_confirm", { user: user.username }))) return;
+        try { await api("PATCH", `/api/v1/users/${user.id}`, { disabled: !user.disabled }); await again(); } catch (error) { showError(row, error); }
+      });
+      $("[data-reset]", row)?.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        try {
+          await api("PATCH", `/api/v1/users/${user.id}`, { password: e.target.password.value });
+          e.target.reset();
+          const done = document.createElement("span");
+          done.className = "muted";
+          done.setAttribute("role", "status");
+          done.textContent = t("admin.password_reset_done", { user: user.username });
+          e.target.append(done);
+        } catch (error) { showError(e.target, error); }
+      });
+    });
+    $("#new-user", box).addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try { await api("POST", "/api/v1/users", { username: e.target.username.value, password: e.target.password.value }); await again(); } catch (error) { showError(e.target, error); }
     });
   }
 
