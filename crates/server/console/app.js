@@ -206,24 +206,95 @@
     await renderEdgeTable(main, offset, filters);
   }
 
+  // The chosen edge services, kept across pages and filters until delivered to or cleared.
+  const edgeChoice = new Map();
+
   async function renderEdgeTable(main, offset, filters) {
     const params = new URLSearchParams({ limit: 50, offset });
     Object.entries(filters).forEach(([k, v]) => v && params.append(k, v));
-    const data = await api("GET", P(`/edge-services?${params}`));
+    const [data, project] = await Promise.all([api("GET", P(`/edge-services?${params}`)), api("GET", P(""))]);
+    const admin = project.role === "admin";
     const box = $("#edge-table", main);
-    box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th>
-      <th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th><th>${esc(t("drift.config"))}</th><th>${esc(t("edges.reason"))}</th></tr></thead><tbody>
-      ${data.items.map((e) => `<tr data-id="${esc(e.id)}"><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")} ${esc(t("edges." + e.status))}</td>
-        <td>${esc(e.name)}</td><td>${reachOf(e)}</td><td>${esc(e.version || "")}</td>
+    box.innerHTML = `${admin ? `<div class="row" id="edge-choice"><span role="status" id="edge-chosen"></span>
+        <button type="button" id="deliver-these" disabled>${esc(t("edges.deliver_these"))}</button>
+        <button type="button" class="link" id="clear-chosen">${esc(t("edges.clear_chosen"))}</button></div>` : ""}
+      <table><thead><tr>${admin ? `<th><input type="checkbox" id="choose-page" aria-label="${esc(t("edges.choose_page"))}"></th>` : ""}<th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th>
+      <th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th><th>${esc(t("drift.config"))}</th><th>${esc(t("edges.reason"))}</th>${admin ? `<th>${esc(t("common.actions"))}</th>` : ""}</tr></thead><tbody>
+      ${data.items.map((e) => `<tr data-id="${esc(e.id)}" data-name="${esc(e.name)}">${admin ? `<td><input type="checkbox" data-choose aria-label="${esc(e.name)}" ${edgeChoice.has(e.id) ? "checked" : ""}></td>` : ""}
+        <td class="nowrap">${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")} ${esc(t("edges." + e.status))}</td>
+        <td title="${esc(e.description || "")}">${esc(e.name)}</td><td>${reachOf(e)}</td><td>${esc(e.version || "")}</td>
         <td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td>
         <td>${e.config_state === "none" ? `<span class="muted">${esc(t("drift.none"))}</span>` : `<button type="button" class="badge ${esc(e.config_state)}" data-drift title="${esc(e.config_reason || "")}">${esc(t("drift." + e.config_state))}</button>`}</td>
-        <td class="muted">${esc(e.status_reason)}</td></tr>`).join("")}
+        <td class="muted">${esc(e.status_reason)}</td>
+        ${admin ? `<td class="actions"><button type="button" class="link" data-act="probe">${esc(t("edges.probe"))}</button>
+          <button type="button" class="link" data-act="edit">${esc(t("edges.edit"))}</button>
+          <button type="button" class="link" data-act="delete">${esc(t("common.delete"))}</button></td>` : ""}</tr>`).join("")}
       </tbody></table>`;
+    const again = () => renderEdgeTable(main, offset, filters);
     box.append(pager(data.total, offset, 50, (o) => renderEdgeTable(main, o, filters)));
     $$("[data-drift]", box).forEach((b) => b.addEventListener("click", () => {
       const edge = data.items.find((x) => x.id === b.closest("tr").dataset.id);
-      openDrift(edge, () => renderEdgeTable(main, offset, filters)).catch((error) => showError(main, error));
+      openDrift(edge, again).catch((error) => showError(main, error));
     }));
+    if (!admin) return;
+    const showChoice = () => {
+      $("#edge-chosen", box).textContent = t("wiz.selected", { n: edgeChoice.size });
+      $("#deliver-these", box).disabled = edgeChoice.size === 0;
+      const boxes = $$("[data-choose]", box);
+      $("#choose-page", box).checked = boxes.length > 0 && boxes.every((c) => c.checked);
+    };
+    const choose = (row, on) => { if (on) edgeChoice.set(row.dataset.id, row.dataset.name); else edgeChoice.delete(row.dataset.id); };
+    $$("[data-choose]", box).forEach((c) => c.addEventListener("change", () => { choose(c.closest("tr"), c.checked); showChoice(); }));
+    $("#choose-page", box).addEventListener("change", (e) => {
+      $$("[data-choose]", box).forEach((c) => { c.checked = e.target.checked; choose(c.closest("tr"), c.checked); });
+      showChoice();
+    });
+    $("#clear-chosen", box).addEventListener("click", () => { edgeChoice.clear(); again(); });
+    $("#deliver-these", box).addEventListener("click", () => {
+      state.deliverTo = new Map(edgeChoice);
+      location.hash = "#/config";
+    });
+    showChoice();
+    $$("[data-act]", box).forEach((b) => b.addEventListener("click", async () => {
+      const row = b.closest("tr");
+      const edge = data.items.find((x) => x.id === row.dataset.id);
+      try {
+        if (b.dataset.act === "probe") {
+          b.disabled = true;
+          await api("POST", P(`/edge-services/${edge.id}/probe`), {});
+          return again();
+        }
+        if (b.dataset.act === "edit") return openEdgeEditor(edge, again);
+        if (!confirm(t("edges.delete_confirm", { name: edge.name }))) return;
+        await api("DELETE", P(`/edge-services/${edge.id}`));
+        edgeChoice.delete(edge.id);
+        again();
+      } catch (error) { b.disabled = false; showError(box, error); }
+    }));
+  }
+
+  // Edits what people name and find a service by; the endpoint of an HTTP service too.
+  function openEdgeEditor(edge, changed) {
+    const agent = edge.transport === "agent";
+    const d = dialog(`<header><h2>${esc(t("edges.edit_title", { name: edge.name }))}</h2></header>
+      <form id="edge-editor">
+        <label>${esc(t("common.name"))}<input name="name" value="${esc(edge.name)}" required maxlength="128"></label>
+        ${agent ? "" : `<label>${esc(t("common.endpoint"))}<input name="endpoint" value="${esc(edge.endpoint)}" required></label>`}
+        <label>${esc(t("common.description"))}<input name="description" value="${esc(edge.description || "")}"></label>
+        <label>${esc(t("edges.tags_comma"))}<input name="tags" value="${esc(edge.tags.join(", "))}"></label>
+        <div class="row"><button type="submit">${esc(t("common.save"))}</button><button type="button" class="secondary" data-close>${esc(t("common.cancel"))}</button></div>
+      </form>`);
+    $("#edge-editor", d.el).addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const form = e.target;
+      const patch = { name: form.name.value.trim(), description: form.description.value, tags: form.tags.value.split(",").map((x) => x.trim()).filter(Boolean) };
+      if (!agent) patch.endpoint = form.endpoint.value.trim();
+      try {
+        await api("PATCH", P(`/edge-services/${edge.id}`), patch);
+        d.close();
+        changed();
+      } catch (error) { showError(form, error); }
+    });
   }
 
   // ----- drift: what an edge holds of what was delivered, putting it back or keeping it -----
@@ -319,6 +390,15 @@
       <div class="tabs" role="tablist"><button type="button" role="tab" data-tab="templates" aria-selected="${tab === "templates"}">${esc(t("config.templates"))}</button>
       <button type="button" role="tab" data-tab="plugins" aria-selected="${tab === "plugins"}">${esc(t("config.plugins"))}</button></div><div id="tab"></div>`;
     $$("[data-tab]", main).forEach((b) => b.addEventListener("click", () => renderConfig(main, b.dataset.tab)));
+    if (state.deliverTo?.size) {
+      const note = document.createElement("p");
+      note.className = "notice";
+      note.id = "deliver-to-note";
+      note.setAttribute("role", "status");
+      note.innerHTML = `${esc(t("edges.deliver_to_note", { n: state.deliverTo.size }))} <button type="button" class="link">${esc(t("common.cancel"))}</button>`;
+      $("button", note).addEventListener("click", () => { state.deliverTo = null; note.remove(); });
+      $(".tabs", main).before(note);
+    }
     await (tab === "templates" ? renderTemplates($("#tab", main)) : renderPlugins($("#tab", main)));
   }
 
@@ -457,7 +537,7 @@
     const name = template ? template.name : plugin.name;
     const steps = template ? ["wiz.step1", "wiz.step2", "wiz.step3", "wiz.step4"] : ["wiz.step3", "wiz.step4"];
     const parameters = (template?.parameters || []).filter((p) => !p.startsWith("edge."));
-    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: "{}", selected: new Map(), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
+    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: "{}", selected: new Map(state.deliverTo || []), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
     const d = dialog(`<header><h2>${esc(t("wiz.title", { name }))}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
       <div class="steps">${steps.map((s, i) => `<span>${i + 1}. ${esc(t(s))}</span>`).join("")}</div><div id="wizard-body"></div>
       <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`);
@@ -572,6 +652,8 @@
           ? await api("POST", P(`/deliveries/${wizard.plan.delivery_id}/apply`), { options: wizard.options, ...staged })
           : await api("POST", P("/deliveries"), { ...buildRequest(), ...staged, dry_run: !!wizard.dryRun });
         d.close();
+        // The edge services chosen on their page have their delivery now.
+        if (state.deliverTo) { state.deliverTo = null; edgeChoice.clear(); }
         openResult(delivery);
       } catch (error) { showError(body, error); }
     });
