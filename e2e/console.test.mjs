@@ -15,6 +15,8 @@ const binary = process.env.EDGEFLEET_BIN || join(root, "target/debug/edgefleet")
 const shots = join(here, "screenshots");
 const password = "e2e-password-123";
 let demo, browser, page, base, simBase, dataDir, step = 0;
+// What the console asked with confirm() (every question is accepted).
+const asked = [];
 
 async function shot(name) {
   step += 1;
@@ -44,7 +46,7 @@ before(async () => {
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   page = await browser.newPage({ viewport: { width: 1360, height: 900 }, acceptDownloads: true });
-  page.on("dialog", (d) => d.accept());
+  page.on("dialog", (d) => { asked.push(d.message()); d.accept(); });
 });
 
 after(async () => {
@@ -477,6 +479,48 @@ test("edge services: probe, edit and delete a service; choose services across fi
   await page.waitForFunction(() => !document.querySelector('#edge-table tr[data-name="e2e-spare-2"]'));
   const gone = await page.evaluate(async (path) => (await fetch(path)).status, `/api/v1/projects/${project}/edge-services/${spare.id}`);
   assert.equal(gone, 404);
+});
+
+test("templates: view and compare versions, restore an older one, deliver an older one; Esc asks before throwing edits away", async () => {
+  await page.click('a[href="#/config"]');
+  const row = page.locator("#tab tr", { hasText: "line-rules" });
+  await row.locator('[data-act="versions"]').click();
+  await page.locator('#version-rows tr[data-version="1"] [data-v="view"]').click();
+  await page.waitForFunction(() => document.querySelector("#version-content")?.textContent.includes("sim/old1"));
+  await page.selectOption('#compare select[name="from"]', "1");
+  await page.selectOption('#compare select[name="to"]', "2");
+  await page.click('#compare button[type="submit"]');
+  await page.waitForSelector("#version-diff");
+  const removed = await page.locator("#version-diff .removed").allTextContents();
+  const added = await page.locator("#version-diff .added").allTextContents();
+  assert.ok(removed.some((line) => line.includes("sim/old1")) && added.some((line) => line.includes("sim/edited-v2")), `${removed}\n${added}`);
+  await shot("template-versions-diff");
+
+  // Restoring v1 saves its content as the newest version; nothing older is lost.
+  await page.locator('#version-rows tr[data-version="1"] [data-v="restore"]').click();
+  await page.waitForSelector("text=v1 restored as v3.");
+  const project = await page.inputValue("#project");
+  const template = (await api(`/api/v1/projects/${project}/templates`)).items.find((x) => x.name === "line-rules");
+  assert.equal(template.current_version, 3);
+  const newest = await api(`/api/v1/projects/${project}/templates/${template.id}`);
+  assert.match(JSON.stringify(newest.content), /sim\/old1/);
+
+  // Deliver an older version: the wizard opens on v2's content.
+  await row.locator('[data-act="versions"]').click();
+  await page.locator('#version-rows tr[data-version="2"] [data-v="deliver"]').click();
+  await page.waitForFunction(() => document.querySelector('#wizard-body textarea[name="content"]')?.value.includes("sim/edited-v2"));
+  await shot("deliver-an-older-version");
+  const before = asked.length;
+  await page.keyboard.press("Escape");
+  await page.waitForFunction(() => !document.querySelector("#wizard-body"));
+  assert.equal(asked.length, before, "nothing was edited, so Esc closes without asking");
+
+  // An edit is not thrown away without a question.
+  await row.locator('[data-act="edit"]').click();
+  await page.fill('#template-editor input[name="description"]', "changed and then abandoned");
+  await page.keyboard.press("Escape");
+  await page.waitForFunction(() => !document.querySelector("#template-editor"));
+  assert.equal(asked.at(-1), "Throw away your changes?");
 });
 
 test("switch to Chinese; the choice is remembered for the user", async () => {

@@ -57,15 +57,18 @@
     else root.prepend(box);
   }
 
-  function dialog(html, onClose) {
+  // `edited` (optional) tells whether the dialog holds edits; Esc and Close then ask before
+  // throwing them away.
+  function dialog(html, onClose, edited) {
     const root = $("#dialog-root");
     const backdrop = document.createElement("div");
     backdrop.className = "dialog-backdrop";
     backdrop.innerHTML = `<div class="dialog" role="dialog" aria-modal="true">${html}</div>`;
     root.append(backdrop);
     const close = () => { backdrop.remove(); onClose?.(); };
-    backdrop.addEventListener("keydown", (e) => { if (e.key === "Escape") close(); });
-    $$("[data-close]", backdrop).forEach((b) => b.addEventListener("click", close));
+    const leave = () => { if (!edited?.() || confirm(t("common.discard_confirm"))) close(); };
+    backdrop.addEventListener("keydown", (e) => { if (e.key === "Escape") leave(); });
+    $$("[data-close]", backdrop).forEach((b) => b.addEventListener("click", leave));
     setTimeout(() => ($("input, textarea, select, button", backdrop.firstElementChild) || backdrop).focus(), 0);
     return { el: backdrop.firstElementChild, close };
   }
@@ -459,7 +462,7 @@
       try {
         if (button.dataset.act === "deliver") return openWizard({ template: await api("GET", P(`/templates/${id}`)) });
         if (button.dataset.act === "edit") return editTemplate(box, id);
-        if (button.dataset.act === "versions") return showVersions(id, template.name);
+        if (button.dataset.act === "versions") return showVersions(id, template.name, box);
         if (button.dataset.act === "export") {
           const response = await fetch(P(`/templates/${id}/export`), { credentials: "same-origin" });
           return download(`${template.name}-v${template.current_version}.json`, await response.text());
@@ -471,10 +474,14 @@
 
   async function editTemplate(box, id) {
     const template = await api("GET", P(`/templates/${id}`));
+    const original = JSON.stringify(template.content, null, 2);
+    let form;
+    const edited = () => form && (form.content.value !== original || form.description.value !== template.description);
     const d = dialog(`<header><h2>${esc(t("tpl.edit"))}: ${esc(template.name)} (v${template.current_version})</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
-      <form><label>${esc(t("common.description"))}<input name="description" value="${esc(template.description)}"></label>
-      <label>${esc(t("tpl.content"))}<textarea name="content">${esc(JSON.stringify(template.content, null, 2))}</textarea></label>
-      <div class="row"><button type="submit">${esc(t("common.save"))}</button></div></form>`);
+      <form id="template-editor"><label>${esc(t("common.description"))}<input name="description" value="${esc(template.description)}"></label>
+      <label>${esc(t("tpl.content"))}<textarea name="content">${esc(original)}</textarea></label>
+      <div class="row"><button type="submit">${esc(t("common.save"))}</button></div></form>`, undefined, edited);
+    form = $("form", d.el);
     $("form", d.el).addEventListener("submit", async (e) => {
       e.preventDefault();
       try {
@@ -486,11 +493,68 @@
     });
   }
 
-  async function showVersions(id, name) {
-    const versions = await api("GET", P(`/templates/${id}/versions`));
-    dialog(`<header><h2>${esc(t("tpl.versions"))}: ${esc(name)}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
-      <table><thead><tr><th>${esc(t("tpl.version"))}</th><th>${esc(t("common.created"))}</th><th>${esc(t("hist.by"))}</th><th>SHA-256</th></tr></thead>
-      <tbody>${versions.items.map((v) => `<tr><td>v${v.version}</td><td>${esc(when(v.created_at))}</td><td>${esc(v.created_by)}</td><td class="muted">${esc(v.content_sha256.slice(0, 16))}</td></tr>`).join("")}</tbody></table>`);
+  // Every version of a template: view one, compare two, restore one as the newest, deliver one.
+  async function showVersions(id, name, box) {
+    const [versions, project] = await Promise.all([api("GET", P(`/templates/${id}/versions`)), api("GET", P(""))]);
+    const admin = project.role === "admin";
+    const pick = (field, chosen) => `<select name="${field}" aria-label="${esc(t("tpl.version"))}">${versions.items.map((v) => `<option value="${v.version}" ${v.version === chosen ? "selected" : ""}>v${v.version}</option>`).join("")}</select>`;
+    const newest = versions.items[0]?.version;
+    const d = dialog(`<header><h2>${esc(t("tpl.versions"))}: ${esc(name)}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
+      <table id="version-rows"><thead><tr><th>${esc(t("tpl.version"))}</th><th>${esc(t("common.created"))}</th><th>${esc(t("hist.by"))}</th><th>SHA-256</th><th>${esc(t("common.actions"))}</th></tr></thead>
+      <tbody>${versions.items.map((v) => `<tr data-version="${v.version}"><td>v${v.version}</td><td>${esc(when(v.created_at))}</td><td>${esc(v.created_by)}</td><td class="muted">${esc(v.content_sha256.slice(0, 16))}</td>
+        <td class="actions"><button type="button" class="link" data-v="view">${esc(t("tpl.view"))}</button>
+        ${admin ? `<button type="button" class="link" data-v="deliver">${esc(t("tpl.deliver"))}</button>${v.version === newest ? "" : `<button type="button" class="link" data-v="restore">${esc(t("tpl.restore"))}</button>`}` : ""}</td></tr>`).join("")}</tbody></table>
+      ${versions.items.length > 1 ? `<form class="row" id="compare">${pick("from", versions.items[1].version)} → ${pick("to", newest)}<button type="submit" class="secondary">${esc(t("tpl.compare"))}</button></form>` : ""}
+      <div id="version-view"></div>`);
+    const view = $("#version-view", d.el);
+    const load = (v) => api("GET", P(`/templates/${id}/versions/${v}`));
+    const pretty = (body) => JSON.stringify(body.content, null, 2);
+    $$("[data-v]", d.el).forEach((b) => b.addEventListener("click", async () => {
+      const v = Number(b.closest("tr").dataset.version);
+      try {
+        const body = await load(v);
+        if (b.dataset.v === "view") {
+          view.innerHTML = `<h3>v${v}</h3><pre class="content" id="version-content"></pre>`;
+          $("#version-content", view).textContent = pretty(body);
+        } else if (b.dataset.v === "deliver") {
+          d.close();
+          openWizard({ template: { ...body, current_version: v } });
+        } else if (confirm(t("tpl.restore_confirm", { v, n: newest + 1 }))) {
+          const saved = await api("PUT", P(`/templates/${id}`), { content: body.content });
+          d.close();
+          if (box) await renderTemplates(box);
+          (box || $("#main")).insertAdjacentHTML("afterbegin", `<p class="notice" role="status">${esc(t("tpl.restored", { v, n: saved.current_version }))}</p>`);
+        }
+      } catch (error) { showError(view, error); }
+    }));
+    $("#compare", d.el)?.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const [from, to] = [Number(e.target.from.value), Number(e.target.to.value)];
+      try {
+        const [a, b] = await Promise.all([load(from), load(to)]);
+        const lines = lineDiff(pretty(a).split("\n"), pretty(b).split("\n"));
+        view.innerHTML = `<h3>${esc(t("tpl.diff_title", { from, to }))}</h3>`;
+        if (!lines) { view.insertAdjacentHTML("beforeend", `<p class="muted">${esc(t("tpl.diff_too_large"))}</p>`); return; }
+        if (!lines.some(([mark]) => mark !== " ")) { view.insertAdjacentHTML("beforeend", `<p class="muted" id="version-same">${esc(t("tpl.diff_same"))}</p>`); return; }
+        view.insertAdjacentHTML("beforeend", `<pre class="diff" id="version-diff">${lines.map(([mark, text]) => `<span class="${mark === "+" ? "added" : mark === "-" ? "removed" : ""}">${esc(mark + " " + text)}</span>`).join("\n")}</pre>`);
+      } catch (error) { showError(view, error); }
+    });
+  }
+
+  // A line diff (longest common subsequence) as [mark, line] pairs: "-" only in `a`, "+" only in
+  // `b`, " " in both. `null` when the two are too long to compare in the browser.
+  function lineDiff(a, b) {
+    if (a.length * b.length > 4000000) return null;
+    const lcs = Array.from({ length: a.length + 1 }, () => new Uint32Array(b.length + 1));
+    for (let i = a.length - 1; i >= 0; i--) for (let j = b.length - 1; j >= 0; j--) lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    const out = [];
+    let i = 0, j = 0;
+    while (i < a.length || j < b.length) {
+      if (i < a.length && j < b.length && a[i] === b[j]) { out.push([" ", a[i]]); i++; j++; }
+      else if (i < a.length && (j === b.length || lcs[i + 1][j] >= lcs[i][j + 1])) { out.push(["-", a[i]]); i++; }
+      else { out.push(["+", b[j]]); j++; }
+    }
+    return out;
   }
 
   async function renderPlugins(box) {
@@ -540,7 +604,10 @@
     const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: "{}", selected: new Map(state.deliverTo || []), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
     const d = dialog(`<header><h2>${esc(t("wiz.title", { name }))}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
       <div class="steps">${steps.map((s, i) => `<span>${i + 1}. ${esc(t(s))}</span>`).join("")}</div><div id="wizard-body"></div>
-      <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`);
+      <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`, undefined, () => {
+      const area = $('#wizard-body textarea[name="content"]', d.el);
+      return !!template && (area ? area.value : wizard.content).trim() !== JSON.stringify(template.content, null, 2).trim();
+    });
     const body = $("#wizard-body", d.el);
     const show = async () => {
       $$(".steps span", d.el).forEach((s, i) => s.classList.toggle("current", i === wizard.step));
