@@ -123,6 +123,10 @@ test("deliver with an edit for this delivery only, to targets filtered by tag an
   await shot("wizard-3-targets");
   await page.click("#wiz-next");
   await page.fill('#wizard-body input[name="timeout_secs"]', "10");
+  // Warned before Execute: zone-d's gateway the prober found offline, and its three 2.9.0 ones.
+  await page.waitForSelector("#warn-old");
+  assert.match(await page.textContent("#warn-old"), /^3 run NeuronEX older than 3\.0\.0/);
+  assert.match(await page.textContent("#warn-offline"), /^1 of the chosen edge services were offline/);
   await shot("wizard-4-execute");
   await page.click("#wiz-next");
   await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "partial", null, { timeout: 60000 });

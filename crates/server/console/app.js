@@ -623,7 +623,7 @@
         await showTargets(body, wizard);
       } else {
         const count = wizard.allMatching ? wizard.total : wizard.selected.size;
-        body.innerHTML = `<p>${esc(t("wiz.summary", { n: count }))}</p><div class="row">
+        body.innerHTML = `<p>${esc(t("wiz.summary", { n: count }))}</p><div id="target-warnings"></div><div class="row">
           <label>${esc(t("wiz.timeout"))}<input name="timeout_secs" type="number" min="1" value="${wizard.options.timeout_secs}"></label>
           <label>${esc(t("wiz.concurrency"))}<input name="concurrency" type="number" min="1" value="${wizard.options.concurrency}"></label>
           <label>${esc(t("wiz.on_conflict"))}<select name="on_conflict">${["overwrite", "skip", "fail"].map((o) => `<option value="${o}" ${wizard.options.on_conflict === o ? "selected" : ""}>${esc(t("wiz." + o))}</option>`).join("")}</select></label>
@@ -640,6 +640,7 @@
           <label style="flex-direction:row;gap:6px;align-items:center"><input type="checkbox" name="dry_run" ${wizard.dryRun ? "checked" : ""}> ${esc(t("wiz.dry_run"))}</label></div><div id="plan-view"></div>`;
         $("#wiz-plan", body).addEventListener("click", () => { collect(); previewPlan(); });
         if (wizard.plan) showPlan($("#plan-view", body), wizard.plan);
+        warnOfTargets($("#target-warnings", body), wizard).catch(() => {});
       }
     };
     const collect = () => {
@@ -738,6 +739,38 @@
       ${plan.groups.map((g) => `<details class="plan-group" open><summary>${esc(t("plan.group", { n: g.targets }))}: ${esc(g.names.join(", "))}${g.targets > g.names.length ? " …" : ""}</summary><ul>${g.changes.map(change).join("")}</ul></details>`).join("")}
       ${plan.unreachable.map((u) => `<p class="error">${esc(t("plan.unreachable", { n: u.targets, reason: u.reason }))} (${esc(u.names.join(", "))}${u.targets > u.names.length ? " …" : ""})</p>`).join("")}
       <p class="notice">${esc(t("plan.note"))}</p>`;
+  }
+
+  // The oldest NeuronEX edgefleet delivers to (the server's version gate refuses older ones).
+  const MIN_NEURONEX = [3, 0, 0];
+  const olderThanMin = (version) => {
+    const parts = String(version).split(".").map((x) => parseInt(x, 10));
+    if (parts.some(isNaN)) return false;
+    for (let i = 0; i < 3; i++) if ((parts[i] || 0) !== MIN_NEURONEX[i]) return (parts[i] || 0) < MIN_NEURONEX[i];
+    return false;
+  };
+  const WARN_READ = 1000;
+
+  // Before Execute: which chosen targets the prober last found offline, and which run a NeuronEX
+  // the version gate will refuse. Reads at most WARN_READ services and says so when there are more.
+  async function warnOfTargets(box, wizard) {
+    let edges, total;
+    if (wizard.allMatching) {
+      const params = new URLSearchParams({ limit: WARN_READ });
+      Object.entries(wizard.filter).forEach(([k, v]) => (Array.isArray(v) ? v.forEach((x) => params.append(k, x)) : params.append(k, v)));
+      const data = await api("GET", P(`/edge-services?${params}`));
+      [edges, total] = [data.items, data.total];
+    } else {
+      const ids = [...wizard.selected.keys()];
+      total = ids.length;
+      edges = (await Promise.all(ids.slice(0, WARN_READ).map((id) => api("GET", P(`/edge-services/${id}`)).catch(() => null)))).filter(Boolean);
+    }
+    const names = (list) => list.slice(0, 10).map((e) => e.name).join(", ") + (list.length > 10 ? " …" : "");
+    const offline = edges.filter((e) => e.status === "offline");
+    const old = edges.filter((e) => e.version && olderThanMin(e.version));
+    box.innerHTML = `${offline.length ? `<p class="warning" id="warn-offline">${esc(t("wiz.warn_offline", { n: offline.length, names: names(offline) }))}</p>` : ""}
+      ${old.length ? `<p class="warning" id="warn-old">${esc(t("wiz.warn_old", { n: old.length, names: names(old), min: MIN_NEURONEX.join(".") }))}</p>` : ""}
+      ${total > edges.length && (offline.length || old.length) ? `<p class="muted">${esc(t("wiz.warn_partial", { n: edges.length, total }))}</p>` : ""}`;
   }
 
   async function showTargets(body, wizard, offset = 0) {
