@@ -538,6 +538,12 @@ test("switch to Chinese; the choice is remembered for the user", async () => {
     if (link === "#/edges") await page.waitForSelector('.pager button:has-text("下一页")');
     await shot(`zh-${link.slice(2)}`);
   }
+  // A refusal reads in Chinese (the error code's meaning), with the server's own words below it.
+  await page.fill('#new-org input[name="name"]', "Demo Plant");
+  await page.click('#new-org button[type="submit"]');
+  await page.waitForSelector('#new-org [role="alert"][data-code="org_name_taken"]');
+  assert.match(await page.textContent('#new-org [role="alert"]'), /^已有同名组织。/);
+  await shot("zh-error-in-chinese");
   await page.evaluate(() => localStorage.removeItem("lang"));
   await page.reload();
   await page.waitForSelector('a:has-text("边缘服务")');

@@ -46,7 +46,18 @@
     const box = document.createElement("div");
     box.className = input ? "error" : "banner-error";
     box.setAttribute("role", "alert");
-    box.textContent = error.message;
+    // In Chinese the error code's meaning leads and the server's English message (which names
+    // the exact field, value or object) follows; in English the message says it all.
+    const meaning = lang !== "en" && error.code && window.I18N[lang][`err.${error.code}`];
+    box.textContent = meaning || error.message;
+    if (meaning) {
+      box.dataset.code = error.code;
+      const detail = document.createElement("div");
+      detail.className = "muted detail";
+      detail.lang = "en";
+      detail.textContent = error.message;
+      box.append(detail);
+    }
     const problems = error.details?.problems;
     if (Array.isArray(problems) && problems.length > 1) {
       const list = document.createElement("ul");

@@ -63,3 +63,24 @@ fn the_published_routes_are_the_servers() {
     let routes = server::routes::catalog().len();
     assert_eq!(listed, routes, "docs/API.md lists {listed} routes, the server has {routes}");
 }
+
+/// Every error code the API answers has its meaning in both of the console's languages, so a
+/// Chinese user reads what went wrong in Chinese (the console shows `err.<code>`).
+#[test]
+fn every_error_code_is_explained_in_the_console_in_both_languages() {
+    let text = include_str!("../../console/i18n.js");
+    let zh_at = text.find("\n  zh: {").expect("a zh block");
+    let (en, zh) = (keys(&text[..zh_at]), keys(&text[zh_at..]));
+    let missing: Vec<String> = server::error_codes::ErrorCode::ALL
+        .iter()
+        .map(|code| format!("err.{}", code.as_str()))
+        .filter(|key| !en.contains(key) || !zh.contains(key))
+        .collect();
+    assert!(missing.is_empty(), "console/i18n.js lacks (in one language or both): {missing:?}");
+    let unknown: Vec<&String> = en
+        .iter()
+        .filter(|key| key.starts_with("err."))
+        .filter(|key| !server::error_codes::ErrorCode::ALL.iter().any(|code| format!("err.{}", code.as_str()) == **key))
+        .collect();
+    assert!(unknown.is_empty(), "console/i18n.js explains codes the server does not have: {unknown:?}");
+}
