@@ -762,14 +762,19 @@
   };
   const WARN_READ = 1000;
 
+  // The wizard's target filter as the edge-service list's query (a tag list is one `tag` each).
+  const targetQuery = (filter, page) => {
+    const params = new URLSearchParams(page);
+    Object.entries(filter).forEach(([k, v]) => (Array.isArray(v) ? v.forEach((x) => params.append(k, x)) : params.append(k, v)));
+    return params;
+  };
+
   // Before Execute: which chosen targets the prober last found offline, and which run a NeuronEX
   // the version gate will refuse. Reads at most WARN_READ services and says so when there are more.
   async function warnOfTargets(box, wizard) {
     let edges, total;
     if (wizard.allMatching) {
-      const params = new URLSearchParams({ limit: WARN_READ });
-      Object.entries(wizard.filter).forEach(([k, v]) => (Array.isArray(v) ? v.forEach((x) => params.append(k, x)) : params.append(k, v)));
-      const data = await api("GET", P(`/edge-services?${params}`));
+      const data = await api("GET", P(`/edge-services?${targetQuery(wizard.filter, { limit: WARN_READ })}`));
       [edges, total] = [data.items, data.total];
     } else {
       const ids = [...wizard.selected.keys()];
@@ -800,9 +805,7 @@
       wizard.allMatching = false;
       showTargets(body, wizard, 0);
     });
-    const params = new URLSearchParams({ limit: 20, offset });
-    Object.entries(wizard.filter).forEach(([k, v]) => (Array.isArray(v) ? v.forEach((x) => params.append(k, x)) : params.append(k, v)));
-    const data = await api("GET", P(`/edge-services?${params}`));
+    const data = await api("GET", P(`/edge-services?${targetQuery(wizard.filter, { limit: 20, offset })}`));
     wizard.total = data.total;
     const update = () => {
       $("#selection", body).textContent = wizard.allMatching ? t("wiz.matching_all", { n: data.total }) : t("wiz.selected", { n: wizard.selected.size });
