@@ -104,8 +104,8 @@ test("deliver with an edit for this delivery only, to targets filtered by tag an
   const content = page.locator('#wizard-body textarea[name="content"]');
   await content.fill((await content.inputValue()).replace("SELECT a FROM simup", "SELECT a, b FROM simup"));
   await shot("wizard-1-content");
-  await page.click("#wiz-next");
-  await shot("wizard-2-parameters");
+  // line-rules has no parameters: no step for them.
+  assert.deepEqual(await page.locator(".steps span").allTextContents(), ["1. Content", "2. Targets", "3. Execute"]);
   await page.click("#wiz-next");
   // By tag and version first: the three 2.9.0 gateways of zone-d; one checkbox selects one.
   await page.fill('#target-filters input[name="tag"]', "zone-d");
@@ -219,7 +219,6 @@ test("preview a plan, carry it out, then roll it back", async () => {
   await page.click('a[href="#/config"]');
   await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
   await page.click("#wiz-next");
-  await page.click("#wiz-next");
   await page.fill('#target-filters input[name="tag"]', "zone-a");
   await page.fill('#target-filters input[name="version"]', "3.7");
   await page.click('#target-filters button[type="submit"]');
@@ -252,7 +251,6 @@ test("preview a plan, carry it out, then roll it back", async () => {
 test("a canary rollout with a manual gate: the wave bar, Resume, and the waves in the history", async () => {
   await page.click('a[href="#/config"]');
   await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
-  await page.click("#wiz-next");
   await page.click("#wiz-next");
   await page.fill('#target-filters input[name="tag"]', "zone-a");
   await page.click('#target-filters button[type="submit"]');
@@ -467,7 +465,6 @@ test("edge services: probe, edit and delete a service; choose services across fi
   await shot("deliver-to-these");
   await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
   await page.click("#wiz-next");
-  await page.click("#wiz-next");
   await page.waitForSelector("#selection:has-text('2 selected')");
   await page.click("#wiz-next");
   await page.click("#wiz-next");
@@ -525,6 +522,71 @@ test("templates: view and compare versions, restore an older one, deliver an old
   await page.keyboard.press("Escape");
   await page.waitForFunction(() => !document.querySelector("#template-editor"));
   assert.equal(asked.at(-1), "Throw away your changes?");
+});
+
+test("parameters after targets: a table per target, a block pasted from a spreadsheet, a CSV import with its problems, missing values flagged", async () => {
+  await page.click('a[href="#/config"]');
+  await page.locator("tr", { hasText: "demo-rules" }).locator('[data-act="deliver"]').click();
+  await page.waitForSelector(".steps span.current");
+  assert.deepEqual(await page.locator(".steps span").allTextContents(), ["1. Content", "2. Targets", "3. Parameters", "4. Execute"]);
+  await page.click("#wiz-next");
+  await page.fill('#target-filters input[name="tag"]', "zone-a");
+  await page.fill('#target-filters input[name="version"]', "3.7");
+  await page.click('#target-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
+  const names = await page.locator('#targets input[type="checkbox"]').evaluateAll((boxes) => boxes.map((b) => b.getAttribute("aria-label")));
+  for (const box of await page.locator('#targets input[type="checkbox"]').all()) await box.check();
+  await page.click("#wiz-next");
+
+  // One row per chosen target, a column per parameter (edge.name is every target's own).
+  await page.waitForSelector("#param-table");
+  assert.deepEqual(await page.locator("#param-table thead th").allTextContents(), ["Targets", "broker", "threshold"]);
+  assert.deepEqual(await page.locator("#param-table tbody td:first-child").allTextContents(), names);
+  assert.equal(await page.locator("#param-table input.missing").count(), 6, "no defaults and no values: every cell is flagged");
+  await page.fill('[data-default="broker"]', "10.0.0.5");
+  assert.equal(await page.locator("#param-table input.missing").count(), 3, "the default fills the broker column");
+  // A block of two rows copied from a spreadsheet lands from the focused cell down.
+  await page.locator('#param-table [data-row="0"][data-col="1"]').focus();
+  await page.evaluate(() => {
+    const data = new DataTransfer();
+    data.setData("text/plain", "70\n80\n");
+    document.activeElement.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+  });
+  assert.equal(await page.inputValue('#param-table [data-row="1"][data-col="1"]'), "80");
+  assert.match(await page.textContent("#param-missing"), new RegExp(`^1 targets lack a value: ${names[2]} \\(threshold\\)`));
+  await shot("wizard-parameters-table");
+
+  // Flagged again before Execute.
+  await page.click("#wiz-next");
+  await page.waitForSelector("#warn-missing");
+  await page.click("#wiz-back");
+
+  // A CSV file: every problem is listed, the good rows are taken.
+  const csv = `target,threshold,humidity\n${names[2]},"90"\nnot-a-gateway,1\n${names[2]},95\n`;
+  await page.setInputFiles("#param-file", { name: "values.csv", mimeType: "text/csv", buffer: Buffer.from(csv) });
+  await page.waitForSelector("#param-import-problems");
+  const problems = await page.locator("#param-import-problems li").allTextContents();
+  assert.deepEqual(problems, [
+    "Column humidity is not a parameter of this content (broker, threshold); it was left out.",
+    "Line 3: not-a-gateway is not one of the chosen targets.",
+    `Line 4: ${names[2]} appears twice; the first row was taken.`,
+  ]);
+  assert.equal(await page.textContent("#param-imported"), "1 rows imported.");
+  assert.equal(await page.textContent("#param-missing"), "Every target has a value for every parameter.");
+  await shot("wizard-parameters-imported");
+
+  await page.click("#wiz-next");
+  await page.waitForSelector('#target-warnings[data-ready="true"]', { state: "attached" });
+  assert.equal(await page.locator("#warn-missing").count(), 0);
+  await page.click("#wiz-next");
+  await page.waitForFunction(() => document.querySelector("#c-state")?.dataset.state === "succeeded", null, { timeout: 60000 });
+  // What was sent: the default, and the values per target as numbers.
+  const project = await page.inputValue("#project");
+  const deliveries = await api(`/api/v1/projects/${project}/deliveries?limit=1`);
+  const delivery = await api(`/api/v1/projects/${project}/deliveries/${deliveries.items[0].id}`);
+  assert.deepEqual(delivery.params.defaults, { broker: "10.0.0.5" });
+  assert.deepEqual(Object.values(delivery.params.targets).map((v) => v.threshold).sort(), [70, 80, 90]);
+  await page.click(".dialog [data-close]");
 });
 
 test("switch to Chinese; the choice is remembered for the user", async () => {

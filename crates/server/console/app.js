@@ -610,26 +610,29 @@
 
   function openWizard({ template, plugin }) {
     const name = template ? template.name : plugin.name;
-    const steps = template ? ["wiz.step1", "wiz.step2", "wiz.step3", "wiz.step4"] : ["wiz.step3", "wiz.step4"];
-    const parameters = (template?.parameters || []).filter((p) => !p.startsWith("edge."));
-    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: "{}", selected: new Map(state.deliverTo || []), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
+    // Parameters come after targets (their values are per target) and the step is left out when
+    // the content, as edited, has none.
+    const stepsNow = () => (template ? ["wiz.step1", "wiz.step3", ...(parametersNow().length ? ["wiz.step2"] : []), "wiz.step4"] : ["wiz.step3", "wiz.step4"]);
+    const parametersNow = () => parametersOf(template, wizard.content);
+    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: {}, selected: new Map(state.deliverTo || []), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
     const d = dialog(`<header><h2>${esc(t("wiz.title", { name }))}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
-      <div class="steps">${steps.map((s, i) => `<span>${i + 1}. ${esc(t(s))}</span>`).join("")}</div><div id="wizard-body"></div>
+      <div class="steps"></div><div id="wizard-body"></div>
       <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`, undefined, () => {
       const area = $('#wizard-body textarea[name="content"]', d.el);
       return !!template && (area ? area.value : wizard.content).trim() !== JSON.stringify(template.content, null, 2).trim();
     });
     const body = $("#wizard-body", d.el);
+    let steps = stepsNow();
     const show = async () => {
-      $$(".steps span", d.el).forEach((s, i) => s.classList.toggle("current", i === wizard.step));
+      steps = stepsNow();
+      $(".steps", d.el).innerHTML = steps.map((s, i) => `<span class="${i === wizard.step ? "current" : ""}">${i + 1}. ${esc(t(s))}</span>`).join("");
       $("#wiz-back", d.el).disabled = wizard.step === 0;
       $("#wiz-next", d.el).textContent = wizard.step === steps.length - 1 ? t("wiz.execute") : t("common.next");
       const step = steps[wizard.step];
       if (step === "wiz.step1") {
         body.innerHTML = `<p class="notice">${esc(t("wiz.content_note"))}</p><textarea name="content" aria-label="${esc(t("tpl.content"))}">${esc(wizard.content)}</textarea>`;
       } else if (step === "wiz.step2") {
-        body.innerHTML = parameters.length ? `<h3>${esc(t("wiz.defaults"))}</h3><div class="row">${parameters.map((p) => `<label>${esc(p)}<input data-param="${esc(p)}" value="${esc(wizard.defaults[p] ?? "")}"></label>`).join("")}</div>
-          <label>${esc(t("wiz.per_target"))}<textarea name="per_target" style="min-height:100px">${esc(wizard.perTarget)}</textarea></label>` : `<p>${esc(t("wiz.no_params"))}</p>`;
+        showParameters(body, wizard, parametersNow());
       } else if (step === "wiz.step3") {
         await showTargets(body, wizard);
       } else {
@@ -651,17 +654,12 @@
           <label style="flex-direction:row;gap:6px;align-items:center"><input type="checkbox" name="dry_run" ${wizard.dryRun ? "checked" : ""}> ${esc(t("wiz.dry_run"))}</label></div><div id="plan-view"></div>`;
         $("#wiz-plan", body).addEventListener("click", () => { collect(); previewPlan(); });
         if (wizard.plan) showPlan($("#plan-view", body), wizard.plan);
-        warnOfTargets($("#target-warnings", body), wizard).catch(() => {});
+        warnOfTargets($("#target-warnings", body), wizard, template ? parametersNow() : []).catch(() => {});
       }
     };
     const collect = () => {
       const step = steps[wizard.step];
       if (step === "wiz.step1") wizard.content = $('[name="content"]', body).value;
-      if (step === "wiz.step2") {
-        $$("[data-param]", body).forEach((i) => { wizard.defaults[i.dataset.param] = i.value; });
-        const per = $('[name="per_target"]', body);
-        if (per) wizard.perTarget = per.value;
-      }
       if (step === "wiz.step4") {
         wizard.options = { timeout_secs: Number($('[name="timeout_secs"]', body).value), concurrency: Number($('[name="concurrency"]', body).value), on_conflict: $('[name="on_conflict"]', body).value, on_failure: $('[name="on_failure"]', body).value };
         wizard.dryRun = $('[name="dry_run"]', body).checked;
@@ -679,9 +677,7 @@
       const targets = wizard.allMatching ? (filterGiven ? { filter: wizard.filter } : { all: true }) : { ids: [...wizard.selected.keys()] };
       const request = { targets, options: wizard.options };
       if (template) {
-        const perTarget = JSON.parse(wizard.perTarget || "{}");
-        const defaults = Object.fromEntries(Object.entries(wizard.defaults).filter(([, v]) => v !== "").map(([k, v]) => [k, v !== "" && !isNaN(Number(v)) ? Number(v) : v]));
-        Object.assign(request, { template_id: template.id, version: template.current_version, params: { defaults, targets: perTarget } });
+        Object.assign(request, { template_id: template.id, version: template.current_version, params: paramsRequest(wizard, parametersNow()) });
         if (wizard.content.trim() !== JSON.stringify(template.content, null, 2).trim()) request.content = wizard.content;
       } else {
         request.plugin_id = plugin.id;
@@ -741,6 +737,162 @@
 
   const PLAN_WAIT_MS = 10 * 60 * 1000;
 
+  // ----- parameters: defaults and a table of values per target -----
+
+  // `${name}` and `${secret:name}` in content, not `$${...}` (a literal eKuiper placeholder) and not
+  // the `edge.` values every target has.
+  const PLACEHOLDER = /(\$?)\$\{(secret:)?([A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*)\}/g;
+  function parametersOf(template, content) {
+    const names = new Map((template?.parameters || []).map((p) => [p, (template.secret_parameters || []).includes(p)]));
+    for (const [, escaped, secret, name] of String(content).matchAll(PLACEHOLDER)) {
+      if (!escaped) names.set(name, names.get(name) || !!secret);
+    }
+    return [...names].filter(([name]) => !name.startsWith("edge.")).map(([name, secret]) => ({ name, secret }));
+  }
+
+  // A value as typed: numbers that read back the same become numbers ("502" → 502; "0123" and
+  // "1.10" stay text), so `"port": "${port}"` sends a number.
+  const typedValue = (v) => (v.trim() !== "" && String(Number(v)) === v ? Number(v) : v);
+
+  // The rows of the table: the chosen targets (id → name), or with "all matching" the targets
+  // that have values (keyed by name or id, as imported).
+  const PARAM_ROWS = 500;
+  function parameterRows(wizard) {
+    if (!wizard.allMatching) return [...wizard.selected].map(([id, name]) => ({ key: id, name: typeof name === "string" ? name : id }));
+    return Object.keys(wizard.perTarget).map((key) => ({ key, name: key }));
+  }
+
+  // Targets with a parameter that has neither its own value nor a default: [{name, parameters}].
+  function missingValues(wizard, parameters) {
+    const out = [];
+    for (const row of parameterRows(wizard)) {
+      const own = wizard.perTarget[row.key] || {};
+      const names = parameters.map((p) => p.name).filter((p) => (own[p] ?? "") === "" && (wizard.defaults[p] ?? "") === "");
+      if (names.length) out.push({ name: row.name, parameters: names });
+    }
+    // With "all matching", targets without a row of their own take the defaults.
+    const noDefault = parameters.map((p) => p.name).filter((p) => (wizard.defaults[p] ?? "") === "");
+    if (wizard.allMatching && noDefault.length) out.push({ name: t("par.other_targets"), parameters: noDefault });
+    return out;
+  }
+
+  // What the API takes: defaults, and per target only the values given.
+  function paramsRequest(wizard, parameters) {
+    const known = new Set(parameters.map((p) => p.name));
+    const given = (values) => Object.fromEntries(Object.entries(values || {}).filter(([k, v]) => known.has(k) && v !== "").map(([k, v]) => [k, typedValue(v)]));
+    const targets = Object.fromEntries(Object.entries(wizard.perTarget).map(([key, values]) => [key, given(values)]).filter(([, values]) => Object.keys(values).length));
+    return { defaults: given(wizard.defaults), targets };
+  }
+
+  // CSV (RFC 4180: quoted fields, doubled quotes, line breaks inside quotes) or, when the first line
+  // has a tab (or `separator` says so), tab-separated text as a spreadsheet copies it.
+  function parseTable(text, separator = text.split(/\r?\n/, 1)[0].includes("\t") ? "\t" : ",") {
+    const rows = [];
+    let row = [], field = "", quoted = false;
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (quoted) {
+        if (c === '"' && text[i + 1] === '"') { field += '"'; i++; } else if (c === '"') quoted = false; else field += c;
+      } else if (c === '"' && field === "") quoted = true;
+      else if (c === separator) { row.push(field); field = ""; }
+      else if (c === "\n" || c === "\r") {
+        if (c === "\r" && text[i + 1] === "\n") i++;
+        row.push(field); rows.push(row); row = []; field = "";
+      } else field += c;
+    }
+    if (field !== "" || row.length) { row.push(field); rows.push(row); }
+    return rows.filter((r) => r.some((f) => f.trim() !== ""));
+  }
+
+  // An imported table: a header `target,<parameter>...` and a row per target (its name or id).
+  // Every problem is listed; rows without one are taken.
+  function importValues(wizard, parameters, text) {
+    const rows = parseTable(text);
+    const problems = [];
+    if (!rows.length) return { problems: [t("par.empty_file")], taken: 0 };
+    const [header, ...data] = rows;
+    const known = new Set(parameters.map((p) => p.name));
+    const columns = header.slice(1).map((h) => h.trim());
+    columns.forEach((c, i) => { if (!known.has(c)) problems.push(t("par.unknown_column", { column: c || `#${i + 2}`, known: [...known].join(", ") })); });
+    const chosen = new Map();
+    for (const [id, name] of wizard.selected) { chosen.set(id, id); if (typeof name === "string") chosen.set(name, id); }
+    const seen = new Set();
+    let taken = 0;
+    data.forEach((fields, i) => {
+      const line = i + 2;
+      const target = (fields[0] || "").trim();
+      if (!target) return problems.push(t("par.no_target", { line }));
+      const key = wizard.allMatching ? target : chosen.get(target);
+      if (!key) return problems.push(t("par.not_chosen", { line, target }));
+      if (seen.has(key)) return problems.push(t("par.twice", { line, target }));
+      seen.add(key);
+      const values = (wizard.perTarget[key] ||= {});
+      columns.forEach((c, j) => { if (known.has(c)) values[c] = (fields[j + 1] ?? "").trim(); });
+      taken += 1;
+    });
+    return { problems, taken };
+  }
+
+  function showParameters(body, wizard, parameters) {
+    const rows = parameterRows(wizard);
+    const shown = rows.slice(0, PARAM_ROWS);
+    const input = (p, attrs, value, placeholder) => `<input ${attrs} type="${p.secret ? "password" : "text"}" autocomplete="off" value="${esc(value ?? "")}" placeholder="${esc(placeholder ?? "")}" aria-label="${esc(p.name)}">`;
+    body.innerHTML = `<h3>${esc(t("wiz.defaults"))}</h3><div class="row">${parameters.map((p) => `<label>${esc(p.name)}${p.secret ? ` <span class="tag">${esc(t("par.secret"))}</span>` : ""}${input(p, `data-default="${esc(p.name)}"`, wizard.defaults[p.name])}</label>`).join("")}</div>
+      <h3>${esc(t("par.per_target"))}</h3><p class="muted">${esc(t(wizard.allMatching ? "par.note_all" : "par.note"))}</p>
+      <div class="row"><label class="secondary">${esc(t("par.import"))}<input type="file" id="param-file" accept=".csv,.tsv,.txt,text/csv"></label>
+      <a class="link" id="param-sample" download="parameters.csv" href="#">${esc(t("par.sample"))}</a></div>
+      <div id="param-problems"></div><p role="status" id="param-missing"></p>
+      ${shown.length ? `<div class="scroll"><table id="param-table"><thead><tr><th>${esc(t("wiz.step3"))}</th>${parameters.map((p) => `<th>${esc(p.name)}</th>`).join("")}</tr></thead>
+      <tbody>${shown.map((r, ri) => `<tr data-key="${esc(r.key)}"><td>${esc(r.name)}</td>${parameters.map((p, ci) => `<td>${input(p, `data-row="${ri}" data-col="${ci}"`, wizard.perTarget[r.key]?.[p.name], wizard.defaults[p.name])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>` : ""}
+      ${rows.length > shown.length ? `<p class="muted">${esc(t("par.more_rows", { n: rows.length - shown.length }))}</p>` : ""}`;
+    const refresh = () => {
+      $$("[data-row]", body).forEach((cell) => {
+        const p = parameters[cell.dataset.col];
+        cell.placeholder = wizard.defaults[p.name] ?? "";
+        cell.classList.toggle("missing", cell.value === "" && (wizard.defaults[p.name] ?? "") === "");
+      });
+      const missing = missingValues(wizard, parameters);
+      $("#param-missing", body).className = missing.length ? "warning" : "muted";
+      $("#param-missing", body).textContent = missing.length ? t("par.missing", { n: missing.length, names: missing.slice(0, 5).map((m) => `${m.name} (${m.parameters.join(", ")})`).join("; ") }) : t("par.complete");
+    };
+    const setCell = (cell, value) => {
+      cell.value = value;
+      const key = cell.closest("tr").dataset.key;
+      (wizard.perTarget[key] ||= {})[parameters[cell.dataset.col].name] = value;
+    };
+    $$("[data-default]", body).forEach((i) => i.addEventListener("input", () => { wizard.defaults[i.dataset.default] = i.value; refresh(); }));
+    $$("[data-row]", body).forEach((cell) => {
+      cell.addEventListener("input", () => { setCell(cell, cell.value); refresh(); });
+      // Pasting a block copied from a spreadsheet fills cells from this one rightwards and down.
+      cell.addEventListener("paste", (e) => {
+        const text = e.clipboardData?.getData("text/plain") || "";
+        if (!/[\t\n]/.test(text.trimEnd())) return;
+        e.preventDefault();
+        // A spreadsheet copies cells separated by tabs; a comma is part of a value.
+        const block = parseTable(text, "\t");
+        block.forEach((fields, dr) => fields.forEach((value, dc) => {
+          const target = $(`[data-row="${Number(cell.dataset.row) + dr}"][data-col="${Number(cell.dataset.col) + dc}"]`, body);
+          if (target) setCell(target, value.trim());
+        }));
+        refresh();
+      });
+    });
+    $("#param-sample", body).addEventListener("click", (e) => {
+      const quote = (v) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+      const lines = [["target", ...parameters.map((p) => p.name)], ...rows.slice(0, PARAM_ROWS).map((r) => [r.name, ...parameters.map((p) => wizard.perTarget[r.key]?.[p.name] ?? "")])];
+      e.currentTarget.href = `data:text/csv;charset=utf-8,${encodeURIComponent(lines.map((l) => l.map(quote).join(",")).join("\n") + "\n")}`;
+    });
+    $("#param-file", body).addEventListener("change", async (e) => {
+      const file = e.target.files[0];
+      if (!file) return;
+      const result = importValues(wizard, parameters, await file.text());
+      showParameters(body, wizard, parameters);
+      $("#param-problems", body).innerHTML = `<p role="status" id="param-imported">${esc(t("par.imported", { n: result.taken }))}</p>
+        ${result.problems.length ? `<ul class="error" id="param-import-problems">${result.problems.map((p) => `<li>${esc(p)}</li>`).join("")}</ul>` : ""}`;
+    });
+    refresh();
+  }
+
   // A plan grouped by change set: totals, each group with its changes and patches, unread targets.
   function showPlan(view, plan) {
     const s = plan.summary;
@@ -771,7 +923,9 @@
 
   // Before Execute: which chosen targets the prober last found offline, and which run a NeuronEX
   // the version gate will refuse. Reads at most WARN_READ services and says so when there are more.
-  async function warnOfTargets(box, wizard) {
+  async function warnOfTargets(box, wizard, parameters) {
+    const missing = missingValues(wizard, parameters);
+    const missingLine = missing.length ? `<p class="warning" id="warn-missing">${esc(t("par.missing", { n: missing.length, names: missing.slice(0, 5).map((m) => `${m.name} (${m.parameters.join(", ")})`).join("; ") }))}</p>` : "";
     let edges, total;
     if (wizard.allMatching) {
       const data = await api("GET", P(`/edge-services?${targetQuery(wizard.filter, { limit: WARN_READ })}`));
@@ -784,9 +938,10 @@
     const names = (list) => list.slice(0, 10).map((e) => e.name).join(", ") + (list.length > 10 ? " …" : "");
     const offline = edges.filter((e) => e.status === "offline");
     const old = edges.filter((e) => e.version && olderThanMin(e.version));
-    box.innerHTML = `${offline.length ? `<p class="warning" id="warn-offline">${esc(t("wiz.warn_offline", { n: offline.length, names: names(offline) }))}</p>` : ""}
+    box.innerHTML = `${missingLine}${offline.length ? `<p class="warning" id="warn-offline">${esc(t("wiz.warn_offline", { n: offline.length, names: names(offline) }))}</p>` : ""}
       ${old.length ? `<p class="warning" id="warn-old">${esc(t("wiz.warn_old", { n: old.length, names: names(old), min: MIN_NEURONEX.join(".") }))}</p>` : ""}
       ${total > edges.length && (offline.length || old.length) ? `<p class="muted">${esc(t("wiz.warn_partial", { n: edges.length, total }))}</p>` : ""}`;
+    box.dataset.ready = "true";
   }
 
   async function showTargets(body, wizard, offset = 0) {
@@ -817,7 +972,7 @@
       <tbody>${data.items.map((e) => `<tr><td><input type="checkbox" data-id="${esc(e.id)}" aria-label="${esc(e.name)}"></td><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")}</td>
         <td>${esc(e.name)}</td><td>${reachOf(e)}</td><td>${esc(e.version || "")}</td><td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td></tr>`).join("")}</tbody></table>`;
     table.append(pager(data.total, offset, 20, (o) => showTargets(body, wizard, o)));
-    $$('input[type="checkbox"][data-id]', body).forEach((c) => c.addEventListener("change", () => { if (c.checked) wizard.selected.set(c.dataset.id, true); else wizard.selected.delete(c.dataset.id); update(); }));
+    $$('input[type="checkbox"][data-id]', body).forEach((c) => c.addEventListener("change", () => { if (c.checked) wizard.selected.set(c.dataset.id, c.getAttribute("aria-label")); else wizard.selected.delete(c.dataset.id); update(); }));
     $("#select-all", body).addEventListener("click", () => { wizard.allMatching = true; update(); });
     $("#clear", body).addEventListener("click", () => { wizard.allMatching = false; wizard.selected.clear(); update(); });
     update();
