@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use edge_client::{Failure, Relay, RelayAnswer, RelayFuture, RelayRequest};
+use edge_client::{Failure, Relay, RelayAnswer, RelayFuture, RelayRequest, WriteCall};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -313,6 +313,26 @@ impl AgentLink {
         }
     }
 
+    /// Several writes in one command, to an agent that knows the command; none (the edge client
+    /// then writes one by one) to an agent of an older protocol.
+    async fn writes(
+        &self,
+        signer: &CommandSigner,
+        agent_id: &str,
+        writes: Vec<WriteCall>,
+        then: Vec<String>,
+        wait: Duration,
+    ) -> Result<RelayAnswer, Failure> {
+        if self.status_of(agent_id).is_some_and(|status| status.protocol < 3) {
+            return Ok(RelayAnswer::Wrote { answers: Vec::new(), then: Vec::new() });
+        }
+        match self.send(signer, agent_id, Op::Writes { writes, then }, wait).await? {
+            Outcome::Wrote { answers, then } => Ok(RelayAnswer::Wrote { answers, then }),
+            Outcome::Failed { error } => Ok(RelayAnswer::Failed { error }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Brings a package to the agent: it downloads the signed link itself, or, when it cannot
     /// reach edgefleet, gets the package in chunks over the broker.
     async fn fetch(
@@ -399,6 +419,9 @@ impl Relay for SigningRelay {
                     }
                 }
                 RelayRequest::Reads { paths } => self.link.reads(&self.signer, agent_id, paths, wait).await,
+                RelayRequest::Writes { writes, then } => {
+                    self.link.writes(&self.signer, agent_id, writes, then, wait).await
+                }
                 RelayRequest::Fetch { url } => self.link.fetch(&self.signer, agent_id, url, wait).await,
             }
         })

@@ -1,7 +1,7 @@
 //! What travels over the broker. Every payload is JSON; commands are signed as the exact text the
 //! agent verifies (`SignedCommand.command`), so no re-encoding can change what was signed.
 
-use edge_client::{CallAnswer, EdgeError};
+use edge_client::{CallAnswer, EdgeError, WriteCall};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -77,6 +77,14 @@ pub enum Op {
     /// Several `GET`s, made one after the other, answered together (at most
     /// [`edge_client::MAX_READS`]; only agents of [`PROTOCOL`] 2 or later get them).
     Reads { paths: Vec<String> },
+    /// Several writes, made in order, stopping at the first that does not succeed (a write falls
+    /// back to its `if_missing` call on 404); `then` read once all succeeded (at most
+    /// [`edge_client::MAX_WRITES`]; only agents of [`PROTOCOL`] 3 or later get them).
+    Writes {
+        writes: Vec<WriteCall>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<String>,
+    },
     /// Download a package from a signed link (outbound HTTPS from the plant) and keep it.
     Fetch { url: String, sha256: String, name: String },
     /// One piece of a package, when the agent cannot download it.
@@ -88,6 +96,7 @@ impl Op {
         match self {
             Op::Call { method, path, .. } => format!("{method} {path}"),
             Op::Reads { paths } => format!("GET {} paths", paths.len()),
+            Op::Writes { writes, .. } => format!("{} writes", writes.len()),
             Op::Fetch { name, .. } => format!("fetch {name}"),
             Op::Chunk { name, offset, total, .. } => format!("chunk {name} {offset}/{total}"),
         }
@@ -118,6 +127,13 @@ pub enum Outcome {
     /// The answers to `reads`, in order; fewer than asked once they grew past
     /// [`READS_ANSWER_BYTES`] (the server reads the rest one by one).
     Answers { answers: Vec<CallAnswer> },
+    /// The answers to `writes`: one per call made, ending at the first that did not succeed;
+    /// `then` when every write succeeded.
+    Wrote {
+        answers: Vec<CallAnswer>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<CallAnswer>,
+    },
     /// The package is on the agent's disk; NeuronEX can install it from `url` (`file://...`).
     Fetched { url: String },
     /// The download failed; the server may send the package in chunks instead.
@@ -158,10 +174,10 @@ impl Refusal {
     }
 }
 
-/// What an agent understands: 1 is every command of the first release; 2 adds `reads`. An agent
-/// announces its number in its status, and the server sends nothing newer than that, so agents
-/// can be upgraded after the server, one plant at a time.
-pub const PROTOCOL: u32 = 2;
+/// What an agent understands: 1 is every command of the first release; 2 adds `reads`; 3 adds
+/// `writes`. An agent announces its number in its status, and the server sends nothing newer
+/// than that, so agents can be upgraded after the server, one plant at a time.
+pub const PROTOCOL: u32 = 3;
 
 /// The answers to one `reads` stop growing past this (each answer may be up to 32 MiB; a packet
 /// must stay under [`MAX_PACKET_BYTES`]).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use edge_client::{CallAnswer, EdgeClient, EdgeError, EdgeTarget, MAX_READS};
+use edge_client::{CallAnswer, EdgeClient, EdgeError, EdgeTarget, MAX_READS, MAX_WRITES, WriteCall};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -268,6 +268,7 @@ impl Agent {
                 }
             }
             Op::Reads { paths } => self.reads(paths).await,
+            Op::Writes { writes, then } => self.writes(writes, then).await,
             Op::Fetch { url, sha256, name } => self.fetch(url, sha256, name).await,
             Op::Chunk { sha256, name, offset, total, data } => self.chunk(sha256, name, *offset, *total, data),
         }
@@ -280,6 +281,16 @@ impl Agent {
         }
         let edge = self.config.client.edge(&self.config.neuronex);
         Outcome::Answers { answers: read_all(&edge, paths).await }
+    }
+
+    /// Each write in turn, up to the first that fails; every call is checked before any is made.
+    async fn writes(&self, writes: &[WriteCall], then: &[String]) -> Outcome {
+        if let Some(why) = refused_writes(writes).or_else(|| refused_reads(then)) {
+            return Outcome::Refused { reason: Refusal::Malformed, detail: why };
+        }
+        let edge = self.config.client.edge(&self.config.neuronex);
+        let (answers, then) = edge.run_writes(writes, then).await;
+        Outcome::Wrote { answers, then }
     }
 
     async fn fetch(&self, url: &str, sha256: &str, name: &str) -> Outcome {
@@ -361,6 +372,20 @@ fn refused_reads(paths: &[String]) -> Option<String> {
         return Some(format!("{} reads in one command; at most {MAX_READS}", paths.len()));
     }
     paths.iter().find_map(|path| refused_call("GET", path))
+}
+
+/// Why a list of writes is not run: too many, or a call an agent never makes (a write that
+/// falls back may fall back once).
+fn refused_writes(writes: &[WriteCall]) -> Option<String> {
+    if writes.len() > MAX_WRITES {
+        return Some(format!("{} writes in one command; at most {MAX_WRITES}", writes.len()));
+    }
+    writes.iter().find_map(|write| {
+        if write.calls().count() > 2 {
+            return Some(format!("the write {} {} falls back more than once", write.method, write.path));
+        }
+        write.calls().find_map(|call| refused_call(&call.method, &call.path))
+    })
 }
 
 /// The answers to `paths`, read in turn; the list stops once the answers pass

@@ -8,6 +8,7 @@ mod policy;
 mod readback;
 mod relay;
 mod restore;
+mod writes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,12 @@ use serde_json::{Value, json};
 pub use error::{EdgeError, Failure, Retry, VersionClash, human_duration, neuron_code_text, tries_word};
 pub use jwt::{JwtError, JwtGrant, JwtSigner, TOKEN_LIFETIME, generate_rsa_keypair, public_pem_of};
 pub use readback::is_absent;
-pub use relay::{AgentRoute, CallAnswer, MAX_READS, Relay, RelayAnswer, RelayFuture, RelayRequest, Via};
+pub use relay::{
+    AgentRoute, CallAnswer, MAX_READS, MAX_WRITES, Relay, RelayAnswer, RelayFuture, RelayRequest, Via,
+    WRITES_BODY_BYTES, WriteCall,
+};
 pub use restore::RestoreError;
+pub use writes::Write;
 
 /// How edgefleet proves itself to an edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +291,13 @@ impl EdgeClient {
     }
 
     pub fn edge<'a>(&'a self, target: &'a EdgeTarget) -> Edge<'a> {
-        Edge { client: self, target, read_ahead: Mutex::default(), after_write: Mutex::default() }
+        Edge {
+            client: self,
+            target,
+            read_ahead: Mutex::default(),
+            after_write: Mutex::default(),
+            written_ahead: Mutex::default(),
+        }
     }
 
     fn cached_token(&self, target: &EdgeTarget) -> Option<String> {
@@ -321,6 +332,9 @@ pub struct Edge<'a> {
     read_ahead: Mutex<HashMap<String, CallAnswer>>,
     /// Reads the next successful write makes right after it ([`Edge::read_rule_status_after_write`]).
     after_write: Mutex<Vec<String>>,
+    /// Writes an agent made ahead of their calls ([`Edge::write_ahead`]), in order, each used by
+    /// the one call that matches it exactly.
+    written_ahead: Mutex<writes::WrittenAhead>,
 }
 
 impl Edge<'_> {
@@ -367,7 +381,7 @@ impl Edge<'_> {
     pub async fn replace_stream(&self, kind: StreamKind, name: &str, sql: &str) -> Result<(), EdgeError> {
         let object = format!("{} {name}", kind.word());
         let path = stream_path(kind, name);
-        let answer = self.call("replace", &object, Method::PUT, &path, Some(&json!({"sql": sql}))).await?;
+        let answer = self.call("replace", &object, Method::PUT, &path, Some(&stream_body(sql))).await?;
         expect_text("replace", &object, answer, &[200]).map(drop)
     }
 
@@ -398,7 +412,7 @@ impl Edge<'_> {
 
     pub async fn create_rule(&self, rule: &Value) -> Result<(), EdgeError> {
         let object = format!("rule {}", rule.get("id").and_then(Value::as_str).unwrap_or("?"));
-        let answer = self.call("create", &object, Method::POST, "/api/ekuiper/rules", Some(rule)).await?;
+        let answer = self.call("create", &object, Method::POST, RULES_PATH, Some(rule)).await?;
         expect_text("create", &object, answer, &[201]).map(drop)
     }
 
@@ -746,6 +760,11 @@ impl Edge<'_> {
     ) -> Result<Answer, EdgeError> {
         let started = std::time::Instant::now();
         if let Via::Agent(route) = &self.target.via {
+            if method != Method::GET
+                && let Some(answer) = self.written_ahead(method.as_str(), path, body)
+            {
+                return relayed(step, object, answer);
+            }
             if let Some(answer) = self.answered_ahead(&method, path) {
                 return relayed(step, object, answer);
             }
@@ -923,6 +942,13 @@ const VERSION_PATH: &str = "/api/version";
 fn stream_path(kind: StreamKind, name: &str) -> String {
     format!("/api/ekuiper/{}/{}", kind.path(), encode(name))
 }
+
+/// What creates or replaces a stream or table: its `CREATE` statement.
+fn stream_body(sql: &str) -> Value {
+    json!({"sql": sql})
+}
+
+const RULES_PATH: &str = "/api/ekuiper/rules";
 
 fn rule_path(id: &str) -> String {
     format!("/api/ekuiper/rules/{}", encode(id))

@@ -34,9 +34,40 @@ pub enum RelayRequest {
     /// version check and the reads before its first write cost one round trip over the broker
     /// instead of one each. Answered by [`RelayAnswer::Answers`].
     Reads { paths: Vec<String> },
+    /// Several writes in one exchange ([`Edge::write_ahead`](crate::Edge::write_ahead)), made
+    /// in order; the agent stops at the first that does not succeed, so it never writes past a
+    /// failure the server would have stopped at. `then` is read once every write succeeded.
+    /// Answered by [`RelayAnswer::Wrote`].
+    Writes { writes: Vec<WriteCall>, then: Vec<String> },
     /// Bring a package within the edge's reach; the answer is a URL its NeuronEX can read.
     Fetch { url: String },
 }
+
+/// One write of a [`RelayRequest::Writes`]: a call, and the call to make instead when it answers
+/// 404 (an upsert on an engine whose `PUT` does not create).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteCall {
+    pub method: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_missing: Option<Box<WriteCall>>,
+}
+
+impl WriteCall {
+    /// Each call this write may make, in order (itself, then what it falls back to).
+    pub fn calls(&self) -> impl Iterator<Item = &WriteCall> {
+        std::iter::successors(Some(self), |call| call.if_missing.as_deref())
+    }
+}
+
+/// The most writes one [`RelayRequest::Writes`] carries (an agent refuses more).
+pub const MAX_WRITES: usize = 32;
+
+/// The bodies of one [`RelayRequest::Writes`] stay under this; a larger batch is cut, and the
+/// writes left out are sent one by one.
+pub const WRITES_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The most paths one [`RelayRequest::Reads`] carries (an agent refuses more).
 pub const MAX_READS: usize = 32;
@@ -58,6 +89,15 @@ pub enum RelayAnswer {
     /// The agent could not reach its NeuronEX (or sign in to it): the same error an HTTP call would
     /// have had, so reasons read alike in both transports.
     Failed { error: EdgeError },
+    /// The answers to a [`RelayRequest::Writes`]: one per call made, in order (a write that fell
+    /// back on 404 has two), ending at the first that did not succeed; `then` answered only when
+    /// every write succeeded. An agent too old for `writes` answers none, and the server then
+    /// writes one by one.
+    Wrote {
+        answers: Vec<CallAnswer>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<CallAnswer>,
+    },
     /// The answers to a [`RelayRequest::Reads`], in its order. There may be fewer than the paths
     /// (an agent stops once the answers grow large, and an agent too old for reads answers none):
     /// the rest are read one by one.

@@ -1,7 +1,7 @@
 //! Agent mode's carriage, seen from the edge client: through a relay, a target's version check and
-//! its reads before the first write travel as one exchange, and the status check after a rule's
-//! write travels with the write. The relay here makes each call on the simulator itself, as an
-//! agent would, and records what it was asked to carry.
+//! its reads before the first write travel as one exchange, its writes as a second, and the status
+//! check after a rule's write travels with the writes. The relay here makes each call on the
+//! simulator itself, as an agent would, and records what it was asked to carry.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,20 +9,25 @@ use std::time::Duration;
 use domain::plan::ObjectRef;
 use edge_client::{
     AgentRoute, CallAnswer, EdgeClient, EdgeTarget, Failure, Relay, RelayAnswer, RelayFuture, RelayRequest, StreamKind,
-    Via,
+    Via, Write,
 };
 use serde_json::json;
 
 use crate::support::{client, sim, target};
 
-/// Carries each request to an HTTP edge, like an agent of the current protocol, and notes it as
-/// `METHOD path [then ...]` or `reads [...]`.
+/// Carries each request to an HTTP edge, like an agent of `protocol`, and notes it as
+/// `METHOD path [then ...]`, `reads [...]` or `writes [...] then [...]`.
 struct RecordingRelay {
     client: EdgeClient,
     edge: EdgeTarget,
     carried: Mutex<Vec<String>>,
-    /// Answers nothing to reads, as the server's link does for an agent of the first protocol.
-    first_protocol: bool,
+    /// What the agent understands: below 2 the server's link answers nothing to reads (and the
+    /// agent ignores `then`), below 3 nothing to writes.
+    protocol: u32,
+}
+
+fn relay_for(sim: &neuronex_sim::RunningSim, protocol: u32) -> Arc<RecordingRelay> {
+    Arc::new(RecordingRelay { client: client(), edge: target(sim, 0), carried: Mutex::default(), protocol })
 }
 
 impl RecordingRelay {
@@ -49,8 +54,17 @@ impl Relay for RecordingRelay {
             match request {
                 RelayRequest::Reads { paths } => {
                     self.carried.lock().expect("lock").push(format!("reads {paths:?}"));
-                    let answers = if self.first_protocol { Vec::new() } else { self.read_all(&paths).await };
+                    let answers = if self.protocol < 2 { Vec::new() } else { self.read_all(&paths).await };
                     Ok(RelayAnswer::Answers { answers })
+                }
+                RelayRequest::Writes { writes, then } => {
+                    let calls: Vec<String> = writes.iter().map(|w| format!("{} {}", w.method, w.path)).collect();
+                    self.carried.lock().expect("lock").push(format!("writes {calls:?} then {then:?}"));
+                    if self.protocol < 3 {
+                        return Ok(RelayAnswer::Wrote { answers: Vec::new(), then: Vec::new() });
+                    }
+                    let (answers, then) = self.client.edge(&self.edge).run_writes(&writes, &then).await;
+                    Ok(RelayAnswer::Wrote { answers, then })
                 }
                 RelayRequest::Call { method, path, body, then } => {
                     let note = if then.is_empty() {
@@ -62,7 +76,7 @@ impl Relay for RecordingRelay {
                     let edge = self.client.edge(&self.edge);
                     match edge.forward(&method, &path, body.as_ref()).await {
                         Ok((status, body)) => {
-                            let succeeded = (200..300).contains(&status) && !self.first_protocol;
+                            let succeeded = (200..300).contains(&status) && self.protocol >= 2;
                             let then = if succeeded { self.read_all(&then).await } else { Vec::new() };
                             Ok(RelayAnswer::Answer { status, body, then })
                         }
@@ -86,41 +100,43 @@ fn objects() -> Vec<ObjectRef> {
 
 const STREAM_SQL: &str = "CREATE STREAM demo () WITH (DATASOURCE=\"t\", FORMAT=\"json\", TYPE=\"mqtt\")";
 
-/// What a rule delivery does on one edge: version, read back, write the stream, write the rule,
-/// check it runs.
+fn rule() -> serde_json::Value {
+    json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]})
+}
+
+/// What a rule delivery does on one edge, as the engine does it: version, read back, declare the
+/// writes, write the stream, write the rule, check it runs.
 async fn deliver(relay: &Arc<RecordingRelay>) -> (String, Vec<Option<serde_json::Value>>, bool) {
     let edge_target = through(relay);
     let edge = relay.client.edge(&edge_target);
     edge.read_ahead(&objects()).await;
     let version = edge.version().await.expect("version");
     let before = edge.read_objects(&objects()).await.expect("read back");
+    edge.write_ahead(&[
+        Write::replace_stream(StreamKind::Stream, "demo", STREAM_SQL),
+        Write::upsert_rule("r1", &rule()),
+    ])
+    .await;
     edge.replace_stream(StreamKind::Stream, "demo", STREAM_SQL).await.expect("stream");
     edge.read_rule_status_after_write("r1");
-    let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]});
-    edge.upsert_rule("r1", &rule).await.expect("rule");
+    edge.upsert_rule("r1", &rule()).await.expect("rule");
     let running = edge.rule_status("r1").await.expect("status").running;
     (version, before, running)
 }
 
 #[tokio::test]
-async fn through_an_agent_reads_go_ahead_together_and_the_check_goes_with_its_write() {
+async fn through_an_agent_reads_go_ahead_together_and_writes_go_together_with_the_check() {
     let sim = sim("3.6.0").await;
-    let relay = Arc::new(RecordingRelay {
-        client: client(),
-        edge: target(&sim, 0),
-        carried: Mutex::default(),
-        first_protocol: false,
-    });
+    let relay = relay_for(&sim, 3);
     let (version, before, running) = deliver(&relay).await;
     assert_eq!((version.as_str(), before, running), ("3.6.0", vec![None, None], true));
     assert_eq!(
         relay.carried(),
         [
             r#"reads ["/api/version", "/api/ekuiper/streams/demo", "/api/ekuiper/rules/r1", "/api/ekuiper/rules/r1/status"]"#,
-            "PUT /api/ekuiper/streams/demo",
-            r#"PUT /api/ekuiper/rules/r1 then ["/api/ekuiper/rules/r1/status"]"#,
+            r#"writes ["PUT /api/ekuiper/streams/demo", "PUT /api/ekuiper/rules/r1"] then ["/api/ekuiper/rules/r1/status"]"#,
         ],
-        "three exchanges for the whole target"
+        "two exchanges for the whole target"
     );
 
     // Nothing read ahead outlives a write: the second delivery reads the rule as it is now.
@@ -129,19 +145,63 @@ async fn through_an_agent_reads_go_ahead_together_and_the_check_goes_with_its_wr
 }
 
 #[tokio::test]
-async fn an_agent_of_the_first_protocol_gets_each_call_on_its_own() {
+async fn a_write_that_falls_back_on_404_takes_both_answers_from_the_batch() {
+    // eKuiper before 2.2 answers 404 to a PUT of a missing rule: the agent POSTs it instead.
+    let sim = sim("3.0.0").await;
+    let relay = relay_for(&sim, 3);
+    let (_, _, running) = deliver(&relay).await;
+    assert!(running);
+    assert_eq!(relay.carried().len(), 2, "{:#?}", relay.carried());
+    assert_eq!(crate::support::request_count(&sim, 0, "POST /api/ekuiper/rules").await, 1);
+}
+
+#[tokio::test]
+async fn the_agent_stops_at_the_first_failed_write_and_the_rest_go_one_by_one() {
     let sim = sim("3.6.0").await;
-    let relay = Arc::new(RecordingRelay {
-        client: client(),
-        edge: target(&sim, 0),
-        carried: Mutex::default(),
-        first_protocol: true,
-    });
+    let relay = relay_for(&sim, 3);
+    let edge_target = through(&relay);
+    let edge = relay.client.edge(&edge_target);
+    let bad_sql = "CREATE STREAM demo () WITH (";
+    edge.write_ahead(&[Write::replace_stream(StreamKind::Stream, "demo", bad_sql), Write::upsert_rule("r1", &rule())])
+        .await;
+    let err = edge.replace_stream(StreamKind::Stream, "demo", bad_sql).await.expect_err("a bad statement");
+    assert_eq!(err.status, Some(400), "{err}");
+    assert_eq!(
+        crate::support::request_count(&sim, 0, "PUT /api/ekuiper/rules/r1").await,
+        0,
+        "the agent wrote nothing past the failure"
+    );
+    // What comes after the failure is sent on its own.
+    edge.replace_stream(StreamKind::Stream, "demo", STREAM_SQL).await.expect("stream");
+    edge.read_rule_status_after_write("r1");
+    edge.upsert_rule("r1", &rule()).await.expect("rule");
+    assert_eq!(
+        relay.carried()[1..],
+        ["PUT /api/ekuiper/streams/demo", r#"PUT /api/ekuiper/rules/r1 then ["/api/ekuiper/rules/r1/status"]"#]
+    );
+}
+
+#[tokio::test]
+async fn an_agent_of_an_older_protocol_gets_what_it_understands() {
+    let sim = sim("3.6.0").await;
+    // Protocol 2: reads together, then each write with its check.
+    let relay = relay_for(&sim, 2);
+    let (version, before, running) = deliver(&relay).await;
+    assert_eq!((version.as_str(), before, running), ("3.6.0", vec![None, None], true));
+    assert_eq!(
+        relay.carried()[2..],
+        ["PUT /api/ekuiper/streams/demo", r#"PUT /api/ekuiper/rules/r1 then ["/api/ekuiper/rules/r1/status"]"#]
+    );
+
+    // Protocol 1: one call each.
+    let sim = crate::support::sim("3.6.0").await;
+    let relay = relay_for(&sim, 1);
     let (version, before, running) = deliver(&relay).await;
     assert_eq!((version.as_str(), before, running), ("3.6.0", vec![None, None], true));
     let carried = relay.carried();
-    assert_eq!(carried.len(), 7, "the empty reads, then one call each: {carried:#?}");
-    assert!(carried[1..].iter().all(|call| !call.starts_with("reads")), "{carried:#?}");
+    assert_eq!(carried.len(), 8, "the empty reads and writes, then one call each: {carried:#?}");
+    let batches = carried.iter().filter(|call| call.starts_with("reads") || call.starts_with("writes")).count();
+    assert_eq!(batches, 2, "{carried:#?}");
 }
 
 #[tokio::test]
@@ -152,6 +212,16 @@ async fn over_http_nothing_is_read_ahead() {
     let edge = client.edge(&edge_target);
     edge.read_ahead(&objects()).await;
     edge.read_rule_status_after_write("r1");
+    edge.write_ahead(&[
+        Write::replace_stream(StreamKind::Stream, "demo", STREAM_SQL),
+        Write::upsert_rule("r1", &rule()),
+    ])
+    .await;
     assert_eq!(edge.version().await.expect("version"), "3.6.0");
     assert_eq!(crate::support::request_count(&sim, 0, "GET /api/version").await, 1);
+    assert_eq!(
+        crate::support::request_count(&sim, 0, "PUT /api/ekuiper/streams/demo").await,
+        0,
+        "nothing written ahead"
+    );
 }

@@ -14,7 +14,7 @@ use domain::plan::{self as planning, Change, ObjectRef, SnapshotEntry};
 use domain::rule::RuleDocument;
 use domain::template::{self, Document, TemplateKind};
 use domain::version::{MIN_NEURONEX, Version};
-use edge_client::{Edge, EdgeClient, EdgeError, EdgeTarget, RuleState, StreamKind, human_duration, tries_word};
+use edge_client::{Edge, EdgeClient, EdgeError, EdgeTarget, RuleState, StreamKind, Write, human_duration, tries_word};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -124,6 +124,9 @@ fn canceled_reason(progress: &Progress) -> String {
     let writing = !matches!(progress.step.as_str(), "start" | "version gate" | "render");
     match (writing, applied) {
         (false, 0) => format!("canceled during {}; nothing was written", progress.step),
+        (true, 0) if progress.step.ends_with(" together") => {
+            format!("canceled during {}; those objects may be written or half-written", progress.step)
+        }
         (true, 0) => format!("canceled during {}; that object may be half-written", progress.step),
         (_, n) => format!(
             "canceled during {} after {n} objects were applied; the current one may be half-written",
@@ -159,6 +162,7 @@ struct Item {
 }
 
 /// The running record of one target: applied items, tries, the step under way.
+#[derive(Default)]
 pub(super) struct Progress {
     items: Vec<Item>,
     /// What a `plan` target found: its items, instead of `items`.
@@ -233,16 +237,7 @@ impl Runner<'_> {
         health: Option<&EdgeHealth>,
         cancel: &CancellationToken,
     ) -> TargetOutcome {
-        let progress = Arc::new(Mutex::new(Progress {
-            items: Vec::new(),
-            changes: None,
-            snapshot: None,
-            tries: 0,
-            step: "start".into(),
-            version: None,
-            delivered: None,
-            verify_rules: Vec::new(),
-        }));
+        let progress = Arc::new(Mutex::new(Progress { step: "start".into(), ..Progress::default() }));
         let timeout = self.plan.options.timeout();
         let started = Instant::now();
         let result = tokio::select! {
@@ -514,6 +509,9 @@ impl Runner<'_> {
             }
             step.note(&object, "imported", "");
         }
+        if on_conflict == OnConflict::Overwrite {
+            self.write_ahead(edge, doc, step).await;
+        }
         for (kind, list) in [(StreamKind::Stream, &doc.streams), (StreamKind::Table, &doc.tables)] {
             let word = if kind == StreamKind::Stream { "stream" } else { "table" };
             for (name, sql) in list {
@@ -560,6 +558,22 @@ impl Runner<'_> {
             self.verify_rule(edge, &rule.id, rule.starts(), step).await?;
         }
         Ok(skipped)
+    }
+
+    /// Through an agent: the overwrite's writes, in the order the loops below make them, go to
+    /// the agent as one command (`Edge::write_ahead`); the loops then find their answers. The
+    /// step names them all, so a cancel while they travel says what may have been written.
+    async fn write_ahead(&self, edge: &Edge<'_>, doc: &RuleDocument, step: &Steps<'_>) {
+        let streams = [(StreamKind::Stream, &doc.streams), (StreamKind::Table, &doc.tables)]
+            .into_iter()
+            .flat_map(|(kind, list)| list.iter().map(move |(name, sql)| Write::replace_stream(kind, name, sql)));
+        let rules = doc.rules.iter().map(|rule| Write::upsert_rule(&rule.id, &rule.definition));
+        let writes: Vec<Write> = streams.chain(rules).collect();
+        if edge.writes_ahead() && writes.len() > 1 {
+            let names: Vec<&str> = writes.iter().map(Write::object).collect();
+            step.with(|p| p.step = format!("apply {} together", names.join(", ")));
+            edge.write_ahead(&writes).await;
+        }
     }
 
     /// `skip` records the item and goes on; `fail` fails the target naming the object.
@@ -852,5 +866,34 @@ impl Steps<'_> {
 
     fn all_items_skipped(&self) -> bool {
         self.with(|p| p.items.iter().all(|i| matches!(i.action, "skipped" | "unchanged")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_canceled_target_says_what_may_have_been_written() {
+        let cases = [
+            ("version gate", 0, "canceled during version gate; nothing was written"),
+            ("create rule r1", 0, "canceled during create rule r1; that object may be half-written"),
+            (
+                "apply stream s, rule r1 together",
+                0,
+                "canceled during apply stream s, rule r1 together; those objects may be written or half-written",
+            ),
+            (
+                "create rule r2",
+                1,
+                "canceled during create rule r2 after 1 objects were applied; the current one may be half-written",
+            ),
+        ];
+        for (step, applied, expected) in cases {
+            let items =
+                (0..applied).map(|_| Item { object: "rule r1".into(), action: "created", detail: String::new() });
+            let progress = Progress { step: step.into(), items: items.collect(), ..Progress::default() };
+            assert_eq!(canceled_reason(&progress), expected);
+        }
     }
 }

@@ -273,6 +273,49 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
         .collect();
     assert_eq!(statuses, [200, 404], "{read:?}");
 
+    // Several writes in one command: made in order, up to the first that fails; nothing after it.
+    let write = |path: &str, body: serde_json::Value| edge_client::WriteCall {
+        method: "PUT".into(),
+        path: path.into(),
+        body: Some(body),
+        if_missing: None,
+    };
+    let writes = Op::Writes {
+        writes: vec![
+            write(
+                "/api/ekuiper/streams/w1",
+                json!({"sql": "CREATE STREAM w1 () WITH (DATASOURCE=\"t\", TYPE=\"mqtt\")"}),
+            ),
+            write("/api/ekuiper/streams/w2", json!({"sql": "CREATE STREAM w2 () WITH ("})),
+            write(
+                "/api/ekuiper/streams/w3",
+                json!({"sql": "CREATE STREAM w3 () WITH (DATASOURCE=\"t\", TYPE=\"mqtt\")"}),
+            ),
+        ],
+        then: vec!["/api/ekuiper/streams".into()],
+    };
+    listener
+        .send(
+            &agent_id,
+            &signer.sign(&Command { op: writes, ..version_call(&agent_id, "c-writes", now, now + 60_000) }),
+        )
+        .await;
+    let wrote = listener.answer().await;
+    let Outcome::Wrote { answers, then } = &wrote.outcome else { panic!("{wrote:?}") };
+    let statuses: Vec<Option<u16>> = answers
+        .iter()
+        .map(|answer| match answer {
+            edge_client::CallAnswer::Answer { status, .. } => Some(*status),
+            edge_client::CallAnswer::Failed { .. } => None,
+        })
+        .collect();
+    assert_eq!(statuses, [Some(200), Some(400)], "{wrote:?}");
+    assert!(then.is_empty(), "no reads after a failed write: {wrote:?}");
+    assert!(
+        sim_state(&sim, 0).await["requests"].get("PUT /api/ekuiper/streams/w3").is_none(),
+        "nothing past the failure"
+    );
+
     // Replayed at once: the kept answer is sent again, nothing runs twice.
     listener.send(&agent_id, &genuine).await;
     assert_eq!(listener.answer().await, reply);
@@ -341,6 +384,53 @@ async fn forged_replayed_expired_and_misdirected_commands_are_refused_and_report
                     then: vec!["/etc/passwd".into()],
                 },
                 ..version_call(&agent_id, "c-then-path", now, now + 60_000)
+            }),
+            Refusal::Malformed,
+        ),
+        (
+            "writes outside the NeuronEX API",
+            signer.sign(&Command {
+                op: Op::Writes {
+                    writes: vec![write("/api/version", json!({})), write("/status", json!({}))],
+                    then: Vec::new(),
+                },
+                ..version_call(&agent_id, "c-writes-path", now, now + 60_000)
+            }),
+            Refusal::Malformed,
+        ),
+        (
+            "a write that falls back more than once",
+            signer.sign(&Command {
+                op: Op::Writes {
+                    writes: vec![edge_client::WriteCall {
+                        if_missing: Some(Box::new(edge_client::WriteCall {
+                            if_missing: Some(Box::new(write("/api/ekuiper/rules/c", json!({})))),
+                            ..write("/api/ekuiper/rules/b", json!({}))
+                        })),
+                        ..write("/api/ekuiper/rules/a", json!({}))
+                    }],
+                    then: Vec::new(),
+                },
+                ..version_call(&agent_id, "c-writes-chain", now, now + 60_000)
+            }),
+            Refusal::Malformed,
+        ),
+        (
+            "more writes than one command may carry",
+            signer.sign(&Command {
+                op: Op::Writes {
+                    writes: vec![write("/api/ekuiper/streams/w1", json!({})); edge_client::MAX_WRITES + 1],
+                    then: Vec::new(),
+                },
+                ..version_call(&agent_id, "c-writes-many", now, now + 60_000)
+            }),
+            Refusal::Malformed,
+        ),
+        (
+            "writes whose reads leave the NeuronEX API",
+            signer.sign(&Command {
+                op: Op::Writes { writes: vec![write("/api/ekuiper/streams/w1", json!({}))], then: vec!["/x".into()] },
+                ..version_call(&agent_id, "c-writes-then", now, now + 60_000)
             }),
             Refusal::Malformed,
         ),
