@@ -47,6 +47,8 @@ before(async () => {
   });
   page = await browser.newPage({ viewport: { width: 1360, height: 900 }, acceptDownloads: true });
   page.on("dialog", (d) => { asked.push(d.message()); d.accept(); });
+  // A script error in the console is printed, so a failing step shows its cause.
+  page.on("pageerror", (error) => console.error(`console script error: ${error.stack || error}`));
 });
 
 after(async () => {
@@ -112,7 +114,7 @@ test("deliver with an edit for this delivery only, to targets filtered by tag an
   await page.fill('#target-filters input[name="version"]', "2.9");
   await page.click('#target-filters button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
-  await page.locator('#targets input[type="checkbox"]').first().check();
+  await page.locator('#targets input[type="checkbox"][data-id]').first().check();
   await page.waitForSelector("text=1 selected");
   // Then all of zone-d, whatever the version.
   await page.fill('#target-filters input[name="version"]', "");
@@ -534,8 +536,8 @@ test("parameters after targets: a table per target, a block pasted from a spread
   await page.fill('#target-filters input[name="version"]', "3.7");
   await page.click('#target-filters button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
-  const names = await page.locator('#targets input[type="checkbox"]').evaluateAll((boxes) => boxes.map((b) => b.getAttribute("aria-label")));
-  for (const box of await page.locator('#targets input[type="checkbox"]').all()) await box.check();
+  const names = await page.locator('#targets input[type="checkbox"][data-id]').evaluateAll((boxes) => boxes.map((b) => b.getAttribute("aria-label")));
+  for (const box of await page.locator('#targets input[type="checkbox"][data-id]').all()) await box.check();
   await page.click("#wiz-next");
 
   // One row per chosen target, a column per parameter (edge.name is every target's own).
@@ -586,6 +588,39 @@ test("parameters after targets: a table per target, a block pasted from a spread
   const delivery = await api(`/api/v1/projects/${project}/deliveries/${deliveries.items[0].id}`);
   assert.deepEqual(delivery.params.defaults, { broker: "10.0.0.5" });
   assert.deepEqual(Object.values(delivery.params.targets).map((v) => v.threshold).sort(), [70, 80, 90]);
+  await page.click(".dialog [data-close]");
+});
+
+test("select all matching, then leave some out (one row, or a page with its header checkbox)", async () => {
+  await page.click('a[href="#/config"]');
+  await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
+  await page.click("#wiz-next");
+  await page.fill('#target-filters input[name="tag"]', "zone-a");
+  await page.fill('#target-filters input[name="version"]', "3.7");
+  await page.click('#target-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
+  await page.click("#select-all");
+  assert.equal(await page.isChecked("#page-all"), true);
+  const first = page.locator('#targets input[type="checkbox"][data-id]').first();
+  const left = await first.getAttribute("aria-label");
+  await first.uncheck();
+  assert.equal(await page.textContent("#selection"), "All matching edge services but 1 are selected (2).");
+  assert.equal(await page.isChecked("#page-all"), false);
+  // The header checkbox takes the whole page back, and leaves it out.
+  await page.check("#page-all");
+  assert.equal(await page.textContent("#selection"), "All 3 matching edge services are selected.");
+  await page.uncheck("#page-all");
+  assert.equal(await page.textContent("#selection"), "All matching edge services but 3 are selected (0).");
+  await page.check("#page-all");
+  await first.uncheck();
+  await shot("wizard-all-but-one");
+  await page.click("#wiz-next");
+  assert.equal(await page.textContent("#wizard-body p"), "2 targets. Execute the delivery?");
+  await page.click("#wiz-plan");
+  await page.waitForSelector("#plan-summary", { timeout: 60000 });
+  const group = await page.textContent(".plan-group summary");
+  assert.match(group, /^2 targets: /);
+  assert.ok(!group.includes(left), `${left} was left out: ${group}`);
   await page.click(".dialog [data-close]");
 });
 

@@ -631,7 +631,8 @@ pub struct NewDelivery {
     /// A plugin to install (or `template_id`).
     #[serde(default)]
     pub plugin_id: Option<String>,
-    /// `{ids: [...]}`, `{filter: {...}}` or `{all: true}`.
+    /// `{ids: [...]}`, `{filter: {...}}` or `{all: true}`; the last two may add `exclude: [ids]`
+    /// (at most 10,000) to leave those edge services out.
     pub targets: Value,
     /// `{concurrency, timeout_secs, retries, on_conflict}`.
     #[serde(default)]

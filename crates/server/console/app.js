@@ -614,7 +614,7 @@
     // the content, as edited, has none.
     const stepsNow = () => (template ? ["wiz.step1", "wiz.step3", ...(parametersNow().length ? ["wiz.step2"] : []), "wiz.step4"] : ["wiz.step3", "wiz.step4"]);
     const parametersNow = () => parametersOf(template, wizard.content);
-    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: {}, selected: new Map(state.deliverTo || []), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
+    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: {}, selected: new Map(state.deliverTo || []), excluded: new Set(), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
     const d = dialog(`<header><h2>${esc(t("wiz.title", { name }))}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
       <div class="steps"></div><div id="wizard-body"></div>
       <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`, undefined, () => {
@@ -636,7 +636,7 @@
       } else if (step === "wiz.step3") {
         await showTargets(body, wizard);
       } else {
-        const count = wizard.allMatching ? wizard.total : wizard.selected.size;
+        const count = wizard.allMatching ? wizard.total - wizard.excluded.size : wizard.selected.size;
         body.innerHTML = `<p>${esc(t("wiz.summary", { n: count }))}</p><div id="target-warnings"></div><div class="row">
           <label>${esc(t("wiz.timeout"))}<input name="timeout_secs" type="number" min="1" value="${wizard.options.timeout_secs}"></label>
           <label>${esc(t("wiz.concurrency"))}<input name="concurrency" type="number" min="1" value="${wizard.options.concurrency}"></label>
@@ -675,6 +675,7 @@
       // with no filter says so explicitly.
       const filterGiven = Object.values(wizard.filter || {}).some((v) => (Array.isArray(v) ? v.length > 0 : v !== undefined && v !== ""));
       const targets = wizard.allMatching ? (filterGiven ? { filter: wizard.filter } : { all: true }) : { ids: [...wizard.selected.keys()] };
+      if (wizard.allMatching && wizard.excluded.size) targets.exclude = [...wizard.excluded];
       const request = { targets, options: wizard.options };
       if (template) {
         Object.assign(request, { template_id: template.id, version: template.current_version, params: paramsRequest(wizard, parametersNow()) });
@@ -929,7 +930,7 @@
     let edges, total;
     if (wizard.allMatching) {
       const data = await api("GET", P(`/edge-services?${targetQuery(wizard.filter, { limit: WARN_READ })}`));
-      [edges, total] = [data.items, data.total];
+      [edges, total] = [data.items.filter((e) => !wizard.excluded.has(e.id)), data.total - wizard.excluded.size];
     } else {
       const ids = [...wizard.selected.keys()];
       total = ids.length;
@@ -958,23 +959,35 @@
       const form = Object.fromEntries(new FormData(e.target));
       wizard.filter = Object.fromEntries(Object.entries({ name: form.name, endpoint: form.endpoint, version: form.version, tag: form.tag ? form.tag.split(",").map((s) => s.trim()).filter(Boolean) : undefined }).filter(([, v]) => v && v.length));
       wizard.allMatching = false;
+      wizard.excluded.clear();
       showTargets(body, wizard, 0);
     });
     const data = await api("GET", P(`/edge-services?${targetQuery(wizard.filter, { limit: 20, offset })}`));
     wizard.total = data.total;
     const update = () => {
-      $("#selection", body).textContent = wizard.allMatching ? t("wiz.matching_all", { n: data.total }) : t("wiz.selected", { n: wizard.selected.size });
+      $("#selection", body).textContent = !wizard.allMatching ? t("wiz.selected", { n: wizard.selected.size })
+        : wizard.excluded.size ? t("wiz.matching_but", { n: data.total - wizard.excluded.size, excluded: wizard.excluded.size }) : t("wiz.matching_all", { n: data.total });
       $("#select-all", body).textContent = t("wiz.select_all", { n: data.total });
-      $$('input[type="checkbox"][data-id]', body).forEach((c) => { c.checked = wizard.allMatching || wizard.selected.has(c.dataset.id); c.disabled = wizard.allMatching; });
+      const chosen = (id) => (wizard.allMatching ? !wizard.excluded.has(id) : wizard.selected.has(id));
+      const boxes = $$('input[type="checkbox"][data-id]', body);
+      boxes.forEach((c) => { c.checked = chosen(c.dataset.id); });
+      $("#page-all", body).checked = boxes.length > 0 && boxes.every((c) => c.checked);
     };
     const table = $("#targets", body);
-    table.innerHTML = `<table><thead><tr><th></th><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th></tr></thead>
+    table.innerHTML = `<table><thead><tr><th><input type="checkbox" id="page-all" aria-label="${esc(t("wiz.page_all"))}"></th><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th></tr></thead>
       <tbody>${data.items.map((e) => `<tr><td><input type="checkbox" data-id="${esc(e.id)}" aria-label="${esc(e.name)}"></td><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")}</td>
         <td>${esc(e.name)}</td><td>${reachOf(e)}</td><td>${esc(e.version || "")}</td><td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td></tr>`).join("")}</tbody></table>`;
     table.append(pager(data.total, offset, 20, (o) => showTargets(body, wizard, o)));
-    $$('input[type="checkbox"][data-id]', body).forEach((c) => c.addEventListener("change", () => { if (c.checked) wizard.selected.set(c.dataset.id, c.getAttribute("aria-label")); else wizard.selected.delete(c.dataset.id); update(); }));
-    $("#select-all", body).addEventListener("click", () => { wizard.allMatching = true; update(); });
-    $("#clear", body).addEventListener("click", () => { wizard.allMatching = false; wizard.selected.clear(); update(); });
+    // With "all matching", unticking a row leaves that edge service out (sent as `exclude`).
+    const choose = (c, on) => {
+      if (wizard.allMatching) { if (on) wizard.excluded.delete(c.dataset.id); else wizard.excluded.add(c.dataset.id); }
+      else if (on) wizard.selected.set(c.dataset.id, c.getAttribute("aria-label"));
+      else wizard.selected.delete(c.dataset.id);
+    };
+    $$('input[type="checkbox"][data-id]', body).forEach((c) => c.addEventListener("change", () => { choose(c, c.checked); update(); }));
+    $("#page-all", body).addEventListener("change", (e) => { $$('input[type="checkbox"][data-id]', body).forEach((c) => choose(c, e.target.checked)); update(); });
+    $("#select-all", body).addEventListener("click", () => { wizard.allMatching = true; wizard.excluded.clear(); update(); });
+    $("#clear", body).addEventListener("click", () => { wizard.allMatching = false; wizard.excluded.clear(); wizard.selected.clear(); update(); });
     update();
   }
 

@@ -33,7 +33,11 @@ use crate::routes::audit_entry;
 use crate::routes::templates::checked_content;
 use crate::views;
 
-const TARGETS_SHAPES: &str = "targets: give {\"ids\": [...]}, {\"filter\": {...}} or {\"all\": true}";
+const TARGETS_SHAPES: &str =
+    "targets: give {\"ids\": [...]}, {\"filter\": {...}} or {\"all\": true} (the last two may add \"exclude\": [ids])";
+
+/// The most ids `targets.exclude` may list (a console's "select all matching" less a few).
+const MAX_EXCLUDED: usize = 10_000;
 
 /// At most this many examples are listed when parameters are missing for many targets.
 const MISSING_EXAMPLES: usize = 20;
@@ -345,12 +349,38 @@ fn checked_params(params: Option<&Value>) -> Result<Value, ApiError> {
     Ok(json!({"defaults": defaults, "targets": targets}))
 }
 
-/// Targets by ids or by filter, resolved once, now.
+/// Targets by ids or by filter (less those in `exclude`, with `all` or `filter`), resolved once,
+/// now.
 pub(super) async fn resolve_targets(
     store: &Store,
     project_id: &str,
     targets: &Value,
 ) -> Result<Vec<EdgeService>, ApiError> {
+    let mut selection = targets.as_object().cloned().unwrap_or_default();
+    let Some(exclude) = selection.remove("exclude") else { return resolve_selection(store, project_id, targets).await };
+    let exclude: BTreeSet<String> = serde_json::from_value(exclude)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidTargets, "targets.exclude: must be a list of edge-service ids"))?;
+    if exclude.len() > MAX_EXCLUDED {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTargets,
+            format!("targets.exclude: {} ids; at most {MAX_EXCLUDED}", exclude.len()),
+        ));
+    }
+    if !(selection.contains_key("all") || selection.contains_key("filter")) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTargets,
+            "targets.exclude goes with {\"all\": true} or {\"filter\": {...}}; with ids, leave them out of the list",
+        ));
+    }
+    let found = resolve_selection(store, project_id, &Value::Object(selection)).await?;
+    let kept: Vec<EdgeService> = found.into_iter().filter(|edge| !exclude.contains(&edge.id)).collect();
+    if kept.is_empty() {
+        return Err(ApiError::new(ErrorCode::NoTargetsMatch, "every edge service the targets select is excluded"));
+    }
+    Ok(kept)
+}
+
+async fn resolve_selection(store: &Store, project_id: &str, targets: &Value) -> Result<Vec<EdgeService>, ApiError> {
     let object = targets
         .as_object()
         .filter(|o| o.len() == 1)

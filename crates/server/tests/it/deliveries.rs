@@ -190,6 +190,23 @@ async fn missing_parameters_stop_the_delivery_before_anything_is_sent() {
 }
 
 #[tokio::test]
+async fn all_matching_less_the_excluded_reaches_only_the_rest() {
+    let app = TestApp::spawn().await;
+    let sim = sim(3, &["3.6.0"]).await;
+    let ids = app.register(&sim, 3).await;
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    let targets = json!({"all": true, "exclude": [ids[1], "an-id-that-matches-nothing"]});
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": targets})).await;
+    assert_eq!(delivery["counts"]["total"], 2, "{delivery}");
+    let reached: Vec<bool> = futures::future::join_all((0..3).map(|k| sim_state(&sim, k)))
+        .await
+        .iter()
+        .map(|state| state["ekuiper"]["rules"]["r1"].is_object())
+        .collect();
+    assert_eq!(reached, [true, false, true]);
+}
+
+#[tokio::test]
 async fn bad_delivery_requests_are_refused_with_stable_codes() {
     let app = TestApp::spawn().await;
     let sim = sim(2, &["3.6.0"]).await;
@@ -203,6 +220,15 @@ async fn bad_delivery_requests_are_refused_with_stable_codes() {
         (json!({"template_id": template, "targets": {"filter": {"tag": ["no-such-tag"]}}}), 422, "no_targets_match"),
         (json!({"template_id": template, "targets": {"filter": {"colour": "red"}}}), 422, "invalid_targets"),
         (json!({"template_id": template, "targets": {"ids": ids, "filter": {}}}), 422, "invalid_targets"),
+        (json!({"template_id": template, "targets": {"ids": ids, "exclude": []}}), 422, "invalid_targets"),
+        (json!({"template_id": template, "targets": {"all": true, "exclude": "x"}}), 422, "invalid_targets"),
+        (json!({"template_id": template, "targets": {"exclude": ids}}), 422, "invalid_targets"),
+        (json!({"template_id": template, "targets": {"all": true, "exclude": ids}}), 422, "no_targets_match"),
+        (
+            json!({"template_id": template, "targets": {"all": true, "exclude": (0..10_001).map(|k| format!("x{k}")).collect::<Vec<_>>()}}),
+            422,
+            "invalid_targets",
+        ),
         (
             json!({"template_id": template, "targets": {"ids": ids}, "options": {"concurrency": 0}}),
             422,
