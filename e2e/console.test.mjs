@@ -214,7 +214,15 @@ test("find both deliveries in the history and in the operation audit", async () 
   await page.waitForFunction(() => document.querySelectorAll("#audit-table tbody tr").length === 2);
   const rows = await page.locator("#audit-table tbody tr").allTextContents();
   assert.ok(rows.some((r) => r.includes("line-rules")) && rows.some((r) => r.includes("pysam")), rows.join("\n"));
+  // Details read as lines, none wider than its column; a delivery's row opens its result.
+  const details = await page.locator("#audit-table tbody tr").first().locator(".audit-details div").allTextContents();
+  assert.ok(details.some((d) => d.startsWith("targets: ")), details.join("\n"));
+  assert.ok(details.every((d) => d.length <= 120), details.join("\n"));
   await shot("audit");
+  await page.locator("#audit-table tbody tr", { hasText: "line-rules" }).locator("button[data-result]").click();
+  await page.waitForFunction(() => document.querySelector("#c-total")?.textContent === "12");
+  assert.match(await page.textContent(".dialog h2"), /line-rules/);
+  await page.click(".dialog [data-close]");
 });
 
 test("preview a plan, carry it out, then roll it back", async () => {

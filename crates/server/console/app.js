@@ -1159,8 +1159,28 @@
     const box = $("#audit-table", main);
     box.innerHTML = `<table><thead><tr><th>${esc(t("audit.time"))}</th><th>${esc(t("audit.actor"))}</th><th>${esc(t("audit.action"))}</th><th>${esc(t("audit.resource"))}</th><th>${esc(t("audit.project"))}</th><th>${esc(t("audit.outcome"))}</th><th>${esc(t("audit.details"))}</th></tr></thead>
       <tbody>${data.items.map((e) => `<tr><td>${esc(when(e.at))}</td><td>${esc(e.actor_name)}</td><td>${esc(e.action)}</td><td>${esc(e.resource_type)} ${esc(e.resource_name)}</td>
-        <td>${esc(e.org_name)}${e.project_name ? " / " + esc(e.project_name) : ""}</td><td>${esc(e.outcome)}</td><td class="muted"><code>${esc(JSON.stringify(e.details))}</code></td></tr>`).join("")}</tbody></table>`;
+        <td>${esc(e.org_name)}${e.project_name ? " / " + esc(e.project_name) : ""}</td><td>${esc(e.outcome)}</td><td>${auditDetails(e.details)}${linksToResult(e) ? `<button type="button" class="link" data-result="${esc(e.resource_id)}">${esc(t("audit.open_result"))}</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
     box.append(pager(data.total, offset, 50, (o) => renderAudit(main, o, filters)));
+    $$("button[data-result]", box).forEach((b) => b.addEventListener("click", async () => {
+      try { openResult(await api("GET", P(`/deliveries/${b.dataset.result}`))); } catch (error) { showError(box, error); }
+    }));
+  }
+
+  // A delivery's audit row opens its result, when it is in the project on screen (the result
+  // dialog works within the chosen project).
+  const linksToResult = (e) => e.resource_type === "delivery" && e.resource_id && e.project_id === state.project;
+
+  // An audit entry's details as `key: value` lines; long values are cut (the whole is in the
+  // tooltip), so no row overflows.
+  const AUDIT_VALUE_CHARS = 80;
+  function auditDetails(details) {
+    if (!details || typeof details !== "object" || !Object.keys(details).length) return "";
+    const line = ([key, value]) => {
+      const text = typeof value === "string" ? value : JSON.stringify(value);
+      const cut = text.length > AUDIT_VALUE_CHARS ? `${text.slice(0, AUDIT_VALUE_CHARS)}…` : text;
+      return `<div><span class="muted">${esc(key)}:</span> <span title="${esc(text)}">${esc(cut)}</span></div>`;
+    };
+    return `<div class="audit-details">${Object.entries(details).filter(([, v]) => v !== null && v !== undefined).map(line).join("")}</div>`;
   }
 
   const ROLES = ["admin", "viewer", "member"];
