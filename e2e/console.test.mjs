@@ -207,6 +207,14 @@ test("find both deliveries in the history and in the operation audit", async () 
   await page.waitForSelector('h1:has-text("Delivery history")');
   await page.waitForFunction(() => document.querySelectorAll("main table tbody tr").length === 2);
   await shot("delivery-history");
+  // Narrowed by what was delivered, then by a state none of them is in.
+  await page.fill('#history-filters input[name="template"]', "pysam");
+  await page.click('#history-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("main table tbody tr").length === 1);
+  assert.match(await page.textContent("main table tbody tr"), /pysam/);
+  await page.selectOption('#history-filters select[name="state"]', "aborted");
+  await page.click('#history-filters button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("main table tbody tr").length === 0);
   await page.click('a[href="#/audit"]');
   await page.waitForSelector('h1:has-text("Operation audit")');
   await page.fill('#audit-filters input[name="action"]', "delivery.start");

@@ -1128,12 +1128,21 @@
 
   // ----- history, audit, administration -----
 
-  async function renderHistory(main, offset = 0) {
-    const data = await api("GET", P(`/deliveries?limit=50&offset=${offset}`));
-    main.innerHTML = `<h1>${esc(t("hist.title"))}</h1><table><thead><tr><th>${esc(t("res.state"))}</th><th>${esc(t("hist.what"))}</th><th>${esc(t("res.total"))}</th><th>${esc(t("res.succeeded"))}</th><th>${esc(t("res.failed"))}</th><th>${esc(t("hist.by"))}</th><th>${esc(t("hist.when"))}</th><th></th></tr></thead>
+  const DELIVERY_STATES = ["running", "awaiting_approval", "scheduled", "paused", "canceling", "succeeded", "partial", "failed", "canceled", "aborted"];
+
+  async function renderHistory(main, offset = 0, filters = {}) {
+    const params = new URLSearchParams({ limit: 50, offset });
+    ["state", "template", "created_by"].forEach((k) => filters[k] && params.set(k, filters[k]));
+    const data = await api("GET", P(`/deliveries?${params}`));
+    main.innerHTML = `<h1>${esc(t("hist.title"))}</h1><form class="row" id="history-filters">
+      <label>${esc(t("res.state"))}<select name="state"><option value="">${esc(t("hist.any_state"))}</option>${DELIVERY_STATES.map((x) => `<option value="${x}" ${filters.state === x ? "selected" : ""}>${esc(t("state." + x))}</option>`).join("")}</select></label>
+      <label>${esc(t("hist.what"))}<input name="template" value="${esc(filters.template)}"></label>
+      <label>${esc(t("hist.by"))}<input name="created_by" value="${esc(filters.created_by)}"></label>
+      <button type="submit">${esc(t("common.search"))}</button></form><table><thead><tr><th>${esc(t("res.state"))}</th><th>${esc(t("hist.what"))}</th><th>${esc(t("res.total"))}</th><th>${esc(t("res.succeeded"))}</th><th>${esc(t("res.failed"))}</th><th>${esc(t("hist.by"))}</th><th>${esc(t("hist.when"))}</th><th></th></tr></thead>
       <tbody>${data.items.map((x) => `<tr data-id="${esc(x.id)}"><td data-state="${esc(x.state)}">${esc(t("state." + x.state))}${x.waves ? ` <span class="tag">${esc(t("roll.at_wave", { wave: x.wave, waves: x.waves }))}</span>` : ""}</td><td>${esc(x.template_name)} ${x.kind === "plugin" ? `(${esc(t("config.plugins"))})` : `v${x.template_version}`}${x.content_edited ? " *" : ""}${x.mode && x.mode !== "apply" ? ` <span class="tag">${esc(t("mode." + x.mode))}</span>` : ""}</td>
         <td>${x.counts.total}</td><td>${x.counts.succeeded}</td><td>${x.counts.failed}</td><td>${esc(x.created_by)}</td><td>${esc(when(x.created_at))}</td><td><button type="button" class="link" data-open>${esc(t("hist.open"))}</button>${x.mode !== "plan" && FINAL.includes(x.state) ? `<button type="button" class="link" data-rollback>${esc(t("res.rollback"))}</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
-    main.append(pager(data.total, offset, 50, (o) => renderHistory(main, o)));
+    main.append(pager(data.total, offset, 50, (o) => renderHistory(main, o, filters)));
+    $("#history-filters", main).addEventListener("submit", (e) => { e.preventDefault(); renderHistory(main, 0, Object.fromEntries(new FormData(e.target))); });
     const row = (b) => data.items.find((x) => x.id === b.closest("tr").dataset.id);
     $$("tbody button[data-open]", main).forEach((b) => b.addEventListener("click", () => openResult(row(b))));
     $$("tbody button[data-rollback]", main).forEach((b) => b.addEventListener("click", async () => {

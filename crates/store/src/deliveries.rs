@@ -17,6 +17,16 @@ use crate::audit::{self, AuditEntry};
 use crate::edges::EdgeAuthRow;
 use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms, parsed};
 
+/// What the delivery history is narrowed to; `None` matches every delivery.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryListFilter {
+    pub state: Option<DeliveryState>,
+    /// The template's (or plugin's) name, exactly.
+    pub template: Option<String>,
+    /// Who started it, exactly.
+    pub created_by: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDelivery {
     pub id: String,
@@ -471,20 +481,42 @@ impl Store {
         Ok(row.get("n"))
     }
 
-    pub async fn list_deliveries(&self, project_id: &str, limit: i64, offset: i64) -> Result<(Vec<Delivery>, i64)> {
-        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE project_id = $1")
+    /// A page of the project's deliveries, newest first, narrowed by `filter`.
+    pub async fn list_deliveries(
+        &self,
+        project_id: &str,
+        filter: &DeliveryListFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Delivery>, i64)> {
+        // An empty text matches everything: one statement for every combination of filters.
+        macro_rules! narrowed {
+            () => {
+                "FROM deliveries WHERE project_id = $1 AND ($2 = '' OR state = $2) \
+                 AND ($3 = '' OR template_name = $3) AND ($4 = '' OR created_by = $4)"
+            };
+        }
+        let state = filter.state.map(|s| s.as_str()).unwrap_or_default();
+        let template = filter.template.as_deref().unwrap_or_default();
+        let created_by = filter.created_by.as_deref().unwrap_or_default();
+        let total: i64 = sqlx::query(concat!("SELECT COUNT(*) AS n ", narrowed!()))
             .bind(project_id)
+            .bind(state)
+            .bind(template)
+            .bind(created_by)
             .fetch_one(&self.read)
             .await?
             .get("n");
-        let rows = sqlx::query(
-            "SELECT * FROM deliveries WHERE project_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-        )
-        .bind(project_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.read)
-        .await?;
+        let rows =
+            sqlx::query(concat!("SELECT * ", narrowed!(), " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"))
+                .bind(project_id)
+                .bind(state)
+                .bind(template)
+                .bind(created_by)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.read)
+                .await?;
         Ok((rows.iter().map(delivery).collect::<Result<_>>()?, total))
     }
 

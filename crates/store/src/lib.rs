@@ -33,7 +33,8 @@ pub use agents::{AgentSecret, CommandKeyRow};
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use copy::{TableCopy, copied_tables};
 pub use deliveries::{
-    Approval, ClaimedTarget, Delivery, DeliveryTarget, NewDelivery, NewTarget, Progress, TargetOutcome,
+    Approval, ClaimedTarget, Delivery, DeliveryListFilter, DeliveryTarget, NewDelivery, NewTarget, Progress,
+    TargetOutcome,
 };
 pub use drift::{
     CheckResult, CheckTarget, Delivered, DeliveredObject, ExpectedObject, Finding, INVENTORY_EDGE_IDS, InventoryItem,

@@ -488,8 +488,17 @@ pub async fn list(
     Path(project_id): Path<String>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
-    let page = query.only(&["limit", "offset"])?.page()?;
-    let (deliveries, total) = state.store.list_deliveries(&project_id, page.limit, page.offset).await?;
+    let page = query.only(&["limit", "offset", "state", "template", "created_by"])?.page()?;
+    let filter = store::DeliveryListFilter {
+        state: query
+            .one("state")
+            .map(|text| text.parse())
+            .transpose()
+            .map_err(|m: String| ApiError::new(ErrorCode::BadQuery, format!("state: {m}")))?,
+        template: query.one("template"),
+        created_by: query.one("created_by"),
+    };
+    let (deliveries, total) = state.store.list_deliveries(&project_id, &filter, page.limit, page.offset).await?;
     // One counts query for the page, not one per delivery.
     let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
     let counts = state.store.counts_of(&ids).await?;

@@ -610,3 +610,32 @@ async fn a_subscription_delivered_again_takes_its_new_params() {
     let listed: Value = listed.json().await.expect("json");
     assert_eq!(listed["groups"][0]["params"]["topic"], "plant/b");
 }
+
+#[tokio::test]
+async fn the_history_narrows_by_state_template_and_who_started_it() {
+    let app = TestApp::spawn().await;
+    let sim = sim(1, &["3.6.0"]).await;
+    let ids = app.register(&sim, 1).await;
+    let first = app.template("first", "rule", rule_doc("a", "ra", "SELECT * FROM a")).await;
+    let second = app.template("second", "rule", rule_doc("b", "rb", "SELECT * FROM b")).await;
+    for template in [&first, &second, &first] {
+        let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"ids": ids}})).await;
+        assert_eq!(delivery["state"], "succeeded", "{delivery}");
+    }
+    let cases = [
+        ("", 3),
+        ("?template=first", 2),
+        ("?template=second&state=succeeded", 1),
+        ("?state=failed", 0),
+        ("?created_by=admin&limit=1", 3),
+        ("?created_by=someone-else", 0),
+    ];
+    for (query, total) in cases {
+        let page = app.get(&app.p(&format!("/deliveries{query}"))).await;
+        assert_eq!((page.status, page.body["total"].as_i64()), (200, Some(total)), "{query}: {}", page.text);
+    }
+    let narrowed = app.get(&app.p("/deliveries?template=first")).await;
+    assert!(narrowed.body["items"].as_array().expect("items").iter().all(|d| d["template_name"] == "first"));
+    let bad = app.get(&app.p("/deliveries?state=sleeping")).await;
+    assert_eq!((bad.status, code(&bad)), (400, "bad_query"), "{}", bad.text);
+}
