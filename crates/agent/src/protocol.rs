@@ -125,7 +125,7 @@ pub enum Outcome {
         then: Vec<CallAnswer>,
     },
     /// The answers to `reads`, in order; fewer than asked once they grew past
-    /// [`READS_ANSWER_BYTES`] (the server reads the rest one by one).
+    /// [`edge_client::ANSWERS_BYTES`] (the server reads the rest one by one).
     Answers { answers: Vec<CallAnswer> },
     /// The answers to `writes`: one per call made, ending at the first that did not succeed;
     /// `then` when every write succeeded.
@@ -178,10 +178,6 @@ impl Refusal {
 /// `writes`. An agent announces its number in its status, and the server sends nothing newer
 /// than that, so agents can be upgraded after the server, one plant at a time.
 pub const PROTOCOL: u32 = 3;
-
-/// The answers to one `reads` stop growing past this (each answer may be up to 32 MiB; a packet
-/// must stay under [`MAX_PACKET_BYTES`]).
-pub const READS_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 /// The retained document on the status topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

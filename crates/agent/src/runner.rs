@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use edge_client::{CallAnswer, EdgeClient, EdgeError, EdgeTarget, MAX_READS, MAX_WRITES, WriteCall};
+use edge_client::{EdgeClient, EdgeError, EdgeTarget, MAX_READS, MAX_WRITES, WriteCall};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::keys::CommandVerifier;
 use crate::mqtt::{Backoff, BrokerUrl, Incoming, Publisher, SessionOptions};
 use crate::protocol::{
-    AgentState, AgentStatus, Command, Op, Outcome, PROTOCOL, READS_ANSWER_BYTES, Refusal, Reply, SignedCommand,
-    commands_topic, results_topic, status_topic,
+    AgentState, AgentStatus, Command, Op, Outcome, PROTOCOL, Refusal, Reply, SignedCommand, commands_topic,
+    results_topic, status_topic,
 };
 use crate::record::{Record, Seen};
 
@@ -261,7 +261,7 @@ impl Agent {
                 let edge = self.config.client.edge(&self.config.neuronex);
                 match edge.forward(method, path, body.as_ref()).await {
                     Ok((status, body)) if (200..300).contains(&status) && !then.is_empty() => {
-                        Outcome::Answer { status, body, then: read_all(&edge, then).await }
+                        Outcome::Answer { status, body, then: edge.read_all(then).await }
                     }
                     Ok((status, body)) => Outcome::Answer { status, body, then: Vec::new() },
                     Err(error) => Outcome::Failed { error },
@@ -280,7 +280,7 @@ impl Agent {
             return Outcome::Refused { reason: Refusal::Malformed, detail: why };
         }
         let edge = self.config.client.edge(&self.config.neuronex);
-        Outcome::Answers { answers: read_all(&edge, paths).await }
+        Outcome::Answers { answers: edge.read_all(paths).await }
     }
 
     /// Each write in turn, up to the first that fails; every call is checked before any is made.
@@ -386,26 +386,6 @@ fn refused_writes(writes: &[WriteCall]) -> Option<String> {
         }
         write.calls().find_map(|call| refused_call(&call.method, &call.path))
     })
-}
-
-/// The answers to `paths`, read in turn; the list stops once the answers pass
-/// [`READS_ANSWER_BYTES`], so a reply stays within a packet.
-async fn read_all(edge: &edge_client::Edge<'_>, paths: &[String]) -> Vec<CallAnswer> {
-    let mut answers = Vec::with_capacity(paths.len());
-    let mut size = 0;
-    for path in paths {
-        if size > READS_ANSWER_BYTES {
-            break;
-        }
-        answers.push(match edge.forward("GET", path, None).await {
-            Ok((status, body)) => {
-                size += body.len();
-                CallAnswer::Answer { status, body }
-            }
-            Err(error) => CallAnswer::Failed { error },
-        });
-    }
-    answers
 }
 
 fn file_url(path: &std::path::Path) -> String {

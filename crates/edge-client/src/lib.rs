@@ -23,7 +23,7 @@ pub use error::{EdgeError, Failure, Retry, VersionClash, human_duration, neuron_
 pub use jwt::{JwtError, JwtGrant, JwtSigner, TOKEN_LIFETIME, generate_rsa_keypair, public_pem_of};
 pub use readback::is_absent;
 pub use relay::{
-    AgentRoute, CallAnswer, MAX_READS, MAX_WRITES, Relay, RelayAnswer, RelayFuture, RelayRequest, Via,
+    ANSWERS_BYTES, AgentRoute, CallAnswer, MAX_READS, MAX_WRITES, Relay, RelayAnswer, RelayFuture, RelayRequest, Via,
     WRITES_BODY_BYTES, WriteCall,
 };
 pub use restore::RestoreError;
@@ -885,6 +885,30 @@ impl Edge<'_> {
         Ok((answer.status.as_u16(), answer.body))
     }
 
+    /// The agent's side of reads: each `GET` in turn, as [`Edge::forward`] makes it; the list
+    /// stops once the answers pass [`ANSWERS_BYTES`], so a reply stays within a packet.
+    pub async fn read_all(&self, paths: &[String]) -> Vec<CallAnswer> {
+        let mut answers = Vec::with_capacity(paths.len());
+        let mut size = 0;
+        for path in paths {
+            if size > ANSWERS_BYTES {
+                break;
+            }
+            let answer = self.forward_answer("GET", path, None).await;
+            size += answer_bytes(&answer);
+            answers.push(answer);
+        }
+        answers
+    }
+
+    /// [`Edge::forward`] as an agent reports it.
+    pub(crate) async fn forward_answer(&self, method: &str, path: &str, body: Option<&Value>) -> CallAnswer {
+        match self.forward(method, path, body).await {
+            Ok((status, body)) => CallAnswer::Answer { status, body },
+            Err(error) => CallAnswer::Failed { error },
+        }
+    }
+
     async fn credentials(&self, step: &str, object: &str) -> Result<Option<String>, EdgeError> {
         match &self.target.auth {
             EdgeAuth::None => Ok(None),
@@ -963,6 +987,13 @@ fn portable_path(name: &str) -> String {
 }
 
 /// An agent's answer to a call as the call's own answer or error.
+fn answer_bytes(answer: &CallAnswer) -> usize {
+    match answer {
+        CallAnswer::Answer { body, .. } => body.len(),
+        CallAnswer::Failed { .. } => 0,
+    }
+}
+
 fn relayed(step: &str, object: &str, answer: CallAnswer) -> Result<Answer, EdgeError> {
     match answer {
         CallAnswer::Answer { status, body } => {

@@ -62,6 +62,11 @@ impl WriteCall {
     }
 }
 
+/// An agent's answers to one command stop growing past this (each answer may be up to 32 MiB; an
+/// MQTT packet must stay under the agent protocol's `MAX_PACKET_BYTES`): the server makes the
+/// rest itself.
+pub const ANSWERS_BYTES: usize = 8 * 1024 * 1024;
+
 /// The most writes one [`RelayRequest::Writes`] carries (an agent refuses more).
 pub const MAX_WRITES: usize = 32;
 

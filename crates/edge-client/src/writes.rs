@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::relay::{self, MAX_READS, MAX_WRITES, WRITES_BODY_BYTES, WriteCall};
+use crate::relay::{self, ANSWERS_BYTES, MAX_READS, MAX_WRITES, WRITES_BODY_BYTES, WriteCall};
 use crate::{CallAnswer, Edge, EdgeError, RelayAnswer, RelayRequest, StreamKind, Via};
 
 /// One write a target is about to make, declared ahead ([`Edge::write_ahead`]).
@@ -144,33 +144,48 @@ impl Edge<'_> {
     }
 
     /// The agent's side of [`RelayRequest::Writes`]: each write in turn (its fallback on 404),
-    /// stopping at the first that does not succeed; `then` read when all did.
+    /// stopping at the first that does not succeed, or once the answers pass
+    /// [`ANSWERS_BYTES`] (the server makes the rest itself); `then` read when all were made.
     pub async fn run_writes(&self, writes: &[WriteCall], then: &[String]) -> (Vec<CallAnswer>, Vec<CallAnswer>) {
         let mut answers = Vec::new();
+        let mut size = 0;
         for write in writes {
+            if size > ANSWERS_BYTES {
+                return (answers, Vec::new());
+            }
             let mut calls = write.calls().peekable();
             while let Some(call) = calls.next() {
-                let answer = match self.forward(&call.method, &call.path, call.body.as_ref()).await {
-                    Ok((status, body)) => CallAnswer::Answer { status, body },
-                    Err(error) => CallAnswer::Failed { error },
-                };
-                let status = status_of(&answer);
+                let answer = self.forward_answer(&call.method, &call.path, call.body.as_ref()).await;
+                size += crate::answer_bytes(&answer);
+                let next = after(&answer, calls.peek().is_some());
                 answers.push(answer);
-                match status {
-                    Some(404) if calls.peek().is_some() => {}
-                    Some(status) if (200..300).contains(&status) => break,
-                    _ => return (answers, Vec::new()),
+                match next {
+                    After::Fallback => {}
+                    After::Done => break,
+                    After::Stop => return (answers, Vec::new()),
                 }
             }
         }
-        let mut read = Vec::with_capacity(then.len());
-        for path in then {
-            read.push(match self.forward("GET", path, None).await {
-                Ok((status, body)) => CallAnswer::Answer { status, body },
-                Err(error) => CallAnswer::Failed { error },
-            });
-        }
-        (answers, read)
+        (answers, self.read_all(then).await)
+    }
+}
+
+/// What follows a write's answer. The agent making writes and the server pairing their answers
+/// follow this one rule, so they agree on which call each answer belongs to.
+enum After {
+    /// 404 with a fallback: make the fallback.
+    Fallback,
+    /// Succeeded: on to the next write.
+    Done,
+    /// Anything else: no further write.
+    Stop,
+}
+
+fn after(answer: &CallAnswer, has_fallback: bool) -> After {
+    match status_of(answer) {
+        Some(404) if has_fallback => After::Fallback,
+        Some(status) if (200..300).contains(&status) => After::Done,
+        _ => After::Stop,
     }
 }
 
@@ -196,12 +211,12 @@ fn pair_with_calls(batch: &[&Write], answers: Vec<CallAnswer>) -> (Vec<(WriteCal
         let mut calls = write.call.calls().peekable();
         loop {
             let (Some(call), Some(answer)) = (calls.next(), answers.next()) else { return (paired, false) };
-            let status = status_of(&answer);
+            let next = after(&answer, calls.peek().is_some());
             paired.push((without_fallback(call), answer));
-            match status {
-                Some(404) if calls.peek().is_some() => {}
-                Some(status) if (200..300).contains(&status) => break,
-                _ => return (paired, false),
+            match next {
+                After::Fallback => {}
+                After::Done => break,
+                After::Stop => return (paired, false),
             }
         }
     }

@@ -36,15 +36,7 @@ impl RecordingRelay {
     }
 
     async fn read_all(&self, paths: &[String]) -> Vec<CallAnswer> {
-        let edge = self.client.edge(&self.edge);
-        let mut answers = Vec::new();
-        for path in paths {
-            answers.push(match edge.forward("GET", path, None).await {
-                Ok((status, body)) => CallAnswer::Answer { status, body },
-                Err(error) => CallAnswer::Failed { error },
-            });
-        }
-        answers
+        self.client.edge(&self.edge).read_all(paths).await
     }
 }
 

@@ -564,12 +564,15 @@ impl Runner<'_> {
     /// the agent as one command (`Edge::write_ahead`); the loops then find their answers. The
     /// step names them all, so a cancel while they travel says what may have been written.
     async fn write_ahead(&self, edge: &Edge<'_>, doc: &RuleDocument, step: &Steps<'_>) {
+        if !edge.writes_ahead() {
+            return;
+        }
         let streams = [(StreamKind::Stream, &doc.streams), (StreamKind::Table, &doc.tables)]
             .into_iter()
             .flat_map(|(kind, list)| list.iter().map(move |(name, sql)| Write::replace_stream(kind, name, sql)));
         let rules = doc.rules.iter().map(|rule| Write::upsert_rule(&rule.id, &rule.definition));
         let writes: Vec<Write> = streams.chain(rules).collect();
-        if edge.writes_ahead() && writes.len() > 1 {
+        if writes.len() > 1 {
             let names: Vec<&str> = writes.iter().map(Write::object).collect();
             step.with(|p| p.step = format!("apply {} together", names.join(", ")));
             edge.write_ahead(&writes).await;
