@@ -57,6 +57,14 @@ after(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
+// The wizard's targets step narrowed by tag and version, once the table shows `rows` of them.
+async function filterTargets({ tag, version }, rows) {
+  await page.fill('#target-filters input[name="tag"]', tag);
+  await page.fill('#target-filters input[name="version"]', version);
+  await page.click('#target-filters button[type="submit"]');
+  await page.waitForFunction((n) => document.querySelectorAll("#targets tbody tr").length === n, rows);
+}
+
 const api = (path, init) => page.evaluate(async ([path, init]) => (await fetch(path, init)).json(), [path, init]);
 
 test("log in and see the fleet with status, versions and tags", async () => {
@@ -110,10 +118,7 @@ test("deliver with an edit for this delivery only, to targets filtered by tag an
   assert.deepEqual(await page.locator(".steps span").allTextContents(), ["1. Content", "2. Targets", "3. Execute"]);
   await page.click("#wiz-next");
   // By tag and version first: the three 2.9.0 gateways of zone-d; one checkbox selects one.
-  await page.fill('#target-filters input[name="tag"]', "zone-d");
-  await page.fill('#target-filters input[name="version"]', "2.9");
-  await page.click('#target-filters button[type="submit"]');
-  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
+  await filterTargets({ tag: "zone-d", version: "2.9" }, 3);
   await page.locator('#targets input[type="checkbox"][data-id]').first().check();
   await page.waitForSelector("text=1 selected");
   // Then all of zone-d, whatever the version.
@@ -237,10 +242,7 @@ test("preview a plan, carry it out, then roll it back", async () => {
   await page.click('a[href="#/config"]');
   await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
   await page.click("#wiz-next");
-  await page.fill('#target-filters input[name="tag"]', "zone-a");
-  await page.fill('#target-filters input[name="version"]', "3.7");
-  await page.click('#target-filters button[type="submit"]');
-  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
+  await filterTargets({ tag: "zone-a", version: "3.7" }, 3);
   await page.click("#select-all");
   await page.click("#wiz-next");
   await page.click("#wiz-plan");
@@ -548,10 +550,7 @@ test("parameters after targets: a table per target, a block pasted from a spread
   await page.waitForSelector(".steps span.current");
   assert.deepEqual(await page.locator(".steps span").allTextContents(), ["1. Content", "2. Targets", "3. Parameters", "4. Execute"]);
   await page.click("#wiz-next");
-  await page.fill('#target-filters input[name="tag"]', "zone-a");
-  await page.fill('#target-filters input[name="version"]', "3.7");
-  await page.click('#target-filters button[type="submit"]');
-  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
+  await filterTargets({ tag: "zone-a", version: "3.7" }, 3);
   const names = await page.locator('#targets input[type="checkbox"][data-id]').evaluateAll((boxes) => boxes.map((b) => b.getAttribute("aria-label")));
   for (const box of await page.locator('#targets input[type="checkbox"][data-id]').all()) await box.check();
   await page.click("#wiz-next");
@@ -611,10 +610,7 @@ test("select all matching, then leave some out (one row, or a page with its head
   await page.click('a[href="#/config"]');
   await page.locator("tr", { hasText: "line-rules" }).locator('[data-act="deliver"]').click();
   await page.click("#wiz-next");
-  await page.fill('#target-filters input[name="tag"]', "zone-a");
-  await page.fill('#target-filters input[name="version"]', "3.7");
-  await page.click('#target-filters button[type="submit"]');
-  await page.waitForFunction(() => document.querySelectorAll("#targets tbody tr").length === 3);
+  await filterTargets({ tag: "zone-a", version: "3.7" }, 3);
   await page.click("#select-all");
   assert.equal(await page.isChecked("#page-all"), true);
   const first = page.locator('#targets input[type="checkbox"][data-id]').first();
