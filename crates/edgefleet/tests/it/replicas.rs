@@ -319,13 +319,8 @@ async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_ans
     };
     let agents = neuronex_sim::agents::AgentFleet::start(&sim, options).expect("agents");
     agents.ready(std::time::Duration::from_secs(60)).await.expect("agents listen");
-    let rows: Vec<Value> = (0..TARGETS as usize)
-        .map(|k| json!({"name": format!("gw-{k}"), "transport": "agent", "agent_id": agents.agent_id(k)}))
-        .collect();
-    let imported = api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
-    let ids: Vec<Value> = imported["items"].as_array().expect("items").iter().map(|e| e["id"].clone()).collect();
-
-    // Every command the replicas publish, as the broker carries it.
+    // Every command the replicas publish, as the broker carries it, from before the gateways are
+    // registered (registering them probes them).
     let session = SessionOptions::new(format!("counter-{:016x}", rand::random::<u64>()));
     let (publisher, mut events) =
         agent::mqtt::connect(&BrokerUrl::parse(broker).expect("url"), &session).expect("session");
@@ -357,6 +352,19 @@ async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_ans
             }
         })
     };
+
+    let rows: Vec<Value> = (0..TARGETS as usize)
+        .map(|k| json!({"name": format!("gw-{k}"), "transport": "agent", "agent_id": agents.agent_id(k)}))
+        .collect();
+    let imported = api.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await;
+    let ids: Vec<Value> = imported["items"].as_array().expect("items").iter().map(|e| e["id"].clone()).collect();
+    // Registering the gateways probes each in the background, one `version` command apiece; those
+    // are counted too, but must all be out before the replicas' counters are read.
+    let probes_out = total_rx.wait_for(|total| *total >= u64::from(TARGETS));
+    tokio::time::timeout(std::time::Duration::from_secs(30), probes_out)
+        .await
+        .expect("the new gateways are probed")
+        .expect("counting");
 
     let template = api.rule_setup_template(&project).await;
     let body =
