@@ -296,6 +296,13 @@ async fn metric(server: &Server, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} in {text}"))
 }
 
+/// Waits, for 30 s at most, until the broker counter has seen at least `commands`.
+async fn until_counted(total: &mut tokio::sync::watch::Receiver<u64>, commands: u64, what: &str) {
+    let reached = total.wait_for(|seen| *seen >= commands);
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), reached).await;
+    outcome.unwrap_or_else(|_| panic!("{what}: {commands} commands within 30 s")).expect("counting");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_answers() {
     use agent::mqtt::{BrokerUrl, Incoming, SessionOptions};
@@ -360,11 +367,7 @@ async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_ans
     let ids: Vec<Value> = imported["items"].as_array().expect("items").iter().map(|e| e["id"].clone()).collect();
     // Registering the gateways probes each in the background, one `version` command apiece; those
     // are counted too, but must all be out before the replicas' counters are read.
-    let probes_out = total_rx.wait_for(|total| *total >= u64::from(TARGETS));
-    tokio::time::timeout(std::time::Duration::from_secs(30), probes_out)
-        .await
-        .expect("the new gateways are probed")
-        .expect("counting");
+    until_counted(&mut total_rx, u64::from(TARGETS), "the new gateways are probed").await;
 
     let template = api.rule_setup_template(&project).await;
     let body =
@@ -384,11 +387,7 @@ async fn replicas_publish_each_agent_command_once_and_every_replica_sees_the_ans
     );
     assert!(a_unmatched + b_unmatched > 0, "every replica hears every answer");
     // The counter may still be reading the last commands: wait until it has seen as many.
-    let all_seen = total_rx.wait_for(|total| *total >= published);
-    tokio::time::timeout(std::time::Duration::from_secs(30), all_seen)
-        .await
-        .expect("the broker carried them")
-        .expect("counting");
+    until_counted(&mut total_rx, published, "the broker carried them").await;
     counter.abort();
     let seen = seen.lock().expect("lock");
     assert_eq!(
