@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use api_client::ApiClient;
 use clap::Parser;
+use domain::plan::ObjectRef;
 use edge_client::{ClientConfig, EdgeAuth, EdgeClient, EdgeTarget, StreamKind};
 use futures::StreamExt;
 use neuronex_sim::{Faults, SimConfig};
@@ -104,11 +105,16 @@ async fn main() -> anyhow::Result<()> {
     let mut results = Vec::new();
     for &n in &args.sizes {
         // This machine's speed drifts from minute to minute: runs alternate, medians are kept.
-        let (mut raws, mut cleans) = (Vec::new(), Vec::new());
+        let (mut raws, mut raw_cpus, mut cleans) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.repeat.max(1) {
-            let raw = raw_limit(n, args.concurrency).await?;
-            println!("N={n} raw: {:.2} s, {:.0} targets/s", raw.as_secs_f64(), f64::from(n) / raw.as_secs_f64());
+            let RawRun { elapsed: raw, cpu_seconds } = raw_limit(n, args.concurrency).await?;
+            println!(
+                "N={n} raw: {:.2} s, {:.0} targets/s, {cpu_seconds:.2} CPU s (simulator and client)",
+                raw.as_secs_f64(),
+                f64::from(n) / raw.as_secs_f64()
+            );
             raws.push(raw);
+            raw_cpus.push(cpu_seconds);
             let clean = delivery_on(&args, n, Faults::default(), None, None).await?;
             println!("N={n} edgefleet: {clean}");
             cleans.push(clean);
@@ -142,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
             "concurrency": args.concurrency,
             "raw_seconds": raw.as_secs_f64(),
             "raw_runs_seconds": raw_runs,
+            "raw_runs_cpu_seconds": raw_cpus,
             "delivery_runs_seconds": runs,
             "raw_targets_per_second": f64::from(n) / raw.as_secs_f64(),
             "delivery": clean,
@@ -642,21 +649,33 @@ async fn start_sim(n: u32, faults: Faults) -> anyhow::Result<neuronex_sim::Runni
     neuronex_sim::start(config, "127.0.0.1:0".parse()?, false).await
 }
 
-/// The same requests a rule delivery makes per target, with nothing around them.
-async fn raw_limit(n: u32, concurrency: u32) -> anyhow::Result<Duration> {
+/// The raw limit of one size: how long the requests took, and the CPU the bench process (the
+/// simulator and the raw client together) used meanwhile.
+struct RawRun {
+    elapsed: Duration,
+    cpu_seconds: f64,
+}
+
+/// The same requests a rule delivery with the default options makes per target, through the same
+/// edge client, with nothing around them: the version, the snapshot (a `GET` of the stream and
+/// of the rule, and of the rule's status when it exists), the stream, the rule, the rule's status.
+async fn raw_limit(n: u32, concurrency: u32) -> anyhow::Result<RawRun> {
     let sim = start_sim(n, Faults::default()).await?;
     let policy = NetworkPolicy::new(NetworkPolicy::parse_list("127.0.0.0/8").map_err(anyhow::Error::msg)?, None);
     let client = Arc::new(EdgeClient::new(ClientConfig { policy, ..ClientConfig::default() })?);
     let rule = json!({"id": "r1", "sql": "SELECT * FROM demo", "actions": [{"log": {}}]});
+    let objects = [ObjectRef::Stream { name: "demo".into() }, ObjectRef::Rule { id: "r1".into() }];
+    let cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
     futures::stream::iter(sim.manifest.iter().map(|e| e.endpoint.clone()))
         .for_each_concurrent(concurrency as usize, |endpoint| {
             let client = Arc::clone(&client);
-            let rule = rule.clone();
+            let (rule, objects) = (rule.clone(), objects.clone());
             async move {
                 let target = EdgeTarget::http(endpoint, EdgeAuth::None);
                 let edge = client.edge(&target);
                 let _ = edge.version().await;
+                let _ = edge.take_snapshot(&objects).await;
                 let _ = edge
                     .replace_stream(StreamKind::Stream, "demo", "CREATE STREAM demo () WITH (TYPE=\"memory\")")
                     .await;
@@ -666,8 +685,9 @@ async fn raw_limit(n: u32, concurrency: u32) -> anyhow::Result<Duration> {
         })
         .await;
     let elapsed = started.elapsed();
+    let cpu_seconds = cpu_seconds(std::process::id()) - cpu_before;
     sim.abort();
-    Ok(elapsed)
+    Ok(RawRun { elapsed, cpu_seconds })
 }
 
 struct ServerProcess {
@@ -852,8 +872,12 @@ async fn delivery_on(
         body["rollout"] = rollout;
     }
     let cpu_before = cpu_seconds(server.child.id());
+    let requests_before = edge_requests(&sim);
+    let sim_cpu_before = cpu_seconds(std::process::id());
     eprintln!("N={n}: {} services registered; delivering", sim.manifest.len());
     let Timed { accepted_seconds, seconds, finished } = session.deliver(&project, body).await?;
+    let sim_cpu_seconds = cpu_seconds(std::process::id()) - sim_cpu_before;
+    let requests = edge_requests(&sim).saturating_sub(requests_before);
     let result = json!({
         "seconds": seconds,
         "accepted_seconds": accepted_seconds,
@@ -862,10 +886,21 @@ async fn delivery_on(
         "counts": finished["counts"],
         "server_peak_rss_mib": peak_rss_mib(server.child.id()),
         "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before,
+        "server_cpu_ms_per_target": (cpu_seconds(server.child.id()) - cpu_before) * 1000.0 / f64::from(n),
+        "edge_requests_per_target": requests as f64 / f64::from(n),
+        "simulator_cpu_seconds": sim_cpu_seconds,
         "database_growth_bytes": on_sqlite.then(|| dir_size(data.path()).saturating_sub(db_before)),
     });
     sim.abort();
     Ok(result)
+}
+
+/// Every request the simulator's instances have answered so far.
+fn edge_requests(sim: &neuronex_sim::RunningSim) -> u64 {
+    (0..sim.manifest.len() as u32)
+        .filter_map(|k| sim.sim.snapshot(k))
+        .flat_map(|s| s["requests"].as_object().map(|r| r.values().filter_map(Value::as_u64).sum::<u64>()))
+        .sum()
 }
 
 /// `--agents-only`: the clean HTTP delivery of `--agent-targets` and the agent-mode delivery of
