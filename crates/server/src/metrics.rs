@@ -107,6 +107,8 @@ pub struct Metrics {
     pub targets_failed: AtomicU64,
     pub targets_skipped: AtomicU64,
     pub targets_in_flight: AtomicU64,
+    /// Targets in flight whose edge has kept them waiting (they do not count against concurrency).
+    pub targets_waiting: AtomicU64,
     pub edge_retries: AtomicU64,
     pub probes: AtomicU64,
     pub probes_failed: AtomicU64,
@@ -137,6 +139,7 @@ impl Default for Metrics {
             targets_failed: AtomicU64::default(),
             targets_skipped: AtomicU64::default(),
             targets_in_flight: AtomicU64::default(),
+            targets_waiting: AtomicU64::default(),
             edge_retries: AtomicU64::default(),
             probes: AtomicU64::default(),
             probes_failed: AtomicU64::default(),
@@ -207,6 +210,12 @@ impl Metrics {
             &self.targets_skipped,
         );
         line("edgefleet_targets_in_flight", "gauge", "Targets being worked on now.", &self.targets_in_flight);
+        line(
+            "edgefleet_targets_waiting",
+            "gauge",
+            "Targets in flight kept waiting by their edge for over a second; they do not count against concurrency.",
+            &self.targets_waiting,
+        );
         line(
             "edgefleet_edge_retries_total",
             "counter",

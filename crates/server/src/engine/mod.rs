@@ -9,6 +9,7 @@ pub mod drift;
 pub mod hub;
 pub mod probe;
 mod rollout;
+mod slots;
 mod snapshots;
 pub mod target;
 
@@ -291,6 +292,7 @@ impl Engine {
         let counts = Arc::new(Mutex::new(self.store.delivery_counts(delivery_id).await?));
         self.publish_counts(delivery_id, &counts);
         let concurrency = plan.options.concurrency as usize;
+        let slots = Arc::new(slots::Slots::new(concurrency));
         let refill_at = (concurrency / 8).max(1);
         let lease_ms = lease_ms(&plan.options);
         let mut canceled = delivery.cancel_requested;
@@ -313,7 +315,7 @@ impl Engine {
                 *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
                 refreshed = std::time::Instant::now();
             }
-            let room = concurrency.saturating_sub(tasks.len());
+            let room = slots.room(tasks.len());
             if !canceled && (room >= refill_at || tasks.is_empty()) {
                 let claimed = self
                     .store
@@ -340,6 +342,7 @@ impl Engine {
                         health,
                         Arc::clone(&counts),
                         Writers { results: writes.clone(), snapshots: snapshots.clone() },
+                        Arc::clone(&slots),
                         cancel.clone(),
                     ));
                 }
@@ -386,6 +389,8 @@ impl Engine {
                         counts_sent = std::time::Instant::now();
                     }
                 }
+                // A target kept waiting by its edge gave its slot: claim another now.
+                () = slots.freed() => {}
                 () = cancel.cancelled(), if !canceled => {
                     canceled = true;
                     *lock(&counts) = self.store.delivery_counts(delivery_id).await?;
@@ -408,6 +413,7 @@ impl Engine {
         health: Option<store::EdgeHealth>,
         counts: Arc<Mutex<Counts>>,
         writers: Writers,
+        slots: Arc<slots::Slots>,
         cancel: CancellationToken,
     ) {
         let Writers { results: writes, snapshots } = writers;
@@ -436,7 +442,8 @@ impl Engine {
             },
             None => {
                 let began = std::time::Instant::now();
-                let outcome = runner.run(&target, health.as_ref(), &cancel).await;
+                let work = runner.run(&target, health.as_ref(), &cancel);
+                let outcome = self.counting_waits(work, &slots).await;
                 let labels = format!("status=\"{}\"", outcome.status);
                 self.metrics.target_seconds.observe(labels, began.elapsed());
                 outcome
@@ -474,6 +481,22 @@ impl Engine {
         Metrics::inc(counter);
         if !self.shared() {
             lock(&counts).moved(TargetStatus::Running, outcome.status);
+        }
+    }
+
+    /// Runs a target's work; once it has taken [`slots::WAITING_AFTER`] it counts as waiting and
+    /// gives its concurrency slot to the next target until it ends.
+    async fn counting_waits<F: std::future::Future>(&self, work: F, slots: &slots::Slots) -> F::Output {
+        tokio::pin!(work);
+        tokio::select! {
+            output = &mut work => output,
+            () = tokio::time::sleep(slots::WAITING_AFTER) => {
+                let _waiting = slots.wait();
+                Metrics::inc(&self.metrics.targets_waiting);
+                let output = work.await;
+                Metrics::dec(&self.metrics.targets_waiting);
+                output
+            }
         }
     }
 

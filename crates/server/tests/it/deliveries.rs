@@ -485,6 +485,50 @@ async fn cancel_abandons_calls_under_way_and_every_target_ends() {
     assert_eq!((again.status, code(&again)), (409, "delivery_finished"));
 }
 
+/// A hung gateway costs its own target's time, not the fleet's throughput: past a second without
+/// an answer its target stops counting against `concurrency`, so the targets after it go on while
+/// it waits out its own timeout (and `edgefleet_targets_waiting` shows it).
+#[tokio::test]
+async fn a_hung_gateway_gives_its_concurrency_slot_to_the_targets_after_it() {
+    let app = TestApp::spawn_with(|c| c.edge_request_timeout = std::time::Duration::from_secs(120)).await;
+    let sim = sim(4, &["3.6.0"]).await;
+    let ids = app.register(&sim, 4).await;
+    for k in [0, 1] {
+        sim.sim.set_faults(Some(k), Some(Faults { timeout_rate: 1.0, ..Faults::default() }));
+    }
+    let template = app.template("rules", "rule", rule_doc("demo", "r1", "SELECT * FROM demo")).await;
+    // One at a time, and a timeout far beyond the test's: without the hand-over the healthy
+    // gateways would wait two minutes behind the hung ones.
+    let body = json!({"template_id": template, "targets": {"ids": ids},
+                      "options": {"concurrency": 1, "timeout_secs": 600, "retries": 0}});
+    let started = app.post(&app.p("/deliveries"), body).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.body["id"].as_str().expect("id").to_owned();
+    app.events_until(&id, |e| {
+        e.name == "counts"
+            && serde_json::from_str::<Value>(&e.data)
+                .is_ok_and(|c| c["succeeded"].as_u64() == Some(2) && c["running"].as_u64() == Some(2))
+    })
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", app.base)).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.lines().any(|l| l == "edgefleet_targets_waiting 2"), "{metrics}");
+    let running = app.get(&app.p(&format!("/deliveries/{id}"))).await.body;
+    let targets = app.targets(&running).await;
+    let order: Vec<(&str, &str)> =
+        targets.iter().map(|t| (t["name"].as_str().unwrap_or(""), t["status"].as_str().unwrap_or(""))).collect();
+    assert_eq!(
+        order.iter().map(|(_, status)| *status).collect::<Vec<_>>(),
+        ["running", "running", "succeeded", "succeeded"],
+        "the hung gateways came first and still wait: {order:?}"
+    );
+    let canceled = app.post(&app.p(&format!("/deliveries/{id}/cancel")), json!({})).await;
+    assert_eq!(canceled.status, 200, "{}", canceled.text);
+    let ended = app.events(&id).await;
+    let (name, last) = ended.last().expect("events").clone();
+    assert_eq!((name.as_str(), last["state"].as_str()), ("final", Some("canceled")), "{last}");
+    assert_eq!((last["counts"]["succeeded"].as_u64(), last["counts"]["canceled"].as_u64()), (Some(2), Some(2)));
+}
+
 /// The prober's knowledge saves time but is never trusted blindly: an edge found offline gets
 /// one quick check, and one that came back since is delivered to as usual.
 #[tokio::test]
