@@ -17,6 +17,65 @@ use crate::audit::{self, AuditEntry};
 use crate::edges::EdgeAuthRow;
 use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms, parsed};
 
+/// The rows of a batch update match their targets by claim: the same delivery, edge and attempt,
+/// still running (a result or snapshot of a claim another worker took over matches nothing).
+macro_rules! sqlite_batch_match {
+    () => {
+        " WHERE delivery_targets.delivery_id = r.value ->> 'delivery_id' AND delivery_targets.edge_id = r.value ->> 'edge_id'
+            AND delivery_targets.attempts = r.value ->> 'attempt' AND delivery_targets.status = 'running'
+          RETURNING delivery_id, edge_id"
+    };
+}
+
+macro_rules! postgres_batch_match {
+    () => {
+        " WHERE t.delivery_id = r.delivery_id AND t.edge_id = r.edge_id AND t.attempts = r.attempt AND t.status = 'running'
+          RETURNING t.delivery_id, t.edge_id"
+    };
+}
+
+/// One target's result in a batch update.
+#[derive(serde::Serialize)]
+struct ResultRow<'a> {
+    delivery_id: &'a str,
+    edge_id: &'a str,
+    attempt: i64,
+    status: &'a str,
+    reason: &'a str,
+    items: String,
+    tries: i64,
+    edge_version: Option<&'a str>,
+    seq: i64,
+    restore: &'a str,
+}
+
+/// One target's snapshot in a batch update.
+#[derive(serde::Serialize)]
+struct SnapshotRow<'a> {
+    delivery_id: &'a str,
+    edge_id: &'a str,
+    attempt: i64,
+    snapshot: String,
+}
+
+/// Runs a batch update of `rows`, bound as one JSON array (`$1`; `$2` is `now` when given): one
+/// statement, prepared once, whatever the batch's size, instead of a round trip to the database
+/// per row. Answers the (delivery, edge) pairs it changed.
+async fn batch_update<R: serde::Serialize>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sql: &'static str,
+    rows: &[R],
+    now: Option<i64>,
+) -> Result<std::collections::HashSet<(String, String)>> {
+    let json = serde_json::to_string(rows).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+    let mut query = sqlx::query(sql).bind(json);
+    if let Some(now) = now {
+        query = query.bind(now);
+    }
+    let changed = query.fetch_all(&mut **tx).await?;
+    Ok(changed.iter().map(|row| (row.get("delivery_id"), row.get("edge_id"))).collect())
+}
+
 /// What the delivery history is narrowed to; `None` matches every delivery.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeliveryListFilter {
@@ -788,23 +847,33 @@ impl Store {
     /// (`attempt` fences it, as for results), in one transaction; answers, per snapshot, whether it
     /// was recorded. Durable before the caller writes to the edge.
     pub async fn record_snapshots(&self, snapshots: &[(String, String, i64, Value)]) -> Result<Vec<bool>> {
+        let rows: Vec<SnapshotRow> = snapshots
+            .iter()
+            .map(|(delivery_id, edge_id, attempt, snapshot)| SnapshotRow {
+                delivery_id,
+                edge_id,
+                attempt: *attempt,
+                snapshot: snapshot.to_string(),
+            })
+            .collect();
+        let sql = match self.backend {
+            Backend::Sqlite => concat!(
+                "UPDATE delivery_targets SET snapshot = r.value ->> 'snapshot' FROM json_each($1) AS r",
+                sqlite_batch_match!()
+            ),
+            Backend::Postgres => concat!(
+                "UPDATE delivery_targets t SET snapshot = r.snapshot
+                 FROM jsonb_to_recordset($1::jsonb) AS r(delivery_id TEXT, edge_id TEXT, attempt INTEGER, snapshot TEXT)",
+                postgres_batch_match!()
+            ),
+        };
         let mut tx = self.write.begin().await?;
-        let mut recorded = Vec::with_capacity(snapshots.len());
-        for (delivery_id, edge_id, attempt, snapshot) in snapshots {
-            let done = sqlx::query(
-                "UPDATE delivery_targets SET snapshot = $1
-                 WHERE delivery_id = $2 AND edge_id = $3 AND attempts = $4 AND status = 'running'",
-            )
-            .bind(snapshot.to_string())
-            .bind(delivery_id)
-            .bind(edge_id)
-            .bind(*attempt)
-            .execute(&mut *tx)
-            .await?;
-            recorded.push(done.rows_affected() == 1);
-        }
+        let done = batch_update(&mut tx, sql, &rows, None).await?;
         tx.commit().await?;
-        Ok(recorded)
+        Ok(snapshots
+            .iter()
+            .map(|(delivery_id, edge_id, ..)| done.contains(&(delivery_id.clone(), edge_id.clone())))
+            .collect())
     }
 
     /// The snapshot a target of `delivery_id` recorded (what it held before the delivery wrote, or
@@ -961,36 +1030,51 @@ impl Store {
             .map_or(0, |r| r.get("results_written"));
             next.insert(delivery_id, end - count + 1);
         }
+        let rows: Vec<ResultRow> = results
+            .iter()
+            .map(|(delivery_id, edge_id, attempt, outcome)| ResultRow {
+                delivery_id,
+                edge_id,
+                attempt: *attempt,
+                status: outcome.status.as_str(),
+                reason: &outcome.reason,
+                items: outcome.items.to_string(),
+                tries: outcome.tries,
+                edge_version: outcome.edge_version.as_deref(),
+                seq: next.get_mut(delivery_id.as_str()).map_or(0, |n| {
+                    *n += 1;
+                    *n - 1
+                }),
+                restore: outcome.restore.map(RestoreOutcome::as_str).unwrap_or(""),
+            })
+            .collect();
+        let sql = match self.backend {
+            Backend::Sqlite => concat!(
+                "UPDATE delivery_targets SET status = r.value ->> 'status', reason = r.value ->> 'reason',
+                        items = r.value ->> 'items', tries = r.value ->> 'tries', finished_at = $2,
+                        edge_version = COALESCE(r.value ->> 'edge_version', edge_version), lease_until = NULL,
+                        result_seq = r.value ->> 'seq', restore = r.value ->> 'restore'
+                 FROM json_each($1) AS r",
+                sqlite_batch_match!()
+            ),
+            Backend::Postgres => concat!(
+                "UPDATE delivery_targets t SET status = r.status, reason = r.reason, items = r.items, tries = r.tries,
+                        finished_at = $2, edge_version = COALESCE(r.edge_version, t.edge_version), lease_until = NULL,
+                        result_seq = r.seq, restore = r.restore
+                 FROM jsonb_to_recordset($1::jsonb) AS r(delivery_id TEXT, edge_id TEXT, attempt INTEGER, status TEXT,
+                      reason TEXT, items TEXT, tries INTEGER, edge_version TEXT, seq BIGINT, restore TEXT)",
+                postgres_batch_match!()
+            ),
+        };
+        let done = batch_update(&mut tx, sql, &rows, Some(now)).await?;
         let mut written = Vec::with_capacity(results.len());
         let mut delivered = Vec::new();
-        for (delivery_id, edge_id, attempt, outcome) in results {
-            let number = next.get_mut(delivery_id.as_str()).map_or(0, |n| {
-                *n += 1;
-                *n - 1
-            });
-            let done = sqlx::query(
-                "UPDATE delivery_targets SET status = $1, reason = $2, items = $3, tries = $4, finished_at = $5,
-                        edge_version = COALESCE($6, edge_version), lease_until = NULL, result_seq = $10, restore = $11
-                 WHERE delivery_id = $7 AND edge_id = $8 AND attempts = $9 AND status = 'running'",
-            )
-            .bind(outcome.status.as_str())
-            .bind(&outcome.reason)
-            .bind(outcome.items.to_string())
-            .bind(outcome.tries)
-            .bind(now)
-            .bind(outcome.edge_version.clone())
-            .bind(delivery_id)
-            .bind(edge_id)
-            .bind(*attempt)
-            .bind(number)
-            .bind(outcome.restore.map(RestoreOutcome::as_str).unwrap_or(""))
-            .execute(&mut *tx)
-            .await?;
-            let recorded = done.rows_affected() == 1;
+        for ((delivery_id, edge_id, _, outcome), row) in results.iter().zip(&rows) {
+            let recorded = done.contains(&(delivery_id.clone(), edge_id.clone()));
             if recorded && let Some(objects) = &outcome.delivered {
                 delivered.push((delivery_id.as_str(), edge_id.as_str(), objects));
             }
-            written.push(recorded.then_some(number));
+            written.push(recorded.then_some(row.seq));
         }
         crate::drift::record_delivered(&mut tx, &delivered, now).await?;
         tx.commit().await?;

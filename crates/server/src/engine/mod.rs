@@ -292,7 +292,7 @@ impl Engine {
         let counts = Arc::new(Mutex::new(self.store.delivery_counts(delivery_id).await?));
         self.publish_counts(delivery_id, &counts);
         let concurrency = plan.options.concurrency as usize;
-        let slots = Arc::new(slots::Slots::new(concurrency));
+        let slots = Arc::new(slots::Slots::new(concurrency, Arc::clone(&self.metrics)));
         let refill_at = (concurrency / 8).max(1);
         let lease_ms = lease_ms(&plan.options);
         let mut canceled = delivery.cancel_requested;
@@ -418,7 +418,9 @@ impl Engine {
     ) {
         let Writers { results: writes, snapshots } = writers;
         Metrics::inc(&self.metrics.targets_in_flight);
+        let slot = slots::TargetSlot::new(slots);
         let runner = Runner {
+            slot: &slot,
             plan: &plan,
             store: &self.store,
             snapshots: &snapshots,
@@ -443,7 +445,7 @@ impl Engine {
             None => {
                 let began = std::time::Instant::now();
                 let work = runner.run(&target, health.as_ref(), &cancel);
-                let outcome = self.counting_waits(work, &slots).await;
+                let outcome = counting_waits(work, &slot).await;
                 let labels = format!("status=\"{}\"", outcome.status);
                 self.metrics.target_seconds.observe(labels, began.elapsed());
                 outcome
@@ -481,22 +483,6 @@ impl Engine {
         Metrics::inc(counter);
         if !self.shared() {
             lock(&counts).moved(TargetStatus::Running, outcome.status);
-        }
-    }
-
-    /// Runs a target's work; once it has taken [`slots::WAITING_AFTER`] it counts as waiting and
-    /// gives its concurrency slot to the next target until it ends.
-    async fn counting_waits<F: std::future::Future>(&self, work: F, slots: &slots::Slots) -> F::Output {
-        tokio::pin!(work);
-        tokio::select! {
-            output = &mut work => output,
-            () = tokio::time::sleep(slots::WAITING_AFTER) => {
-                let _waiting = slots.wait();
-                Metrics::inc(&self.metrics.targets_waiting);
-                let output = work.await;
-                Metrics::dec(&self.metrics.targets_waiting);
-                output
-            }
         }
     }
 
@@ -816,6 +802,19 @@ async fn write_snapshots(store: Store, mut queue: tokio::sync::mpsc::Receiver<Sn
                     let _ = write.reply.send(Err(err.to_string()));
                 }
             }
+        }
+    }
+}
+
+/// Runs a target's work; once it has taken [`slots::WAITING_AFTER`] it counts as waiting and
+/// gives its concurrency slot to the next target until it ends.
+async fn counting_waits<F: std::future::Future>(work: F, slot: &slots::TargetSlot) -> F::Output {
+    tokio::pin!(work);
+    tokio::select! {
+        output = &mut work => output,
+        () = tokio::time::sleep(slots::WAITING_AFTER) => {
+            let _waiting = slot.wait();
+            work.await
         }
     }
 }

@@ -1,18 +1,22 @@
 //! Which of a runner's targets count against the delivery's `options.concurrency`.
 //!
-//! A target whose edge has kept it waiting for [`WAITING_AFTER`] stops counting: a hung gateway
-//! then costs its own target's time (up to `timeout_secs`), not the fleet's throughput. Waiting
-//! targets still hold their claim, their connection and their timeout; only their slot is given
-//! to the next target. At most [`Slots::max_waiting`] targets wait at once, so a fleet of hung
-//! gateways cannot open connections without bound.
+//! A target counts while it exchanges with its edge. It stops counting while it waits: when its
+//! edge has kept it for [`WAITING_AFTER`] (a hung gateway then costs its own target's time, up to
+//! `timeout_secs`, not the fleet's throughput), and while it sleeps before a retry. Waiting
+//! targets keep their claim, their connection and their timeout; only their slot goes to the next
+//! target. At most [`Slots::max_waiting`] targets wait at once, so a fleet of hung gateways cannot
+//! open connections without bound.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::metrics::Metrics;
+
 /// How long a target may go without finishing before it counts as waiting. Longer than any
-/// healthy target's whole exchange on a local network (milliseconds), shorter than the shortest
-/// `timeout_secs` (1 s) can make it matter.
+/// healthy target's whole exchange on a local network (milliseconds), and no longer than the
+/// shortest `timeout_secs`.
 pub const WAITING_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Waiting targets per unit of concurrency.
 const WAITING_PER_SLOT: usize = 4;
@@ -24,11 +28,12 @@ pub struct Slots {
     waiting: AtomicUsize,
     /// Told when a target starts waiting, so the runner claims another at once.
     freed: Notify,
+    metrics: Arc<Metrics>,
 }
 
 impl Slots {
-    pub fn new(concurrency: usize) -> Slots {
-        Slots { concurrency, waiting: AtomicUsize::new(0), freed: Notify::new() }
+    pub fn new(concurrency: usize, metrics: Arc<Metrics>) -> Slots {
+        Slots { concurrency, waiting: AtomicUsize::new(0), freed: Notify::new(), metrics }
     }
 
     /// The most targets that may wait at once besides the `concurrency` working ones.
@@ -45,25 +50,44 @@ impl Slots {
         by_concurrency.min(by_cap)
     }
 
-    /// Marks one target waiting until the guard drops (when the target ends).
-    pub fn wait(&self) -> Waiting<'_> {
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        self.freed.notify_one();
-        Waiting(self)
-    }
-
     /// Resolves when a target has started waiting since the last call.
     pub async fn freed(&self) {
         self.freed.notified().await;
     }
 }
 
-/// A target counted as waiting; dropping it counts it out.
-pub struct Waiting<'a>(&'a Slots);
+/// One target's standing: working, or waiting for one reason or more (a slow answer and a
+/// back-off may overlap; the target counts once).
+pub struct TargetSlot {
+    slots: Arc<Slots>,
+    reasons: AtomicUsize,
+}
+
+impl TargetSlot {
+    pub fn new(slots: Arc<Slots>) -> TargetSlot {
+        TargetSlot { slots, reasons: AtomicUsize::new(0) }
+    }
+
+    /// The target waits until the guard drops.
+    pub fn wait(&self) -> Waiting<'_> {
+        if self.reasons.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.slots.waiting.fetch_add(1, Ordering::AcqRel);
+            Metrics::inc(&self.slots.metrics.targets_waiting);
+            self.slots.freed.notify_one();
+        }
+        Waiting(self)
+    }
+}
+
+/// One reason a target waits; dropping it ends that reason.
+pub struct Waiting<'a>(&'a TargetSlot);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        if self.0.reasons.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.slots.waiting.fetch_sub(1, Ordering::AcqRel);
+            Metrics::dec(&self.0.slots.metrics.targets_waiting);
+        }
     }
 }
 
@@ -71,14 +95,19 @@ impl Drop for Waiting<'_> {
 mod tests {
     use super::*;
 
+    fn slots(concurrency: usize) -> Arc<Slots> {
+        Arc::new(Slots::new(concurrency, Arc::new(Metrics::default())))
+    }
+
     #[test]
     fn waiting_targets_make_room_up_to_the_cap() {
-        let slots = Slots::new(2);
+        let slots = slots(2);
         assert_eq!(slots.room(0), 2);
         assert_eq!(slots.room(2), 0);
-        let first = slots.wait();
+        let targets: Vec<TargetSlot> = (0..10).map(|_| TargetSlot::new(Arc::clone(&slots))).collect();
+        let first = targets[0].wait();
         assert_eq!(slots.room(2), 1, "a waiting target gives its slot");
-        let waiting: Vec<_> = (0..7).map(|_| slots.wait()).collect();
+        let waiting: Vec<_> = targets[1..8].iter().map(TargetSlot::wait).collect();
         assert_eq!(slots.max_waiting(), 8);
         assert_eq!(slots.room(10), 0, "eight waiting and two working is the cap");
         drop(first);
@@ -86,10 +115,24 @@ mod tests {
         assert_eq!(slots.room(8), 1, "seven waiting and one working");
         drop(waiting);
         assert_eq!(slots.room(9), 0, "nine working targets fill two slots and more");
+        assert_eq!(slots.metrics.targets_waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_target_waiting_for_two_reasons_counts_once() {
+        let slots = slots(1);
+        let target = TargetSlot::new(Arc::clone(&slots));
+        let slow = target.wait();
+        let backoff = target.wait();
+        assert_eq!(slots.waiting.load(Ordering::Relaxed), 1);
+        drop(backoff);
+        assert_eq!(slots.room(1), 1, "still waiting for its slow answer");
+        drop(slow);
+        assert_eq!(slots.room(1), 0);
     }
 
     #[test]
     fn the_cap_holds_for_large_concurrency() {
-        assert_eq!(Slots::new(2048).max_waiting(), MAX_WAITING);
+        assert_eq!(slots(2048).max_waiting(), MAX_WAITING);
     }
 }

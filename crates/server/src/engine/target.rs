@@ -181,6 +181,8 @@ pub(super) struct Progress {
 
 pub struct Runner<'a> {
     pub plan: &'a Plan,
+    /// Whether the target counts against the delivery's concurrency (not while it waits).
+    pub slot: &'a super::slots::TargetSlot,
     pub store: &'a Store,
     /// Where snapshots are recorded (committed in batches, before any edge write).
     pub snapshots: &'a tokio::sync::mpsc::Sender<super::SnapshotWrite>,
@@ -323,7 +325,7 @@ impl Runner<'_> {
         let objects: Vec<ObjectRef> = desired.iter().map(|(object, _)| object.clone()).collect();
         let edge_target = self.edge_target(target).await?;
         let edge = self.client.edge(&edge_target);
-        let step = Steps { progress, options: &self.plan.options, metrics: self.metrics };
+        let step = Steps { progress, options: &self.plan.options, metrics: self.metrics, slot: self.slot };
         let version = match health {
             Some(health) if health.status == EdgeStatus::Offline => quick_check(&edge, health, &step).await?,
             _ => {
@@ -428,12 +430,14 @@ impl Runner<'_> {
         cancel: &CancellationToken,
     ) -> Option<(TargetStatus, String)> {
         let until = self.clock.now_ms() + verify.secs as i64 * 1000;
+        let watching = self.slot.wait();
         tokio::select! {
             () = self.clock.sleep_until(until) => {}
             () = cancel.cancelled() => {
                 return Some((TargetStatus::Canceled, "canceled while verifying its rules".into()));
             }
         }
+        drop(watching);
         let edge_target = match self.edge_target(target).await {
             Ok(edge_target) => edge_target,
             Err(Failure::Edge(err)) => return Some((TargetStatus::Failed, format!("verify: {err}"))),
@@ -596,6 +600,7 @@ impl Runner<'_> {
         let mut started_once = false;
         for wait_ms in [0u64, 100, 200, 400, 800, 1500] {
             if wait_ms > 0 {
+                let _waiting = step.slot.wait();
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
             let status = step.call(&format!("check {object}"), || edge.rule_status(id)).await?;
@@ -824,6 +829,7 @@ pub(super) struct Steps<'a> {
     progress: &'a Arc<Mutex<Progress>>,
     options: &'a DeliveryOptions,
     metrics: &'a Metrics,
+    slot: &'a super::slots::TargetSlot,
 }
 
 impl Steps<'_> {
@@ -851,6 +857,8 @@ impl Steps<'_> {
                     retry += 1;
                     Metrics::inc(&self.metrics.edge_retries);
                     let jitter: f64 = rand::thread_rng().r#gen();
+                    // Sleeping is not working: the slot goes to the next target meanwhile.
+                    let _waiting = self.slot.wait();
                     tokio::time::sleep(DeliveryOptions::backoff(retry, jitter)).await;
                 }
                 Err(err) => return Err(err.with_tries(retry + 1, started.elapsed())),
