@@ -342,8 +342,7 @@ impl Engine {
                         health,
                         Arc::clone(&counts),
                         Writers { results: writes.clone(), snapshots: snapshots.clone() },
-                        Arc::clone(&slots),
-                        cancel.clone(),
+                        Steering { slots: Arc::clone(&slots), cancel: cancel.clone() },
                     ));
                 }
             }
@@ -413,10 +412,10 @@ impl Engine {
         health: Option<store::EdgeHealth>,
         counts: Arc<Mutex<Counts>>,
         writers: Writers,
-        slots: Arc<slots::Slots>,
-        cancel: CancellationToken,
+        steering: Steering,
     ) {
         let Writers { results: writes, snapshots } = writers;
+        let Steering { slots, cancel } = steering;
         Metrics::inc(&self.metrics.targets_in_flight);
         let slot = slots::TargetSlot::new(slots);
         let runner = Runner {
@@ -775,6 +774,12 @@ struct ResultWrite {
 struct Writers {
     results: tokio::sync::mpsc::Sender<ResultWrite>,
     snapshots: tokio::sync::mpsc::Sender<SnapshotWrite>,
+}
+
+/// How a runner steers its targets: the slots they count against, and the cancel they obey.
+struct Steering {
+    slots: Arc<slots::Slots>,
+    cancel: CancellationToken,
 }
 
 /// A target's snapshot on its way to the store, and where to say whether it was recorded (an
