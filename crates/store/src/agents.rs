@@ -109,7 +109,7 @@ impl Store {
             );
             sql.text_list(&ids).push(")");
             let edges: std::collections::HashMap<String, String> = sql
-                .query()
+                .query(self.backend)
                 .fetch_all(&self.read)
                 .await?
                 .iter()

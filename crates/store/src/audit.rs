@@ -125,11 +125,11 @@ impl Store {
     pub async fn list_audit(&self, query: &AuditQuery) -> Result<(Vec<AuditEvent>, i64)> {
         let mut count = Sql::new("SELECT COUNT(*) AS n FROM audit_events WHERE 1 = 1");
         audit_filters(&mut count, query);
-        let total: i64 = count.query().fetch_one(&self.read).await?.get("n");
+        let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.get("n");
         let mut select = Sql::new("SELECT * FROM audit_events WHERE 1 = 1");
         audit_filters(&mut select, query);
         select.push(" ORDER BY id DESC LIMIT ").int(query.limit).push(" OFFSET ").int(query.offset);
-        let rows = select.query().fetch_all(&self.read).await?;
+        let rows = select.query(self.backend).fetch_all(&self.read).await?;
         Ok((rows.iter().map(event).collect::<Result<_>>()?, total))
     }
 }

@@ -140,7 +140,7 @@ impl Store {
                         insert.bind(value);
                     }
                     insert.push(")");
-                    insert.query().execute(&mut *tx).await?;
+                    insert.query(target.backend).execute(&mut *tx).await?;
                     rows += 1;
                 }
                 tx.commit().await?;

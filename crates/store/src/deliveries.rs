@@ -605,7 +605,7 @@ impl Store {
             "SELECT delivery_id, status, COUNT(*) AS n FROM delivery_targets WHERE delivery_id IN (",
         );
         sql.text_list(delivery_ids).push(") GROUP BY delivery_id, status");
-        for row in sql.query().fetch_all(&self.read).await? {
+        for row in sql.query(self.backend).fetch_all(&self.read).await? {
             let id: String = row.get("delivery_id");
             let status: TargetStatus = parsed(&row, "status")?;
             counts.entry(id).or_default().add(status, row.get::<i64, _>("n") as u64);
@@ -1076,7 +1076,7 @@ impl Store {
             }
             written.push(recorded.then_some(row.seq));
         }
-        crate::drift::record_delivered(&mut tx, &delivered, now).await?;
+        crate::drift::record_delivered(&mut tx, self.backend, &delivered, now).await?;
         tx.commit().await?;
         Ok(written)
     }

@@ -120,6 +120,7 @@ const UPSERT_ROWS: usize = 500;
 /// batch holds up to hundreds of targets and SQLite has one writer.
 pub(crate) async fn record_delivered(
     tx: &mut sqlx::Transaction<'_, Any>,
+    backend: crate::Backend,
     delivered: &[(&str, &str, &Delivered)],
     now: i64,
 ) -> Result<()> {
@@ -153,7 +154,7 @@ pub(crate) async fn record_delivered(
                 plugin_id = excluded.plugin_id, delivered_at = excluded.delivered_at,
                 drifted = 0, live = NULL, diff = '[]'",
         );
-        sql.query().execute(&mut **tx).await?;
+        sql.query(backend).execute(&mut **tx).await?;
     }
     for ((edge_id, object), _) in deletes {
         sqlx::query("DELETE FROM edge_objects WHERE edge_id = $1 AND object = $2")
@@ -168,7 +169,7 @@ pub(crate) async fn record_delivered(
     for chunk in edges.chunks(UPSERT_ROWS) {
         let mut sql = Sql::new("UPDATE edge_services SET config_state = ");
         sql.push(STATE_AFTER_DELIVERY).push(" WHERE id IN (").text_list(chunk).push(")");
-        sql.query().execute(&mut **tx).await?;
+        sql.query(backend).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -360,11 +361,11 @@ impl Store {
         let mut count = Sql::new("SELECT COUNT(*) AS n FROM (SELECT DISTINCT i.kind, i.name");
         conditions(&mut count);
         count.push(") AS objects");
-        let total: i64 = count.query().fetch_one(&self.read).await?.get("n");
+        let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.get("n");
         let mut select = Sql::new("SELECT i.kind, i.name, COUNT(*) AS edges");
         conditions(&mut select);
         select.push(" GROUP BY i.kind, i.name ORDER BY i.name, i.kind LIMIT ").int(limit).push(" OFFSET ").int(offset);
-        let rows = select.query().fetch_all(&self.read).await?;
+        let rows = select.query(self.backend).fetch_all(&self.read).await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
             let kind: InventoryKind = parsed(row, "kind")?;

@@ -287,7 +287,7 @@ impl Store {
         // `+` keeps SQLite from walking the name index for its order when few rows match.
         let order = if walk == Walk::FromFilters && self.backend == Backend::Sqlite { "+e.name" } else { "e.name" };
         select.push(" ORDER BY ").push(order).push(" LIMIT ").int(limit).push(" OFFSET ").int(offset);
-        let rows = select.query().fetch_all(&self.read).await?;
+        let rows = select.query(self.backend).fetch_all(&self.read).await?;
         Ok((rows.iter().map(edge).collect::<Result<_>>()?, total))
     }
 
@@ -310,7 +310,7 @@ impl Store {
             self.edge_filters(&mut count, project_id, filter, Walk::FromFilters);
             count
         };
-        Ok(count.query().fetch_one(&self.read).await?.get("n"))
+        Ok(count.query(self.backend).fetch_one(&self.read).await?.get("n"))
     }
 
     /// The one substring condition of a filter that has nothing else, when the search index can
@@ -338,7 +338,7 @@ impl Store {
         select.text(project_id);
         self.edge_filters(&mut select, project_id, filter, Walk::FromFilters);
         select.push(" ORDER BY e.name");
-        let rows = select.query().fetch_all(&self.read).await?;
+        let rows = select.query(self.backend).fetch_all(&self.read).await?;
         rows.iter().map(edge).collect()
     }
 
@@ -431,7 +431,9 @@ impl Store {
         for chunk in ids.chunks(500) {
             let mut select = Sql::new("SELECT * FROM edge_services WHERE project_id = ");
             select.text(project_id).push(" AND id IN (").text_list(chunk).push(") ORDER BY name");
-            found.extend(select.query().fetch_all(&self.read).await?.iter().map(edge).collect::<Result<Vec<_>>>()?);
+            found.extend(
+                select.query(self.backend).fetch_all(&self.read).await?.iter().map(edge).collect::<Result<Vec<_>>>()?,
+            );
         }
         Ok(found)
     }
@@ -507,7 +509,7 @@ impl Store {
             }
         }
         if !came_online.is_empty() {
-            Store::wake_waiting(&mut tx, &came_online).await?;
+            Store::wake_waiting(&mut tx, self.backend, &came_online).await?;
         }
         tx.commit().await?;
         self.note_search_writes(versions_changed);
@@ -522,7 +524,7 @@ impl Store {
                 "SELECT id, status, status_reason, status_since, probed_at FROM edge_services WHERE id IN (",
             );
             sql.text_list(chunk).push(")");
-            for row in sql.query().fetch_all(&self.read).await? {
+            for row in sql.query(self.backend).fetch_all(&self.read).await? {
                 let entry = EdgeHealth {
                     status: parsed(&row, "status")?,
                     reason: row.get("status_reason"),

@@ -286,13 +286,17 @@ impl Store {
     }
 
     /// Targets waiting for these edges may run now (they were seen online).
-    pub(crate) async fn wake_waiting(tx: &mut sqlx::Transaction<'_, sqlx::Any>, edge_ids: &[String]) -> Result<()> {
+    pub(crate) async fn wake_waiting(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        backend: crate::Backend,
+        edge_ids: &[String],
+    ) -> Result<()> {
         for chunk in edge_ids.chunks(500) {
             let mut sql = crate::sql::Sql::new(
                 "UPDATE delivery_targets SET not_before = NULL WHERE not_before IS NOT NULL AND status = 'pending' AND edge_id IN (",
             );
             sql.text_list(chunk).push(")");
-            sql.query().execute(&mut **tx).await?;
+            sql.query(backend).execute(&mut **tx).await?;
         }
         Ok(())
     }
