@@ -80,6 +80,15 @@ struct Args {
     /// Run only the hostile-load part (sign-ins and a hostile template), nothing else.
     #[arg(long)]
     hostile_only: bool,
+    /// Targets of the instruction count: the clean delivery with the server under `valgrind
+    /// --tool=callgrind`, counted from the delivery's start to its end only (concurrency 16, so
+    /// the slowed server meets no timeout). The figure to compare commits with: it does not move
+    /// with the machine's speed. 0 skips it.
+    #[arg(long, default_value_t = 1000)]
+    instruction_targets: u32,
+    /// Run only the instruction count and write `instructions.json`.
+    #[arg(long)]
+    instructions_only: bool,
 }
 
 const PASSWORD: &str = "bench-password";
@@ -94,6 +103,13 @@ async fn main() -> anyhow::Result<()> {
     );
     if args.agents_only {
         return agents_only(&args).await;
+    }
+    if args.instructions_only {
+        let counted = instructions(&args, args.instruction_targets).await?;
+        println!("instructions: {counted}");
+        std::fs::create_dir_all(&args.out)?;
+        std::fs::write(args.out.join("instructions.json"), serde_json::to_string_pretty(&counted)?)?;
+        return Ok(());
     }
     let hostile = if args.logins > 0 { Some(hostile_load(&args, args.logins).await?) } else { None };
     println!("hostile load: {}", hostile.clone().unwrap_or(Value::Null));
@@ -191,12 +207,15 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     println!("agents: {}", agents.clone().unwrap_or(Value::Null));
+    let instructions =
+        if args.instruction_targets > 0 { Some(instructions(&args, args.instruction_targets).await?) } else { None };
+    println!("instructions: {}", instructions.clone().unwrap_or(Value::Null));
     if let Some(base) = &args.postgres {
         store::testing::drop_test_databases(base).await?;
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout, "drift": drift, "agent_mode": agents});
+    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout, "drift": drift, "agent_mode": agents, "instructions": instructions});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
@@ -714,12 +733,22 @@ async fn start_server_on(
     drift_interval_secs: u64,
     mqtt_url: Option<&str>,
 ) -> anyhow::Result<ServerProcess> {
+    start_server_with(Command::new(binary), data, postgres, drift_interval_secs, mqtt_url).await
+}
+
+/// `edgefleet serve` run by `command` (the binary itself, or a tool that runs it).
+async fn start_server_with(
+    mut command: Command,
+    data: &Path,
+    postgres: Option<&str>,
+    drift_interval_secs: u64,
+    mqtt_url: Option<&str>,
+) -> anyhow::Result<ServerProcess> {
     let database_url = match postgres {
         Some(base) => Some(store::testing::fresh_postgres_database(base).await?),
         None => None,
     };
     use std::io::{BufRead, BufReader};
-    let mut command = Command::new(binary);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--probe-interval-secs", "3600", "--edge-networks", "127.0.0.0/8"])
         .args(["--drift-interval-secs", &drift_interval_secs.to_string()])
@@ -901,6 +930,73 @@ fn edge_requests(sim: &neuronex_sim::RunningSim) -> u64 {
         .filter_map(|k| sim.sim.snapshot(k))
         .flat_map(|s| s["requests"].as_object().map(|r| r.values().filter_map(Value::as_u64).sum::<u64>()))
         .sum()
+}
+
+/// Instructions the server runs to deliver the rule template to `n` targets: `valgrind
+/// --tool=callgrind` with instrumentation off until the fleet is registered and probed, on for the
+/// delivery alone, then dumped.
+async fn instructions(args: &Args, n: u32) -> anyhow::Result<Value> {
+    let sim = start_sim(n, Faults::default()).await?;
+    let data = tempfile::tempdir()?;
+    let out = data.path().join("callgrind.out");
+    let mut command = Command::new("valgrind");
+    command
+        .args(["--tool=callgrind", "--instr-atstart=no", "--collect-atstart=yes"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(&args.edgefleet);
+    let server = start_server_with(command, data.path(), None, NO_DRIFT_ROUNDS, None)
+        .await
+        .context("start edgefleet under valgrind (Debian package valgrind)")?;
+    let session = Session::start(&server).await?;
+    let project = session.project().await?;
+    session.register(&project, &sim).await?;
+    let template = session.rule_template(&project).await?;
+    let pid = server.child.id().to_string();
+    let control = |what: &str| -> anyhow::Result<()> {
+        let status = Command::new("callgrind_control").args([what, &pid]).stdout(Stdio::null()).status()?;
+        anyhow::ensure!(status.success(), "callgrind_control {what} failed");
+        Ok(())
+    };
+    // Zero the counts of the registration, then count the delivery alone.
+    control("--instr=on")?;
+    control("--zero")?;
+    let body = json!({"template_id": template["id"], "targets": {"all": true},
+                      "options": {"concurrency": 16, "timeout_secs": 600, "retries": 1}});
+    let Timed { finished, .. } = session.deliver(&project, body).await?;
+    control("--dump")?;
+    let dump = last_dump(data.path())?;
+    let total = dumped_instructions(&dump)?;
+    // Kept for `callgrind_annotate --inclusive=yes`: where the instructions went.
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::copy(&dump, args.out.join("callgrind.delivery.out"))?;
+    sim.abort();
+    Ok(json!({
+        "targets": n,
+        "state": finished["state"],
+        "instructions": total,
+        "instructions_per_target": total as f64 / f64::from(n),
+    }))
+}
+
+/// The newest callgrind dump in `folder`.
+fn last_dump(folder: &Path) -> anyhow::Result<PathBuf> {
+    let mut dumps: Vec<PathBuf> = std::fs::read_dir(folder)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("callgrind.out")))
+        .collect();
+    dumps.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    dumps.pop().context("callgrind wrote no dump")
+}
+
+/// The instruction count (`Ir`) of a callgrind dump.
+fn dumped_instructions(dump: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(dump)?;
+    let totals = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .context("a callgrind dump without totals")?;
+    Ok(totals.split_whitespace().next().context("empty totals")?.parse()?)
 }
 
 /// `--agents-only`: the clean HTTP delivery of `--agent-targets` and the agent-mode delivery of

@@ -700,6 +700,9 @@ impl Store {
         let now = now_ms();
         // Pending targets and expired leases are looked up apart, each on the (delivery, status,
         // seq) index, so a claim costs its own size however many targets are already done.
+        // SQLite builds a plain `LIMIT ?` into the statement's plan and prepares it again whenever
+        // the bound value changes, as a claim's room does from one claim to the next (that was a
+        // sixth of the server's instructions in a delivery); a `CAST` is read when it runs.
         let sql = match self.backend {
             Backend::Sqlite => {
                 "UPDATE delivery_targets SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2,
@@ -710,11 +713,11 @@ impl Store {
                      SELECT seq FROM (
                          SELECT seq FROM (SELECT seq FROM delivery_targets WHERE delivery_id = $4 AND status = 'pending'
                                           AND seq < $6 AND (not_before IS NULL OR not_before <= $7)
-                                          ORDER BY seq LIMIT $5)
+                                          ORDER BY seq LIMIT CAST($5 AS INTEGER))
                          UNION ALL
                          SELECT seq FROM delivery_targets
                          WHERE delivery_id = $4 AND status = 'running' AND lease_until < $3)
-                     ORDER BY seq LIMIT $5)
+                     ORDER BY seq LIMIT CAST($5 AS INTEGER))
                  RETURNING *"
             }
             // CTEs, so LIMIT holds: PostgreSQL may re-run an `IN (subquery)` and pick more rows.
