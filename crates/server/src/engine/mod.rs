@@ -336,14 +336,16 @@ impl Engine {
                     if !shared {
                         lock(&counts).moved(TargetStatus::Pending, TargetStatus::Running);
                     }
-                    tasks.spawn(Arc::clone(self).run_target(
+                    // Boxed: a target's future is tens of kilobytes, and spawning copies a
+                    // future several times (it was 7% of a delivery's instructions unboxed).
+                    tasks.spawn(Box::pin(Arc::clone(self).run_target(
                         Arc::clone(&plan),
                         target,
                         health,
                         Arc::clone(&counts),
                         Writers { results: writes.clone(), snapshots: snapshots.clone() },
                         Steering { slots: Arc::clone(&slots), cancel: cancel.clone() },
-                    ));
+                    )));
                 }
             }
             if tasks.is_empty() {
