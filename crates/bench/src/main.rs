@@ -901,6 +901,7 @@ async fn delivery_on(
         body["rollout"] = rollout;
     }
     let cpu_before = cpu_seconds(server.child.id());
+    let registration_peak_rss_mib = peak_rss_mib(server.child.id());
     let requests_before = edge_requests(&sim);
     let sim_cpu_before = cpu_seconds(std::process::id());
     eprintln!("N={n}: {} services registered; delivering", sim.manifest.len());
@@ -914,6 +915,7 @@ async fn delivery_on(
         "state": finished["state"],
         "counts": finished["counts"],
         "server_peak_rss_mib": peak_rss_mib(server.child.id()),
+        "server_peak_rss_before_delivery_mib": registration_peak_rss_mib,
         "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before,
         "server_cpu_ms_per_target": (cpu_seconds(server.child.id()) - cpu_before) * 1000.0 / f64::from(n),
         "edge_requests_per_target": requests as f64 / f64::from(n),
