@@ -86,6 +86,10 @@ struct Args {
     /// with the machine's speed. 0 skips it.
     #[arg(long, default_value_t = 1000)]
     instruction_targets: u32,
+    /// Services registered in one import request while another client writes (creates a
+    /// template) every 20 ms: how long the import holds other writers back (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    import_services: u32,
     /// Run only the instruction count and write `instructions.json`.
     #[arg(long)]
     instructions_only: bool,
@@ -207,6 +211,9 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     println!("agents: {}", agents.clone().unwrap_or(Value::Null));
+    let import =
+        if args.import_services > 0 { Some(import_beside_writers(&args, args.import_services).await?) } else { None };
+    println!("import beside writers: {}", import.clone().unwrap_or(Value::Null));
     let instructions =
         if args.instruction_targets > 0 { Some(instructions(&args, args.instruction_targets).await?) } else { None };
     println!("instructions: {}", instructions.clone().unwrap_or(Value::Null));
@@ -215,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("results.json");
-    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout, "drift": drift, "agent_mode": agents, "instructions": instructions});
+    let all = json!({"results": results, "hostile_load": hostile, "registry": registry, "registry_on_postgres": registry_on_postgres, "sse_watchers": watched, "plugin_delivery": plugin, "cancel": cancel, "plan": plan, "rollout": rollout, "drift": drift, "agent_mode": agents, "instructions": instructions, "import_beside_writers": import});
     std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
     std::fs::write(args.out.join("delivery-time.svg"), chart(&results))?;
     println!("wrote {} and delivery-time.svg", path.display());
@@ -932,6 +939,56 @@ fn edge_requests(sim: &neuronex_sim::RunningSim) -> u64 {
         .filter_map(|k| sim.sim.snapshot(k))
         .flat_map(|s| s["requests"].as_object().map(|r| r.values().filter_map(Value::as_u64).sum::<u64>()))
         .sum()
+}
+
+/// One import of `n` services while another session creates a template every 20 ms: the import's
+/// time, and the writes' latencies while it ran (the longest is how long it held writers back).
+async fn import_beside_writers(args: &Args, n: u32) -> anyhow::Result<Value> {
+    let sim = start_sim(n, Faults::default()).await?;
+    let data = tempfile::tempdir()?;
+    let server = start_server_on(&args.edgefleet, data.path(), None, NO_DRIFT_ROUNDS, None).await?;
+    let session = Session::start(&server).await?;
+    let project = session.project().await?;
+    let writer = Session::start(&server).await?;
+    let importing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writes = {
+        let (importing, project) = (Arc::clone(&importing), project.clone());
+        tokio::spawn(async move {
+            let (mut latencies, mut failures) = (Vec::new(), Vec::new());
+            let mut k = 0;
+            while importing.load(std::sync::atomic::Ordering::Acquire) {
+                k += 1;
+                let doc = json!({"streams": {"s": "CREATE STREAM s () WITH (TYPE=\"memory\")"}});
+                let body = json!({"name": format!("writer-{k}"), "kind": "rule", "content": doc});
+                let started = Instant::now();
+                let answer = writer.post(&format!("/api/v1/projects/{project}/templates"), body).await;
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                if let Err(err) = answer {
+                    failures.push(err.to_string());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            anyhow::Ok((latencies, failures))
+        })
+    };
+    let rows: Vec<Value> =
+        sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint, "tags": e.tags})).collect();
+    let started = Instant::now();
+    session.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await?;
+    let import_seconds = started.elapsed().as_secs_f64();
+    importing.store(false, std::sync::atomic::Ordering::Release);
+    let (mut latencies, failures) = writes.await??;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    sim.abort();
+    Ok(json!({
+        "services": n,
+        "import_seconds": import_seconds,
+        "writes": latencies.len(),
+        "write_p50_ms": percentile(&latencies, 0.5),
+        "write_p99_ms": percentile(&latencies, 0.99),
+        "write_max_ms": latencies.last().copied().unwrap_or(0.0),
+        "write_failures": failures,
+    }))
 }
 
 /// Instructions the server runs to deliver the rule template to `n` targets: `valgrind

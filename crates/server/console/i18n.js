@@ -63,7 +63,7 @@ window.I18N = {
     "err.plugin_name_taken": "The project has a plugin of this name.", "err.template_changed": "The template was edited meanwhile; reload and edit again.",
     "err.plugin_duplicate_content": "The same package is stored under another name.", "err.plugin_in_use": "A delivery uses the plugin.",
     "err.org_has_projects": "The organization still has projects.", "err.project_not_empty": "The project still holds edge services, templates, plugins or deliveries.",
-    "err.jwt_key_rotation_conflict": "Another key rotation is under way.", "err.server_busy": "Every password-hashing slot is busy; retry after retry_after_secs.",
+    "err.jwt_key_rotation_conflict": "Another key rotation is under way.", "err.server_busy": "The server is busy (every password-hashing slot, or the database's one writer for longer than its wait); retry after retry_after_secs.",
     "err.database_unavailable": "The database does not answer.", "err.internal_error": "A fault of the server; its log has the details.",
     "app.signin": "Sign in", "app.username": "Username", "app.password": "Password", "app.signout": "Sign out",
     "app.language": "中文", "app.project": "Project", "app.noproject": "No project yet: an administrator creates organizations and projects under Administration.",

@@ -74,6 +74,9 @@ impl ApiError {
     }
 }
 
+/// When to try again after the database was too busy to answer.
+const DATABASE_BUSY_RETRY_SECS: u64 = 5;
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         match err {
@@ -123,6 +126,13 @@ impl From<StoreError> for ApiError {
                 ApiError::new(code, message).with_details(json!({"name": name}))
             }
             StoreError::NotFound(what) => ApiError::not_found(what),
+            // A long write (an import of 100,000 services holds SQLite's one writer for tens of
+            // seconds) is not a fault of the request waiting behind it: it may try again.
+            StoreError::Busy => {
+                tracing::warn!("a request waited too long for a database connection; answered 503");
+                ApiError::new(ErrorCode::ServerBusy, "the database is busy with a long write; try again shortly")
+                    .with_details(json!({"retry_after_secs": DATABASE_BUSY_RETRY_SECS}))
+            }
             other => ApiError::internal(other),
         }
     }
@@ -137,5 +147,19 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_that_waited_too_long_for_the_database_is_told_to_retry() {
+        let answer = ApiError::from(StoreError::Busy);
+        assert_eq!((answer.code, answer.status()), (ErrorCode::ServerBusy, StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(answer.details["retry_after_secs"], DATABASE_BUSY_RETRY_SECS);
+        let response = answer.into_response();
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "5");
     }
 }

@@ -170,7 +170,7 @@ error_codes! {
     ProjectNotEmpty = ("project_not_empty", CONFLICT, "The project still holds edge services, templates, plugins or deliveries."),
     JwtKeyRotationConflict = ("jwt_key_rotation_conflict", CONFLICT, "Another key rotation is under way."),
     // The server.
-    ServerBusy = ("server_busy", SERVICE_UNAVAILABLE, "Every password-hashing slot is busy; retry after `retry_after_secs`."),
+    ServerBusy = ("server_busy", SERVICE_UNAVAILABLE, "The server is busy (every password-hashing slot, or the database's one writer for longer than its wait); retry after `retry_after_secs`."),
     DatabaseUnavailable = ("database_unavailable", SERVICE_UNAVAILABLE, "The database does not answer."),
     InternalError = ("internal_error", INTERNAL_SERVER_ERROR, "A fault of the server; its log has the details."),
 }

@@ -120,11 +120,24 @@ pub enum StoreError {
     #[error("{0} not found")]
     NotFound(Resource),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// No connection came free within the pool's wait: a long write (an import of 100,000
+    /// services holds SQLite's one writer for tens of seconds) is under way. Nothing was done.
+    #[error("the database stayed busy longer than the wait for a connection")]
+    Busy,
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> StoreError {
+        match err {
+            sqlx::Error::PoolTimedOut => StoreError::Busy,
+            other => StoreError::Database(other),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
