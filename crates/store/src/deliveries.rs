@@ -58,22 +58,34 @@ struct SnapshotRow<'a> {
     snapshot: String,
 }
 
+/// The targets a batch update changed: edge ids by delivery id.
+struct Changed(std::collections::HashMap<String, std::collections::HashSet<String>>);
+
+impl Changed {
+    fn has(&self, delivery_id: &str, edge_id: &str) -> bool {
+        self.0.get(delivery_id).is_some_and(|edges| edges.contains(edge_id))
+    }
+}
+
 /// Runs a batch update of `rows`, bound as one JSON array (`$1`; `$2` is `now` when given): one
 /// statement, prepared once, whatever the batch's size, instead of a round trip to the database
-/// per row. Answers the (delivery, edge) pairs it changed.
+/// per row. Answers the targets it changed.
 async fn batch_update<R: serde::Serialize>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     sql: &'static str,
     rows: &[R],
     now: Option<i64>,
-) -> Result<std::collections::HashSet<(String, String)>> {
+) -> Result<Changed> {
     let json = serde_json::to_string(rows).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
     let mut query = sqlx::query(sql).bind(json);
     if let Some(now) = now {
         query = query.bind(now);
     }
-    let changed = query.fetch_all(&mut **tx).await?;
-    Ok(changed.iter().map(|row| (row.get("delivery_id"), row.get("edge_id"))).collect())
+    let mut changed = Changed(std::collections::HashMap::new());
+    for row in query.fetch_all(&mut **tx).await? {
+        changed.0.entry(row.get("delivery_id")).or_default().insert(row.get("edge_id"));
+    }
+    Ok(changed)
 }
 
 /// What the delivery history is narrowed to; `None` matches every delivery.
@@ -873,10 +885,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let done = batch_update(&mut tx, sql, &rows, None).await?;
         tx.commit().await?;
-        Ok(snapshots
-            .iter()
-            .map(|(delivery_id, edge_id, ..)| done.contains(&(delivery_id.clone(), edge_id.clone())))
-            .collect())
+        Ok(snapshots.iter().map(|(delivery_id, edge_id, ..)| done.has(delivery_id, edge_id)).collect())
     }
 
     /// The snapshot a target of `delivery_id` recorded (what it held before the delivery wrote, or
@@ -1073,7 +1082,7 @@ impl Store {
         let mut written = Vec::with_capacity(results.len());
         let mut delivered = Vec::new();
         for ((delivery_id, edge_id, _, outcome), row) in results.iter().zip(&rows) {
-            let recorded = done.contains(&(delivery_id.clone(), edge_id.clone()));
+            let recorded = done.has(delivery_id, edge_id);
             if recorded && let Some(objects) = &outcome.delivered {
                 delivered.push((delivery_id.as_str(), edge_id.as_str(), objects));
             }
