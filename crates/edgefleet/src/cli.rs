@@ -454,9 +454,15 @@ pub async fn edge(command: EdgeCommand) -> anyhow::Result<ExitCode> {
         }
         EdgeCommand::Import { project, file } => {
             let project = client.project(project.as_deref()).await?;
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let content_type =
                 if file.extension().is_some_and(|e| e == "csv") { "text/csv" } else { "application/json" };
+            if content_type == "application/json"
+                && let Some(rows) = registry_rows_of_manifest(&bytes)
+            {
+                eprintln!("a simulator manifest: its `index` and `version` are left out (the version is probed)");
+                bytes = rows;
+            }
             let path = format!("/api/v1/projects/{project}/edge-services/import");
             let answer = client.api.send_raw(reqwest::Method::POST, &path, content_type, bytes).await?.into_result();
             if let Err(api_client::ClientError::Api { details, message, .. }) = &answer
@@ -1776,4 +1782,29 @@ fn call_line(call: &api_client::types::WebhookCall) -> String {
         line.push_str(&format!("  next try {}", short_time(next)));
     }
     line
+}
+
+/// The rows to register from a `neuronex-sim --manifest` file (each entry has `index`, `name`,
+/// `endpoint`, `version` and `tags`): the same without `index` and `version`, which are the
+/// simulator's, not the registry's. `None` for anything else, which is sent as it is.
+fn registry_rows_of_manifest(bytes: &[u8]) -> Option<Vec<u8>> {
+    let Ok(serde_json::Value::Array(entries)) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return None;
+    };
+    let is_manifest = !entries.is_empty()
+        && entries.iter().all(|e| e.get("index").is_some_and(serde_json::Value::is_u64) && e.get("version").is_some());
+    if !is_manifest {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|mut entry| {
+            if let Some(fields) = entry.as_object_mut() {
+                fields.remove("index");
+                fields.remove("version");
+            }
+            entry
+        })
+        .collect();
+    serde_json::to_vec(&rows).ok()
 }

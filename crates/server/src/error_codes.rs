@@ -77,7 +77,7 @@ error_codes! {
     SecretRequired = ("secret_required", UNPROCESSABLE_ENTITY, "Changing the endpoint of a `basic` service needs its password again."),
     EmptyImport = ("empty_import", UNPROCESSABLE_ENTITY, "An import holds no rows."),
     ImportTooLarge = ("import_too_large", UNPROCESSABLE_ENTITY, "An import holds more rows than its limit."),
-    InvalidImport = ("invalid_import", UNPROCESSABLE_ENTITY, "Import rows are invalid; `details.rows` lists each with its row number."),
+    InvalidImport = ("invalid_import", UNPROCESSABLE_ENTITY, "Import rows are invalid; `details.problems` lists each with its row, field and message."),
     // Templates.
     InvalidTemplate = ("invalid_template", UNPROCESSABLE_ENTITY, "The template content fails its checks; `details.problems` lists them with paths."),
     InvalidRenderedTemplate = ("invalid_rendered_template", UNPROCESSABLE_ENTITY, "The content with parameters filled in fails its checks."),
@@ -156,7 +156,7 @@ error_codes! {
     OrgNameTaken = ("org_name_taken", CONFLICT, "An organization has this name."),
     ProjectNameTaken = ("project_name_taken", CONFLICT, "The organization has a project of this name."),
     UsernameTaken = ("username_taken", CONFLICT, "A user has this name."),
-    EdgeServiceNameTaken = ("edge_service_name_taken", CONFLICT, "The project has an edge service of this name."),
+    EdgeServiceNameTaken = ("edge_service_name_taken", CONFLICT, "The project has an edge service of this name; an import lists every clashing row in `details.problems`."),
     AgentIdTaken = ("agent_id_taken", CONFLICT, "An edge service (in any project) has this agent id; agent ids name broker topics and users, so they are unique on the server."),
     NotAgentMode = ("not_agent_mode", CONFLICT, "The edge service is reached over HTTP; agent credentials are for `transport: agent` services."),
     NoBroker = ("no_broker", CONFLICT, "Agent mode needs a broker: the server runs without `--mqtt-url`."),

@@ -20,6 +20,7 @@ const TABLES: &[(&str, &str)] = &[
     ("project_command_keys", "project_id"),
     ("login_throttle", "subject"),
     ("auth_tokens", "token_hash"),
+    ("edge_imports", "id"),
     ("edge_services", "id"),
     ("edge_service_tags", "edge_id, tag"),
     ("edge_objects", "edge_id, object"),

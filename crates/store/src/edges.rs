@@ -138,6 +138,12 @@ fn edge_conflict(err: sqlx::Error, name: &str, reach: &Reach) -> StoreError {
     conflict(err, crate::Resource::EdgeService, name)
 }
 
+/// Services an import stores per transaction. SQLite has one writer: a chunk this size holds it
+/// for a few tens of milliseconds, so other writes wait between chunks, not for the whole import.
+pub const IMPORT_CHUNK: usize = 200;
+/// An import with no heartbeat for this long died with its process; the sweep removes its services.
+pub const IMPORT_ABANDONED_AFTER_MS: i64 = 10 * 60 * 1000;
+
 impl Store {
     /// Inserts all or none, with one audit record per service, in one transaction.
     pub async fn insert_edges(
@@ -147,59 +153,169 @@ impl Store {
         audit_base: &AuditEntry,
     ) -> Result<Vec<EdgeService>> {
         let mut tx = self.write.begin().await?;
-        let mut created = Vec::with_capacity(edges.len());
-        let now = now_ms();
-        for new in edges {
-            let id = new_id();
-            let tags = serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into());
-            sqlx::query(
-                "INSERT INTO edge_services (id, project_id, name, endpoint, description, tags, auth_kind, auth_username,
-                                            auth_secret, transport, agent_id, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-            )
-            .bind(&id)
-            .bind(project_id)
-            .bind(&new.name)
-            .bind(&new.endpoint)
-            .bind(&new.description)
-            .bind(&tags)
-            .bind(new.auth.kind.as_str())
-            .bind(&new.auth.username)
-            .bind(&new.auth.secret)
-            .bind(new.reach.transport().as_str())
-            .bind(new.reach.agent_id())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| edge_conflict(e, &new.name, &new.reach))?;
-            insert_tags(&mut tx, project_id, &id, &new.tags).await?;
-            let entry = AuditEntry { resource_id: id.clone(), resource_name: new.name.clone(), ..audit_base.clone() };
-            audit::insert(&mut tx, &entry).await?;
-            created.push(EdgeService {
-                id,
-                project_id: project_id.to_owned(),
-                name: new.name.clone(),
-                endpoint: new.endpoint.clone(),
-                description: new.description.clone(),
-                tags: new.tags.clone(),
-                version: None,
-                status: EdgeStatus::Unknown,
-                status_reason: String::new(),
-                probed_at: None,
-                status_since: None,
-                config_state: ConfigState::None,
-                config_checked_at: None,
-                config_reason: String::new(),
-                auth: new.auth.clone(),
-                reach: new.reach.clone(),
-                agent_credentials_issued: false,
-                created_at: now,
-                updated_at: now,
-            });
-        }
+        let created = insert_edge_rows(&mut tx, project_id, edges, audit_base, None).await?;
         tx.commit().await?;
         self.note_search_writes(created.len() as u64);
         Ok(created)
+    }
+
+    /// Imports all or none, committing [`IMPORT_CHUNK`] services at a time so the import never
+    /// holds the writer for long. Services appear as their chunk commits; if a chunk fails, the
+    /// services of the chunks before it are removed again (and the audit says so) before the error
+    /// is returned. A caller should not abandon the future half-way: the sweep would only remove
+    /// the rest after [`IMPORT_ABANDONED_AFTER_MS`].
+    pub async fn import_edges(
+        &self,
+        project_id: &str,
+        edges: &[NewEdge],
+        audit_base: &AuditEntry,
+    ) -> Result<Vec<EdgeService>> {
+        if edges.len() <= IMPORT_CHUNK {
+            return self.insert_edges(project_id, edges, audit_base).await;
+        }
+        let import_id = new_id();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO edge_imports (id, project_id, rows_total, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&import_id)
+        .bind(project_id)
+        .bind(edges.len() as i64)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        let mut created = Vec::with_capacity(edges.len());
+        for chunk in edges.chunks(IMPORT_CHUNK) {
+            match self.import_chunk(project_id, chunk, audit_base, &import_id).await {
+                Ok(rows) => created.extend(rows),
+                Err(err) => {
+                    // If the removal fails too, the sweep removes the rest once the heartbeat is old.
+                    let _ = self.undo_import(&import_id, &err.to_string(), audit_base).await;
+                    return Err(err);
+                }
+            }
+        }
+        if let Err(err) =
+            sqlx::query("DELETE FROM edge_imports WHERE id = $1").bind(&import_id).execute(&self.write).await
+        {
+            let _ = self.undo_import(&import_id, &err.to_string(), audit_base).await;
+            return Err(err.into());
+        }
+        Ok(created)
+    }
+
+    async fn import_chunk(
+        &self,
+        project_id: &str,
+        chunk: &[NewEdge],
+        audit_base: &AuditEntry,
+        import_id: &str,
+    ) -> Result<Vec<EdgeService>> {
+        let mut tx = self.write.begin().await?;
+        let alive = sqlx::query("UPDATE edge_imports SET heartbeat_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(import_id)
+            .execute(&mut *tx)
+            .await?;
+        if alive.rows_affected() == 0 {
+            return Err(StoreError::Corrupt(format!(
+                "import {import_id} was removed as abandoned while it ran (no chunk for {} minutes)",
+                IMPORT_ABANDONED_AFTER_MS / 60_000
+            )));
+        }
+        let created = insert_edge_rows(&mut tx, project_id, chunk, audit_base, Some(import_id)).await?;
+        tx.commit().await?;
+        self.note_search_writes(created.len() as u64);
+        Ok(created)
+    }
+
+    /// Removes what an import stored, a chunk per transaction, then the import itself, with one
+    /// audit record saying how many services went and why. Answers how many were removed.
+    async fn undo_import(&self, import_id: &str, reason: &str, audit_base: &AuditEntry) -> Result<u64> {
+        let mut removed = 0;
+        loop {
+            let ids: Vec<String> =
+                sqlx::query("SELECT id FROM edge_services WHERE import_id = $1 ORDER BY id LIMIT $2")
+                    .bind(import_id)
+                    .bind(IMPORT_CHUNK as i64)
+                    .fetch_all(&self.write)
+                    .await?
+                    .iter()
+                    .map(|row| row.get("id"))
+                    .collect();
+            if ids.is_empty() {
+                break;
+            }
+            let mut tx = self.write.begin().await?;
+            for table in ["edge_service_tags", "edge_objects", "edge_inventory"] {
+                let mut sql = Sql::new("DELETE FROM ");
+                sql.push(table);
+                sql.push(" WHERE edge_id IN (");
+                sql.text_list(&ids).push(")");
+                sql.query(self.backend).execute(&mut *tx).await?;
+            }
+            let mut sql = Sql::new("DELETE FROM edge_services WHERE id IN (");
+            sql.text_list(&ids).push(")");
+            removed += sql.query(self.backend).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            self.note_search_writes(ids.len() as u64);
+        }
+        let mut tx = self.write.begin().await?;
+        let gone = sqlx::query("DELETE FROM edge_imports WHERE id = $1").bind(import_id).execute(&mut *tx).await?;
+        if gone.rows_affected() > 0 || removed > 0 {
+            let entry = AuditEntry {
+                resource_id: import_id.to_owned(),
+                outcome: domain::access::Outcome::Failure,
+                details: serde_json::json!({"removed": removed, "reason": reason}),
+                ..audit_base.clone()
+            };
+            audit::insert(&mut tx, &entry).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Removes the services of imports whose process died half-way (no heartbeat since
+    /// `stale_before`); answers how many imports were removed. Every replica may run it.
+    pub async fn remove_abandoned_imports(&self, stale_before: i64) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT i.id, i.project_id, p.name AS project_name, o.id AS org_id, o.name AS org_name
+             FROM edge_imports i JOIN projects p ON p.id = i.project_id JOIN orgs o ON o.id = p.org_id
+             WHERE i.heartbeat_at < $1",
+        )
+        .bind(stale_before)
+        .fetch_all(&self.read)
+        .await?;
+        for row in &rows {
+            let entry = AuditEntry {
+                actor_name: "edgefleet".into(),
+                org_id: row.get("org_id"),
+                org_name: row.get("org_name"),
+                project_id: row.get("project_id"),
+                project_name: row.get("project_name"),
+                action: "edge_service.import".into(),
+                resource_type: "edge_service".into(),
+                ..AuditEntry::default()
+            };
+            let id: String = row.get("id");
+            self.undo_import(&id, "the server stopped before the import finished", &entry).await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Which of `names` the project's services already have.
+    pub async fn taken_edge_names(&self, project_id: &str, names: &[String]) -> Result<Vec<String>> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT name FROM edge_services WHERE project_id = $1 AND name IN (SELECT value FROM json_each($2)) ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT name FROM edge_services WHERE project_id = $1 AND name IN (SELECT jsonb_array_elements_text($2::jsonb)) ORDER BY name"
+            }
+        };
+        let names = serde_json::to_string(names).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows = sqlx::query(sql).bind(project_id).bind(names).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(|row| row.get("name")).collect())
     }
 
     pub async fn get_edge(&self, project_id: &str, id: &str) -> Result<EdgeService> {
@@ -544,6 +660,69 @@ impl Store {
             .await?;
         Ok(row.get("n"))
     }
+}
+
+/// Inserts services with one audit record each, in the caller's transaction; `import_id` names
+/// the chunked import they belong to.
+async fn insert_edge_rows(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    project_id: &str,
+    edges: &[NewEdge],
+    audit_base: &AuditEntry,
+    import_id: Option<&str>,
+) -> Result<Vec<EdgeService>> {
+    let mut created = Vec::with_capacity(edges.len());
+    let now = now_ms();
+    for new in edges {
+        let id = new_id();
+        let tags = serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO edge_services (id, project_id, name, endpoint, description, tags, auth_kind, auth_username,
+                                        auth_secret, transport, agent_id, created_at, updated_at, import_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
+        )
+        .bind(&id)
+        .bind(project_id)
+        .bind(&new.name)
+        .bind(&new.endpoint)
+        .bind(&new.description)
+        .bind(&tags)
+        .bind(new.auth.kind.as_str())
+        .bind(&new.auth.username)
+        .bind(&new.auth.secret)
+        .bind(new.reach.transport().as_str())
+        .bind(new.reach.agent_id())
+        .bind(now)
+        .bind(import_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| edge_conflict(e, &new.name, &new.reach))?;
+        insert_tags(tx, project_id, &id, &new.tags).await?;
+        let entry = AuditEntry { resource_id: id.clone(), resource_name: new.name.clone(), ..audit_base.clone() };
+        audit::insert(tx, &entry).await?;
+        created.push(EdgeService {
+            id,
+            project_id: project_id.to_owned(),
+            name: new.name.clone(),
+            endpoint: new.endpoint.clone(),
+            description: new.description.clone(),
+            tags: new.tags.clone(),
+            version: None,
+            status: EdgeStatus::Unknown,
+            status_reason: String::new(),
+            probed_at: None,
+            status_since: None,
+            config_state: ConfigState::None,
+            config_checked_at: None,
+            config_reason: String::new(),
+            auth: new.auth.clone(),
+            reach: new.reach.clone(),
+            agent_credentials_issued: false,
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    Ok(created)
 }
 
 async fn insert_tags(

@@ -40,7 +40,9 @@ pub use drift::{
     CheckResult, CheckTarget, Delivered, DeliveredObject, ExpectedObject, Finding, INVENTORY_EDGE_IDS, InventoryItem,
     ObjectFinding,
 };
-pub use edges::{EdgeAuthRow, EdgeHealth, EdgeService, NewEdge, ProbeResult, ProbeTarget};
+pub use edges::{
+    EdgeAuthRow, EdgeHealth, EdgeService, IMPORT_ABANDONED_AFTER_MS, IMPORT_CHUNK, NewEdge, ProbeResult, ProbeTarget,
+};
 pub use members::{Member, Roles, TokenInfo};
 pub use plugins::{NewPlugin, Plugin};
 pub use rollouts::{APPROVAL_LIFETIME_MS, ApprovalOutcome, MaintenanceWindow};

@@ -111,12 +111,17 @@ async fn the_cli_imports_a_fleet_and_prints_every_import_problem() {
     let cli = Cli::signed_in(&server);
     let files = tempfile::tempdir().expect("temp dir");
 
+    // The simulator's `--manifest` file as it writes it (with its `index` and `version`).
     let fleet = files.path().join("fleet.json");
-    let rows: Vec<serde_json::Value> =
-        sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint, "tags": e.tags})).collect();
-    std::fs::write(&fleet, serde_json::to_string_pretty(&rows).expect("json")).expect("write");
-    let (imported, _) = ok(&cli, &["edge", "import", "--project", &project, fleet.to_str().expect("path")]);
+    std::fs::write(&fleet, serde_json::to_string_pretty(&sim.manifest).expect("json")).expect("write");
+    let (imported, notes) = ok(&cli, &["edge", "import", "--project", &project, fleet.to_str().expect("path")]);
     assert_eq!(imported.trim(), "imported 3 edge services");
+    assert!(notes.contains("simulator manifest"), "{notes}");
+    let rows: Vec<serde_json::Value> =
+        sim.manifest.iter().map(|e| json!({"name": format!("{}-again", e.name), "endpoint": e.endpoint})).collect();
+    std::fs::write(&fleet, serde_json::to_string(&rows).expect("json")).expect("write");
+    let (imported, notes) = ok(&cli, &["edge", "import", "--project", &project, fleet.to_str().expect("path")]);
+    assert_eq!((imported.trim(), notes.as_str()), ("imported 3 edge services", ""), "a plain import is sent as it is");
 
     let bad = files.path().join("bad.csv");
     std::fs::write(&bad, "name,endpoint\n,http://127.0.0.1:1\nok,http://127.0.0.1:2\nx,not a url\n").expect("write");

@@ -18,6 +18,7 @@ pub async fn run_forever(state: AppState) {
     loop {
         match state.store.hold_singleton("prober", state.engine.worker_id(), lease_ms).await {
             Ok(true) => {
+                remove_abandoned_imports(&state).await;
                 if let Err(err) = probe_all(&state).await {
                     tracing::warn!(error = %err, "edge probe round failed");
                 }
@@ -26,6 +27,16 @@ pub async fn run_forever(state: AppState) {
             Err(err) => tracing::warn!(error = %err, "cannot take the prober lease"),
         }
         tokio::time::sleep(state.config.probe_interval).await;
+    }
+}
+
+/// Imports whose process died half-way are removed whole, as if they had failed.
+async fn remove_abandoned_imports(state: &AppState) {
+    let stale_before = store::now_ms() - store::IMPORT_ABANDONED_AFTER_MS;
+    match state.store.remove_abandoned_imports(stale_before).await {
+        Ok(0) => {}
+        Ok(imports) => tracing::warn!(imports, "removed the services of imports that never finished"),
+        Err(err) => tracing::warn!(error = %err, "cannot remove the services of imports that never finished"),
     }
 }
 

@@ -150,12 +150,18 @@ pub async fn import(
     let mut edge_rows = Vec::with_capacity(inputs.len());
     let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
+    let mut seen_agents = std::collections::HashMap::new();
     for (index, input) in inputs.iter().enumerate() {
         let row = index + 1;
         match new_edge(&state, input) {
             Ok(edge) => {
                 if let Some(first) = seen.insert(edge.name.clone(), row) {
                     problems.push(json!({"row": row, "field": "name", "message": format!("`{}` is also in row {first}", edge.name)}));
+                }
+                if let Some(agent_id) = edge.reach.agent_id()
+                    && let Some(first) = seen_agents.insert(agent_id.to_owned(), row)
+                {
+                    problems.push(json!({"row": row, "field": "agent_id", "message": format!("agent id `{agent_id}` is also in row {first}")}));
                 }
                 edges.push(edge);
                 edge_rows.push(row);
@@ -164,23 +170,59 @@ pub async fn import(
         }
     }
     problems.extend(network_problems(&state, &edges, &edge_rows).await);
+    problems.extend(taken_names(&state, &project_id, &edges, &edge_rows).await?);
     problems.sort_by_key(|p| p["row"].as_u64());
     if !problems.is_empty() {
         let first = &problems[0];
         let message = format!(
-            "row {} {}: {} ({} problems in all; nothing was imported)",
+            "row {} {}: {} ({} in all; nothing was imported)",
             first["row"],
             first["field"].as_str().unwrap_or_default(),
             first["message"].as_str().unwrap_or_default(),
-            problems.len()
+            if problems.len() == 1 { "1 problem".to_owned() } else { format!("{} problems", problems.len()) }
         );
-        return Err(ApiError::new(ErrorCode::InvalidImport, message).with_details(json!({"problems": problems})));
+        // Clashes alone keep the answer a single create gives (409), with every clash listed.
+        let taken = ErrorCode::EdgeServiceNameTaken.as_str();
+        let code = if problems.iter().all(|p| p["code"] == taken) {
+            ErrorCode::EdgeServiceNameTaken
+        } else {
+            ErrorCode::InvalidImport
+        };
+        return Err(ApiError::new(code, message).with_details(json!({"problems": problems})));
     }
     let entry =
         audit_entry(&user, Some(&scope.scope), "edge_service.import", "edge_service", "", json!({"rows": edges.len()}));
-    let created_edges = state.store.insert_edges(&project_id, &edges, &entry).await?;
+    // The import runs to its end (or its undoing) even if the client goes away: a half-done
+    // chunked import would otherwise stay visible until the sweep finds it abandoned.
+    let importing = {
+        let store = state.store.clone();
+        tokio::spawn(async move { store.import_edges(&project_id, &edges, &entry).await })
+    };
+    let created_edges = importing.await.map_err(|e| ApiError::internal(format!("the import stopped: {e}")))??;
     probe_in_background(&state, &created_edges);
     Ok((StatusCode::CREATED, Json(json!(views::list(&created_edges, created_edges.len() as i64, views::edge)))))
+}
+
+/// Rows whose name a service of the project already has (found before anything is stored, so every
+/// clash is reported at once).
+async fn taken_names(
+    state: &AppState,
+    project_id: &str,
+    edges: &[NewEdge],
+    rows: &[usize],
+) -> Result<Vec<Value>, ApiError> {
+    let names: Vec<String> = edges.iter().map(|e| e.name.clone()).collect();
+    let taken: std::collections::HashSet<String> =
+        state.store.taken_edge_names(project_id, &names).await?.into_iter().collect();
+    Ok(edges
+        .iter()
+        .zip(rows)
+        .filter(|(edge, _)| taken.contains(&edge.name))
+        .map(|(edge, row)| {
+            json!({"row": row, "field": "name", "code": ErrorCode::EdgeServiceNameTaken.as_str(),
+                   "message": format!("a service named `{}` is already registered in this project", edge.name)})
+        })
+        .collect())
 }
 
 /// Rows whose endpoint the network policy refuses. Each distinct host is resolved once, a few at

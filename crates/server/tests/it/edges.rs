@@ -123,6 +123,7 @@ async fn import_is_all_or_nothing() {
         )
         .await;
     assert_eq!((clash.status, code(&clash)), (409, "edge_service_name_taken"));
+    assert_eq!(clash.body["error"]["details"]["problems"][0]["row"], 2, "every clashing row is listed: {}", clash.text);
     let unknown_column = app
         .raw(Method::POST, &app.p("/edge-services/import"), "text/csv", "name,endpoint,colour\na,http://x,red\n")
         .await;
@@ -130,6 +131,72 @@ async fn import_is_all_or_nothing() {
     let empty = app.post(&app.p("/edge-services/import"), json!([])).await;
     assert_eq!((empty.status, code(&empty)), (422, "empty_import"));
     assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 2, "nothing from the refused imports was stored");
+}
+
+/// More rows than one transaction takes (200): `n` services named `{prefix}-{i}`, with `last` as
+/// the final row.
+fn bulk_rows(prefix: &str, n: usize, last: Value) -> Value {
+    let mut rows: Vec<Value> =
+        (1..n).map(|i| json!({"name": format!("{prefix}-{i}"), "endpoint": format!("http://10.1.{}.{}:8085", i / 250, i % 250)})).collect();
+    rows.push(last);
+    Value::Array(rows)
+}
+
+#[tokio::test]
+async fn a_large_import_is_stored_in_chunks_and_every_problem_is_listed_first() {
+    let app = TestApp::spawn().await;
+    app.post(&app.p("/edge-services"), json!({"name": "bulk-7", "endpoint": "http://10.9.0.1:8085"})).await;
+    let mut rows = bulk_rows("bulk", 450, json!({"name": "bulk-7", "endpoint": "http://10.9.0.2:8085"}));
+    rows[100]["transport"] = json!("agent");
+    rows[100]["agent_id"] = json!("ag-dup");
+    rows[101] = json!({"name": "ag", "transport": "agent", "agent_id": "ag-dup"});
+    let refused = app.post(&app.p("/edge-services/import"), rows).await;
+    assert_eq!((refused.status, code(&refused)), (422, "invalid_import"), "{}", refused.text);
+    let problems: Vec<(u64, &str)> = refused.body["error"]["details"]["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| (p["row"].as_u64().unwrap_or(0), p["field"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(problems, [(7, "name"), (102, "agent_id"), (450, "name"), (450, "name")], "{}", refused.text);
+    assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 1, "nothing stored");
+
+    let imported = app
+        .post(
+            &app.p("/edge-services/import"),
+            bulk_rows("more", 450, json!({"name": "last", "endpoint": "http://x:1"})),
+        )
+        .await;
+    assert_eq!(imported.status, 201, "{}", imported.text);
+    assert_eq!(imported.body["total"], 450);
+    assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 451);
+    let audit = app.get("/api/v1/audit?action=edge_service.import&limit=1").await;
+    assert_eq!(audit.body["total"], 450, "one record per imported service");
+}
+
+#[tokio::test]
+async fn an_import_that_fails_after_its_first_chunks_removes_them_again() {
+    let app = TestApp::spawn().await;
+    let taken =
+        app.post(&app.p("/edge-services"), json!({"name": "agent-gw", "transport": "agent", "agent_id": "ag-1"})).await;
+    assert_eq!(taken.status, 201, "{}", taken.text);
+    // Agent ids are unique across the server and checked when the row is stored, so the third
+    // chunk fails after two have been committed.
+    let rows = bulk_rows("bulk", 450, json!({"name": "late", "transport": "agent", "agent_id": "ag-1"}));
+    let failed = app.post(&app.p("/edge-services/import"), rows).await;
+    assert_eq!((failed.status, code(&failed)), (409, "agent_id_taken"), "{}", failed.text);
+    assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 1, "the committed chunks were removed");
+    let undone = app.get("/api/v1/audit?action=edge_service.import&limit=5").await;
+    let record = undone.body["items"].as_array().and_then(|items| items.iter().find(|e| e["outcome"] == "failure"));
+    let record = record.unwrap_or_else(|| panic!("a failure record: {}", undone.text));
+    assert_eq!(record["details"]["removed"], 400, "{}", undone.text);
+    let again = app
+        .post(
+            &app.p("/edge-services/import"),
+            bulk_rows("bulk", 450, json!({"name": "late", "endpoint": "http://x:1"})),
+        )
+        .await;
+    assert_eq!(again.status, 201, "the same names import once the clash is gone: {}", again.text);
 }
 
 #[tokio::test]
