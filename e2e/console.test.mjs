@@ -227,6 +227,9 @@ test("find both deliveries in the history and in the operation audit", async () 
   await page.waitForFunction(() => document.querySelectorAll("#audit-table tbody tr").length === 2);
   const rows = await page.locator("#audit-table tbody tr").allTextContents();
   assert.ok(rows.some((r) => r.includes("line-rules")) && rows.some((r) => r.includes("pysam")), rows.join("\n"));
+  // Actions and outcomes read as words; the action's name is in the cell's tooltip.
+  assert.ok(rows.every((r) => r.includes("Delivery started") && r.includes("Success")), rows.join("\n"));
+  assert.equal(await page.getAttribute("#audit-table tbody tr td:nth-child(3)", "title"), "delivery.start");
   // Details read as lines, none wider than its column; a delivery's row opens its result.
   const details = await page.locator("#audit-table tbody tr").first().locator(".audit-details div").allTextContents();
   assert.ok(details.some((d) => d.startsWith("targets: ")), details.join("\n"));
@@ -636,15 +639,50 @@ test("select all matching, then leave some out (one row, or a page with its head
   await page.click(".dialog [data-close]");
 });
 
+test("webhooks: add one (its secret shown once), send a test, read its calls, delete it", async () => {
+  const url = "http://127.0.0.1:9/hook"; // nothing listens there: the test call fails, with the reason
+  await page.click('a[href="#/admin"]');
+  await page.waitForSelector("#new-webhook");
+  await page.fill('#new-webhook input[name="url"]', url);
+  await page.click('#new-webhook button[type="submit"]');
+  await page.waitForSelector("#webhook-secret code");
+  assert.ok((await page.textContent("#webhook-secret code")).length >= 16);
+  const row = `#webhook-rows tr[data-url="${url}"]`;
+  assert.match(await page.textContent(`${row} td:nth-child(2)`), /All events/);
+  await page.click(`${row} [data-test]`);
+  await page.waitForSelector('#webhook-test[data-state="failed"]');
+  assert.match(await page.textContent("#webhook-test"), /^The test call failed: /);
+  await page.click(`${row} [data-calls]`);
+  await page.waitForSelector('#webhook-calls td:has-text("Test (ping)")');
+  assert.match(await page.textContent('#webhook-calls tbody tr td[data-state="failed"]'), /Given up/);
+  await shot("webhook-calls");
+  await page.click(`${row} [data-delete]`);
+  await page.waitForFunction((selector) => !document.querySelector(selector), row);
+  // One that hears only of finished deliveries and drift stays, for the Chinese page below.
+  await page.fill('#new-webhook input[name="url"]', "http://127.0.0.1:9/finished");
+  await page.uncheck('#new-webhook input[name="all"]');
+  await page.check('#new-webhook input[value="delivery.finished"]');
+  await page.check('#new-webhook input[value="edge.drifted"]');
+  await page.click('#new-webhook button[type="submit"]');
+  await page.waitForSelector('#webhook-rows td:has-text("Delivery finished, Edge drifted")');
+});
+
 test("switch to Chinese; the choice is remembered for the user", async () => {
   await page.click("#lang");
   await page.waitForSelector("text=操作审计");
+  await page.click('a[href="#/audit"]');
+  await page.waitForSelector('h1:has-text("操作审计")');
+  // Every action reads in Chinese (none shown by its raw name), and so do the outcomes.
+  await page.waitForSelector('#audit-table td[data-outcome="success"]:has-text("成功")');
+  const untranslated = await page.$$eval("#audit-table td[title]", (cells) => cells.filter((c) => c.textContent === c.title || !/[\u4e00-\u9fff]/.test(c.textContent)).map((c) => c.title));
+  assert.deepEqual(untranslated, []);
   await shot("zh-audit");
   for (const [link, title] of [["#/edges", "边缘服务"], ["#/config", "边缘配置管理"], ["#/deliveries", "下发记录"], ["#/admin", "系统管理"]]) {
     await page.click(`a[href="${link}"]`);
     await page.waitForSelector(`h1:has-text("${title}")`);
     // The pager says "next page" (下一页), not the wizard's "next step" (下一步).
     if (link === "#/edges") await page.waitForSelector('.pager button:has-text("下一页")');
+    if (link === "#/admin") await page.waitForSelector('#webhook-rows td:has-text("下发已结束, 边缘配置漂移")');
     await shot(`zh-${link.slice(2)}`);
   }
   // A refusal reads in Chinese (the error code's meaning), with the server's own words below it.

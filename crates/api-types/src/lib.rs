@@ -21,6 +21,10 @@ pub struct List<T> {
     pub items: Vec<T>,
     /// How many match, over all pages.
     pub total: i64,
+    /// Present and true when `total` is the database's estimate, not a count: the edge-service
+    /// list on PostgreSQL answers an estimate past 5,000 matches.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub total_estimated: bool,
 }
 
 /// Every error answer.

@@ -3,6 +3,7 @@
 //! function takes values and returns values, so all of it is tested without a server.
 
 pub mod access;
+pub mod audit;
 pub mod compat;
 pub mod delivery;
 pub mod drift;

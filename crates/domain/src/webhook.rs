@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::access::Outcome;
+use crate::audit::AuditAction;
 
 crate::wire_enum! {
     /// What a webhook call announces (its `X-Edgefleet-Event` header).
@@ -95,7 +96,8 @@ impl Subscription {
 
 /// The events an audited change raises: by its action, outcome and, for a new delivery, the state
 /// it was stored in (`details.state`). Refused and failed attempts raise none.
-pub fn events_for(action: &str, outcome: Outcome, details: &Value) -> Vec<WebhookEvent> {
+pub fn events_for(action: AuditAction, outcome: Outcome, details: &Value) -> Vec<WebhookEvent> {
+    use AuditAction as A;
     use WebhookEvent::*;
     let started = details.get("state").and_then(Value::as_str) == Some("running");
     let created = |also: &[WebhookEvent]| {
@@ -107,19 +109,19 @@ pub fn events_for(action: &str, outcome: Outcome, details: &Value) -> Vec<Webhoo
         events
     };
     match (action, outcome) {
-        ("delivery.finish", Outcome::Ended(_)) => vec![DeliveryFinished],
+        (A::DeliveryFinish, Outcome::Ended(_)) => vec![DeliveryFinished],
         (_, Outcome::Success) => match action {
-            "delivery.start" | "delivery.apply_plan" => created(&[]),
-            "delivery.rollback" => created(&[DeliveryRolledBack]),
-            "delivery.retry" | "delivery.begin" => vec![DeliveryStarted],
-            "delivery.resume" if details.get("from").and_then(Value::as_str) == Some("scheduled") => {
+            A::DeliveryStart | A::DeliveryApplyPlan => created(&[]),
+            A::DeliveryRollback => created(&[DeliveryRolledBack]),
+            A::DeliveryRetry | A::DeliveryBegin => vec![DeliveryStarted],
+            A::DeliveryResume if details.get("from").and_then(Value::as_str) == Some("scheduled") => {
                 vec![DeliveryStarted]
             }
-            "delivery.approve" if started => vec![DeliveryApproved, DeliveryStarted],
-            "delivery.approve" => vec![DeliveryApproved],
-            "delivery.wave" => vec![DeliveryWave],
-            "delivery.abort" => vec![DeliveryAborted],
-            "edge_service.drift" => vec![EdgeDrifted],
+            A::DeliveryApprove if started => vec![DeliveryApproved, DeliveryStarted],
+            A::DeliveryApprove => vec![DeliveryApproved],
+            A::DeliveryWave => vec![DeliveryWave],
+            A::DeliveryAbort => vec![DeliveryAborted],
+            A::EdgeServiceDrift => vec![EdgeDrifted],
             _ => Vec::new(),
         },
         _ => Vec::new(),
@@ -204,7 +206,11 @@ mod tests {
             ("auth.login", Outcome::Failure, json!({}), vec![]),
         ];
         for (action, outcome, details, events) in cases {
-            assert_eq!(events_for(action, outcome, &details), events, "{action} {outcome:?}");
+            assert_eq!(
+                events_for(action.parse().expect("an audit action"), outcome, &details),
+                events,
+                "{action} {outcome:?}"
+            );
         }
     }
 

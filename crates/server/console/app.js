@@ -12,6 +12,8 @@
     ? `<span class="tag" title="${esc(t("edges.agent_hint"))}">${esc(t("edges.via_agent", { id: e.agent_id }))}</span> ${esc(e.endpoint)}`
     : esc(e.endpoint);
   const t = (key, vars = {}) => (window.I18N[lang][key] ?? key).replace(/\{(\w+)\}/g, (_, k) => (vars[k] ?? ""));
+  // The translation of `key` when the console has one, else `fallback` (a newer server's word).
+  const known = (key, fallback) => (window.I18N[lang][key] ?? window.I18N.en[key] ?? fallback);
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB") : "");
   const state = { me: null, projects: [], project: localStorage.getItem("project") || "" };
@@ -84,17 +86,22 @@
     return { el: backdrop.firstElementChild, close };
   }
 
-  function pager(total, offset, limit, go) {
+  // `estimated`: the server answered an estimate of the total (many matches on PostgreSQL).
+  function pager(total, offset, limit, go, estimated = false) {
     const box = document.createElement("div");
     box.className = "pager";
     const to = Math.min(total, offset + limit);
     box.innerHTML = `<button type="button" class="secondary" ${offset === 0 ? "disabled" : ""}>${t("common.previous")}</button>
-      <span>${esc(t("common.page", { from: total ? offset + 1 : 0, to, total }))}</span>
+      <span>${esc(t("common.page", { from: total ? offset + 1 : 0, to, total: howMany(total, estimated) }))}</span>
       <button type="button" class="secondary" ${to >= total ? "disabled" : ""}>${t("common.next_page")}</button>`;
     const [prev, next] = $$("button", box);
     prev.addEventListener("click", () => go(Math.max(0, offset - limit)));
     next.addEventListener("click", () => go(offset + limit));
     return box;
+  }
+
+  function howMany(n, estimated) {
+    return estimated ? t("common.about", { n }) : n;
   }
 
   function marker(status) {
@@ -245,7 +252,7 @@
           <button type="button" class="link" data-act="delete">${esc(t("common.delete"))}</button></td>` : ""}</tr>`).join("")}
       </tbody></table>`;
     const again = () => renderEdgeTable(main, offset, filters);
-    box.append(pager(data.total, offset, 50, (o) => renderEdgeTable(main, o, filters)));
+    box.append(pager(data.total, offset, 50, (o) => renderEdgeTable(main, o, filters), data.total_estimated));
     $$("[data-drift]", box).forEach((b) => b.addEventListener("click", () => {
       const edge = data.items.find((x) => x.id === b.closest("tr").dataset.id);
       openDrift(edge, again).catch((error) => showError(main, error));
@@ -636,7 +643,7 @@
       } else if (step === "wiz.step3") {
         await showTargets(body, wizard);
       } else {
-        const count = wizard.allMatching ? wizard.total - wizard.excluded.size : wizard.selected.size;
+        const count = wizard.allMatching ? howMany(wizard.total - wizard.excluded.size, wizard.totalEstimated) : wizard.selected.size;
         body.innerHTML = `<p>${esc(t("wiz.summary", { n: count }))}</p><div id="target-warnings"></div><div class="row">
           <label>${esc(t("wiz.timeout"))}<input name="timeout_secs" type="number" min="1" value="${wizard.options.timeout_secs}"></label>
           <label>${esc(t("wiz.concurrency"))}<input name="concurrency" type="number" min="1" value="${wizard.options.concurrency}"></label>
@@ -964,10 +971,11 @@
     });
     const data = await api("GET", P(`/edge-services?${targetQuery(wizard.filter, { limit: 20, offset })}`));
     wizard.total = data.total;
+    wizard.totalEstimated = Boolean(data.total_estimated);
     const update = () => {
       $("#selection", body).textContent = !wizard.allMatching ? t("wiz.selected", { n: wizard.selected.size })
-        : wizard.excluded.size ? t("wiz.matching_but", { n: data.total - wizard.excluded.size, excluded: wizard.excluded.size }) : t("wiz.matching_all", { n: data.total });
-      $("#select-all", body).textContent = t("wiz.select_all", { n: data.total });
+        : wizard.excluded.size ? t("wiz.matching_but", { n: howMany(data.total - wizard.excluded.size, data.total_estimated), excluded: wizard.excluded.size }) : t("wiz.matching_all", { n: howMany(data.total, data.total_estimated) });
+      $("#select-all", body).textContent = t("wiz.select_all", { n: howMany(data.total, data.total_estimated) });
       const chosen = (id) => (wizard.allMatching ? !wizard.excluded.has(id) : wizard.selected.has(id));
       const boxes = $$('input[type="checkbox"][data-id]', body);
       boxes.forEach((c) => { c.checked = chosen(c.dataset.id); });
@@ -977,7 +985,7 @@
     table.innerHTML = `<table><thead><tr><th><input type="checkbox" id="page-all" aria-label="${esc(t("wiz.page_all"))}"></th><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th><th>${esc(t("common.tags"))}</th></tr></thead>
       <tbody>${data.items.map((e) => `<tr><td><input type="checkbox" data-id="${esc(e.id)}" aria-label="${esc(e.name)}"></td><td>${marker(e.status === "online" ? "succeeded" : e.status === "offline" ? "failed" : "pending")}</td>
         <td>${esc(e.name)}</td><td>${reachOf(e)}</td><td>${esc(e.version || "")}</td><td>${e.tags.map((tag) => `<span class="tag">${esc(tag)}</span>`).join("")}</td></tr>`).join("")}</tbody></table>`;
-    table.append(pager(data.total, offset, 20, (o) => showTargets(body, wizard, o)));
+    table.append(pager(data.total, offset, 20, (o) => showTargets(body, wizard, o), data.total_estimated));
     // With "all matching", unticking a row leaves that edge service out (sent as `exclude`).
     const choose = (c, on) => {
       if (wizard.allMatching) { if (on) wizard.excluded.delete(c.dataset.id); else wizard.excluded.add(c.dataset.id); }
@@ -1167,8 +1175,8 @@
     const data = await api("GET", `/api/v1/audit?${params}`);
     const box = $("#audit-table", main);
     box.innerHTML = `<table><thead><tr><th>${esc(t("audit.time"))}</th><th>${esc(t("audit.actor"))}</th><th>${esc(t("audit.action"))}</th><th>${esc(t("audit.resource"))}</th><th>${esc(t("audit.project"))}</th><th>${esc(t("audit.outcome"))}</th><th>${esc(t("audit.details"))}</th></tr></thead>
-      <tbody>${data.items.map((e) => `<tr><td>${esc(when(e.at))}</td><td>${esc(e.actor_name)}</td><td>${esc(e.action)}</td><td>${esc(e.resource_type)} ${esc(e.resource_name)}</td>
-        <td>${esc(e.org_name)}${e.project_name ? " / " + esc(e.project_name) : ""}</td><td>${esc(e.outcome)}</td><td>${auditDetails(e.details)}${linksToResult(e) ? `<button type="button" class="link" data-result="${esc(e.resource_id)}">${esc(t("audit.open_result"))}</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
+      <tbody>${data.items.map((e) => `<tr><td>${esc(when(e.at))}</td><td>${esc(e.actor_name)}</td><td title="${esc(e.action)}">${esc(known(`audit.act.${e.action}`, e.action))}</td><td>${esc(known(`audit.res.${e.resource_type}`, e.resource_type))} ${esc(e.resource_name)}</td>
+        <td>${esc(e.org_name)}${e.project_name ? " / " + esc(e.project_name) : ""}</td><td data-outcome="${esc(e.outcome)}">${esc(known(`audit.outcome.${e.outcome}`, known(`state.${e.outcome}`, e.outcome)))}</td><td>${auditDetails(e.details)}${linksToResult(e) ? `<button type="button" class="link" data-result="${esc(e.resource_id)}">${esc(t("audit.open_result"))}</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
     box.append(pager(data.total, offset, 50, (o) => renderAudit(main, o, filters)));
     $$("button[data-result]", box).forEach((b) => b.addEventListener("click", async () => {
       try { openResult(await api("GET", P(`/deliveries/${b.dataset.result}`))); } catch (error) { showError(box, error); }
@@ -1211,12 +1219,14 @@
     const projectLabel = state.projects.find((p) => p.id === state.project)?.label || "";
     main.innerHTML = `<h1>${esc(t("admin.title"))}</h1>
       <section id="project-members"></section>
+      <section id="webhooks"></section>
       <h2>${esc(t("admin.orgs"))}</h2>
       ${state.me.is_system_admin ? `<form class="row" id="new-org"><label>${esc(t("admin.new_org"))}<input name="name" required></label><button type="submit">${esc(t("common.add"))}</button></form>` : ""}
       <table><thead><tr><th>${esc(t("common.name"))}</th><th>${esc(t("admin.projects"))}</th><th>${esc(t("admin.members"))}</th></tr></thead><tbody id="org-rows"></tbody></table>
       <section id="user-admin"></section>`;
     const again = async () => { await loadProjects(); renderShell("admin"); renderAdmin(main); };
     if (project?.role === "admin" && members) renderProjectMembers($("#project-members", main), projectLabel, members.items, users, again);
+    if (project?.role === "admin") await renderWebhooks($("#webhooks", main), projectLabel);
     if (users && state.me.is_system_admin) renderUsers($("#user-admin", main), users.items, again);
     const rows = $("#org-rows", main);
     for (const org of orgs.items) {
@@ -1268,6 +1278,59 @@
     $("#add-project-member", box)?.addEventListener("submit", async (e) => {
       e.preventDefault();
       try { await api("PUT", P(`/members/${e.target.user.value}`), { role: e.target.role.value }); await again(); } catch (error) { showError(e.target, error); }
+    });
+  }
+
+  // What a webhook can subscribe to (the server's `WebhookEvent`s but `ping`, which every webhook gets).
+  const WEBHOOK_EVENTS = ["delivery.created", "delivery.approved", "delivery.started", "delivery.wave", "delivery.finished", "delivery.aborted", "delivery.rolled_back", "edge.drifted"];
+
+  // The project's webhooks: add (the secret is shown once), test, see each one's calls, delete.
+  async function renderWebhooks(box, label) {
+    const hooks = await api("GET", P("/webhooks"));
+    const eventNames = (events) => (events.includes("*") ? t("wh.all_events") : events.map((e) => known(`wh.event.${e}`, e)).join(", "));
+    box.innerHTML = `<h2>${esc(t("wh.title", { project: label }))}</h2><p class="muted">${esc(t("wh.hint"))}</p>
+      <table id="webhook-rows"><thead><tr><th>URL</th><th>${esc(t("wh.events"))}</th><th>${esc(t("hist.by"))}</th><th>${esc(t("hist.when"))}</th><th>${esc(t("common.actions"))}</th></tr></thead>
+      <tbody>${hooks.items.map((h) => `<tr data-id="${esc(h.id)}" data-url="${esc(h.url)}"><td>${esc(h.url)}</td><td>${esc(eventNames(h.events))}</td><td>${esc(h.created_by)}</td><td>${esc(when(h.created_at))}</td>
+        <td><button type="button" class="link" data-test>${esc(t("wh.test"))}</button><button type="button" class="link" data-calls>${esc(t("wh.calls"))}</button><button type="button" class="link" data-delete>${esc(t("common.delete"))}</button></td></tr>`).join("")}</tbody></table>
+      ${hooks.items.length ? "" : `<p class="muted">${esc(t("wh.none"))}</p>`}
+      <form id="new-webhook"><div class="row"><label>URL<input name="url" type="url" required placeholder="https://hooks.example.com/edgefleet"></label>
+        <label>${esc(t("wh.secret"))}<input name="secret" type="password" autocomplete="new-password" minlength="16" placeholder="${esc(t("wh.secret_hint"))}"></label></div>
+        <fieldset><legend>${esc(t("wh.events"))}</legend><label><input type="checkbox" name="all" checked> ${esc(t("wh.all_events"))}</label>
+        ${WEBHOOK_EVENTS.map((e) => `<label><input type="checkbox" name="event" value="${esc(e)}"> ${esc(known(`wh.event.${e}`, e))}</label>`).join("")}</fieldset>
+        <button type="submit">${esc(t("wh.add"))}</button></form><div id="webhook-out"></div>`;
+    const out = $("#webhook-out", box);
+    $("#new-webhook", box).addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const form = e.target;
+      const events = form.all.checked ? ["*"] : $$('input[name="event"]:checked', form).map((c) => c.value);
+      const body = { url: form.url.value, events, ...(form.secret.value ? { secret: form.secret.value } : {}) };
+      try {
+        const made = await api("POST", P("/webhooks"), body);
+        await renderWebhooks(box, label);
+        $("#webhook-out", box).innerHTML = `<p class="notice" role="status" id="webhook-secret">${esc(t("wh.secret_once"))} <code>${esc(made.secret)}</code></p>`;
+      } catch (error) { showError(form, error); }
+    });
+    $$("tr[data-id]", box).forEach((row) => {
+      const path = P(`/webhooks/${row.dataset.id}`);
+      $("[data-test]", row).addEventListener("click", async () => {
+        try {
+          const call = await api("POST", `${path}/test`);
+          out.innerHTML = `<p class="notice" role="status" id="webhook-test" data-state="${esc(call.state)}">${esc(call.state === "delivered" ? t("wh.test_ok", { status: call.status_code }) : t("wh.test_failed", { error: call.error || call.status_code || "" }))}</p>`;
+        } catch (error) { showError(out, error); }
+      });
+      $("[data-calls]", row).addEventListener("click", async () => {
+        try {
+          const calls = await api("GET", `${path}/deliveries?limit=50`);
+          out.innerHTML = `<h3>${esc(t("wh.calls_of", { url: row.dataset.url }))}</h3><table id="webhook-calls"><thead><tr><th>${esc(t("hist.when"))}</th><th>${esc(t("wh.event"))}</th><th>${esc(t("res.state"))}</th><th>${esc(t("wh.attempts"))}</th><th>${esc(t("wh.answer"))}</th><th>${esc(t("wh.next"))}</th></tr></thead>
+            <tbody>${calls.items.map((c) => `<tr><td>${esc(when(c.created_at))}</td><td>${esc(known(`wh.event.${c.event}`, c.event))}</td><td data-state="${esc(c.state === "delivered" ? "succeeded" : c.state)}">${esc(t(`wh.state.${c.state}`))}</td><td>${c.attempts}</td>
+              <td class="muted">${esc(c.status_code ? `HTTP ${c.status_code}` : "")} ${esc(c.error || "")}</td><td>${esc(c.state === "pending" ? when(c.next_at) : "")}</td></tr>`).join("")}</tbody></table>
+            ${calls.items.length ? "" : `<p class="muted">${esc(t("wh.no_calls"))}</p>`}`;
+        } catch (error) { showError(out, error); }
+      });
+      $("[data-delete]", row).addEventListener("click", async () => {
+        if (!confirm(t("common.confirm_delete", { name: row.dataset.url }))) return;
+        try { await api("DELETE", path); await renderWebhooks(box, label); } catch (error) { showError(out, error); }
+      });
     });
   }
 

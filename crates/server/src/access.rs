@@ -4,6 +4,7 @@
 
 use domain::access::Outcome;
 pub use domain::access::Role;
+use domain::audit::AuditAction;
 use serde_json::json;
 use store::{Org, ProjectScope, User};
 
@@ -39,7 +40,8 @@ impl ProjectAccess {
 
 /// Records the refusal in the audit and answers 403.
 pub async fn deny<T>(state: &AppState, user: &User, scope: Option<&ProjectScope>, why: &str) -> Result<T, ApiError> {
-    let mut entry = crate::routes::audit_entry(user, scope, "access.denied", "access", "", json!({"reason": why}));
+    let mut entry =
+        crate::routes::audit_entry(user, scope, AuditAction::AccessDenied, "access", "", json!({"reason": why}));
     entry.outcome = Outcome::Denied;
     if let Err(err) = state.store.append_audit(&entry).await {
         tracing::warn!(error = %err, "cannot audit a denied request");

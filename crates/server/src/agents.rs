@@ -1,6 +1,7 @@
 //! Agent mode in the server: the link to the broker (when `--mqtt-url` is set), each project's
 //! command-signing key, agents' broker credentials, and agents' status written as probes.
 
+use domain::audit::AuditAction;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -93,12 +94,11 @@ impl Agents {
         let entry = AuditEntry {
             actor_name: "edgefleet".into(),
             project_id: project_id.to_owned(),
-            action: "project.command_key".into(),
             resource_type: "project".into(),
             resource_id: project_id.to_owned(),
             outcome: domain::access::Outcome::Success,
             details: serde_json::json!({"made": "on first use"}),
-            ..AuditEntry::default()
+            ..AuditEntry::new(AuditAction::ProjectCommandKey)
         };
         if self.store.add_project_command_key(&row, &entry).await? {
             return Ok(row);

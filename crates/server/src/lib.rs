@@ -21,6 +21,7 @@ mod throttle;
 mod views;
 mod webhooks;
 
+use domain::audit::AuditAction;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -268,12 +269,11 @@ async fn bootstrap_admin(
     let hash = passwords.hash(&password).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let entry = store::AuditEntry {
         actor_name: "edgefleet".into(),
-        action: "user.create".into(),
         resource_type: "user".into(),
         resource_name: "admin".into(),
         outcome: domain::access::Outcome::Success,
         details: serde_json::json!({"system_admin": true, "first_start": true}),
-        ..store::AuditEntry::default()
+        ..store::AuditEntry::new(AuditAction::UserCreate)
     };
     match store.create_user("admin", &hash, true, &entry).await {
         Ok(_) => Ok(generated.then_some(password)),

@@ -98,6 +98,8 @@ pub struct FleetGauges {
     pub drifted_edges: i64,
     /// Deliveries by state (every state listed, 0 included).
     pub deliveries: Vec<(domain::delivery::DeliveryState, i64)>,
+    /// Webhook calls still to be tried (-1: unknown).
+    pub webhook_calls_pending: i64,
 }
 
 pub struct Metrics {
@@ -128,6 +130,11 @@ pub struct Metrics {
     pub http_requests: Counters,
     /// `method="GET",route="/api/v1/..."`: until the answer's head was sent.
     pub http_request_seconds: Histograms,
+    /// `event="delivery.finished",result="delivered"`: each try of a webhook call, by its event and
+    /// how it went (`delivered`, `retrying`, `failed`: given up, or a test call that failed).
+    pub webhook_tries: Counters,
+    /// `event="delivery.finished"`: how long each try took to be answered (or to fail).
+    pub webhook_try_seconds: Histograms,
 }
 
 impl Default for Metrics {
@@ -153,6 +160,8 @@ impl Default for Metrics {
             target_failures: Counters::default(),
             http_requests: Counters::default(),
             http_request_seconds: Histograms::new(CALL_BUCKETS),
+            webhook_tries: Counters::default(),
+            webhook_try_seconds: Histograms::new(CALL_BUCKETS),
         }
     }
 }
@@ -278,6 +287,22 @@ impl Metrics {
         for (state, count) in &fleet.deliveries {
             let _ = writeln!(out, "edgefleet_deliveries{{state=\"{state}\"}} {count}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP edgefleet_webhook_calls_pending Webhook calls not yet answered with a 2xx and still to be tried (all replicas').\n\
+             # TYPE edgefleet_webhook_calls_pending gauge\nedgefleet_webhook_calls_pending {}",
+            fleet.webhook_calls_pending
+        );
+        self.webhook_tries.render(
+            &mut out,
+            "edgefleet_webhook_tries_total",
+            "Tries of webhook calls, by event and result (delivered, retrying, failed).",
+        );
+        self.webhook_try_seconds.render(
+            &mut out,
+            "edgefleet_webhook_try_duration_seconds",
+            "Time of each webhook try until its answer or failure, by event.",
+        );
         self.target_seconds.render(
             &mut out,
             "edgefleet_target_duration_seconds",

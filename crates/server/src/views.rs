@@ -210,5 +210,5 @@ pub fn audit_event(row: &store::AuditEvent) -> api::AuditEvent {
 
 /// A page of items in their API shape.
 pub fn list<R, T>(rows: &[R], total: i64, view: impl Fn(&R) -> T) -> api::List<T> {
-    api::List { items: rows.iter().map(view).collect(), total }
+    api::List { items: rows.iter().map(view).collect(), total, total_estimated: false }
 }

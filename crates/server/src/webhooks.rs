@@ -65,6 +65,20 @@ async fn send_due(state: &AppState) -> store::Result<()> {
 /// Sends one call and says how it went; with `retry`, a failure is tried again later (until the
 /// call is a day old), without it (the test button) it is final.
 pub async fn try_call(state: &AppState, due: &DueCall, retry: bool) -> CallTry {
+    let began = std::time::Instant::now();
+    let done = send(state, due, retry).await;
+    let event = due.call.event.as_str();
+    state.metrics.webhook_try_seconds.observe(format!("event=\"{event}\""), began.elapsed());
+    let result = match done.state {
+        CallState::Delivered => "delivered",
+        CallState::Pending => "retrying",
+        CallState::Failed => "failed",
+    };
+    state.metrics.webhook_tries.inc(format!("event=\"{event}\",result=\"{result}\""));
+    done
+}
+
+async fn send(state: &AppState, due: &DueCall, retry: bool) -> CallTry {
     let sent = match state.secrets.open(&due.secret_sealed) {
         Ok(secret) => {
             let headers = [

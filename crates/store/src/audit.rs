@@ -2,6 +2,7 @@
 //! the organization, project or resource is renamed or deleted.
 
 use domain::access::Outcome;
+use domain::audit::AuditAction;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -11,7 +12,7 @@ use crate::sql::Sql;
 use crate::{Result, Store, escape_like, json_value, like_pattern, now_ms, parsed};
 
 /// A record to append.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     pub actor_id: String,
     pub actor_name: String,
@@ -19,14 +20,33 @@ pub struct AuditEntry {
     pub org_name: String,
     pub project_id: String,
     pub project_name: String,
-    /// `template.create`, `delivery.start`, `auth.login`, ...
-    pub action: String,
+    pub action: AuditAction,
     /// `template`, `edge_service`, `delivery`, `user`, ...
     pub resource_type: String,
     pub resource_id: String,
     pub resource_name: String,
     pub outcome: Outcome,
     pub details: Value,
+}
+
+impl AuditEntry {
+    /// A successful `action` with no actor, scope or resource yet (the caller fills what it knows).
+    pub fn new(action: AuditAction) -> AuditEntry {
+        AuditEntry {
+            actor_id: String::new(),
+            actor_name: String::new(),
+            org_id: String::new(),
+            org_name: String::new(),
+            project_id: String::new(),
+            project_name: String::new(),
+            action,
+            resource_type: String::new(),
+            resource_id: String::new(),
+            resource_name: String::new(),
+            outcome: Outcome::Success,
+            details: Value::Null,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +103,7 @@ pub(crate) async fn insert(conn: &mut sqlx::AnyConnection, entry: &AuditEntry) -
     .bind(&entry.org_name)
     .bind(&entry.project_id)
     .bind(&entry.project_name)
-    .bind(&entry.action)
+    .bind(entry.action.as_str())
     .bind(&entry.resource_type)
     .bind(&entry.resource_id)
     .bind(&entry.resource_name)

@@ -5,6 +5,7 @@
 //! so a result never stands without what it delivered. A check's finding is fenced by the delivery
 //! it compared against: a delivery that lands while a check reads is not marked drifted by it.
 
+use domain::audit::AuditAction;
 use domain::drift::{ConfigState, InventoryKind};
 use domain::edge::EdgeStatus;
 use sqlx::any::AnyRow;
@@ -213,13 +214,12 @@ async fn audit_drift(conn: &mut sqlx::AnyConnection, edge_id: &str, objects: &[&
         org_name: row.get("org_name"),
         project_id: row.get("project_id"),
         project_name: row.get("project_name"),
-        action: "edge_service.drift".into(),
         resource_type: "edge_service".into(),
         resource_id: edge_id.to_owned(),
         resource_name: row.get("name"),
         // Object keys are stored as the JSON of `domain::plan::ObjectRef` (`{"kind", "id"}`).
         details: serde_json::json!({"objects": objects.iter().map(|o| serde_json::from_str(o).unwrap_or_else(|_| serde_json::Value::from(*o))).collect::<Vec<serde_json::Value>>()}),
-        ..AuditEntry::default()
+        ..AuditEntry::new(AuditAction::EdgeServiceDrift)
     };
     crate::audit::insert(conn, &entry).await
 }

@@ -1,5 +1,6 @@
 //! The edge-service registry.
 
+use domain::audit::AuditAction;
 use std::collections::HashMap;
 
 use domain::drift::ConfigState;
@@ -293,9 +294,8 @@ impl Store {
                 org_name: row.get("org_name"),
                 project_id: row.get("project_id"),
                 project_name: row.get("project_name"),
-                action: "edge_service.import".into(),
                 resource_type: "edge_service".into(),
-                ..AuditEntry::default()
+                ..AuditEntry::new(AuditAction::EdgeServiceImport)
             };
             let id: String = row.get("id");
             self.undo_import(&id, "the server stopped before the import finished", &entry).await?;
@@ -390,10 +390,14 @@ impl Store {
         filter: &EdgeFilter,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<EdgeService>, i64)> {
-        let total = self.count_matching(project_id, filter).await?;
-        if total == 0 || offset >= total {
-            return Ok((Vec::new(), total));
+    ) -> Result<(Vec<EdgeService>, MatchCount)> {
+        let count = match self.backend {
+            Backend::Sqlite => MatchCount { n: self.count_matching(project_id, filter).await?, estimated: false },
+            Backend::Postgres => self.count_or_estimate(project_id, filter).await?,
+        };
+        let total = count.n;
+        if total == 0 || (offset >= total && !count.estimated) {
+            return Ok((Vec::new(), count));
         }
         let walk = if total > DENSE_MATCHES { Walk::ByName } else { Walk::FromFilters };
         let mut select = Sql::new("SELECT e.* FROM edge_services e");
@@ -404,7 +408,28 @@ impl Store {
         let order = if walk == Walk::FromFilters && self.backend == Backend::Sqlite { "+e.name" } else { "e.name" };
         select.push(" ORDER BY ").push(order).push(" LIMIT ").int(limit).push(" OFFSET ").int(offset);
         let rows = select.query(self.backend).fetch_all(&self.read).await?;
-        Ok((rows.iter().map(edge).collect::<Result<_>>()?, total))
+        Ok((rows.iter().map(edge).collect::<Result<_>>()?, count))
+    }
+
+    /// PostgreSQL counts matches exactly up to [`EXACT_COUNT_UP_TO`]; past it, the planner's
+    /// estimate (never below the number counted) is answered as one. An exact count re-checks every
+    /// match: 33,000 free-text matches took 95 ms of a 100,000-service registry's request.
+    async fn count_or_estimate(&self, project_id: &str, filter: &EdgeFilter) -> Result<MatchCount> {
+        let mut capped =
+            Sql::new("SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM edge_services e WHERE e.project_id = ");
+        capped.text(project_id);
+        self.edge_filters(&mut capped, project_id, filter, Walk::FromFilters);
+        capped.push(" LIMIT ").int(EXACT_COUNT_UP_TO + 1).push(") capped");
+        let counted: i64 = capped.query(self.backend).fetch_one(&self.read).await?.get("n");
+        if counted <= EXACT_COUNT_UP_TO {
+            return Ok(MatchCount { n: counted, estimated: false });
+        }
+        let mut explain = Sql::new("EXPLAIN SELECT 1 FROM edge_services e WHERE e.project_id = ");
+        explain.text(project_id);
+        self.edge_filters(&mut explain, project_id, filter, Walk::FromFilters);
+        let plan = explain.query(self.backend).fetch_one(&self.read).await?;
+        let top: String = plan.get(0);
+        Ok(MatchCount { n: planned_rows(&top).unwrap_or(0).max(counted), estimated: true })
     }
 
     /// How many of the project's services match, answered from a single index when the filter
@@ -742,6 +767,23 @@ async fn insert_tags(
         .await?;
     }
     Ok(())
+}
+
+/// How many services match a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchCount {
+    pub n: i64,
+    /// `n` is the database's estimate (PostgreSQL, more than [`EXACT_COUNT_UP_TO`] matches).
+    pub estimated: bool,
+}
+
+/// On PostgreSQL, matches are counted exactly up to this many; more are estimated.
+pub const EXACT_COUNT_UP_TO: i64 = 5_000;
+
+/// The `rows=N` of a plan's top line (`Seq Scan on ... (cost=0.00..1.00 rows=42 width=4)`).
+fn planned_rows(line: &str) -> Option<i64> {
+    let after = &line[line.find(" rows=")? + " rows=".len()..];
+    after[..after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len())].parse().ok()
 }
 
 /// Above this many matches a page is found by walking the services in name order.

@@ -41,7 +41,8 @@ pub use drift::{
     ObjectFinding,
 };
 pub use edges::{
-    EdgeAuthRow, EdgeHealth, EdgeService, IMPORT_ABANDONED_AFTER_MS, IMPORT_CHUNK, NewEdge, ProbeResult, ProbeTarget,
+    EXACT_COUNT_UP_TO, EdgeAuthRow, EdgeHealth, EdgeService, IMPORT_ABANDONED_AFTER_MS, IMPORT_CHUNK, MatchCount,
+    NewEdge, ProbeResult, ProbeTarget,
 };
 pub use members::{Member, Roles, TokenInfo};
 pub use plugins::{NewPlugin, Plugin};

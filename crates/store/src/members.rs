@@ -1,6 +1,7 @@
 //! Memberships and roles, users' own settings and tokens, and deleting organizations and projects.
 
 use domain::access::Role;
+use domain::audit::AuditAction;
 use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
@@ -223,7 +224,7 @@ impl Store {
         for project in &projects {
             shas.extend(delete_project_in(&mut tx, project, true).await?);
             let entry = AuditEntry {
-                action: "project.delete".into(),
+                action: AuditAction::ProjectDelete,
                 resource_type: "project".into(),
                 resource_id: project.clone(),
                 ..audit_entry.clone()

@@ -1,6 +1,7 @@
 //! A delivery's control between waves: gates, pause and resume, schedules, approvals. Every change
 //! is one conditional statement (or transaction), so replicas racing to make it make it once.
 
+use domain::audit::AuditAction;
 use domain::delivery::DeliveryState;
 use sqlx::Row;
 
@@ -149,12 +150,11 @@ impl Store {
                 org_name: row.get("org_name"),
                 project_id: row.get("project_id"),
                 project_name: row.get("project_name"),
-                action: "delivery.begin".into(),
                 resource_type: "delivery".into(),
                 resource_id: id.clone(),
                 resource_name: row.get("template_name"),
                 details: serde_json::json!({"start_at": row.get::<Option<i64>, _>("start_at"), "state": "running"}),
-                ..AuditEntry::default()
+                ..AuditEntry::new(AuditAction::DeliveryBegin)
             };
             audit::insert(&mut tx, &entry).await?;
             started.push(id);

@@ -62,7 +62,7 @@ pub struct CallTry {
 /// Enqueues, on `conn`, a call to each of the project's webhooks that hears of an event `entry`
 /// raises (see [`events_for`]). Most changes raise none and cost nothing more here.
 pub(crate) async fn enqueue(conn: &mut sqlx::AnyConnection, entry: &AuditEntry, at: i64) -> Result<()> {
-    let events = events_for(&entry.action, entry.outcome, &entry.details);
+    let events = events_for(entry.action, entry.outcome, &entry.details);
     if events.is_empty() || entry.project_id.is_empty() {
         return Ok(());
     }
@@ -159,6 +159,16 @@ fn call(row: &AnyRow) -> Result<WebhookCall> {
 }
 
 impl Store {
+    /// Webhook calls not yet answered with a 2xx and still to be tried (all projects').
+    pub async fn pending_webhook_calls(&self) -> Result<i64> {
+        // The partial index of due calls holds exactly the pending ones.
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM webhook_calls WHERE state = 'pending' AND next_at IS NOT NULL")
+                .fetch_one(&self.read)
+                .await?;
+        Ok(row.get("n"))
+    }
+
     pub async fn create_webhook(&self, hook: &Webhook, audit_entry: &AuditEntry) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query(

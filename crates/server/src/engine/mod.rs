@@ -13,6 +13,7 @@ mod slots;
 mod snapshots;
 pub mod target;
 
+use domain::audit::AuditAction;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -955,7 +956,7 @@ async fn finish_audit(store: &Store, delivery: &Delivery, state: DeliveryState, 
         "abort_reason": delivery.abort_reason,
         "rollback_id": delivery.rollback_id,
     });
-    let mut entry = rollout::system_entry(store, delivery, "delivery.finish", details).await;
+    let mut entry = rollout::system_entry(store, delivery, AuditAction::DeliveryFinish, details).await;
     entry.actor_name = delivery.created_by.clone();
     entry.outcome = Outcome::Ended(state);
     entry

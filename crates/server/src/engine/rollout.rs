@@ -3,6 +3,7 @@
 //! Every step is a conditional change in the store, so replicas racing to take it take it once,
 //! and a restarted server finds the rollout where it was.
 
+use domain::audit::AuditAction;
 use std::sync::Arc;
 
 use api_types::RolloutEvent;
@@ -52,7 +53,7 @@ impl Engine {
         }
         let waves = delivery.wave_ends.len() as u32;
         let details = json!({"wave": wave + 1, "waves": waves, "counts": counts, "gate": rollout.gate});
-        let entry = system_entry(&self.store, &delivery, "delivery.wave", details).await;
+        let entry = system_entry(&self.store, &delivery, AuditAction::DeliveryWave, details).await;
         let finished = RolloutEvent::WaveFinished { wave: wave as u32 + 1, waves, counts };
         match rollout.gate {
             domain::rollout::Gate::Auto => {
@@ -99,7 +100,7 @@ impl Engine {
         let entry = system_entry(
             &self.store,
             delivery,
-            "delivery.abort",
+            AuditAction::DeliveryAbort,
             json!({"reason": reason, "wave": wave + 1, "failed": counts.failed,
                    "results": counts.succeeded + counts.failed + counts.skipped}),
         )
@@ -137,7 +138,7 @@ impl Engine {
         );
         new.first_rollback_only = true;
         let details = json!({"rollback_of": delivery.id, "targets": edges.len(), "reason": delivery.abort_reason});
-        let mut entry = system_entry(&self.store, delivery, "delivery.rollback", details).await;
+        let mut entry = system_entry(&self.store, delivery, AuditAction::DeliveryRollback, details).await;
         entry.resource_id = new.id.clone();
         match self.store.create_delivery(&new, &new_targets(&edges), &entry).await {
             Ok(rollback) => {
@@ -182,7 +183,7 @@ impl Engine {
 pub(super) async fn system_entry(
     store: &store::Store,
     delivery: &Delivery,
-    action: &str,
+    action: AuditAction,
     details: Value,
 ) -> AuditEntry {
     let scope = store.project_scope(&delivery.project_id).await.ok();
@@ -193,7 +194,7 @@ pub(super) async fn system_entry(
         org_name: scope.as_ref().map(|s| s.org_name.clone()).unwrap_or_default(),
         project_id: delivery.project_id.clone(),
         project_name: scope.as_ref().map(|s| s.project_name.clone()).unwrap_or_default(),
-        action: action.to_owned(),
+        action,
         resource_type: "delivery".into(),
         resource_id: delivery.id.clone(),
         resource_name: delivery.template_name.clone(),

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
+use domain::audit::AuditAction;
 use serde_json::json;
 
 use crate::AppState;
@@ -44,7 +45,7 @@ pub async fn issue_credentials(
     let mut entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "edge_service.agent_credentials",
+        AuditAction::EdgeServiceAgentCredentials,
         "edge_service",
         &edge.name,
         json!({"agent_id": agent_id, "rotated": rotated}),

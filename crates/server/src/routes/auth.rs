@@ -1,6 +1,7 @@
 //! Login, logout, the current user and API tokens.
 
 use axum::Json;
+use domain::audit::AuditAction;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -80,7 +81,7 @@ pub async fn login(
         name: "login",
         expires_at: Some(expires_at),
     };
-    let entry = audit_entry(&user, None, "auth.login", "user", &user.username, json!({}));
+    let entry = audit_entry(&user, None, AuditAction::AuthLogin, "user", &user.username, json!({}));
     state.store.insert_token(&session, &entry).await?;
     let device_token = devices.issue(&user.id);
     let secure = if state.config.served_over_https() { "; Secure" } else { "" };
@@ -121,12 +122,11 @@ fn presented_device(headers: &HeaderMap) -> Option<String> {
 fn login_audit(username: &str, outcome: Outcome, address: &str) -> store::AuditEntry {
     store::AuditEntry {
         actor_name: username.to_owned(),
-        action: "auth.login".into(),
         resource_type: "user".into(),
         resource_name: username.to_owned(),
         outcome,
         details: json!({"address": address}),
-        ..store::AuditEntry::default()
+        ..store::AuditEntry::new(AuditAction::AuthLogin)
     }
 }
 
@@ -135,7 +135,7 @@ pub async fn logout(
     CurrentUser(user): CurrentUser,
     CredentialHash(credential): CredentialHash,
 ) -> ApiResult<Response> {
-    let entry = audit_entry(&user, None, "auth.logout", "user", &user.username, json!({}));
+    let entry = audit_entry(&user, None, AuditAction::AuthLogout, "user", &user.username, json!({}));
     state.store.delete_token(&credential, &entry).await?;
     let secure = if state.config.served_over_https() { "; Secure" } else { "" };
     let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}");
@@ -159,7 +159,7 @@ pub async fn create_token(
     let expires_at = body.expires_in_days.map(|d| store::now_ms() + i64::from(d) * 86_400_000);
     let hash = sha256_hex(token.as_bytes());
     let api_token = store::NewToken { hash: &hash, user_id: &user.id, kind: "api", name: &body.name, expires_at };
-    let entry = audit_entry(&user, None, "token.create", "api_token", &body.name, json!({}));
+    let entry = audit_entry(&user, None, AuditAction::TokenCreate, "api_token", &body.name, json!({}));
     let id = state.store.insert_token(&api_token, &entry).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "token": token, "name": body.name, "expires_at": expires_at}))))
 }
@@ -200,7 +200,7 @@ pub async fn revoke_token(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let mut entry = audit_entry(&user, None, "token.revoke", "api_token", "", json!({}));
+    let mut entry = audit_entry(&user, None, AuditAction::TokenRevoke, "api_token", "", json!({}));
     entry.resource_id = id.clone();
     state.store.revoke_token(&user.id, &id, &entry).await.map_err(|e| match e {
         store::StoreError::NotFound(_) => ApiError::new(ErrorCode::TokenNotFound, "no such API token of yours"),

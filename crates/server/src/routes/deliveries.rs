@@ -1,6 +1,7 @@
 //! Deliveries: start (targets resolved and parameters checked before anything is sent), history,
 //! results per target, live events, cancel and retry.
 
+use domain::audit::AuditAction;
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ use api_types::NewDelivery as NewDeliveryRequest;
 pub(super) fn control_entry(
     user: &store::User,
     scope: &crate::access::ProjectAccess,
-    action: &str,
+    action: AuditAction,
     delivery: &Delivery,
     details: Value,
 ) -> store::AuditEntry {
@@ -188,7 +189,8 @@ pub async fn create(
         "wave_ends": wave_ends, "start_at": request.start_at, "approvals_required": approvals_required,
         "state": first_state,
     });
-    let mut entry = audit_entry(&user, Some(&scope.scope), "delivery.start", "delivery", &payload.name, details);
+    let mut entry =
+        audit_entry(&user, Some(&scope.scope), AuditAction::DeliveryStart, "delivery", &payload.name, details);
     entry.resource_id = new.id.clone();
     let delivery = state.store.create_delivery(&new, &targets, &entry).await?;
     Metrics::inc(&state.metrics.deliveries_started);
@@ -551,7 +553,7 @@ pub async fn cancel(
         ));
     }
     if delivery.state != DeliveryState::Canceling {
-        let entry = control_entry(&user, &scope, "delivery.cancel", &delivery, json!({}));
+        let entry = control_entry(&user, &scope, AuditAction::DeliveryCancel, &delivery, json!({}));
         state.store.cancel_delivery(&id, &entry).await?;
     }
     state.engine.cancel(&id).await;
@@ -575,7 +577,7 @@ pub async fn retry(
         ));
     }
     let counts = state.store.delivery_counts(&id).await?;
-    let entry = control_entry(&user, &scope, "delivery.retry", &delivery, json!({"targets": counts.failed}));
+    let entry = control_entry(&user, &scope, AuditAction::DeliveryRetry, &delivery, json!({"targets": counts.failed}));
     let retried = state.store.retry_failed(&id, &entry).await?;
     if retried == 0 {
         return Err(ApiError::new(ErrorCode::NothingToRetry, "no target of this delivery failed"));

@@ -2,6 +2,7 @@
 //! (re-apply), keeping the edge's version instead (a template from the edge), and the inventory of
 //! what every edge holds.
 
+use domain::audit::AuditAction;
 use std::collections::BTreeMap;
 
 use api_types::{DriftReport, ObjectDrift, Reapplied, ReapplyRequest, TemplateFromEdge};
@@ -147,8 +148,16 @@ pub async fn reapply(
         new.state = first_state(&state, approvals_required, None);
         let details = json!({"edge_id": edge.id, "edge_name": edge.name, "source_delivery": source.id, "mode": mode,
                              "config_state": edge.config_state});
-        let (_, Json(body)) =
-            start_derived(&state, &user, &scope, new, std::slice::from_ref(&edge.id), "edge.reapply", details).await?;
+        let (_, Json(body)) = start_derived(
+            &state,
+            &user,
+            &scope,
+            new,
+            std::slice::from_ref(&edge.id),
+            AuditAction::EdgeReapply,
+            details,
+        )
+        .await?;
         started.push(body);
     }
     let mut started = started.into_iter();
@@ -228,7 +237,8 @@ pub async fn from_edge(
             let mut details = details;
             details["version"] = json!(version);
             let shown = name.clone().unwrap_or_else(|| current.name.clone());
-            let mut entry = audit_entry(&user, Some(&scope.scope), "template.adopt", "template", &shown, details);
+            let mut entry =
+                audit_entry(&user, Some(&scope.scope), AuditAction::TemplateAdopt, "template", &shown, details);
             entry.resource_id = current.id.clone();
             let change = TemplateChange { name, description, content: Some((text.clone(), sha)) };
             let updated = state.store.update_template(&current, &change, &user.username, &entry).await?;
@@ -236,7 +246,8 @@ pub async fn from_edge(
         }
         None => {
             let name = name.unwrap_or_default();
-            let entry = audit_entry(&user, Some(&scope.scope), "template.from_edge", "template", &name, details);
+            let entry =
+                audit_entry(&user, Some(&scope.scope), AuditAction::TemplateFromEdge, "template", &name, details);
             let description = description.unwrap_or_default();
             let template = state
                 .store

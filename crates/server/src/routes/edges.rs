@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use domain::audit::AuditAction;
 use domain::edge::{AuthKind, Reach, Transport};
 use domain::endpoint::normalize_endpoint;
 use domain::filter::EdgeFilter;
@@ -84,7 +85,7 @@ pub async fn create(
     let entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "edge_service.create",
+        AuditAction::EdgeServiceCreate,
         "edge_service",
         &edge.name,
         json!({"endpoint": edge.endpoint}),
@@ -190,8 +191,14 @@ pub async fn import(
         };
         return Err(ApiError::new(code, message).with_details(json!({"problems": problems})));
     }
-    let entry =
-        audit_entry(&user, Some(&scope.scope), "edge_service.import", "edge_service", "", json!({"rows": edges.len()}));
+    let entry = audit_entry(
+        &user,
+        Some(&scope.scope),
+        AuditAction::EdgeServiceImport,
+        "edge_service",
+        "",
+        json!({"rows": edges.len()}),
+    );
     // The import runs to its end (or its undoing) even if the client goes away: a half-done
     // chunked import would otherwise stay visible until the sweep finds it abandoned.
     let importing = {
@@ -286,8 +293,9 @@ pub async fn list(
         query.only(&["q", "name", "endpoint", "version", "tag", "status", "config_state", "limit", "offset"])?;
     let filter = filter_from(query)?;
     let page = query.page()?;
-    let (items, total) = state.store.list_edges(&project_id, &filter, page.limit, page.offset).await?;
-    Ok(Json(json!(views::list(&items, total, views::edge))))
+    let (items, count) = state.store.list_edges(&project_id, &filter, page.limit, page.offset).await?;
+    let list = api_types::List { total_estimated: count.estimated, ..views::list(&items, count.n, views::edge) };
+    Ok(Json(json!(list)))
 }
 
 pub async fn get_one(
@@ -361,7 +369,7 @@ pub async fn update(
     let mut entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "edge_service.update",
+        AuditAction::EdgeServiceUpdate,
         "edge_service",
         &edge.name,
         json!({"changed": changed}),
@@ -392,7 +400,7 @@ pub async fn delete(
     let mut entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "edge_service.delete",
+        AuditAction::EdgeServiceDelete,
         "edge_service",
         &edge.name,
         json!({"endpoint": edge.endpoint}),

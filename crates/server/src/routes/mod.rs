@@ -24,6 +24,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use domain::audit::AuditAction;
 use serde_json::Value;
 use store::{AuditEntry, ProjectScope, User};
 
@@ -340,7 +341,7 @@ async fn count_request(
 pub fn audit_entry(
     user: &User,
     scope: Option<&ProjectScope>,
-    action: &str,
+    action: AuditAction,
     resource_type: &str,
     resource_name: &str,
     details: Value,
@@ -352,7 +353,7 @@ pub fn audit_entry(
         org_name: scope.map(|s| s.org_name.clone()).unwrap_or_default(),
         project_id: scope.map(|s| s.project_id.clone()).unwrap_or_default(),
         project_name: scope.map(|s| s.project_name.clone()).unwrap_or_default(),
-        action: action.to_owned(),
+        action,
         resource_type: resource_type.to_owned(),
         resource_id: String::new(),
         resource_name: resource_name.to_owned(),

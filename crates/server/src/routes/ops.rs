@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::IntoResponse;
+use domain::audit::AuditAction;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -21,6 +22,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let fleet = crate::metrics::FleetGauges {
         drifted_edges: state.store.edges_in_config_state(domain::drift::ConfigState::Drifted).await.unwrap_or(-1),
         deliveries: state.store.deliveries_by_state().await.unwrap_or_default(),
+        webhook_calls_pending: state.store.pending_webhook_calls().await.unwrap_or(-1),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -70,7 +72,7 @@ pub async fn rotate_project_jwt_key(
     let mut entry = audit_entry(
         &user,
         Some(&scope),
-        "jwt_key.rotate",
+        AuditAction::JwtKeyRotate,
         "jwt_key",
         &project_id,
         json!({"previous": key.first().map(|k| k.file_name.clone())}),
@@ -118,7 +120,8 @@ fn responses(shape: crate::routes::Shape) -> Value {
         Shape::One(name) => json!({"description": name, "content": json_body(schema(name))}),
         Shape::List(name) => json!({"description": format!("a page of {name}"), "content": json_body(json!({
             "type": "object", "required": ["items", "total"],
-            "properties": {"items": {"type": "array", "items": schema(name)}, "total": {"type": "integer"}}
+            "properties": {"items": {"type": "array", "items": schema(name)}, "total": {"type": "integer"},
+                           "total_estimated": {"type": "boolean", "description": "true when `total` is an estimate"}}
         }))}),
         Shape::Empty => json!({"description": "done; no body"}),
         Shape::Other => json!({"description": "success"}),

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use domain::audit::AuditAction;
 use serde_json::{Value, json};
 use store::{AuditEntry, Org, StoreError, User};
 
@@ -21,7 +22,14 @@ fn checked_name(name: &str, what: &str) -> Result<String, ApiError> {
         .map_err(|m| ApiError::new(ErrorCode::InvalidName, m))
 }
 
-fn org_entry(user: &User, org: &Org, action: &str, resource_type: &str, name: &str, details: Value) -> AuditEntry {
+fn org_entry(
+    user: &User,
+    org: &Org,
+    action: AuditAction,
+    resource_type: &str,
+    name: &str,
+    details: Value,
+) -> AuditEntry {
     let mut entry = audit_entry(user, None, action, resource_type, name, details);
     entry.org_id = org.id.clone();
     entry.org_name = org.name.clone();
@@ -40,7 +48,7 @@ pub async fn create(
     ApiJson(body): ApiJson<NewName>,
 ) -> ApiResult<impl IntoResponse> {
     let name = checked_name(&body.name, "organization")?;
-    let entry = audit_entry(&user, None, "org.create", "org", &name, json!({}));
+    let entry = audit_entry(&user, None, AuditAction::OrgCreate, "org", &name, json!({}));
     let org = state.store.create_org(&name, &entry).await?;
     Ok(created(views::org(&org)))
 }
@@ -59,7 +67,7 @@ pub async fn rename(
     ApiJson(body): ApiJson<NewName>,
 ) -> ApiResult<Json<Value>> {
     let name = checked_name(&body.name, "organization")?;
-    let mut entry = org_entry(&user, &org, "org.update", "org", &name, json!({"renamed_from": org.name}));
+    let mut entry = org_entry(&user, &org, AuditAction::OrgUpdate, "org", &name, json!({"renamed_from": org.name}));
     entry.resource_id = org.id.clone();
     state.store.rename_org(&id, &name, &entry).await?;
     Ok(Json(json!(views::org(&state.store.get_org(&id).await?))))
@@ -73,7 +81,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let force = query.only(&["force"])?.one("force").as_deref() == Some("true");
     let org = state.store.get_org(&id).await?;
-    let mut entry = org_entry(&user, &org, "org.delete", "org", &org.name, json!({"force": force}));
+    let mut entry = org_entry(&user, &org, AuditAction::OrgDelete, "org", &org.name, json!({"force": force}));
     entry.resource_id = org.id.clone();
     let shas = state.store.delete_org(&id, force, &entry).await.map_err(|err| match err {
         StoreError::Conflict { clash: store::Clash::OrgHasProjects, name } => ApiError::new(
@@ -107,7 +115,7 @@ pub async fn create_project(
     ApiJson(body): ApiJson<NewName>,
 ) -> ApiResult<impl IntoResponse> {
     let name = checked_name(&body.name, "project")?;
-    let entry = audit_entry(&user, None, "project.create", "project", &name, json!({}));
+    let entry = audit_entry(&user, None, AuditAction::ProjectCreate, "project", &name, json!({}));
     let project = state.store.create_project(&org_id, &name, &entry).await?;
     Ok(created(views::project(&project)))
 }
@@ -144,7 +152,7 @@ pub async fn update_project(
         let mut entry = audit_entry(
             &user,
             Some(&access.scope),
-            "project.update",
+            AuditAction::ProjectUpdate,
             "project",
             &name,
             json!({"renamed_from": access.scope.project_name}),
@@ -164,7 +172,7 @@ pub async fn update_project(
         let mut entry = audit_entry(
             &user,
             Some(&updated.scope),
-            "project.approvals",
+            AuditAction::ProjectApprovals,
             "project",
             &updated.scope.project_name,
             json!({"approvals_required": required, "before": before}),
@@ -187,7 +195,7 @@ pub async fn delete_project(
     let mut entry = audit_entry(
         &user,
         Some(&access.scope),
-        "project.delete",
+        AuditAction::ProjectDelete,
         "project",
         &access.scope.project_name,
         json!({"force": force}),
@@ -240,7 +248,7 @@ pub async fn set_member(
 ) -> ApiResult<Json<Value>> {
     let role = parse_role(&body.role, &[Role::Admin, Role::Viewer, Role::Member])?;
     let member = state.store.get_user(&user_id).await?;
-    let mut entry = org_entry(&user, &org, "org.member.set", "user", &member.username, json!({"role": role}));
+    let mut entry = org_entry(&user, &org, AuditAction::OrgMemberSet, "user", &member.username, json!({"role": role}));
     entry.resource_id = member.id.clone();
     state.store.set_org_member(&id, &user_id, role, &entry).await?;
     Ok(Json(json!({"user_id": member.id, "username": member.username, "role": role})))
@@ -253,7 +261,7 @@ pub async fn remove_member(
     Path((id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let member = state.store.get_user(&user_id).await?;
-    let mut entry = org_entry(&user, &org, "org.member.remove", "user", &member.username, json!({}));
+    let mut entry = org_entry(&user, &org, AuditAction::OrgMemberRemove, "user", &member.username, json!({}));
     entry.resource_id = member.id.clone();
     state.store.remove_org_member(&id, &user_id, &entry).await.map_err(|e| match e {
         StoreError::NotFound(_) => {
@@ -291,8 +299,14 @@ pub async fn set_project_member(
             ),
         ));
     }
-    let mut entry =
-        audit_entry(&user, Some(&access.scope), "project.member.set", "user", &member.username, json!({"role": role}));
+    let mut entry = audit_entry(
+        &user,
+        Some(&access.scope),
+        AuditAction::ProjectMemberSet,
+        "user",
+        &member.username,
+        json!({"role": role}),
+    );
     entry.resource_id = member.id.clone();
     state.store.set_project_member(&project_id, &user_id, role, &entry).await?;
     Ok(Json(json!({"user_id": member.id, "username": member.username, "role": role})))
@@ -306,7 +320,7 @@ pub async fn remove_project_member(
 ) -> ApiResult<StatusCode> {
     let member = state.store.get_user(&user_id).await?;
     let mut entry =
-        audit_entry(&user, Some(&access.scope), "project.member.remove", "user", &member.username, json!({}));
+        audit_entry(&user, Some(&access.scope), AuditAction::ProjectMemberRemove, "user", &member.username, json!({}));
     entry.resource_id = member.id.clone();
     state.store.remove_project_member(&project_id, &user_id, &entry).await.map_err(|e| match e {
         StoreError::NotFound(_) => {

@@ -1,5 +1,6 @@
 //! Plans, applying them, rollbacks, and one target's detail: deliveries made from deliveries.
 
+use domain::audit::AuditAction;
 use std::collections::BTreeSet;
 
 use axum::Json;
@@ -62,7 +63,7 @@ pub async fn apply_plan(
     new.start_at = start_at;
     new.state = first_state(&state, new.approvals_required, start_at);
     new.rollout = request.rollout.clone();
-    start_derived(&state, &user, &scope, new, &ids, "delivery.apply_plan", details).await
+    start_derived(&state, &user, &scope, new, &ids, AuditAction::DeliveryApplyPlan, details).await
 }
 
 /// `POST .../deliveries/{id}/rollback`: a new `rollback` delivery that puts each chosen target
@@ -124,7 +125,7 @@ pub async fn rollback(
         request.force,
         &user.username,
     );
-    start_derived(&state, &user, &scope, new, &chosen, "delivery.rollback", details).await
+    start_derived(&state, &user, &scope, new, &chosen, AuditAction::DeliveryRollback, details).await
 }
 
 /// Stores and starts a derived delivery to the edge services `edge_ids` (as they are now).
@@ -134,7 +135,7 @@ pub(super) async fn start_derived(
     scope: &crate::access::ProjectAccess,
     new: NewDelivery,
     edge_ids: &[String],
-    action: &str,
+    action: AuditAction,
     details: Value,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ensure_room(state, &new.project_id).await?;

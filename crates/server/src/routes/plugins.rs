@@ -1,6 +1,7 @@
 //! Algorithm plugins: upload (streamed to disk, hashed while streaming, checked as eKuiper will
 //! install it), list, read, download, delete; and the signed links edges download packages from.
 
+use domain::audit::AuditAction;
 use std::io::Write;
 
 use axum::Json;
@@ -74,7 +75,7 @@ pub async fn create(
     let entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "plugin.create",
+        AuditAction::PluginCreate,
         "plugin",
         &name,
         json!({"sha256": sha256, "size": size, "version": manifest.version, "language": manifest.language}),
@@ -208,7 +209,7 @@ pub async fn delete(
     let mut entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "plugin.delete",
+        AuditAction::PluginDelete,
         "plugin",
         &plugin.name,
         json!({"sha256": plugin.sha256}),

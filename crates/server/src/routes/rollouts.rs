@@ -5,6 +5,7 @@ use api_types::RolloutEvent;
 use axum::Json;
 use axum::extract::{Path, State};
 use domain::access::Outcome;
+use domain::audit::AuditAction;
 use domain::delivery::DeliveryState;
 use serde_json::{Value, json};
 use store::Delivery;
@@ -26,7 +27,7 @@ pub async fn approve(
 ) -> ApiResult<Json<Value>> {
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     let entry = |outcome: Outcome, details: Value| {
-        let mut entry = control_entry(&user, &scope, "delivery.approve", &delivery, details);
+        let mut entry = control_entry(&user, &scope, AuditAction::DeliveryApprove, &delivery, details);
         entry.outcome = outcome;
         entry
     };
@@ -86,7 +87,7 @@ pub async fn pause(
 ) -> ApiResult<Json<Value>> {
     let delivery = state.store.get_delivery(&project_id, &id).await?;
     let wave = delivery.shown_waves().0;
-    let entry = control_entry(&user, &scope, "delivery.pause", &delivery, json!({"wave": wave}));
+    let entry = control_entry(&user, &scope, AuditAction::DeliveryPause, &delivery, json!({"wave": wave}));
     if delivery.abort_reason.is_some() || !state.store.pause_delivery(&id, None, Some(&entry)).await? {
         return Err(ApiError::new(
             ErrorCode::CannotPause,
@@ -111,7 +112,7 @@ pub async fn resume(
     let entry = control_entry(
         &user,
         &scope,
-        "delivery.resume",
+        AuditAction::DeliveryResume,
         &delivery,
         json!({"from": delivery.state, "wave": delivery.shown_waves().0}),
     );
@@ -152,7 +153,8 @@ pub async fn abort(
         0 => format!("aborted by {}", user.username),
         n => format!("rollout aborted at wave {n} by {}", user.username),
     };
-    let entry = control_entry(&user, &scope, "delivery.abort", &delivery, json!({"reason": reason, "wave": wave}));
+    let entry =
+        control_entry(&user, &scope, AuditAction::DeliveryAbort, &delivery, json!({"reason": reason, "wave": wave}));
     if state.store.abort_delivery(&id, &reason, &entry).await?.is_none() {
         return Err(ApiError::new(ErrorCode::DeliveryFinished, "the delivery already ended or was aborted"));
     }
@@ -240,7 +242,7 @@ pub async fn create_window(
     let details = json!({"tag": window.tag, "cron": window.cron, "duration_minutes": window.duration_minutes,
                          "timezone": window.timezone});
     let mut entry =
-        audit_entry(&user, Some(&scope.scope), "window.create", "maintenance_window", &window.name, details);
+        audit_entry(&user, Some(&scope.scope), AuditAction::WindowCreate, "maintenance_window", &window.name, details);
     entry.resource_id = window.id.clone();
     state.store.create_window(&window, &entry).await?;
     Ok(crate::routes::created(json!(window_view(&window, state.config.clock.now_ms()))))
@@ -257,7 +259,7 @@ pub async fn delete_window(
     let mut entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "window.delete",
+        AuditAction::WindowDelete,
         "maintenance_window",
         name.as_deref().unwrap_or(""),
         json!({}),

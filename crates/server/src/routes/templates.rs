@@ -1,6 +1,7 @@
 //! Configuration templates: create, list, read, edit (each content change is a new version),
 //! version history, export as a file, preview for one edge, delete.
 
+use domain::audit::AuditAction;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -110,7 +111,7 @@ pub async fn create(
     let entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "template.create",
+        AuditAction::TemplateCreate,
         "template",
         &name,
         json!({"kind": kind.as_str(), "version": 1, "content_sha256": sha}),
@@ -182,7 +183,8 @@ pub async fn update(
         "content_sha256": change.content.as_ref().map(|(_, sha)| sha.clone()),
     });
     let shown_name = change.name.clone().unwrap_or_else(|| current.name.clone());
-    let mut entry = audit_entry(&user, Some(&scope.scope), "template.update", "template", &shown_name, details);
+    let mut entry =
+        audit_entry(&user, Some(&scope.scope), AuditAction::TemplateUpdate, "template", &shown_name, details);
     entry.resource_id = id.clone();
     let updated = state.store.update_template(&current, &change, &user.username, &entry).await?;
     let text = change.content.map(|(text, _)| text).unwrap_or(current_version.content);
@@ -199,7 +201,7 @@ pub async fn delete(
     let mut entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "template.delete",
+        AuditAction::TemplateDelete,
         "template",
         &template.name,
         json!({"versions": template.current_version}),
@@ -252,7 +254,7 @@ pub async fn export(
     let mut entry = audit_entry(
         &user,
         Some(&scope.scope),
-        "template.export",
+        AuditAction::TemplateExport,
         "template",
         &template.name,
         json!({"version": number}),

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use domain::audit::AuditAction;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -57,7 +58,14 @@ pub async fn create(
     let username = check_username(&body.username)?;
     check_password(&username, &body.password)?;
     let hash = state.passwords.hash(&body.password).await?;
-    let entry = audit_entry(&user, None, "user.create", "user", &username, json!({"system_admin": body.system_admin}));
+    let entry = audit_entry(
+        &user,
+        None,
+        AuditAction::UserCreate,
+        "user",
+        &username,
+        json!({"system_admin": body.system_admin}),
+    );
     let created_user = state.store.create_user(&username, &hash, body.system_admin, &entry).await?;
     Ok(created(views::user(&created_user)))
 }
@@ -90,7 +98,7 @@ pub async fn apply_patch(state: &AppState, actor: &store::User, id: &str, patch:
         return Err(ApiError::new(ErrorCode::CannotDisableSelf, "disabled: you cannot disable your own account"));
     }
     let details = json!({"password_changed": hash.is_some(), "disabled": patch.disabled, "language": patch.language});
-    let mut entry = audit_entry(actor, None, "user.update", "user", &target.username, details);
+    let mut entry = audit_entry(actor, None, AuditAction::UserUpdate, "user", &target.username, details);
     entry.resource_id = target.id.clone();
     state.store.update_user(id, hash.as_deref(), patch.disabled, patch.language.as_deref(), &entry).await?;
     Ok(Json(json!(views::user(&state.store.get_user(id).await?))))
@@ -105,7 +113,7 @@ pub async fn delete(
         return Err(ApiError::new(ErrorCode::CannotDeleteSelf, "you cannot delete your own account"));
     }
     let target = state.store.get_user(&id).await?;
-    let mut entry = audit_entry(&user, None, "user.delete", "user", &target.username, json!({}));
+    let mut entry = audit_entry(&user, None, AuditAction::UserDelete, "user", &target.username, json!({}));
     entry.resource_id = target.id.clone();
     state.store.delete_user(&id, &entry).await?;
     Ok(StatusCode::NO_CONTENT)

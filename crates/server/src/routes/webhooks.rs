@@ -5,6 +5,7 @@ use api_types::{NewWebhook, WebhookCall};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use domain::audit::AuditAction;
 use domain::webhook::Subscription;
 use serde_json::{Value, json};
 
@@ -89,7 +90,7 @@ pub async fn create(
         created_at: state.config.clock.now_ms(),
     };
     let details = json!({"url": hook.url, "events": hook.subscription.names()});
-    let mut entry = audit_entry(&user, Some(&scope.scope), "webhook.create", "webhook", &hook.url, details);
+    let mut entry = audit_entry(&user, Some(&scope.scope), AuditAction::WebhookCreate, "webhook", &hook.url, details);
     entry.resource_id = hook.id.clone();
     state.store.create_webhook(&hook, &entry).await?;
     Ok(created(webhook_view(&hook, Some(secret))))
@@ -121,7 +122,7 @@ pub async fn delete(
     Path((project_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let hook = state.store.webhook(&project_id, &id).await?;
-    let mut entry = audit_entry(&user, Some(&scope.scope), "webhook.delete", "webhook", &hook.url, json!({}));
+    let mut entry = audit_entry(&user, Some(&scope.scope), AuditAction::WebhookDelete, "webhook", &hook.url, json!({}));
     entry.resource_id = id.clone();
     state.store.delete_webhook(&project_id, &id, &entry).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -138,7 +139,7 @@ pub async fn test(
     let hook = state.store.webhook(&project_id, &id).await?;
     // Not appended to the audit: the ping's own call log records it.
     let details = json!({"events": hook.subscription.names()});
-    let mut about = audit_entry(&user, Some(&scope.scope), "webhook.test", "webhook", &hook.url, details);
+    let mut about = audit_entry(&user, Some(&scope.scope), AuditAction::WebhookTest, "webhook", &hook.url, details);
     about.resource_id = hook.id.clone();
     let call = state.store.add_ping(&hook, &about).await?;
     let call_id = call.id.clone();

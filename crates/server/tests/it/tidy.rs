@@ -84,3 +84,64 @@ fn every_error_code_is_explained_in_the_console_in_both_languages() {
         .collect();
     assert!(unknown.is_empty(), "console/i18n.js explains codes the server does not have: {unknown:?}");
 }
+
+/// Every action the audit can record, and every plain outcome, reads in both of the console's
+/// languages (`audit.act.<action>`, `audit.outcome.<outcome>`); none is translated that the
+/// server cannot record.
+#[test]
+fn every_audit_action_and_outcome_is_translated_in_both_languages() {
+    use domain::access::Outcome;
+    use domain::audit::AuditAction;
+    let text = include_str!("../../console/i18n.js");
+    let zh_at = text.find("\n  zh: {").expect("a zh block");
+    let (en, zh) = (keys(&text[..zh_at]), keys(&text[zh_at..]));
+    let outcomes = [Outcome::Success, Outcome::Denied, Outcome::Failure, Outcome::Throttled];
+    let wanted: Vec<String> = AuditAction::ALL
+        .iter()
+        .map(|action| format!("audit.act.{action}"))
+        .chain(outcomes.iter().map(|outcome| format!("audit.outcome.{}", outcome.as_str())))
+        .collect();
+    let missing: Vec<&String> = wanted.iter().filter(|key| !en.contains(*key) || !zh.contains(*key)).collect();
+    assert!(missing.is_empty(), "console/i18n.js lacks (in one language or both): {missing:?}");
+    let stale: Vec<&String> =
+        en.iter().chain(&zh).filter(|key| key.starts_with("audit.act.") && !wanted.contains(key)).collect();
+    assert!(stale.is_empty(), "console/i18n.js translates actions the server does not record: {stale:?}");
+}
+
+/// docs/API.md's table of audit actions is the enum's list, in its order.
+#[test]
+fn the_api_document_lists_every_audit_action() {
+    let docs = include_str!("../../../../docs/API.md");
+    let table = docs.split("| action | recorded when").nth(1).expect("the audit action table");
+    let listed: Vec<&str> = table
+        .lines()
+        .skip(2) // the rest of the header line, and the separator
+        .take_while(|line| line.starts_with("| `"))
+        .filter_map(|line| line.strip_prefix("| `")?.split_once('`').map(|(name, _)| name))
+        .collect();
+    let actions: Vec<&str> = domain::audit::AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+    assert_eq!(listed, actions, "docs/API.md's audit action table");
+}
+
+/// Every webhook event reads in both of the console's languages (`wh.event.<event>`), and the
+/// console's list of events to subscribe to is the server's (all but `ping`).
+#[test]
+fn every_webhook_event_is_offered_and_translated_in_the_console() {
+    use domain::webhook::WebhookEvent;
+    let text = include_str!("../../console/i18n.js");
+    let zh_at = text.find("\n  zh: {").expect("a zh block");
+    let (en, zh) = (keys(&text[..zh_at]), keys(&text[zh_at..]));
+    let missing: Vec<String> = WebhookEvent::ALL
+        .iter()
+        .map(|event| format!("wh.event.{event}"))
+        .filter(|key| !en.contains(key) || !zh.contains(key))
+        .collect();
+    assert!(missing.is_empty(), "console/i18n.js lacks (in one language or both): {missing:?}");
+    let app = include_str!("../../console/app.js");
+    let offered =
+        app.split("const WEBHOOK_EVENTS = [").nth(1).and_then(|rest| rest.split(']').next()).expect("WEBHOOK_EVENTS");
+    let offered: Vec<&str> = offered.split(',').map(|name| name.trim().trim_matches('"')).collect();
+    let subscribable: Vec<&str> =
+        WebhookEvent::ALL.iter().filter(|e| **e != WebhookEvent::Ping).map(|e| e.as_str()).collect();
+    assert_eq!(offered, subscribable, "console/app.js's WEBHOOK_EVENTS");
+}

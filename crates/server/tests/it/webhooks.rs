@@ -188,6 +188,18 @@ async fn delivery_and_drift_events_reach_a_webhook_signed_and_a_failed_call_is_r
     let log = log_until(&app, &hook, |items| items.iter().all(|c| c["state"] == "delivered")).await;
     assert_eq!(log.iter().filter(|c| c["event"] == "edge.drifted").count(), 1, "the second check found no new drift");
 
+    // Every try is counted by event and result; nothing is left to try.
+    let metrics = reqwest::get(format!("{}/metrics", app.base)).await.expect("metrics").text().await.expect("text");
+    for line in [
+        "edgefleet_webhook_tries_total{event=\"delivery.finished\",result=\"retrying\"} 1",
+        "edgefleet_webhook_tries_total{event=\"delivery.finished\",result=\"delivered\"} 1",
+        "edgefleet_webhook_tries_total{event=\"edge.drifted\",result=\"delivered\"} 1",
+        "edgefleet_webhook_calls_pending 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    assert!(metrics.contains("edgefleet_webhook_try_duration_seconds_count{event=\"edge.drifted\"} 1"), "{metrics}");
+
     // Deleting the webhook stops its calls and is audited.
     let deleted = app.call(reqwest::Method::DELETE, &app.p(&format!("/webhooks/{hook}")), None).await;
     assert_eq!(deleted.status, 204, "{}", deleted.text);

@@ -21,8 +21,12 @@ async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
 #[tokio::test]
 async fn tidy_runs_after_many_writes_and_searches_still_answer() {
     for (store, _dir) in stores().await {
-        let org = store.create_org("plant", &AuditEntry::default()).await.expect("org");
-        let project = store.create_project(&org.id, "line", &AuditEntry::default()).await.expect("project");
+        let org =
+            store.create_org("plant", &AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
+        let project = store
+            .create_project(&org.id, "line", &AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
+            .await
+            .expect("project");
         let edges: Vec<NewEdge> = (0..1200)
             .map(|k| NewEdge {
                 name: format!("gw-{k:04}"),
@@ -31,12 +35,20 @@ async fn tidy_runs_after_many_writes_and_searches_still_answer() {
                 ..NewEdge::default()
             })
             .collect();
-        store.insert_edges(&project.id, &edges, &AuditEntry::default()).await.expect("insert");
+        store
+            .insert_edges(&project.id, &edges, &AuditEntry::new(domain::audit::AuditAction::EdgeServiceCreate))
+            .await
+            .expect("insert");
         store.tidy().await.expect("first tidy");
         assert!(!store.tidy().await.expect("second tidy"), "nothing written since: nothing to do");
         let filter = EdgeFilter { name: Some("gw-004".into()), tag: vec!["zone-1".into()], ..EdgeFilter::default() };
         let (items, total) = store.list_edges(&project.id, &filter, 50, 0).await.expect("list");
-        assert_eq!((total, items.len()), (3, 3), "{:?}", items.iter().map(|e| &e.name).collect::<Vec<_>>());
+        assert_eq!(
+            (total.n, total.estimated, items.len()),
+            (3, false, 3),
+            "{:?}",
+            items.iter().map(|e| &e.name).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -64,10 +76,19 @@ async fn an_edge_status_keeps_the_time_it_began() {
     use domain::edge::EdgeStatus;
     use store::ProbeResult;
     for (store, _dir) in stores().await {
-        let org = store.create_org("plant", &AuditEntry::default()).await.expect("org");
-        let project = store.create_project(&org.id, "line", &AuditEntry::default()).await.expect("project");
+        let org =
+            store.create_org("plant", &AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
+        let project = store
+            .create_project(&org.id, "line", &AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
+            .await
+            .expect("project");
         let edge = NewEdge { name: "gw".into(), endpoint: "http://10.0.0.1:7081".into(), ..NewEdge::default() };
-        let id = store.insert_edges(&project.id, &[edge], &AuditEntry::default()).await.expect("insert")[0].id.clone();
+        let id = store
+            .insert_edges(&project.id, &[edge], &AuditEntry::new(domain::audit::AuditAction::EdgeServiceCreate))
+            .await
+            .expect("insert")[0]
+            .id
+            .clone();
         let base = store::now_ms();
         let offline = |started_at: i64| ProbeResult {
             version: None,
@@ -144,7 +165,10 @@ async fn deliver_object(store: &Store, project_id: &str, edge: &store::EdgeServi
         reach: edge.reach.clone(),
         wave: 0,
     };
-    let delivery = store.create_delivery(&new, &[target], &AuditEntry::default()).await.expect("delivery");
+    let delivery = store
+        .create_delivery(&new, &[target], &AuditEntry::new(domain::audit::AuditAction::DeliveryStart))
+        .await
+        .expect("delivery");
     let claimed = store.claim_targets(&delivery.id, "w", 60_000, 10, i64::MAX, i64::MAX).await.expect("claim");
     let outcome = store::TargetOutcome {
         status: TargetStatus::Succeeded,
@@ -174,10 +198,18 @@ async fn a_check_is_fenced_by_the_delivery_it_compared_against() {
     use domain::drift::{ConfigState, InventoryKind};
     use store::{CheckResult, Finding, ObjectFinding};
     for (store, _dir) in stores().await {
-        let org = store.create_org("plant", &AuditEntry::default()).await.expect("org");
-        let project = store.create_project(&org.id, "line", &AuditEntry::default()).await.expect("project");
+        let org =
+            store.create_org("plant", &AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
+        let project = store
+            .create_project(&org.id, "line", &AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
+            .await
+            .expect("project");
         let new = NewEdge { name: "gw".into(), endpoint: "http://10.0.0.1:7081".into(), ..NewEdge::default() };
-        let edge = store.insert_edges(&project.id, &[new], &AuditEntry::default()).await.expect("insert").remove(0);
+        let edge = store
+            .insert_edges(&project.id, &[new], &AuditEntry::new(domain::audit::AuditAction::EdgeServiceCreate))
+            .await
+            .expect("insert")
+            .remove(0);
         let state = |store: Store, project: String, id: String| async move {
             store.get_edge(&project, &id).await.expect("edge").config_state
         };
@@ -214,7 +246,10 @@ async fn a_check_is_fenced_by_the_delivery_it_compared_against() {
         assert_eq!(state(store.clone(), project.id.clone(), edge.id.clone()).await, ConfigState::Unknown);
         assert_eq!(store.edges_in_config_state(ConfigState::Unknown).await.expect("count"), 1);
         // The edge is deleted while a delivery to it runs and a check reads it: both still land.
-        store.delete_edge(&project.id, &edge.id, &AuditEntry::default()).await.expect("delete");
+        store
+            .delete_edge(&project.id, &edge.id, &AuditEntry::new(domain::audit::AuditAction::EdgeServiceDelete))
+            .await
+            .expect("delete");
         deliver_object(&store, &project.id, &edge, "sealed-3").await;
         let late = CheckResult {
             edge_id: edge.id.clone(),
@@ -224,5 +259,44 @@ async fn a_check_is_fenced_by_the_delivery_it_compared_against() {
         store.record_checks(&[late]).await.expect("a check of a deleted edge is written without error");
         let (_, total) = store.inventory(&project.id, None, None, 10, 0).await.expect("inventory");
         assert_eq!(total, 0, "a deleted edge is not in the inventory");
+    }
+}
+
+/// PostgreSQL counts a filter's matches exactly up to a bound and estimates past it (flagged), so
+/// a broad search does not re-check a third of the registry on every page; SQLite always counts.
+#[tokio::test]
+async fn broad_matches_are_estimated_on_postgres_and_counted_on_sqlite() {
+    for (store, _dir) in stores().await {
+        let org =
+            store.create_org("plant", &AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
+        let project = store
+            .create_project(&org.id, "line", &AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
+            .await
+            .expect("project");
+        let services = store::EXACT_COUNT_UP_TO + 100;
+        let edges: Vec<NewEdge> = (0..services)
+            .map(|k| NewEdge {
+                name: format!("gw-{k:05}"),
+                endpoint: format!("http://10.{}.{}.1:7081", k / 250, k % 250),
+                tags: vec![format!("zone-{}", k % 2)],
+                ..NewEdge::default()
+            })
+            .collect();
+        store
+            .insert_edges(&project.id, &edges, &AuditEntry::new(domain::audit::AuditAction::EdgeServiceCreate))
+            .await
+            .expect("insert");
+        let postgres = store.backend() == store::Backend::Postgres;
+        let broad = EdgeFilter { q: Some("gw-".into()), ..EdgeFilter::default() };
+        let (items, total) = store.list_edges(&project.id, &broad, 50, 0).await.expect("broad");
+        assert_eq!((items.len(), total.estimated), (50, postgres), "{total:?}");
+        if postgres {
+            assert!(total.n > store::EXACT_COUNT_UP_TO, "never below what was counted: {total:?}");
+        } else {
+            assert_eq!(total.n, services);
+        }
+        let narrow = EdgeFilter { q: Some("gw-0004".into()), tag: vec!["zone-1".into()], ..EdgeFilter::default() };
+        let (items, total) = store.list_edges(&project.id, &narrow, 50, 0).await.expect("narrow");
+        assert_eq!((total.n, total.estimated, items.len()), (5, false, 5), "exact below the bound");
     }
 }
