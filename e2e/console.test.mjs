@@ -143,9 +143,10 @@ test("deliver with an edit for this delivery only, to targets filtered by tag an
   await page.waitForFunction(() => document.querySelectorAll('#result-table tr[data-status="failed"] .bang').length === 4);
   assert.equal(await page.locator('#result-table tr[data-status="succeeded"] .dot.succeeded').count(), 8);
   const reasons = await page.locator('#result-table tr[data-status="failed"] td:last-child').allTextContents();
-  assert.equal(reasons.filter((r) => r.startsWith("version gate: NeuronEX 2.9.0 is older than 3.0.0")).length, 3, reasons.join("\n"));
+  // Each failure leads with its code in words (the console's language), then the server's reason.
+  assert.equal(reasons.filter((r) => r.startsWith("Stopped by edgefleet: version gate: NeuronEX 2.9.0 is older than 3.0.0")).length, 3, reasons.join("\n"));
   // The gateway that drops connections was found offline by the prober: one quick check, no retries.
-  assert.equal(reasons.filter((r) => r.startsWith("offline since ") && r.includes("read version: connection closed without an answer")).length, 1, reasons.join("\n"));
+  assert.equal(reasons.filter((r) => r.includes(": offline since ") && r.includes("read version: connection closed without an answer")).length, 1, reasons.join("\n"));
   assert.equal(await page.locator("#retry").isVisible(), true, "Retry is offered once it ended with failures");
   assert.equal(await page.locator("#cancel").isVisible(), false, "Cancel is not offered on a finished delivery");
   await page.check("#only-failures");
@@ -161,7 +162,7 @@ test("deliver with an edit for this delivery only, to targets filtered by tag an
   await page.waitForFunction(() => document.querySelectorAll('#result-table tr[data-status="succeeded"]').length === 9);
   const after = await page.locator('#result-table tbody tr').evaluateAll((rows) => rows.map((r) => [r.dataset.status, r.lastElementChild.textContent]));
   assert.deepEqual(after.filter(([status, reason]) => status === "succeeded" && reason !== ""), [], "a succeeded row shows no reason");
-  assert.equal(after.filter(([status, reason]) => status === "failed" && reason.startsWith("version gate: NeuronEX 2.9.0")).length, 3);
+  assert.equal(after.filter(([status, reason]) => status === "failed" && reason.startsWith("Stopped by edgefleet: version gate: NeuronEX 2.9.0")).length, 3);
   await shot("delivery-retried");
   await page.click(".dialog [data-close]");
   // The template kept its own content: the edit was for this delivery only.
@@ -683,6 +684,16 @@ test("switch to Chinese; the choice is remembered for the user", async () => {
     // The pager says "next page" (下一页), not the wizard's "next step" (下一步).
     if (link === "#/edges") await page.waitForSelector('.pager button:has-text("下一页")');
     if (link === "#/admin") await page.waitForSelector('#webhook-rows td:has-text("下发已结束, 边缘配置漂移")');
+    if (link === "#/deliveries") {
+      // A partial delivery's failures lead with their code in Chinese.
+      await page.selectOption('#history-filters select[name="state"]', "partial");
+      await page.click('#history-filters button[type="submit"]');
+      await page.waitForFunction(() => [...document.querySelectorAll("tbody td[data-state]")].every((td) => td.dataset.state === "partial"));
+      await page.locator("tbody tr button[data-open]").last().click();
+      await page.waitForSelector('#result-table b.failure:has-text("被 edgefleet 拦截")');
+      await shot("zh-failure-codes");
+      await page.click(".dialog [data-close]");
+    }
     await shot(`zh-${link.slice(2)}`);
   }
   // A refusal reads in Chinese (the error code's meaning), with the server's own words below it.

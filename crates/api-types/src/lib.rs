@@ -4,7 +4,7 @@
 //! here too.
 
 use domain::access::{Outcome, Role};
-use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, FailureCode, TargetStatus};
 use domain::drift::{ConfigState, InventoryKind};
 use domain::edge::{AuthKind, EdgeStatus};
 use domain::template::TemplateKind;
@@ -369,6 +369,9 @@ pub struct DeliveryTarget {
     pub status: TargetStatus,
     /// Why it failed, was canceled or skipped.
     pub reason: String,
+    /// Why it failed, as a code (absent unless it failed while it ran); `reason` says the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<FailureCode>,
     /// Each object applied: `{object, action, detail}`.
     pub items: Value,
     pub attempts: i64,
@@ -397,6 +400,9 @@ pub struct TargetEvent {
     pub version: Option<String>,
     pub status: TargetStatus,
     pub reason: String,
+    /// Why it failed, as a code (absent unless it failed while it ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<FailureCode>,
 }
 
 /// A rollout's live events: `wave_started`, `wave_finished`, `paused`, `resumed`, `aborted`,

@@ -27,6 +27,33 @@ impl TargetStatus {
 }
 
 crate::wire_enum! {
+    /// Why a target failed, as a code a console can translate and a metric can count; the
+    /// target's `reason` text says the rest.
+    pub enum FailureCode ("failure code") {
+        /// The gateway answered an error.
+        EdgeError = "edge_error",
+        /// No answer within the call's time.
+        EdgeTimeout = "edge_timeout",
+        /// No connection.
+        Unreachable = "unreachable",
+        /// The connection closed before a whole answer.
+        ConnectionReset = "connection_reset",
+        UnreadableAnswer = "unreadable_answer",
+        /// Refused before sending: a bad address, the network policy.
+        NotSent = "not_sent",
+        AgentSilent = "agent_silent",
+        AgentRefused = "agent_refused",
+        /// The target's own time limit (`options.timeout_secs`) ran out.
+        TargetTimeout = "target_timeout",
+        /// `options.verify` found a rule unhealthy.
+        UnhealthyRule = "unhealthy_rule",
+        /// edgefleet itself stopped the target: version gate, missing parameter, gateway changed
+        /// since the plan, snapshot not recorded, ...
+        RefusedByEdgefleet = "refused_by_edgefleet",
+    }
+}
+
+crate::wire_enum! {
     /// The delivery as a whole.
     pub enum DeliveryState ("delivery state") {
         Running = "running",

@@ -1067,7 +1067,7 @@
       const data = await api("GET", P(`/deliveries/${delivery.id}/targets?${params}`));
       const box = $("#result-table", d.el);
       box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th>${shown.waves ? `<th>${esc(t("roll.wave"))}</th>` : ""}<th>${esc(t("res.reason"))}</th></tr></thead>
-        <tbody>${data.items.map((x) => `<tr data-status="${esc(x.status)}"><td>${marker(x.status)}</td><td>${esc(x.name)}</td><td>${esc(x.endpoint)}</td><td>${esc(x.version || "")}</td>${shown.waves ? `<td>${x.wave}</td>` : ""}<td>${x.restored ? `<span class="tag">${esc(t("res.restored"))}</span> ` : ""}${esc(x.reason)}</td></tr>`).join("")}</tbody></table>`;
+        <tbody>${data.items.map((x) => `<tr data-status="${esc(x.status)}"><td>${marker(x.status)}</td><td>${esc(x.name)}</td><td>${esc(x.endpoint)}</td><td>${esc(x.version || "")}</td>${shown.waves ? `<td>${x.wave}</td>` : ""}<td>${x.failure_code ? `<b class="failure" data-code="${esc(x.failure_code)}">${esc(known(`fail.${x.failure_code}`, x.failure_code))}</b> ` : ""}${x.restored ? `<span class="tag">${esc(t("res.restored"))}</span> ` : ""}${esc(x.reason)}</td></tr>`).join("")}</tbody></table>`;
       box.append(pager(data.total, offset, 50, (o) => { offset = o; loadTable(); }));
     };
     const scheduleTable = () => { if (!refreshTimer) refreshTimer = setTimeout(() => { refreshTimer = null; loadTable(); }, 700); };

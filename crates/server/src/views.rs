@@ -172,6 +172,7 @@ pub fn target(row: &store::DeliveryTarget) -> api::DeliveryTarget {
         tags: row.tags.clone(),
         status: row.status,
         reason: row.reason.clone(),
+        failure_code: row.failure,
         items: row.items.clone(),
         attempts: row.attempts,
         tries: row.tries,

@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, RestoreOutcome, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryState, FailureCode, RestoreOutcome, TargetStatus};
 use domain::rollout::Rollout;
 use domain::template::TemplateKind;
 use serde_json::{Value, json};
@@ -47,6 +47,7 @@ struct ResultRow<'a> {
     edge_version: Option<&'a str>,
     seq: i64,
     restore: &'a str,
+    failure: &'a str,
 }
 
 /// One target's snapshot in a batch update.
@@ -236,6 +237,8 @@ pub struct DeliveryTarget {
     /// What it held before the first write (`[{ref, live}]`), for `apply` targets that got there.
     pub snapshot: Option<Value>,
     pub restore: Option<RestoreOutcome>,
+    /// Why it failed, when it failed while it ran.
+    pub failure: Option<FailureCode>,
     /// 1-based; 0 without a rollout.
     pub wave: i64,
 }
@@ -270,6 +273,8 @@ pub struct ClaimedTarget {
 pub struct TargetOutcome {
     pub status: TargetStatus,
     pub reason: String,
+    /// Why it failed (`None` unless `status` is failed).
+    pub failure: Option<FailureCode>,
     pub items: Value,
     pub tries: i64,
     /// The version the edge reported during the delivery, when it did.
@@ -342,6 +347,7 @@ fn target(row: &AnyRow) -> Result<DeliveryTarget> {
         result_seq: row.get("result_seq"),
         snapshot: optional_json(row, "snapshot")?,
         restore: restore_of(row)?,
+        failure: failure_of(row)?,
         wave: row.get::<i32, _>("wave").into(),
     })
 }
@@ -352,6 +358,13 @@ fn optional_json(row: &AnyRow, column: &str) -> Result<Option<Value>> {
         Some(text) => serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| StoreError::Corrupt(format!("delivery_targets.{column}: {e}"))),
+    }
+}
+
+fn failure_of(row: &AnyRow) -> Result<Option<FailureCode>> {
+    match row.get::<String, _>("failure_code").as_str() {
+        "" => Ok(None),
+        _ => parsed(row, "failure_code").map(Some),
     }
 }
 
@@ -839,7 +852,8 @@ impl Store {
     pub async fn retry_failed(&self, delivery_id: &str, audit_entry: &AuditEntry) -> Result<u64> {
         let mut tx = self.write.begin().await?;
         let done = sqlx::query(
-            "UPDATE delivery_targets SET status = 'pending', reason = '', items = '[]', lease_until = NULL, finished_at = NULL
+            "UPDATE delivery_targets SET status = 'pending', reason = '', failure_code = '', items = '[]', lease_until = NULL,
+                    finished_at = NULL
              WHERE delivery_id = $1 AND status = 'failed'",
         )
         .bind(delivery_id)
@@ -1058,6 +1072,7 @@ impl Store {
                     *n - 1
                 }),
                 restore: outcome.restore.map(RestoreOutcome::as_str).unwrap_or(""),
+                failure: outcome.failure.map(FailureCode::as_str).unwrap_or(""),
             })
             .collect();
         let sql = match self.backend {
@@ -1065,16 +1080,17 @@ impl Store {
                 "UPDATE delivery_targets SET status = r.value ->> 'status', reason = r.value ->> 'reason',
                         items = r.value ->> 'items', tries = r.value ->> 'tries', finished_at = $2,
                         edge_version = COALESCE(r.value ->> 'edge_version', edge_version), lease_until = NULL,
-                        result_seq = r.value ->> 'seq', restore = r.value ->> 'restore'
+                        result_seq = r.value ->> 'seq', restore = r.value ->> 'restore',
+                        failure_code = r.value ->> 'failure'
                  FROM json_each($1) AS r",
                 sqlite_batch_match!()
             ),
             Backend::Postgres => concat!(
                 "UPDATE delivery_targets t SET status = r.status, reason = r.reason, items = r.items, tries = r.tries,
                         finished_at = $2, edge_version = COALESCE(r.edge_version, t.edge_version), lease_until = NULL,
-                        result_seq = r.seq, restore = r.restore
+                        result_seq = r.seq, restore = r.restore, failure_code = r.failure
                  FROM jsonb_to_recordset($1::jsonb) AS r(delivery_id TEXT, edge_id TEXT, attempt INTEGER, status TEXT,
-                      reason TEXT, items TEXT, tries INTEGER, edge_version TEXT, seq BIGINT, restore TEXT)",
+                      reason TEXT, items TEXT, tries INTEGER, edge_version TEXT, seq BIGINT, restore TEXT, failure TEXT)",
                 postgres_batch_match!()
             ),
         };

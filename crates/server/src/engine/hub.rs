@@ -49,6 +49,7 @@ pub fn stored_event(target: &store::DeliveryTarget) -> TargetEvent {
         version: target.version.clone(),
         status: target.status,
         reason: target.reason.clone(),
+        failure_code: target.failure,
     }
 }
 

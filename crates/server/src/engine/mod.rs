@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use domain::access::Outcome;
-use domain::delivery::{Counts, DeliveryKind, DeliveryOptions, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryOptions, DeliveryState, FailureCode, TargetStatus};
 use domain::edge::{AuthKind, Reach};
 use domain::template;
 use edge_client::EdgeClient;
@@ -436,6 +436,7 @@ impl Engine {
         };
         let outcome = match self.before_running(&plan, &target).await {
             Some((status, reason)) => store::TargetOutcome {
+                failure: (status == TargetStatus::Failed).then_some(FailureCode::RefusedByEdgefleet),
                 status,
                 reason,
                 items: json!([]),
@@ -463,6 +464,7 @@ impl Engine {
             version: outcome.edge_version.clone().or(target.edge_version.clone()),
             status: outcome.status,
             reason: outcome.reason.clone(),
+            failure_code: outcome.failure,
         };
         let row = (target.delivery_id.clone(), target.edge_id.clone(), target.attempt, outcome.clone());
         if writes.send(ResultWrite { row, event, reply }).await.is_err() {
@@ -595,6 +597,7 @@ impl Engine {
                 let outcome = store::TargetOutcome {
                     status: TargetStatus::Failed,
                     reason: reason.to_owned(),
+                    failure: Some(FailureCode::RefusedByEdgefleet),
                     items: json!([]),
                     tries: 0,
                     edge_version: None,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::delivery::{DeliveryMode, DeliveryOptions, OnConflict, OnFailure, TargetStatus};
+use domain::delivery::{DeliveryMode, DeliveryOptions, FailureCode, OnConflict, OnFailure, TargetStatus};
 use domain::driver::DriverDocument;
 use domain::edge::EdgeStatus;
 use domain::params::{self, ParamValues};
@@ -207,23 +207,25 @@ impl From<EdgeError> for Failure {
     }
 }
 
-/// The failure code of a failed edge call, for `edgefleet_target_failures_total`.
-fn edge_failure_code(failure: &edge_client::Failure) -> &'static str {
+/// The failure code of a failed edge call.
+fn edge_failure_code(failure: &edge_client::Failure) -> FailureCode {
     match failure {
-        edge_client::Failure::Edge => "edge_error",
-        edge_client::Failure::Timeout { .. } => "edge_timeout",
-        edge_client::Failure::Connect { .. } => "unreachable",
-        edge_client::Failure::Reset { .. } => "connection_reset",
-        edge_client::Failure::Decode { .. } => "unreadable_answer",
-        edge_client::Failure::Refused { .. } => "not_sent",
-        edge_client::Failure::AgentSilent { .. } => "agent_silent",
-        edge_client::Failure::AgentRefused { .. } => "agent_refused",
+        edge_client::Failure::Edge => FailureCode::EdgeError,
+        edge_client::Failure::Timeout { .. } => FailureCode::EdgeTimeout,
+        edge_client::Failure::Connect { .. } => FailureCode::Unreachable,
+        edge_client::Failure::Reset { .. } => FailureCode::ConnectionReset,
+        edge_client::Failure::Decode { .. } => FailureCode::UnreadableAnswer,
+        edge_client::Failure::Refused { .. } => FailureCode::NotSent,
+        edge_client::Failure::AgentSilent { .. } => FailureCode::AgentSilent,
+        edge_client::Failure::AgentRefused { .. } => FailureCode::AgentRefused,
     }
 }
 
 impl Runner<'_> {
-    fn count_failure(&self, code: &'static str) {
+    /// Counts a failure in `edgefleet_target_failures_total` and answers its code for the result.
+    fn count_failure(&self, code: FailureCode) -> Option<FailureCode> {
         self.metrics.target_failures.inc(format!("reason=\"{code}\""));
+        Some(code)
     }
 
     /// Runs one target to a final outcome within the delivery's per-target timeout.
@@ -246,32 +248,31 @@ impl Runner<'_> {
             result = tokio::time::timeout(timeout, self.apply(target, health, &progress)) => Some(result),
             () = cancel.cancelled() => None,
         };
-        let (mut status, mut reason, snapshot, verify_rules) = {
+        let (mut status, mut reason, mut failure, snapshot, verify_rules) = {
             let progress = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (status, reason) = match result {
-                Some(Ok(Ok(status))) => (status, String::new()),
+            let (status, reason, failure) = match result {
+                Some(Ok(Ok(status))) => (status, String::new(), None),
                 Some(Ok(Err(Failure::Edge(err)))) => {
-                    self.count_failure(edge_failure_code(&err.failure));
-                    (TargetStatus::Failed, err.to_string())
+                    (TargetStatus::Failed, err.to_string(), self.count_failure(edge_failure_code(&err.failure)))
                 }
                 Some(Ok(Err(Failure::Other(reason)))) => {
-                    self.count_failure("refused_by_edgefleet");
-                    (TargetStatus::Failed, reason)
+                    (TargetStatus::Failed, reason, self.count_failure(FailureCode::RefusedByEdgefleet))
                 }
-                Some(Err(_)) => {
-                    self.count_failure("target_timeout");
-                    (TargetStatus::Failed, timed_out_reason(&progress, timeout, started.elapsed()))
-                }
-                None => (TargetStatus::Canceled, canceled_reason(&progress)),
+                Some(Err(_)) => (
+                    TargetStatus::Failed,
+                    timed_out_reason(&progress, timeout, started.elapsed()),
+                    self.count_failure(FailureCode::TargetTimeout),
+                ),
+                None => (TargetStatus::Canceled, canceled_reason(&progress), None),
             };
-            (status, reason, progress.snapshot.clone(), progress.verify_rules.clone())
+            (status, reason, failure, progress.snapshot.clone(), progress.verify_rules.clone())
         };
         if status == TargetStatus::Succeeded
             && let Some(verify) = self.plan.options.verify.filter(|_| !verify_rules.is_empty())
             && let Some(unhealthy) = self.verify(target, &verify, &verify_rules, cancel).await
         {
             if unhealthy.0 == TargetStatus::Failed {
-                self.count_failure("unhealthy_rule");
+                failure = self.count_failure(FailureCode::UnhealthyRule);
             }
             (status, reason) = unhealthy;
         }
@@ -291,6 +292,7 @@ impl Runner<'_> {
             restore,
             status,
             reason,
+            failure,
             items: match &progress.changes {
                 Some(changes) => serde_json::to_value(changes).unwrap_or(Value::Null),
                 None => serde_json::to_value(&progress.items).unwrap_or(Value::Null),

@@ -49,6 +49,16 @@ async fn metrics_break_times_and_failures_down_and_pass_promtool() {
         Some(2.0)
     );
     assert_eq!(sample(&metrics, r#"edgefleet_target_failures_total{reason="edge_error"}"#), Some(1.0), "{metrics}");
+    // The failed target carries the same code, for a console to say in its user's language.
+    let targets = app.get(&app.p(&format!("/deliveries/{}/targets", delivery["id"].as_str().expect("id")))).await;
+    let codes: Vec<(&str, Option<&str>)> = targets.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| (t["status"].as_str().unwrap_or(""), t["failure_code"].as_str()))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == ("failed", Some("edge_error"))).count(), 1, "{}", targets.text);
+    assert_eq!(codes.iter().filter(|c| **c == ("succeeded", None)).count(), 2, "{}", targets.text);
     for step in ["version", "snapshot", "replace", "apply", "check"] {
         let calls = sample(&metrics, &format!(r#"edgefleet_edge_call_duration_seconds_count{{step="{step}"}}"#));
         assert!(calls.is_some_and(|n| n >= 2.0), "{step}: {metrics}");

@@ -145,3 +145,18 @@ fn every_webhook_event_is_offered_and_translated_in_the_console() {
         WebhookEvent::ALL.iter().filter(|e| **e != WebhookEvent::Ping).map(|e| e.as_str()).collect();
     assert_eq!(offered, subscribable, "console/app.js's WEBHOOK_EVENTS");
 }
+
+/// Every failure code a target can carry reads in both of the console's languages (`fail.<code>`).
+#[test]
+fn every_failure_code_is_translated_in_both_languages() {
+    use domain::delivery::FailureCode;
+    let text = include_str!("../../console/i18n.js");
+    let zh_at = text.find("\n  zh: {").expect("a zh block");
+    let (en, zh) = (keys(&text[..zh_at]), keys(&text[zh_at..]));
+    let missing: Vec<String> = FailureCode::ALL
+        .iter()
+        .map(|code| format!("fail.{code}"))
+        .filter(|key| !en.contains(key) || !zh.contains(key))
+        .collect();
+    assert!(missing.is_empty(), "console/i18n.js lacks (in one language or both): {missing:?}");
+}

@@ -173,6 +173,7 @@ async fn deliver_object(store: &Store, project_id: &str, edge: &store::EdgeServi
     let outcome = store::TargetOutcome {
         status: TargetStatus::Succeeded,
         reason: String::new(),
+        failure: None,
         items: serde_json::json!([]),
         tries: 1,
         edge_version: None,
