@@ -1043,7 +1043,15 @@
       }));
       $("#open-rollback", box)?.addEventListener("click", async () => { const back = await api("GET", P(`/deliveries/${x.rollback_id}`)); d.close(); openResult(back); });
     };
-    const reloadDelivery = async () => { shown = await api("GET", P(`/deliveries/${delivery.id}`)); current = shown.state; setCounts(shown.counts, shown.state); renderRollout(); scheduleTable(); };
+    // Each reload, final event, retry and cancel takes a number; a reload's answer that arrives
+    // after something newer was shown is dropped (it would put a finished delivery back to running).
+    let generation = 0;
+    const reloadDelivery = async () => {
+      const asked = ++generation;
+      const fresh = await api("GET", P(`/deliveries/${delivery.id}`));
+      if (asked !== generation) return;
+      shown = fresh; current = shown.state; setCounts(shown.counts, shown.state); renderRollout(); scheduleTable();
+    };
     // Cancel only while it runs; Retry only once it ended with failures.
     const controls = (c) => {
       const finished = FINAL.includes(current);
@@ -1077,15 +1085,15 @@
       events.addEventListener("counts", (e) => setCounts(JSON.parse(e.data), current));
       events.addEventListener("target", scheduleTable);
       ["state", "wave_started", "wave_finished", "paused", "resumed", "aborted", "approved"].forEach((name) => events.addEventListener(name, () => reloadDelivery().catch(() => {})));
-      events.addEventListener("final", (e) => { const data = JSON.parse(e.data); setCounts(data.counts, data.state); events.close(); loadTable(); reloadDelivery().catch(() => {}); });
+      events.addEventListener("final", (e) => { generation++; const data = JSON.parse(e.data); setCounts(data.counts, data.state); events.close(); loadTable(); reloadDelivery().catch(() => {}); });
     };
     $("#only-failures", d.el).addEventListener("change", (e) => { failuresOnly = e.target.checked; offset = 0; loadTable(); });
-    $("#retry", d.el).addEventListener("click", async () => { try { const again = await api("POST", P(`/deliveries/${delivery.id}/retry`)); setCounts(again.counts, again.state); loadTable(); watch(); } catch (error) { showError(d.el, error); } });
+    $("#retry", d.el).addEventListener("click", async () => { try { const again = await api("POST", P(`/deliveries/${delivery.id}/retry`)); generation++; setCounts(again.counts, again.state); loadTable(); watch(); } catch (error) { showError(d.el, error); } });
     $("#rollback", d.el).addEventListener("click", async () => {
       if (!confirm(t("res.rollback_confirm"))) return;
       try { const back = await api("POST", P(`/deliveries/${delivery.id}/rollback`), {}); d.close(); openResult(back); } catch (error) { showError(d.el, error); }
     });
-    $("#cancel", d.el).addEventListener("click", async () => { try { const now = await api("POST", P(`/deliveries/${delivery.id}/cancel`)); setCounts(now.counts, now.state); } catch (error) { showError(d.el, error); } });
+    $("#cancel", d.el).addEventListener("click", async () => { try { const now = await api("POST", P(`/deliveries/${delivery.id}/cancel`)); generation++; setCounts(now.counts, now.state); } catch (error) { showError(d.el, error); } });
     setCounts(delivery.counts, delivery.state);
     renderRollout();
     loadTable();
