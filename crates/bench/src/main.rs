@@ -536,8 +536,12 @@ async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<
     for watcher in watching {
         watcher.await??;
     }
+    let seconds = started.elapsed().as_secs_f64();
+    let metrics = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
+    let catch_ups =
+        metrics.lines().find_map(|l| l.strip_prefix("edgefleet_sse_catch_ups_total ")).unwrap_or("?").to_owned();
     let result = json!({
-        "targets": n, "watchers": watchers, "seconds": started.elapsed().as_secs_f64(),
+        "targets": n, "watchers": watchers, "seconds": seconds, "catch_ups": catch_ups,
         "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before,
         "server_peak_rss_mib": peak_rss_mib(server.child.id()),
     });

@@ -115,6 +115,8 @@ pub struct Metrics {
     pub probes: AtomicU64,
     pub probes_failed: AtomicU64,
     pub sse_clients: AtomicU64,
+    /// Times a live-event stream fell behind its channel and read the results from the store.
+    pub sse_catch_ups: AtomicU64,
     pub drift_rounds: AtomicU64,
     pub drift_checks: AtomicU64,
     pub drift_checks_failed: AtomicU64,
@@ -151,6 +153,7 @@ impl Default for Metrics {
             probes: AtomicU64::default(),
             probes_failed: AtomicU64::default(),
             sse_clients: AtomicU64::default(),
+            sse_catch_ups: AtomicU64::default(),
             drift_rounds: AtomicU64::default(),
             drift_checks: AtomicU64::default(),
             drift_checks_failed: AtomicU64::default(),
@@ -239,6 +242,12 @@ impl Metrics {
             &self.probes_failed,
         );
         line("edgefleet_sse_clients", "gauge", "Clients watching delivery events.", &self.sse_clients);
+        line(
+            "edgefleet_sse_catch_ups_total",
+            "counter",
+            "Times a live-event stream fell behind and read results from the database instead.",
+            &self.sse_catch_ups,
+        );
         line("edgefleet_drift_rounds_total", "counter", "Drift check rounds this process ran.", &self.drift_rounds);
         line("edgefleet_drift_checks_total", "counter", "Edges read back by drift checks.", &self.drift_checks);
         line(

@@ -633,7 +633,7 @@ pub async fn events(
         done: false,
         credential,
         recheck_at: tokio::time::Instant::now() + RECHECK_CREDENTIAL,
-        _guard: ClientGuard::new(Arc::clone(&state.metrics)),
+        guard: ClientGuard::new(Arc::clone(&state.metrics)),
     };
     if resume_after.is_some() {
         watch.catch_up(Some(progress.last_result)).await?;
@@ -671,7 +671,7 @@ struct Watch {
     /// The stream ends when this credential stops being valid (logout, user disabled, revoked).
     credential: String,
     recheck_at: tokio::time::Instant,
-    _guard: ClientGuard,
+    guard: ClientGuard,
 }
 
 /// How often an open event stream checks that its viewer may still watch.
@@ -736,7 +736,10 @@ impl Watch {
             let outcome = match received {
                 Ok(published) => self.take(published).await,
                 // A slow watcher skipped events: the store has them.
-                Err(RecvError::Lagged(_)) => self.catch_up(None).await,
+                Err(RecvError::Lagged(_)) => {
+                    Metrics::inc(&self.guard.0.sse_catch_ups);
+                    self.catch_up(None).await
+                }
                 Err(RecvError::Closed) => match self.store.delivery_by_id(&self.delivery_id).await {
                     Ok(delivery) if delivery.state.is_final() => self.finish(delivery.state).await,
                     Ok(_) => {
