@@ -1,13 +1,13 @@
 //! Agent mode in the server: the link to the broker (when `--mqtt-url` is set), each project's
 //! command-signing key, agents' broker credentials, and agents' status written as probes.
 
-use domain::audit::AuditAction;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use agent::keys::CommandSigner;
 use agent::link::{AgentLink, Package, PackageSource, StatusUpdate};
 use agent::protocol::AgentState;
+use domain::audit::AuditAction;
 use domain::edge::EdgeStatus;
 use edge_client::Relay;
 use store::{AuditEntry, CommandKeyRow, ProbeResult, Store};

@@ -21,12 +21,12 @@ mod throttle;
 mod views;
 mod webhooks;
 
-use domain::audit::AuditAction;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use domain::audit::AuditAction;
 use domain::network::NetworkPolicy;
 use edge_client::{ClientConfig, EdgeClient};
 use store::Store;

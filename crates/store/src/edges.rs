@@ -1,8 +1,8 @@
 //! The edge-service registry.
 
-use domain::audit::AuditAction;
 use std::collections::HashMap;
 
+use domain::audit::AuditAction;
 use domain::drift::ConfigState;
 use domain::edge::{AuthKind, EdgeStatus, Reach};
 use domain::filter::EdgeFilter;

@@ -13,11 +13,11 @@ mod slots;
 mod snapshots;
 pub mod target;
 
-use domain::audit::AuditAction;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use domain::access::Outcome;
+use domain::audit::AuditAction;
 use domain::delivery::{Counts, DeliveryKind, DeliveryOptions, DeliveryState, FailureCode, TargetStatus};
 use domain::edge::{AuthKind, Reach};
 use domain::template;

@@ -3,11 +3,11 @@
 //! Every step is a conditional change in the store, so replicas racing to take it take it once,
 //! and a restarted server finds the rollout where it was.
 
-use domain::audit::AuditAction;
 use std::sync::Arc;
 
 use api_types::RolloutEvent;
 use domain::access::Outcome;
+use domain::audit::AuditAction;
 use domain::delivery::{Counts, DeliveryMode};
 use domain::rollout::{OnAbort, Rollout};
 use serde_json::{Value, json};

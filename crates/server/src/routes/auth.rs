@@ -1,13 +1,13 @@
 //! Login, logout, the current user and API tokens.
 
 use axum::Json;
-use domain::audit::AuditAction;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::access::Outcome;
+use domain::audit::AuditAction;
 use serde_json::{Value, json};
 
 use crate::AppState;

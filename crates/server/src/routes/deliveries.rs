@@ -1,7 +1,6 @@
 //! Deliveries: start (targets resolved and parameters checked before anything is sent), history,
 //! results per target, live events, cancel and retry.
 
-use domain::audit::AuditAction;
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use domain::audit::AuditAction;
 use domain::delivery::{DeliveryKind, DeliveryMode, DeliveryOptions, DeliveryState, TargetStatus};
 use domain::filter::EdgeFilter;
 use domain::params::{self, ParamValues};

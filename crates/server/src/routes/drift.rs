@@ -2,7 +2,6 @@
 //! (re-apply), keeping the edge's version instead (a template from the edge), and the inventory of
 //! what every edge holds.
 
-use domain::audit::AuditAction;
 use std::collections::BTreeMap;
 
 use api_types::{DriftReport, ObjectDrift, Reapplied, ReapplyRequest, TemplateFromEdge};
@@ -10,6 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use domain::audit::AuditAction;
 use domain::delivery::DeliveryMode;
 use domain::drift::{InventoryKind, documents_of};
 use domain::plan::ObjectRef;

@@ -1,12 +1,12 @@
 //! Plans, applying them, rollbacks, and one target's detail: deliveries made from deliveries.
 
-use domain::audit::AuditAction;
 use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use domain::audit::AuditAction;
 use domain::delivery::{DeliveryMode, TargetStatus};
 use serde_json::{Value, json};
 use store::NewDelivery;

@@ -1,7 +1,6 @@
 //! Algorithm plugins: upload (streamed to disk, hashed while streaming, checked as eKuiper will
 //! install it), list, read, download, delete; and the signed links edges download packages from.
 
-use domain::audit::AuditAction;
 use std::io::Write;
 
 use axum::Json;
@@ -9,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use domain::audit::AuditAction;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::{NewPlugin, StoreError};

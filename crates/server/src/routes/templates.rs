@@ -1,13 +1,13 @@
 //! Configuration templates: create, list, read, edit (each content change is a new version),
 //! version history, export as a file, preview for one edge, delete.
 
-use domain::audit::AuditAction;
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use domain::audit::AuditAction;
 use domain::params::{self, ParamValues};
 use domain::template::{self, Checked, TemplateKind};
 use serde_json::{Value, json};
