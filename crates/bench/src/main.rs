@@ -987,6 +987,7 @@ async fn import_beside_writers(args: &Args, n: u32) -> anyhow::Result<Value> {
     let started = Instant::now();
     session.post(&format!("/api/v1/projects/{project}/edge-services/import"), json!(rows)).await?;
     let import_seconds = started.elapsed().as_secs_f64();
+    let peak_rss_after_import = peak_rss_mib(server.child.id());
     let writes_during_import = writes_so_far.load(std::sync::atomic::Ordering::Acquire);
     // The writes go on while the server probes the new services and then tidies its search index
     // (the housekeeping after a big import), and for a few seconds after.
@@ -1013,6 +1014,8 @@ async fn import_beside_writers(args: &Args, n: u32) -> anyhow::Result<Value> {
         "write_p99_ms_while_probing_and_tidying": percentile(&after, 0.99),
         "write_max_ms_while_probing_and_tidying": after.last().copied().unwrap_or(0.0),
         "write_failures": failures,
+        "server_peak_rss_after_import_mib": peak_rss_after_import,
+        "server_peak_rss_after_probes_mib": peak_rss_mib(server.child.id()),
     }))
 }
 
