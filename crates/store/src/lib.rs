@@ -159,6 +159,24 @@ pub struct Store {
     url: String,
     /// Registry rows written since the last `tidy`.
     search_writes: Arc<AtomicU64>,
+    /// Whether a `tidy` runs now (one at a time: two ran at once after concurrent imports).
+    tidying: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Marks a `tidy` as running while it lives.
+struct Tidying(Arc<std::sync::atomic::AtomicBool>);
+
+impl Tidying {
+    fn start(flag: &Arc<std::sync::atomic::AtomicBool>) -> Option<Tidying> {
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).ok()?;
+        Some(Tidying(Arc::clone(flag)))
+    }
+}
+
+impl Drop for Tidying {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Gives SQLite's planner current row counts (it needs them to prefer a selective filter's index
@@ -209,12 +227,26 @@ impl Store {
                 refresh_statistics(&write).await?;
                 let read = sqlite_pool(&url, 4).await?;
                 // A fresh start tidies on the first occasion: the index may be fragmented from before.
-                Store { read, write, backend, url: url.clone(), search_writes: Arc::new(AtomicU64::new(TIDY_AFTER)) }
+                Store {
+                    read,
+                    write,
+                    backend,
+                    url: url.clone(),
+                    search_writes: Arc::new(AtomicU64::new(TIDY_AFTER)),
+                    tidying: Arc::default(),
+                }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
                 sqlx::migrate!("migrations/postgres").run(&pool).await?;
-                Store { read: pool.clone(), write: pool, backend, url: url.to_owned(), search_writes: Arc::default() }
+                Store {
+                    read: pool.clone(),
+                    write: pool,
+                    backend,
+                    url: url.to_owned(),
+                    search_writes: Arc::default(),
+                    tidying: Arc::default(),
+                }
             }
         };
         Ok(store)
@@ -236,6 +268,10 @@ impl Store {
     /// of 100,000 services the planner chose a nested loop that counted a tag-and-version filter
     /// in 37 s instead of 90 ms (autovacuum may be off or not have come round yet).
     pub async fn tidy(&self) -> Result<bool> {
+        // Another tidy running now does the same work; this one has nothing to add.
+        let Some(_running) = Tidying::start(&self.tidying) else {
+            return Ok(false);
+        };
         if self.search_writes.load(Ordering::Relaxed) < TIDY_AFTER {
             return Ok(false);
         }
@@ -246,7 +282,7 @@ impl Store {
                 refresh_statistics(&self.write).await?;
                 // Other connections read statistics with the schema; a schema change makes them reload.
                 sqlx::query("CREATE TABLE IF NOT EXISTS statistics_refreshed (at BIGINT)").execute(&self.write).await?;
-                sqlx::query("DROP TABLE statistics_refreshed").execute(&self.write).await?;
+                sqlx::query("DROP TABLE IF EXISTS statistics_refreshed").execute(&self.write).await?;
             }
             Backend::Postgres => {
                 sqlx::query("VACUUM (ANALYZE) edge_services, edge_service_tags").execute(&self.write).await?;
