@@ -174,17 +174,7 @@ impl Store {
         if edges.len() <= IMPORT_CHUNK {
             return self.insert_edges(project_id, edges, audit_base).await;
         }
-        let import_id = new_id();
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO edge_imports (id, project_id, rows_total, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(&import_id)
-        .bind(project_id)
-        .bind(edges.len() as i64)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
+        let import_id = self.begin_import(project_id, edges.len()).await?;
         let mut created = Vec::with_capacity(edges.len());
         for chunk in edges.chunks(IMPORT_CHUNK) {
             match self.import_chunk(project_id, chunk, audit_base, &import_id).await {
@@ -205,7 +195,22 @@ impl Store {
         Ok(created)
     }
 
-    async fn import_chunk(
+    /// Marks an import as in progress (its heartbeat starts now); answers its id.
+    pub(crate) async fn begin_import(&self, project_id: &str, rows: usize) -> Result<String> {
+        let import_id = new_id();
+        sqlx::query(
+            "INSERT INTO edge_imports (id, project_id, rows_total, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&import_id)
+        .bind(project_id)
+        .bind(rows as i64)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(import_id)
+    }
+
+    pub(crate) async fn import_chunk(
         &self,
         project_id: &str,
         chunk: &[NewEdge],

@@ -436,6 +436,21 @@ pub mod testing {
     use sqlx::Executor;
     use sqlx::any::AnyPoolOptions;
 
+    /// An import whose process dies after its first chunk: the import is marked in progress and
+    /// the first `crate::IMPORT_CHUNK` services are stored, then nothing more (what
+    /// `Store::remove_abandoned_imports` cleans up). Answers the import's id.
+    pub async fn import_that_dies_after_one_chunk(
+        store: &crate::Store,
+        project_id: &str,
+        edges: &[crate::NewEdge],
+        audit_base: &crate::AuditEntry,
+    ) -> crate::Result<String> {
+        let import_id = store.begin_import(project_id, edges.len()).await?;
+        let first = &edges[..edges.len().min(crate::IMPORT_CHUNK)];
+        store.import_chunk(project_id, first, audit_base, &import_id).await?;
+        Ok(import_id)
+    }
+
     /// Creates an empty PostgreSQL database on the server at `base_url`
     /// (`postgres://user@host:port`) and answers its URL.
     pub async fn fresh_postgres_database(base_url: &str) -> crate::Result<String> {

@@ -303,3 +303,44 @@ async fn broad_matches_are_estimated_on_postgres_and_counted_on_sqlite() {
         assert_eq!((total.n, total.estimated, items.len()), (5, false, 5), "exact below the bound");
     }
 }
+
+/// An import whose server died half-way is removed whole by the sweep once its heartbeat is old,
+/// with an audit record; an import still beating is left alone.
+#[tokio::test]
+async fn an_import_abandoned_half_way_is_removed_by_the_sweep() {
+    use domain::audit::AuditAction;
+    for (store, _dir) in stores().await {
+        let org = store.create_org("plant", &AuditEntry::new(AuditAction::OrgCreate)).await.expect("org");
+        let project =
+            store.create_project(&org.id, "line", &AuditEntry::new(AuditAction::ProjectCreate)).await.expect("project");
+        let edges: Vec<NewEdge> = (0..450)
+            .map(|k| NewEdge {
+                name: format!("gw-{k:03}"),
+                endpoint: format!("http://10.0.{}.{}:7081", k / 250, k % 250),
+                ..NewEdge::default()
+            })
+            .collect();
+        let audit = AuditEntry { project_id: project.id.clone(), ..AuditEntry::new(AuditAction::EdgeServiceImport) };
+        store::testing::import_that_dies_after_one_chunk(&store, &project.id, &edges, &audit).await.expect("chunk");
+        let all = EdgeFilter::default();
+        assert_eq!(store.list_edges(&project.id, &all, 10, 0).await.expect("list").1.n, 200, "one chunk stored");
+
+        let a_minute_ago = store::now_ms() - 60_000;
+        assert_eq!(store.remove_abandoned_imports(a_minute_ago).await.expect("sweep"), 0, "still beating");
+        assert_eq!(store.list_edges(&project.id, &all, 10, 0).await.expect("list").1.n, 200);
+
+        let later = store::now_ms() + 1;
+        assert_eq!(store.remove_abandoned_imports(later).await.expect("sweep"), 1);
+        assert_eq!(store.list_edges(&project.id, &all, 10, 0).await.expect("list").1.n, 0, "removed whole");
+        assert_eq!(store.remove_abandoned_imports(later).await.expect("again"), 0, "nothing left to remove");
+        let query = store::AuditQuery {
+            action: Some("edge_service.import".into()),
+            limit: 1000,
+            ..store::AuditQuery::default()
+        };
+        let (records, _) = store.list_audit(&query).await.expect("audit");
+        let removal = records.iter().find(|r| r.outcome == domain::access::Outcome::Failure).expect("a removal record");
+        assert_eq!(removal.details["removed"], 200, "{removal:?}");
+        assert_eq!(removal.actor_name, "edgefleet");
+    }
+}
