@@ -40,6 +40,8 @@ pub struct ProjectKeys {
     secrets: Arc<SecretBox>,
     overlap: Duration,
     cache: Mutex<HashMap<String, Arc<KeySet>>>,
+    /// Held while a key set is read and parsed.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +54,7 @@ pub enum KeyError {
 
 impl ProjectKeys {
     pub fn new(store: Store, secrets: Arc<SecretBox>, overlap: Duration) -> ProjectKeys {
-        ProjectKeys { store, secrets, overlap, cache: Mutex::default() }
+        ProjectKeys { store, secrets, overlap, cache: Mutex::default(), refreshing: tokio::sync::Mutex::default() }
     }
 
     /// The key that signs the project's tokens now (made on first use).
@@ -107,11 +109,20 @@ impl ProjectKeys {
         self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(project_id);
     }
 
+    fn cached(&self, project_id: &str) -> Option<Arc<KeySet>> {
+        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.get(project_id).filter(|set| set.read_at.elapsed() < CACHE_FOR).map(Arc::clone)
+    }
+
     async fn key_set(&self, project_id: &str) -> Result<Arc<KeySet>, KeyError> {
-        if let Some(set) = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(project_id)
-            && set.read_at.elapsed() < CACHE_FOR
-        {
-            return Ok(Arc::clone(set));
+        if let Some(set) = self.cached(project_id) {
+            return Ok(set);
+        }
+        // One refresh at a time: every probe and target of a project missed the cache together and
+        // each parsed every key again, starving the runtime (and the database pool) for seconds.
+        let _refreshing = self.refreshing.lock().await;
+        if let Some(set) = self.cached(project_id) {
+            return Ok(set);
         }
         let mut rows = self.store.project_jwt_keys(project_id).await?;
         if rows.is_empty() {
@@ -121,13 +132,29 @@ impl ProjectKeys {
             self.store.add_project_jwt_key(&first, None).await?;
             rows = self.store.project_jwt_keys(project_id).await?;
         }
-        let mut signers = HashMap::new();
-        for row in &rows {
-            let private = self.secrets.open(&row.private_sealed).map_err(KeyError::Key)?;
-            let signer =
-                JwtSigner::from_pem(&row.file_name, private.as_bytes()).map_err(|e| KeyError::Key(e.to_string()))?;
-            signers.insert(row.seq, Arc::new(signer));
-        }
+        // Only keys that sign now or may start to while this set is cached get a signer: a project
+        // rotated fifty times has fifty keys, and parsing an RSA key is CPU work, done off the runtime.
+        let now = store::now_ms();
+        let signing = signing_row(&rows, now).map(|r| r.seq);
+        let soon = now + CACHE_FOR.as_millis() as i64;
+        let needed: Vec<JwtKeyRow> = rows
+            .iter()
+            .filter(|r| Some(r.seq) == signing || (r.signing_from > now && r.signing_from <= soon))
+            .cloned()
+            .collect();
+        let secrets = Arc::clone(&self.secrets);
+        let signers = tokio::task::spawn_blocking(move || {
+            let mut signers = HashMap::new();
+            for row in &needed {
+                let private = secrets.open(&row.private_sealed).map_err(KeyError::Key)?;
+                let signer = JwtSigner::from_pem(&row.file_name, private.as_bytes())
+                    .map_err(|e| KeyError::Key(e.to_string()))?;
+                signers.insert(row.seq, Arc::new(signer));
+            }
+            Ok::<_, KeyError>(signers)
+        })
+        .await
+        .map_err(|e| KeyError::Key(e.to_string()))??;
         let set = Arc::new(KeySet { rows, signers, read_at: Instant::now() });
         self.cache
             .lock()
