@@ -19,12 +19,22 @@ fn keys(block: &str) -> BTreeSet<String> {
     keys
 }
 
-#[test]
-fn english_and_chinese_have_the_same_keys() {
+/// The keys of the console's English and Chinese blocks.
+fn console_keys() -> (BTreeSet<String>, BTreeSet<String>) {
     let text = include_str!("../../console/i18n.js");
     let zh_at = text.find("\n  zh: {").expect("a zh block");
-    let en = keys(&text[..zh_at]);
-    let zh = keys(&text[zh_at..]);
+    (keys(&text[..zh_at]), keys(&text[zh_at..]))
+}
+
+/// Those of `wanted` that one language of the console (or both) lacks.
+fn untranslated(wanted: impl IntoIterator<Item = String>) -> Vec<String> {
+    let (en, zh) = console_keys();
+    wanted.into_iter().filter(|key| !en.contains(key) || !zh.contains(key)).collect()
+}
+
+#[test]
+fn english_and_chinese_have_the_same_keys() {
+    let (en, zh) = console_keys();
     assert!(en.len() > 50, "found {} English keys", en.len());
     let only_en: Vec<&String> = en.difference(&zh).collect();
     let only_zh: Vec<&String> = zh.difference(&en).collect();
@@ -68,15 +78,9 @@ fn the_published_routes_are_the_servers() {
 /// Chinese user reads what went wrong in Chinese (the console shows `err.<code>`).
 #[test]
 fn every_error_code_is_explained_in_the_console_in_both_languages() {
-    let text = include_str!("../../console/i18n.js");
-    let zh_at = text.find("\n  zh: {").expect("a zh block");
-    let (en, zh) = (keys(&text[..zh_at]), keys(&text[zh_at..]));
-    let missing: Vec<String> = server::error_codes::ErrorCode::ALL
-        .iter()
-        .map(|code| format!("err.{}", code.as_str()))
-        .filter(|key| !en.contains(key) || !zh.contains(key))
-        .collect();
+    let missing = untranslated(server::error_codes::ErrorCode::ALL.iter().map(|code| format!("err.{}", code.as_str())));
     assert!(missing.is_empty(), "console/i18n.js lacks (in one language or both): {missing:?}");
+    let (en, _) = console_keys();
     let unknown: Vec<&String> = en
         .iter()
         .filter(|key| key.starts_with("err."))
@@ -92,17 +96,15 @@ fn every_error_code_is_explained_in_the_console_in_both_languages() {
 fn every_audit_action_and_outcome_is_translated_in_both_languages() {
     use domain::access::Outcome;
     use domain::audit::AuditAction;
-    let text = include_str!("../../console/i18n.js");
-    let zh_at = text.find("\n  zh: {").expect("a zh block");
-    let (en, zh) = (keys(&text[..zh_at]), keys(&text[zh_at..]));
     let outcomes = [Outcome::Success, Outcome::Denied, Outcome::Failure, Outcome::Throttled];
     let wanted: Vec<String> = AuditAction::ALL
         .iter()
         .map(|action| format!("audit.act.{action}"))
         .chain(outcomes.iter().map(|outcome| format!("audit.outcome.{}", outcome.as_str())))
         .collect();
-    let missing: Vec<&String> = wanted.iter().filter(|key| !en.contains(*key) || !zh.contains(*key)).collect();
+    let missing = untranslated(wanted.clone());
     assert!(missing.is_empty(), "console/i18n.js lacks (in one language or both): {missing:?}");
+    let (en, zh) = console_keys();
     let stale: Vec<&String> =
         en.iter().chain(&zh).filter(|key| key.starts_with("audit.act.") && !wanted.contains(key)).collect();
     assert!(stale.is_empty(), "console/i18n.js translates actions the server does not record: {stale:?}");
@@ -128,14 +130,7 @@ fn the_api_document_lists_every_audit_action() {
 #[test]
 fn every_webhook_event_is_offered_and_translated_in_the_console() {
     use domain::webhook::WebhookEvent;
-    let text = include_str!("../../console/i18n.js");
-    let zh_at = text.find("\n  zh: {").expect("a zh block");
-    let (en, zh) = (keys(&text[..zh_at]), keys(&text[zh_at..]));
-    let missing: Vec<String> = WebhookEvent::ALL
-        .iter()
-        .map(|event| format!("wh.event.{event}"))
-        .filter(|key| !en.contains(key) || !zh.contains(key))
-        .collect();
+    let missing = untranslated(WebhookEvent::ALL.iter().map(|event| format!("wh.event.{event}")));
     assert!(missing.is_empty(), "console/i18n.js lacks (in one language or both): {missing:?}");
     let app = include_str!("../../console/app.js");
     let offered =
@@ -150,13 +145,6 @@ fn every_webhook_event_is_offered_and_translated_in_the_console() {
 #[test]
 fn every_failure_code_is_translated_in_both_languages() {
     use domain::delivery::FailureCode;
-    let text = include_str!("../../console/i18n.js");
-    let zh_at = text.find("\n  zh: {").expect("a zh block");
-    let (en, zh) = (keys(&text[..zh_at]), keys(&text[zh_at..]));
-    let missing: Vec<String> = FailureCode::ALL
-        .iter()
-        .map(|code| format!("fail.{code}"))
-        .filter(|key| !en.contains(key) || !zh.contains(key))
-        .collect();
+    let missing = untranslated(FailureCode::ALL.iter().map(|code| format!("fail.{code}")));
     assert!(missing.is_empty(), "console/i18n.js lacks (in one language or both): {missing:?}");
 }
