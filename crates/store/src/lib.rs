@@ -124,8 +124,8 @@ pub enum StoreError {
     NotFound(Resource),
     #[error("database error: {0}")]
     Database(sqlx::Error),
-    /// No connection came free within the pool's wait: a long write (an import of 100,000
-    /// services holds SQLite's one writer for tens of seconds) is under way. Nothing was done.
+    /// No connection came free within the pool's wait: the database (SQLite has one writer) was
+    /// held by longer work than the wait allows. Nothing was done.
     #[error("the database stayed busy longer than the wait for a connection")]
     Busy,
     #[error("migration failed: {0}")]
@@ -159,24 +159,8 @@ pub struct Store {
     url: String,
     /// Registry rows written since the last `tidy`.
     search_writes: Arc<AtomicU64>,
-    /// Whether a `tidy` runs now (one at a time: two ran at once after concurrent imports).
-    tidying: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// Marks a `tidy` as running while it lives.
-struct Tidying(Arc<std::sync::atomic::AtomicBool>);
-
-impl Tidying {
-    fn start(flag: &Arc<std::sync::atomic::AtomicBool>) -> Option<Tidying> {
-        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).ok()?;
-        Some(Tidying(Arc::clone(flag)))
-    }
-}
-
-impl Drop for Tidying {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
+    /// Held while a `tidy` runs (one at a time: two ran at once after concurrent imports).
+    tidying: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Gives SQLite's planner current row counts (it needs them to prefer a selective filter's index
@@ -187,12 +171,6 @@ async fn refresh_statistics(pool: &AnyPool) -> Result<()> {
     Ok(())
 }
 
-/// Pages one step of the search index's merge writes (FTS5 pages are about 4 KiB).
-macro_rules! merge_pages {
-    () => {
-        "200"
-    };
-}
 /// Steps after which a merge stops, done or not (about 3 GiB of index; the next tidy goes on).
 const MAX_MERGE_STEPS: usize = 4_000;
 
@@ -269,7 +247,7 @@ impl Store {
     /// in 37 s instead of 90 ms (autovacuum may be off or not have come round yet).
     pub async fn tidy(&self) -> Result<bool> {
         // Another tidy running now does the same work; this one has nothing to add.
-        let Some(_running) = Tidying::start(&self.tidying) else {
+        let Ok(_running) = self.tidying.try_lock() else {
             return Ok(false);
         };
         if self.search_writes.load(Ordering::Relaxed) < TIDY_AFTER {
@@ -291,7 +269,7 @@ impl Store {
         Ok(true)
     }
 
-    /// FTS5's `optimize` in steps: each merges at most `merge_pages!()` pages and the writer is
+    /// FTS5's `optimize` in steps: each merges at most 200 pages (about 800 KiB) and the writer is
     /// let go between them. One `optimize` held SQLite's only writer for 1.8 s at 100,000
     /// services and 4 to 7 s at 1,000,000, after every big import; other writes waited that long.
     async fn merge_search_index(&self) -> Result<()> {
@@ -300,7 +278,7 @@ impl Store {
             let before: i64 = sqlx::query("SELECT total_changes() AS n").fetch_one(&mut *conn).await?.get("n");
             // A negative page count first puts every segment on one level, so repeated steps end
             // with the index in a single segment, as `optimize` leaves it.
-            sqlx::query(concat!("INSERT INTO edge_search (edge_search, rank) VALUES ('merge', -", merge_pages!(), ")"))
+            sqlx::query("INSERT INTO edge_search (edge_search, rank) VALUES ('merge', -200)")
                 .execute(&mut *conn)
                 .await?;
             let after: i64 = sqlx::query("SELECT total_changes() AS n").fetch_one(&mut *conn).await?.get("n");
