@@ -253,13 +253,7 @@ impl Store {
                 break;
             }
             let mut tx = self.write.begin().await?;
-            for table in ["edge_service_tags", "edge_objects", "edge_inventory"] {
-                let mut sql = Sql::new("DELETE FROM ");
-                sql.push(table);
-                sql.push(" WHERE edge_id IN (");
-                sql.text_list(&ids).push(")");
-                sql.query(self.backend).execute(&mut *tx).await?;
-            }
+            delete_edge_dependents(&mut tx, self.backend, &ids).await?;
             let mut sql = Sql::new("DELETE FROM edge_services WHERE id IN (");
             sql.text_list(&ids).push(")");
             removed += sql.query(self.backend).execute(&mut *tx).await?.rows_affected();
@@ -371,9 +365,7 @@ impl Store {
 
     pub async fn delete_edge(&self, project_id: &str, id: &str, audit_entry: &AuditEntry) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        sqlx::query("DELETE FROM edge_service_tags WHERE edge_id = $1").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM edge_objects WHERE edge_id = $1").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM edge_inventory WHERE edge_id = $1").bind(id).execute(&mut *tx).await?;
+        delete_edge_dependents(&mut tx, self.backend, &[id.to_owned()]).await?;
         let done = sqlx::query("DELETE FROM edge_services WHERE project_id = $1 AND id = $2")
             .bind(project_id)
             .bind(id)
@@ -753,6 +745,18 @@ async fn insert_edge_rows(
         });
     }
     Ok(created)
+}
+
+/// Deletes what hangs off these services (tags, delivered objects, inventory) in the caller's
+/// transaction, which then deletes the services themselves.
+async fn delete_edge_dependents(tx: &mut sqlx::Transaction<'_, Any>, backend: Backend, ids: &[String]) -> Result<()> {
+    for table in ["edge_service_tags", "edge_objects", "edge_inventory"] {
+        let mut sql = Sql::new("DELETE FROM ");
+        sql.push(table).push(" WHERE edge_id IN (");
+        sql.text_list(ids).push(")");
+        sql.query(backend).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 async fn insert_tags(
