@@ -18,15 +18,17 @@ async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
     stores
 }
 
+/// Organization "plant" with its project "line", where a test registers its services.
+pub async fn plant_line(store: &Store) -> store::Project {
+    use domain::audit::AuditAction;
+    let org = store.create_org("plant", &AuditEntry::new(AuditAction::OrgCreate)).await.expect("org");
+    store.create_project(&org.id, "line", &AuditEntry::new(AuditAction::ProjectCreate)).await.expect("project")
+}
+
 #[tokio::test]
 async fn tidy_runs_after_many_writes_and_searches_still_answer() {
     for (store, _dir) in stores().await {
-        let org =
-            store.create_org("plant", &AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
-        let project = store
-            .create_project(&org.id, "line", &AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
-            .await
-            .expect("project");
+        let project = plant_line(&store).await;
         let edges: Vec<NewEdge> = (0..1200)
             .map(|k| NewEdge {
                 name: format!("gw-{k:04}"),
@@ -78,12 +80,7 @@ async fn an_edge_status_keeps_the_time_it_began() {
     use domain::edge::EdgeStatus;
     use store::ProbeResult;
     for (store, _dir) in stores().await {
-        let org =
-            store.create_org("plant", &AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
-        let project = store
-            .create_project(&org.id, "line", &AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
-            .await
-            .expect("project");
+        let project = plant_line(&store).await;
         let edge = NewEdge { name: "gw".into(), endpoint: "http://10.0.0.1:7081".into(), ..NewEdge::default() };
         let id = store
             .insert_edges(&project.id, &[edge], &AuditEntry::new(domain::audit::AuditAction::EdgeServiceCreate))
@@ -201,12 +198,7 @@ async fn a_check_is_fenced_by_the_delivery_it_compared_against() {
     use domain::drift::{ConfigState, InventoryKind};
     use store::{CheckResult, Finding, ObjectFinding};
     for (store, _dir) in stores().await {
-        let org =
-            store.create_org("plant", &AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
-        let project = store
-            .create_project(&org.id, "line", &AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
-            .await
-            .expect("project");
+        let project = plant_line(&store).await;
         let new = NewEdge { name: "gw".into(), endpoint: "http://10.0.0.1:7081".into(), ..NewEdge::default() };
         let edge = store
             .insert_edges(&project.id, &[new], &AuditEntry::new(domain::audit::AuditAction::EdgeServiceCreate))
@@ -270,12 +262,7 @@ async fn a_check_is_fenced_by_the_delivery_it_compared_against() {
 #[tokio::test]
 async fn broad_matches_are_estimated_on_postgres_and_counted_on_sqlite() {
     for (store, _dir) in stores().await {
-        let org =
-            store.create_org("plant", &AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
-        let project = store
-            .create_project(&org.id, "line", &AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
-            .await
-            .expect("project");
+        let project = plant_line(&store).await;
         let services = store::EXACT_COUNT_UP_TO + 100;
         let edges: Vec<NewEdge> = (0..services)
             .map(|k| NewEdge {
@@ -310,9 +297,7 @@ async fn broad_matches_are_estimated_on_postgres_and_counted_on_sqlite() {
 async fn an_import_abandoned_half_way_is_removed_by_the_sweep() {
     use domain::audit::AuditAction;
     for (store, _dir) in stores().await {
-        let org = store.create_org("plant", &AuditEntry::new(AuditAction::OrgCreate)).await.expect("org");
-        let project =
-            store.create_project(&org.id, "line", &AuditEntry::new(AuditAction::ProjectCreate)).await.expect("project");
+        let project = plant_line(&store).await;
         let edges: Vec<NewEdge> = (0..450)
             .map(|k| NewEdge {
                 name: format!("gw-{k:03}"),

@@ -34,12 +34,7 @@ fn sqlite_and_postgresql_migrations_are_numbered_alike() {
 async fn a_corrupt_json_column_is_an_error_not_a_default() {
     let dir = tempfile::tempdir().expect("dir");
     let store = Store::open_sqlite_dir(dir.path()).await.expect("sqlite");
-    let org =
-        store.create_org("plant", &store::AuditEntry::new(domain::audit::AuditAction::OrgCreate)).await.expect("org");
-    let project = store
-        .create_project(&org.id, "line", &store::AuditEntry::new(domain::audit::AuditAction::ProjectCreate))
-        .await
-        .expect("project");
+    let project = crate::plant_line(&store).await;
     let edge = store::NewEdge {
         name: "gw".into(),
         endpoint: "http://10.0.0.1".into(),
