@@ -9,6 +9,9 @@ use domain::filter::EdgeFilter;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
+use futures::TryStreamExt;
+
+use crate::NewTarget;
 use crate::audit::{self, AuditEntry};
 use crate::sql::Sql;
 use crate::{Backend, Result, Store, StoreError, conflict, json_list, like_pattern, new_id, now_ms, parsed};
@@ -110,6 +113,27 @@ fn edge(row: &AnyRow) -> Result<EdgeService> {
         agent_credentials_issued: row.get::<Option<String>, _>("agent_secret").is_some(),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+    })
+}
+
+/// The columns [`new_target`] reads.
+macro_rules! target_columns {
+    () => {
+        "e.id, e.name, e.endpoint, e.version, e.tags, e.auth_kind, e.auth_username, e.auth_secret, e.transport, e.agent_id"
+    };
+}
+
+/// A delivery target as the service is now, credentials included, in no wave (0).
+fn new_target(row: &AnyRow) -> Result<NewTarget> {
+    Ok(NewTarget {
+        edge_id: row.get("id"),
+        edge_name: row.get("name"),
+        endpoint: row.get("endpoint"),
+        edge_version: row.get("version"),
+        tags: json_list(row, "tags")?,
+        auth: auth_of(row)?,
+        reach: reach_of(row)?,
+        wave: 0,
     })
 }
 
@@ -470,14 +494,21 @@ impl Store {
         self.backend == Backend::Sqlite && needle.chars().count() >= 3
     }
 
-    /// Every service of the project that matches, for resolving a delivery's targets.
-    pub async fn edges_matching(&self, project_id: &str, filter: &EdgeFilter) -> Result<Vec<EdgeService>> {
-        let mut select = Sql::new("SELECT e.* FROM edge_services e WHERE e.project_id = ");
+    /// Every service of the project that matches, as a new delivery's targets (one wave, 0).
+    /// Rows are read one at a time into the lean target form: a fleet of 100,000 held as full
+    /// rows and then as services took the server from ~200 to 450 MiB for a moment.
+    pub async fn targets_matching(&self, project_id: &str, filter: &EdgeFilter) -> Result<Vec<NewTarget>> {
+        let mut select = Sql::new(concat!("SELECT ", target_columns!(), " FROM edge_services e WHERE e.project_id = "));
         select.text(project_id);
         self.edge_filters(&mut select, project_id, filter, Walk::FromFilters);
         select.push(" ORDER BY e.name");
-        let rows = select.query(self.backend).fetch_all(&self.read).await?;
-        rows.iter().map(edge).collect()
+        let query = select.query(self.backend);
+        let mut rows = query.fetch(&self.read);
+        let mut found = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            found.push(new_target(&row)?);
+        }
+        Ok(found)
     }
 
     /// Which index SQLite reads services through, where its planner would guess wrong: the name
@@ -563,16 +594,19 @@ impl Store {
         }
     }
 
-    /// The services of the project with these ids; ids of other projects are not found.
-    pub async fn edges_by_ids(&self, project_id: &str, ids: &[String]) -> Result<Vec<EdgeService>> {
+    /// The project's services among `ids`, as a new delivery's targets (one wave, 0), by name;
+    /// ids of other projects are not found.
+    pub async fn targets_by_ids(&self, project_id: &str, ids: &[String]) -> Result<Vec<NewTarget>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let mut select = Sql::new("SELECT * FROM edge_services WHERE project_id = ");
-            select.text(project_id).push(" AND id IN (").text_list(chunk).push(") ORDER BY name");
-            found.extend(
-                select.query(self.backend).fetch_all(&self.read).await?.iter().map(edge).collect::<Result<Vec<_>>>()?,
-            );
+            let mut select =
+                Sql::new(concat!("SELECT ", target_columns!(), " FROM edge_services e WHERE e.project_id = "));
+            select.text(project_id).push(" AND e.id IN (").text_list(chunk).push(")");
+            for row in select.query(self.backend).fetch_all(&self.read).await? {
+                found.push(new_target(&row)?);
+            }
         }
+        found.sort_by(|a, b| a.edge_name.cmp(&b.edge_name));
         Ok(found)
     }
 

@@ -3,7 +3,7 @@
 
 use domain::delivery::{DeliveryMode, DeliveryState};
 use serde_json::Value;
-use store::{Delivery, EdgeService, NewDelivery, NewTarget};
+use store::{Delivery, NewDelivery};
 
 /// A delivery made from another one: the same content and parameters, another mode; it starts at
 /// once (no rollout, schedule or approvals of its own).
@@ -43,22 +43,4 @@ pub fn derived_delivery(
         approvals_required: 0,
         first_rollback_only: false,
     }
-}
-
-/// The targets of a new delivery: the edge services as they are now, credentials included, all in
-/// one wave (0: no rollout).
-pub fn new_targets(edges: &[EdgeService]) -> Vec<NewTarget> {
-    edges
-        .iter()
-        .map(|e| NewTarget {
-            edge_id: e.id.clone(),
-            edge_name: e.name.clone(),
-            endpoint: e.endpoint.clone(),
-            edge_version: e.version.clone(),
-            tags: e.tags.clone(),
-            auth: e.auth.clone(),
-            reach: e.reach.clone(),
-            wave: 0,
-        })
-        .collect()
 }

@@ -13,7 +13,7 @@ use domain::rollout::{OnAbort, Rollout};
 use serde_json::{Value, json};
 use store::{AuditEntry, Delivery};
 
-use super::derive::{derived_delivery, new_targets};
+use super::derive::derived_delivery;
 use super::hub::DeliveryEvent;
 use super::{Engine, ReplicaEvent};
 
@@ -126,7 +126,7 @@ impl Engine {
             tracing::info!(delivery.id = %delivery.id, "aborted before any target wrote; nothing to roll back");
             return Ok(());
         }
-        let edges = self.store.edges_by_ids(&delivery.project_id, &edge_ids).await?;
+        let targets = self.store.targets_by_ids(&delivery.project_id, &edge_ids).await?;
         let mut new = derived_delivery(
             delivery,
             DeliveryMode::Rollback,
@@ -137,10 +137,10 @@ impl Engine {
             &delivery.created_by,
         );
         new.first_rollback_only = true;
-        let details = json!({"rollback_of": delivery.id, "targets": edges.len(), "reason": delivery.abort_reason});
+        let details = json!({"rollback_of": delivery.id, "targets": targets.len(), "reason": delivery.abort_reason});
         let mut entry = system_entry(&self.store, delivery, AuditAction::DeliveryRollback, details).await;
         entry.resource_id = new.id.clone();
-        match self.store.create_delivery(&new, &new_targets(&edges), &entry).await {
+        match self.store.create_delivery(&new, &targets, &entry).await {
             Ok(rollback) => {
                 tracing::info!(delivery.id = %delivery.id, rollback.id = %rollback.id, "rolling back an aborted rollout");
                 self.start(&rollback.id);

@@ -17,9 +17,8 @@ use domain::params::{self, ParamValues};
 use domain::template::{self, TemplateKind};
 use futures::Stream;
 use serde_json::{Value, json};
-use store::{Delivery, EdgeService, NewDelivery, Store};
+use store::{Delivery, NewDelivery, NewTarget, Store};
 
-use crate::engine::derive::new_targets;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
@@ -117,29 +116,28 @@ pub async fn create(
     checked_rollout(request.rollout.as_ref(), mode)?;
     ensure_room(&state, &project_id).await?;
     let params = checked_params(request.params.as_ref())?;
-    let edges = resolve_targets(&state.store, &project_id, &request.targets).await?;
+    let targets = resolve_targets(&state.store, &project_id, &request.targets).await?;
     let max_targets = state.config.max_targets;
-    if edges.len() > max_targets {
+    if targets.len() > max_targets {
         return Err(ApiError::new(
             ErrorCode::TooManyTargets,
-            format!("{} targets; one delivery takes at most {max_targets} (split it by tag or filter)", edges.len()),
+            format!("{} targets; one delivery takes at most {max_targets} (split it by tag or filter)", targets.len()),
         )
-        .with_details(json!({"limit": max_targets, "targets": edges.len()})));
+        .with_details(json!({"limit": max_targets, "targets": targets.len()})));
     }
     // One check per target (up to `max_targets` of them): on the blocking pool.
-    let (edges, params) = match payload.normalized.clone() {
+    let (mut targets, params) = match payload.normalized.clone() {
         Some(normalized) => tokio::task::spawn_blocking(move || {
-            check_params_cover_targets(&normalized, &params, &edges).map(|()| (edges, params))
+            check_params_cover_targets(&normalized, &params, &targets).map(|()| (targets, params))
         })
         .await
         .map_err(ApiError::internal)??,
-        None => (edges, params),
+        None => (targets, params),
     };
     // Values of `${secret:...}` parameters are stored sealed and never shown again.
     let secret_names = payload.normalized.as_ref().map(params::secret_names).unwrap_or_default();
     let params = crate::secret_params::seal(&params, &secret_names, &state.secrets);
     let id = store::new_id();
-    let mut targets = new_targets(&edges);
     let wave_ends = match &request.rollout {
         Some(rollout) => into_waves(&id, rollout, &mut targets),
         None => Vec::new(),
@@ -357,7 +355,7 @@ pub(super) async fn resolve_targets(
     store: &Store,
     project_id: &str,
     targets: &Value,
-) -> Result<Vec<EdgeService>, ApiError> {
+) -> Result<Vec<NewTarget>, ApiError> {
     let mut selection = targets.as_object().cloned().unwrap_or_default();
     let Some(exclude) = selection.remove("exclude") else { return resolve_selection(store, project_id, targets).await };
     let exclude: BTreeSet<String> = serde_json::from_value(exclude)
@@ -375,14 +373,14 @@ pub(super) async fn resolve_targets(
         ));
     }
     let found = resolve_selection(store, project_id, &Value::Object(selection)).await?;
-    let kept: Vec<EdgeService> = found.into_iter().filter(|edge| !exclude.contains(&edge.id)).collect();
+    let kept: Vec<NewTarget> = found.into_iter().filter(|target| !exclude.contains(&target.edge_id)).collect();
     if kept.is_empty() {
         return Err(ApiError::new(ErrorCode::NoTargetsMatch, "every edge service the targets select is excluded"));
     }
     Ok(kept)
 }
 
-async fn resolve_selection(store: &Store, project_id: &str, targets: &Value) -> Result<Vec<EdgeService>, ApiError> {
+async fn resolve_selection(store: &Store, project_id: &str, targets: &Value) -> Result<Vec<NewTarget>, ApiError> {
     let object = targets
         .as_object()
         .filter(|o| o.len() == 1)
@@ -394,7 +392,7 @@ async fn resolve_selection(store: &Store, project_id: &str, targets: &Value) -> 
                 "targets.all: only `true` selects every edge service",
             ));
         }
-        let found = store.edges_matching(project_id, &EdgeFilter::default()).await?;
+        let found = store.targets_matching(project_id, &EdgeFilter::default()).await?;
         if found.is_empty() {
             return Err(ApiError::new(ErrorCode::NoTargetsMatch, "this project has no edge services"));
         }
@@ -407,9 +405,9 @@ async fn resolve_selection(store: &Store, project_id: &str, targets: &Value) -> 
         if ids.is_empty() {
             return Err(ApiError::new(ErrorCode::NoTargets, "targets.ids is empty: pick at least one edge service"));
         }
-        let found = store.edges_by_ids(project_id, &ids).await?;
+        let found = store.targets_by_ids(project_id, &ids).await?;
         if found.len() != ids.len() {
-            let known: BTreeSet<&str> = found.iter().map(|e| e.id.as_str()).collect();
+            let known: BTreeSet<&str> = found.iter().map(|t| t.edge_id.as_str()).collect();
             let missing: Vec<&String> = ids.iter().filter(|id| !known.contains(id.as_str())).collect();
             return Err(ApiError::new(
                 ErrorCode::EdgeServiceNotFound,
@@ -431,7 +429,7 @@ async fn resolve_selection(store: &Store, project_id: &str, targets: &Value) -> 
                 "targets.filter is empty and would select every edge service; say {\"all\": true} to mean that",
             ));
         }
-        let found = store.edges_matching(project_id, &filter).await?;
+        let found = store.targets_matching(project_id, &filter).await?;
         if found.is_empty() {
             return Err(ApiError::new(
                 ErrorCode::NoTargetsMatch,
@@ -445,9 +443,9 @@ async fn resolve_selection(store: &Store, project_id: &str, targets: &Value) -> 
 }
 
 /// Every target must have a value for every parameter before anything is sent.
-fn check_params_cover_targets(normalized: &Value, params: &Value, edges: &[EdgeService]) -> Result<(), ApiError> {
+fn check_params_cover_targets(normalized: &Value, params: &Value, targets: &[NewTarget]) -> Result<(), ApiError> {
     let (defaults, per_target) = split_params(params);
-    let known: BTreeSet<&str> = edges.iter().flat_map(|e| [e.id.as_str(), e.name.as_str()]).collect();
+    let known: BTreeSet<&str> = targets.iter().flat_map(|t| [t.edge_id.as_str(), t.edge_name.as_str()]).collect();
     if let Some(key) = per_target.keys().find(|k| !known.contains(k.as_str())) {
         return Err(ApiError::new(
             ErrorCode::InvalidParams,
@@ -456,18 +454,25 @@ fn check_params_cover_targets(normalized: &Value, params: &Value, edges: &[EdgeS
     }
     let mut missing = Vec::new();
     let mut count = 0;
-    for edge in edges {
-        let own: Option<&BTreeMap<String, Value>> = per_target.get(&edge.id).or_else(|| per_target.get(&edge.name));
+    for target in targets {
+        let own: Option<&BTreeMap<String, Value>> =
+            per_target.get(&target.edge_id).or_else(|| per_target.get(&target.edge_name));
         let values = ParamValues {
             target: own,
             defaults: Some(&defaults),
-            builtins: params::edge_builtins(&edge.id, &edge.name, &edge.endpoint, edge.version.as_deref(), &edge.tags),
+            builtins: params::edge_builtins(
+                &target.edge_id,
+                &target.edge_name,
+                &target.endpoint,
+                target.edge_version.as_deref(),
+                &target.tags,
+            ),
         };
         let names = params::missing(normalized, &values);
         if !names.is_empty() {
             count += 1;
             if missing.len() < MISSING_EXAMPLES {
-                missing.push(json!({"edge_id": edge.id, "name": edge.name, "parameters": names}));
+                missing.push(json!({"edge_id": target.edge_id, "name": target.edge_name, "parameters": names}));
             }
         }
     }

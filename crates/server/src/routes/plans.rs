@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use store::NewDelivery;
 
 use crate::AppState;
-use crate::engine::derive::{derived_delivery, new_targets};
+use crate::engine::derive::derived_delivery;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CurrentUser, Project};
 use crate::metrics::Metrics;
@@ -139,8 +139,7 @@ pub(super) async fn start_derived(
     details: Value,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ensure_room(state, &new.project_id).await?;
-    let edges = resolve_targets(&state.store, &new.project_id, &json!({"ids": edge_ids})).await?;
-    let mut targets = new_targets(&edges);
+    let mut targets = resolve_targets(&state.store, &new.project_id, &json!({"ids": edge_ids})).await?;
     let mut new = new;
     if let Some(rollout) = &new.rollout {
         new.wave_ends = into_waves(&new.id, rollout, &mut targets);
