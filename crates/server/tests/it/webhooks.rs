@@ -12,7 +12,7 @@ use server::clock::Clock;
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use crate::support::{TestApp, code, rule_doc, sim};
+use crate::support::{PASSWORD, TestApp, code, rule_doc, sim};
 
 const SECRET: &str = "a-receivers-shared-secret";
 
@@ -249,4 +249,71 @@ async fn webhooks_are_checked_before_they_are_stored() {
     assert_eq!(ping.body["state"], "failed", "{}", ping.text);
     assert!(ping.body["status_code"].is_null(), "{}", ping.text);
     assert!(!ping.body["error"].as_str().unwrap_or_default().is_empty(), "{}", ping.text);
+}
+
+#[tokio::test]
+async fn a_rollout_announces_its_approval_waves_abort_and_rollback_to_every_event_webhook() {
+    const COUNT: u32 = 40;
+    let app = TestApp::spawn().await;
+    let sim = sim(COUNT, &["3.6.0"]).await;
+    let ids = app.register(&sim, COUNT).await;
+    let mut receiver = Receiver::start(&[]).await;
+    let made = app.post(&app.p("/webhooks"), json!({"url": receiver.url, "secret": SECRET, "events": ["*"]})).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let approvals = app.call(reqwest::Method::PATCH, &app.p(""), Some(json!({"approvals_required": 1}))).await;
+    assert_eq!(approvals.status, 200, "{}", approvals.text);
+    let (_, bob) = app.user("bob", PASSWORD, Some("admin")).await;
+    let template = app.template("canary", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    // Waves of 10, 10 and 20 targets; half of wave 2 fails, so the rollout stops there and rolls
+    // back the 15 gateways it changed.
+    let body = json!({"template_id": template, "targets": {"all": true}, "options": {"retries": 0, "concurrency": 4},
+        "rollout": {"waves": [{"count": 10}, {"count": 20}, {"percent": 100}], "gate": "auto",
+                    "abort": {"failed_percent": 5, "min_results": 20}, "on_abort": "rollback"}});
+    let started = app.post(&app.p("/deliveries"), body).await;
+    assert_eq!((started.status, started.body["state"].as_str()), (202, Some("awaiting_approval")), "{}", started.text);
+    let id = started.body["id"].as_str().expect("id").to_owned();
+    let targets = app.get(&app.p(&format!("/deliveries/{id}/targets?limit=100"))).await;
+    let in_wave_order = targets.body["items"].as_array().expect("items");
+    for target in in_wave_order.iter().skip(10).take(10).step_by(2) {
+        let k = ids.iter().position(|e| *e == target["edge_id"]).expect("registered") as u32;
+        sim.sim.set_faults(Some(k), Some(neuronex_sim::Faults { error_rate: 1.0, ..Default::default() }));
+    }
+    let created = receiver.until("delivery.created").await;
+    assert_eq!(created.len(), 1, "nothing starts before the approval: {created:?}");
+
+    let approved = app.call_as(&bob, reqwest::Method::POST, &app.p(&format!("/deliveries/{id}/approve")), None).await;
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    let mut calls = receiver.until("delivery.rolled_back").await;
+    let rollback_id = calls.last().expect("rolled back").body["resource"]["id"].as_str().expect("id").to_owned();
+    // The rollback's own start and end, and the rollout's end, in whatever order they come.
+    while calls.iter().filter(|c| c.event == "delivery.finished").count() < 2 {
+        calls.push(receiver.next().await);
+    }
+    let of = |delivery: &str| -> Vec<&str> {
+        calls.iter().filter(|c| c.body["resource"]["id"] == delivery).map(|c| c.event.as_str()).collect()
+    };
+    // Calls due together are sent side by side, so they may arrive in any order; `at` orders them.
+    fn sorted(mut events: Vec<&str>) -> Vec<&str> {
+        events.sort_unstable();
+        events
+    }
+    let in_order = ["delivery.approved", "delivery.started", "delivery.wave", "delivery.aborted", "delivery.finished"];
+    assert_eq!(sorted(of(&id)), sorted(in_order.to_vec()), "{calls:?}");
+    assert_eq!(
+        sorted(of(&rollback_id)),
+        ["delivery.created", "delivery.finished", "delivery.rolled_back", "delivery.started"],
+        "{calls:?}"
+    );
+    assert!(calls.iter().all(|c| c.signed), "{calls:?}");
+    let event = |delivery: &str, name: &str| {
+        calls.iter().find(|c| c.body["resource"]["id"] == delivery && c.event == name).expect("called").body.clone()
+    };
+    let times: Vec<i64> = in_order.iter().map(|name| event(&id, name)["at"].as_i64().expect("at")).collect();
+    assert!(times.is_sorted(), "{in_order:?} at {times:?}");
+    assert_eq!(event(&id, "delivery.approved")["actor"], "bob", "{calls:?}");
+    assert_eq!(event(&id, "delivery.wave")["details"]["wave"], 1, "{calls:?}");
+    assert_eq!(event(&id, "delivery.aborted")["details"]["wave"], 2, "{calls:?}");
+    assert_eq!(event(&id, "delivery.finished")["outcome"], "aborted", "{calls:?}");
+    assert_eq!(event(&rollback_id, "delivery.rolled_back")["details"]["rollback_of"], id.as_str(), "{calls:?}");
+    assert_eq!(event(&rollback_id, "delivery.finished")["outcome"], "succeeded", "{calls:?}");
 }
