@@ -640,6 +640,43 @@ test("select all matching, then leave some out (one row, or a page with its head
   await page.click(".dialog [data-close]");
 });
 
+test("with all matching, CSV rows for a target left out are flagged, and values of a target unticked later are not sent", async () => {
+  await page.click('a[href="#/config"]');
+  await page.locator("tr", { hasText: "demo-rules" }).locator('[data-act="deliver"]').click();
+  await page.click("#wiz-next");
+  await filterTargets({ tag: "zone-a", version: "3.7" }, 3);
+  await page.click("#select-all");
+  const names = await page.locator('#targets input[type="checkbox"][data-id]').evaluateAll((boxes) => boxes.map((b) => b.getAttribute("aria-label")));
+  await page.uncheck(`#targets input[aria-label="${names[0]}"]`);
+  await page.click("#wiz-next");
+  await page.waitForSelector("#param-file", { state: "attached" });
+  await page.fill('[data-default="broker"]', "10.0.0.5");
+  await page.fill('[data-default="threshold"]', "50");
+  const csv = `target,threshold\n${names[0]},5\n${names[1]},7\n${names[2]},8\n`;
+  await page.setInputFiles("#param-file", { name: "values.csv", mimeType: "text/csv", buffer: Buffer.from(csv) });
+  await page.waitForSelector("#param-import-problems");
+  assert.deepEqual(await page.locator("#param-import-problems li").allTextContents(), [
+    `Line 2: ${names[0]} was left out of this delivery (unticked); its values were not taken.`,
+  ]);
+  assert.equal(await page.textContent("#param-imported"), "2 rows imported.");
+  await shot("wizard-parameters-left-out");
+  // Unticked after its values came in: its row goes, and its values are not sent.
+  await page.click("#wiz-back");
+  await page.uncheck(`#targets input[aria-label="${names[1]}"]`);
+  await page.click("#wiz-next");
+  await page.waitForSelector("#param-table");
+  assert.deepEqual(await page.locator("#param-table tbody td:first-child").allTextContents(), [names[2]]);
+  await page.click("#wiz-next");
+  await page.click("#wiz-plan");
+  await page.waitForSelector("#plan-summary", { timeout: 60000 });
+  assert.match(await page.textContent(".plan-group summary"), /^1 targets: /);
+  const project = await page.inputValue("#project");
+  const [plan] = (await api(`/api/v1/projects/${project}/deliveries?limit=1`)).items;
+  const sent = await api(`/api/v1/projects/${project}/deliveries/${plan.id}`);
+  assert.deepEqual(sent.params, { defaults: { broker: "10.0.0.5", threshold: 50 }, targets: { [names[2]]: { threshold: 8 } } });
+  await page.click(".dialog [data-close]");
+});
+
 test("webhooks: add one (its secret shown once), send a test, read its calls, delete it", async () => {
   const url = "http://127.0.0.1:9/hook"; // nothing listens there: the test call fails, with the reason
   await page.click('a[href="#/admin"]');
@@ -696,11 +733,12 @@ test("switch to Chinese; the choice is remembered for the user", async () => {
     }
     await shot(`zh-${link.slice(2)}`);
   }
-  // A refusal reads in Chinese (the error code's meaning), with the server's own words below it.
+  // A refusal reads in Chinese, with the name from the answer's details, and the server's own
+  // words below it.
   await page.fill('#new-org input[name="name"]', "Demo Plant");
   await page.click('#new-org button[type="submit"]');
   await page.waitForSelector('#new-org [role="alert"][data-code="org_name_taken"]');
-  assert.match(await page.textContent('#new-org [role="alert"]'), /^已有同名组织。/);
+  assert.match(await page.textContent('#new-org [role="alert"]'), /^已存在名为 Demo Plant 的组织。organization `Demo Plant` already exists/);
   await shot("zh-error-in-chinese");
   await page.evaluate(() => localStorage.removeItem("lang"));
   await page.reload();

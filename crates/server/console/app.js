@@ -18,6 +18,12 @@
   const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB") : "");
   const state = { me: null, projects: [], project: localStorage.getItem("project") || "" };
 
+  // An API error answer as an Error with its status, stable code and details.
+  function answerError(status, data, statusText) {
+    const error = new Error(data?.error?.message || statusText);
+    return Object.assign(error, { status, code: data?.error?.code, details: data?.error?.details || {} });
+  }
+
   async function api(method, path, body) {
     const headers = {};
     let payload = body;
@@ -31,14 +37,23 @@
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { data = text; }
     if (!response.ok) {
-      const error = new Error(data?.error?.message || response.statusText);
-      Object.assign(error, { status: response.status, code: data?.error?.code, details: data?.error?.details || {} });
+      const error = answerError(response.status, data, response.statusText);
       if (response.status === 401 && !path.endsWith("/auth/login")) { state.me = null; location.hash = "#/login"; }
       throw error;
     }
     return data;
   }
   const P = (path) => `/api/v1/projects/${encodeURIComponent(state.project)}${path}`;
+
+  // `key`'s text with `{name}` filled from `details`, or nothing when the console has no such
+  // text or the answer lacks one of its parameters (a sentence with a hole is worse than none).
+  function withParameters(key, details) {
+    const text = window.I18N[lang][key];
+    if (!text) return null;
+    const names = [...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
+    const given = (v) => typeof v === "string" || typeof v === "number";
+    return names.every((n) => given(details?.[n])) ? t(key, details) : null;
+  }
 
   // An error shown next to what caused it: the field named by the API, else a banner.
   function showError(root, error) {
@@ -48,9 +63,10 @@
     const box = document.createElement("div");
     box.className = input ? "error" : "banner-error";
     box.setAttribute("role", "alert");
-    // In Chinese the error code's meaning leads and the server's English message (which names
-    // the exact field, value or object) follows; in English the message says it all.
-    const meaning = lang !== "en" && error.code && window.I18N[lang][`err.${error.code}`];
+    // In Chinese the error leads in Chinese (with its parameters from `details` where the answer
+    // has them all, else the code's general meaning) and the server's English message (which
+    // names the exact field, value or object) follows; in English the message says it all.
+    const meaning = lang !== "en" && error.code && (withParameters(`errp.${error.code}`, error.details) || window.I18N[lang][`err.${error.code}`]);
     box.textContent = meaning || error.message;
     if (meaning) {
       box.dataset.code = error.code;
@@ -219,7 +235,7 @@
         const body = await file.text();
         const answer = await fetch(P("/edge-services/import"), { method: "POST", credentials: "same-origin", headers: { "x-edgefleet-csrf": "1", "content-type": file.name.endsWith(".csv") ? "text/csv" : "application/json" }, body });
         const data = await answer.json();
-        if (!answer.ok) throw Object.assign(new Error(data.error.message), { details: data.error.details });
+        if (!answer.ok) throw answerError(answer.status, data, answer.statusText);
         main.insertAdjacentHTML("afterbegin", `<p class="notice" role="status">${esc(t("edges.imported", { n: data.total }))}</p>`);
         renderEdgeTable(main, 0, filters);
       } catch (error) { showError(main, error); }
@@ -600,7 +616,7 @@
         let data = {};
         try { data = JSON.parse(request.responseText); } catch { /* not JSON */ }
         if (request.status >= 200 && request.status < 300) return renderPlugins(box).then(() => box.insertAdjacentHTML("afterbegin", `<p class="notice" role="status">${esc(t("plg.uploaded", { name: data.name }))}</p>`));
-        showError(form, Object.assign(new Error(data.error?.message || request.statusText), { details: data.error?.details || {} }));
+        showError(form, answerError(request.status, data, request.statusText));
       };
       request.send(body);
     });
@@ -621,7 +637,7 @@
     // the content, as edited, has none.
     const stepsNow = () => (template ? ["wiz.step1", "wiz.step3", ...(parametersNow().length ? ["wiz.step2"] : []), "wiz.step4"] : ["wiz.step3", "wiz.step4"]);
     const parametersNow = () => parametersOf(template, wizard.content);
-    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: {}, selected: new Map(state.deliverTo || []), excluded: new Set(), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
+    const wizard = { step: 0, content: template ? JSON.stringify(template.content, null, 2) : "", defaults: {}, perTarget: {}, selected: new Map(state.deliverTo || []), excluded: new Map(), filter: {}, allMatching: false, total: 0, options: { timeout_secs: 60, concurrency: 64, on_conflict: "overwrite" }, rollout: { kind: "none", waves: "1%,10%,rest", gate: "auto", abortPercent: "", abortMin: 20, onAbort: "stop", startAt: "" } };
     const d = dialog(`<header><h2>${esc(t("wiz.title", { name }))}</h2><button type="button" class="secondary" data-close>${esc(t("common.close"))}</button></header>
       <div class="steps"></div><div id="wizard-body"></div>
       <div class="row"><button type="button" class="secondary" id="wiz-back">${esc(t("common.back"))}</button><button type="button" id="wiz-next">${esc(t("common.next"))}</button></div>`, undefined, () => {
@@ -682,7 +698,7 @@
       // with no filter says so explicitly.
       const filterGiven = Object.values(wizard.filter || {}).some((v) => (Array.isArray(v) ? v.length > 0 : v !== undefined && v !== ""));
       const targets = wizard.allMatching ? (filterGiven ? { filter: wizard.filter } : { all: true }) : { ids: [...wizard.selected.keys()] };
-      if (wizard.allMatching && wizard.excluded.size) targets.exclude = [...wizard.excluded];
+      if (wizard.allMatching && wizard.excluded.size) targets.exclude = [...wizard.excluded.keys()];
       const request = { targets, options: wizard.options };
       if (template) {
         Object.assign(request, { template_id: template.id, version: template.current_version, params: paramsRequest(wizard, parametersNow()) });
@@ -767,7 +783,14 @@
   const PARAM_ROWS = 500;
   function parameterRows(wizard) {
     if (!wizard.allMatching) return [...wizard.selected].map(([id, name]) => ({ key: id, name: typeof name === "string" ? name : id }));
-    return Object.keys(wizard.perTarget).map((key) => ({ key, name: key }));
+    return Object.keys(wizard.perTarget).filter((key) => stillChosen(wizard, key)).map((key) => ({ key, name: key }));
+  }
+
+  // Whether values kept under `key` (an id, or with "all matching" a name too) belong to a target
+  // still chosen: values typed or imported before a target was unticked are not sent.
+  function stillChosen(wizard, key) {
+    if (!wizard.allMatching) return wizard.selected.has(key);
+    return !wizard.excluded.has(key) && ![...wizard.excluded.values()].includes(key);
   }
 
   // Targets with a parameter that has neither its own value nor a default: [{name, parameters}].
@@ -788,7 +811,7 @@
   function paramsRequest(wizard, parameters) {
     const known = new Set(parameters.map((p) => p.name));
     const given = (values) => Object.fromEntries(Object.entries(values || {}).filter(([k, v]) => known.has(k) && v !== "").map(([k, v]) => [k, typedValue(v)]));
-    const targets = Object.fromEntries(Object.entries(wizard.perTarget).map(([key, values]) => [key, given(values)]).filter(([, values]) => Object.keys(values).length));
+    const targets = Object.fromEntries(Object.entries(wizard.perTarget).filter(([key]) => stillChosen(wizard, key)).map(([key, values]) => [key, given(values)]).filter(([, values]) => Object.keys(values).length));
     return { defaults: given(wizard.defaults), targets };
   }
 
@@ -822,14 +845,17 @@
     const known = new Set(parameters.map((p) => p.name));
     const columns = header.slice(1).map((h) => h.trim());
     columns.forEach((c, i) => { if (!known.has(c)) problems.push(t("par.unknown_column", { column: c || `#${i + 2}`, known: [...known].join(", ") })); });
-    const chosen = new Map();
-    for (const [id, name] of wizard.selected) { chosen.set(id, id); if (typeof name === "string") chosen.set(name, id); }
+    // Names and ids of the ticked targets (or, with "all matching", of those unticked).
+    const byNameOrId = (targets) => { const m = new Map(); for (const [id, name] of targets) { m.set(id, id); if (typeof name === "string") m.set(name, id); } return m; };
+    const chosen = byNameOrId(wizard.selected);
+    const left = byNameOrId(wizard.excluded);
     const seen = new Set();
     let taken = 0;
     data.forEach((fields, i) => {
       const line = i + 2;
       const target = (fields[0] || "").trim();
       if (!target) return problems.push(t("par.no_target", { line }));
+      if (wizard.allMatching && left.has(target)) return problems.push(t("par.excluded", { line, target }));
       const key = wizard.allMatching ? target : chosen.get(target);
       if (!key) return problems.push(t("par.not_chosen", { line, target }));
       if (seen.has(key)) return problems.push(t("par.twice", { line, target }));
@@ -988,7 +1014,7 @@
     table.append(pager(data.total, offset, 20, (o) => showTargets(body, wizard, o), data.total_estimated));
     // With "all matching", unticking a row leaves that edge service out (sent as `exclude`).
     const choose = (c, on) => {
-      if (wizard.allMatching) { if (on) wizard.excluded.delete(c.dataset.id); else wizard.excluded.add(c.dataset.id); }
+      if (wizard.allMatching) { if (on) wizard.excluded.delete(c.dataset.id); else wizard.excluded.set(c.dataset.id, c.getAttribute("aria-label")); }
       else if (on) wizard.selected.set(c.dataset.id, c.getAttribute("aria-label"));
       else wizard.selected.delete(c.dataset.id);
     };

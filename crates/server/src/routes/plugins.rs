@@ -93,9 +93,6 @@ pub async fn create(
                 StoreError::Conflict { clash: store::Clash::PluginContent, name: existing } => {
                     duplicate_content(&existing, &sha256)
                 }
-                StoreError::Conflict { clash: store::Clash::NameTaken(store::Resource::Plugin), name } => {
-                    ApiError::new(ErrorCode::PluginNameTaken, format!("plugin `{name}` already exists"))
-                }
                 other => other.into(),
             });
         }

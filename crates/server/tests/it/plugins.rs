@@ -25,6 +25,11 @@ async fn upload_download_and_refuse_identical_content() {
     assert_eq!(same.body["error"]["message"], "this package is identical to plugin `pysam` (same SHA-256)");
     let other = app.upload(Some("pysam"), Some(python_plugin("pysam", "v2.0.0"))).await;
     assert_eq!((other.status, code(&other)), (409, "plugin_name_taken"));
+    assert_eq!(
+        other.body["error"]["details"]["name"], "pysam",
+        "the console's text takes its parameter: {}",
+        other.text
+    );
     assert_eq!(app.get(&app.p("/plugins")).await.body["total"], 1);
     assert_eq!(files_under(&app.data.path().join("blobs")).len(), 1, "refused uploads leave no blob or temp file");
 }

@@ -84,6 +84,7 @@ async fn names_are_unique_in_a_project() {
     let clash = app.post(&app.p("/templates"), json!({"name": "line rules", "kind": "driver", "content": fixture_text("neuronex_api_template_export_neuron.json")})).await;
     assert_eq!((clash.status, code(&clash)), (409, "template_name_taken"));
     assert_eq!(clash.body["error"]["message"], "template `line rules` already exists");
+    assert_eq!(clash.body["error"]["details"]["name"], "line rules", "{}", clash.text);
 }
 
 #[tokio::test]

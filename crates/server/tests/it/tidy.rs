@@ -89,6 +89,34 @@ fn every_error_code_is_explained_in_the_console_in_both_languages() {
     assert!(unknown.is_empty(), "console/i18n.js explains codes the server does not have: {unknown:?}");
 }
 
+/// The `{parameters}` of each `errp.<code>` text of one language block, by code.
+fn parameterized_errors(block: &str) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut found = std::collections::BTreeMap::new();
+    for line in block.lines() {
+        let Some(rest) = line.trim().strip_prefix("\"errp.") else { continue };
+        let (code, text) = rest.split_once("\": ").expect("an errp line is `\"errp.<code>\": \"text\",`");
+        let names = text.split('{').skip(1).filter_map(|part| part.split_once('}')).map(|(n, _)| n.to_owned());
+        found.insert(code.to_owned(), names.collect());
+    }
+    found
+}
+
+/// An error text with parameters (`errp.<code>`, filled from the answer's `details`) names a code
+/// the server has and the same parameters in both languages: a parameter one language lacks
+/// would make the console fall back in that language only.
+#[test]
+fn parameterized_error_texts_match_across_languages_and_name_real_codes() {
+    let text = include_str!("../../console/i18n.js");
+    let zh_at = text.find("\n  zh: {").expect("a zh block");
+    let (en, zh) = (parameterized_errors(&text[..zh_at]), parameterized_errors(&text[zh_at..]));
+    assert!(en.len() >= 20, "found {} parameterized error texts", en.len());
+    assert_eq!(en, zh, "the parameters of errp.<code> differ between English and Chinese");
+    let codes: BTreeSet<&str> = server::error_codes::ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+    let unknown: Vec<&String> = en.keys().filter(|code| !codes.contains(code.as_str())).collect();
+    assert!(unknown.is_empty(), "errp texts for codes the server does not have: {unknown:?}");
+    assert!(en.values().all(|names| !names.is_empty()), "an errp text without parameters belongs in err.<code>");
+}
+
 /// Every action the audit can record, and every plain outcome, reads in both of the console's
 /// languages (`audit.act.<action>`, `audit.outcome.<outcome>`); none is translated that the
 /// server cannot record.
