@@ -2,6 +2,7 @@
 //! that drive a running server through its REST API.
 
 mod agent_cmd;
+mod allocator;
 mod cli;
 mod db;
 mod demo;
@@ -78,15 +79,33 @@ enum Command {
 }
 
 impl Command {
+    /// The commands that hold a whole fleet's work in memory and run for months.
+    fn is_server(&self) -> bool {
+        matches!(self, Command::Serve(_) | Command::Demo(_))
+    }
+
     /// Commands that print for a person or a pipe and end (not the long-running processes).
     fn is_client(&self) -> bool {
         !matches!(self, Command::Serve(_) | Command::Demo(_) | Command::Agent(_))
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if args.command.is_server() {
+        // Before any thread exists: the restart replaces the whole process.
+        allocator::start_tuned();
+    }
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(err) => {
+            eprintln!("edgefleet: starting the async runtime: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> std::process::ExitCode {
     if args.command.is_client() {
         // `edgefleet delivery list | head` ends quietly when head has read enough, as other
         // command-line tools do. The server keeps Rust's default (a closed socket is an error to

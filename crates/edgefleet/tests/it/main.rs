@@ -176,6 +176,26 @@ fn serve_reads_flags_over_environment_over_the_config_file() {
     );
 }
 
+/// The server tunes glibc's allocator for itself (ADR 13) and leaves an operator's own setting,
+/// even an empty one, alone.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_server_runs_with_its_allocator_tuned_unless_the_operator_tuned_it() {
+    const TUNED: &str =
+        "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=262144";
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], TUNED),
+        (&[("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")], "glibc.malloc.arena_max=4"),
+        (&[("GLIBC_TUNABLES", "")], ""),
+    ];
+    for (environment, expected) in cases {
+        let data = tempfile::tempdir().expect("temp dir");
+        let server = Server::start_in(data.path(), &[], environment);
+        assert!(server.environment_holds("GLIBC_TUNABLES", expected), "started with {environment:?}");
+        assert!(server.environment_holds("EDGEFLEET_ADMIN_PASSWORD", process::PASSWORD), "the rest is kept");
+    }
+}
+
 /// A start-up failure names the database without its password.
 #[test]
 fn a_database_password_never_shows_in_a_start_up_failure() {

@@ -26,10 +26,18 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_in(data_dir, extra, &[])
+    }
+
+    /// With `environment` added to the test's own.
+    pub fn start_in(data_dir: &Path, extra: &[&str], environment: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgefleet"))
             .args(["serve", "--listen", "127.0.0.1:0", "--edge-networks", "127.0.0.0/8", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            // Whatever the test runner's environment holds, the server decides this itself.
+            .env_remove("GLIBC_TUNABLES")
+            .envs(environment.iter().copied())
             .env("EDGEFLEET_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -50,6 +58,22 @@ impl Server {
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in reader.lines() {});
         Server { child, base }
+    }
+
+    /// Whether the running server's environment, as the kernel holds it (after any restart the
+    /// server made of itself: the process id stays the same), sets `name` to `value`. glibc 2.36
+    /// splits `GLIBC_TUNABLES` in place at each `:` when it reads it, so a NUL counts as a `:`.
+    pub fn environment_holds(&self, name: &str, value: &str) -> bool {
+        let environ = std::fs::read(format!("/proc/{}/environ", self.child.id())).expect("environ");
+        let entry = format!("{name}={value}");
+        let mut starts = std::iter::once(0).chain(environ.iter().enumerate().filter(|(_, b)| **b == 0).map(|(i, _)| i + 1));
+        starts.any(|start| {
+            let Some(held) = environ.get(start..start + entry.len()) else {
+                return false;
+            };
+            let whole_entry = matches!(environ.get(start + entry.len()), None | Some(0));
+            whole_entry && held.iter().map(|b| if *b == 0 { b':' } else { *b }).eq(entry.bytes())
+        })
     }
 
     /// SIGKILL: no shutdown code runs.
