@@ -89,6 +89,10 @@ struct Args {
     /// with the machine's speed. 0 skips it.
     #[arg(long, default_value_t = 1000)]
     instruction_targets: u32,
+    /// SSE watchers following a second counted delivery (a server of its own), so what watchers
+    /// cost is counted too (`instructions_per_target_with_watchers`). 0 skips it.
+    #[arg(long, default_value_t = 100)]
+    instruction_watchers: u32,
     /// Services registered in one import request while another client writes (creates a
     /// template) every 20 ms: how long the import holds other writers back (0 skips it).
     #[arg(long, default_value_t = 100_000)]
@@ -112,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         return agents_only(&args).await;
     }
     if args.instructions_only {
-        let counted = instructions(&args, args.instruction_targets).await?;
+        let counted = counted_instructions(&args).await?;
         println!("instructions: {counted}");
         std::fs::create_dir_all(&args.out)?;
         std::fs::write(args.out.join("instructions.json"), serde_json::to_string_pretty(&counted)?)?;
@@ -219,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
         if args.import_services > 0 { Some(import_beside_writers(&args, args.import_services).await?) } else { None };
     println!("import beside writers: {}", import.clone().unwrap_or(Value::Null));
     let instructions =
-        if args.instruction_targets > 0 { Some(instructions(&args, args.instruction_targets).await?) } else { None };
+        if args.instruction_targets > 0 { Some(counted_instructions(&args).await?) } else { None };
     println!("instructions: {}", instructions.clone().unwrap_or(Value::Null));
     if let Some(base) = &args.postgres {
         store::testing::drop_test_databases(base).await?;
@@ -1019,10 +1023,23 @@ async fn import_beside_writers(args: &Args, n: u32) -> anyhow::Result<Value> {
     }))
 }
 
-/// Instructions the server runs to deliver the rule template to `n` targets: `valgrind
-/// --tool=callgrind` with instrumentation off until the fleet is registered and probed, on for the
-/// delivery alone, then dumped.
-async fn instructions(args: &Args, n: u32) -> anyhow::Result<Value> {
+/// The instruction count of a delivery, and of the same delivery with watchers when asked.
+async fn counted_instructions(args: &Args) -> anyhow::Result<Value> {
+    let mut counted = instructions(args, args.instruction_targets, 0).await?;
+    if args.instruction_watchers > 0 {
+        let watched = instructions(args, args.instruction_targets, args.instruction_watchers).await?;
+        let per_target = |v: &Value| v["instructions_per_target"].as_f64().unwrap_or(f64::NAN);
+        counted["watchers"] = json!(args.instruction_watchers);
+        counted["instructions_per_target_with_watchers"] = watched["instructions_per_target"].clone();
+        counted["watchers_cost"] = json!(per_target(&watched) / per_target(&counted) - 1.0);
+    }
+    Ok(counted)
+}
+
+/// Instructions the server runs to deliver the rule template to `n` targets while `watchers` SSE
+/// clients follow it besides the bench's own: `valgrind --tool=callgrind` with instrumentation
+/// off until the fleet is registered and probed, on for the delivery alone, then dumped.
+async fn instructions(args: &Args, n: u32, watchers: u32) -> anyhow::Result<Value> {
     let sim = start_sim(n, Faults::default()).await?;
     let data = tempfile::tempdir()?;
     let out = data.path().join("callgrind.out");
@@ -1030,11 +1047,14 @@ async fn instructions(args: &Args, n: u32) -> anyhow::Result<Value> {
     command
         .args(["--tool=callgrind", "--instr-atstart=no", "--collect-atstart=yes"])
         .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(&args.edgefleet);
+        .arg(&args.edgefleet)
+        // The server would otherwise start itself again to tune glibc's allocator (ADR 13), out
+        // of valgrind's sight; under valgrind the allocator is valgrind's anyway.
+        .env("GLIBC_TUNABLES", "");
     let server = start_server_with(command, data.path(), None, NO_DRIFT_ROUNDS, None)
         .await
         .context("start edgefleet under valgrind (Debian package valgrind)")?;
-    let session = Session::start(&server).await?;
+    let session = Arc::new(Session::start(&server).await?);
     let project = session.project().await?;
     session.register(&project, &sim).await?;
     let template = session.rule_template(&project).await?;
@@ -1049,13 +1069,26 @@ async fn instructions(args: &Args, n: u32) -> anyhow::Result<Value> {
     control("--zero")?;
     let body = json!({"template_id": template["id"], "targets": {"all": true},
                       "options": {"concurrency": 16, "timeout_secs": 600, "retries": 1}});
-    let Timed { finished, .. } = session.deliver(&project, body).await?;
+    let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
+    let id = delivery["id"].as_str().context("delivery id")?.to_owned();
+    let watching: Vec<_> = (0..watchers)
+        .map(|_| {
+            let (session, project, id) = (Arc::clone(&session), project.clone(), id.clone());
+            tokio::spawn(async move { session.watch(&project, &id).await })
+        })
+        .collect();
+    session.watch(&project, &id).await?;
+    for watcher in watching {
+        watcher.await??;
+    }
     control("--dump")?;
+    let finished = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
     let dump = last_dump(data.path())?;
     let total = dumped_instructions(&dump)?;
     // Kept for `callgrind_annotate --inclusive=yes`: where the instructions went.
     std::fs::create_dir_all(&args.out)?;
-    std::fs::copy(&dump, args.out.join("callgrind.delivery.out"))?;
+    let kept = if watchers > 0 { "callgrind.delivery-watched.out" } else { "callgrind.delivery.out" };
+    std::fs::copy(&dump, args.out.join(kept))?;
     sim.abort();
     Ok(json!({
         "targets": n,

@@ -36,26 +36,28 @@ impl Parser {
         self.last_id.as_deref()
     }
 
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<Event> {
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Vec<Event> {
         let mut events = Vec::new();
-        for &byte in chunk {
-            if self.after_cr {
-                self.after_cr = false;
-                if byte == b'\n' {
-                    continue;
-                }
-            }
-            match byte {
-                b'\n' | b'\r' => {
-                    self.after_cr = byte == b'\r';
-                    let line = std::mem::take(&mut self.pending);
-                    if let Some(event) = self.line(&line) {
-                        events.push(event);
-                    }
-                }
-                other => self.pending.push(other),
-            }
+        if self.after_cr && chunk.first() == Some(&b'\n') {
+            chunk = &chunk[1..];
         }
+        self.after_cr = false;
+        // Whole lines are handled straight from the chunk; only a line cut by the chunk's end is
+        // copied, to be completed by the next chunk.
+        while let Some(end) = chunk.iter().position(|byte| matches!(byte, b'\n' | b'\r')) {
+            let event = if self.pending.is_empty() {
+                self.line(&chunk[..end])
+            } else {
+                self.pending.extend_from_slice(&chunk[..end]);
+                let line = std::mem::take(&mut self.pending);
+                self.line(&line)
+            };
+            events.extend(event);
+            let crlf = chunk[end] == b'\r' && chunk.get(end + 1) == Some(&b'\n');
+            self.after_cr = chunk[end] == b'\r' && end + 1 == chunk.len();
+            chunk = &chunk[end + if crlf { 2 } else { 1 }..];
+        }
+        self.pending.extend_from_slice(chunk);
         events
     }
 

@@ -177,16 +177,17 @@ impl Engine {
             let delivery_id = message.delivery.as_str();
             match message.event {
                 ReplicaEvent::Target { target, counts } => {
-                    self.hub.publish(delivery_id, DeliveryEvent::Target { target });
-                    self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
+                    self.hub.publish_all(delivery_id, vec![DeliveryEvent::Target { target }, DeliveryEvent::Counts { counts }]);
                 }
                 ReplicaEvent::Cancel => self.cancel_here(delivery_id),
                 ReplicaEvent::Rollout { event } => {
                     self.hub.publish(delivery_id, DeliveryEvent::Rollout { rollout: event })
                 }
                 ReplicaEvent::Final { state, counts } => {
-                    self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
-                    self.hub.publish(delivery_id, DeliveryEvent::Final { state, counts });
+                    self.hub.publish_all(
+                        delivery_id,
+                        vec![DeliveryEvent::Counts { counts }, DeliveryEvent::Final { state, counts }],
+                    );
                     self.hub.close(delivery_id);
                 }
             }
@@ -302,7 +303,8 @@ impl Engine {
         let mut counts_sent = std::time::Instant::now();
         let mut last_ticked = *lock(&counts);
         let (writes, queue) = tokio::sync::mpsc::channel::<ResultWrite>(WRITE_QUEUE);
-        let writer = tokio::spawn(Arc::clone(self).write_results(queue, Arc::clone(&counts)));
+        let writer =
+            tokio::spawn(Arc::clone(self).write_results(delivery_id.to_owned(), queue, Arc::clone(&counts)));
         let (snapshots, snapshot_queue) = tokio::sync::mpsc::channel::<SnapshotWrite>(WRITE_QUEUE);
         let snapshot_writer = tokio::spawn(write_snapshots(self.store.clone(), snapshot_queue));
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -493,9 +495,11 @@ impl Engine {
     /// Writes results in batches, one transaction each (one commit for many targets is what lets
     /// a single SQLite writer keep up with thousands of targets a second), then publishes their
     /// events in the order of their numbers, so watchers receive them in order and seldom need to
-    /// read the store.
+    /// read the store. A batch's events reach watchers as one message: one wake-up per watcher and
+    /// batch instead of per target.
     async fn write_results(
         self: Arc<Self>,
+        delivery_id: String,
         mut queue: tokio::sync::mpsc::Receiver<ResultWrite>,
         counts: Arc<Mutex<Counts>>,
     ) {
@@ -505,13 +509,16 @@ impl Engine {
             match self.store.finish_targets(&rows).await {
                 Ok(written) => {
                     let mut relayed = Vec::new();
+                    let mut live = Vec::with_capacity(batch.len());
                     for (write, number) in batch.drain(..).zip(written) {
                         if let Some(seq) = number {
                             let event = TargetEvent { seq, ..write.event };
-                            relayed.extend(self.publish_result(&write.row.0, event, &counts));
+                            relayed.extend(self.relayed_result(&delivery_id, &event, &counts));
+                            live.push(DeliveryEvent::Target { target: event });
                         }
                         let _ = write.reply.send(number.is_some());
                     }
+                    self.hub.publish_all(&delivery_id, live);
                     // Other replicas hear of the batch in order, without holding up the next one.
                     if !relayed.is_empty() {
                         let engine = Arc::clone(&self);
@@ -530,21 +537,19 @@ impl Engine {
         }
     }
 
-    /// Publishes a written result here; answers the message for other replicas, if there are any.
-    fn publish_result(
+    /// The message that tells other replicas, if there are any, about a written result.
+    fn relayed_result(
         &self,
         delivery_id: &str,
-        event: TargetEvent,
+        event: &TargetEvent,
         counts: &Mutex<Counts>,
     ) -> Option<(String, ReplicaEvent)> {
-        let relayed = self.shared().then(|| {
+        self.shared().then(|| {
             let counts = *lock(counts);
             let mut target = event.clone();
             target.reason = target.reason.chars().take(MAX_NOTIFY_REASON).collect();
             (delivery_id.to_owned(), ReplicaEvent::Target { target, counts })
-        });
-        self.hub.publish(delivery_id, DeliveryEvent::Target { target: event });
-        relayed
+        })
     }
 
     fn publish_counts(&self, delivery_id: &str, counts: &Mutex<Counts>) {
@@ -574,8 +579,7 @@ impl Engine {
         if self.store.finish_delivery(delivery_id, state, &entry).await? {
             Metrics::inc(&self.metrics.deliveries_finished);
         }
-        self.hub.publish(delivery_id, DeliveryEvent::Counts { counts });
-        self.hub.publish(delivery_id, DeliveryEvent::Final { state, counts });
+        self.hub.publish_all(delivery_id, vec![DeliveryEvent::Counts { counts }, DeliveryEvent::Final { state, counts }]);
         self.hub.close(delivery_id);
         if self.shared() {
             self.tell_replicas(delivery_id, ReplicaEvent::Final { state, counts }).await;

@@ -9,22 +9,20 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use domain::audit::AuditAction;
-use domain::delivery::{DeliveryKind, DeliveryMode, DeliveryOptions, DeliveryState, TargetStatus};
+use domain::delivery::{Counts, DeliveryKind, DeliveryMode, DeliveryOptions, DeliveryState, TargetStatus};
 use domain::filter::EdgeFilter;
 use domain::params::{self, ParamValues};
 use domain::template::{self, TemplateKind};
-use futures::Stream;
 use serde_json::{Value, json};
 use store::{Delivery, NewDelivery, NewTarget, Store};
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::AppState;
 use crate::access::Role;
 use crate::crypto::sha256_hex;
-use crate::engine::hub::{DeliveryEvent, Published};
+use crate::engine::hub::{Batch, DeliveryEvent, Published};
 use crate::engine::split_params;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, CredentialHash, CurrentUser, Project, Query};
@@ -602,7 +600,7 @@ pub async fn events(
     CredentialHash(credential): CredentialHash,
     Path((project_id, id)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<impl IntoResponse> {
     state.store.get_delivery(&project_id, &id).await?;
     let open = state.metrics.sse_clients.load(std::sync::atomic::Ordering::Relaxed);
     if open >= state.config.max_event_streams {
@@ -637,7 +635,8 @@ pub async fn events(
         sent: resume_after.unwrap_or(progress.last_result),
         done: false,
         credential,
-        recheck_at: tokio::time::Instant::now() + RECHECK_CREDENTIAL,
+        recheck: credential_checks(),
+        quiet: false,
         guard: ClientGuard::new(Arc::clone(&state.metrics)),
     };
     if resume_after.is_some() {
@@ -657,17 +656,21 @@ pub async fn events(
     if delivery.state.is_final() {
         watch.finish(delivery.state).await?;
     }
-    let stream = futures::stream::unfold(watch, |mut watch| async move {
-        let (event, id) = watch.next().await?;
-        Some((Ok(sse_event(&event, id)), watch))
+    let frames = futures::stream::unfold(watch, |mut watch| async move {
+        let frame = watch.next_frame().await?;
+        Some((Ok::<_, Infallible>(frame), watch))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+        (axum::http::header::CACHE_CONTROL, "no-cache"),
+    ];
+    Ok((headers, axum::body::Body::from_stream(frames)))
 }
 
 struct Watch {
     /// Events ready to send, with their ids.
     pending: std::collections::VecDeque<(Arc<Published>, i64)>,
-    receiver: tokio::sync::broadcast::Receiver<Arc<Published>>,
+    receiver: tokio::sync::broadcast::Receiver<Batch>,
     store: Store,
     delivery_id: String,
     /// The number of the last result sent (or reflected in the snapshot).
@@ -675,14 +678,26 @@ struct Watch {
     done: bool,
     /// The stream ends when this credential stops being valid (logout, user disabled, revoked).
     credential: String,
-    recheck_at: tokio::time::Instant,
+    recheck: tokio::time::Interval,
+    /// Nothing was sent since the last credential check: the next one sends a keep-alive.
+    quiet: bool,
     guard: ClientGuard,
 }
 
-/// How often an open event stream checks that its viewer may still watch.
+/// How often an open event stream checks that its viewer may still watch, and, when it sent
+/// nothing since the previous check, sends a keep-alive comment.
 const RECHECK_CREDENTIAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Results read from the store per catch-up query.
 const CATCH_UP_PAGE: i64 = 1000;
+/// A frame (one write to the client) holds the events ready up to about this size.
+const FRAME_BYTES: usize = 64 * 1024;
+const KEEP_ALIVE: &str = ":\n\n";
+
+fn credential_checks() -> tokio::time::Interval {
+    let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_CREDENTIAL, RECHECK_CREDENTIAL);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    checks
+}
 
 impl Watch {
     fn push(&mut self, event: DeliveryEvent) {
@@ -712,53 +727,90 @@ impl Watch {
 
     /// Every result not sent yet, the stored counts, and the final state.
     async fn finish(&mut self, state: DeliveryState) -> Result<(), store::StoreError> {
-        self.catch_up(None).await?;
         let counts = self.store.delivery_counts(&self.delivery_id).await?;
+        self.finish_with(state, counts).await
+    }
+
+    /// `finish` with the stored counts already in hand (a `final` event carries them), so a
+    /// hundred watchers do not count the delivery's targets a hundred times as it ends.
+    async fn finish_with(&mut self, state: DeliveryState, counts: Counts) -> Result<(), store::StoreError> {
+        self.catch_up(None).await?;
         self.push(DeliveryEvent::Counts { counts });
         self.push(DeliveryEvent::Final { state, counts });
         self.done = true;
         Ok(())
     }
 
-    async fn next(&mut self) -> Option<(Arc<Published>, i64)> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(event);
-            }
-            if self.done {
-                return None;
-            }
+    /// The next write to the client: every event ready (up to `FRAME_BYTES`), after waiting for
+    /// one; a keep-alive comment after a quiet check; `None` when the stream ends. Writing what is
+    /// ready as one frame costs a watcher one write per batch of results, not one per result.
+    async fn next_frame(&mut self) -> Option<String> {
+        while self.pending.is_empty() && !self.done {
             let received = tokio::select! {
                 received = self.receiver.recv() => received,
-                () = tokio::time::sleep_until(self.recheck_at) => {
+                _ = self.recheck.tick() => {
                     if !matches!(self.store.user_by_token(&self.credential).await, Ok(Some(_))) {
                         return None;
                     }
-                    self.recheck_at = tokio::time::Instant::now() + RECHECK_CREDENTIAL;
+                    if std::mem::replace(&mut self.quiet, true) {
+                        return Some(KEEP_ALIVE.to_owned());
+                    }
                     continue;
                 }
             };
-            let outcome = match received {
-                Ok(published) => self.take(published).await,
-                // A slow watcher skipped events: the store has them.
-                Err(RecvError::Lagged(_)) => {
-                    Metrics::inc(&self.guard.0.sse_catch_ups);
+            self.receive(received).await.ok()?;
+            // What else has arrived joins the same frame.
+            while !self.done {
+                match self.receiver.try_recv() {
+                    Ok(batch) => self.receive(Ok(batch)).await.ok()?,
+                    Err(TryRecvError::Lagged(skipped)) => self.receive(Err(RecvError::Lagged(skipped))).await.ok()?,
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.quiet = false;
+        Some(self.frame())
+    }
+
+    /// Pending events, oldest first, as SSE text.
+    fn frame(&mut self) -> String {
+        let mut frame = String::new();
+        while frame.len() < FRAME_BYTES
+            && let Some((published, id)) = self.pending.pop_front()
+        {
+            published.write_to(&mut frame, id);
+        }
+        frame
+    }
+
+    async fn receive(&mut self, received: Result<Batch, RecvError>) -> Result<(), store::StoreError> {
+        match received {
+            Ok(batch) => {
+                for published in batch.iter() {
+                    if self.done {
+                        break;
+                    }
+                    self.take(Arc::clone(published)).await?;
+                }
+                Ok(())
+            }
+            // A slow watcher skipped events: the store has them.
+            Err(RecvError::Lagged(_)) => {
+                Metrics::inc(&self.guard.0.sse_catch_ups);
+                self.catch_up(None).await
+            }
+            Err(RecvError::Closed) => match self.store.delivery_by_id(&self.delivery_id).await? {
+                delivery if delivery.state.is_final() => self.finish(delivery.state).await,
+                _ => {
+                    // The runner went away (another replica took over): follow the store.
+                    self.receiver = tokio::sync::broadcast::channel(1).1;
+                    self.done = true;
                     self.catch_up(None).await
                 }
-                Err(RecvError::Closed) => match self.store.delivery_by_id(&self.delivery_id).await {
-                    Ok(delivery) if delivery.state.is_final() => self.finish(delivery.state).await,
-                    Ok(_) => {
-                        // The runner went away (another replica took over): follow the store.
-                        self.receiver = tokio::sync::broadcast::channel(1).1;
-                        self.done = true;
-                        self.catch_up(None).await
-                    }
-                    Err(err) => Err(err),
-                },
-            };
-            if outcome.is_err() {
-                return None;
-            }
+            },
         }
     }
 
@@ -780,16 +832,12 @@ impl Watch {
                 self.pending.push_back((published, self.sent));
                 Ok(())
             }
-            DeliveryEvent::Final { state, .. } => {
-                let state = *state;
-                self.finish(state).await
+            DeliveryEvent::Final { state, counts } => {
+                let (state, counts) = (*state, *counts);
+                self.finish_with(state, counts).await
             }
         }
     }
-}
-
-fn sse_event(published: &Published, id: i64) -> Event {
-    Event::default().event(published.name).data(&published.data).id(id.to_string())
 }
 
 struct ClientGuard(Arc<Metrics>);
