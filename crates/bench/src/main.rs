@@ -222,8 +222,7 @@ async fn main() -> anyhow::Result<()> {
     let import =
         if args.import_services > 0 { Some(import_beside_writers(&args, args.import_services).await?) } else { None };
     println!("import beside writers: {}", import.clone().unwrap_or(Value::Null));
-    let instructions =
-        if args.instruction_targets > 0 { Some(counted_instructions(&args).await?) } else { None };
+    let instructions = if args.instruction_targets > 0 { Some(counted_instructions(&args).await?) } else { None };
     println!("instructions: {}", instructions.clone().unwrap_or(Value::Null));
     if let Some(base) = &args.postgres {
         store::testing::drop_test_databases(base).await?;

@@ -66,7 +66,8 @@ impl Server {
     pub fn environment_holds(&self, name: &str, value: &str) -> bool {
         let environ = std::fs::read(format!("/proc/{}/environ", self.child.id())).expect("environ");
         let entry = format!("{name}={value}");
-        let mut starts = std::iter::once(0).chain(environ.iter().enumerate().filter(|(_, b)| **b == 0).map(|(i, _)| i + 1));
+        let mut starts =
+            std::iter::once(0).chain(environ.iter().enumerate().filter(|(_, b)| **b == 0).map(|(i, _)| i + 1));
         starts.any(|start| {
             let Some(held) = environ.get(start..start + entry.len()) else {
                 return false;

@@ -177,7 +177,10 @@ impl Engine {
             let delivery_id = message.delivery.as_str();
             match message.event {
                 ReplicaEvent::Target { target, counts } => {
-                    self.hub.publish_all(delivery_id, vec![DeliveryEvent::Target { target }, DeliveryEvent::Counts { counts }]);
+                    self.hub.publish_all(
+                        delivery_id,
+                        vec![DeliveryEvent::Target { target }, DeliveryEvent::Counts { counts }],
+                    );
                 }
                 ReplicaEvent::Cancel => self.cancel_here(delivery_id),
                 ReplicaEvent::Rollout { event } => {
@@ -303,8 +306,7 @@ impl Engine {
         let mut counts_sent = std::time::Instant::now();
         let mut last_ticked = *lock(&counts);
         let (writes, queue) = tokio::sync::mpsc::channel::<ResultWrite>(WRITE_QUEUE);
-        let writer =
-            tokio::spawn(Arc::clone(self).write_results(delivery_id.to_owned(), queue, Arc::clone(&counts)));
+        let writer = tokio::spawn(Arc::clone(self).write_results(delivery_id.to_owned(), queue, Arc::clone(&counts)));
         let (snapshots, snapshot_queue) = tokio::sync::mpsc::channel::<SnapshotWrite>(WRITE_QUEUE);
         let snapshot_writer = tokio::spawn(write_snapshots(self.store.clone(), snapshot_queue));
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -579,7 +581,8 @@ impl Engine {
         if self.store.finish_delivery(delivery_id, state, &entry).await? {
             Metrics::inc(&self.metrics.deliveries_finished);
         }
-        self.hub.publish_all(delivery_id, vec![DeliveryEvent::Counts { counts }, DeliveryEvent::Final { state, counts }]);
+        self.hub
+            .publish_all(delivery_id, vec![DeliveryEvent::Counts { counts }, DeliveryEvent::Final { state, counts }]);
         self.hub.close(delivery_id);
         if self.shared() {
             self.tell_replicas(delivery_id, ReplicaEvent::Final { state, counts }).await;

@@ -660,10 +660,8 @@ pub async fn events(
         let frame = watch.next_frame().await?;
         Some((Ok::<_, Infallible>(frame), watch))
     });
-    let headers = [
-        (axum::http::header::CONTENT_TYPE, "text/event-stream"),
-        (axum::http::header::CACHE_CONTROL, "no-cache"),
-    ];
+    let headers =
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream"), (axum::http::header::CACHE_CONTROL, "no-cache")];
     Ok((headers, axum::body::Body::from_stream(frames)))
 }
 
