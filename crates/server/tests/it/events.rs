@@ -142,3 +142,46 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_rest() {
     let bad = app.client.events(&app.p(&format!("/deliveries/{id}/events")), Some("seven")).await.err();
     assert_eq!(bad.as_ref().and_then(|e| e.code()), Some("bad_last_event_id"), "{bad:?}");
 }
+
+/// On the wire: an uncached `text/event-stream` whose every event has its name, one line of JSON
+/// data and its id, a result's id being its number; what a browser's `EventSource` reads.
+#[tokio::test]
+async fn a_stream_is_plain_server_sent_events_with_each_result_numbered() {
+    let app = TestApp::spawn().await;
+    let sim = sim(20, &["3.6.0"]).await;
+    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
+    app.post(&app.p("/edge-services/import"), json!(rows)).await;
+    let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
+    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"all": true}})).await;
+    let id = delivery["id"].as_str().expect("id");
+    watch(&app, id, None).await;
+    let answer = app
+        .http
+        .get(format!("{}{}", app.base, app.p(&format!("/deliveries/{id}/events"))))
+        .bearer_auth(&app.token)
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(answer.status(), 200);
+    let header = |name: &str| answer.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
+    let body = answer.text().await.expect("body");
+    let blocks: Vec<&str> = body.split_terminator("\n\n").collect();
+    let mut names = Vec::new();
+    for block in &blocks {
+        let lines: Vec<&str> = block.split('\n').collect();
+        let [event, data, number] = lines[..] else { panic!("event, data and id lines: {block:?}") };
+        let name = event.strip_prefix("event: ").expect("event line");
+        let data: Value = serde_json::from_str(data.strip_prefix("data: ").expect("data line")).expect("json");
+        let number: i64 = number.strip_prefix("id: ").expect("id line").parse().expect("a number");
+        if name == "target" {
+            assert_eq!(data["seq"], number, "a result's id is its number");
+        }
+        names.push(name);
+    }
+    assert_eq!(names.iter().filter(|n| **n == "target").count(), 20, "{names:?}");
+    assert_eq!(names.last(), Some(&"final"));
+    assert_eq!(sse::Parser::new().feed(body.as_bytes()).len(), blocks.len(), "the one SSE reader agrees");
+}
