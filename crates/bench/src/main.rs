@@ -531,14 +531,7 @@ async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<
         json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": args.concurrency}});
     let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
     let id = delivery["id"].as_str().context("delivery")?.to_owned();
-    let mut watching = Vec::new();
-    for _ in 0..watchers {
-        let (session, project, id) = (Arc::clone(&session), project.clone(), id.clone());
-        watching.push(tokio::spawn(async move { session.watch(&project, &id).await }));
-    }
-    for watcher in watching {
-        watcher.await??;
-    }
+    follow(&session, &project, &id, watchers).await?;
     let seconds = started.elapsed().as_secs_f64();
     let metrics = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
     let catch_ups =
@@ -550,6 +543,20 @@ async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<
     });
     sim.abort();
     Ok(result)
+}
+
+/// `watchers` SSE streams following a delivery at once, each to its end.
+async fn follow(session: &Arc<Session>, project: &str, id: &str, watchers: u32) -> anyhow::Result<()> {
+    let watching: Vec<_> = (0..watchers)
+        .map(|_| {
+            let (session, project, id) = (Arc::clone(session), project.to_owned(), id.to_owned());
+            tokio::spawn(async move { session.watch(&project, &id).await })
+        })
+        .collect();
+    for watcher in watching {
+        watcher.await??;
+    }
+    Ok(())
 }
 
 /// Plans of `n` targets: one that finds every object absent (what a first delivery would do), its
@@ -1070,16 +1077,8 @@ async fn instructions(args: &Args, n: u32, watchers: u32) -> anyhow::Result<Valu
                       "options": {"concurrency": 16, "timeout_secs": 600, "retries": 1}});
     let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
     let id = delivery["id"].as_str().context("delivery id")?.to_owned();
-    let watching: Vec<_> = (0..watchers)
-        .map(|_| {
-            let (session, project, id) = (Arc::clone(&session), project.clone(), id.clone());
-            tokio::spawn(async move { session.watch(&project, &id).await })
-        })
-        .collect();
-    session.watch(&project, &id).await?;
-    for watcher in watching {
-        watcher.await??;
-    }
+    // The bench's own stream, which waits for the end, and the watchers.
+    follow(&session, &project, &id, watchers + 1).await?;
     control("--dump")?;
     let finished = session.get(&format!("/api/v1/projects/{project}/deliveries/{id}")).await?;
     let dump = last_dump(data.path())?;

@@ -120,15 +120,22 @@ async fn watchers_before_during_and_after_see_every_result_once() {
     assert_eq!(during.targets.len() as u64 + finished_in_snapshot, 2000, "snapshot {}", during.snapshot);
 }
 
-#[tokio::test]
-async fn a_reconnect_with_last_event_id_gets_exactly_the_rest() {
-    let app = TestApp::spawn().await;
-    let sim = sim(50, &["3.6.0"]).await;
+/// A rule template delivered to `count` simulated gateways, all registered; the simulator (keep
+/// it while the delivery runs) and the delivery's id.
+async fn rule_delivered(app: &TestApp, count: u32) -> (neuronex_sim::RunningSim, String) {
+    let sim = sim(count, &["3.6.0"]).await;
     let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
     app.post(&app.p("/edge-services/import"), json!(rows)).await;
     let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
     let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"all": true}})).await;
-    let id = delivery["id"].as_str().expect("id");
+    (sim, delivery["id"].as_str().expect("id").to_owned())
+}
+
+#[tokio::test]
+async fn a_reconnect_with_last_event_id_gets_exactly_the_rest() {
+    let app = TestApp::spawn().await;
+    let (_sim, id) = rule_delivered(&app, 50).await;
+    let id = id.as_str();
     let all = watch(&app, id, Some("0")).await;
     assert_eq!(all.targets.len(), 50, "from the start: every result");
     let cut = all.ids[19].to_string();
@@ -148,12 +155,8 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_rest() {
 #[tokio::test]
 async fn a_stream_is_plain_server_sent_events_with_each_result_numbered() {
     let app = TestApp::spawn().await;
-    let sim = sim(20, &["3.6.0"]).await;
-    let rows: Vec<Value> = sim.manifest.iter().map(|e| json!({"name": e.name, "endpoint": e.endpoint})).collect();
-    app.post(&app.p("/edge-services/import"), json!(rows)).await;
-    let template = app.template("r", "rule", rule_doc("s", "r1", "SELECT * FROM s")).await;
-    let (delivery, _) = app.deliver(json!({"template_id": template, "targets": {"all": true}})).await;
-    let id = delivery["id"].as_str().expect("id");
+    let (_sim, id) = rule_delivered(&app, 20).await;
+    let id = id.as_str();
     watch(&app, id, None).await;
     let answer = app
         .http
