@@ -225,7 +225,7 @@ impl Metrics {
         line(
             "edgefleet_targets_waiting",
             "gauge",
-            "Targets in flight kept waiting by their edge for over a second; they do not count against concurrency.",
+            "Targets in flight kept waiting by their edge or sleeping before a retry; they do not count against concurrency.",
             &self.targets_waiting,
         );
         line(

@@ -1,14 +1,17 @@
 //! Which of a runner's targets count against the delivery's `options.concurrency`.
 //!
-//! A target counts while it exchanges with its edge. It stops counting while it waits: when its
-//! edge has kept it for [`WAITING_AFTER`] (a hung gateway then costs its own target's time, up to
-//! `timeout_secs`, not the fleet's throughput), and while it sleeps before a retry. Waiting
-//! targets keep their claim, their connection and their timeout; only their slot goes to the next
-//! target. At most [`Slots::max_waiting`] targets wait at once, so a fleet of hung gateways cannot
-//! open connections without bound.
+//! A target counts while it exchanges with its edge. It stops counting while it waits: when an
+//! answer from its edge takes longer than the runner's [`Pace`] expects (a hung gateway then
+//! costs its own target's time, up to `timeout_secs`, not the fleet's throughput), when its whole
+//! work has taken [`WAITING_AFTER`], and while it sleeps before a retry. Waiting targets keep
+//! their claim, their connection and their timeout; only their slot goes to the next target. At
+//! most [`Slots::max_waiting`] targets wait at once, so a fleet of hung gateways cannot open
+//! connections without bound.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -17,7 +20,17 @@ use crate::metrics::Metrics;
 /// How long a target may go without finishing before it counts as waiting. Longer than any
 /// healthy target's whole exchange on a local network (milliseconds), and no longer than the
 /// shortest `timeout_secs`.
-pub const WAITING_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+pub const WAITING_AFTER: Duration = Duration::from_secs(1);
+/// The least patience for one answer: below this, a busy server's own scheduling delays would
+/// make healthy answers look slow.
+const PATIENCE_FLOOR: Duration = Duration::from_millis(50);
+/// Patience is this many times the time within which nine answers in ten came.
+const PATIENCE_FACTOR: u32 = 4;
+/// Answers between two estimates of the patience; each estimate halves the older counts, so
+/// the patience follows the fleet as the delivery moves through it.
+const PACE_EVERY: u32 = 256;
+/// Buckets of answer times, the first below 1 ms and each next one twice as wide.
+const PACE_BUCKETS: usize = 12;
 /// Waiting targets per unit of concurrency: with 4, 100,000 targets of which 11% hung waited on
 /// the cap (73 s against 28 s clean); with 16, 65 s against 33 s (docs/BENCHMARKS.md).
 const WAITING_PER_SLOT: usize = 16;
@@ -27,6 +40,7 @@ pub const MAX_WAITING: usize = 4096;
 pub struct Slots {
     concurrency: usize,
     waiting: AtomicUsize,
+    pace: Pace,
     /// Told when a target starts waiting, so the runner claims another at once.
     freed: Notify,
     metrics: Arc<Metrics>,
@@ -34,7 +48,7 @@ pub struct Slots {
 
 impl Slots {
     pub fn new(concurrency: usize, metrics: Arc<Metrics>) -> Slots {
-        Slots { concurrency, waiting: AtomicUsize::new(0), freed: Notify::new(), metrics }
+        Slots { concurrency, waiting: AtomicUsize::new(0), pace: Pace::default(), freed: Notify::new(), metrics }
     }
 
     /// The most targets that may wait at once besides the `concurrency` working ones.
@@ -78,6 +92,82 @@ impl TargetSlot {
         }
         Waiting(self)
     }
+}
+
+impl TargetSlot {
+    /// Awaits one answer from the edge. An answer slower than the runner's patience makes the
+    /// target wait until it comes; every answer that comes teaches the patience. (A request the
+    /// target's timeout drops taught nothing: hung gateways do not make the runner patient.)
+    pub async fn answer<F: Future>(&self, call: F) -> F::Output {
+        let began = Instant::now();
+        tokio::pin!(call);
+        let output = tokio::select! {
+            output = &mut call => output,
+            () = tokio::time::sleep(self.slots.pace.patience()) => {
+                let _waiting = self.wait();
+                call.await
+            }
+        };
+        self.slots.pace.answered(began.elapsed());
+        output
+    }
+}
+
+/// How long a runner's edges take to answer, and so how long an answer may take before its
+/// target gives its slot: [`PATIENCE_FACTOR`] times the time within which nine answers in ten
+/// came recently, between [`PATIENCE_FLOOR`] and [`WAITING_AFTER`]. Until it has seen
+/// [`PACE_EVERY`] answers it waits the full [`WAITING_AFTER`]. Counts are atomics: a lost
+/// update among concurrent answers only blurs an estimate.
+pub struct Pace {
+    buckets: [AtomicU32; PACE_BUCKETS],
+    seen: AtomicU32,
+    patience_micros: AtomicU64,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace {
+            buckets: Default::default(),
+            seen: AtomicU32::new(0),
+            patience_micros: AtomicU64::new(micros(WAITING_AFTER)),
+        }
+    }
+}
+
+impl Pace {
+    pub fn patience(&self) -> Duration {
+        Duration::from_micros(self.patience_micros.load(Ordering::Relaxed))
+    }
+
+    pub fn answered(&self, took: Duration) {
+        let millis = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        // Bucket 0 holds answers under 1 ms, bucket b those under 2^b ms.
+        let bucket = (u64::BITS - millis.leading_zeros()) as usize;
+        self.buckets[bucket.min(PACE_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+        if self.seen.fetch_add(1, Ordering::Relaxed) % PACE_EVERY == PACE_EVERY - 1 {
+            self.estimate();
+        }
+    }
+
+    fn estimate(&self) {
+        let counts: Vec<u32> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+        let mut below = 0;
+        let nine_in_ten = counts.iter().position(|&c| {
+            below += u64::from(c);
+            below * 10 >= total * 9
+        });
+        let bound = Duration::from_millis(1 << nine_in_ten.unwrap_or(PACE_BUCKETS - 1));
+        let patience = (bound * PATIENCE_FACTOR).clamp(PATIENCE_FLOOR, WAITING_AFTER);
+        self.patience_micros.store(micros(patience), Ordering::Relaxed);
+        for bucket in &self.buckets {
+            bucket.store(bucket.load(Ordering::Relaxed) / 2, Ordering::Relaxed);
+        }
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// One reason a target waits; dropping it ends that reason.
@@ -130,6 +220,52 @@ mod tests {
         assert_eq!(slots.room(1), 1, "still waiting for its slow answer");
         drop(slow);
         assert_eq!(slots.room(1), 0);
+    }
+
+    fn pace_after(answers: &[(Duration, u32)]) -> Duration {
+        let pace = Pace::default();
+        for &(took, times) in answers {
+            (0..times).for_each(|_| pace.answered(took));
+        }
+        pace.patience()
+    }
+
+    #[test]
+    fn patience_follows_how_fast_nine_answers_in_ten_come() {
+        let ms = Duration::from_millis;
+        let cases = [
+            ("before enough answers: the full second", vec![(ms(3), PACE_EVERY - 1)], WAITING_AFTER),
+            ("fast answers: the floor", vec![(Duration::from_micros(300), PACE_EVERY)], PATIENCE_FLOOR),
+            ("20 ms answers: four times their bucket's 32 ms", vec![(ms(20), PACE_EVERY)], ms(128)),
+            ("a tenth slower does not move it", vec![(ms(20), 231), (ms(900), 25)], ms(128)),
+            ("slow answers: at most the second", vec![(ms(400), PACE_EVERY)], WAITING_AFTER),
+            (
+                "it follows the fleet: older answers count half",
+                vec![(ms(400), PACE_EVERY), (ms(20), PACE_EVERY)],
+                WAITING_AFTER,
+            ),
+            ("three rounds on, the new pace holds", vec![(ms(400), PACE_EVERY), (ms(20), 3 * PACE_EVERY)], ms(128)),
+        ];
+        for (case, answers, expected) in cases {
+            assert_eq!(pace_after(&answers), expected, "{case}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_slower_than_the_patience_gives_the_slot_until_it_comes() {
+        let slots = slots(1);
+        let target = TargetSlot::new(Arc::clone(&slots));
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let call = target.answer(answered);
+        tokio::pin!(call);
+        assert!(futures::poll!(&mut call).is_pending());
+        assert_eq!(slots.room(1), 0, "a target awaiting an answer works");
+        tokio::time::advance(WAITING_AFTER).await;
+        assert!(futures::poll!(&mut call).is_pending());
+        assert_eq!(slots.room(1), 1, "past the patience it waits");
+        answer.send(()).ok();
+        assert!(futures::poll!(&mut call).is_ready());
+        assert_eq!(slots.room(1), 0, "answered: it works again");
     }
 
     #[test]

@@ -637,6 +637,7 @@ pub async fn events(
         credential,
         recheck: credential_checks(),
         quiet: false,
+        next_due: None,
         guard: ClientGuard::new(Arc::clone(&state.metrics)),
     };
     if resume_after.is_some() {
@@ -679,6 +680,8 @@ struct Watch {
     recheck: tokio::time::Interval,
     /// Nothing was sent since the last credential check: the next one sends a keep-alive.
     quiet: bool,
+    /// When the next frame may go: [`FRAME_EVERY`] after the last one, unless that one was full.
+    next_due: Option<tokio::time::Instant>,
     guard: ClientGuard,
 }
 
@@ -689,6 +692,11 @@ const RECHECK_CREDENTIAL: std::time::Duration = std::time::Duration::from_secs(5
 const CATCH_UP_PAGE: i64 = 1000;
 /// A frame (one write to the client) holds the events ready up to about this size.
 const FRAME_BYTES: usize = 64 * 1024;
+/// At most one frame per this interval while events keep coming: what arrives meanwhile joins
+/// the next frame. Each frame costs the server a write and each watcher a wake-up, so a busy
+/// delivery costs a watcher ten writes a second however fast results come; a person watching
+/// sees them at most this much later.
+const FRAME_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 const KEEP_ALIVE: &str = ":\n\n";
 
 fn credential_checks() -> tokio::time::Interval {
@@ -740,8 +748,9 @@ impl Watch {
     }
 
     /// The next write to the client: every event ready (up to `FRAME_BYTES`), after waiting for
-    /// one; a keep-alive comment after a quiet check; `None` when the stream ends. Writing what is
-    /// ready as one frame costs a watcher one write per batch of results, not one per result.
+    /// one and for [`FRAME_EVERY`] since the last frame; a keep-alive comment after a quiet check;
+    /// `None` when the stream ends. Writing what is ready as one frame costs a watcher one write
+    /// per tenth of a second, not one per result or per batch of results.
     async fn next_frame(&mut self) -> Option<String> {
         while self.pending.is_empty() && !self.done {
             let received = tokio::select! {
@@ -757,20 +766,31 @@ impl Watch {
                 }
             };
             self.receive(received).await.ok()?;
-            // What else has arrived joins the same frame.
-            while !self.done {
-                match self.receiver.try_recv() {
-                    Ok(batch) => self.receive(Ok(batch)).await.ok()?,
-                    Err(TryRecvError::Lagged(skipped)) => self.receive(Err(RecvError::Lagged(skipped))).await.ok()?,
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                }
-            }
         }
         if self.pending.is_empty() {
             return None;
         }
+        if let Some(due) = self.next_due.filter(|_| !self.done) {
+            tokio::time::sleep_until(due).await;
+        }
+        self.receive_ready().await.ok()?;
         self.quiet = false;
-        Some(self.frame())
+        let frame = self.frame();
+        // A full frame left events behind (a catch-up, a watcher behind): they go at once.
+        self.next_due = self.pending.is_empty().then(|| tokio::time::Instant::now() + FRAME_EVERY);
+        Some(frame)
+    }
+
+    /// Takes every batch already published, so it joins the frame being made.
+    async fn receive_ready(&mut self) -> Result<(), store::StoreError> {
+        while !self.done {
+            match self.receiver.try_recv() {
+                Ok(batch) => self.receive(Ok(batch)).await?,
+                Err(TryRecvError::Lagged(skipped)) => self.receive(Err(RecvError::Lagged(skipped))).await?,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        Ok(())
     }
 
     /// Pending events, oldest first, as SSE text.
