@@ -9,6 +9,7 @@
 //! connections without bound.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -98,11 +99,12 @@ impl TargetSlot {
     /// Awaits one answer from the edge. An answer slower than the runner's patience makes the
     /// target wait until it comes; every answer that comes teaches the patience. (A request the
     /// target's timeout drops taught nothing: hung gateways do not make the runner patient.)
-    pub async fn answer<F: Future>(&self, call: F) -> F::Output {
+    /// The call comes pinned by its caller: a future taken by value and pinned here would be
+    /// stored twice in this one's state (it is kilobytes, held by every target in flight).
+    pub async fn answer<F: Future>(&self, mut call: Pin<&mut F>) -> F::Output {
         let began = Instant::now();
-        tokio::pin!(call);
         let output = tokio::select! {
-            output = &mut call => output,
+            output = call.as_mut() => output,
             () = tokio::time::sleep(self.slots.pace.patience()) => {
                 let _waiting = self.wait();
                 call.await
@@ -256,6 +258,7 @@ mod tests {
         let slots = slots(1);
         let target = TargetSlot::new(Arc::clone(&slots));
         let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let answered = std::pin::pin!(answered);
         let call = target.answer(answered);
         tokio::pin!(call);
         assert!(futures::poll!(&mut call).is_pending());

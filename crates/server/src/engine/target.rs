@@ -851,7 +851,7 @@ impl Steps<'_> {
         loop {
             self.with(|p| p.tries += 1);
             let began = Instant::now();
-            let answer = self.slot.answer(call()).await;
+            let answer = self.slot.answer(std::pin::pin!(call())).await;
             let kind = crate::metrics::step_kind(step);
             self.metrics.edge_call_seconds.observe(format!("step=\"{kind}\""), began.elapsed());
             match answer {
