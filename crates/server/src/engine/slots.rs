@@ -93,9 +93,7 @@ impl TargetSlot {
         }
         Waiting(self)
     }
-}
 
-impl TargetSlot {
     /// Awaits one answer from the edge. An answer slower than the runner's patience makes the
     /// target wait until it comes; every answer that comes teaches the patience. (A request the
     /// target's timeout drops taught nothing: hung gateways do not make the runner patient.)
