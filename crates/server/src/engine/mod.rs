@@ -451,8 +451,9 @@ impl Engine {
             },
             None => {
                 let began = std::time::Instant::now();
+                // Whatever the target is doing, a second of work in all makes it wait.
                 let work = std::pin::pin!(runner.run(&target, health.as_ref(), &cancel));
-                let outcome = counting_waits(work, &slot).await;
+                let outcome = slot.waiting_after(slots::WAITING_AFTER, work).await;
                 let labels = format!("status=\"{}\"", outcome.status);
                 self.metrics.target_seconds.observe(labels, began.elapsed());
                 outcome
@@ -820,23 +821,6 @@ async fn write_snapshots(store: Store, mut queue: tokio::sync::mpsc::Receiver<Sn
                     let _ = write.reply.send(Err(err.to_string()));
                 }
             }
-        }
-    }
-}
-
-/// Runs a target's work; once it has taken [`slots::WAITING_AFTER`] it counts as waiting and
-/// gives its concurrency slot to the next target until it ends. The work comes pinned by the
-/// caller: taken by value and pinned here, it would be stored twice in this future's state
-/// (7 KiB more for every target in flight).
-async fn counting_waits<F: std::future::Future>(
-    mut work: std::pin::Pin<&mut F>,
-    slot: &slots::TargetSlot,
-) -> F::Output {
-    tokio::select! {
-        output = work.as_mut() => output,
-        () = tokio::time::sleep(slots::WAITING_AFTER) => {
-            let _waiting = slot.wait();
-            work.await
         }
     }
 }

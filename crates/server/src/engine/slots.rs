@@ -99,17 +99,23 @@ impl TargetSlot {
     /// target's timeout drops taught nothing: hung gateways do not make the runner patient.)
     /// The call comes pinned by its caller: a future taken by value and pinned here would be
     /// stored twice in this one's state (it is kilobytes, held by every target in flight).
-    pub async fn answer<F: Future>(&self, mut call: Pin<&mut F>) -> F::Output {
+    pub async fn answer<F: Future>(&self, call: Pin<&mut F>) -> F::Output {
         let began = Instant::now();
-        let output = tokio::select! {
-            output = call.as_mut() => output,
-            () = tokio::time::sleep(self.slots.pace.patience()) => {
-                let _waiting = self.wait();
-                call.await
-            }
-        };
+        let output = self.waiting_after(self.slots.pace.patience(), call).await;
         self.slots.pace.answered(began.elapsed());
         output
+    }
+
+    /// Awaits `work`; once it has taken `after`, the target waits (gives its slot) until it
+    /// ends. The work comes pinned by its caller, for the same reason as in [`Self::answer`].
+    pub async fn waiting_after<F: Future>(&self, after: Duration, mut work: Pin<&mut F>) -> F::Output {
+        tokio::select! {
+            output = work.as_mut() => output,
+            () = tokio::time::sleep(after) => {
+                let _waiting = self.wait();
+                work.await
+            }
+        }
     }
 }
 
@@ -150,7 +156,7 @@ impl Pace {
     }
 
     fn estimate(&self) {
-        let counts: Vec<u32> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let counts: [u32; PACE_BUCKETS] = std::array::from_fn(|b| self.buckets[b].load(Ordering::Relaxed));
         let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
         let mut below = 0;
         let nine_in_ten = counts.iter().position(|&c| {
