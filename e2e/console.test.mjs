@@ -141,6 +141,8 @@ test("deliver with an edit for this delivery only, to targets filtered by tag an
   assert.equal(await page.textContent("#c-ok"), "8");
   assert.equal(await page.textContent("#c-failed"), "4");
   await page.waitForFunction(() => document.querySelectorAll('#result-table tr[data-status="failed"] .bang').length === 4);
+  // The table is read again once the final event came: wait for that read, not for an earlier one.
+  await page.waitForFunction(() => document.querySelectorAll('#result-table tr[data-status="succeeded"] .dot.succeeded').length === 8);
   assert.equal(await page.locator('#result-table tr[data-status="succeeded"] .dot.succeeded').count(), 8);
   const reasons = await page.locator('#result-table tr[data-status="failed"] td:last-child').allTextContents();
   // Each failure leads with its code in words (the console's language), then the server's reason.

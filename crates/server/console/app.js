@@ -1095,10 +1095,15 @@
       // The rollout controls follow the state shown at once, not when the reload after an event answers.
       if (stateName && stateName !== shown.state) { shown = { ...shown, state: stateName }; renderRollout(); }
     };
+    // Like the delivery's reloads: a page that answers after a newer one was asked is dropped, so a
+    // load started before the final event cannot put running targets back over finished ones.
+    let tableAsked = 0;
     const loadTable = async () => {
+      const asked = ++tableAsked;
       const params = new URLSearchParams({ limit: 50, offset });
       if (failuresOnly) params.set("status", "failed");
       const data = await api("GET", P(`/deliveries/${delivery.id}/targets?${params}`));
+      if (asked !== tableAsked) return;
       const box = $("#result-table", d.el);
       box.innerHTML = `<table><thead><tr><th>${esc(t("common.status"))}</th><th>${esc(t("common.name"))}</th><th>${esc(t("common.endpoint"))}</th><th>${esc(t("common.version"))}</th>${shown.waves ? `<th>${esc(t("roll.wave"))}</th>` : ""}<th>${esc(t("res.reason"))}</th></tr></thead>
         <tbody>${data.items.map((x) => `<tr data-status="${esc(x.status)}"><td>${marker(x.status)}</td><td>${esc(x.name)}</td><td>${esc(x.endpoint)}</td><td>${esc(x.version || "")}</td>${shown.waves ? `<td>${x.wave}</td>` : ""}<td>${x.failure_code ? `<b class="failure" data-code="${esc(x.failure_code)}">${esc(known(`fail.${x.failure_code}`, x.failure_code))}</b> ` : ""}${x.restored ? `<span class="tag">${esc(t("res.restored"))}</span> ` : ""}${esc(x.reason)}</td></tr>`).join("")}</tbody></table>`;
