@@ -38,7 +38,8 @@ struct Args {
     /// Edge services in the registry benchmark (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     registry: u32,
-    /// SSE watchers on a 10,000-target delivery (0 skips it).
+    /// SSE watchers on a 10,000-target delivery, measured against the same delivery without them,
+    /// `--repeat` times each, alternating (0 skips it).
     #[arg(long, default_value_t = 100)]
     watchers: u32,
     /// A PostgreSQL server (`postgres://user@host:port`): the clean deliveries are measured on it
@@ -519,26 +520,56 @@ async fn registry_on(args: &Args, n: u32, postgres: Option<&str>) -> anyhow::Res
     Ok(json!({"edge_services": n, "filters": out}))
 }
 
-/// One 10,000-target delivery with `watchers` SSE clients following it.
+/// What `watchers` SSE clients cost a 10,000-target delivery: `--repeat` pairs of runs on fresh
+/// fleets, alternating, one followed only by the bench's own stream and one by `watchers` more.
+/// Besides the wall clock it reports the server's CPU time (what the watchers cost the server, the
+/// figure that does not depend on where the clients run) and the bench process's (the simulator,
+/// and the watcher clients, which here share the server's two cores).
 async fn watched_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<Value> {
+    let mut runs = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        let alone = followed_delivery(args, n, 0).await?;
+        let watched = followed_delivery(args, n, watchers).await?;
+        eprintln!("N={n}: alone {alone}, with {watchers} watchers {watched}");
+        runs.push(json!({"alone": alone, "watched": watched}));
+    }
+    let median = |side: &str, field: &str| {
+        let mut values: Vec<f64> = runs.iter().filter_map(|run| run[side][field].as_f64()).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let slower = median("watched", "seconds") / median("alone", "seconds") - 1.0;
+    let server_cost = median("watched", "server_cpu_seconds") / median("alone", "server_cpu_seconds") - 1.0;
+    let clients = median("watched", "bench_cpu_seconds") - median("alone", "bench_cpu_seconds");
+    Ok(json!({
+        "targets": n, "watchers": watchers, "runs": runs,
+        "slower_by": slower, "server_cpu_cost": server_cost, "watcher_clients_cpu_seconds": clients,
+    }))
+}
+
+/// One delivery of `n` targets followed by the bench's own stream and `watchers` more.
+async fn followed_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result<Value> {
     let Fleet { sim, _data, server, session, project } =
         Fleet::start(args, start_sim(n, Faults::default()).await?, None).await?;
     let session = Arc::new(session);
     let template = session.rule_template(&project).await?;
     let cpu_before = cpu_seconds(server.child.id());
+    let bench_cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
     let body =
         json!({"template_id": template["id"], "targets": {"all": true}, "options": {"concurrency": args.concurrency}});
     let delivery = session.post(&format!("/api/v1/projects/{project}/deliveries"), body).await?;
     let id = delivery["id"].as_str().context("delivery")?.to_owned();
-    follow(&session, &project, &id, watchers).await?;
+    follow(&session, &project, &id, watchers + 1).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let server_cpu_seconds = cpu_seconds(server.child.id()) - cpu_before;
+    let bench_cpu_seconds = cpu_seconds(std::process::id()) - bench_cpu_before;
     let metrics = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
     let catch_ups =
         metrics.lines().find_map(|l| l.strip_prefix("edgefleet_sse_catch_ups_total ")).unwrap_or("?").to_owned();
     let result = json!({
-        "targets": n, "watchers": watchers, "seconds": seconds, "catch_ups": catch_ups,
-        "server_cpu_seconds": cpu_seconds(server.child.id()) - cpu_before,
+        "seconds": seconds, "catch_ups": catch_ups,
+        "server_cpu_seconds": server_cpu_seconds, "bench_cpu_seconds": bench_cpu_seconds,
         "server_peak_rss_mib": peak_rss_mib(server.child.id()),
     });
     sim.abort();

@@ -243,11 +243,13 @@ pub struct DeliveryTarget {
     pub wave: i64,
 }
 
-/// A delivery's counts and the number of its latest result, read together.
+/// A delivery's counts, the number of its latest result and how many of its targets wait (an
+/// offline edge, outside a window), read together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     pub counts: Counts,
     pub last_result: i64,
+    pub waiting: u64,
 }
 
 /// A target a worker now holds, with what it needs to do the work.
@@ -638,19 +640,34 @@ impl Store {
         Ok(counts)
     }
 
-    /// Counts and the latest result number in one statement, so they describe the same moment.
+    /// Counts, the latest result number and the waiting targets in one statement, so they describe
+    /// the same moment.
     pub async fn delivery_progress(&self, delivery_id: &str) -> Result<Progress> {
-        let rows = sqlx::query(
-            "SELECT d.results_written AS last_result, t.status AS status, COUNT(t.edge_id) AS n
-             FROM deliveries d LEFT JOIN delivery_targets t ON t.delivery_id = d.id
-             WHERE d.id = $1 GROUP BY d.results_written, t.status",
-        )
-        .bind(delivery_id)
-        .fetch_all(&self.read)
-        .await?;
-        let mut progress = Progress { counts: Counts::default(), last_result: 0 };
+        // Every live-event stream reads this as it opens, so it must not cost the delivery's
+        // size: the counts come from the (delivery_id, status, seq) index alone (`COUNT(t.status)`,
+        // not a column outside it), the waiting targets from their partial index. SQLite's planner
+        // prefers the status index for the waiting count unless told (it knows no index sizes).
+        let sql = match self.backend {
+            Backend::Sqlite => concat!(
+                "SELECT d.results_written AS last_result, t.status AS status, COUNT(t.status) AS n,",
+                " (SELECT COUNT(*) FROM delivery_targets w INDEXED BY delivery_targets_waiting_in_delivery",
+                "  WHERE w.delivery_id = d.id AND w.status = 'pending' AND w.not_before IS NOT NULL) AS waiting",
+                " FROM deliveries d LEFT JOIN delivery_targets t ON t.delivery_id = d.id",
+                " WHERE d.id = $1 GROUP BY d.id, d.results_written, t.status",
+            ),
+            Backend::Postgres => concat!(
+                "SELECT d.results_written AS last_result, t.status AS status, COUNT(t.status) AS n,",
+                " (SELECT COUNT(*) FROM delivery_targets w",
+                "  WHERE w.delivery_id = d.id AND w.status = 'pending' AND w.not_before IS NOT NULL) AS waiting",
+                " FROM deliveries d LEFT JOIN delivery_targets t ON t.delivery_id = d.id",
+                " WHERE d.id = $1 GROUP BY d.id, d.results_written, t.status",
+            ),
+        };
+        let rows = sqlx::query(sql).bind(delivery_id).fetch_all(&self.read).await?;
+        let mut progress = Progress { counts: Counts::default(), last_result: 0, waiting: 0 };
         for row in rows {
             progress.last_result = row.get("last_result");
+            progress.waiting = row.get::<i64, _>("waiting") as u64;
             if let Some(status) = row.get::<Option<String>, _>("status") {
                 let status = TargetStatus::from_str(&status).map_err(StoreError::Corrupt)?;
                 progress.counts.add(status, row.get::<i64, _>("n") as u64);

@@ -400,17 +400,3 @@ pub struct MaintenanceWindow {
     pub created_by: String,
     pub created_at: i64,
 }
-
-impl Store {
-    /// How many of the delivery's targets wait (pending with a `not_before`).
-    pub async fn waiting_targets(&self, delivery_id: &str) -> Result<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM delivery_targets
-             WHERE delivery_id = $1 AND status = 'pending' AND not_before IS NOT NULL",
-        )
-        .bind(delivery_id)
-        .fetch_one(&self.read)
-        .await?;
-        Ok(row.get("n"))
-    }
-}

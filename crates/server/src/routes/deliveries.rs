@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::routes::audit_entry;
 use crate::routes::templates::checked_content;
 use crate::views;
+use bytes::Bytes;
 
 const TARGETS_SHAPES: &str =
     "targets: give {\"ids\": [...]}, {\"filter\": {...}} or {\"all\": true} (the last two may add \"exclude\": [ids])";
@@ -645,13 +646,12 @@ pub async fn events(
     }
     watch.push(DeliveryEvent::Counts { counts: progress.counts });
     let shown = views::delivery(&delivery, &progress.counts, &[], 0);
-    let waiting = state.store.waiting_targets(&delivery.id).await? as u64;
     let standing = api_types::StateEvent {
         state: delivery.state,
         wave: shown.wave,
         waves: shown.waves,
         abort_reason: shown.abort_reason,
-        waiting,
+        waiting: progress.waiting,
     };
     watch.push(DeliveryEvent::State { state: standing });
     if delivery.state.is_final() {
@@ -667,8 +667,8 @@ pub async fn events(
 }
 
 struct Watch {
-    /// Events ready to send, with their ids.
-    pending: std::collections::VecDeque<(Arc<Published>, i64)>,
+    /// What is ready to send, oldest first.
+    pending: std::collections::VecDeque<Queued>,
     receiver: tokio::sync::broadcast::Receiver<Batch>,
     store: Store,
     delivery_id: String,
@@ -697,7 +697,24 @@ const FRAME_BYTES: usize = 64 * 1024;
 /// delivery costs a watcher ten writes a second however fast results come; a person watching
 /// sees them at most this much later.
 const FRAME_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-const KEEP_ALIVE: &str = ":\n\n";
+const KEEP_ALIVE: &[u8] = b":\n\n";
+
+/// Something ready to send on a stream.
+enum Queued {
+    /// One event with its id.
+    Event(Arc<Published>, i64),
+    /// A batch's shared SSE text (ids included).
+    Text(Bytes),
+}
+
+impl Queued {
+    fn len(&self) -> usize {
+        match self {
+            Queued::Event(published, _) => published.written_len(),
+            Queued::Text(text) => text.len(),
+        }
+    }
+}
 
 fn credential_checks() -> tokio::time::Interval {
     let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_CREDENTIAL, RECHECK_CREDENTIAL);
@@ -708,7 +725,7 @@ fn credential_checks() -> tokio::time::Interval {
 impl Watch {
     fn push(&mut self, event: DeliveryEvent) {
         let id = self.sent;
-        self.pending.push_back((Arc::new(Published::from(event)), id));
+        self.pending.push_back(Queued::Event(Arc::new(Published::from(event)), id));
     }
 
     /// Queues, from the store, every result numbered after the last one sent (up to `until`).
@@ -723,7 +740,7 @@ impl Watch {
             for target in &page {
                 self.sent = target.result_seq;
                 let event = DeliveryEvent::Target { target: crate::engine::hub::stored_event(target) };
-                self.pending.push_back((Arc::new(Published::from(event)), target.result_seq));
+                self.pending.push_back(Queued::Event(Arc::new(Published::from(event)), target.result_seq));
             }
             if (page.len() as i64) < CATCH_UP_PAGE {
                 return Ok(());
@@ -751,7 +768,7 @@ impl Watch {
     /// one and for [`FRAME_EVERY`] since the last frame; a keep-alive comment after a quiet check;
     /// `None` when the stream ends. Writing what is ready as one frame costs a watcher one write
     /// per tenth of a second, not one per result or per batch of results.
-    async fn next_frame(&mut self) -> Option<String> {
+    async fn next_frame(&mut self) -> Option<Bytes> {
         while self.pending.is_empty() && !self.done {
             let received = tokio::select! {
                 received = self.receiver.recv() => received,
@@ -760,7 +777,7 @@ impl Watch {
                         return None;
                     }
                     if std::mem::replace(&mut self.quiet, true) {
-                        return Some(KEEP_ALIVE.to_owned());
+                        return Some(Bytes::from_static(KEEP_ALIVE));
                     }
                     continue;
                 }
@@ -793,21 +810,43 @@ impl Watch {
         Ok(())
     }
 
-    /// Pending events, oldest first, as SSE text.
-    fn frame(&mut self) -> String {
-        let mut frame = String::new();
-        while frame.len() < FRAME_BYTES
-            && let Some((published, id)) = self.pending.pop_front()
-        {
-            published.write_to(&mut frame, id);
+    /// Pending events, oldest first, as SSE text: up to about [`FRAME_BYTES`], in one allocation,
+    /// and a batch's shared text that makes the frame alone without a copy.
+    fn frame(&mut self) -> Bytes {
+        let (mut taken, mut size) = (0, 0);
+        for queued in &self.pending {
+            if size >= FRAME_BYTES {
+                break;
+            }
+            (taken, size) = (taken + 1, size + queued.len());
         }
-        frame
+        if taken == 1
+            && let Some(Queued::Text(text)) = self.pending.front()
+        {
+            let text = text.clone();
+            self.pending.pop_front();
+            return text;
+        }
+        let mut frame = Vec::with_capacity(size);
+        for queued in self.pending.drain(..taken) {
+            match queued {
+                Queued::Event(published, id) => published.write_to(&mut frame, id),
+                Queued::Text(text) => frame.extend_from_slice(&text),
+            }
+        }
+        Bytes::from(frame)
     }
 
     async fn receive(&mut self, received: Result<Batch, RecvError>) -> Result<(), store::StoreError> {
         match received {
             Ok(batch) => {
-                for published in batch.iter() {
+                // In step with the publisher: the batch's text, shared with every such watcher.
+                if let Some(text) = batch.text.as_ref().filter(|text| !self.done && text.follows == self.sent) {
+                    self.sent = text.last;
+                    self.pending.push_back(Queued::Text(text.bytes.clone()));
+                    return Ok(());
+                }
+                for published in batch.events.iter() {
                     if self.done {
                         break;
                     }
@@ -839,7 +878,7 @@ impl Watch {
             DeliveryEvent::Target { target } if target.seq <= self.sent => Ok(()),
             DeliveryEvent::Target { target } if target.seq == self.sent + 1 => {
                 self.sent = target.seq;
-                self.pending.push_back((Arc::clone(&published), target.seq));
+                self.pending.push_back(Queued::Event(Arc::clone(&published), target.seq));
                 Ok(())
             }
             DeliveryEvent::Target { .. } => self.catch_up(None).await,
@@ -847,7 +886,7 @@ impl Watch {
             | DeliveryEvent::Rollout { .. }
             | DeliveryEvent::State { .. }
             | DeliveryEvent::Waiting { .. } => {
-                self.pending.push_back((published, self.sent));
+                self.pending.push_back(Queued::Event(published, self.sent));
                 Ok(())
             }
             DeliveryEvent::Final { state, counts } => {
