@@ -639,7 +639,6 @@ pub async fn events(
         recheck: credential_checks(),
         quiet: false,
         next_due: None,
-        burst: 0,
         guard: ClientGuard::new(Arc::clone(&state.metrics)),
     };
     if resume_after.is_some() {
@@ -658,13 +657,13 @@ pub async fn events(
     if delivery.state.is_final() {
         watch.finish(delivery.state).await?;
     }
-    let chunks = futures::stream::unfold(watch, |mut watch| async move {
-        let chunk = watch.next_chunk().await?;
-        Some((Ok::<_, Infallible>(chunk), watch))
+    let frames = futures::stream::unfold(watch, |mut watch| async move {
+        let frame = watch.next_frame().await?;
+        Some((Ok::<_, Infallible>(frame), watch))
     });
     let headers =
         [(axum::http::header::CONTENT_TYPE, "text/event-stream"), (axum::http::header::CACHE_CONTROL, "no-cache")];
-    Ok((headers, axum::body::Body::from_stream(chunks)))
+    Ok((headers, axum::body::Body::from_stream(frames)))
 }
 
 struct Watch {
@@ -681,10 +680,8 @@ struct Watch {
     recheck: tokio::time::Interval,
     /// Nothing was sent since the last credential check: the next one sends a keep-alive.
     quiet: bool,
-    /// When the next burst may begin: [`FRAME_EVERY`] after the last one began.
+    /// When the next frame may go: [`FRAME_EVERY`] after the last one, unless that one was full.
     next_due: Option<tokio::time::Instant>,
-    /// How many of the pending items belong to the burst being written.
-    burst: usize,
     guard: ClientGuard,
 }
 
@@ -693,13 +690,10 @@ struct Watch {
 const RECHECK_CREDENTIAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Results read from the store per catch-up query.
 const CATCH_UP_PAGE: i64 = 1000;
-/// Events sent one by one (a catch-up, a watcher out of step) are joined into chunks of about
-/// this size. Under 64 KiB: glibc's `free` of a block that size or larger merges all its small
-/// free blocks at once (`malloc_consolidate`), which a hundred watchers made a tenth of the
-/// server's work.
-const CHUNK_BYTES: usize = 32 * 1024;
-/// At most one burst per this interval while events keep coming: what arrives meanwhile joins
-/// the next burst. Each burst costs the server a write and each watcher a wake-up, so a busy
+/// A frame (one write to the client) holds the events ready up to about this size.
+const FRAME_BYTES: usize = 64 * 1024;
+/// At most one frame per this interval while events keep coming: what arrives meanwhile joins
+/// the next frame. Each frame costs the server a write and each watcher a wake-up, so a busy
 /// delivery costs a watcher ten writes a second however fast results come; a person watching
 /// sees them at most this much later.
 const FRAME_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
@@ -711,6 +705,15 @@ enum Queued {
     Event(Arc<Published>, i64),
     /// A batch's shared SSE text (ids included).
     Text(Bytes),
+}
+
+impl Queued {
+    fn len(&self) -> usize {
+        match self {
+            Queued::Event(published, _) => published.written_len(),
+            Queued::Text(text) => text.len(),
+        }
+    }
 }
 
 fn credential_checks() -> tokio::time::Interval {
@@ -761,44 +764,41 @@ impl Watch {
         Ok(())
     }
 
-    /// The next chunk of the body. What is ready when a burst begins goes as one burst: a batch's
-    /// shared text as it is, events in a row joined up to [`CHUNK_BYTES`]; hyper writes the chunks
-    /// of a burst together. A burst begins after waiting for something to send and for
-    /// [`FRAME_EVERY`] since the last one began. Also a keep-alive comment after a quiet check, and
-    /// `None` when the stream ends. A watcher costs one write and one wake-up per tenth of a second,
-    /// however fast results come, and no copy of a batch's text.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        if self.burst == 0 {
-            while self.pending.is_empty() && !self.done {
-                let received = tokio::select! {
-                    received = self.receiver.recv() => received,
-                    _ = self.recheck.tick() => {
-                        if !matches!(self.store.user_by_token(&self.credential).await, Ok(Some(_))) {
-                            return None;
-                        }
-                        if std::mem::replace(&mut self.quiet, true) {
-                            return Some(Bytes::from_static(KEEP_ALIVE));
-                        }
-                        continue;
+    /// The next write to the client: every event ready (up to `FRAME_BYTES`), after waiting for
+    /// one and for [`FRAME_EVERY`] since the last frame; a keep-alive comment after a quiet check;
+    /// `None` when the stream ends. Writing what is ready as one frame costs a watcher one write
+    /// per tenth of a second, not one per result or per batch of results.
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        while self.pending.is_empty() && !self.done {
+            let received = tokio::select! {
+                received = self.receiver.recv() => received,
+                _ = self.recheck.tick() => {
+                    if !matches!(self.store.user_by_token(&self.credential).await, Ok(Some(_))) {
+                        return None;
                     }
-                };
-                self.receive(received).await.ok()?;
-            }
-            if self.pending.is_empty() {
-                return None;
-            }
-            if let Some(due) = self.next_due.filter(|_| !self.done) {
-                tokio::time::sleep_until(due).await;
-            }
-            self.receive_ready().await.ok()?;
-            self.quiet = false;
-            self.burst = self.pending.len();
-            self.next_due = Some(tokio::time::Instant::now() + FRAME_EVERY);
+                    if std::mem::replace(&mut self.quiet, true) {
+                        return Some(Bytes::from_static(KEEP_ALIVE));
+                    }
+                    continue;
+                }
+            };
+            self.receive(received).await.ok()?;
         }
-        Some(self.chunk())
+        if self.pending.is_empty() {
+            return None;
+        }
+        if let Some(due) = self.next_due.filter(|_| !self.done) {
+            tokio::time::sleep_until(due).await;
+        }
+        self.receive_ready().await.ok()?;
+        self.quiet = false;
+        let frame = self.frame();
+        // A full frame left events behind (a catch-up, a watcher behind): they go at once.
+        self.next_due = self.pending.is_empty().then(|| tokio::time::Instant::now() + FRAME_EVERY);
+        Some(frame)
     }
 
-    /// Takes every batch already published, so it joins the burst being made.
+    /// Takes every batch already published, so it joins the frame being made.
     async fn receive_ready(&mut self) -> Result<(), store::StoreError> {
         while !self.done {
             match self.receiver.try_recv() {
@@ -810,32 +810,31 @@ impl Watch {
         Ok(())
     }
 
-    /// The next chunk of the burst: a batch's shared text without a copy, or the events in a row
-    /// up to about [`CHUNK_BYTES`] in one allocation.
-    fn chunk(&mut self) -> Bytes {
-        if let Some(Queued::Text(text)) = self.pending.front() {
+    /// Pending events, oldest first, as SSE text: up to about [`FRAME_BYTES`], in one allocation,
+    /// and a batch's shared text that makes the frame alone without a copy.
+    fn frame(&mut self) -> Bytes {
+        let (mut taken, mut size) = (0, 0);
+        for queued in &self.pending {
+            if size >= FRAME_BYTES {
+                break;
+            }
+            (taken, size) = (taken + 1, size + queued.len());
+        }
+        if taken == 1
+            && let Some(Queued::Text(text)) = self.pending.front()
+        {
             let text = text.clone();
             self.pending.pop_front();
-            self.burst -= 1;
             return text;
         }
-        let (mut count, mut size) = (0, 0);
-        for queued in self.pending.iter().take(self.burst) {
+        let mut frame = Vec::with_capacity(size);
+        for queued in self.pending.drain(..taken) {
             match queued {
-                Queued::Event(published, _) if size < CHUNK_BYTES => {
-                    (count, size) = (count + 1, size + published.written_len())
-                }
-                _ => break,
+                Queued::Event(published, id) => published.write_to(&mut frame, id),
+                Queued::Text(text) => frame.extend_from_slice(&text),
             }
         }
-        let mut chunk = Vec::with_capacity(size);
-        for queued in self.pending.drain(..count) {
-            if let Queued::Event(published, id) = queued {
-                published.write_to(&mut chunk, id);
-            }
-        }
-        self.burst -= count;
-        Bytes::from(chunk)
+        Bytes::from(frame)
     }
 
     async fn receive(&mut self, received: Result<Batch, RecvError>) -> Result<(), store::StoreError> {
