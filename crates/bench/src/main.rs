@@ -961,9 +961,11 @@ async fn delivery_on(
     let registration_peak_rss_mib = peak_rss_mib(server.child.id());
     let requests_before = edge_requests(&sim);
     let sim_cpu_before = cpu_seconds(std::process::id());
+    let database_cpu_before = postgres_cpu_seconds();
     eprintln!("N={n}: {} services registered; delivering", sim.manifest.len());
     let Timed { accepted_seconds, seconds, finished } = session.deliver(&project, body).await?;
     let sim_cpu_seconds = cpu_seconds(std::process::id()) - sim_cpu_before;
+    let database_cpu_seconds = postgres_cpu_seconds() - database_cpu_before;
     let requests = edge_requests(&sim).saturating_sub(requests_before);
     let result = json!({
         "seconds": seconds,
@@ -978,9 +980,23 @@ async fn delivery_on(
         "edge_requests_per_target": requests as f64 / f64::from(n),
         "simulator_cpu_seconds": sim_cpu_seconds,
         "database_growth_bytes": on_sqlite.then(|| dir_size(data.path()).saturating_sub(db_before)),
+        // PostgreSQL's processes share the two cores with the server and the simulator.
+        "database_cpu_seconds": (!on_sqlite).then_some(database_cpu_seconds),
     });
     sim.abort();
     Ok(result)
+}
+
+/// The CPU time of every `postgres` process on this machine so far (whatever else uses the
+/// server is counted too; the bench's runs are alone on it).
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(processes) = std::fs::read_dir("/proc") else { return 0.0 };
+    processes
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|name| name.trim() == "postgres"))
+        .map(cpu_seconds)
+        .sum()
 }
 
 /// Every request the simulator's instances have answered so far.
