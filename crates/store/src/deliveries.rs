@@ -20,6 +20,21 @@ use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms, p
 /// The rows of a batch update match their targets by claim: the same delivery, edge and attempt,
 /// still running (a result or snapshot of a claim another worker took over matches nothing).
 /// On SQLite the rows come from `jsonb_each` (see `create_delivery` for why not `json_each`).
+/// A delivery's progress in one statement (`Store::delivery_progress`); `$waiting_index` names
+/// the index of waiting targets where a backend must be told to use it.
+macro_rules! progress_sql {
+    ($waiting_index:literal) => {
+        concat!(
+            "SELECT d.results_written AS last_result, t.status AS status, COUNT(t.status) AS n,",
+            " (SELECT COUNT(*) FROM delivery_targets w",
+            $waiting_index,
+            "  WHERE w.delivery_id = d.id AND w.status = 'pending' AND w.not_before IS NOT NULL) AS waiting",
+            " FROM deliveries d LEFT JOIN delivery_targets t ON t.delivery_id = d.id",
+            " WHERE d.id = $1 GROUP BY d.id, d.results_written, t.status",
+        )
+    };
+}
+
 macro_rules! sqlite_batch_match {
     () => {
         " WHERE delivery_targets.delivery_id = r.value ->> 'delivery_id' AND delivery_targets.edge_id = r.value ->> 'edge_id'
@@ -652,20 +667,8 @@ impl Store {
         // not a column outside it), the waiting targets from their partial index. SQLite's planner
         // prefers the status index for the waiting count unless told (it knows no index sizes).
         let sql = match self.backend {
-            Backend::Sqlite => concat!(
-                "SELECT d.results_written AS last_result, t.status AS status, COUNT(t.status) AS n,",
-                " (SELECT COUNT(*) FROM delivery_targets w INDEXED BY delivery_targets_waiting_in_delivery",
-                "  WHERE w.delivery_id = d.id AND w.status = 'pending' AND w.not_before IS NOT NULL) AS waiting",
-                " FROM deliveries d LEFT JOIN delivery_targets t ON t.delivery_id = d.id",
-                " WHERE d.id = $1 GROUP BY d.id, d.results_written, t.status",
-            ),
-            Backend::Postgres => concat!(
-                "SELECT d.results_written AS last_result, t.status AS status, COUNT(t.status) AS n,",
-                " (SELECT COUNT(*) FROM delivery_targets w",
-                "  WHERE w.delivery_id = d.id AND w.status = 'pending' AND w.not_before IS NOT NULL) AS waiting",
-                " FROM deliveries d LEFT JOIN delivery_targets t ON t.delivery_id = d.id",
-                " WHERE d.id = $1 GROUP BY d.id, d.results_written, t.status",
-            ),
+            Backend::Sqlite => progress_sql!(" INDEXED BY delivery_targets_waiting_in_delivery"),
+            Backend::Postgres => progress_sql!(""),
         };
         let rows = sqlx::query(sql).bind(delivery_id).fetch_all(&self.read).await?;
         let mut progress = Progress { counts: Counts::default(), last_result: 0, waiting: 0 };

@@ -71,13 +71,11 @@ pub async fn probe_page(state: &AppState, page: Vec<ProbeTarget>) -> store::Resu
     let mut results = futures::stream::iter(page)
         .map(|target| async move { (target.id.clone(), probe(state, &target).await) })
         .buffer_unordered(CONCURRENCY)
-        .ready_chunks(64);
-    while let Some(batch) = results.next().await {
         // A transaction holds SQLite's one writer: a first probe sets each version, which rewrites
         // the service in the search index, and 64 of them held it for up to 0.47 s.
-        for chunk in batch.chunks(PROBES_PER_WRITE) {
-            state.store.record_probes(chunk).await?;
-        }
+        .ready_chunks(PROBES_PER_WRITE);
+    while let Some(batch) = results.next().await {
+        state.store.record_probes(&batch).await?;
     }
     Ok(())
 }
