@@ -142,21 +142,36 @@ fn verify_phc(password: &str, stored: &str) -> Option<bool> {
     Some(equal_in_constant_time(&out, expected.as_bytes()))
 }
 
+thread_local! {
+    /// This thread's Argon2 memory: see [`with_memory`].
+    static HASH_MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Runs `work` with this thread's Argon2 memory, grown to `blocks` if needed. Hashing runs on a
-/// few threads of its own (`passwords.rs`), so the memory is as many blocks of 19 MiB, made once:
-/// allocating 19 MiB per hash left the freed blocks scattered over the allocator's arenas (60
-/// sequential hashes held 600 MiB).
+/// few threads of its own (`passwords.rs`), so the memory is as many blocks of 19 MiB, used again
+/// through a burst of sign-ins: allocating 19 MiB per hash left the freed blocks scattered over
+/// the allocator's arenas (60 sequential hashes held 600 MiB).
 fn with_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
-    thread_local! {
-        static MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    MEMORY.with(|memory| {
+    HASH_MEMORY.with(|memory| {
         let mut memory = memory.borrow_mut();
         if memory.len() < blocks {
             memory.resize(blocks, Block::default());
         }
         work(&mut memory[..blocks])
     })
+}
+
+/// Gives this thread's Argon2 memory back, once no sign-in is waiting to use it. Under the
+/// server's allocator settings (ADR 13) a block this large is mapped on its own, so freeing it
+/// returns it to the system at once.
+pub fn release_hash_memory() {
+    HASH_MEMORY.with(|memory| drop(std::mem::take(&mut *memory.borrow_mut())));
+}
+
+/// Argon2 blocks this thread holds (for tests).
+#[cfg(test)]
+fn held_hash_blocks() -> usize {
+    HASH_MEMORY.with(|memory| memory.borrow().len())
 }
 
 #[cfg(test)]
@@ -186,5 +201,20 @@ mod tests {
         assert!(!verify_password("not it", Some(&earlier)));
         assert!(!verify_password("wrong", Some(&hash)));
         assert!(!verify_password("correct horse", None));
+    }
+
+    /// The 19 MiB a hash works in stays with the thread for the next hash until it is given back,
+    /// and hashing after that grows it again.
+    #[test]
+    fn hash_memory_is_kept_until_released() {
+        let hash = hash_password("correct horse").expect("hash");
+        let blocks = Params::default().block_count();
+        assert_eq!(held_hash_blocks(), blocks);
+        assert!(verify_password("correct horse", Some(&hash)));
+        assert_eq!(held_hash_blocks(), blocks);
+        release_hash_memory();
+        assert_eq!(held_hash_blocks(), 0);
+        assert!(verify_password("correct horse", Some(&hash)));
+        assert_eq!(held_hash_blocks(), blocks);
     }
 }

@@ -17,12 +17,27 @@ use crate::error::{ApiError, ErrorCode};
 
 pub struct Passwords {
     slots: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    backlog: Arc<Backlog>,
     queue: usize,
     jobs: std::sync::mpsc::Sender<Job>,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Sign-ins that will hash soon: while there are any, a hashing thread keeps its memory.
+#[derive(Default)]
+struct Backlog {
+    /// Waiting for a slot.
+    waiting: AtomicUsize,
+    /// Holding a slot, sent to the threads and not yet taken by one.
+    queued: AtomicUsize,
+}
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) == 0 && self.queued.load(Ordering::SeqCst) == 0
+    }
+}
 
 /// Longest a sign-in waits for a hashing slot before it is told to come back.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -35,15 +50,20 @@ impl Passwords {
         let slots = slots.max(1);
         let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
         let inbox = Arc::new(std::sync::Mutex::new(inbox));
+        let backlog = Arc::new(Backlog::default());
         for k in 0..slots {
-            let inbox = Arc::clone(&inbox);
+            let (inbox, backlog) = (Arc::clone(&inbox), Arc::clone(&backlog));
             let spawned = std::thread::Builder::new().name(format!("password-hash-{k}")).spawn(move || {
                 loop {
                     // The lock is held only to take the next job, not while hashing.
                     let job = inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return, // the server is gone
+                    let Ok(job) = job else {
+                        return; // the server is gone
+                    };
+                    backlog.queued.fetch_sub(1, Ordering::SeqCst);
+                    job();
+                    if backlog.is_empty() {
+                        crypto::release_hash_memory();
                     }
                 }
             });
@@ -51,7 +71,7 @@ impl Passwords {
                 tracing::error!(error = %err, "cannot start a password-hashing thread");
             }
         }
-        Passwords { slots: Arc::new(Semaphore::new(slots)), waiting: AtomicUsize::new(0), queue, jobs }
+        Passwords { slots: Arc::new(Semaphore::new(slots)), backlog, queue, jobs }
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
@@ -70,7 +90,7 @@ impl Passwords {
         let permit = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                let waiting = WaitingGuard::enter(&self.waiting);
+                let waiting = WaitingGuard::enter(&self.backlog.waiting);
                 if waiting.count > self.queue {
                     return Err(busy());
                 }
@@ -86,6 +106,7 @@ impl Passwords {
             let _permit = permit;
             let _ = done.send(work());
         });
+        self.backlog.queued.fetch_add(1, Ordering::SeqCst);
         self.jobs.send(job).map_err(|_| ApiError::internal("the password-hashing threads are gone"))?;
         result.await.map_err(|_| ApiError::internal("a password-hashing thread stopped"))
     }
@@ -160,7 +181,7 @@ mod tests {
             let passwords = Arc::clone(&passwords);
             tokio::spawn(async move { passwords.run(|| 7).await })
         };
-        while passwords.waiting.load(Ordering::SeqCst) == 0 {
+        while passwords.backlog.waiting.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
         let refused = passwords.run(|| 8).await.expect_err("queue full");

@@ -210,8 +210,9 @@ pub async fn import(
     };
     let created_edges = importing.await.map_err(|e| ApiError::internal(format!("the import stopped: {e}")))??;
     probe_in_background(&state, &created_edges);
-    // Serialized from the typed list: a JSON tree of 100,000 services first would take hundreds of MiB.
-    Ok((StatusCode::CREATED, Json(views::list(&created_edges, created_edges.len() as i64, views::edge))))
+    // Serialized a piece at a time as the client reads it: see `views::streamed_list`.
+    let body = axum::body::Body::from_stream(views::streamed_list(created_edges, views::edge));
+    Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], body))
 }
 
 /// Rows whose name a service of the project already has (found before anything is stored, so every
