@@ -161,7 +161,7 @@ fn with_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
     })
 }
 
-/// Gives this thread's Argon2 memory back, once no sign-in is waiting to use it. Under the
+/// Gives this thread's Argon2 memory back, once no sign-in has come for a while. Under the
 /// server's allocator settings (ADR 13) a block this large is mapped on its own, so freeing it
 /// returns it to the system at once.
 pub fn release_hash_memory() {
