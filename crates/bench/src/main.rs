@@ -1055,6 +1055,11 @@ async fn import_beside_writers(args: &Args, n: u32) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_secs(10)).await;
     importing.store(false, std::sync::atomic::Ordering::Release);
     let (all, failures) = writes.await??;
+    // The same writes as the server timed them (until its answer began), over the whole run: what
+    // the client measured beyond these was spent outside the server (the bench process, which
+    // also runs the simulator answering the probes, shares the two cores).
+    let metrics = session.api.http().get(session.api.url("/metrics")).send().await?.text().await?;
+    let in_server = template_writes_by_bucket(&metrics);
     let (mut during, mut after) =
         (all[..writes_during_import.min(all.len())].to_vec(), all[writes_during_import.min(all.len())..].to_vec());
     during.sort_by(|a, b| a.total_cmp(b));
@@ -1071,9 +1076,24 @@ async fn import_beside_writers(args: &Args, n: u32) -> anyhow::Result<Value> {
         "write_p99_ms_while_probing_and_tidying": percentile(&after, 0.99),
         "write_max_ms_while_probing_and_tidying": after.last().copied().unwrap_or(0.0),
         "write_failures": failures,
+        "server_side_writes_by_bucket": in_server,
         "server_peak_rss_after_import_mib": peak_rss_after_import,
         "server_peak_rss_after_probes_mib": peak_rss_mib(server.child.id()),
     }))
+}
+
+/// Template creations the server answered within each bucket of its request-duration histogram
+/// (`le` in seconds, cumulative), read from its `/metrics` text.
+fn template_writes_by_bucket(metrics: &str) -> Value {
+    let prefix = r#"edgefleet_http_request_duration_seconds_bucket{method="POST",route="/api/v1/projects/{project_id}/templates",le=""#;
+    let buckets: serde_json::Map<String, Value> = metrics
+        .lines()
+        .filter_map(|line| {
+            let (le, count) = line.strip_prefix(prefix)?.split_once("\"} ")?;
+            Some((le.to_owned(), json!(count.trim().parse::<u64>().ok()?)))
+        })
+        .collect();
+    Value::Object(buckets)
 }
 
 /// The instruction count of a delivery, and of the same delivery with watchers when asked.
