@@ -329,3 +329,55 @@ async fn an_import_abandoned_half_way_is_removed_by_the_sweep() {
         assert_eq!(removal.actor_name, "edgefleet");
     }
 }
+
+/// The free-text search follows every change to what it indexes: a version the first probe finds,
+/// a rename (the old name no longer matches), a removal. On SQLite the triggers tell the search
+/// index each removed row's old values, so a value they got wrong would leave a stale match here.
+#[tokio::test]
+async fn free_text_search_follows_versions_renames_and_removals() {
+    use domain::edge::EdgeStatus;
+    use store::ProbeResult;
+    for (store, _dir) in stores().await {
+        let project = plant_line(&store).await;
+        let edges: Vec<NewEdge> = ["press-01", "press-02", "oven-01"]
+            .iter()
+            .enumerate()
+            .map(|(k, name)| NewEdge {
+                name: (*name).into(),
+                endpoint: format!("http://10.0.0.{}:7081", k + 1),
+                tags: vec!["hall-a".into()],
+                ..NewEdge::default()
+            })
+            .collect();
+        let entry = AuditEntry::new(domain::audit::AuditAction::EdgeServiceCreate);
+        let created = store.insert_edges(&project.id, &edges, &entry).await.expect("insert");
+        let probed = ProbeResult {
+            version: Some("3.6.1".into()),
+            status: EdgeStatus::Online,
+            reason: String::new(),
+            started_at: store::now_ms(),
+        };
+        store.record_probe(&created[0].id, &probed).await.expect("probe");
+        let mut renamed = store.get_edge(&project.id, &created[1].id).await.expect("get");
+        renamed.name = "stamp-02".into();
+        let entry = AuditEntry::new(domain::audit::AuditAction::EdgeServiceUpdate);
+        store.update_edge(&renamed, &entry).await.expect("rename");
+        let entry = AuditEntry::new(domain::audit::AuditAction::EdgeServiceDelete);
+        store.delete_edge(&project.id, &created[2].id, &entry).await.expect("delete");
+        let cases: [(&str, &[&str]); 6] = [
+            ("3.6.1", &["press-01"]),
+            ("press", &["press-01"]),
+            ("stamp", &["stamp-02"]),
+            ("press-02", &[]),
+            ("oven", &[]),
+            ("hall-a", &["press-01", "stamp-02"]),
+        ];
+        for (query, expected) in cases {
+            let filter = EdgeFilter { q: Some(query.into()), ..EdgeFilter::default() };
+            let (items, total) = store.list_edges(&project.id, &filter, 50, 0).await.expect("list");
+            let mut names: Vec<&str> = items.iter().map(|e| e.name.as_str()).collect();
+            names.sort_unstable();
+            assert_eq!((names.as_slice(), total.n), (expected, expected.len() as i64), "q={query}");
+        }
+    }
+}
