@@ -133,7 +133,7 @@ async fn import_is_all_or_nothing() {
     assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 2, "nothing from the refused imports was stored");
 }
 
-/// More rows than one transaction takes (200): `n` services named `{prefix}-{i}`, with `last` as
+/// More rows than one transaction takes (`store::IMPORT_CHUNK`): `n` services named `{prefix}-{i}`, with `last` as
 /// the final row.
 fn bulk_rows(prefix: &str, n: usize, last: Value) -> Value {
     let mut rows: Vec<Value> =
@@ -180,16 +180,17 @@ async fn an_import_that_fails_after_its_first_chunks_removes_them_again() {
     let taken =
         app.post(&app.p("/edge-services"), json!({"name": "agent-gw", "transport": "agent", "agent_id": "ag-1"})).await;
     assert_eq!(taken.status, 201, "{}", taken.text);
-    // Agent ids are unique across the server and checked when the row is stored, so the third
-    // chunk fails after two have been committed.
+    // Agent ids are unique across the server and checked when the row is stored, so the last
+    // chunk fails after the ones before it have been committed.
     let rows = bulk_rows("bulk", 450, json!({"name": "late", "transport": "agent", "agent_id": "ag-1"}));
+    let committed = 449 / store::IMPORT_CHUNK * store::IMPORT_CHUNK;
     let failed = app.post(&app.p("/edge-services/import"), rows).await;
     assert_eq!((failed.status, code(&failed)), (409, "agent_id_taken"), "{}", failed.text);
     assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 1, "the committed chunks were removed");
     let undone = app.get("/api/v1/audit?action=edge_service.import&limit=5").await;
     let record = undone.body["items"].as_array().and_then(|items| items.iter().find(|e| e["outcome"] == "failure"));
     let record = record.unwrap_or_else(|| panic!("a failure record: {}", undone.text));
-    assert_eq!(record["details"]["removed"], 400, "{}", undone.text);
+    assert_eq!(record["details"]["removed"], committed, "{}", undone.text);
     let again = app
         .post(
             &app.p("/edge-services/import"),

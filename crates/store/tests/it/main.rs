@@ -308,11 +308,12 @@ async fn an_import_abandoned_half_way_is_removed_by_the_sweep() {
         let audit = AuditEntry { project_id: project.id.clone(), ..AuditEntry::new(AuditAction::EdgeServiceImport) };
         store::testing::import_that_dies_after_one_chunk(&store, &project.id, &edges, &audit).await.expect("chunk");
         let all = EdgeFilter::default();
-        assert_eq!(store.list_edges(&project.id, &all, 10, 0).await.expect("list").1.n, 200, "one chunk stored");
+        let one_chunk = store::IMPORT_CHUNK as i64;
+        assert_eq!(store.list_edges(&project.id, &all, 10, 0).await.expect("list").1.n, one_chunk, "one chunk stored");
 
         let a_minute_ago = store::now_ms() - 60_000;
         assert_eq!(store.remove_abandoned_imports(a_minute_ago).await.expect("sweep"), 0, "still beating");
-        assert_eq!(store.list_edges(&project.id, &all, 10, 0).await.expect("list").1.n, 200);
+        assert_eq!(store.list_edges(&project.id, &all, 10, 0).await.expect("list").1.n, one_chunk);
 
         let later = store::now_ms() + 1;
         assert_eq!(store.remove_abandoned_imports(later).await.expect("sweep"), 1);
@@ -325,7 +326,7 @@ async fn an_import_abandoned_half_way_is_removed_by_the_sweep() {
         };
         let (records, _) = store.list_audit(&query).await.expect("audit");
         let removal = records.iter().find(|r| r.outcome == domain::access::Outcome::Failure).expect("a removal record");
-        assert_eq!(removal.details["removed"], 200, "{removal:?}");
+        assert_eq!(removal.details["removed"], one_chunk, "{removal:?}");
         assert_eq!(removal.actor_name, "edgefleet");
     }
 }
