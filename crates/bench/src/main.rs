@@ -417,6 +417,11 @@ impl Session {
         Ok(self.api.get(path).await?)
     }
 
+    /// The server's Prometheus text (`GET /metrics`).
+    async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self.api.http().get(self.api.url("/metrics")).send().await?.text().await?)
+    }
+
     async fn project(&self) -> anyhow::Result<String> {
         let org = self.post("/api/v1/orgs", json!({"name": "bench"})).await?;
         let project = self
@@ -564,7 +569,7 @@ async fn followed_delivery(args: &Args, n: u32, watchers: u32) -> anyhow::Result
     let seconds = started.elapsed().as_secs_f64();
     let server_cpu_seconds = cpu_seconds(server.child.id()) - cpu_before;
     let bench_cpu_seconds = cpu_seconds(std::process::id()) - bench_cpu_before;
-    let metrics = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
+    let metrics = session.metrics().await?;
     let catch_ups =
         metrics.lines().find_map(|l| l.strip_prefix("edgefleet_sse_catch_ups_total ")).unwrap_or("?").to_owned();
     let result = json!({
@@ -892,7 +897,7 @@ async fn drift_round(args: &Args, n: u32) -> anyhow::Result<Value> {
         text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
     };
     let rounds = || async {
-        let text = session.api.http().get(session.api.url("/metrics")).send().await?.text().await?;
+        let text = session.metrics().await?;
         anyhow::Ok((metric(&text, "edgefleet_drift_rounds_total "), text))
     };
     // A round under way now may have read some edges before the changes: the measured round is
@@ -1058,8 +1063,7 @@ async fn import_beside_writers(args: &Args, n: u32) -> anyhow::Result<Value> {
     // The same writes as the server timed them (until its answer began), over the whole run: what
     // the client measured beyond these was spent outside the server (the bench process, which
     // also runs the simulator answering the probes, shares the two cores).
-    let metrics = session.api.http().get(session.api.url("/metrics")).send().await?.text().await?;
-    let in_server = template_writes_by_bucket(&metrics);
+    let in_server = template_writes_by_bucket(&session.metrics().await?);
     let (mut during, mut after) =
         (all[..writes_during_import.min(all.len())].to_vec(), all[writes_during_import.min(all.len())..].to_vec());
     during.sort_by(|a, b| a.total_cmp(b));

@@ -17,9 +17,6 @@ use crate::audit::{self, AuditEntry};
 use crate::edges::EdgeAuthRow;
 use crate::{Backend, Result, Store, StoreError, json_list, json_value, now_ms, parsed};
 
-/// The rows of a batch update match their targets by claim: the same delivery, edge and attempt,
-/// still running (a result or snapshot of a claim another worker took over matches nothing).
-/// On SQLite the rows come from `jsonb_each` (see `create_delivery` for why not `json_each`).
 /// A delivery's progress in one statement (`Store::delivery_progress`); `$waiting_index` names
 /// the index of waiting targets where a backend must be told to use it.
 macro_rules! progress_sql {
@@ -35,6 +32,9 @@ macro_rules! progress_sql {
     };
 }
 
+/// The rows of a batch update match their targets by claim: the same delivery, edge and attempt,
+/// still running (a result or snapshot of a claim another worker took over matches nothing).
+/// On SQLite the rows come from `jsonb_each` (see `create_delivery` for why not `json_each`).
 macro_rules! sqlite_batch_match {
     () => {
         " WHERE delivery_targets.delivery_id = r.value ->> 'delivery_id' AND delivery_targets.edge_id = r.value ->> 'edge_id'

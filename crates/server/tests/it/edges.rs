@@ -133,8 +133,8 @@ async fn import_is_all_or_nothing() {
     assert_eq!(app.get(&app.p("/edge-services")).await.body["total"], 2, "nothing from the refused imports was stored");
 }
 
-/// More rows than one transaction takes (`store::IMPORT_CHUNK`): `n` services named `{prefix}-{i}`, with `last` as
-/// the final row.
+/// More rows than one transaction takes (`store::IMPORT_CHUNK`): `n` services named
+/// `{prefix}-{i}`, with `last` as the final row.
 fn bulk_rows(prefix: &str, n: usize, last: Value) -> Value {
     let mut rows: Vec<Value> =
         (1..n).map(|i| json!({"name": format!("{prefix}-{i}"), "endpoint": format!("http://10.1.{}.{}:8085", i / 250, i % 250)})).collect();
